@@ -1,0 +1,92 @@
+/// A dense, row-major `Float` tensor over one contiguous allocation.
+///
+/// A class, so that kernels can hold its pointer while writing and workspaces are reused without
+/// copy-on-write surprises. A tensor either owns its memory or is a view into another tensor's
+/// (`view(offset:shape:)`), which it keeps alive.
+public final class Tensor {
+  /// The sizes of the dimensions, outermost first.
+  public let shape: [Int]
+  /// The number of elements, the product of `shape`.
+  public let count: Int
+  /// The first element. Stable for the tensor's life.
+  public let pointer: UnsafeMutablePointer<Float>
+  private let base: Tensor?
+
+  /// A tensor of zeros.
+  public init(zeros shape: [Int]) {
+    precondition(shape.allSatisfy { $0 >= 0 }, "Tensor: negative dimension in \(shape)")
+    self.shape = shape
+    self.count = shape.reduce(1, *)
+    self.pointer = UnsafeMutablePointer<Float>.allocate(capacity: max(count, 1))
+    self.pointer.initialize(repeating: 0, count: max(count, 1))
+    self.base = nil
+  }
+
+  /// A tensor holding `values` (their count must match the shape).
+  public convenience init(shape: [Int], values: [Float]) {
+    self.init(zeros: shape)
+    precondition(values.count == count, "Tensor: \(values.count) values for shape \(shape)")
+    values.withUnsafeBufferPointer { pointer.update(from: $0.baseAddress!, count: count) }
+  }
+
+  private init(viewOf base: Tensor, offset: Int, shape: [Int]) {
+    self.shape = shape
+    self.count = shape.reduce(1, *)
+    precondition(offset >= 0 && offset + count <= base.count, "Tensor view out of range")
+    self.pointer = base.pointer + offset
+    self.base = base
+  }
+
+  deinit {
+    if base == nil { pointer.deallocate() }
+  }
+
+  /// A view of `count(shape)` elements starting at `offset`; writes go to this tensor.
+  public func view(offset: Int = 0, shape: [Int]) -> Tensor {
+    Tensor(viewOf: self, offset: offset, shape: shape)
+  }
+
+  public var buffer: UnsafeMutableBufferPointer<Float> {
+    UnsafeMutableBufferPointer(start: pointer, count: count)
+  }
+
+  /// A copy of the elements as an array (for tests and file output; not for hot loops).
+  public var array: [Float] { Array(buffer) }
+
+  public subscript(index: Int) -> Float {
+    get { pointer[index] }
+    set { pointer[index] = newValue }
+  }
+
+  public func fill(_ value: Float) {
+    pointer.update(repeating: value, count: count)
+  }
+
+  public func copy(from other: Tensor) {
+    precondition(other.count == count, "Tensor.copy: \(other.shape) into \(shape)")
+    pointer.update(from: other.pointer, count: count)
+  }
+
+  /// A new tensor with the same shape and elements.
+  public func clone() -> Tensor {
+    let result = Tensor(zeros: shape)
+    result.copy(from: self)
+    return result
+  }
+}
+
+/// A trainable tensor: its value, its gradient (same shape), and its name under SPEC §3
+/// relative to the layer that owns it (`weight`, `bias`, `weight_ih`, ...).
+public final class Parameter {
+  public var name: String
+  public let value: Tensor
+  public let grad: Tensor
+
+  public init(name: String, shape: [Int]) {
+    self.name = name
+    self.value = Tensor(zeros: shape)
+    self.grad = Tensor(zeros: shape)
+  }
+
+  public var shape: [Int] { value.shape }
+}

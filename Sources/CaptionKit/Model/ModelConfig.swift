@@ -1,0 +1,164 @@
+import Foundation
+
+/// The recurrent cell of the decoder (SPEC §3).
+public enum CellType: String, Codable, CaseIterable, Sendable {
+  case lstm, gru, rnn, peephole, coupled
+
+  /// Gate blocks per hidden unit: the rows of `weight_ih` are `gates · hidden`.
+  public var gates: Int {
+    switch self {
+    case .lstm, .peephole: return 4
+    case .gru, .coupled: return 3
+    case .rnn: return 1
+    }
+  }
+}
+
+/// Where the image vector enters the decoder (SPEC §3).
+public enum ImageInput: String, Codable, Sendable { case every, first }
+
+/// How the encoder turns its last feature map into a vector (SPEC §3).
+public enum PoolMode: String, Codable, Sendable { case avg, flatten }
+
+/// One entry of the encoder's layer list: a 3×3 conv with that many output channels, or a 2×2 max-pool.
+public enum EncoderLayer: Equatable, Sendable, Codable, CustomStringConvertible {
+  case conv(Int)
+  case maxPool
+
+  public init(from decoder: Decoder) throws {
+    let container = try decoder.singleValueContainer()
+    if let channels = try? container.decode(Int.self) {
+      guard channels > 0 else {
+        throw DecodingError.dataCorruptedError(
+          in: container, debugDescription: "conv channels must be positive")
+      }
+      self = .conv(channels)
+    } else if try container.decode(String.self) == "M" {
+      self = .maxPool
+    } else {
+      throw DecodingError.dataCorruptedError(
+        in: container, debugDescription: "a layer is a channel count or \"M\"")
+    }
+  }
+
+  public func encode(to encoder: Encoder) throws {
+    var container = encoder.singleValueContainer()
+    switch self {
+    case .conv(let channels): try container.encode(channels)
+    case .maxPool: try container.encode("M")
+    }
+  }
+
+  public var description: String {
+    switch self {
+    case .conv(let channels): return String(channels)
+    case .maxPool: return "M"
+    }
+  }
+
+  /// Parses `32,32,M,64` (the command-line form).
+  public static func parseList(_ text: String) -> [EncoderLayer]? {
+    var layers: [EncoderLayer] = []
+    for part in text.split(separator: ",") {
+      let item = part.trimmingCharacters(in: .whitespaces)
+      if item == "M" || item == "m" {
+        layers.append(.maxPool)
+      } else if let channels = Int(item), channels > 0 {
+        layers.append(.conv(channels))
+      } else {
+        return nil
+      }
+    }
+    return layers.isEmpty ? nil : layers
+  }
+}
+
+/// The model configuration stored in a model file's `config` metadata (SPEC §3).
+public struct ModelConfig: Codable, Equatable, Sendable {
+  public var imageSize: Int
+  public var layers: [EncoderLayer]
+  public var dv: Int
+  public var embed: Int
+  public var hidden: Int
+  public var cell: CellType
+  public var rnnLayers: Int
+  public var vocabSize: Int
+  public var imageInput: ImageInput
+  public var pool: PoolMode
+  /// Dropout probability on the decoder's embeddings and top hidden state (training only).
+  public var dropout: Float
+
+  enum CodingKeys: String, CodingKey {
+    case imageSize = "image_size"
+    case layers, dv, embed, hidden, cell
+    case rnnLayers = "rnn_layers"
+    case vocabSize = "vocab_size"
+    case imageInput = "image_input"
+    case pool, dropout
+  }
+
+  public init(
+    imageSize: Int = 64,
+    layers: [EncoderLayer] = [.conv(32), .conv(32), .maxPool, .conv(64), .conv(64), .maxPool],
+    dv: Int = 256, embed: Int = 256, hidden: Int = 512, cell: CellType = .lstm, rnnLayers: Int = 1,
+    vocabSize: Int, imageInput: ImageInput = .every, pool: PoolMode = .avg, dropout: Float = 0
+  ) {
+    self.imageSize = imageSize
+    self.layers = layers
+    self.dv = dv
+    self.embed = embed
+    self.hidden = hidden
+    self.cell = cell
+    self.rnnLayers = rnnLayers
+    self.vocabSize = vocabSize
+    self.imageInput = imageInput
+    self.pool = pool
+    self.dropout = dropout
+  }
+
+  public init(from decoder: Decoder) throws {
+    let c = try decoder.container(keyedBy: CodingKeys.self)
+    imageSize = try c.decode(Int.self, forKey: .imageSize)
+    layers = try c.decode([EncoderLayer].self, forKey: .layers)
+    dv = try c.decode(Int.self, forKey: .dv)
+    embed = try c.decode(Int.self, forKey: .embed)
+    hidden = try c.decode(Int.self, forKey: .hidden)
+    cell = try c.decode(CellType.self, forKey: .cell)
+    rnnLayers = try c.decode(Int.self, forKey: .rnnLayers)
+    vocabSize = try c.decode(Int.self, forKey: .vocabSize)
+    imageInput = try c.decodeIfPresent(ImageInput.self, forKey: .imageInput) ?? .every
+    pool = try c.decodeIfPresent(PoolMode.self, forKey: .pool) ?? .avg
+    dropout = try c.decodeIfPresent(Float.self, forKey: .dropout) ?? 0
+  }
+
+  /// The feature map after the encoder's layers: (channels, height, width). Pools floor odd sizes.
+  public var encoderOutputShape: (channels: Int, height: Int, width: Int) {
+    var channels = 3
+    var size = imageSize
+    for layer in layers {
+      switch layer {
+      case .conv(let out): channels = out
+      case .maxPool: size /= 2
+      }
+    }
+    return (channels, size, size)
+  }
+
+  /// Checks the values a model file or the command line may get wrong; the reason names the key.
+  public func validate() throws {
+    func fail(_ reason: String) throws -> Never {
+      throw CaptionError(.invalidArgument, path: "config", reason)
+    }
+    if imageSize < 1 || imageSize > 4096 { try fail("image_size \(imageSize) is outside 1...4096") }
+    if !layers.contains(where: { if case .conv = $0 { return true } else { return false } }) {
+      try fail("layers must hold at least one conv layer")
+    }
+    if encoderOutputShape.height < 1 { try fail("layers pool image_size \(imageSize) below 1 pixel") }
+    for (name, value) in [("dv", dv), ("embed", embed), ("hidden", hidden), ("rnn_layers", rnnLayers)]
+    where value < 1 || value > 65536 {
+      try fail("\(name) \(value) is outside 1...65536")
+    }
+    if vocabSize < 4 { try fail("vocab_size \(vocabSize) is below 4 (the special tokens)") }
+    if !(dropout >= 0 && dropout < 1) { try fail("dropout \(dropout) is outside [0, 1)") }
+  }
+}
