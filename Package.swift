@@ -56,7 +56,7 @@ let package = Package(
       name: "CaptionKitTests",
       dependencies: ["CaptionKit", "CShims"],
       path: "Tests/CaptionKitTests",
-      resources: [.copy("Fixtures")]
+      exclude: ["Fixtures"]
     ),
   ]
 )

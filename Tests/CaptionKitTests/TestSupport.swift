@@ -1,0 +1,92 @@
+import Foundation
+import XCTest
+
+@testable import CaptionKit
+
+/// The package's root folder (where Package.swift is).
+let packageRoot: String = URL(fileURLWithPath: #filePath)
+  .deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent().path
+
+/// A committed fixture: `Tests/CaptionKitTests/Fixtures/<relative>`.
+func fixturePath(_ relative: String) -> String {
+  packageRoot + "/Tests/CaptionKitTests/Fixtures/" + relative
+}
+
+/// A file of the shared test corpus (`../shared/testdata/<relative>` beside the checkout).
+/// Fails the test with a clear message, rather than skipping, when the corpus is absent.
+func sharedTestdata(_ relative: String, file: StaticString = #filePath, line: UInt = #line) throws
+  -> String
+{
+  let path = packageRoot + "/../shared/testdata/" + relative
+  guard FileManager.default.fileExists(atPath: path) else {
+    XCTFail(
+      "shared test corpus missing: \(path) (clone the project beside ../shared)", file: file,
+      line: line)
+    throw CaptionError(.unreadable, path: path, "missing shared test data")
+  }
+  return path
+}
+
+/// A fresh temporary folder for one test.
+func temporaryFolder() -> String {
+  let path = NSTemporaryDirectory() + "caption-test-" + UUID().uuidString
+  try! FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
+  return path
+}
+
+/// Checks an analytic gradient against central finite differences of `loss`, in the style of
+/// neuraltalk2's gradcheck: for `samples` elements of `x` (seeded choice), the numerical derivative
+/// (loss(x+ε) − loss(x−ε)) / 2ε must agree with `analytic` to within `tolerance` relative error,
+/// |a − n| / max(|a| + |n|, floor). `loss` must recompute the forward pass from `x`'s current values
+/// and should accumulate in Double.
+func assertGradientMatches(
+  _ name: String, x: Tensor, analytic: Tensor, samples: Int = 24, epsilon: Float = 1e-2,
+  tolerance: Double = 2e-2, floor: Double = 1e-3, seed: UInt64 = 7,
+  file: StaticString = #filePath, line: UInt = #line, loss: () -> Double
+) {
+  precondition(x.count == analytic.count)
+  var generator = SplitMix64(seed: seed)
+  let picks =
+    x.count <= samples ? Array(0..<x.count) : (0..<samples).map { _ in Int(generator.next() % UInt64(x.count)) }
+  var worst = 0.0
+  for index in picks {
+    let saved = x[index]
+    x[index] = saved + epsilon
+    let plus = loss()
+    x[index] = saved - epsilon
+    let minus = loss()
+    x[index] = saved
+    let numerical = (plus - minus) / (2 * Double(epsilon))
+    let exact = Double(analytic[index])
+    let error = abs(exact - numerical) / max(abs(exact) + abs(numerical), floor)
+    worst = max(worst, error)
+    if error > tolerance {
+      XCTFail(
+        "\(name)[\(index)]: analytic \(exact) vs numerical \(numerical) (relative error \(error) > \(tolerance))",
+        file: file, line: line)
+      return
+    }
+  }
+  _ = worst
+}
+
+/// A small deterministic generator for tests (SplitMix64).
+struct SplitMix64: RandomNumberGenerator {
+  var state: UInt64
+  init(seed: UInt64) { state = seed }
+  mutating func next() -> UInt64 {
+    state &+= 0x9E37_79B9_7F4A_7C15
+    var z = state
+    z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+    z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+    return z ^ (z >> 31)
+  }
+}
+
+/// A tensor of seeded uniform values in [-scale, scale].
+func randomTensor(_ shape: [Int], scale: Float = 1, seed: UInt64) -> Tensor {
+  var generator = SplitMix64(seed: seed)
+  let t = Tensor(zeros: shape)
+  for i in 0..<t.count { t[i] = Float.random(in: -scale...scale, using: &generator) }
+  return t
+}
