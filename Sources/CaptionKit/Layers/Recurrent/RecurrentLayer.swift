@@ -47,7 +47,8 @@ public final class RecurrentLayer {
   private var hs = Tensor(zeros: [0])  // [T+1, B, H] states, with the zero initial state at one end
   private var cs = Tensor(zeros: [0])  // [T+1, B, H] cell states (LSTM variants)
   private var tanhC = Tensor(zeros: [0])  // [T, B, H] tanh(c_t) (LSTM variants)
-  private var imageProjection = Tensor(zeros: [0])  // [B, G·H] W_iv v
+  private var imageProjection = Tensor(zeros: [0])  // [B, G·H] W_iv v + the biases
+  private var rowBias = Tensor(zeros: [0])  // [G·H] b_ih (+ b_hh)
   private var output = Tensor(zeros: [0])  // [T, B, H] a view into hs
   private var dpre = Tensor(zeros: [0])  // [T, B, G·H] gradient on the (input-side) pre-activations
   private var drecurrent = Tensor(zeros: [0])  // [T, B, 3H] GRU only: gradient on W_hh h + b_hh
@@ -131,6 +132,7 @@ public final class RecurrentLayer {
     cs = Tensor(zeros: hasCellState ? [T + 1, B, H] : [0])
     tanhC = Tensor(zeros: hasCellState ? [T, B, H] : [0])
     imageProjection = Tensor(zeros: [B, gh])
+    rowBias = Tensor(zeros: [gh])
     output = hs.view(offset: reverse ? 0 : B * H, shape: [T, B, H])
     dpre = Tensor(zeros: [T, B, gh])
     drecurrent = Tensor(zeros: cell == .gru ? [T, B, gh] : [0])
@@ -140,6 +142,14 @@ public final class RecurrentLayer {
     dh = Tensor(zeros: [B, H])
     dhNext = Tensor(zeros: [B, H])
     dc = Tensor(zeros: [B, H])
+  }
+
+  /// rowBias = b_ih + b_hh (b_ih alone for the GRU): the input-side bias of every step.
+  private func fillRowBias() {
+    let bias = rowBias.pointer
+    let bih = biasIH.value.pointer
+    let bhh = biasHH.value.pointer
+    for k in 0..<gateWidth { bias[k] = cell == .gru ? bih[k] : bih[k] + bhh[k] }
   }
 
   /// Index into `hs`/`cs` of the state before time t, and of the state after it.
@@ -171,40 +181,29 @@ public final class RecurrentLayer {
     }
     imageStep = self.lengths.map { $0 == 0 ? -1 : (reverse ? $0 - 1 : 0) }
 
-    // a = X W_ihᵀ for all steps at once: [T·B, In] × [In, G·H]
+    // a starts as the biases b_ih (+ b_hh, except for the GRU, whose recurrent side is kept apart)
+    // plus, at the image steps, W_iv v (computed once per sequence: [B, Dv] × [Dv, G·H])
     let g = gates.pointer
-    BLAS.gemm(
-      transA: false, transB: true, m: T * B, n: gh, k: inputSize, a: input.pointer, lda: inputSize,
-      b: weightIH.value.pointer, ldb: inputSize, c: g, ldc: gh)
-    // + b_ih (+ b_hh, except for the GRU, whose recurrent side is kept apart)
-    let bih = biasIH.value.pointer
-    let bhh = biasHH.value.pointer
-    let addHH = cell != .gru
-    for row in 0..<(T * B) {
-      let a = g + row * gh
-      if addHH {
-        for k in 0..<gh { a[k] += bih[k] + bhh[k] }
-      } else {
-        for k in 0..<gh { a[k] += bih[k] }
-      }
-    }
-    // the image term W_iv v, once per sequence: [B, Dv] × [Dv, G·H]
+    let bias = rowBias.pointer
+    fillRowBias()
     let ip = imageProjection.pointer
     BLAS.gemm(
       transA: false, transB: true, m: B, n: gh, k: imageSize, a: image.pointer, lda: imageSize,
       b: weightIV.value.pointer, ldb: imageSize, c: ip, ldc: gh)
     for b in 0..<B {
-      let source = ip + b * gh
-      if imageInput == .every {
-        for t in 0..<T {
-          let a = g + (t * B + b) * gh
-          for k in 0..<gh { a[k] += source[k] }
-        }
-      } else if imageStep[b] >= 0 {
-        let a = g + (imageStep[b] * B + b) * gh
-        for k in 0..<gh { a[k] += source[k] }
+      let row = ip + b * gh
+      for k in 0..<gh { row[k] += bias[k] }
+    }
+    for t in 0..<T {
+      for b in 0..<B {
+        let withImage = imageInput == .every || t == imageStep[b]
+        (g + (t * B + b) * gh).update(from: withImage ? ip + b * gh : bias, count: gh)
       }
     }
+    // a += X W_ihᵀ for all steps at once: [T·B, In] × [In, G·H]
+    BLAS.gemm(
+      transA: false, transB: true, m: T * B, n: gh, k: inputSize, a: input.pointer, lda: inputSize,
+      b: weightIH.value.pointer, ldb: inputSize, beta: 1, c: g, ldc: gh)
 
     // the recurrence, h_0 = c_0 = 0
     let initial = reverse ? T : 0
@@ -219,7 +218,7 @@ public final class RecurrentLayer {
       if cell == .gru {
         // ah = W_hh h_{t−1} + b_hh
         let ah = recurrent.pointer + t * B * gh
-        for b in 0..<B { (ah + b * gh).update(from: bhh, count: gh) }
+        for b in 0..<B { (ah + b * gh).update(from: biasHH.value.pointer, count: gh) }
         if k > 0 {
           BLAS.gemm(
             transA: false, transB: true, m: B, n: gh, k: H, a: hPrev, lda: H,
@@ -415,23 +414,21 @@ public final class RecurrentLayer {
     let H = hiddenSize
     let gh = gateWidth
     let g = workspace.gates.pointer
-    BLAS.gemm(
-      transA: false, transB: true, m: R, n: gh, k: inputSize, a: input, lda: inputSize,
-      b: weightIH.value.pointer, ldb: inputSize, c: g, ldc: gh)
     let bih = biasIH.value.pointer
     let bhh = biasHH.value.pointer
+    // a = (W_iv v) + biases, then += x W_ihᵀ: the same additions in the same order as `forward`
     for r in 0..<R {
       let a = g + r * gh
-      if cell != .gru {
-        for k in 0..<gh { a[k] += bih[k] + bhh[k] }
-      } else {
-        for k in 0..<gh { a[k] += bih[k] }
-      }
       if let imageProjection {
         let source = imageProjection + r * gh
-        for k in 0..<gh { a[k] += source[k] }
+        for k in 0..<gh { a[k] = source[k] + (cell == .gru ? bih[k] : bih[k] + bhh[k]) }
+      } else {
+        for k in 0..<gh { a[k] = cell == .gru ? bih[k] : bih[k] + bhh[k] }
       }
     }
+    BLAS.gemm(
+      transA: false, transB: true, m: R, n: gh, k: inputSize, a: input, lda: inputSize,
+      b: weightIH.value.pointer, ldb: inputSize, beta: 1, c: g, ldc: gh)
     let hp = h.pointer
     if cell == .gru {
       let ah = workspace.recurrent.pointer
