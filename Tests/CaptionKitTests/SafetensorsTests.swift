@@ -271,6 +271,11 @@ final class SafetensorsTests: XCTestCase {
       let model = tinyModel(cell: cell, pool: cell == .gru ? .flatten : .avg)
       let path = temporaryFolder() + "/model.safetensors"
       try model.save(path: path)
+      // For a manual check that PyTorch loads our models (strict=True): set CAPTION_EXPORT_MODELS to a
+      // folder and run scripts/torch_reference.py on the files it receives.
+      if let folder = ProcessInfo.processInfo.environment["CAPTION_EXPORT_MODELS"] {
+        try model.save(path: folder + "/\(cell.rawValue).safetensors")
+      }
       let loaded = try ModelFile.load(path: path)
       XCTAssertEqual(loaded.config, model.config)
       XCTAssertEqual(loaded.vocabulary, model.vocabulary)
@@ -384,6 +389,31 @@ final class SafetensorsTests: XCTestCase {
           of: "\"layers\":[4,", with: "\"layers\":[4611686018427387904,")
       })
     assertRejected(huge, ["config", "4611686018427387904"], model: true)
+  }
+
+  /// The PyTorch parity fixtures (scripts/make_parity_fixture.py) are model files we load, and their
+  /// expected gradients cover exactly the model's tensors with the same shapes.
+  func testParityFixturesLoadAsModels() throws {
+    let cells: [(String, CellType)] = [
+      ("lstm", .lstm), ("gru", .gru), ("rnn", .rnn), ("peephole", .peephole), ("coupled", .coupled),
+      ("lstm2_first_flatten", .lstm),
+    ]
+    for (name, cell) in cells {
+      let model = try ModelFile.load(path: fixturePath("parity/\(name).model.safetensors"))
+      XCTAssertEqual(model.config.cell, cell)
+      XCTAssertEqual(model.config.rnnLayers, name.hasPrefix("lstm2") ? 2 : 1)
+      XCTAssertEqual(model.config.imageInput, name.hasPrefix("lstm2") ? .first : .every)
+      XCTAssertEqual(model.config.pool, name.hasPrefix("lstm2") ? .flatten : .avg)
+      XCTAssertEqual(model.vocabulary.count, 11)
+      let expected = try Safetensors.read(path: fixturePath("parity/\(name).expected.safetensors"))
+      for (tensorName, tensor) in model.tensors {
+        XCTAssertEqual(expected.tensors["grad." + tensorName]?.shape, tensor.shape, tensorName)
+      }
+      XCTAssertEqual(expected.tensors.keys.filter { $0.hasPrefix("grad.") }.count, model.tensors.count + 1)
+      XCTAssertEqual(expected.tensors["batch.tokens"]?.array, [1, 4, 5, 7, 9, 2, 1, 6, 3, 8, 2, 0])
+      XCTAssertEqual(expected.tensors["expected.logits"]?.shape, [2, 5, 11])
+      XCTAssertEqual(expected.tensors["grad.images"]?.shape, [2, 3, 8, 8])
+    }
   }
 
   func testSaveRefusesTensorsThatDoNotMatchTheConfig() {
