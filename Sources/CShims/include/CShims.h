@@ -6,5 +6,6 @@
 #define CSHIMS_H
 #include <stddef.h>
 #include <stdint.h>
+#include "image_shims.h"
 
 #endif
