@@ -22,8 +22,8 @@ struct Preprocess: ParsableCommand {
   @Option(name: .long, help: "The output file (.png, or .ppm).")
   var out: String
 
-  @Option(name: .long, help: "The square size the network sees.")
-  var size: Int = 64
+  @Option(name: .long, help: "The square size the network sees (default 64, the bundled model's).")
+  var size: Int?
 
   @Flag(name: .long, help: "Write the decoded RGB pixels at full size, without resizing.")
   var noResize = false
@@ -32,7 +32,8 @@ struct Preprocess: ParsableCommand {
   var maxPixels: Int = 64_000_000
 
   func validate() throws {
-    guard (1...8192).contains(size) else { throw ValidationError("--size must be between 1 and 8192") }
+    if noResize && size != nil { throw ValidationError("--size and --no-resize exclude each other") }
+    guard (1...8192).contains(size ?? 64) else { throw ValidationError("--size must be between 1 and 8192") }
     guard maxPixels > 0 else { throw ValidationError("--max-pixels must be positive") }
     guard !out.isEmpty else { throw ValidationError("--out must name a file") }
   }
@@ -43,7 +44,7 @@ struct Preprocess: ParsableCommand {
       let seen =
         noResize
         ? try decoder.decode(path: image)
-        : try CaptionKit.Preprocess.load(path: image, size: size, decoder: decoder)
+        : try CaptionKit.Preprocess.load(path: image, size: size ?? 64, decoder: decoder)
       let bytes = out.lowercased().hasSuffix(".ppm") ? PPMWriter.encode(seen) : try PNGWriter.encode(seen)
       try AtomicFile.write(bytes, to: out)
     }
