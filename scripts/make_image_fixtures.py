@@ -7,8 +7,9 @@ Independent references for the Swift tests, so they need no Python:
   alpha/tRNS dropped, 16-bit -> round(v*255/65535), 1/2/4-bit gray -> v*255/(2^b-1), no gamma, no sBIT);
 - jpeg_ref_*.png: Pillow's decodes of the corpus JPEGs (full scale and the 1/4 and 1/8 DCT scales);
 - made files the corpus lacks, each with a reference: CMYK and YCCK JPEGs (Adobe-inverted), JPEGs
-  with little-endian EXIF orientation 1..8, a 16-bit RGBA PNG, a 16-bit gray PNG holding all 65536
-  values.
+  with little-endian EXIF orientation 1..8, JPEGs with 4:4:4 / 4:2:2 / 4:2:0 chroma, restart markers
+  and progressive coding, a 16-bit RGBA PNG (plain and interlaced), a 16-bit gray PNG holding all
+  65536 values.
 
 Usage (from the repository root): python3 -m venv /work/venv-image && /work/venv-image/bin/pip install
 pypng pillow numpy && /work/venv-image/bin/python scripts/make_image_fixtures.py
@@ -162,6 +163,22 @@ def make_exif_le():
         write_png_rgb(os.path.join(OUT, "exif_le_%d_ref.png" % orientation), np.asarray(upright))
 
 
+def make_jpeg_variants():
+    """Chroma subsamplings, restart markers and a progressive file, with Pillow's decodes."""
+    picture = smooth_test_picture(61, 45, seed=7)  # odd sizes: partial MCUs on both axes
+    variants = {
+        "jpeg_444": dict(subsampling="4:4:4"),
+        "jpeg_422": dict(subsampling="4:2:2"),
+        "jpeg_420": dict(subsampling="4:2:0"),
+        "jpeg_restart": dict(subsampling="4:2:0", restart_marker_rows=1),
+        "jpeg_progressive": dict(subsampling="4:2:0", progressive=True),
+    }
+    for name, options in variants.items():
+        path = os.path.join(OUT, name + ".jpg")
+        Image.fromarray(picture, "RGB").save(path, quality=90, **options)
+        write_png_rgb(os.path.join(OUT, name + "_ref.png"), np.asarray(Image.open(path).convert("RGB")))
+
+
 def make_16bit_pngs():
     rng = np.random.default_rng(11)
     height, width = 23, 37
@@ -187,6 +204,7 @@ def main():
     make_jpeg_references()
     make_cmyk_and_ycck()
     make_exif_le()
+    make_jpeg_variants()
 
 
 if __name__ == "__main__":

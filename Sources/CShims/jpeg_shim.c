@@ -37,7 +37,7 @@ typedef struct {
 
 /// A progressive file may hold any number of scans, each a full pass over the coefficients;
 /// more than this is refused so a crafted file cannot keep the decoder busy for minutes.
-enum { MAX_SCANS = 1000 };
+enum { MAX_SCANS = 500 };
 
 typedef struct {
   struct jpeg_progress_mgr base;

@@ -83,6 +83,17 @@ final class ImageDecodeTests: XCTestCase {
     }
   }
 
+  /// Made JPEGs: 4:4:4, 4:2:2, 4:2:0 chroma on odd sizes, restart markers, progressive.
+  func testChromaSubsamplingsRestartsAndProgressiveMatchPillow() throws {
+    for name in ["jpeg_444", "jpeg_422", "jpeg_420", "jpeg_restart", "jpeg_progressive"] {
+      let image = try ImageDecoder().decode(path: fixturePath("image/\(name).jpg"))
+      let reference = try loadFixturePNG("\(name)_ref.png")
+      XCTAssertEqual([image.width, image.height], [61, 45], name)
+      guard image.width == reference.width, image.height == reference.height else { continue }
+      XCTAssertLessThanOrEqual(differences(image, reference).max, 2, name)
+    }
+  }
+
   /// SPEC §4's reduced DCT scale: the smallest k/8 whose shorter side is still ≥ the minimum.
   func testReducedDCTScaleMatchesPillowDraft() throws {
     let path = try sharedTestdata("jpeg/testorig.jpg")  // 227×149

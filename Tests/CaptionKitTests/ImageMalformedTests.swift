@@ -15,6 +15,34 @@ final class ImageMalformedTests: XCTestCase {
     }
   }
 
+  /// libjpeg's data-loss warnings are errors (SPEC §4); its other warnings are not.
+  func testJPEGWarningsThatLoseDataAreErrors() throws {
+    // A restart marker out of sequence: JWRN_MUST_RESYNC.
+    var restart = try readBytes(fixturePath("image/jpeg_restart.jpg"))
+    let sos = try XCTUnwrap((0..<restart.count - 1).first { restart[$0] == 0xFF && restart[$0 + 1] == 0xDA })
+    let rst = try XCTUnwrap(
+      (sos..<restart.count - 1).first { restart[$0] == 0xFF && (0xD0...0xD7).contains(restart[$0 + 1]) })
+    XCTAssertNoThrow(try ImageDecoder().decode(bytes: restart, path: "restart.jpg"))
+    restart[rst + 1] = 0xD0 + (restart[rst + 1] - 0xD0 + 3) % 8
+    assertDecodeFails(restart, kind: .corrupt, path: "restart.jpg", "RST out of sequence")
+    // A marker in the middle of the entropy-coded data: JWRN_HIT_MARKER.
+    var cut = try readBytes(try sharedTestdata("jpeg/testorig.jpg"))
+    let scan = try XCTUnwrap((0..<cut.count - 1).first { cut[$0] == 0xFF && cut[$0 + 1] == 0xDA })
+    let middle = (scan + cut.count) / 2
+    cut[middle] = 0xFF
+    cut[middle + 1] = 0xD9
+    assertDecodeFails(cut, kind: .corrupt, path: "cut.jpg", "EOI inside the scan")
+    // Extraneous bytes before a header marker (JWRN_EXTRANEOUS_DATA) are harmless.
+    let original = try readBytes(try sharedTestdata("jpeg/testorig.jpg"))
+    let dqt = try XCTUnwrap(
+      (2..<original.count - 1).first { original[$0] == 0xFF && original[$0 + 1] == 0xDB })
+    var padded = original
+    padded.insert(contentsOf: [0x00, 0x12, 0x34], at: dqt)
+    XCTAssertEqual(
+      try ImageDecoder().decode(bytes: padded, path: "padded.jpg"),
+      try ImageDecoder().decode(bytes: original, path: "o"))
+  }
+
   func testTruncatedPNGsAreRejected() throws {
     for name in ["basn2c08.png", "basi6a16.png", "basn3p04.png"] {
       let bytes = try readBytes(try sharedTestdata("pngsuite/" + name))
