@@ -8,4 +8,6 @@
 #include <stdint.h>
 #include "image_shims.h"
 
+#include "signal_shims.h"
+
 #endif
