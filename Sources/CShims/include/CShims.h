@@ -6,6 +6,7 @@
 #define CSHIMS_H
 #include <stddef.h>
 #include <stdint.h>
+#include "image_shims.h"
 
 #include "signal_shims.h"
 
