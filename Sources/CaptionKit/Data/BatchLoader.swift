@@ -189,7 +189,10 @@ final class LoaderPipeline: @unchecked Sendable {
     ready.removeAll()
     condition.broadcast()
     condition.unlock()
-    if first { finished.wait() }
+    if first {
+      finished.wait()
+      cache?.discardIfIncomplete()
+    }
   }
 
   /// (epoch, batch) of stream position `s`. Requires `stream` and batchesPerEpoch > 0.

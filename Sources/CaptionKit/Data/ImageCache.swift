@@ -79,6 +79,16 @@ final class ImageCache: @unchecked Sendable {
     if let temporaryPath { unlink(temporaryPath) }
   }
 
+  /// Gives up building: removes the temporary file (called when the loader stops).
+  func discardIfIncomplete() {
+    lock.lock()
+    defer { lock.unlock() }
+    guard let temporary = temporaryPath else { return }
+    unlink(temporary)
+    temporaryPath = nil
+    if error == nil { error = CaptionError(.io, path: path, "the cache was not finished") }
+  }
+
   /// True once every entry is resolved and the file is at `path`.
   var isComplete: Bool {
     lock.lock()
