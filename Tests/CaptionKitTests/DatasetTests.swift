@@ -50,6 +50,7 @@ final class DatasetTests: XCTestCase {
     XCTAssertEqual(dataset.images[0].path, "coco/val2014/COCO_val2014_000000391895.jpg")
     XCTAssertEqual(dataset.images[2].path, "coco/train2014/COCO_train2014_000000057870.jpg")
     XCTAssertEqual(dataset.split(.train).map(\.id), [522418, 57870])
+    XCTAssertEqual(dataset.summary, "karpathy: 2 train, 1 val, 1 test images, 6 captions")
   }
 
   func testKarpathyIdFallsBackToPosition() throws {
@@ -171,6 +172,12 @@ final class DatasetTests: XCTestCase {
 
   func testEmptyAndBinaryFiles() throws {
     let folder = temporaryFolder()
+    let withMark = folder + "/bom.json"
+    try AtomicFile.write(
+      [0xEF, 0xBB, 0xBF]
+        + Array(#"{"images": [{"filename": "a.jpg", "split": "train", "sentences": []}]}"#.utf8),
+      to: withMark)
+    XCTAssertEqual(try Dataset.load(data: withMark).images.count, 1)
     let empty = folder + "/empty.json"
     try AtomicFile.write(Data("{\"images\": []}".utf8), to: empty)
     assertDatasetError(file: empty, mentions: "no images") { _ = try Dataset.load(data: empty) }

@@ -178,6 +178,7 @@ final class LoaderPipeline: @unchecked Sendable {
         finished.leave()
       }
       thread.name = "caption.loader.\(w)"
+      thread.stackSize = 8 << 20  // image decoders may use deep stacks; as much as the main thread
       thread.start()
     }
   }

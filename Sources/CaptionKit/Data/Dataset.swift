@@ -37,6 +37,13 @@ public struct Dataset: Sendable {
     self.scenesPath = scenesPath
   }
 
+  /// One line for a log: `karpathy: 6000 train, 1000 val, 1000 test images, 40000 captions`.
+  public var summary: String {
+    let counts = Split.allCases.map { s in "\(images.lazy.filter { $0.split == s }.count) \(s.rawValue)" }
+    let captions = images.reduce(0) { $0 + $1.captions.count }
+    return "\(source): \(counts.joined(separator: ", ")) images, \(captions) captions"
+  }
+
   /// The images of one split, in file order.
   public func split(_ s: Split) -> [DatasetImage] { images.filter { $0.split == s } }
 
@@ -119,7 +126,8 @@ public struct Dataset: Sendable {
       if FileManager.default.fileExists(atPath: scenes) { dataset.scenesPath = scenes }
       return dataset
     }
-    let bytes = try DatasetFile.read(data)
+    var bytes = try DatasetFile.read(data)
+    if bytes.starts(with: [0xEF, 0xBB, 0xBF]) { bytes.removeFirst(3) }  // a UTF-8 byte-order mark
     let firstByte = bytes.first { !($0 == 0x20 || $0 == 0x0A || $0 == 0x0D || $0 == 0x09) }
     let folder = (data as NSString).deletingLastPathComponent
     if firstByte == UInt8(ascii: "{") || firstByte == UInt8(ascii: "[") {
