@@ -15,6 +15,25 @@ public enum DescribeOutput {
     return line
   }
 
+  /// What `describe` prints for one image: a line for stdout (none in plain mode when the image
+  /// failed) and a line for stderr (the error's `path: reason`, when it failed). With `json`, a
+  /// failure is also an error object on stdout, its message the error's reason.
+  public static func lines(
+    path: String, outcome: Result<(words: [String], logprob: Double), CaptionError>, json: Bool,
+    bare: Bool
+  ) -> (stdout: String?, stderr: String?) {
+    switch outcome {
+    case .success(let caption):
+      let line =
+        json
+        ? jsonLine(path: path, tokens: caption.words, logprob: caption.logprob)
+        : plainLine(path: path, caption: caption.words.joined(separator: " "), bare: bare)
+      return (line, nil)
+    case .failure(let error):
+      return (json ? jsonErrorLine(path: path, message: error.reason) : nil, error.description)
+    }
+  }
+
   /// `{"image": PATH, "error": MESSAGE}` for an image that failed.
   public static func jsonErrorLine(path: String, message: String) -> String {
     "{\"image\": " + jsonString(path) + ", \"error\": " + jsonString(message) + "}"
