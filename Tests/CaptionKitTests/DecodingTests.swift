@@ -462,6 +462,11 @@ final class DecodingTests: XCTestCase {
     }
     XCTAssertThrowsError(try DecodingOptions(maxLength: 0).validate())
     XCTAssertThrowsError(try DecodingOptions(beamSize: 0).validate())
+    XCTAssertThrowsError(try DecodingOptions(beamSize: 1_000_000).validate())
+    // unvalidated, a huge beam is clamped rather than allocating B·K·V floats
+    let huge = CaptionDecoder.beamSearch(
+      model: model, imageVectors: images([0]), options: DecodingOptions(maxLength: 2, beamSize: Int.max))
+    XCTAssertEqual(huge.count, 1)
     XCTAssertThrowsError(try DecodingOptions(temperature: 0).validate())
     XCTAssertThrowsError(try DecodingOptions(temperature: .nan).validate())
     XCTAssertThrowsError(try DecodingOptions(topK: -1).validate())

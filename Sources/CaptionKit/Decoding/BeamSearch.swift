@@ -21,18 +21,19 @@ extension CaptionDecoder {
   /// At each step every live row proposes its K' best allowed tokens (a partial selection of its
   /// logits), where K' is the image's beam width (K minus its captions finished so far); per image the
   /// K' best of these proposals are kept. A kept proposal ending in `<end>` is finished and leaves the
-  /// beam (the image's width shrinks by one); at `maxLength` steps the live ones are cut and count as finished without `<end>`. Finished
-  /// captions are ranked by `logprob / steps^α`. An image stops when its beam is empty, or when its
-  /// best finished score is at least the best score any live hypothesis could still reach: a live
-  /// log-probability lp ≤ 0 can only decrease and its length grows up to maxLength, so its final score
-  /// is at most lp / maxLength^α (for α ≥ 0).
+  /// beam (the image's width shrinks by one); at `maxLength` steps the live ones are cut and count as
+  /// finished without `<end>`. Finished captions are ranked by `logprob / steps^α`. An image stops
+  /// when its beam is empty, or when its best finished score is at least the best score any live
+  /// hypothesis could still reach: a live log-probability lp ≤ 0 can only decrease and its length
+  /// grows up to maxLength, so its final score is at most lp / maxLength^α (for α ≥ 0).
+  /// `beamSize` is clamped to `DecodingOptions.maximumBeamSize`.
   public static func beamSearch<M: StepModel>(
     model: M, imageVectors: Tensor, options: DecodingOptions
   ) -> [DecodedCaption] {
     let imageCount = imageVectors.shape.first ?? 0
     var best = emptyCaptions(imageCount)
     guard imageCount > 0, options.maxLength > 0 else { return best }
-    let K = max(options.beamSize, 1)
+    let K = min(max(options.beamSize, 1), DecodingOptions.maximumBeamSize)
     let V = model.vocabularySize
     let alpha = options.lengthPenaltyAlpha
     func score(_ logprob: Double, steps: Int) -> Double {
@@ -64,9 +65,10 @@ extension CaptionDecoder {
       }
     }
 
+    var logits = logitsStorage.view(shape: [imageCount, V])  // [rows, V]
     for step in 0..<options.maxLength {
       let rows = live.count
-      let logits = logitsStorage.view(shape: [rows, V])
+      if logits.shape[0] != rows { logits = logitsStorage.view(shape: [rows, V]) }
       model.step(tokens: feed, state: &state, logits: logits)
       let lastStep = step == options.maxLength - 1
       nextLive.removeAll(keepingCapacity: true)

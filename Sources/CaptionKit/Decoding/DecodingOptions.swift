@@ -66,13 +66,18 @@ public struct DecodingOptions: Equatable, Sendable {
     self.seed = seed
   }
 
+  /// The widest beam accepted (the logits alone take B·K·V floats).
+  public static let maximumBeamSize = 1000
+
   /// Throws `invalidArgument` naming the first option out of range.
   public func validate() throws {
     func bad(_ option: String, _ reason: String) -> CaptionError {
       CaptionError(.invalidArgument, path: option, reason)
     }
     guard maxLength >= 1 else { throw bad("--max-length", "must be at least 1, got \(maxLength)") }
-    guard beamSize >= 1 else { throw bad("--beam", "must be at least 1, got \(beamSize)") }
+    guard beamSize >= 1 && beamSize <= DecodingOptions.maximumBeamSize else {
+      throw bad("--beam", "must be from 1 to \(DecodingOptions.maximumBeamSize), got \(beamSize)")
+    }
     guard lengthPenaltyAlpha.isFinite, lengthPenaltyAlpha >= 0 else {
       throw bad("--length-penalty", "must be a number ≥ 0, got \(lengthPenaltyAlpha)")
     }

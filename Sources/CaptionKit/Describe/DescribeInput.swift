@@ -28,6 +28,11 @@ public enum DescribeInput {
     return paths
   }
 
+  /// All of standard input as text (invalid UTF-8 replaced), for `expand`'s `readStdin`.
+  public static func standardInputText() -> String? {
+    String(decoding: FileHandle.standardInput.readDataToEndOfFile(), as: UTF8.self)
+  }
+
   /// True when `arguments` is exactly one file (not a directory, not `-`): then `describe` prints
   /// the bare caption.
   public static func namesSingleFile(_ arguments: [String]) -> Bool {
