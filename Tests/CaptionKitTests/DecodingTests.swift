@@ -861,3 +861,52 @@ final class DescribePlumbingTests: XCTestCase {
     XCTAssertEqual(jsonFailure.stderr, "x.jpg: the data ends early")
   }
 }
+
+extension DescribePlumbingTests {
+  func testRunCaptionsInBatchesInOrderAndCountsFailures() {
+    // image i: "<start> → word i+4 → <end>" (vocabulary of 4 words)
+    let model = TableModel(vocabularySize: 8) { image, step, _ in
+      var row = [Float](repeating: 0, count: 8)
+      row[step == 0 ? 4 + image % 4 : end] = 5
+      return row
+    }
+    let vocabulary = Vocabulary(specialsAnd: ["zero", "one", "two", "three"])
+    let paths = ["img0", "bad", "img1", "img2", "img3", "missing", "img1"]
+    var stdout: [String] = []
+    var stderr: [String] = []
+    var batchSizes: [Int] = []
+    for json in [false, true] {
+      stdout = []
+      stderr = []
+      batchSizes = []
+      let failures = DescribeRun.run(
+        paths: paths, batchSize: 3, model: model, vocabulary: vocabulary,
+        options: DecodingOptions(), json: json, bare: false,
+        load: { path -> Int in
+          guard path.hasPrefix("img") else {
+            throw CaptionError(.unreadable, path: path, "no such file")
+          }
+          return Int(path.dropFirst(3))!
+        },
+        encode: { ids in
+          batchSizes.append(ids.count)
+          return images(ids)
+        },
+        write: { out, err in
+          if let out { stdout.append(out) }
+          if let err { stderr.append(err) }
+        })
+      XCTAssertEqual(failures, 2)
+      XCTAssertEqual(batchSizes, [2, 2, 1])  // batches of 3 paths, failed loads left out
+      XCTAssertEqual(stderr, ["bad: no such file", "missing: no such file"])
+      if json {
+        XCTAssertEqual(stdout.count, 7)
+        XCTAssertEqual(stdout[1], "{\"image\": \"bad\", \"error\": \"no such file\"}")
+        XCTAssertTrue(
+          stdout[3].hasPrefix("{\"image\": \"img2\", \"caption\": \"two\", \"tokens\": [\"two\"]"))
+      } else {
+        XCTAssertEqual(stdout, ["img0: zero", "img1: one", "img2: two", "img3: three", "img1: one"])
+      }
+    }
+  }
+}
