@@ -7,7 +7,7 @@ public enum ShapeKind: String, CaseIterable, Sendable {
   public var plural: String { self == .cross ? "crosses" : rawValue + "s" }
 
   /// Whether the point (u, v), in units of the object's radius around its centre (v downwards),
-  /// lies inside the shape. Every shape fits in the unit disc. Only +, −, ×, ÷ and comparisons,
+  /// lies inside the shape. Every shape fits in the square [−1, 1]² (the area the renderer scans). Only +, −, ×, ÷ and comparisons,
   /// so the answer is the same on every IEEE machine.
   @inline(__always)
   func contains(_ u: Float, _ v: Float) -> Bool {
@@ -19,7 +19,7 @@ public enum ShapeKind: String, CaseIterable, Sendable {
     case .square:
       return au <= 0.78 && av <= 0.78
     case .diamond:
-      return au * 0.8 + av <= 0.98  // wider than tall would read as a rhombus; slightly tall
+      return au * 1.2 + av <= 0.98  // corners (±0.82, 0) and (0, ±0.98): a little taller than wide
     case .triangle:
       // apex (0, −0.92), base at v = 0.76 from u = −0.97 to 0.97
       return v <= 0.76 && v >= -0.92 && au * 1.68 <= 0.97 * (v + 0.92)
@@ -35,7 +35,7 @@ public enum ShapeKind: String, CaseIterable, Sendable {
       if lu * lu + lv * lv <= 0.2025 { return true }
       return v >= -0.3 && v <= 0.9 && au * 1.2 <= 0.87 * (0.9 - v)
     case .star:
-      return ShapeKind.starContains(u, v + 0.095)
+      return ShapeKind.starContains(u, v - 0.095)  // centred: points span v ∈ [−0.905, 0.905]
     }
   }
 
