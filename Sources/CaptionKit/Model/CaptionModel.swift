@@ -24,6 +24,8 @@ public final class CaptionModel {
   private var imageGrad = Tensor(zeros: [0])  // [B, Dv]
   private var captionsPerImage = 1
   fileprivate var stepInput = Tensor(zeros: [0])  // [R, E] for `step`
+  /// The logits of the last `forward` (`[T·R, V]`, time-major rows), for tests and inspection.
+  public private(set) var lastLogits: Tensor?
 
   public init(config: ModelConfig) {
     self.config = config
@@ -75,11 +77,14 @@ public final class CaptionModel {
     var h = rnn.forward(inputs: x.view(shape: [steps, rows, config.embed]), image: vRows)  // [T, R, H]
     h = hiddenDropout.forward(h, training: training, generator: &generator)
     let logits = out.forward(h.view(shape: [steps * rows, config.hidden]))  // [T·R, V]
+    lastLogits = logits
     return crossEntropy.forward(logits: logits, targets: targetTokens, ignoreIndex: Vocabulary.pad)
   }
 
-  /// Accumulates the gradient of the last `forward`'s loss into every parameter's `grad`.
-  public func backward() {
+  /// Accumulates the gradient of the last `forward`'s loss into every parameter's `grad`; with
+  /// `imageGrad`, also returns the gradient with respect to the input images (`[B, 3, S, S]`).
+  @discardableResult
+  public func backward(imageGrad: Bool = false) -> Tensor? {
     let logitsGrad = crossEntropy.backward()  // [T·R, V]
     var hGrad = out.backward(logitsGrad)!  // [T·R, H]
     hGrad = hiddenDropout.backward(hGrad)
@@ -88,7 +93,10 @@ public final class CaptionModel {
       outputGrad: hGrad.view(shape: [steps, imageRows.shape[0], config.hidden]))
     let embedGrad = embedDropout.backward(xGrad.view(shape: [xGrad.count / config.embed, config.embed]))
     embed.backward(embedGrad)
-    encoder.backward(sumRowGroups(vRowsGrad, groupSize: captionsPerImage))
+    let vGrad = sumRowGroups(vRowsGrad, groupSize: captionsPerImage)
+    if imageGrad { return encoder.backward(vGrad, needInputGrad: true) }
+    encoder.backward(vGrad)
+    return nil
   }
 
   /// [B, D] → [B·K, D]: row r is row r / K.
