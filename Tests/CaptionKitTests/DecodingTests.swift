@@ -370,6 +370,10 @@ final class DecodingTests: XCTestCase {
     let prefix = CaptionDecoder.sample(
       model: model, imageVectors: images(Array(0..<5)), options: DecodingOptions(sample: true, seed: 11))
     XCTAssertEqual(prefix, Array(first.prefix(5)))
+    let suffix = CaptionDecoder.sample(
+      model: model, imageVectors: images(Array(5..<20)),
+      options: DecodingOptions(sample: true, seed: 11, streamOffset: 5))
+    XCTAssertEqual(suffix, Array(first.suffix(15)))
   }
 
   func testTopKOfOneIsGreedy() {
@@ -908,5 +912,17 @@ extension DescribePlumbingTests {
         XCTAssertEqual(stdout, ["img0: zero", "img1: one", "img2: two", "img3: three", "img1: one"])
       }
     }
+    // sampled captions do not depend on the batch size
+    let sampler = randomModel(vocabularySize: 12, seed: 4, endBias: 1)
+    func sampledLines(batchSize: Int) -> [String] {
+      var lines: [String] = []
+      _ = DescribeRun.run(
+        paths: (0..<10).map { "img\($0)" }, batchSize: batchSize, model: sampler,
+        vocabulary: Vocabulary(specialsAnd: (4..<12).map { "w\($0)" }),
+        options: DecodingOptions(sample: true, seed: 3), json: true, bare: false,
+        load: { Int($0.dropFirst(3))! }, encode: { images($0) }, write: { out, _ in lines.append(out!) })
+      return lines
+    }
+    XCTAssertEqual(sampledLines(batchSize: 3), sampledLines(batchSize: 10))
   }
 }
