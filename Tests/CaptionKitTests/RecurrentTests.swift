@@ -217,9 +217,10 @@ final class RecurrentTests: XCTestCase {
   // MARK: Step API, reverse direction, lengths
 
   func testStepMatchesSequenceForwardForEveryCell() {
-    let (T, B, In, H, Dv) = (4, 3, 5, 6, 4)
+    // B = 3 takes the step's GEMV path, B = 6 its GEMM path (RecurrentLayer.gemvRows = 4).
+    let (T, In, H, Dv) = (4, 5, 6, 4)
     for cell in CellType.allCases {
-      for mode in [ImageInput.every, .first] {
+      for (mode, B) in [(ImageInput.every, 3), (.first, 3), (.every, 6), (.first, 6)] {
         let stack = RecurrentStack(
           cell: cell, inputSize: In, hiddenSize: H, imageSize: Dv, layers: 2, imageInput: mode)
         var generator = SplitMix64(seed: 21)
@@ -234,7 +235,7 @@ final class RecurrentTests: XCTestCase {
           let h = stack.step(input: x, state: &state)
           assertClose(
             h.array, sequence.view(offset: t * B * H, shape: [B, H]).array, accuracy: 1e-6,
-            "\(cell) \(mode) step \(t)")
+            "\(cell) \(mode) B=\(B) step \(t)")
         }
         XCTAssertEqual(state.t, T)
       }
@@ -344,6 +345,27 @@ final class RecurrentTests: XCTestCase {
           assertClose(row, expected, accuracy: 1e-6, "\(cell) \(mode) t=\(t)")
         }
       }
+    }
+  }
+
+  func testEmptySequenceAndBatch() {
+    // T = 0 or B = 0: empty outputs and gradients, no trap; parameter gradients untouched.
+    for cell in CellType.allCases {
+      let stack = RecurrentStack(
+        cell: cell, inputSize: 3, hiddenSize: 2, imageSize: 2, layers: 2, imageInput: .first)
+      for (T, B) in [(0, 2), (3, 0)] {
+        let out = stack.forward(inputs: Tensor(zeros: [T, B, 3]), image: Tensor(zeros: [B, 2]))
+        XCTAssertEqual(out.shape, [T, B, 2])
+        let (dx, dv) = stack.backward(outputGrad: Tensor(zeros: [T, B, 2]))
+        XCTAssertEqual(dx.shape, [T, B, 3])
+        XCTAssertEqual(dv.shape, [B, 2])
+        XCTAssertTrue(stack.namedParameters.allSatisfy { $0.1.grad.array.allSatisfy { $0 == 0 } })
+      }
+      let bidirectional = BidirectionalStack(
+        cell: cell, inputSize: 3, hiddenSize: 2, imageSize: 2, layers: 1, imageInput: .every)
+      XCTAssertEqual(
+        bidirectional.forward(inputs: Tensor(zeros: [0, 2, 3]), image: Tensor(zeros: [2, 2])).shape,
+        [0, 2, 4])
     }
   }
 
