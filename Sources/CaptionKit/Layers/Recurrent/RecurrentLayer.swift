@@ -142,6 +142,8 @@ public final class RecurrentLayer {
     dh = Tensor(zeros: [B, H])
     dhNext = Tensor(zeros: [B, H])
     dc = Tensor(zeros: [B, H])
+    lengths = Array(repeating: T, count: B)
+    imageStep = Array(repeating: 0, count: B)
   }
 
   /// rowBias = b_ih + b_hh (b_ih alone for the GRU): the input-side bias of every step.
@@ -171,15 +173,16 @@ public final class RecurrentLayer {
     savedImage = image
     let H = hiddenSize
     let gh = gateWidth
-    if let lengths {
-      precondition(lengths.count == B && lengths.allSatisfy { $0 >= 0 && $0 <= T }, "RecurrentLayer: lengths")
-      self.lengths = lengths
-      masked = lengths.contains { $0 < T }
-    } else {
-      self.lengths = Array(repeating: T, count: B)
-      masked = false
+    precondition(
+      lengths == nil || lengths!.count == B, "RecurrentLayer: \(lengths!.count) lengths for \(B) rows")
+    masked = false
+    for b in 0..<B {
+      let length = lengths?[b] ?? T
+      precondition(length >= 0 && length <= T, "RecurrentLayer: length \(length) outside 0...\(T)")
+      self.lengths[b] = length
+      masked = masked || length < T
+      imageStep[b] = length == 0 ? -1 : (reverse ? length - 1 : 0)
     }
-    imageStep = self.lengths.map { $0 == 0 ? -1 : (reverse ? $0 - 1 : 0) }
 
     // a starts as the biases b_ih (+ b_hh, except for the GRU, whose recurrent side is kept apart)
     // plus, at the image steps, W_iv v (computed once per sequence: [B, Dv] × [Dv, G·H])
