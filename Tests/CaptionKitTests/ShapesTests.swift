@@ -36,7 +36,7 @@ final class ShapesTests: XCTestCase {
     }
     XCTAssertEqual(hash, ShapesTests.pinnedHash, "renderer output changed: update the pin only on purpose")
   }
-  static let pinnedHash: UInt64 = 3_778_039_507_172_271_512
+  static let pinnedHash: UInt64 = 10_227_494_938_205_644_680
 
   func testGenerateIsByteIdenticalForOneSeed() throws {
     let first = temporaryFolder()
@@ -73,6 +73,7 @@ final class ShapesTests: XCTestCase {
       for caption in item.captions {
         let tokens = PTBTokenizer.tokenize(caption)
         XCTAssertLessThanOrEqual(tokens.count, 19, caption)
+        XCTAssertEqual(ShapesCaptioner.wordCount(caption), tokens.count, caption)
         let scores = GroundedEvaluation.score(tokens: tokens, scene: scene)
         XCTAssertEqual(scores.matchedObjects, item.objects.count, "not every object mentioned: \(caption)")
         XCTAssertEqual(scores.mentionedObjects, item.objects.count, "extra objects claimed: \(caption)")
