@@ -152,12 +152,9 @@ public enum ShapesDataset {
     }
   }
 
-  /// The one place that turns pixels into file bytes.
-  /// TEMPORARY: binary PPM until the image branch's PNGWriter/JPEGWriter reach main.
+  /// The one place that turns pixels into file bytes: PNG, or JPEG at quality 92.
   static func encode(_ image: RGBImage, jpeg: Bool) throws -> (bytes: [UInt8], fileExtension: String) {
-    var bytes = Array("P6\n\(image.width) \(image.height)\n255\n".utf8)
-    bytes.append(contentsOf: image.pixels)
-    return (bytes, "ppm")
+    jpeg ? (try JPEGWriter.encode(image, quality: 92), "jpg") : (try PNGWriter.encode(image), "png")
   }
 
   static func jsonString(_ text: String) -> String {
