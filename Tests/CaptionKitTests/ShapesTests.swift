@@ -36,7 +36,7 @@ final class ShapesTests: XCTestCase {
     }
     XCTAssertEqual(hash, ShapesTests.pinnedHash, "renderer output changed: update the pin only on purpose")
   }
-  static let pinnedHash: UInt64 = 3_778_039_507_172_271_512
+  static let pinnedHash: UInt64 = 10_227_494_938_205_644_680
 
   func testGenerateIsByteIdenticalForOneSeed() throws {
     let first = temporaryFolder()
@@ -73,6 +73,7 @@ final class ShapesTests: XCTestCase {
       for caption in item.captions {
         let tokens = PTBTokenizer.tokenize(caption)
         XCTAssertLessThanOrEqual(tokens.count, 19, caption)
+        XCTAssertEqual(ShapesCaptioner.wordCount(caption), tokens.count, caption)
         let scores = GroundedEvaluation.score(tokens: tokens, scene: scene)
         XCTAssertEqual(scores.matchedObjects, item.objects.count, "not every object mentioned: \(caption)")
         XCTAssertEqual(scores.mentionedObjects, item.objects.count, "extra objects claimed: \(caption)")
@@ -258,6 +259,36 @@ final class ShapesTests: XCTestCase {
       }
     }
     XCTAssertEqual(splits, ["train": 26, "val": 10, "test": 4])
+  }
+
+  /// What the project's dataset reader and image decoder make of a generated folder: every image, its
+  /// captions and split; PNG pixels exactly as rendered, JPEG pixels close to them.
+  func testGeneratedFolderLoadsAndDecodes() throws {
+    let folder = temporaryFolder()
+    defer { try? FileManager.default.removeItem(atPath: folder) }
+    try ShapesDataset.generate(outputFolder: folder, count: 30, seed: 21, format: .mixed, log: { _ in })
+    let dataset = try Dataset.load(data: folder)
+    XCTAssertEqual(dataset.images.count, 30)
+    XCTAssertEqual(dataset.scenesPath.map { URL(fileURLWithPath: $0).lastPathComponent }, "scenes.json")
+    var extensions = Set<String>()
+    for image in dataset.images {
+      let item = ShapesDataset.item(index: image.id, seed: 21, imageSize: 64)
+      XCTAssertEqual(image.captions, item.captions)
+      let decoded = try ImageDecoder().decode(path: image.path)
+      XCTAssertEqual(decoded.width, 64)
+      XCTAssertEqual(decoded.height, 64)
+      let fileExtension = URL(fileURLWithPath: image.path).pathExtension
+      extensions.insert(fileExtension)
+      if fileExtension == "png" {
+        XCTAssertEqual(decoded, item.image)
+      } else {
+        XCTAssertEqual(fileExtension, "jpg")
+        let error = zip(decoded.pixels, item.image.pixels).reduce(0) { $0 + abs(Int($1.0) - Int($1.1)) }
+        XCTAssertLessThan(Double(error) / Double(decoded.pixels.count), 6, "JPEG far from the rendering")
+      }
+    }
+    XCTAssertEqual(extensions, ["png", "jpg"])
+    XCTAssertEqual(Set(dataset.images.map(\.split)), [.train, .val, .test])
   }
 
   func testBadArgumentsAreErrors() {

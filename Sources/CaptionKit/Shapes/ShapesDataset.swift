@@ -37,11 +37,8 @@ public enum ShapesDataset {
   ) throws {
     try validate(count: count, imageSize: imageSize, valFraction: valFraction, testFraction: testFraction)
     let imagesFolder = outputFolder + "/images"
-    do {
-      try FileManager.default.createDirectory(atPath: imagesFolder, withIntermediateDirectories: true)
-    } catch {
-      throw CaptionError(.io, path: imagesFolder, "cannot create the folder: \(error.localizedDescription)")
-    }
+    try makeFolder(outputFolder)
+    try makeFolder(imagesFolder)
 
     let digits = max(6, String(count - 1).count)
     let results = Results(count: count)
@@ -141,12 +138,23 @@ public enum ShapesDataset {
     }
   }
 
-  /// The one place that turns pixels into file bytes.
-  /// TEMPORARY: binary PPM until the image branch's PNGWriter/JPEGWriter reach main.
+  /// Creates a folder and its missing parents; the error names the folder and the system's reason.
+  static func makeFolder(_ path: String) throws {
+    var isFolder: ObjCBool = false
+    if FileManager.default.fileExists(atPath: path, isDirectory: &isFolder) {
+      guard isFolder.boolValue else { throw CaptionError(.io, path: path, "exists and is not a folder") }
+      return
+    }
+    let parent = (path as NSString).deletingLastPathComponent
+    if !parent.isEmpty && parent != path { try makeFolder(parent) }
+    guard mkdir(path, 0o755) == 0 || errno == EEXIST else {
+      throw CaptionError(.io, path: path, "cannot create the folder: \(String(cString: strerror(errno)))")
+    }
+  }
+
+  /// The one place that turns pixels into file bytes: PNG, or JPEG at quality 92.
   static func encode(_ image: RGBImage, jpeg: Bool) throws -> (bytes: [UInt8], fileExtension: String) {
-    var bytes = Array("P6\n\(image.width) \(image.height)\n255\n".utf8)
-    bytes.append(contentsOf: image.pixels)
-    return (bytes, "ppm")
+    jpeg ? (try JPEGWriter.encode(image, quality: 92), "jpg") : (try PNGWriter.encode(image), "png")
   }
 
   static func jsonString(_ text: String) -> String {
