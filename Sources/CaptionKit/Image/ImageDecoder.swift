@@ -74,13 +74,19 @@ public struct ImageDecoder: Sendable {
 
   private static func error(code: Int32, message: String, format: ImageFormat, path: String) -> CaptionError {
     let name = format == .jpeg ? "JPEG" : "PNG"
-    let detail = message.isEmpty ? "" : ": " + message
+    // libjpeg's own words repeat the category ("Corrupt JPEG data: ..."): keep the detail only.
+    var words = message
+    for prefix in ["Corrupt JPEG data: ", "Premature end of JPEG file"] where words.hasPrefix(prefix) {
+      words = String(words.dropFirst(prefix.count))
+    }
+    let detail = words.isEmpty ? "" : ": " + words
     switch Int(code) {
     case Int(CAPTION_IMAGE_TRUNCATED):
       return CaptionError(.truncated, path: path, "truncated \(name)\(detail)")
     case Int(CAPTION_IMAGE_TOO_LARGE): return CaptionError(.tooLarge, path: path, "image too large\(detail)")
     case Int(CAPTION_IMAGE_UNSUPPORTED):
-      return CaptionError(.unsupportedFormat, path: path, "unsupported \(name) variant\(detail)")
+      return CaptionError(
+        .unsupportedFormat, path: path, message.isEmpty ? "unsupported \(name) variant" : message)
     default: return CaptionError(.corrupt, path: path, "corrupt \(name)\(detail)")
     }
   }
