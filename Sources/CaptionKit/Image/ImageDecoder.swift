@@ -82,7 +82,8 @@ public struct ImageDecoder: Sendable {
     let detail = words.isEmpty ? "" : ": " + words
     switch Int(code) {
     case Int(CAPTION_IMAGE_TRUNCATED):
-      return CaptionError(.truncated, path: path, "truncated \(name)\(detail)")
+      let reason = "truncated \(name)" + (words.isEmpty ? ": the file ends early" : detail)
+      return CaptionError(.truncated, path: path, reason)
     case Int(CAPTION_IMAGE_TOO_LARGE): return CaptionError(.tooLarge, path: path, "image too large\(detail)")
     case Int(CAPTION_IMAGE_UNSUPPORTED):
       return CaptionError(
