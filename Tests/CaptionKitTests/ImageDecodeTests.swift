@@ -200,7 +200,8 @@ final class ImageDecodeTests: XCTestCase {
         entry(littleEndian: littleEndian, type: 3, count: 2, value: 3),  // wrong count
         Array(entry(littleEndian: littleEndian, type: 3, count: 1, value: 3).prefix(14)),  // cut short
         [0x49, 0x4D, 42, 0, 8, 0, 0, 0],  // mixed byte order mark
-        littleEndian ? [0x49, 0x49, 42, 0, 0xFF, 0xFF, 0, 0] : [0x4D, 0x4D, 0, 42, 0x7F, 0xFF, 0xFF, 0xFF],  // IFD beyond the end
+        // IFD0 offset beyond the end
+        littleEndian ? [0x49, 0x49, 42, 0, 0xFF, 0xFF, 0, 0] : [0x4D, 0x4D, 0, 42, 0x7F, 0xFF, 0xFF, 0xFF],
         [],
       ]
       for (index, tiff) in broken.enumerated() {
