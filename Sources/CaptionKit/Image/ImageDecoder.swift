@@ -43,7 +43,8 @@ public struct ImageDecoder: Sendable {
         .unsupportedFormat, path: path, "unsupported image format (\(name)); JPEG and PNG are read")
     case .unknown:
       if bytes.count < 8
-        && ([0x89, 0x50, 0x4E, 0x47, 0x0D, 0x0A, 0x1A].starts(with: bytes) || bytes == [0xFF, 0xD8])
+        && ([0x89, 0x50, 0x4E, 0x47, 0x0D, 0x0A, 0x1A].starts(with: bytes)
+          || [0xFF, 0xD8, 0xFF].starts(with: bytes))
       {
         throw CaptionError(.truncated, path: path, "file ends within its signature")
       }
