@@ -211,6 +211,28 @@ final class ImageDecodeTests: XCTestCase {
     }
   }
 
+  /// Decoders share no state: concurrent decodes (as a data loader's threads do) give the serial result.
+  func testConcurrentDecodesMatchSerialOnes() throws {
+    let paths =
+      try ["jpeg/testorig.jpg", "jpeg/testimgp.jpg", "pngsuite/basi6a16.png", "pngsuite/basn3p04.png"]
+      .map { try sharedTestdata($0) } + [fixturePath("image/cmyk.jpg"), fixturePath("image/exif_le_6.jpg")]
+    let serial = try paths.map { try ImageDecoder().decode(path: $0) }
+    final class Results: @unchecked Sendable {
+      let lock = NSLock()
+      var images: [Int: RGBImage] = [:]
+    }
+    let results = Results()
+    DispatchQueue.concurrentPerform(iterations: 4 * paths.count) { index in
+      let image = try? ImageDecoder().decode(path: paths[index % paths.count])
+      results.lock.lock()
+      results.images[index] = image
+      results.lock.unlock()
+    }
+    for index in 0..<(4 * paths.count) {
+      XCTAssertEqual(results.images[index], serial[index % paths.count], paths[index % paths.count])
+    }
+  }
+
   /// Orientation mapping on a 3×2 image, by hand.
   func testOrientationMappingsByHand() {
     // Pixels a b c / d e f (gray values 1...6).
