@@ -29,11 +29,19 @@ OUT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "Tests", "C
 
 
 def tokenize_many(texts):
-    """The official tokenizer on a list of strings (one line each), as lists of tokens."""
-    captions = {i: [{"caption": t}] for i, t in enumerate(texts)}
+    """The official tokenizer on a list of strings, as lists of tokens.
+
+    The PTB lexer sees the whole file, so a caption's last token can depend on the next line (`c.`
+    before a capitalised line is `c .`). Each string is therefore followed by a line "A", the usual
+    start of the next caption in a COCO file; the Swift tokenizer assumes the same at the end of a caption.
+    """
+    captions = {}
+    for i, t in enumerate(texts):
+        captions[2 * i] = [{"caption": t}]
+        captions[2 * i + 1] = [{"caption": "A"}]
     out = PTBTokenizer().tokenize(captions)
-    assert len(out) == len(texts), "tokenizer lost lines"
-    return [out[i][0].split(" ") if out[i][0] != "" else [] for i in range(len(texts))]
+    assert len(out) == 2 * len(texts), "tokenizer lost lines"
+    return [out[2 * i][0].split(" ") if out[2 * i][0] != "" else [] for i in range(len(texts))]
 
 
 # ---------------------------------------------------------------------------------------------------

@@ -1,0 +1,72 @@
+import Foundation
+import XCTest
+
+@testable import CaptionKit
+
+/// Our tokenizer against the real PTBTokenizer (pycocoevalcap 1.2) on the committed fixture.
+final class TokenizerTests: XCTestCase {
+  /// Strings where we knowingly differ from the real tokenizer (see the report); every other string
+  /// of the fixture must match exactly.
+  static let knownMismatches: Set<String> = []
+
+  func testMatchesTheRealPTBTokenizerOnTheFixture() throws {
+    let data = try Data(contentsOf: URL(fileURLWithPath: fixturePath("metrics/tokenizer.json")))
+    let cases = try XCTUnwrap(JSONSerialization.jsonObject(with: data) as? [[String: Any]])
+    XCTAssertGreaterThan(cases.count, 300)
+    var mismatches = 0
+    for entry in cases {
+      let text = try XCTUnwrap(entry["text"] as? String)
+      let expected = try XCTUnwrap(entry["tokens"] as? [String])
+      let ours = PTBTokenizer.tokenize(text)
+      if ours != expected {
+        mismatches += 1
+        if !TokenizerTests.knownMismatches.contains(text) {
+          XCTFail("\(text.debugDescription): ours \(ours) vs PTB \(expected)")
+        }
+      }
+    }
+    print("tokenizer fixture: \(cases.count - mismatches)/\(cases.count) identical")
+  }
+
+  func testCasesOfThePlatformNotes() {
+    XCTAssertEqual(
+      PTBTokenizer.tokenize("A man's dog can't run."), ["a", "man", "'s", "dog", "ca", "n't", "run"])
+    XCTAssertEqual(
+      PTBTokenizer.tokenize("I don't know, won't go"), ["i", "do", "n't", "know", "wo", "n't", "go"])
+    XCTAssertEqual(
+      PTBTokenizer.tokenize("A (red) car [x] {y}"),
+      ["a", "-lrb-", "red", "-rrb-", "car", "-lsb-", "x", "-rsb-", "-lcb-", "y", "-rcb-"])
+    XCTAssertEqual(
+      PTBTokenizer.tokenize("well-kept t-shirt -- dog- x--y"), ["well-kept", "t-shirt", "dog", "x", "y"])
+    XCTAssertEqual(
+      PTBTokenizer.tokenize("Mr. Smith sits. A dog.cat 3.5 .5"),
+      ["mr.", "smith", "sits", "a", "dog.cat", "3.5", ".5"])
+    XCTAssertEqual(
+      PTBTokenizer.tokenize("1,000 at 10:30, dog,cat ?! ? !"), ["1,000", "at", "10:30", "dog", "cat", "?!"])
+    XCTAssertEqual(
+      PTBTokenizer.tokenize("$5.50 50% #1 £3 €4"), ["$", "5.50", "50", "%", "#", "1", "#", "3", "$", "4"])
+    XCTAssertEqual(
+      PTBTokenizer.tokenize("“It’s” o'clock '90s dogs' cannot gonna"),
+      ["it", "'s", "o'clock", "'90s", "dogs", "can", "not", "gon", "na"])
+    XCTAssertEqual(PTBTokenizer.tokenize(" ... ; - "), [])
+    XCTAssertEqual(PTBTokenizer.tokenize(""), [])
+  }
+
+  /// SPEC: tokenising 25 000 references takes well under a second (release).
+  func testTokenisingTwentyFiveThousandCaptionsIsFast() throws {
+    #if DEBUG
+      throw XCTSkip("timed in release only")
+    #else
+      let captions = (0..<25_000).map {
+        "A man's dog, number \($0), can't run (fast) on the well-kept grass."
+      }
+      let start = Date()
+      var count = 0
+      for caption in captions { count += PTBTokenizer.tokenize(caption).count }
+      let seconds = Date().timeIntervalSince(start)
+      print("tokenize 25000 captions: \(seconds) s")
+      XCTAssertEqual(count, 25_000 * 16)
+      XCTAssertLessThan(seconds, 1.0)
+    #endif
+  }
+}
