@@ -94,17 +94,37 @@ PIECES = [
 ]
 
 
+MORE_PIECES = PIECES + [
+    "o'neill", "let's", "who's", "that's", "there's", "what's", "ain't", "shouldn't", "couldn't", "I've",
+    "you'd", "NYC", "LA", "p.m.", "5pm", "4:30", "2:1", "1st", "2nd", "3rd", "20th", "1990s", "$20", "20$",
+    "USD", "km/h", "50/50", "w/", "w/o", "&amp;", "A/C", "T.V.", "tv", "T-Rex", "X-ray", "e-mail", "B&W",
+    "B/W", "...", ":)", ";)", "!?", "?!?", "Mr", "Jr.", "Inc.", "vs", "vs.", "no.", "No.", "Co.", "Ave.", "St",
+    "Dr", "an", "is", "are", "The", "Two", "man", "woman", "women's", "children's", "people's", "bus",
+    "street", "ollie", "skateboarder", "mid-air", "fire-hydrant", "hot-dog", "#", "@", "%", "+", "=", "~",
+    "|", "^", "°", "™", "é", "ñ", "ü", "Ü", "ß", "…", "•", "·", "½",
+]
+
+
+def random_strings(rng, pieces, count, max_parts, glues):
+    strings = []
+    for _ in range(count):
+        k = rng.randint(1, max_parts)
+        parts = [rng.choice(pieces) for _ in range(k)]
+        s = parts[0]
+        for p in parts[1:]:
+            s += rng.choice(glues) + p
+        strings.append(s)
+    return strings
+
+
 def tokenizer_strings():
     rng = random.Random(20240611)
     strings = list(HAND)
-    for _ in range(260):
-        k = rng.randint(1, 9)
-        parts = [rng.choice(PIECES) for _ in range(k)]
-        glue = [rng.choice([" ", " ", " ", " ", "", "  "]) for _ in range(k - 1)]
-        s = parts[0]
-        for g, p in zip(glue, parts[1:]):
-            s += g + p
-        strings.append(s)
+    strings += random_strings(rng, PIECES, 260, 9, [" ", " ", " ", " ", "", "  "])
+    # A second batch, written after the tokenizer was: it measured how well the rules generalise.
+    rng = random.Random(99)
+    strings += random_strings(rng, MORE_PIECES, 1500, 10, [" ", " ", " ", " ", " ", "", "  "])
+    strings += [sentence(rng) for _ in range(400)]
     # No '\r' or other line breaks: the official code would split them into extra lines.
     return [s.replace("\r", " ") for s in strings]
 

@@ -7,12 +7,17 @@ import XCTest
 final class TokenizerTests: XCTestCase {
   /// Strings where we knowingly differ from the real tokenizer (see the report); every other string
   /// of the fixture must match exactly.
-  static let knownMismatches: Set<String> = []
+  /// Glued-together oddities that the real lexer's longest-match over its full JFlex grammar
+  /// splits differently (an e-mail-like `we've@+aé`, `dog-a.m.`, `Inc.o'clock`, `’next` as `’n ext`).
+  static let knownMismatches: Set<String> = [
+    "Ave. w/o x  / [1,000Inc.o'clock NYC ;)", "who's areñ a.m. hat dog-a.m. { 50/50", "#1 “ we've@+aé",
+    "what's10:30 i.e.… fire-hydrant dog.cat 3rdX-ray ’next",
+  ]
 
   func testMatchesTheRealPTBTokenizerOnTheFixture() throws {
     let data = try Data(contentsOf: URL(fileURLWithPath: fixturePath("metrics/tokenizer.json")))
     let cases = try XCTUnwrap(JSONSerialization.jsonObject(with: data) as? [[String: Any]])
-    XCTAssertGreaterThan(cases.count, 300)
+    XCTAssertGreaterThan(cases.count, 2000)
     var mismatches = 0
     for entry in cases {
       let text = try XCTUnwrap(entry["text"] as? String)
@@ -26,6 +31,8 @@ final class TokenizerTests: XCTestCase {
       }
     }
     print("tokenizer fixture: \(cases.count - mismatches)/\(cases.count) identical")
+    XCTAssertEqual(
+      mismatches, TokenizerTests.knownMismatches.count, "a known mismatch now matches: update the list")
   }
 
   func testCasesOfThePlatformNotes() {

@@ -35,8 +35,7 @@ public enum PTBTokenizer {
   /// are also words.
   static let capitalisedAbbreviations: Set<String> = [
     "Tex", "Pa", "Mo", "Ill", "Mass", "Wash", "Miss", "Ark", "Ore", "Ind", "La", "Va", "Ga", "Md", "Ky",
-    "Del", "Neb", "Nev", "Mont", "Tenn", "Vt", "Wis", "Wisc", "Penn", "Dak", "Kan", "Kans", "Fig", "No",
-    "Nos",
+    "Del", "Neb", "Nev", "Mont", "Tenn", "Vt", "Wis", "Wisc", "Penn", "Dak", "Kan", "Kans", "Fig",
   ]
 
   /// Abbreviations that keep their period before a number (`No. 5`, `fig. 3`).
@@ -210,7 +209,7 @@ struct PTBScanner {
     return end
   }
 
-  /// Letters joined by single dots (`dog.cat`, `e.g`, `u.s.a`), with the final period when every part
+  /// Words joined by single dots (`dog.cat`, `e.g`, `u.s.a`), with the final period when every part
   /// is one letter (`u.s.a.`, an acronym).
   func dottedEnd(_ start: Int) -> Int? {
     guard isLetter(at: start) else { return nil }
@@ -218,8 +217,9 @@ struct PTBScanner {
     var allSingle = true
     var parts = 0
     while true {
+      // Each part starts with a letter; later parts may go on with digits (`dog.cat3rd`).
       let partStart = i
-      while isLetter(at: i) { i += 1 }
+      while parts == 0 ? isLetter(at: i) : (isAlnum(at: i) || i == partStart) { i += 1 }
       if i - partStart != 1 { allSingle = false }
       parts += 1
       guard scalar(i) == ".", isLetter(at: i + 1) else { break }
@@ -230,15 +230,28 @@ struct PTBScanner {
     return i
   }
 
-  /// ASCII words or numbers joined by up to two slashes: `a/b/c`, `1/2`.
+  /// ASCII words or numbers joined by up to two slashes, each part with up to two hyphenated
+  /// letter tails: `a/b/c`, `1/2`, `w/well-kept`, `mid-air/km`.
   func slashEnd(_ start: Int) -> Int? {
-    guard isASCIIAlnum(at: start) else { return nil }
-    var i = start
-    while isASCIIAlnum(at: i) { i += 1 }
-    var slashes = 0
-    while slashes < 2, scalar(i) == "/", isASCIIAlnum(at: i + 1) {
-      i += 1
+    func asciiLetter(_ index: Int) -> Bool {
+      scalar(index).map { $0.isASCII && PTBScanner.isLetter($0) } ?? false
+    }
+    func part(_ from: Int) -> Int? {
+      guard isASCIIAlnum(at: from) else { return nil }
+      var i = from
       while isASCIIAlnum(at: i) { i += 1 }
+      var tails = 0
+      while tails < 2, scalar(i) == "-", asciiLetter(i + 1) {
+        i += 1
+        while asciiLetter(i) { i += 1 }
+        tails += 1
+      }
+      return i
+    }
+    guard var i = part(start) else { return nil }
+    var slashes = 0
+    while slashes < 2, scalar(i) == "/", let next = part(i + 1) {
+      i = next
       slashes += 1
     }
     return slashes > 0 ? i : nil
@@ -413,7 +426,9 @@ struct PTBScanner {
       if isApostrophe(at: end) || scalar(end) == "\u{2018}" {
         let letter = text[end - 1]
         // n't: `can't` → `ca n't`, `don't` → `do n't`; the `n'…` part is scanned next.
-        if end - start >= 2, letter == "n" || letter == "N", isOneOf(end + 1, "tT") {
+        if end - start >= 2, letter == "n" || letter == "N", isOneOf(end + 1, "tT"),
+          (start..<end).allSatisfy({ text[$0].isASCII })
+        {
           emit(start, end - 1)
           position = end - 1
           return
@@ -444,16 +459,26 @@ struct PTBScanner {
     }
     // A period that belongs to the token: one letter (`a.`), an abbreviation (`mr.`), or already
     // inside an acronym (`u.s.`).
-    if scalar(end) == ".", !isAlnum(at: end + 1) {
+    if scalar(end) == ".", !isLetter(at: end + 1) {
       let word = lowered(start, end)
       var next = end + 1
       while isSpace(at: next) { next += 1 }
-      let nextIsDigit = isDigit(at: next)
+      let nextIsDigit = isDigit(at: next) && next - end <= 2  // `No. 5`, not `no.  5`
       // A capital after the period starts a new sentence (not `A.`, itself an initial); the end of
       // the caption counts as one, as the next caption of a COCO file usually starts with a capital.
       let sentenceFollows =
         next >= text.count || (isOneOf(next, "ABCDEFGHIJKLMNOPQRSTUVWXYZ") && scalar(next + 1) != ".")
-      if end - start == 1 && text[start].isASCII && PTBScanner.isLetter(text[start]) {
+      if isDigit(at: end + 1) {
+        // `etc.3` is `etc. 3`, `a.5` is `a. 5`, but `dog.5` is `dog .5`.
+        if lettersOnly
+          && (end - start == 1 || PTBTokenizer.abbreviations.contains(word)
+            || PTBTokenizer.numberAbbreviations.contains(word))
+        {
+          end += 1
+        }
+      } else if lettersOnly && isOneOf(end + 1, ",;:") {
+        end += 1  // a word keeps its period before a comma, colon or semicolon: `sits.,`
+      } else if end - start == 1 && text[start].isASCII && PTBScanner.isLetter(text[start]) {
         if !sentenceFollows { end += 1 }
       } else if PTBTokenizer.abbreviations.contains(word)
         || PTBTokenizer.capitalisedAbbreviations.contains(string(start, end))
@@ -474,7 +499,8 @@ struct PTBScanner {
     let word = lowered(start + 1, end)
     let clitic = cliticLength(start)
     // After ASCII ' a clitic needs a non-letter after it (`it'sdog` is `it sdog`); after ’ it does not.
-    if clitic > 0 && (!isLetter(at: start + clitic) || text[start] != "'") {
+    let asciiLetterFollows = scalar(start + clitic).map { $0.isASCII && PTBScanner.isLetter($0) } ?? false
+    if clitic > 0 && (!asciiLetterFollows || text[start] != "'") {
       emit("'" + lowered(start + 1, start + clitic))
       position = start + clitic
       return
@@ -504,7 +530,7 @@ struct PTBScanner {
     }
     // '90s, '80s
     if isDigit(at: start + 1) && isDigit(at: start + 2) {
-      if isOneOf(start + 3, "sS"), !isAlnum(at: start + 4) {
+      if isOneOf(start + 3, "sS") {
         emit(start, start + 4)
         position = start + 4
         return
@@ -568,7 +594,18 @@ struct PTBScanner {
     case "\u{2013}", "\u{2014}", "\u{2015}", "\u{96}", "\u{97}":
       position += 1  // dashes become "--": removed
     case ".", "\u{2026}", "\u{85}":
-      position = run(of: ".\u{2026}\u{85}")  // dots and ellipses: removed
+      // Dots and ellipses: removed. Three to five dots are one token; of one or two, a dot before
+      // a digit starts a number (`..5` is `. .5`).
+      guard s == "." else {
+        position += 1
+        return
+      }
+      let end = run(of: ".")
+      if end - start >= 3 {
+        position = start + min(end - start, 5)
+      } else {
+        position = isDigit(at: end) ? end - 1 : end
+      }
     case "?", "!":
       let end = run(of: "?!")
       emit(start, end)
@@ -617,8 +654,8 @@ struct PTBScanner {
     case "@", "#":
       // @user and #tag stay whole; a lone # (before a number) is its own token.
       var end = start + 1
-      if isLetter(at: end) {
-        while isAlnum(at: end) || scalar(end) == "_" { end += 1 }
+      if isOneOf(end, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ") {
+        while isASCIIAlnum(at: end) || scalar(end) == "_" { end += 1 }
       } else {
         end = run(of: String(Character(s)))
       }
