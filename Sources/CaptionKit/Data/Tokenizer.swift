@@ -52,12 +52,15 @@ public enum PTBTokenizer {
 /// One pass over a line's scalars, appending finished tokens.
 struct PTBScanner {
   let text: [Unicode.Scalar]
+  /// Whether the line holds an `@` (else no e-mail address needs looking for).
+  let hasAt: Bool
   var position = 0
   var tokens: [String] = []
 
   init(_ text: [Unicode.Scalar]) {
     // Soft hyphens vanish from words; dropping them everywhere is the same for the tokens that remain.
     self.text = text.contains("\u{AD}") ? text.filter { $0 != "\u{AD}" } : text
+    hasAt = text.contains("@")
   }
 
   // MARK: Character classes
@@ -118,8 +121,14 @@ struct PTBScanner {
   }
   func isApostrophe(at index: Int) -> Bool { scalar(index).map(PTBScanner.isApostrophe) ?? false }
   func isSpace(at index: Int) -> Bool { scalar(index).map(PTBScanner.isSpace) ?? false }
-  func isOneOf(_ index: Int, _ characters: String) -> Bool {
-    scalar(index).map { characters.unicodeScalars.contains($0) } ?? false
+  func isOneOf(_ index: Int, _ characters: StaticString) -> Bool {
+    guard let s = scalar(index) else { return false }
+    if characters.isASCII {
+      guard s.isASCII else { return false }
+      let byte = UInt8(s.value)
+      return characters.withUTF8Buffer { $0.contains(byte) }
+    }
+    return characters.description.unicodeScalars.contains(s)
   }
 
   func string(_ start: Int, _ end: Int) -> String {
@@ -150,11 +159,14 @@ struct PTBScanner {
 
   /// Appends a token (lowercased) unless it is one of the punctuation tokens the COCO code removes.
   mutating func emit(_ start: Int, _ end: Int) {
-    emit(lowered(start, end))
+    append(lowered(start, end))
   }
 
   mutating func emit(_ token: String) {
-    let lower = token.lowercased()
+    append(token.lowercased())
+  }
+
+  mutating func append(_ lower: String) {
     if lower.utf8.count <= 3, PTBTokenizer.removed.contains(lower) { return }
     tokens.append(lower)
   }
@@ -373,7 +385,9 @@ struct PTBScanner {
       let s = text[position]
       if s.isASCII && PTBScanner.isAlnum(s) {
         scanWord()
-      } else if PTBScanner.isSpace(s) || s.value > 0xFFFF || s.properties.generalCategory == .control {
+      } else if PTBScanner.isSpace(s) || s.value > 0xFFFF
+        || (s.isASCII ? s.value < 0x20 || s.value == 0x7F : s.properties.generalCategory == .control)
+      {
         position += 1  // spaces, and characters the lexer cannot tokenise (deleted)
       } else if PTBScanner.isAlnum(s) || (isOneOf(position, "-+.:,") && numberEnd(position) != nil) {
         scanWord()
@@ -388,12 +402,10 @@ struct PTBScanner {
   /// A word, number or other letter/digit token starting at `position`.
   mutating func scanWord() {
     let start = position
-    for special in [urlEnd(start), emailEnd(start), phoneEnd(start)] {
-      if let end = special {
-        emit(start, end)
-        position = end
-        return
-      }
+    if let end = urlEnd(start) ?? (hasAt ? emailEnd(start) : nil) ?? phoneEnd(start) {
+      emit(start, end)
+      position = end
+      return
     }
     if let end = mixedFractionEnd(start) {
       emit(string(start, end).replacingOccurrences(of: " ", with: "\u{A0}"))
@@ -403,16 +415,18 @@ struct PTBScanner {
     // Longest match; ties go to the earlier shape in this list.
     var best = start
     var shape = -1
-    let ends = [
-      numberEnd(start), thingEnd(start), dottedEnd(start), slashEnd(start), ampersandEnd(start),
-      hyphenatedEnd(start),
-    ]
-    for (index, end) in ends.enumerated() {
+    func consider(_ end: Int?, _ index: Int) {
       if let end, end > best {
         best = end
         shape = index
       }
     }
+    consider(numberEnd(start), 0)
+    consider(thingEnd(start), 1)
+    consider(dottedEnd(start), 2)
+    consider(slashEnd(start), 3)
+    consider(ampersandEnd(start), 4)
+    consider(hyphenatedEnd(start), 5)
     var end = best
     let lettersOnly = (start..<end).allSatisfy { PTBScanner.isLetter(text[$0]) }
     if shape == 1 && lettersOnly {
