@@ -175,6 +175,7 @@ def edge_set():
         10: ["...", "a sign on a pole", "a stop sign"],
         12: ["a plane in the sky", "an airplane flying"],
         14: ["two zebras standing together", "zebras in a field"],
+        15: ["one and 1 1/2 cups of flour", "flour, 1/2 cup"],
     }
     cands = {
         1: "dog",                                   # one word
@@ -189,6 +190,7 @@ def edge_set():
         10: "a stop sign",
         12: "plane",
         14: "two zebras standing together in a field near some trees on a sunny day",
+        15: "1 1/2 cups of flour",                  # a token with a non-breaking space inside
     }
     return cands, refs
 

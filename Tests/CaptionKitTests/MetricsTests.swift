@@ -237,6 +237,7 @@ final class MetricsTests: XCTestCase {
     #else
       var seconds = 0.0
       MetricsBenchmark.run(images: 5000, references: 5) { line in
+        print("metrics bench: " + line)
         if line.hasPrefix("score_5000x5_s=") {
           seconds = Double(line.dropFirst("score_5000x5_s=".count)) ?? 0
         }

@@ -59,6 +59,22 @@ final class TokenizerTests: XCTestCase {
     XCTAssertEqual(PTBTokenizer.tokenize(""), [])
   }
 
+  /// No input traps or hangs: random strings over letters, digits, punctuation, quotes, spaces,
+  /// combining marks, surrogate-range emoji and controls.
+  func testRandomInputsNeverTrap() {
+    let alphabet = Array(
+      "aZ09 .,;:!?'\"`-–—…()[]{}<>/\\*&%$#@_+=~|^’‘“”«»½£€¢\u{AD}\u{A0}\t\n\r\u{0}\u{7F}é\u{301}ßİ中😀"
+        .unicodeScalars)
+    var generator = SplitMix64(seed: 11)
+    for _ in 0..<20_000 {
+      let length = Int(generator.next() % 24)
+      var text = String.UnicodeScalarView()
+      for _ in 0..<length { text.append(alphabet[Int(generator.next() % UInt64(alphabet.count))]) }
+      let tokens = PTBTokenizer.tokenize(String(text))
+      XCTAssertFalse(tokens.contains(""), String(text).debugDescription)
+    }
+  }
+
   /// SPEC: tokenising 25 000 references takes well under a second (release).
   func testTokenisingTwentyFiveThousandCaptionsIsFast() throws {
     #if DEBUG

@@ -618,7 +618,7 @@ struct PTBScanner {
       if end - start >= 3 {
         position = start + min(end - start, 5)
       } else {
-        position = isDigit(at: end) ? end - 1 : end
+        position = isDigit(at: end) ? max(start + 1, end - 1) : end
       }
     case "?", "!":
       let end = run(of: "?!")
