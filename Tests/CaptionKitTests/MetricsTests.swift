@@ -207,6 +207,10 @@ final class MetricsTests: XCTestCase {
       _ = try COCOFiles.parseReferences(Data([0xFF, 0xFE, 0x00]), path: "refs.json")
     }
     assertThrows("missing.json: no such file") { _ = try COCOFiles.readResults("missing.json") }
+    assertThrows("r.json: holds no results") {
+      _ = try COCOFiles.score(
+        results: [], references: COCOReferences(), resultsPath: "r.json", referencesPath: "refs.json")
+    }
   }
 
   func testFilesRoundTripAndImagesWithoutResultsAreCounted() throws {
