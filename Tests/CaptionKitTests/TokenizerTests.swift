@@ -59,6 +59,16 @@ final class TokenizerTests: XCTestCase {
     XCTAssertEqual(PTBTokenizer.tokenize(""), [])
   }
 
+  /// Captions written as tokens (what `evaluate --results` stores) tokenise to the same tokens, as
+  /// the real tokenizer does on these (checked with pycocoevalcap 1.2).
+  func testTokensJoinedBySpacesTokeniseToThemselves() {
+    let text =
+      "A man's dog can't run (fast) [x] {y} in the U.S. with Mr. Li at 1 1/2 o'clock in the '90s; gonna win, won't he? I'm sure they're 3-year-olds!"
+    let tokens = PTBTokenizer.tokenize(text)
+    XCTAssertTrue(tokens.contains("-lrb-") && tokens.contains("n't") && tokens.contains("1\u{A0}1/2"))
+    XCTAssertEqual(PTBTokenizer.tokenize(tokens.joined(separator: " ")), tokens)
+  }
+
   /// No input traps or hangs: random strings over letters, digits, punctuation, quotes, spaces,
   /// combining marks, surrogate-range emoji and controls.
   func testRandomInputsNeverTrap() {

@@ -1,3 +1,5 @@
+import Foundation
+
 /// The tokeniser of SPEC §6: what the COCO caption evaluation (pycocoevalcap 1.2) does to a caption,
 /// namely Stanford's PTBTokenizer (CoreNLP 3.4.1) with `-preserveLines -lowerCase`, then removal of
 /// the punctuation tokens `'' ' `` ` -LRB- -RRB- -LCB- -RCB- . ? ! , : - -- ... ;`.
@@ -601,6 +603,14 @@ struct PTBScanner {
     case "\"":
       position += 1  // double quote: removed
     case "-":
+      // Already escaped brackets stay whole: `-lrb-` (so tokenising tokens again changes nothing).
+      if start + 5 <= text.count, scalar(start + 4) == "-",
+        ["lrb", "rrb", "lsb", "rsb", "lcb", "rcb"].contains(lowered(start + 1, start + 4))
+      {
+        emit(start, start + 5)
+        position = start + 5
+        return
+      }
       let end = run(of: "-")
       let length = end - start
       emit(length >= 3 && length <= 4 ? "--" : string(start, end))
