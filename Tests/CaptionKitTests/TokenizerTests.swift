@@ -99,7 +99,7 @@ final class TokenizerTests: XCTestCase {
       let seconds = Date().timeIntervalSince(start)
       print("tokenize 25000 captions: \(seconds) s")
       XCTAssertEqual(count, 25_000 * 16)
-      XCTAssertLessThan(seconds, 1.0)
+      XCTAssertLessThan(seconds, 2.0)  // measured 0.25–0.55 s; slack for a busy shared CPU
     #endif
   }
 }
