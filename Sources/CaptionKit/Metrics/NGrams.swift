@@ -77,7 +77,7 @@ final class NGramTable {
 /// whitespace before BLEU and CIDEr, so a token holding a non-breaking space (the PTB tokenizer's
 /// `1 1/2`) counts as two words there (but as one in ROUGE-L, which splits on " ").
 func pythonWhitespaceSplit(_ tokens: [String]) -> [String] {
-  guard tokens.contains(where: { $0.unicodeScalars.contains(where: isPythonWhitespace) }) else {
+  guard tokens.contains(where: { $0.isEmpty || $0.unicodeScalars.contains(where: isPythonWhitespace) }) else {
     return tokens
   }
   var result: [String] = []
