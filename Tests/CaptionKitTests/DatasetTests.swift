@@ -189,6 +189,75 @@ final class DatasetTests: XCTestCase {
     assertDatasetError(file: text, mentions: "not a dataset") { _ = try Dataset.load(data: text) }
   }
 
+  // MARK: - JSON
+
+  /// The dataset JSON parser agrees with Foundation's on values, escapes and numbers, and refuses
+  /// bad documents with a line and column.
+  func testJSONParserMatchesFoundation() throws {
+    // Both sides as one canonical text: numbers as Double, keys sorted.
+    func canonical(_ value: JSONValue) -> String {
+      switch value {
+      case .null: return "null"
+      case .bool(let b): return "\(b)"
+      case .number(let n): return "\(n)"
+      case .string(let s): return "s" + s.debugDescription
+      case .array(let a): return "[" + a.map(canonical).joined(separator: ",") + "]"
+      case .object(let o):
+        return "{"
+          + o.keys.sorted().map { "\($0.debugDescription):\(canonical(o[$0]!))" }.joined(separator: ",") + "}"
+      }
+    }
+    func canonical(_ value: Any) -> String {
+      switch value {
+      case is NSNull: return "null"
+      case let s as String: return "s" + s.debugDescription
+      case let n as NSNumber:
+        return String(cString: n.objCType) == "c" ? "\(n.boolValue)" : "\(n.doubleValue)"
+      case let a as [Any]: return "[" + a.map(canonical).joined(separator: ",") + "]"
+      case let o as [String: Any]:
+        return "{"
+          + o.keys.sorted().map { "\($0.debugDescription):\(canonical(o[$0]!))" }.joined(separator: ",") + "}"
+      default: return "?"
+      }
+    }
+    let documents = [
+      #"{"a": [1, -2, 3.25, -0.5e-3, 1E3, 0, 123456789012345678], "b": {"c": null, "d": true, "e": false}}"#,
+      #"["caf\u00e9 \ud83d\udc15 \"q\" \\ \/ \b\f\n\r\t", "naïve – ok", ""]"#,
+      " \n\t [ ] ",
+    ]
+    for text in documents {
+      let ours = canonical(try JSONValue.parse(Array(text.utf8), file: "t.json"))
+      let theirs = canonical(
+        try JSONSerialization.jsonObject(with: Data(text.utf8), options: [.fragmentsAllowed]))
+      XCTAssertEqual(ours, theirs, text)
+      XCTAssertFalse(ours.contains("?"))
+    }
+    guard case .array(let lone) = try JSONValue.parse(Array(#"["a\ud83dz"]"#.utf8), file: "t.json") else {
+      return XCTFail("not an array")
+    }
+    XCTAssertEqual(lone.count, 1)  // a lone surrogate becomes U+FFFD, no crash
+    let bad: [(String, String)] = [
+      ("{\"a\": 1,\n \"b\" 2}", "line 2, column 6: expected ':'"),
+      ("[1, 2", "line 1, column 6: unexpected end of file"),
+      ("[01]", "line 1, column 3: expected ','"),
+      ("[1.]", "line 1, column 4: invalid number"),
+      ("[\"a\tb\"]", "line 1, column 4: control character"),
+      ("[\"\\x\"]", "invalid escape"),
+      ("{\"é\": tru}", "line 1, column 7: invalid value"),
+      ("[1] x", "unexpected text after"),
+      ("", "expected a value"),
+      (String(repeating: "[", count: 100_000), "nested deeper than 512"),
+    ]
+    for (text, expected) in bad {
+      XCTAssertThrowsError(try JSONValue.parse(Array(text.utf8), file: "t.json"), text) {
+        let error = $0 as? CaptionError
+        XCTAssertEqual(error?.path, "t.json")
+        XCTAssertTrue(
+          error?.reason.contains(expected) ?? false, "\(text.prefix(40)): \(String(describing: error))")
+      }
+    }
+  }
+
   // MARK: - Vocabulary and encoding (SPEC §6)
 
   func testVocabularyMinCountAndDeterministicOrder() throws {
