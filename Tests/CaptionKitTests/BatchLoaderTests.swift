@@ -257,6 +257,7 @@ final class BatchLoaderTests: XCTestCase {
     let probe = LoaderProbe()
     XCTAssertThrowsError(try makeLoader(batch: 0, workers: 1, probe: probe))
     XCTAssertThrowsError(try makeLoader(workers: -1, probe: probe))
+    XCTAssertThrowsError(try makeLoader(batch: 1 << 30, workers: 1, probe: probe))  // > 2 GB a batch
     XCTAssertThrowsError(try makeLoader(workers: 1, probe: probe, captions: []))
     XCTAssertThrowsError(try makeLoader(workers: 1, probe: probe, cache: "/nonexistent-folder/x.cache")) {
       XCTAssertEqual(($0 as? CaptionError)?.path, "/nonexistent-folder/x.cache")

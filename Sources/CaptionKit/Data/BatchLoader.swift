@@ -16,7 +16,7 @@ import Foundation
 ///   `b·B ..< (b+1)·B` of it; its K captions per image are drawn from (seed, e, b). So the batches are
 ///   the same for any worker count and timing, and `startEpoch(e, fromBatch: b)` continues a run exactly.
 /// - Failures: an image whose `load` throws (or returns a size other than S×S) is reported once through
-///   `onSkip(path, reason)`, counted in `skippedCount`, and left out of every batch (a batch shrinks; a
+///   `onSkip(path, reason)` (called on a worker thread), counted in `skippedCount`, and left out of every batch (a batch shrinks; a
 ///   batch left empty is passed over).
 /// - Memory: at most `prefetch` batches are built ahead of the consumer (each worker also holds one
 ///   B·S·S·3-byte scratch buffer). Workers run on into the next epoch, so `startEpoch(e + 1)` after
@@ -56,6 +56,9 @@ public final class BatchLoader {
       mean.allSatisfy(\.isFinite)
     else { throw invalid("preprocess", "mean and std need 3 finite values each, std positive") }
     guard workers >= 0 && workers <= 64 else { throw invalid("--workers", "\(workers) is outside 0...64") }
+    guard batchSize * imageSize * imageSize * 3 <= 1 << 31 else {
+      throw invalid("--batch", "a batch of \(batchSize) images of \(imageSize)×\(imageSize) needs over 2 GB")
+    }
 
     // The images a batch can hold: with captions, unless no captions are wanted.
     let samples = images.indices.filter { captionsPerImage == 0 || !captions[$0].isEmpty }
