@@ -308,6 +308,24 @@ final class DatasetTests: XCTestCase {
       try CaptionEncoding.encode(tokenized: tokenized, vocabulary: vocabulary, maxLength: 1))
   }
 
+  func testPreparedCaptionsFromAKarpathyFile() throws {
+    let dataset = try Dataset.load(data: data + "/dataset_flickr8k.json")
+    let prepared = try PreparedCaptions.prepare(dataset, minCount: 2, maxLength: 5)
+    // Train words seen twice or more: a 4, the 3, beach 2, dog 2, on 2 (val and test do not count).
+    XCTAssertEqual(prepared.vocabulary.words, Vocabulary.specials + ["a", "the", "beach", "dog", "on"])
+    XCTAssertEqual(prepared.train.map(\.id), [0, 1])
+    XCTAssertEqual(prepared.val.map(\.id), [2])
+    XCTAssertEqual(prepared.trainSummary.captions, 4)
+    XCTAssertEqual(prepared.trainSummary.truncated, 4)  // all have more than 4 words
+    XCTAssertEqual(prepared.trainCaptions[0][0].tokens, [4, 3, 7, 3])  // a <unk> dog <unk>
+    XCTAssertEqual(prepared.valCaptions[0][0].tokens, [4, 3, 3, 4])  // a man in a
+    // A given vocabulary (from --init) is kept.
+    let given = Vocabulary(specialsAnd: ["dog"])
+    let again = try PreparedCaptions.prepare(dataset, minCount: 2, maxLength: 20, vocabulary: given)
+    XCTAssertEqual(again.vocabulary, given)
+    XCTAssertEqual(again.trainCaptions[0][0].tokens, [3, 3, 4, 3, 3, 3, 3])
+  }
+
   func testTokenizeUsesTheSharedTokenizerInOrder() {
     let images = (0..<600).map {
       DatasetImage(id: $0, path: "", split: .train, captions: ["Image \($0) here.", "second \($0)"])
