@@ -203,6 +203,34 @@ final class BatchLoaderTests: XCTestCase {
     XCTAssertEqual(drain(loader, epoch: 4), drain(resumed, epoch: 4))
   }
 
+  /// A validation-style loader (the same epoch restarted) decodes nothing past its epoch's end; a
+  /// training-style loader, once it went on to the next epoch, builds ahead across epoch ends.
+  func testBuildingAheadAcrossEpochEndsOnlyWhenEpochsFollowOn() throws {
+    let validation = LoaderProbe()
+    let val = try makeLoader(count: 10, batch: 5, k: 1, workers: 2, probe: validation)
+    for _ in 0..<3 {
+      XCTAssertEqual(drain(val, epoch: 0).count, 2)
+      Thread.sleep(forTimeInterval: 0.05)
+      XCTAssertEqual(validation.loads.count % 10, 0)  // whole epochs only
+    }
+    XCTAssertEqual(validation.loads.count, 30)
+
+    let training = LoaderProbe()
+    let train = try makeLoader(count: 10, batch: 5, k: 1, workers: 2, probe: training)
+    _ = drain(train, epoch: 0)
+    Thread.sleep(forTimeInterval: 0.05)
+    XCTAssertEqual(training.loads.count, 10)  // not yet known to go on
+    _ = drain(train, epoch: 1)
+    var waited = 0
+    // Epochs 2 and 3 are built ahead, unasked: the prefetch window is 4 batches of 5, and no more.
+    while training.loads.count < 40 && waited < 200 {
+      Thread.sleep(forTimeInterval: 0.01)
+      waited += 1
+    }
+    Thread.sleep(forTimeInterval: 0.05)
+    XCTAssertEqual(training.loads.count, 40)
+  }
+
   // MARK: - Failures
 
   func testFailingImagesAreReportedOnceSkippedAndCounted() throws {
@@ -379,8 +407,9 @@ final class BatchLoaderTests: XCTestCase {
       start = Date()
       XCTAssertEqual(drain(loader, epoch: 0).count, 16)
       let alone = Double(count) / Date().timeIntervalSince(start)
+      _ = drain(loader, epoch: 1)  // now the loader knows epochs follow on and builds ahead
       // A consumer that needs 32 × serialCost per batch (sleeping: it leaves the CPU to the workers).
-      loader.startEpoch(1)
+      loader.startEpoch(2)
       var waited = 0.0
       start = Date()
       while true {
