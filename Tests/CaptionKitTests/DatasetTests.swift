@@ -168,6 +168,9 @@ final class DatasetTests: XCTestCase {
     assertDatasetError(file: bad, mentions: "captions.json") {
       _ = try Dataset.load(data: bad)
     }
+    assertDatasetError(.notAFile, file: "/dev/zero", mentions: "not a regular file") {
+      _ = try Dataset.load(data: "/dev/zero")  // endless: must not be read into memory
+    }
   }
 
   func testEmptyAndBinaryFiles() throws {

@@ -166,26 +166,33 @@ enum DatasetFile {
   /// Larger dataset files are refused rather than read into memory (dataset_coco.json is ~150 MB).
   static let maximumBytes = 2 << 30
 
+  /// The bytes of a regular file (a device or pipe could be endless; a folder is not a file).
   static func read(_ path: String) throws -> [UInt8] {
-    guard let handle = FileHandle(forReadingAtPath: path) else {
+    let fd = open(path, O_RDONLY | O_CLOEXEC)
+    guard fd >= 0 else {
       throw CaptionError(.unreadable, path: path, "cannot open: \(String(cString: strerror(errno)))")
     }
-    defer { try? handle.close() }
-    let size = (try? FileManager.default.attributesOfItem(atPath: path)[.size] as? Int) ?? 0
+    defer { close(fd) }
+    var info = stat()
+    guard fstat(fd, &info) == 0, (info.st_mode & S_IFMT) == S_IFREG else {
+      throw CaptionError(.notAFile, path: path, "not a regular file")
+    }
+    let size = Int(info.st_size)
     guard size <= maximumBytes else {
       throw CaptionError(.tooLarge, path: path, "\(size) bytes is larger than a dataset file may be")
     }
-    do {
-      let data = try handle.readToEnd() ?? Data()
-      guard data.count <= maximumBytes else {
-        throw CaptionError(.tooLarge, path: path, "larger than a dataset file may be")
+    var bytes = [UInt8](repeating: 0, count: size)
+    var done = 0
+    while done < size {
+      let n = bytes.withUnsafeMutableBytes { pread(fd, $0.baseAddress! + done, size - done, off_t(done)) }
+      if n < 0 && errno == EINTR { continue }
+      guard n >= 0 else {
+        throw CaptionError(.unreadable, path: path, "read failed: \(String(cString: strerror(errno)))")
       }
-      return [UInt8](data)
-    } catch let error as CaptionError {
-      throw error
-    } catch {
-      throw CaptionError(.unreadable, path: path, "read failed: \(error.localizedDescription)")
+      if n == 0 { break }  // the file shrank while being read
+      done += n
     }
+    return Array(bytes.prefix(done))
   }
 
   static func readJSON(_ path: String) throws -> [String: JSONValue] {
