@@ -261,6 +261,45 @@ final class DatasetTests: XCTestCase {
     }
   }
 
+  /// Damaged copies of real-layout files (bytes changed, cut short) give errors or datasets, never a
+  /// crash: each is parsed and, when it parses, read as Karpathy, COCO and Flickr8k data.
+  func testDamagedFilesNeverCrash() throws {
+    let sources = [
+      data + "/dataset_coco.json", data + "/coco/annotations/captions_train2014.json",
+      data + "/flickr8k/Flickr8k.token.txt",
+    ]
+    var generator = SplitMix64(seed: 11)
+    var errors = 0
+    for source in sources {
+      let original = try DatasetFile.read(source)
+      for _ in 0..<150 {
+        var bytes = original
+        for _ in 0..<(1 + Int(generator.next() % 3)) {
+          let at = Int(generator.next() % UInt64(bytes.count))
+          let pick = "{}[]\",:0-9eE.\\ #\tnul".utf8
+          bytes[at] =
+            generator.next() % 2 == 0
+            ? UInt8(truncatingIfNeeded: generator.next())
+            : Array(pick)[Int(generator.next() % UInt64(pick.count))]
+        }
+        if generator.next() % 3 == 0 { bytes.removeLast(Int(generator.next() % UInt64(bytes.count))) }
+        do {
+          if case .object(let root) = try JSONValue.parse(bytes, file: "f") {
+            _ = try? KarpathyReader.read(json: root, file: "f", imageFolder: "")
+            _ = try? COCOReader.read(json: root, file: "f", imageFolder: "", split: .train)
+          }
+        } catch {
+          errors += 1
+        }
+        if let text = String(bytes: bytes, encoding: .utf8), Flickr8kReader.looksLikeTokenFile(text) {
+          _ = try? Flickr8kReader.read(
+            text: text, file: source, imageFolder: "", trainList: nil, valList: nil, testList: nil)
+        }
+      }
+    }
+    XCTAssertGreaterThan(errors, 0)  // the damage was seen
+  }
+
   // MARK: - Vocabulary and encoding (SPEC §6)
 
   func testVocabularyMinCountAndDeterministicOrder() throws {
