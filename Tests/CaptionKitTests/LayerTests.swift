@@ -187,6 +187,31 @@ final class LayerTests: XCTestCase {
     }
   }
 
+  /// The loops split over compute threads (Parallel.forRanges) give the results of one thread.
+  func testConvAndPoolOnTwoThreadsMatchOneThread() {
+    let input = randomTensor([3, 5, 9, 7], seed: 13)
+    let outputGrad = randomTensor([3, 6, 4, 3], seed: 14)
+    var results: [[[Float]]] = []
+    let saved = Parallel.workers
+    defer { BLAS.setThreads(saved) }
+    for threads in [1, 2] {
+      BLAS.setThreads(threads)
+      XCTAssertEqual(Parallel.workers, threads)
+      let conv = Conv2D(inChannels: 5, outChannels: 6)
+      conv.columnBudget = 45 * 63 * 2  // chunks of 2 images
+      var generator = SeededGenerator(seed: 1)
+      conv.initialize(using: &generator)
+      let pool = MaxPool2D()
+      let pooled = pool.forward(conv.forward(input)).clone()
+      let inputGrad = conv.backward(pool.backward(outputGrad))!.clone()
+      results.append([pooled.array, inputGrad.array, conv.weight.grad.array, conv.bias.grad.array])
+    }
+    for (a, b) in zip(results[0], results[1]) {
+      XCTAssertEqual(a.count, b.count)
+      for (x, y) in zip(a, b) { XCTAssertEqual(x, y, accuracy: 1e-5 * max(1, abs(x))) }
+    }
+  }
+
   func testConvGradientsMatchFiniteDifferences() {
     for relu in [false, true] {
       let conv = Conv2D(inChannels: 3, outChannels: 4, relu: relu)
