@@ -425,6 +425,18 @@ final class LayerTests: XCTestCase {
       Dropout(probability: 0.25).forward(input, training: true, generator: &again).array, output.array)
   }
 
+  func testDropoutGradientMatchesFiniteDifferences() {
+    // The generator is reseeded for every forward, so the mask is the same at x ± ε.
+    let dropout = Dropout(probability: 0.3)
+    let input = randomTensor([4, 6], seed: 3)
+    checkLayerGradients(
+      "dropout", input: input, parameters: [],
+      forward: {
+        var generator = SeededGenerator(seed: 5)
+        return dropout.forward(input, training: true, generator: &generator)
+      }, backward: { dropout.backward($0) })
+  }
+
   func testDropoutIsIdentityInEvaluation() {
     let dropout = Dropout(probability: 0.5)
     let input = randomTensor([3, 4], seed: 1)
