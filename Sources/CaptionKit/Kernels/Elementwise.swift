@@ -78,7 +78,7 @@ public enum Elementwise {
     }
   }
 
-  /// target = max(source + b, 0) (bias then ReLU), or source + b when `relu` is false.
+  /// target = max(source + b, 0) (bias then ReLU), or source + b when `relu` is false. May be in place.
   @inline(__always)
   public static func addBias(
     _ source: UnsafePointer<Float>, _ b: Float, relu: Bool, into target: UnsafeMutablePointer<Float>,

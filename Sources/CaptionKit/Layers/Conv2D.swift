@@ -70,17 +70,19 @@ public final class Conv2D {
       let count = min(group, batch - first)
       let ldc = count * pixels  // row stride of col and chunk output for this chunk
       im2colChunk(input, first: first, count: count, columns: columns)
-      // chunk [Cout, count·HW] = weight [Cout, K] · col [K, count·HW]
+      // chunk [Cout, count·HW] = weight [Cout, K] · col [K, count·HW]. A one-image chunk already has
+      // the NCHW layout of that image, so the GEMM writes straight into the output.
+      let chunk = count == 1 ? output.pointer + first * outputSize : chunkOutput.pointer
       BLAS.gemm(
         transA: false, transB: false, m: outChannels, n: ldc, k: k,
         a: weight.value.pointer, lda: k, b: columns.pointer, ldb: ldc,
-        beta: 0, c: chunkOutput.pointer, ldc: ldc)
-      // Scatter to NCHW, adding the bias and applying the ReLU; one (image, channel) plane per item.
+        beta: 0, c: chunk, ldc: ldc)
+      // To NCHW, adding the bias and applying the ReLU; one (image, channel) plane per item.
       Parallel.forRanges(count * outChannels) { items in
         for item in items {
           let (g, co) = item.quotientAndRemainder(dividingBy: outChannels)
           Elementwise.addBias(
-            chunkOutput.pointer + co * ldc + g * pixels, bias.value.pointer[co], relu: relu,
+            chunk + co * ldc + g * pixels, bias.value.pointer[co], relu: relu,
             into: output.pointer + (first + g) * outputSize + co * pixels, count: pixels)
         }
       }
