@@ -1,0 +1,266 @@
+import Foundation
+
+extension ModelConfig {
+  /// Every tensor a model of this configuration holds, with its shape, in SPEC §3's order
+  /// (encoder convs, encoder fc, embedding, each recurrent layer, output).
+  public func expectedTensorShapes() -> [(name: String, shape: [Int])] {
+    var result: [(name: String, shape: [Int])] = []
+    // Encoder: conv k maps C_in → C_out channels with 3×3 kernels.
+    var channels = 3
+    var k = 0
+    for case .conv(let out) in layers {
+      result.append(("encoder.conv\(k).weight", [out, channels, 3, 3]))
+      result.append(("encoder.conv\(k).bias", [out]))
+      channels = out
+      k += 1
+    }
+    let last = encoderOutputShape
+    let features = pool == .avg ? last.channels : last.channels * last.height * last.width
+    result.append(("encoder.fc.weight", [dv, features]))
+    result.append(("encoder.fc.bias", [dv]))
+    // Decoder: embedding, the recurrent stack (G·H rows in PyTorch's gate order), the output layer.
+    result.append(("decoder.embed.weight", [vocabSize, embed]))
+    let rows = cell.gates * hidden
+    for l in 0..<rnnLayers {
+      let prefix = "decoder.rnn.\(l)."
+      result.append((prefix + "weight_ih", [rows, l == 0 ? embed : hidden]))
+      result.append((prefix + "weight_hh", [rows, hidden]))
+      result.append((prefix + "weight_iv", [rows, dv]))
+      result.append((prefix + "bias_ih", [rows]))
+      result.append((prefix + "bias_hh", [rows]))
+      if cell == .peephole { result.append((prefix + "weight_peep", [3, hidden])) }
+    }
+    result.append(("decoder.out.weight", [vocabSize, hidden]))
+    result.append(("decoder.out.bias", [vocabSize]))
+    return result
+  }
+
+  /// The parameter count of each tensor group that `caption info` reports, in order:
+  /// `encoder convs`, `encoder fc`, `embedding`, `rnn layer l` for each l, `output`.
+  public func parameterGroups() -> [(group: String, count: Int)] {
+    var groups: [(group: String, count: Int)] = []
+    for (name, shape) in expectedTensorShapes() {
+      let group: String
+      if name.hasPrefix("encoder.conv") {
+        group = "encoder convs"
+      } else if name.hasPrefix("encoder.fc") {
+        group = "encoder fc"
+      } else if name.hasPrefix("decoder.embed") {
+        group = "embedding"
+      } else if name.hasPrefix("decoder.rnn.") {
+        group = "rnn layer " + name.split(separator: ".")[2]
+      } else {
+        group = "output"
+      }
+      let count = shape.reduce(1, *)
+      if groups.last?.group == group {
+        groups[groups.count - 1].count += count
+      } else {
+        groups.append((group, count))
+      }
+    }
+    return groups
+  }
+}
+
+/// A model as stored on disk (SPEC §3): configuration, vocabulary, preprocessing, optional training
+/// provenance, and the tensors by their SPEC names.
+public struct ModelFile {
+  public var config: ModelConfig
+  public var vocabulary: Vocabulary
+  /// Per-channel (R, G, B) normalisation applied to pixels scaled to [0, 1].
+  public var mean: [Float]
+  public var std: [Float]
+  /// JSON text about how the model was trained (command, data, epochs, metrics), if kept.
+  public var provenance: String?
+  public var tensors: [String: Tensor]
+
+  /// ImageNet's statistics, the default normalisation (SPEC §4).
+  public static let imageNetMean: [Float] = [0.485, 0.456, 0.406]
+  public static let imageNetStd: [Float] = [0.229, 0.224, 0.225]
+
+  public static let format = "caption-model"
+  public static let version = "1"
+
+  public init(
+    config: ModelConfig, vocabulary: Vocabulary, mean: [Float] = ModelFile.imageNetMean,
+    std: [Float] = ModelFile.imageNetStd, provenance: String? = nil, tensors: [String: Tensor]
+  ) {
+    self.config = config
+    self.vocabulary = vocabulary
+    self.mean = mean
+    self.std = std
+    self.provenance = provenance
+    self.tensors = tensors
+  }
+
+  /// The total number of parameters.
+  public var parameterCount: Int { tensors.values.reduce(0) { $0 + $1.count } }
+
+  /// The `preprocess` metadata (SPEC §3).
+  private struct Preprocess: Codable {
+    var image_size: Int
+    var mean: [Float]
+    var std: [Float]
+  }
+
+  // MARK: - Loading
+
+  /// Reads and validates a model file; every defect is a `.badModel` error naming the file and the
+  /// metadata key or tensor at fault.
+  public static func load(path: String) throws -> ModelFile {
+    let file = try Safetensors.read(path: path)
+    func bad(_ reason: String) -> CaptionError { CaptionError(.badModel, path: path, reason) }
+    func required(_ key: String) throws -> String {
+      guard let value = file.metadata[key] else { throw bad("metadata key \"\(key)\" is missing") }
+      return value
+    }
+
+    guard try required("format") == format else {
+      throw bad("metadata format is \"\(file.metadata["format"]!.prefix(40))\", not \"\(format)\"")
+    }
+    guard try required("version") == version else {
+      throw bad(
+        "metadata version \"\(file.metadata["version"]!.prefix(40))\" is not supported (only \(version))")
+    }
+
+    // config: decodes, validates, and keeps every size small enough that shapes cannot overflow.
+    let config: ModelConfig
+    do {
+      config = try JSONDecoder().decode(ModelConfig.self, from: Data(try required("config").utf8))
+    } catch let error as CaptionError {
+      throw error
+    } catch {
+      throw bad("metadata config is not a valid model configuration: \(decodingReason(error))")
+    }
+    do {
+      try config.validate()
+    } catch let error as CaptionError {
+      throw bad("metadata config: \(error.reason)")
+    }
+    for case .conv(let channels) in config.layers where channels > 65536 {
+      throw bad("metadata config: conv channels \(channels) is over 65536")
+    }
+    if config.layers.count > 1024 { throw bad("metadata config: more than 1024 encoder layers") }
+
+    // vocab: a JSON array of vocab_size strings, the specials first.
+    let words: [String]
+    do {
+      words = try JSONDecoder().decode([String].self, from: Data(try required("vocab").utf8))
+    } catch let error as CaptionError {
+      throw error
+    } catch {
+      throw bad("metadata vocab is not a JSON array of strings: \(decodingReason(error))")
+    }
+    guard words.count == config.vocabSize else {
+      throw bad("metadata vocab holds \(words.count) words but config vocab_size is \(config.vocabSize)")
+    }
+    let vocabulary: Vocabulary
+    do {
+      vocabulary = try Vocabulary(words: words)
+    } catch let error as CaptionError {
+      throw bad("metadata vocab: \(error.reason)")
+    }
+
+    // preprocess: the config's image size, three finite means, three positive finite deviations.
+    let preprocess: Preprocess
+    do {
+      preprocess = try JSONDecoder().decode(Preprocess.self, from: Data(try required("preprocess").utf8))
+    } catch let error as CaptionError {
+      throw error
+    } catch {
+      throw bad("metadata preprocess is not {\"image_size\", \"mean\", \"std\"}: \(decodingReason(error))")
+    }
+    guard preprocess.image_size == config.imageSize else {
+      throw bad(
+        "metadata preprocess image_size \(preprocess.image_size) differs from config image_size \(config.imageSize)"
+      )
+    }
+    guard preprocess.mean.count == 3, preprocess.mean.allSatisfy({ $0.isFinite }) else {
+      throw bad("metadata preprocess mean must be 3 finite numbers, not \(preprocess.mean)")
+    }
+    guard preprocess.std.count == 3, preprocess.std.allSatisfy({ $0.isFinite && $0 > 0 }) else {
+      throw bad("metadata preprocess std must be 3 positive numbers, not \(preprocess.std)")
+    }
+
+    // provenance: optional, but JSON when present.
+    let provenance = file.metadata["provenance"]
+    if let provenance,
+      (try? JSONSerialization.jsonObject(with: Data(provenance.utf8), options: [.fragmentsAllowed])) == nil
+    {
+      throw bad("metadata provenance is not JSON")
+    }
+
+    let model = ModelFile(
+      config: config, vocabulary: vocabulary, mean: preprocess.mean, std: preprocess.std,
+      provenance: provenance, tensors: file.tensors)
+    try model.checkTensors(path: path)
+    return model
+  }
+
+  /// Exactly the tensors `config` needs, with their shapes; the error names the tensor.
+  public func checkTensors(path: String) throws {
+    func bad(_ reason: String) -> CaptionError { CaptionError(.badModel, path: path, reason) }
+    let expected = config.expectedTensorShapes()
+    for (name, shape) in expected {
+      guard let tensor = tensors[name] else {
+        throw bad("tensor \"\(name)\" is missing (expected shape \(shape))")
+      }
+      guard tensor.shape == shape else {
+        throw bad("tensor \"\(name)\" has shape \(tensor.shape), expected \(shape)")
+      }
+    }
+    let names = Set(expected.map(\.name))
+    if let extra = tensors.keys.sorted().first(where: { !names.contains($0) }) {
+      throw bad("tensor \"\(extra)\" is not part of a \(config.cell.rawValue) model of this configuration")
+    }
+  }
+
+  /// A `DecodingError` in a few words (the key path and what was wrong).
+  private static func decodingReason(_ error: Error) -> String {
+    guard let error = error as? DecodingError else { return "\(error)" }
+    func path(_ context: DecodingError.Context) -> String {
+      let keys = context.codingPath.map { $0.intValue.map { "[\($0)]" } ?? $0.stringValue }
+      return keys.isEmpty ? "" : "at \(keys.joined(separator: ".")): "
+    }
+    switch error {
+    case .typeMismatch(_, let context), .valueNotFound(_, let context), .dataCorrupted(let context):
+      return path(context) + context.debugDescription
+    case .keyNotFound(let key, let context):
+      return path(context) + "key \"\(key.stringValue)\" is missing"
+    @unknown default:
+      return "\(error)"
+    }
+  }
+
+  // MARK: - Saving
+
+  /// The metadata SPEC §3 asks for.
+  public func metadata() throws -> [String: String] {
+    let encoder = JSONEncoder()
+    encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+    func json<T: Encodable>(_ value: T) throws -> String {
+      String(decoding: try encoder.encode(value), as: UTF8.self)
+    }
+    var metadata = [
+      "format": ModelFile.format,
+      "version": ModelFile.version,
+      "config": try json(config),
+      "vocab": try json(vocabulary.words),
+      "preprocess": try json(Preprocess(image_size: config.imageSize, mean: mean, std: std)),
+    ]
+    if let provenance { metadata["provenance"] = provenance }
+    return metadata
+  }
+
+  /// Writes the model atomically, after checking that its tensors are exactly the config's.
+  public func save(path: String) throws {
+    try checkTensors(path: path)
+    guard vocabulary.count == config.vocabSize else {
+      throw CaptionError(
+        .badModel, path: path,
+        "vocabulary holds \(vocabulary.count) words but vocab_size is \(config.vocabSize)")
+    }
+    try Safetensors.write(path: path, tensors: tensors.map { ($0.key, $0.value) }, metadata: try metadata())
+  }
+}
