@@ -416,6 +416,48 @@ final class SafetensorsTests: XCTestCase {
     }
   }
 
+  /// Random corruptions of a valid model file (bytes overwritten in the length, header or data,
+  /// random truncations) either load or throw a `CaptionError`: never a crash, trap or hang.
+  func testCorruptedModelFilesNeverCrash() throws {
+    let path = temporaryFolder() + "/model.safetensors"
+    try tinyModel(cell: .gru).save(path: path)
+    let original = [UInt8](try Data(contentsOf: URL(fileURLWithPath: path)))
+    let headerEnd = 8 + (0..<8).reduce(0) { $0 | Int(original[$1]) << (8 * $1) }
+    var generator = SplitMix64(seed: 2024)
+    var rejected = 0
+    let trials = 200
+    let corrupted = temporaryFolder() + "/corrupt.safetensors"
+    for trial in 0..<trials {
+      var bytes = original
+      if trial % 4 == 3 {
+        bytes.removeLast(Int(generator.next() % UInt64(bytes.count)) + 1)
+      } else {
+        // Mostly the header, where the structure is; a few bytes each time.
+        for _ in 0..<(1 + Int(generator.next() % 3)) {
+          let position =
+            trial % 4 == 0 ? Int(generator.next() % 8) : Int(generator.next() % UInt64(headerEnd))
+          bytes[position] = UInt8(truncatingIfNeeded: generator.next())
+        }
+      }
+      try Data(bytes).write(to: URL(fileURLWithPath: corrupted))  // no fsync: a scratch file
+      do {
+        _ = try ModelFile.load(path: corrupted)
+      } catch let error as CaptionError {
+        XCTAssertEqual(error.kind, .badModel, "\(error)")
+        rejected += 1
+      }
+    }
+    XCTAssertGreaterThan(rejected, trials / 2)
+  }
+
+  func testDeeplyNestedMetadataJSONIsAnError() throws {
+    let model = tinyModel()
+    let nested = String(repeating: "[", count: 200_000) + String(repeating: "]", count: 200_000)
+    for key in ["config", "vocab", "preprocess", "provenance"] {
+      assertRejected(try writeModel(model, metadata: { $0[key] = nested }), [key], model: true)
+    }
+  }
+
   func testSaveRefusesTensorsThatDoNotMatchTheConfig() {
     var model = tinyModel()
     model.tensors["decoder.out.bias"] = Tensor(zeros: [12])
