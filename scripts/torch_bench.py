@@ -9,6 +9,7 @@ and `describe_ms=<float>` (one image: encoder plus exactly `--length` greedy dec
 The network is scripts/torch_reference.py's, eager mode.
 """
 import argparse
+import os
 import statistics
 import time
 
@@ -92,7 +93,8 @@ def main():
             describe.append(elapsed)
     assert len(words) == T
     print(f"describe: {args.describe_runs} runs, min {min(describe) * 1000:.2f} ms")
-    print(f"config: threads={args.threads} channels_last={args.channels_last} torch={torch.__version__}")
+    print(f"config: threads={args.threads} channels_last={args.channels_last} torch={torch.__version__} "
+          f"load average {os.getloadavg()[0]:.2f} (figures are only meaningful on a quiet machine)")
     print(f"train_images_per_s={train_images_per_s:.1f}")
     print(f"describe_ms={statistics.median(describe) * 1000:.2f}")
 
