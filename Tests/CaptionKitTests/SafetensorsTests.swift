@@ -458,6 +458,28 @@ final class SafetensorsTests: XCTestCase {
     }
   }
 
+  /// `caption info`'s text: parameter counts per group worked out by hand for the 2-layer fixture.
+  func testSummaryCountsParametersPerGroup() throws {
+    let path = fixturePath("parity/lstm2_first_flatten.model.safetensors")
+    let summary = try ModelFile.load(path: path).summary(path: path)
+    let lines = summary.split(separator: "\n").map { $0.trimmingCharacters(in: .whitespaces) }
+    // conv0 4·3·9+4 = 112, conv1 8·4·9+8 = 296; fc 6·(8·4·4)+6; embed 11·5;
+    // layer 0: 28·(5+7+6)+2·28; layer 1: 28·(7+7+6)+2·28; out 11·7+11.
+    let expected = [
+      "encoder convs  408", "encoder fc     774", "embedding      55", "rnn layer 0    560",
+      "rnn layer 1    616", "output         88", "total          2,501",
+    ]
+    for line in expected { XCTAssertTrue(lines.contains(line), "missing \"\(line)\" in\n\(summary)") }
+    XCTAssertTrue(lines.contains("cell        lstm"))
+    XCTAssertTrue(lines.contains("image_input first"))
+    XCTAssertTrue(lines.contains("vocabulary: 11 words (first: a red blue circle square left of)"))
+    XCTAssertTrue(
+      lines.contains("preprocessing: size 8, mean [0.485, 0.456, 0.406], std [0.229, 0.224, 0.225]"))
+    XCTAssertTrue(lines.contains("\"seed\" : 105"), summary)
+    XCTAssertEqual(ModelFile.grouped(1_234_567), "1,234,567")
+    XCTAssertEqual(ModelFile.grouped(999), "999")
+  }
+
   func testSaveRefusesTensorsThatDoNotMatchTheConfig() {
     var model = tinyModel()
     model.tensors["decoder.out.bias"] = Tensor(zeros: [12])
