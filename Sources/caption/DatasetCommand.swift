@@ -1,5 +1,6 @@
 import ArgumentParser
 import CaptionKit
+import Foundation
 
 struct DatasetCommand: ParsableCommand {
   static let configuration = CommandConfiguration(
@@ -7,12 +8,69 @@ struct DatasetCommand: ParsableCommand {
 
   struct Shapes: ParsableCommand {
     static let configuration = CommandConfiguration(
-      commandName: "shapes", abstract: "Render the synthetic shapes dataset (SPEC §9).")
+      commandName: "shapes", abstract: "Render the synthetic shapes dataset (SPEC §9).",
+      discussion: """
+        Writes DIR/images/, DIR/captions.json (Karpathy layout, 5 captions per image, train/val/test \
+        splits) and DIR/scenes.json (every object's shape, colour, size, centre and bounding box). \
+        The same seed gives the same files on any machine.
+
+        Examples:
+          caption dataset shapes --out data/shapes --count 10000 --seed 1
+          caption dataset shapes --out data/shapes-test --count 1000 --seed 2 --val 0 --test 1
+        """)
+
+    @Option(help: "The folder to write (created if missing).")
+    var out: String
+
+    @Option(help: "How many images to render.")
+    var count: Int
+
+    @Option(help: "The random seed (a non-negative integer).")
+    var seed: UInt64
+
+    @Option(help: "Side of the square images in pixels (16–1024).")
+    var imageSize: Int = 64
+
+    @Option(help: "Image file format: png, jpg or mixed (half of each, chosen per image).")
+    var format: ShapesImageFormat = .png
+
+    @Option(help: "Fraction of the images in the validation split.")
+    var val: Double = 0.1
+
+    @Option(help: "Fraction of the images in the test split.")
+    var test: Double = 0.1
+
+    func validate() throws {
+      guard count >= 1 && count <= 10_000_000 else {
+        throw ValidationError("--count must be between 1 and 10000000.")
+      }
+      guard imageSize >= 16 && imageSize <= 1024 else {
+        throw ValidationError("--image-size must be between 16 and 1024.")
+      }
+      guard val.isFinite && val >= 0 && val <= 1 else {
+        throw ValidationError("--val must be between 0 and 1.")
+      }
+      guard test.isFinite && test >= 0 && test <= 1 else {
+        throw ValidationError("--test must be between 0 and 1.")
+      }
+      guard val + test <= 1 else { throw ValidationError("--val and --test must add up to at most 1.") }
+      guard !out.isEmpty else { throw ValidationError("--out must name a folder.") }
+    }
 
     func run() throws {
+      let onTerminal = isatty(STDERR_FILENO) == 1
       try reportingErrors {
-        throw CaptionError(.invalidArgument, path: "dataset shapes", "not built yet")
+        try ShapesDataset.generate(
+          outputFolder: out, count: count, seed: seed, imageSize: imageSize, format: format, valFraction: val,
+          testFraction: test
+        ) { line in
+          let progress = line.hasPrefix("rendered")
+          let text = onTerminal && progress ? "\r" + line : (onTerminal ? "\r" : "") + line + "\n"
+          FileHandle.standardError.write(Data(text.utf8))
+        }
       }
     }
   }
 }
+
+extension ShapesImageFormat: ExpressibleByArgument {}

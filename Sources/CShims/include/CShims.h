@@ -6,5 +6,8 @@
 #define CSHIMS_H
 #include <stddef.h>
 #include <stdint.h>
+#include "image_shims.h"
+
+#include "signal_shims.h"
 
 #endif

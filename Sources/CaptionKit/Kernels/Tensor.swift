@@ -79,7 +79,9 @@ public final class Tensor {
 /// relative to the layer that owns it (`weight`, `bias`, `weight_ih`, ...).
 public final class Parameter {
   public var name: String
-  public let value: Tensor
+  /// The weights. Replaced (not copied into) when a model file is loaded: layers must read
+  /// `parameter.value` at each use and never keep the tensor itself.
+  public var value: Tensor
   public let grad: Tensor
 
   public init(name: String, shape: [Int]) {

@@ -25,7 +25,7 @@ public enum EncoderLayer: Equatable, Sendable, Codable, CustomStringConvertible 
   case conv(Int)
   case maxPool
 
-  public init(from decoder: Decoder) throws {
+  public init(from decoder: Swift.Decoder) throws {
     let container = try decoder.singleValueContainer()
     if let channels = try? container.decode(Int.self) {
       guard channels > 0 else {
@@ -41,7 +41,7 @@ public enum EncoderLayer: Equatable, Sendable, Codable, CustomStringConvertible 
     }
   }
 
-  public func encode(to encoder: Encoder) throws {
+  public func encode(to encoder: Swift.Encoder) throws {
     var container = encoder.singleValueContainer()
     switch self {
     case .conv(let channels): try container.encode(channels)
@@ -116,7 +116,7 @@ public struct ModelConfig: Codable, Equatable, Sendable {
     self.dropout = dropout
   }
 
-  public init(from decoder: Decoder) throws {
+  public init(from decoder: Swift.Decoder) throws {
     let c = try decoder.container(keyedBy: CodingKeys.self)
     imageSize = try c.decode(Int.self, forKey: .imageSize)
     layers = try c.decode([EncoderLayer].self, forKey: .layers)

@@ -1,0 +1,120 @@
+import Foundation
+
+/// A caption as token ids, without `<start>` and `<end>` (the batches add them).
+public struct EncodedCaption: Equatable, Sendable {
+  public var tokens: [Int]
+
+  public init(tokens: [Int]) { self.tokens = tokens }
+}
+
+/// What encoding a set of captions did, for the command line to print.
+public struct EncodingSummary: Equatable, Sendable, CustomStringConvertible {
+  public var images = 0
+  /// Captions read.
+  public var captions = 0
+  /// Captions encoded (read minus empty).
+  public var encoded = 0
+  /// Captions empty after tokenisation, skipped (SPEC §6).
+  public var empty = 0
+  /// Captions longer than `maxLength − 1` words, cut to that many.
+  public var truncated = 0
+  /// Images left with no caption at all (they are not trained on).
+  public var imagesWithoutCaptions = 0
+  /// Words kept, and how many of them became `<unk>`.
+  public var words = 0
+  public var unknownWords = 0
+
+  public init() {}
+
+  public var description: String {
+    var parts = ["\(images) images", "\(encoded) captions"]
+    if empty > 0 { parts.append("\(empty) empty captions skipped") }
+    if truncated > 0 { parts.append("\(truncated) captions truncated") }
+    if imagesWithoutCaptions > 0 { parts.append("\(imagesWithoutCaptions) images without captions") }
+    let unknownShare = words == 0 ? 0 : 100 * Double(unknownWords) / Double(words)
+    parts.append("\(words) words, \(String(format: "%.1f", unknownShare))% <unk>")
+    return parts.joined(separator: ", ")
+  }
+}
+
+/// Tokenising and encoding captions for training (SPEC §3, §6).
+public enum CaptionEncoding {
+  /// `PTBTokenizer.tokenize` of every caption: `[image][caption][word]`. Runs on all cores.
+  public static func tokenize(_ images: [DatasetImage]) -> [[[String]]] {
+    let results = ResultSlots<[[String]]>(count: images.count)
+    let chunk = 256
+    let chunks = (images.count + chunk - 1) / chunk
+    DispatchQueue.concurrentPerform(iterations: chunks) { c in
+      for i in c * chunk..<min((c + 1) * chunk, images.count) {
+        results.set(i, images[i].captions.map { PTBTokenizer.tokenize($0) })
+      }
+    }
+    return results.values
+  }
+
+  /// Encodes tokenised captions: words to ids (`<unk>` for unknown words), at most `maxLength − 1`
+  /// words kept (SPEC §3: N decoder steps, `<end>` included), empty captions skipped.
+  /// `maxLength` must be at least 2.
+  public static func encode(tokenized: [[[String]]], vocabulary: Vocabulary, maxLength: Int) throws
+    -> (captions: [[EncodedCaption]], summary: EncodingSummary)
+  {
+    guard maxLength >= 2 else {
+      throw CaptionError(.invalidArgument, path: "--max-length", "must be at least 2, not \(maxLength)")
+    }
+    let maxWords = maxLength - 1
+    var summary = EncodingSummary()
+    summary.images = tokenized.count
+    var encoded: [[EncodedCaption]] = []
+    encoded.reserveCapacity(tokenized.count)
+    for image in tokenized {
+      var captions: [EncodedCaption] = []
+      captions.reserveCapacity(image.count)
+      for words in image {
+        summary.captions += 1
+        if words.isEmpty {
+          summary.empty += 1
+          continue
+        }
+        if words.count > maxWords { summary.truncated += 1 }
+        let ids = words.prefix(maxWords).map { vocabulary.id($0) }
+        summary.words += ids.count
+        summary.unknownWords += ids.reduce(0) { $0 + ($1 == Vocabulary.unk ? 1 : 0) }
+        captions.append(EncodedCaption(tokens: ids))
+      }
+      summary.encoded += captions.count
+      if captions.isEmpty { summary.imagesWithoutCaptions += 1 }
+      encoded.append(captions)
+    }
+    return (encoded, summary)
+  }
+
+  /// Tokenises and encodes the captions of `images` (one entry per image, in order).
+  public static func encode(images: [DatasetImage], vocabulary: Vocabulary, maxLength: Int) throws
+    -> (captions: [[EncodedCaption]], summary: EncodingSummary)
+  {
+    try encode(tokenized: tokenize(images), vocabulary: vocabulary, maxLength: maxLength)
+  }
+}
+
+/// Slots written by concurrent iterations, each at its own index; read after they all finish.
+/// `@unchecked Sendable`: every index is written by exactly one iteration, and `values` is read
+/// only after `concurrentPerform` returns, so no two threads touch one slot.
+final class ResultSlots<Value>: @unchecked Sendable {
+  private let storage: UnsafeMutablePointer<Value?>
+  private let count: Int
+
+  init(count: Int) {
+    self.count = count
+    storage = UnsafeMutablePointer<Value?>.allocate(capacity: max(count, 1))
+    storage.initialize(repeating: nil, count: count)
+  }
+
+  deinit {
+    storage.deinitialize(count: count)
+    storage.deallocate()
+  }
+
+  func set(_ index: Int, _ value: Value) { storage[index] = value }
+
+  var values: [Value] { (0..<count).map { storage[$0]! } }
+}

@@ -1,0 +1,74 @@
+/// The lines `caption describe` prints (SPEC §2).
+public enum DescribeOutput {
+  /// `PATH: caption`, or the bare caption (`bare`: exactly one file argument was given).
+  public static func plainLine(path: String, caption: String, bare: Bool) -> String {
+    bare ? caption : path + ": " + caption
+  }
+
+  /// `{"image": PATH, "caption": TEXT, "tokens": [WORDS], "logprob": FLOAT}`: these keys in this
+  /// order, the caption being the words joined by single spaces. A non-finite logprob is `null`.
+  public static func jsonLine(path: String, tokens: [String], logprob: Double) -> String {
+    var line = "{\"image\": " + jsonString(path)
+    line += ", \"caption\": " + jsonString(tokens.joined(separator: " "))
+    line += ", \"tokens\": [" + tokens.map(jsonString).joined(separator: ", ") + "]"
+    line += ", \"logprob\": " + jsonNumber(logprob) + "}"
+    return line
+  }
+
+  /// What `describe` prints for one image: a line for stdout (none in plain mode when the image
+  /// failed) and a line for stderr (the error's `path: reason`, when it failed). With `json`, a
+  /// failure is also an error object on stdout, its message the error's reason.
+  public static func lines(
+    path: String, outcome: Result<(words: [String], logprob: Double), CaptionError>, json: Bool,
+    bare: Bool
+  ) -> (stdout: String?, stderr: String?) {
+    switch outcome {
+    case .success(let caption):
+      let line =
+        json
+        ? jsonLine(path: path, tokens: caption.words, logprob: caption.logprob)
+        : plainLine(path: path, caption: caption.words.joined(separator: " "), bare: bare)
+      return (line, nil)
+    case .failure(let error):
+      return (json ? jsonErrorLine(path: path, message: error.reason) : nil, error.description)
+    }
+  }
+
+  /// `{"image": PATH, "error": MESSAGE}` for an image that failed.
+  public static func jsonErrorLine(path: String, message: String) -> String {
+    "{\"image\": " + jsonString(path) + ", \"error\": " + jsonString(message) + "}"
+  }
+
+  /// A JSON string literal (RFC 8259 §7): `"` and `\` escaped, control characters as `\n`, `\t`, ...
+  /// or `\u00XX`, everything else (any Unicode) as UTF-8.
+  public static func jsonString(_ text: String) -> String {
+    var out = "\""
+    out.reserveCapacity(text.utf8.count + 2)
+    for scalar in text.unicodeScalars {
+      switch scalar {
+      case "\"": out += "\\\""
+      case "\\": out += "\\\\"
+      case "\n": out += "\\n"
+      case "\r": out += "\\r"
+      case "\t": out += "\\t"
+      case "\u{08}": out += "\\b"
+      case "\u{0C}": out += "\\f"
+      case "\u{2028}": out += "\\u2028"  // valid raw in JSON, but not in JavaScript source
+      case "\u{2029}": out += "\\u2029"
+      default:
+        if scalar.value < 0x20 {
+          let hex = String(scalar.value, radix: 16)
+          out += "\\u" + String(repeating: "0", count: 4 - hex.count) + hex
+        } else {
+          out.unicodeScalars.append(scalar)
+        }
+      }
+    }
+    return out + "\""
+  }
+
+  /// The shortest decimal that reads back as `value` (Swift's `description`), `null` when not finite.
+  public static func jsonNumber(_ value: Double) -> String {
+    value.isFinite ? "\(value)" : "null"
+  }
+}

@@ -1,0 +1,58 @@
+/// The body of `caption describe` without the command line: images in batches through the encoder
+/// and the decoder, one output line per image in the order given, failures counted (SPEC §2).
+public enum DescribeRun {
+  /// Captions `paths` in batches of at most `batchSize` images: each image is loaded alone (`load`;
+  /// a failure is that image's error), the batch's loaded images are encoded together (`encode`,
+  /// giving `[n, dv]`) and decoded together (`CaptionDecoder.decode`). For every path, in order,
+  /// `write` receives its lines (`DescribeOutput.lines`). Returns the number of images that failed
+  /// (the command exits 1 when it is not 0). A non-`CaptionError` thrown is reported as unreadable.
+  public static func run<M: StepModel, Image>(
+    paths: [String], batchSize: Int = 16, model: M, vocabulary: Vocabulary,
+    options: DecodingOptions, json: Bool, bare: Bool,
+    load: (_ path: String) throws -> Image,
+    encode: (_ images: [Image]) throws -> Tensor,
+    write: (_ stdout: String?, _ stderr: String?) -> Void
+  ) -> Int {
+    typealias Outcome = Result<(words: [String], logprob: Double), CaptionError>
+    func asCaptionError(_ error: Error, _ path: String) -> CaptionError {
+      error as? CaptionError ?? CaptionError(.unreadable, path: path, "\(error)")
+    }
+    var failures = 0
+    var batchStart = 0
+    while batchStart < paths.count {
+      let batch = Array(paths[batchStart..<min(batchStart + max(batchSize, 1), paths.count)])
+      var outcomes = [Outcome?](repeating: nil, count: batch.count)
+      var images: [Image] = []
+      var imageSlots: [Int] = []  // the batch position of each loaded image
+      for (slot, path) in batch.enumerated() {
+        do {
+          images.append(try load(path))
+          imageSlots.append(slot)
+        } catch {
+          outcomes[slot] = .failure(asCaptionError(error, path))
+        }
+      }
+      if !images.isEmpty {
+        do {
+          let vectors = try encode(images)  // [n, dv]
+          let captions = CaptionDecoder.decode(model: model, imageVectors: vectors, options: options)
+          for (caption, slot) in zip(captions, imageSlots) {
+            outcomes[slot] = .success((caption.words(vocabulary), caption.logprob))
+          }
+        } catch {
+          for slot in imageSlots { outcomes[slot] = .failure(asCaptionError(error, batch[slot])) }
+        }
+      }
+      for (slot, path) in batch.enumerated() {
+        let outcome =
+          outcomes[slot]
+          ?? .failure(CaptionError(.corrupt, path: path, "the encoder gave no vector for this image"))
+        if case .failure = outcome { failures += 1 }
+        let lines = DescribeOutput.lines(path: path, outcome: outcome, json: json, bare: bare)
+        write(lines.stdout, lines.stderr)
+      }
+      batchStart += batch.count
+    }
+    return failures
+  }
+}

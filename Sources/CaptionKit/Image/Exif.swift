@@ -1,0 +1,73 @@
+/// EXIF orientation: reading the tag from a JPEG's APP1 block and turning an image upright.
+public enum ExifOrientation {
+  /// The orientation tag (1...8) of an EXIF block: the TIFF structure after `Exif\0\0`,
+  /// either byte order. Anything missing, out of bounds or out of range gives 1 (as stored).
+  public static func parse(tiff: UnsafeRawBufferPointer) -> Int {
+    let count = tiff.count
+    guard count >= 8 else { return 1 }
+    let littleEndian: Bool
+    switch (tiff[0], tiff[1]) {
+    case (0x49, 0x49): littleEndian = true  // "II"
+    case (0x4D, 0x4D): littleEndian = false  // "MM"
+    default: return 1
+    }
+    func u16(_ at: Int) -> Int? {
+      guard at >= 0, at + 2 <= count else { return nil }
+      let a = Int(tiff[at]), b = Int(tiff[at + 1])
+      return littleEndian ? a | b << 8 : a << 8 | b
+    }
+    func u32(_ at: Int) -> Int? {
+      guard let low = u16(littleEndian ? at : at + 2), let high = u16(littleEndian ? at + 2 : at)
+      else { return nil }
+      return high << 16 | low
+    }
+    guard u16(2) == 42, let ifd0 = u32(4), let entries = u16(ifd0) else { return 1 }
+    // IFD0: a 2-byte count, then 12-byte entries (tag, type, count, value or offset).
+    for index in 0..<entries {
+      let entry = ifd0 + 2 + 12 * index
+      guard let tag = u16(entry) else { return 1 }
+      guard tag == 0x0112 else { continue }
+      // Orientation: type SHORT (3), count 1, the value in the first two bytes of the field.
+      guard u16(entry + 2) == 3, u32(entry + 4) == 1, let value = u16(entry + 8), (1...8).contains(value)
+      else { return 1 }
+      return value
+    }
+    return 1
+  }
+
+  /// `image` as it should be seen under EXIF `orientation` (1...8; anything else leaves it).
+  ///
+  /// For output pixel (x, y), with the input W×H: 1 (x, y); 2 (W−1−x, y); 3 (W−1−x, H−1−y);
+  /// 4 (x, H−1−y); and with width and height swapped: 5 transpose (y, x); 6 rotate 90° clockwise
+  /// (y, H−1−x); 7 transverse (W−1−y, H−1−x); 8 rotate 90° anticlockwise (W−1−y, x).
+  public static func apply(_ orientation: Int, to image: RGBImage) -> RGBImage {
+    guard (2...8).contains(orientation) else { return image }
+    let w = image.width, h = image.height
+    let swaps = orientation >= 5
+    let outWidth = swaps ? h : w, outHeight = swaps ? w : h
+    var output = [UInt8](repeating: 0, count: w * h * 3)
+    image.pixels.withUnsafeBufferPointer { input in
+      output.withUnsafeMutableBufferPointer { out in
+        for y in 0..<outHeight {
+          for x in 0..<outWidth {
+            let sx: Int, sy: Int
+            switch orientation {
+            case 2: (sx, sy) = (w - 1 - x, y)
+            case 3: (sx, sy) = (w - 1 - x, h - 1 - y)
+            case 4: (sx, sy) = (x, h - 1 - y)
+            case 5: (sx, sy) = (y, x)
+            case 6: (sx, sy) = (y, h - 1 - x)
+            case 7: (sx, sy) = (w - 1 - y, h - 1 - x)
+            default: (sx, sy) = (w - 1 - y, x)  // 8
+            }
+            let from = (sy * w + sx) * 3, to = (y * outWidth + x) * 3
+            out[to] = input[from]
+            out[to + 1] = input[from + 1]
+            out[to + 2] = input[from + 2]
+          }
+        }
+      }
+    }
+    return RGBImage(width: outWidth, height: outHeight, pixels: output)
+  }
+}

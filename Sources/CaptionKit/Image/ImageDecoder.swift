@@ -1,0 +1,127 @@
+import CShims
+import Foundation
+
+/// Decodes JPEG and PNG files to 8-bit RGB as SPEC §4 fixes (grayscale replicated, palettes
+/// expanded, alpha dropped, 16-bit scaled, CMYK/YCCK converted, a JPEG's EXIF orientation applied).
+///
+/// Every failure is a `CaptionError` naming the file: `.unreadable` (cannot open or read),
+/// `.notAFile` (a directory or device), `.unsupportedFormat` (not JPEG or PNG, or a JPEG variant the
+/// system's libjpeg cannot read, such as 12-bit), `.truncated`, `.corrupt`, `.tooLarge` (the header
+/// claims more than `maxPixels`; refused before any pixel buffer is allocated).
+public struct ImageDecoder: Sendable {
+  /// The most pixels (width × height, as the header claims) a file may have.
+  public var maxPixels: Int = 64_000_000
+
+  public init(maxPixels: Int = 64_000_000) {
+    self.maxPixels = maxPixels
+  }
+
+  /// Reads and decodes the file at `path`. With `minimumShorterSide`, a JPEG is decoded at the
+  /// smallest DCT scale k/8 whose shorter side is still at least that (SPEC §4: 2S); nil = full scale.
+  public func decode(path: String, minimumShorterSide: Int? = nil) throws -> RGBImage {
+    let bytes = try readFile(path: path)
+    return try decode(bytes: bytes, path: path, minimumShorterSide: minimumShorterSide)
+  }
+
+  /// Decodes a file held in memory; `path` only names it in errors.
+  public func decode(bytes: [UInt8], path: String, minimumShorterSide: Int? = nil) throws -> RGBImage {
+    if bytes.isEmpty { throw CaptionError(.truncated, path: path, "empty file") }
+    let format = ImageFormat.detect(bytes)
+    var result = caption_image_result()
+    switch format {
+    case .jpeg:
+      bytes.withUnsafeBufferPointer {
+        caption_jpeg_decode(
+          $0.baseAddress, $0.count, Int64(maxPixels), Int32(clamping: minimumShorterSide ?? 0), &result)
+      }
+    case .png:
+      bytes.withUnsafeBufferPointer {
+        caption_png_decode($0.baseAddress, $0.count, Int64(maxPixels), &result)
+      }
+    case .other(let name):
+      throw CaptionError(
+        .unsupportedFormat, path: path, "unsupported image format (\(name)); JPEG and PNG are read")
+    case .unknown:
+      if bytes.count < 8
+        && ([0x89, 0x50, 0x4E, 0x47, 0x0D, 0x0A, 0x1A].starts(with: bytes) || bytes == [0xFF, 0xD8])
+      {
+        throw CaptionError(.truncated, path: path, "file ends within its signature")
+      }
+      throw CaptionError(.unsupportedFormat, path: path, "unsupported image format (not a JPEG or PNG file)")
+    }
+    defer { caption_image_result_free(&result) }
+    if result.error != 0 {
+      throw Self.error(code: result.error, message: Self.message(of: &result), format: format, path: path)
+    }
+    let width = Int(result.width), height = Int(result.height)
+    let pixels = [UInt8](UnsafeBufferPointer(start: result.pixels, count: width * height * 3))
+    var image = RGBImage(width: width, height: height, pixels: pixels)
+    if format == .jpeg, let exif = result.exif {
+      let orientation = ExifOrientation.parse(
+        tiff: UnsafeRawBufferPointer(start: exif, count: result.exif_length))
+      image = ExifOrientation.apply(orientation, to: image)
+    }
+    return image
+  }
+
+  private static func message(of result: inout caption_image_result) -> String {
+    withUnsafeBytes(of: &result.message) { raw in
+      let bytes = raw.bindMemory(to: UInt8.self)
+      let end = bytes.firstIndex(of: 0) ?? bytes.count
+      return String(decoding: bytes[..<end], as: UTF8.self)
+    }
+  }
+
+  private static func error(code: Int32, message: String, format: ImageFormat, path: String) -> CaptionError {
+    let name = format == .jpeg ? "JPEG" : "PNG"
+    let detail = message.isEmpty ? "" : ": " + message
+    switch Int(code) {
+    case Int(CAPTION_IMAGE_TRUNCATED):
+      return CaptionError(.truncated, path: path, "truncated \(name)\(detail)")
+    case Int(CAPTION_IMAGE_TOO_LARGE): return CaptionError(.tooLarge, path: path, "image too large\(detail)")
+    case Int(CAPTION_IMAGE_UNSUPPORTED):
+      return CaptionError(.unsupportedFormat, path: path, "unsupported \(name) variant\(detail)")
+    default: return CaptionError(.corrupt, path: path, "corrupt \(name)\(detail)")
+    }
+  }
+
+  /// The whole file, refusing directories, devices and files too big to be an image within budget.
+  private func readFile(path: String) throws -> [UInt8] {
+    let descriptor = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC)
+    if descriptor < 0 {
+      let reason = String(cString: strerror(errno))
+      if errno == EISDIR { throw CaptionError(.notAFile, path: path, "is a directory, not an image file") }
+      throw CaptionError(.unreadable, path: path, "cannot open: \(reason)")
+    }
+    defer { close(descriptor) }
+    var status = stat()
+    guard fstat(descriptor, &status) == 0 else {
+      throw CaptionError(.unreadable, path: path, "cannot stat: \(String(cString: strerror(errno)))")
+    }
+    let type = status.st_mode & S_IFMT
+    if type == S_IFDIR { throw CaptionError(.notAFile, path: path, "is a directory, not an image file") }
+    guard type == S_IFREG else { throw CaptionError(.notAFile, path: path, "not a regular file") }
+    let size = Int(status.st_size)
+    // A compressed image is never bigger than ~8 bytes per pixel (16-bit RGBA) plus its chunks.
+    let maxBytes = maxPixels * 8 + (64 << 20)
+    guard size <= maxBytes else {
+      throw CaptionError(
+        .tooLarge, path: path, "file of \(size) bytes is larger than an image within the limit")
+    }
+    var bytes = [UInt8](repeating: 0, count: size)
+    var filled = 0
+    try bytes.withUnsafeMutableBytes { buffer in
+      while filled < size {
+        let got = read(descriptor, buffer.baseAddress! + filled, size - filled)
+        if got < 0 {
+          if errno == EINTR { continue }
+          throw CaptionError(.unreadable, path: path, "read failed: \(String(cString: strerror(errno)))")
+        }
+        if got == 0 { break }
+        filled += got
+      }
+    }
+    if filled < size { bytes.removeSubrange(filled...) }
+    return bytes
+  }
+}

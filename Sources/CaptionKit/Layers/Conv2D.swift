@@ -1,0 +1,263 @@
+/// 3×3 convolution, stride 1, padding 1 (SPEC §3), optionally followed by a fused ReLU.
+///
+/// weight [Cout, Cin, 3, 3], bias [Cout]; input [B, Cin, H, W] → output [B, Cout, H, W].
+/// Computed as im2col + one GEMM per chunk of images:
+///   col [K = Cin·9, G·H·W]  (row k = (ci, ky, kx), column = g·HW + y·W + x)
+///   out [Cout, G·HW] = weight [Cout, K] · col
+/// A chunk holds as many images as fit in `columnBudget` floats, so late layers with small maps
+/// still get wide GEMMs, and early layers do not need a huge column buffer.
+public final class Conv2D {
+  public let inChannels: Int
+  public let outChannels: Int
+  /// Whether a ReLU follows inside this layer (SPEC §3: every encoder conv is followed by one).
+  public let relu: Bool
+  public let weight: Parameter  // [Cout, Cin, 3, 3]
+  public let bias: Parameter  // [Cout]
+  public var parameters: [Parameter] { [weight, bias] }
+
+  /// Upper bound on the floats in the column buffer (and the chunk's GEMM output): 8 M = 32 MB.
+  /// At least one image is always processed per chunk.
+  public var columnBudget = 8 << 20
+
+  private var input: Tensor?  // [B, Cin, H, W], kept for backward
+  private var output: Tensor?  // [B, Cout, H, W]
+  /// The last forward's output (tests read the ReLU pattern from it).
+  var lastOutput: Tensor? { output }
+  private var inputGrad: Tensor?  // [B, Cin, H, W]
+  private var columns: Tensor?  // [K, G·HW]
+  private var chunkOutput: Tensor?  // [Cout, G·HW]
+
+  public init(inChannels: Int, outChannels: Int, relu: Bool = true) {
+    precondition(inChannels > 0 && outChannels > 0, "Conv2D: channel counts must be positive")
+    self.inChannels = inChannels
+    self.outChannels = outChannels
+    self.relu = relu
+    weight = Parameter(name: "weight", shape: [outChannels, inChannels, 3, 3])
+    bias = Parameter(name: "bias", shape: [outChannels])
+  }
+
+  /// Kaiming-normal weights (fan_in = Cin·9, gain √2, std = √(2/fan_in)), zero bias.
+  public func initialize(using generator: inout SeededGenerator) {
+    Initialization.kaimingNormal(weight.value, fanIn: inChannels * 9, using: &generator)
+    bias.value.fill(0)
+  }
+
+  /// Images per chunk for a map of `pixels` = H·W.
+  private func chunkSize(batch: Int, pixels: Int) -> Int {
+    let perImage = max(inChannels * 9, outChannels) * pixels
+    return max(1, min(batch, columnBudget / max(perImage, 1)))
+  }
+
+  // MARK: forward
+
+  public func forward(_ input: Tensor) -> Tensor {
+    precondition(
+      input.shape.count == 4 && input.shape[1] == inChannels,
+      "Conv2D: input \(input.shape), expected [B, \(inChannels), H, W]")
+    let (batch, height, width) = (input.shape[0], input.shape[2], input.shape[3])
+    let pixels = height * width
+    let k = inChannels * 9
+    self.input = input
+    let output = reuseWorkspace(&self.output, shape: [batch, outChannels, height, width])
+    let group = chunkSize(batch: batch, pixels: pixels)
+    let columns = reuseWorkspace(&self.columns, shape: [k, group * pixels])
+    let chunkOutput = reuseWorkspace(&self.chunkOutput, shape: [outChannels, group * pixels])
+    let imageSize = inChannels * pixels
+    let outputSize = outChannels * pixels
+
+    var first = 0
+    while first < batch {
+      let count = min(group, batch - first)
+      let ldc = count * pixels  // row stride of col and chunk output for this chunk
+      for g in 0..<count {
+        Conv2D.im2col(
+          image: input.pointer + (first + g) * imageSize, channels: inChannels,
+          height: height, width: width, columns: columns.pointer + g * pixels, rowStride: ldc)
+      }
+      // chunk [Cout, count·HW] = weight [Cout, K] · col [K, count·HW]
+      BLAS.gemm(
+        transA: false, transB: false, m: outChannels, n: ldc, k: k,
+        a: weight.value.pointer, lda: k, b: columns.pointer, ldb: ldc,
+        beta: 0, c: chunkOutput.pointer, ldc: ldc)
+      // Scatter to NCHW, adding the bias and applying the ReLU.
+      for g in 0..<count {
+        let destination = output.pointer + (first + g) * outputSize
+        for co in 0..<outChannels {
+          let source = chunkOutput.pointer + co * ldc + g * pixels
+          let target = destination + co * pixels
+          let b = bias.value.pointer[co]
+          if relu {
+            for p in 0..<pixels { target[p] = max(source[p] + b, 0) }
+          } else {
+            for p in 0..<pixels { target[p] = source[p] + b }
+          }
+        }
+      }
+      first += count
+    }
+    return output
+  }
+
+  // MARK: backward
+
+  /// Accumulates dL/dweight and dL/dbias; returns dL/dinput [B, Cin, H, W] when `needInputGrad`.
+  /// With the fused ReLU, the gradient is masked where the output is 0 (dReLU(0) = 0).
+  @discardableResult
+  public func backward(_ outputGrad: Tensor, needInputGrad: Bool = true) -> Tensor? {
+    guard let input = input, let output = output else {
+      preconditionFailure("Conv2D.backward before forward")
+    }
+    precondition(outputGrad.shape == output.shape, "Conv2D.backward: \(outputGrad.shape) vs \(output.shape)")
+    let (batch, height, width) = (input.shape[0], input.shape[2], input.shape[3])
+    let pixels = height * width
+    let k = inChannels * 9
+    let group = chunkSize(batch: batch, pixels: pixels)
+    let columns = reuseWorkspace(&self.columns, shape: [k, group * pixels])
+    let chunkGrad = reuseWorkspace(&self.chunkOutput, shape: [outChannels, group * pixels])
+    let inputGrad: Tensor? =
+      needInputGrad ? reuseWorkspace(&self.inputGrad, shape: input.shape) : nil
+    inputGrad?.fill(0)
+    let imageSize = inChannels * pixels
+    let outputSize = outChannels * pixels
+
+    var first = 0
+    while first < batch {
+      let count = min(group, batch - first)
+      let ldc = count * pixels
+      // Gather dL/d(pre-activation) into [Cout, count·HW]; accumulate dbias.
+      for g in 0..<count {
+        let gradSource = outputGrad.pointer + (first + g) * outputSize
+        let outSource = output.pointer + (first + g) * outputSize
+        for co in 0..<outChannels {
+          let source = gradSource + co * pixels
+          let target = chunkGrad.pointer + co * ldc + g * pixels
+          if relu {
+            let activation = outSource + co * pixels
+            for p in 0..<pixels { target[p] = activation[p] > 0 ? source[p] : 0 }
+          } else {
+            for p in 0..<pixels { target[p] = source[p] }
+          }
+        }
+      }
+      for co in 0..<outChannels {
+        bias.grad.pointer[co] += Float(Elementwise.sum(chunkGrad.pointer + co * ldc, count: ldc))
+      }
+      // The columns again (cheaper than keeping them for the whole batch).
+      for g in 0..<count {
+        Conv2D.im2col(
+          image: input.pointer + (first + g) * imageSize, channels: inChannels,
+          height: height, width: width, columns: columns.pointer + g * pixels, rowStride: ldc)
+      }
+      // dweight [Cout, K] += dchunk [Cout, count·HW] · colᵀ [count·HW, K]
+      BLAS.gemm(
+        transA: false, transB: true, m: outChannels, n: k, k: ldc,
+        a: chunkGrad.pointer, lda: ldc, b: columns.pointer, ldb: ldc,
+        beta: 1, c: weight.grad.pointer, ldc: k)
+      if let inputGrad = inputGrad {
+        // dcol [K, count·HW] = weightᵀ [K, Cout] · dchunk [Cout, count·HW], then col2im.
+        BLAS.gemm(
+          transA: true, transB: false, m: k, n: ldc, k: outChannels,
+          a: weight.value.pointer, lda: k, b: chunkGrad.pointer, ldb: ldc,
+          beta: 0, c: columns.pointer, ldc: ldc)
+        for g in 0..<count {
+          Conv2D.col2im(
+            columns: columns.pointer + g * pixels, rowStride: ldc, channels: inChannels,
+            height: height, width: width, imageGrad: inputGrad.pointer + (first + g) * imageSize)
+        }
+      }
+      first += count
+    }
+    return inputGrad
+  }
+
+  // MARK: im2col / col2im (3×3, pad 1)
+
+  /// col[(c·9 + ky·3 + kx), y·W + x] = image[c, y + ky − 1, x + kx − 1] (0 outside the image).
+  static func im2col(
+    image: UnsafePointer<Float>, channels: Int, height: Int, width: Int,
+    columns: UnsafeMutablePointer<Float>, rowStride: Int
+  ) {
+    for c in 0..<channels {
+      let plane = image + c * height * width
+      for ky in 0..<3 {
+        for kx in 0..<3 {
+          let row = columns + (c * 9 + ky * 3 + kx) * rowStride
+          let dx = kx - 1
+          // Valid x range: 0 ≤ x + dx < W.
+          let x0 = max(0, -dx)
+          let x1 = min(width, width - dx)
+          for y in 0..<height {
+            let iy = y + ky - 1
+            let target = row + y * width
+            if iy < 0 || iy >= height || x1 <= x0 {
+              target.update(repeating: 0, count: width)
+              continue
+            }
+            if x0 > 0 { target[0] = 0 }
+            if x1 < width { target[width - 1] = 0 }
+            (target + x0).update(from: plane + iy * width + x0 + dx, count: x1 - x0)
+          }
+        }
+      }
+    }
+  }
+
+  /// The adjoint of im2col: imageGrad[c, y + ky − 1, x + kx − 1] += col[(c, ky, kx), y·W + x].
+  static func col2im(
+    columns: UnsafePointer<Float>, rowStride: Int, channels: Int, height: Int, width: Int,
+    imageGrad: UnsafeMutablePointer<Float>
+  ) {
+    for c in 0..<channels {
+      let plane = imageGrad + c * height * width
+      for ky in 0..<3 {
+        for kx in 0..<3 {
+          let row = columns + (c * 9 + ky * 3 + kx) * rowStride
+          let dx = kx - 1
+          let x0 = max(0, -dx)
+          let x1 = min(width, width - dx)
+          if x1 <= x0 { continue }
+          for y in 0..<height {
+            let iy = y + ky - 1
+            if iy < 0 || iy >= height { continue }
+            let source = row + y * width
+            let target = plane + iy * width + dx
+            for x in x0..<x1 { target[x] += source[x] }
+          }
+        }
+      }
+    }
+  }
+
+  /// The definition, as a direct loop (slow; the tests' reference). Includes the bias and ReLU.
+  public static func reference(
+    input: Tensor, weight: Tensor, bias: Tensor, relu: Bool
+  ) -> Tensor {
+    let (batch, cin, height, width) = (input.shape[0], input.shape[1], input.shape[2], input.shape[3])
+    let cout = weight.shape[0]
+    let output = Tensor(zeros: [batch, cout, height, width])
+    for b in 0..<batch {
+      for co in 0..<cout {
+        for y in 0..<height {
+          for x in 0..<width {
+            var sum = Double(bias[co])
+            for ci in 0..<cin {
+              for ky in 0..<3 {
+                for kx in 0..<3 {
+                  let iy = y + ky - 1
+                  let ix = x + kx - 1
+                  if iy < 0 || iy >= height || ix < 0 || ix >= width { continue }
+                  sum +=
+                    Double(weight[((co * cin + ci) * 3 + ky) * 3 + kx])
+                    * Double(input[((b * cin + ci) * height + iy) * width + ix])
+                }
+              }
+            }
+            let value = Float(sum)
+            output[((b * cout + co) * height + y) * width + x] = relu ? max(value, 0) : value
+          }
+        }
+      }
+    }
+    return output
+  }
+}

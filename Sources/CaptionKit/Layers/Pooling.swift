@@ -1,0 +1,126 @@
+/// 2×2 max-pool, stride 2 (SPEC §3 `M`): [B, C, H, W] → [B, C, H/2, W/2], odd sizes floored
+/// (the last row or column is dropped, as PyTorch's `MaxPool2d(2)` does).
+/// Backward routes each gradient to its window's argmax; ties go to the first in row-major order.
+public final class MaxPool2D {
+  private var inputShape: [Int] = []
+  private var output: Tensor?  // [B, C, H/2, W/2]
+  private var inputGrad: Tensor?  // [B, C, H, W]
+  /// For each output element, the index of its argmax inside the input plane.
+  private(set) var argmax: [Int32] = []
+
+  public init() {}
+
+  public var parameters: [Parameter] { [] }
+
+  public func forward(_ input: Tensor) -> Tensor {
+    precondition(input.shape.count == 4, "MaxPool2D: input \(input.shape), expected [B, C, H, W]")
+    let (batch, channels, height, width) = (input.shape[0], input.shape[1], input.shape[2], input.shape[3])
+    let (outHeight, outWidth) = (height / 2, width / 2)
+    inputShape = input.shape
+    let output = reuseWorkspace(&self.output, shape: [batch, channels, outHeight, outWidth])
+    let planes = batch * channels
+    if argmax.count != output.count { argmax = [Int32](repeating: 0, count: output.count) }
+    argmax.withUnsafeMutableBufferPointer { argmax in
+      for plane in 0..<planes {
+        let source = input.pointer + plane * height * width
+        let target = output.pointer + plane * outHeight * outWidth
+        let indices = argmax.baseAddress! + plane * outHeight * outWidth
+        for oy in 0..<outHeight {
+          for ox in 0..<outWidth {
+            let topLeft = 2 * oy * width + 2 * ox
+            // Row-major window order; strict > keeps the first of equal values.
+            var best = topLeft
+            if source[topLeft + 1] > source[best] { best = topLeft + 1 }
+            if source[topLeft + width] > source[best] { best = topLeft + width }
+            if source[topLeft + width + 1] > source[best] { best = topLeft + width + 1 }
+            target[oy * outWidth + ox] = source[best]
+            indices[oy * outWidth + ox] = Int32(best)
+          }
+        }
+      }
+    }
+    return output
+  }
+
+  /// dL/dinput: each output gradient added at its argmax, zero elsewhere.
+  public func backward(_ outputGrad: Tensor) -> Tensor {
+    guard let output = output else { preconditionFailure("MaxPool2D.backward before forward") }
+    precondition(
+      outputGrad.shape == output.shape, "MaxPool2D.backward: \(outputGrad.shape) vs \(output.shape)")
+    let inputGrad = reuseWorkspace(&self.inputGrad, shape: inputShape)
+    inputGrad.fill(0)
+    let planeIn = inputShape[2] * inputShape[3]
+    let planeOut = output.shape[2] * output.shape[3]
+    let planes = inputShape[0] * inputShape[1]
+    argmax.withUnsafeBufferPointer { argmax in
+      for plane in 0..<planes {
+        let target = inputGrad.pointer + plane * planeIn
+        let source = outputGrad.pointer + plane * planeOut
+        let indices = argmax.baseAddress! + plane * planeOut
+        for o in 0..<planeOut { target[Int(indices[o])] += source[o] }
+      }
+    }
+    return inputGrad
+  }
+}
+
+/// Global average pool: [B, C, H, W] → [B, C], the mean over each plane (SPEC §3 pool `avg`).
+public final class GlobalAvgPool {
+  private var inputShape: [Int] = []
+  private var output: Tensor?  // [B, C]
+  private var inputGrad: Tensor?  // [B, C, H, W]
+
+  public init() {}
+
+  public var parameters: [Parameter] { [] }
+
+  public func forward(_ input: Tensor) -> Tensor {
+    precondition(input.shape.count == 4, "GlobalAvgPool: input \(input.shape), expected [B, C, H, W]")
+    inputShape = input.shape
+    let pixels = input.shape[2] * input.shape[3]
+    let output = reuseWorkspace(&self.output, shape: [input.shape[0], input.shape[1]])
+    for plane in 0..<output.count {
+      output[plane] = Float(Elementwise.sum(input.pointer + plane * pixels, count: pixels) / Double(pixels))
+    }
+    return output
+  }
+
+  /// dL/dinput[b, c, y, x] = dL/doutput[b, c] / (H·W).
+  public func backward(_ outputGrad: Tensor) -> Tensor {
+    precondition(outputGrad.count == inputShape[0] * inputShape[1], "GlobalAvgPool.backward: shape")
+    let inputGrad = reuseWorkspace(&self.inputGrad, shape: inputShape)
+    let pixels = inputShape[2] * inputShape[3]
+    for plane in 0..<outputGrad.count {
+      (inputGrad.pointer + plane * pixels).update(
+        repeating: outputGrad[plane] / Float(pixels), count: pixels)
+    }
+    return inputGrad
+  }
+}
+
+/// ReLU as its own layer (the encoder's convs fuse it instead): y = max(x, 0).
+public final class ReLU {
+  private var output: Tensor?
+  private var inputGrad: Tensor?
+
+  public init() {}
+
+  public var parameters: [Parameter] { [] }
+
+  public func forward(_ input: Tensor) -> Tensor {
+    let output = reuseWorkspace(&self.output, shape: input.shape)
+    for i in 0..<input.count { output.pointer[i] = max(input.pointer[i], 0) }
+    return output
+  }
+
+  /// dL/dx = dL/dy where y > 0, else 0.
+  public func backward(_ outputGrad: Tensor) -> Tensor {
+    guard let output = output else { preconditionFailure("ReLU.backward before forward") }
+    precondition(outputGrad.count == output.count, "ReLU.backward: shape")
+    let inputGrad = reuseWorkspace(&self.inputGrad, shape: output.shape)
+    for i in 0..<output.count {
+      inputGrad.pointer[i] = output.pointer[i] > 0 ? outputGrad.pointer[i] : 0
+    }
+    return inputGrad
+  }
+}

@@ -1,0 +1,460 @@
+/// One recurrent layer of any `CellType` over a whole padded batch of sequences, with BPTT.
+///
+/// Every cell's gate pre-activations are (SPEC §1, §3)
+///
+///     a_t = W_ih x_t + b_ih + W_hh h_{t−1} + b_hh + [image step] W_iv v        // [B, G·H]
+///
+/// (the GRU keeps `W_hh h + b_hh` apart, see `GRUCell`). The work is batched:
+/// - the input projections of all T steps are one GEMM, X [T·B, In] × W_ihᵀ;
+/// - `W_iv v` [B, G·H] is computed once per sequence and added at every step (`every`) or only at the
+///   first step the layer processes (`first`; the biases stay at every step);
+/// - per step, one GEMM adds W_hh h_{t−1};
+/// - backward, dW_ih, dW_hh and dX are one GEMM each over all steps, dW_iv and dv one GEMM each from
+///   the gate gradients summed over the image steps.
+/// Workspaces are sized once per (T, B) and reused; nothing is allocated per step.
+///
+/// `reverse` runs backward in time (the second direction of a bidirectional layer): step order
+/// T−1, …, 0, the state after time t feeding time t−1. With `lengths`, row b's positions t ≥ lengths[b]
+/// are padding: the state there is forced to zero (so the reverse direction starts at each sequence's
+/// last real token, and the output at padding is zero in either direction).
+///
+/// The tensors `forward` returns and `backward` returns are this layer's workspaces: valid until the
+/// next call. The input and image given to `forward` must stay unchanged until `backward`.
+public final class RecurrentLayer {
+  public let cell: CellType
+  public let inputSize: Int
+  public let hiddenSize: Int
+  public let imageSize: Int
+  public let imageInput: ImageInput
+  public let reverse: Bool
+
+  public let weightIH: Parameter  // [G·H, In]
+  public let weightHH: Parameter  // [G·H, H]
+  public let weightIV: Parameter  // [G·H, Dv]
+  public let biasIH: Parameter  // [G·H]
+  public let biasHH: Parameter  // [G·H]
+  public let weightPeep: Parameter?  // [3, H], peephole only: rows i, f, o
+
+  /// Gate rows G·H.
+  var gateWidth: Int { cell.gates * hiddenSize }
+  var hasCellState: Bool { cell == .lstm || cell == .peephole || cell == .coupled }
+
+  // MARK: Workspaces, sized for (steps, batch)
+  private var steps = -1
+  private var batch = -1
+  private var gates = Tensor(zeros: [0])  // [T, B, G·H] pre-activations, then activations
+  private var recurrent = Tensor(zeros: [0])  // [T, B, 3H] GRU only: W_hh h_{t−1} + b_hh
+  private var hs = Tensor(zeros: [0])  // [T+1, B, H] states, with the zero initial state at one end
+  private var cs = Tensor(zeros: [0])  // [T+1, B, H] cell states (LSTM variants)
+  private var tanhC = Tensor(zeros: [0])  // [T, B, H] tanh(c_t) (LSTM variants)
+  private var imageProjection = Tensor(zeros: [0])  // [B, G·H] W_iv v + the biases
+  private var rowBias = Tensor(zeros: [0])  // [G·H] b_ih (+ b_hh)
+  private var output = Tensor(zeros: [0])  // [T, B, H] a view into hs
+  private var dpre = Tensor(zeros: [0])  // [T, B, G·H] gradient on the (input-side) pre-activations
+  private var drecurrent = Tensor(zeros: [0])  // [T, B, 3H] GRU only: gradient on W_hh h + b_hh
+  private var dInput = Tensor(zeros: [0])  // [T, B, In]
+  private var dImage = Tensor(zeros: [0])  // [B, Dv]
+  private var dImageGates = Tensor(zeros: [0])  // [B, G·H] gate gradients summed over image steps
+  private var dh = Tensor(zeros: [0])  // [B, H] total gradient on h_t
+  private var dhNext = Tensor(zeros: [0])  // [B, H] gradient on h_t from step t's successor
+  private var dc = Tensor(zeros: [0])  // [B, H] gradient on c_t, then c_{t−1}
+  /// Per row, the time step whose pre-activations get W_iv v under `first` (−1: none).
+  private var imageStep: [Int] = []
+  /// Per row, its length (`steps` when no lengths were given).
+  private var lengths: [Int] = []
+  private var masked = false
+  private var savedInput: Tensor?
+  private var savedImage: Tensor?
+
+  public init(
+    cell: CellType, inputSize: Int, hiddenSize: Int, imageSize: Int, imageInput: ImageInput,
+    reverse: Bool = false
+  ) {
+    precondition(inputSize > 0 && hiddenSize > 0 && imageSize > 0, "RecurrentLayer: sizes must be positive")
+    self.cell = cell
+    self.inputSize = inputSize
+    self.hiddenSize = hiddenSize
+    self.imageSize = imageSize
+    self.imageInput = imageInput
+    self.reverse = reverse
+    let gh = cell.gates * hiddenSize
+    weightIH = Parameter(name: "weight_ih", shape: [gh, inputSize])
+    weightHH = Parameter(name: "weight_hh", shape: [gh, hiddenSize])
+    weightIV = Parameter(name: "weight_iv", shape: [gh, imageSize])
+    biasIH = Parameter(name: "bias_ih", shape: [gh])
+    biasHH = Parameter(name: "bias_hh", shape: [gh])
+    weightPeep = cell == .peephole ? Parameter(name: "weight_peep", shape: [3, hiddenSize]) : nil
+  }
+
+  /// The parameters under their SPEC §3 names, relative to the layer (`weight_ih`, …, `weight_peep`).
+  public var namedParameters: [(String, Parameter)] {
+    var list = [weightIH, weightHH, weightIV, biasIH, biasHH].map { ($0.name, $0) }
+    if let weightPeep { list.append((weightPeep.name, weightPeep)) }
+    return list
+  }
+
+  /// PyTorch-style: every weight and bias U(−1/√H, 1/√H), `weight_peep` included. LSTM variants
+  /// (lstm, peephole, coupled): the forget-gate rows of `bias_ih` are 1 and those of `bias_hh` 0,
+  /// so the forget gate starts at σ(1 + …).
+  public func initialize(using generator: inout some RandomNumberGenerator) {
+    let bound = 1 / Float(hiddenSize).squareRoot()
+    for (_, parameter) in namedParameters {
+      let values = parameter.value
+      for k in 0..<values.count { values[k] = Float.random(in: -bound...bound, using: &generator) }
+    }
+    if let forgetBlock = forgetGateBlock {
+      let H = hiddenSize
+      for j in 0..<H {
+        biasIH.value[forgetBlock * H + j] = 1
+        biasHH.value[forgetBlock * H + j] = 0
+      }
+    }
+  }
+
+  /// The index of the forget-gate block in the gate rows (LSTM i,f,g,o → 1; coupled f,g,o → 0).
+  var forgetGateBlock: Int? {
+    switch cell {
+    case .lstm, .peephole: return 1
+    case .coupled: return 0
+    case .rnn, .gru: return nil
+    }
+  }
+
+  private func reserve(steps T: Int, batch B: Int) {
+    if T == steps && B == batch { return }
+    steps = T
+    batch = B
+    let H = hiddenSize
+    let gh = gateWidth
+    gates = Tensor(zeros: [T, B, gh])
+    recurrent = Tensor(zeros: cell == .gru ? [T, B, gh] : [0])
+    hs = Tensor(zeros: [T + 1, B, H])
+    cs = Tensor(zeros: hasCellState ? [T + 1, B, H] : [0])
+    tanhC = Tensor(zeros: hasCellState ? [T, B, H] : [0])
+    imageProjection = Tensor(zeros: [B, gh])
+    rowBias = Tensor(zeros: [gh])
+    output = hs.view(offset: reverse ? 0 : B * H, shape: [T, B, H])
+    dpre = Tensor(zeros: [T, B, gh])
+    drecurrent = Tensor(zeros: cell == .gru ? [T, B, gh] : [0])
+    dInput = Tensor(zeros: [T, B, inputSize])
+    dImage = Tensor(zeros: [B, imageSize])
+    dImageGates = Tensor(zeros: [B, gh])
+    dh = Tensor(zeros: [B, H])
+    dhNext = Tensor(zeros: [B, H])
+    dc = Tensor(zeros: [B, H])
+  }
+
+  /// rowBias = b_ih + b_hh (b_ih alone for the GRU): the input-side bias of every step.
+  private func fillRowBias() {
+    let bias = rowBias.pointer
+    let bih = biasIH.value.pointer
+    let bhh = biasHH.value.pointer
+    for k in 0..<gateWidth { bias[k] = cell == .gru ? bih[k] : bih[k] + bhh[k] }
+  }
+
+  /// Index into `hs`/`cs` of the state before time t, and of the state after it.
+  @inline(__always) private func stateIndices(_ t: Int) -> (previous: Int, current: Int) {
+    reverse ? (t + 1, t) : (t, t + 1)
+  }
+
+  /// Runs the layer over `input` [T, B, In] with image vectors `image` [B, Dv]; returns h_t for every
+  /// t, [T, B, H]. `lengths` (one per row, each in 0...T) marks padding as described above.
+  public func forward(input: Tensor, image: Tensor, lengths: [Int]? = nil) -> Tensor {
+    precondition(
+      input.shape.count == 3 && input.shape[2] == inputSize, "RecurrentLayer: input \(input.shape)")
+    let T = input.shape[0]
+    let B = input.shape[1]
+    precondition(
+      image.shape == [B, imageSize], "RecurrentLayer: image \(image.shape), expected [\(B), \(imageSize)]")
+    reserve(steps: T, batch: B)
+    savedInput = input
+    savedImage = image
+    let H = hiddenSize
+    let gh = gateWidth
+    if let lengths {
+      precondition(lengths.count == B && lengths.allSatisfy { $0 >= 0 && $0 <= T }, "RecurrentLayer: lengths")
+      self.lengths = lengths
+      masked = lengths.contains { $0 < T }
+    } else {
+      self.lengths = Array(repeating: T, count: B)
+      masked = false
+    }
+    imageStep = self.lengths.map { $0 == 0 ? -1 : (reverse ? $0 - 1 : 0) }
+
+    // a starts as the biases b_ih (+ b_hh, except for the GRU, whose recurrent side is kept apart)
+    // plus, at the image steps, W_iv v (computed once per sequence: [B, Dv] × [Dv, G·H])
+    let g = gates.pointer
+    let bias = rowBias.pointer
+    fillRowBias()
+    let ip = imageProjection.pointer
+    BLAS.gemm(
+      transA: false, transB: true, m: B, n: gh, k: imageSize, a: image.pointer, lda: imageSize,
+      b: weightIV.value.pointer, ldb: imageSize, c: ip, ldc: gh)
+    for b in 0..<B {
+      let row = ip + b * gh
+      for k in 0..<gh { row[k] += bias[k] }
+    }
+    for t in 0..<T {
+      for b in 0..<B {
+        let withImage = imageInput == .every || t == imageStep[b]
+        (g + (t * B + b) * gh).update(from: withImage ? ip + b * gh : bias, count: gh)
+      }
+    }
+    // a += X W_ihᵀ for all steps at once: [T·B, In] × [In, G·H]
+    BLAS.gemm(
+      transA: false, transB: true, m: T * B, n: gh, k: inputSize, a: input.pointer, lda: inputSize,
+      b: weightIH.value.pointer, ldb: inputSize, beta: 1, c: g, ldc: gh)
+
+    // the recurrence, h_0 = c_0 = 0
+    let initial = reverse ? T : 0
+    (hs.pointer + initial * B * H).update(repeating: 0, count: B * H)
+    if hasCellState { (cs.pointer + initial * B * H).update(repeating: 0, count: B * H) }
+    for k in 0..<T {
+      let t = reverse ? T - 1 - k : k
+      let (previous, current) = stateIndices(t)
+      let gt = g + t * B * gh
+      let hPrev = hs.pointer + previous * B * H
+      let hCur = hs.pointer + current * B * H
+      if cell == .gru {
+        // ah = W_hh h_{t−1} + b_hh
+        let ah = recurrent.pointer + t * B * gh
+        for b in 0..<B { (ah + b * gh).update(from: biasHH.value.pointer, count: gh) }
+        if k > 0 {
+          BLAS.gemm(
+            transA: false, transB: true, m: B, n: gh, k: H, a: hPrev, lda: H,
+            b: weightHH.value.pointer, ldb: H, beta: 1, c: ah, ldc: gh)
+        }
+        GRUCell.forward(gates: gt, ah: ah, hPrev: hPrev, h: hCur, batch: B, hidden: H)
+      } else {
+        // a += W_hh h_{t−1} (zero at the first step)
+        if k > 0 {
+          BLAS.gemm(
+            transA: false, transB: true, m: B, n: gh, k: H, a: hPrev, lda: H,
+            b: weightHH.value.pointer, ldb: H, beta: 1, c: gt, ldc: gh)
+        }
+        let cPrev = cs.pointer + previous * B * H
+        let cCur = cs.pointer + current * B * H
+        let tc = tanhC.pointer + t * B * H
+        switch cell {
+        case .rnn: RNNCell.forward(gates: gt, h: hCur, count: B * H)
+        case .lstm:
+          LSTMCell.forward(gates: gt, cPrev: cPrev, c: cCur, tanhC: tc, h: hCur, batch: B, hidden: H)
+        case .peephole:
+          PeepholeCell.forward(
+            gates: gt, peep: weightPeep!.value.pointer, cPrev: cPrev, c: cCur, tanhC: tc, h: hCur,
+            batch: B, hidden: H)
+        case .coupled:
+          CoupledCell.forward(gates: gt, cPrev: cPrev, c: cCur, tanhC: tc, h: hCur, batch: B, hidden: H)
+        case .gru: break
+        }
+      }
+      if masked {
+        // padding: the state after a pad position is zero
+        for b in 0..<B where t >= self.lengths[b] {
+          (hCur + b * H).update(repeating: 0, count: H)
+          if hasCellState { (cs.pointer + current * B * H + b * H).update(repeating: 0, count: H) }
+        }
+      }
+    }
+    return output
+  }
+
+  /// Backpropagation through time from `outputGrad` [T, B, H] (the loss gradient on every h_t).
+  /// Accumulates the parameter gradients; returns the gradients on the input [T, B, In] and on the
+  /// image vectors [B, Dv] (this layer's workspaces).
+  public func backward(outputGrad: Tensor) -> (inputGrad: Tensor, imageGrad: Tensor) {
+    guard let input = savedInput, let image = savedImage else {
+      preconditionFailure("RecurrentLayer.backward before forward")
+    }
+    let T = steps
+    let B = batch
+    let H = hiddenSize
+    let gh = gateWidth
+    precondition(outputGrad.shape == [T, B, H], "RecurrentLayer: output grad \(outputGrad.shape)")
+    let g = gates.pointer
+    let dp = dpre.pointer
+    let dhp = dh.pointer
+    let dnext = dhNext.pointer
+    dnext.update(repeating: 0, count: B * H)
+    dc.fill(0)
+    for k in stride(from: T - 1, through: 0, by: -1) {
+      let t = reverse ? T - 1 - k : k
+      let (previous, current) = stateIndices(t)
+      // dh = dL/dh_t from the output plus from the step that read h_t
+      let dout = outputGrad.pointer + t * B * H
+      for e in 0..<(B * H) { dhp[e] = dout[e] + dnext[e] }
+      if masked {
+        // padding: h_t and c_t were forced to zero, nothing flows through them
+        for b in 0..<B where t >= lengths[b] {
+          (dhp + b * H).update(repeating: 0, count: H)
+          if hasCellState { (dc.pointer + b * H).update(repeating: 0, count: H) }
+        }
+      }
+      let gt = g + t * B * gh
+      let dpt = dp + t * B * gh
+      let hPrev = hs.pointer + previous * B * H
+      if cell == .gru {
+        let dat = drecurrent.pointer + t * B * gh
+        // sets dhNext to the direct path z ⊙ dh
+        GRUCell.backward(
+          dax: dpt, dah: dat, dhPrev: dnext, dh: dhp, gates: gt, ah: recurrent.pointer + t * B * gh,
+          hPrev: hPrev, batch: B, hidden: H)
+        if k > 0 {
+          // dh_{t−1} += dah W_hh
+          BLAS.gemm(
+            transA: false, transB: false, m: B, n: H, k: gh, a: dat, lda: gh, b: weightHH.value.pointer,
+            ldb: H, beta: 1, c: dnext, ldc: H)
+        }
+      } else {
+        let cPrev = cs.pointer + previous * B * H
+        let tc = tanhC.pointer + t * B * H
+        switch cell {
+        case .rnn: RNNCell.backward(dpre: dpt, dh: dhp, h: gt, count: B * H)
+        case .lstm:
+          LSTMCell.backward(
+            dpre: dpt, dc: dc.pointer, dh: dhp, gates: gt, cPrev: cPrev, tanhC: tc, batch: B, hidden: H)
+        case .peephole:
+          PeepholeCell.backward(
+            dpre: dpt, dc: dc.pointer, dpeep: weightPeep!.grad.pointer, dh: dhp, gates: gt,
+            peep: weightPeep!.value.pointer, cPrev: cPrev, c: cs.pointer + current * B * H, tanhC: tc,
+            batch: B, hidden: H)
+        case .coupled:
+          CoupledCell.backward(
+            dpre: dpt, dc: dc.pointer, dh: dhp, gates: gt, cPrev: cPrev, tanhC: tc, batch: B, hidden: H)
+        case .gru: break
+        }
+        if k > 0 {
+          // dh_{t−1} = da W_hh
+          BLAS.gemm(
+            transA: false, transB: false, m: B, n: H, k: gh, a: dpt, lda: gh, b: weightHH.value.pointer,
+            ldb: H, c: dnext, ldc: H)
+        }
+      }
+    }
+
+    // dW_ih += daᵀ X, dX = da W_ih, over all T·B rows at once
+    BLAS.gemm(
+      transA: true, transB: false, m: gh, n: inputSize, k: T * B, a: dp, lda: gh, b: input.pointer,
+      ldb: inputSize, beta: 1, c: weightIH.grad.pointer, ldc: inputSize)
+    BLAS.gemm(
+      transA: false, transB: false, m: T * B, n: inputSize, k: gh, a: dp, lda: gh,
+      b: weightIH.value.pointer, ldb: inputSize, c: dInput.pointer, ldc: inputSize)
+    // dW_hh += d(recurrent side)ᵀ H_prev, where H_prev [T, B, H] are the states each step read
+    let drec = cell == .gru ? drecurrent.pointer : dp
+    let hPrevAll = hs.pointer + (reverse ? B * H : 0)
+    BLAS.gemm(
+      transA: true, transB: false, m: gh, n: H, k: T * B, a: drec, lda: gh, b: hPrevAll, ldb: H, beta: 1,
+      c: weightHH.grad.pointer, ldc: H)
+    // db_ih = Σ da; db_hh = Σ d(recurrent side)
+    let dbih = biasIH.grad.pointer
+    let dbhh = biasHH.grad.pointer
+    for row in 0..<(T * B) {
+      let a = dp + row * gh
+      let r = drec + row * gh
+      for k in 0..<gh {
+        dbih[k] += a[k]
+        dbhh[k] += r[k]
+      }
+    }
+    // the image term: its gate gradient is da summed over the steps that added it
+    let dig = dImageGates.pointer
+    dig.update(repeating: 0, count: B * gh)
+    for b in 0..<B {
+      let target = dig + b * gh
+      if imageInput == .every {
+        for t in 0..<T {
+          let a = dp + (t * B + b) * gh
+          for k in 0..<gh { target[k] += a[k] }
+        }
+      } else if imageStep[b] >= 0 {
+        target.update(from: dp + (imageStep[b] * B + b) * gh, count: gh)
+      }
+    }
+    // dW_iv += dgᵀ V, dv = dg W_iv
+    BLAS.gemm(
+      transA: true, transB: false, m: gh, n: imageSize, k: B, a: dig, lda: gh, b: image.pointer,
+      ldb: imageSize, beta: 1, c: weightIV.grad.pointer, ldc: imageSize)
+    BLAS.gemm(
+      transA: false, transB: false, m: B, n: imageSize, k: gh, a: dig, lda: gh, b: weightIV.value.pointer,
+      ldb: imageSize, c: dImage.pointer, ldc: imageSize)
+    return (dInput, dImage)
+  }
+
+  // MARK: One step for inference
+
+  /// Scratch of `step`, sized for R rows.
+  final class StepWorkspace {
+    let rows: Int
+    let gates: Tensor  // [R, G·H]
+    let recurrent: Tensor  // [R, G·H] (GRU)
+    let tanhC: Tensor  // [R, H]
+    init(rows: Int, gateWidth: Int, hidden: Int) {
+      self.rows = rows
+      gates = Tensor(zeros: [rows, gateWidth])
+      recurrent = Tensor(zeros: [rows, gateWidth])
+      tanhC = Tensor(zeros: [rows, hidden])
+    }
+  }
+
+  /// W_iv v for R rows of image vectors `image` [R, Dv], into `projection` [R, G·H].
+  func projectImage(_ image: Tensor, into projection: Tensor) {
+    let R = image.shape[0]
+    BLAS.gemm(
+      transA: false, transB: true, m: R, n: gateWidth, k: imageSize, a: image.pointer, lda: imageSize,
+      b: weightIV.value.pointer, ldb: imageSize, c: projection.pointer, ldc: gateWidth)
+  }
+
+  /// One time step for R rows, the same arithmetic as `forward`: reads `input` [R, In] and the state
+  /// `h` (and `c`) [R, H], updates the state in place. Adds `imageProjection` [R, G·H] when given.
+  func step(
+    input: UnsafePointer<Float>, imageProjection: UnsafePointer<Float>?, h: Tensor, c: Tensor?,
+    workspace: StepWorkspace
+  ) {
+    let R = workspace.rows
+    let H = hiddenSize
+    let gh = gateWidth
+    let g = workspace.gates.pointer
+    let bih = biasIH.value.pointer
+    let bhh = biasHH.value.pointer
+    // a = (W_iv v) + biases, then += x W_ihᵀ: the same additions in the same order as `forward`
+    for r in 0..<R {
+      let a = g + r * gh
+      if let imageProjection {
+        let source = imageProjection + r * gh
+        for k in 0..<gh { a[k] = source[k] + (cell == .gru ? bih[k] : bih[k] + bhh[k]) }
+      } else {
+        for k in 0..<gh { a[k] = cell == .gru ? bih[k] : bih[k] + bhh[k] }
+      }
+    }
+    BLAS.gemm(
+      transA: false, transB: true, m: R, n: gh, k: inputSize, a: input, lda: inputSize,
+      b: weightIH.value.pointer, ldb: inputSize, beta: 1, c: g, ldc: gh)
+    let hp = h.pointer
+    if cell == .gru {
+      let ah = workspace.recurrent.pointer
+      for r in 0..<R { (ah + r * gh).update(from: bhh, count: gh) }
+      BLAS.gemm(
+        transA: false, transB: true, m: R, n: gh, k: H, a: hp, lda: H, b: weightHH.value.pointer, ldb: H,
+        beta: 1, c: ah, ldc: gh)
+      // in place: each element of h is read before it is written
+      GRUCell.forward(gates: g, ah: ah, hPrev: hp, h: hp, batch: R, hidden: H)
+      return
+    }
+    BLAS.gemm(
+      transA: false, transB: true, m: R, n: gh, k: H, a: hp, lda: H, b: weightHH.value.pointer, ldb: H,
+      beta: 1, c: g, ldc: gh)
+    let tc = workspace.tanhC.pointer
+    switch cell {
+    case .rnn: RNNCell.forward(gates: g, h: hp, count: R * H)
+    case .lstm:
+      LSTMCell.forward(gates: g, cPrev: c!.pointer, c: c!.pointer, tanhC: tc, h: hp, batch: R, hidden: H)
+    case .peephole:
+      PeepholeCell.forward(
+        gates: g, peep: weightPeep!.value.pointer, cPrev: c!.pointer, c: c!.pointer, tanhC: tc, h: hp,
+        batch: R, hidden: H)
+    case .coupled:
+      CoupledCell.forward(gates: g, cPrev: c!.pointer, c: c!.pointer, tanhC: tc, h: hp, batch: R, hidden: H)
+    case .gru: break
+    }
+  }
+}

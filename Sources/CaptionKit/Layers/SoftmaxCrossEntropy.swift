@@ -1,0 +1,78 @@
+import Foundation
+
+/// Softmax followed by the cross-entropy loss, averaged over the rows whose target is not
+/// `ignoreIndex` (SPEC §3: mean over the non-pad target tokens of the batch).
+///
+/// loss = (1/M) Σ_{i: t_i ≠ ignore} −log softmax(z_i)[t_i],  M = number of counted rows;
+/// dL/dz_i = (softmax(z_i) − onehot(t_i)) / M for counted rows, 0 for ignored ones.
+public final class SoftmaxCrossEntropy {
+  /// softmax(logits) [N, V], kept for backward (and readable by callers).
+  public private(set) var probabilities: Tensor?
+  private var logitsGrad: Tensor?  // [N, V]
+  private var targets: [Int] = []
+  private var ignoreIndex = 0
+  /// The number of rows counted in the last forward (targets ≠ ignoreIndex).
+  public private(set) var countedTargets = 0
+
+  public init() {}
+
+  /// The mean loss over counted rows (0 when none is counted). Targets must lie in 0..<V.
+  public func forward(logits: Tensor, targets: [Int], ignoreIndex: Int = 0) -> Float {
+    precondition(
+      logits.shape.count == 2 && logits.shape[0] == targets.count,
+      "SoftmaxCrossEntropy: logits \(logits.shape) for \(targets.count) targets")
+    let (rows, classes) = (logits.shape[0], logits.shape[1])
+    let probabilities = reuseWorkspace(&self.probabilities, shape: logits.shape)
+    self.targets.removeAll(keepingCapacity: true)
+    self.targets.append(contentsOf: targets)
+    self.ignoreIndex = ignoreIndex
+    var total = 0.0
+    var counted = 0
+    for r in 0..<rows {
+      let z = logits.pointer + r * classes
+      let p = probabilities.pointer + r * classes
+      // Stable softmax: subtract the row maximum before exp.
+      var maximum = -Float.infinity
+      for j in 0..<classes { maximum = max(maximum, z[j]) }
+      var sum: Float = 0
+      for j in 0..<classes {
+        let e = expf(z[j] - maximum)
+        p[j] = e
+        sum += e
+      }
+      let inverse = 1 / sum
+      for j in 0..<classes { p[j] *= inverse }
+      let target = targets[r]
+      if target == ignoreIndex { continue }
+      precondition(
+        target >= 0 && target < classes, "SoftmaxCrossEntropy: target \(target) outside 0..<\(classes)")
+      // −log p_t = log Σ exp(z − max) − (z_t − max), exact even when p_t underflows.
+      total += Double(logf(sum) - (z[target] - maximum))
+      counted += 1
+    }
+    countedTargets = counted
+    return counted == 0 ? 0 : Float(total / Double(counted))
+  }
+
+  /// dL/dlogits [N, V] for the last forward's mean loss.
+  public func backward() -> Tensor {
+    guard let probabilities = probabilities else {
+      preconditionFailure("SoftmaxCrossEntropy.backward before forward")
+    }
+    let (rows, classes) = (probabilities.shape[0], probabilities.shape[1])
+    let grad = reuseWorkspace(&self.logitsGrad, shape: probabilities.shape)
+    let scale: Float = countedTargets == 0 ? 0 : 1 / Float(countedTargets)
+    for r in 0..<rows {
+      let g = grad.pointer + r * classes
+      let target = targets[r]
+      if target == ignoreIndex {
+        g.update(repeating: 0, count: classes)
+        continue
+      }
+      let p = probabilities.pointer + r * classes
+      for j in 0..<classes { g[j] = p[j] * scale }
+      g[target] -= scale
+    }
+    return grad
+  }
+}

@@ -1,0 +1,310 @@
+import Foundation
+
+// Grounded evaluation (SPEC §9): a caption checked against the objects actually in the picture.
+// The scene types and loader are here; the caption parser is in GroundedParser.swift.
+
+/// One object of a shapes scene, as scenes.json stores it: names (`shape`, `color`, `size`), the
+/// centre (x, y) in pixels (x right, y down, pixel i spans [i, i+1)) and the bounding box of its
+/// drawn pixels [x0, y0, x1, y1] (x1, y1 exclusive).
+public struct SceneObject: Codable, Equatable, Sendable {
+  public var shape: String
+  public var color: String
+  public var size: String
+  public var x: Double
+  public var y: Double
+  public var bbox: [Double]
+
+  public init(shape: String, color: String, size: String, x: Double, y: Double, bbox: [Double]) {
+    self.shape = shape
+    self.color = color
+    self.size = size
+    self.x = x
+    self.y = y
+    self.bbox = bbox
+  }
+}
+
+/// One image's ground truth. `width` and `height` are the image's size (scenes.json's optional
+/// `width`/`height` keys, which `caption dataset shapes` writes; 64 when absent); spatial phrases are
+/// judged on positions relative to them.
+public struct Scene: Equatable, Sendable {
+  public var imageId: Int
+  public var filename: String
+  public var width: Int
+  public var height: Int
+  public var objects: [SceneObject]
+
+  public init(imageId: Int, filename: String, width: Int = 64, height: Int = 64, objects: [SceneObject]) {
+    self.imageId = imageId
+    self.filename = filename
+    self.width = width
+    self.height = height
+    self.objects = objects
+  }
+}
+
+public enum Scenes {
+  private struct File: Decodable {
+    struct Image: Decodable {
+      var image_id: Int
+      var filename: String
+      var width: Int?
+      var height: Int?
+      var objects: [SceneObject]
+    }
+    var images: [Image]
+  }
+
+  /// Reads scenes.json, keyed by image id.
+  public static func load(path: String) throws -> [Int: Scene] {
+    guard let data = FileManager.default.contents(atPath: path) else {
+      throw CaptionError(.unreadable, path: path, "cannot read the scenes file")
+    }
+    return try parse(data, path: path)
+  }
+
+  /// Parses the content of a scenes.json (`path` names it in errors).
+  public static func parse(_ data: Data, path: String) throws -> [Int: Scene] {
+    let file: File
+    do {
+      file = try JSONDecoder().decode(File.self, from: data)
+    } catch let error as DecodingError {
+      throw CaptionError(.badDataset, path: path, describe(error))
+    } catch {
+      throw CaptionError(.badDataset, path: path, "not valid JSON")
+    }
+    var scenes: [Int: Scene] = [:]
+    for (position, image) in file.images.enumerated() {
+      let width = image.width ?? 64
+      let height = image.height ?? 64
+      guard width > 0, height > 0 else {
+        throw CaptionError(.badDataset, path: path, "images[\(position)]: width and height must be positive")
+      }
+      for (k, object) in image.objects.enumerated() {
+        guard object.x.isFinite, object.y.isFinite, object.bbox.count == 4, object.bbox.allSatisfy(\.isFinite)
+        else {
+          throw CaptionError(
+            .badDataset, path: path,
+            "images[\(position)].objects[\(k)]: x, y must be numbers and bbox four numbers")
+        }
+      }
+      guard scenes[image.image_id] == nil else {
+        throw CaptionError(
+          .badDataset, path: path, "images[\(position)]: image_id \(image.image_id) appears twice")
+      }
+      scenes[image.image_id] = Scene(
+        imageId: image.image_id, filename: image.filename, width: width, height: height,
+        objects: image.objects)
+    }
+    return scenes
+  }
+
+  private static func describe(_ error: DecodingError) -> String {
+    func place(_ path: [CodingKey]) -> String {
+      var text = ""
+      for key in path {
+        if let index = key.intValue {
+          text += "[\(index)]"
+        } else {
+          text += (text.isEmpty ? "" : ".") + key.stringValue
+        }
+      }
+      return text.isEmpty ? "top level" : text
+    }
+    switch error {
+    case .keyNotFound(let key, let context):
+      return "\(place(context.codingPath)): missing key \"\(key.stringValue)\""
+    case .typeMismatch(_, let context), .valueNotFound(_, let context):
+      return "\(place(context.codingPath)): \(context.debugDescription)"
+    case .dataCorrupted(let context):
+      return context.codingPath.isEmpty
+        ? "not valid JSON" : "\(place(context.codingPath)): \(context.debugDescription)"
+    @unknown default:
+      return "malformed scenes file"
+    }
+  }
+}
+
+/// Grounded scores micro-averaged over a set of captions, with the raw counts behind them.
+/// An accuracy with nothing to judge (total 0) is reported as 0; the totals say when that happens.
+public struct GroundedScores: Equatable, Sendable {
+  /// Captions scored (those whose image has a scene).
+  public var captions = 0
+  /// Captions whose image id has no scene (not scored).
+  public var captionsWithoutScene = 0
+  /// Objects the captions claim (a counted mention of n claims n).
+  public var mentionedObjects = 0
+  /// Objects in the scenes of the scored captions (once per caption).
+  public var sceneObjects = 0
+  /// Claimed objects that matched a scene object of the same shape and colour.
+  public var matchedObjects = 0
+  public var sizeCorrect = 0
+  public var sizeTotal = 0
+  public var countCorrect = 0
+  public var countTotal = 0
+  public var relationCorrect = 0
+  public var relationTotal = 0
+
+  public init() {}
+
+  public var objectPrecision: Double { ratio(matchedObjects, mentionedObjects) }
+  public var objectRecall: Double { ratio(matchedObjects, sceneObjects) }
+  public var objectF1: Double {
+    let p = objectPrecision
+    let r = objectRecall
+    return p + r > 0 ? 2 * p * r / (p + r) : 0
+  }
+  public var attributeAccuracy: Double { ratio(sizeCorrect, sizeTotal) }
+  public var countAccuracy: Double { ratio(countCorrect, countTotal) }
+  public var relationAccuracy: Double { ratio(relationCorrect, relationTotal) }
+
+  private func ratio(_ a: Int, _ b: Int) -> Double { b > 0 ? Double(a) / Double(b) : 0 }
+
+  public static func + (a: GroundedScores, b: GroundedScores) -> GroundedScores {
+    var s = a
+    s.captions += b.captions
+    s.captionsWithoutScene += b.captionsWithoutScene
+    s.mentionedObjects += b.mentionedObjects
+    s.sceneObjects += b.sceneObjects
+    s.matchedObjects += b.matchedObjects
+    s.sizeCorrect += b.sizeCorrect
+    s.sizeTotal += b.sizeTotal
+    s.countCorrect += b.countCorrect
+    s.countTotal += b.countTotal
+    s.relationCorrect += b.relationCorrect
+    s.relationTotal += b.relationTotal
+    return s
+  }
+}
+
+public enum GroundedEvaluation {
+  /// Scores every caption of every image (captions are raw text, tokenised as SPEC §6) against its
+  /// scene; micro-averaged.
+  public static func score(captions: [Int: [String]], scenes: [Int: Scene]) -> GroundedScores {
+    var total = GroundedScores()
+    for imageId in captions.keys.sorted() {
+      for caption in captions[imageId]! {
+        guard let scene = scenes[imageId] else {
+          total.captionsWithoutScene += 1
+          continue
+        }
+        total = total + judge(tokens: PTBTokenizer.tokenize(caption), scene: scene).scores
+      }
+    }
+    return total
+  }
+
+  /// Scores one tokenised caption against its scene.
+  public static func score(tokens: [String], scene: Scene) -> GroundedScores {
+    judge(tokens: tokens, scene: scene).scores
+  }
+
+  /// Indices of the tokens that are wrong about the scene (for the HTML report): the colour and shape
+  /// of a mention that matches nothing, a wrong count, a wrong size, the words of a false relation.
+  public static func wrongWords(tokens: [String], scene: Scene) -> Set<Int> {
+    judge(tokens: tokens, scene: scene).wrong
+  }
+
+  /// The judgement of one caption: matching of mentions to objects, then each check (SPEC §9).
+  static func judge(tokens: [String], scene: Scene) -> (scores: GroundedScores, wrong: Set<Int>) {
+    let parsed = GroundedParser.parse(tokens)
+    var scores = GroundedScores()
+    var wrong = Set<Int>()
+    scores.captions = 1
+    scores.sceneObjects = scene.objects.count
+
+    // Matching: each mention takes up to `count` unused objects of its shape and colour, those of
+    // the stated size first.
+    var used = [Bool](repeating: false, count: scene.objects.count)
+    var matchedTo = [[Int]](repeating: [], count: parsed.mentions.count)
+    for (m, mention) in parsed.mentions.enumerated() {
+      for _ in 0..<mention.count {
+        var choice: Int? = nil
+        for (k, object) in scene.objects.enumerated()
+        where !used[k] && object.shape == mention.shape && object.color == mention.color {
+          if choice == nil { choice = k }
+          if let size = mention.size, object.size == size {
+            choice = k
+            break
+          }
+        }
+        guard let k = choice else { break }
+        used[k] = true
+        matchedTo[m].append(k)
+      }
+      scores.mentionedObjects += mention.count
+      scores.matchedObjects += matchedTo[m].count
+      if matchedTo[m].isEmpty {
+        if let t = mention.colorToken { wrong.insert(t) }
+        wrong.insert(mention.shapeToken)
+      } else if matchedTo[m].count < mention.count, let t = mention.countToken {
+        wrong.insert(t)
+      }
+      // Size, over the matched objects of a mention that states one.
+      if let size = mention.size {
+        for k in matchedTo[m] {
+          scores.sizeTotal += 1
+          if scene.objects[k].size == size {
+            scores.sizeCorrect += 1
+          } else if let t = mention.sizeToken {
+            wrong.insert(t)
+          }
+        }
+      }
+      // Count, over mentions with a count word: the scene must hold exactly that many such objects.
+      if mention.counted {
+        scores.countTotal += 1
+        let present = scene.objects.filter { $0.shape == mention.shape && $0.color == mention.color }.count
+        if present == mention.count {
+          scores.countCorrect += 1
+        } else if let t = mention.countToken {
+          wrong.insert(t)
+        }
+      }
+    }
+
+    // Relations between fully matched mentions, true when they hold for every object they cover.
+    let width = Double(scene.width)
+    let height = Double(scene.height)
+    func position(_ k: Int) -> (x: Double, y: Double) {
+      (scene.objects[k].x / width, scene.objects[k].y / height)
+    }
+    func complete(_ m: Int) -> Bool {
+      !matchedTo[m].isEmpty && matchedTo[m].count == parsed.mentions[m].count
+    }
+    for relation in parsed.relations {
+      guard complete(relation.subject), relation.objects.allSatisfy(complete) else { continue }
+      scores.relationTotal += 1
+      var holds = true
+      switch relation.kind {
+      case .pair(let pair):
+        for a in matchedTo[relation.subject] {
+          for b in matchedTo[relation.objects[0]]
+          where !pair.holds(subject: position(a), object: position(b), size: 1) {
+            holds = false
+          }
+        }
+      case .region(let region):
+        for a in matchedTo[relation.subject] where !region.holds(x: position(a).x, y: position(a).y, size: 1)
+        {
+          holds = false
+        }
+      case .between:
+        for a in matchedTo[relation.subject] {
+          for b in matchedTo[relation.objects[0]] {
+            for c in matchedTo[relation.objects[1]]
+            where !Betweenness.holds(position(a), position(b), position(c), size: 1) {
+              holds = false
+            }
+          }
+        }
+      }
+      if holds {
+        scores.relationCorrect += 1
+      } else {
+        wrong.formUnion(relation.tokens)
+      }
+    }
+    return (scores, wrong)
+  }
+}

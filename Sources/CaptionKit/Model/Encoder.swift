@@ -1,0 +1,127 @@
+/// The VGG-style image encoder (SPEC §3): for each entry of `config.layers` a 3×3 conv + ReLU or a
+/// 2×2 max-pool, then a global average pool (`avg`) or a (C, H, W)-order flatten (`flatten`), then
+/// `fc` (no activation) giving the image vector v [B, dv].
+public final class Encoder {
+  /// One stage of the stack, in order.
+  public enum Stage {
+    case conv(Conv2D)
+    case maxPool(MaxPool2D)
+  }
+
+  public let config: ModelConfig
+  public let stages: [Stage]
+  /// The conv layers alone, in order (`conv{k}` in the tensor names).
+  public let convolutions: [Conv2D]
+  public let globalPool: GlobalAvgPool?  // pool `avg` only
+  public let fc: Linear
+
+  private var featureShape: [Int] = []  // [B, C, h, w] of the last stage's output
+  private var flattened: Tensor?  // the [B, C·h·w] view handed to fc (pool `flatten`)
+  private var flattenedBase: Tensor?
+
+  public init(config: ModelConfig) {
+    self.config = config
+    var stages: [Stage] = []
+    var convolutions: [Conv2D] = []
+    var channels = 3
+    for layer in config.layers {
+      switch layer {
+      case .conv(let out):
+        let conv = Conv2D(inChannels: channels, outChannels: out, relu: true)
+        stages.append(.conv(conv))
+        convolutions.append(conv)
+        channels = out
+      case .maxPool:
+        stages.append(.maxPool(MaxPool2D()))
+      }
+    }
+    self.stages = stages
+    self.convolutions = convolutions
+    let shape = config.encoderOutputShape
+    switch config.pool {
+    case .avg:
+      globalPool = GlobalAvgPool()
+      fc = Linear(inFeatures: shape.channels, outFeatures: config.dv)
+    case .flatten:
+      globalPool = nil
+      fc = Linear(inFeatures: shape.channels * shape.height * shape.width, outFeatures: config.dv)
+    }
+  }
+
+  /// Kaiming-normal conv weights, zero conv biases, PyTorch-default uniform fc.
+  public func initialize(using generator: inout SeededGenerator) {
+    for conv in convolutions { conv.initialize(using: &generator) }
+    fc.initialize(using: &generator)
+  }
+
+  /// The parameters by SPEC §3 name relative to `encoder.`: `conv{k}.weight`, `conv{k}.bias`,
+  /// `fc.weight`, `fc.bias`.
+  public var namedParameters: [(String, Parameter)] {
+    var result: [(String, Parameter)] = []
+    for (k, conv) in convolutions.enumerated() {
+      result.append(("conv\(k).weight", conv.weight))
+      result.append(("conv\(k).bias", conv.bias))
+    }
+    result.append(("fc.weight", fc.weight))
+    result.append(("fc.bias", fc.bias))
+    return result
+  }
+
+  public var parameters: [Parameter] { namedParameters.map { $0.1 } }
+
+  /// images [B, 3, S, S] (normalised) → v [B, dv] (a workspace of `fc`).
+  public func forward(_ images: Tensor) -> Tensor {
+    precondition(
+      images.shape == [images.shape.first ?? 0, 3, config.imageSize, config.imageSize],
+      "Encoder: images \(images.shape), expected [B, 3, \(config.imageSize), \(config.imageSize)]")
+    var x = images
+    for stage in stages {
+      switch stage {
+      case .conv(let conv): x = conv.forward(x)  // [B, Cout, h, w]
+      case .maxPool(let pool): x = pool.forward(x)  // [B, C, h/2, w/2]
+      }
+    }
+    featureShape = x.shape
+    let pooled: Tensor
+    if let globalPool = globalPool {
+      pooled = globalPool.forward(x)  // [B, C]
+    } else {
+      // flatten(1) on NCHW is the same memory seen as [B, C·h·w]; keep the view while x is unchanged.
+      if flattenedBase !== x {
+        flattenedBase = x
+        flattened = x.reshaped([x.shape[0], x.shape[1] * x.shape[2] * x.shape[3]])
+      }
+      pooled = flattened!
+    }
+    return fc.forward(pooled)  // [B, dv]
+  }
+
+  /// Accumulates every parameter's gradient from dL/dv [B, dv]; no image gradient.
+  public func backward(_ vGrad: Tensor) {
+    backward(vGrad, needInputGrad: false)
+  }
+
+  /// As `backward(_:)`, and returns dL/dimages [B, 3, S, S] when `needInputGrad` (for tests).
+  @discardableResult
+  public func backward(_ vGrad: Tensor, needInputGrad: Bool) -> Tensor? {
+    var grad = fc.backward(vGrad, needInputGrad: true)!  // [B, F]
+    if let globalPool = globalPool {
+      grad = globalPool.backward(grad)  // [B, C, h, w]
+    } else {
+      grad = grad.reshaped(featureShape)
+    }
+    for (index, stage) in stages.enumerated().reversed() {
+      switch stage {
+      case .conv(let conv):
+        let isFirst = index == 0
+        guard let inputGrad = conv.backward(grad, needInputGrad: !isFirst || needInputGrad) else {
+          return nil
+        }
+        grad = inputGrad
+      case .maxPool(let pool):
+        grad = pool.backward(grad)
+      }
+    }
+    return needInputGrad ? grad : nil
+  }
+}

@@ -1,0 +1,134 @@
+import Foundation
+import XCTest
+
+@testable import CaptionKit
+
+final class EncoderTests: XCTestCase {
+  private func makeEncoder(
+    imageSize: Int, layers: [EncoderLayer], dv: Int, pool: PoolMode, seed: UInt64 = 5
+  ) -> Encoder {
+    let config = ModelConfig(imageSize: imageSize, layers: layers, dv: dv, vocabSize: 10, pool: pool)
+    let encoder = Encoder(config: config)
+    var generator = SeededGenerator(seed: seed)
+    encoder.initialize(using: &generator)
+    // Non-zero conv biases so their gradients are exercised in a non-trivial spot.
+    for conv in encoder.convolutions {
+      Initialization.uniform(conv.bias.value, bound: 0.1, using: &generator)
+    }
+    return encoder
+  }
+
+  func testNamedParametersFollowTheSpec() {
+    let layers: [EncoderLayer] = [.conv(4), .maxPool, .conv(6), .conv(5), .maxPool]
+    let avg = makeEncoder(imageSize: 9, layers: layers, dv: 7, pool: .avg)
+    let names = avg.namedParameters.map { $0.0 }
+    XCTAssertEqual(
+      names,
+      [
+        "conv0.weight", "conv0.bias", "conv1.weight", "conv1.bias", "conv2.weight", "conv2.bias", "fc.weight",
+        "fc.bias",
+      ])
+    let shapes = avg.namedParameters.map { $0.1.shape }
+    XCTAssertEqual(shapes, [[4, 3, 3, 3], [4], [6, 4, 3, 3], [6], [5, 6, 3, 3], [5], [7, 5], [7]])
+    // 9 → 4 → 2: flatten feeds 5·2·2 = 20 features.
+    let flatten = makeEncoder(imageSize: 9, layers: layers, dv: 7, pool: .flatten)
+    XCTAssertEqual(flatten.fc.weight.shape, [7, 20])
+    XCTAssertEqual(flatten.forward(randomTensor([2, 3, 9, 9], seed: 1)).shape, [2, 7])
+  }
+
+  /// The flatten path against a hand-assembled pipeline: conv reference → pool → (C, H, W) order → fc.
+  func testFlattenOrderIsPyTorchFlatten() {
+    let encoder = makeEncoder(imageSize: 4, layers: [.conv(2), .maxPool], dv: 3, pool: .flatten)
+    let images = randomTensor([2, 3, 4, 4], seed: 9)
+    let conv = encoder.convolutions[0]
+    let features = Conv2D.reference(
+      input: images, weight: conv.weight.value, bias: conv.bias.value, relu: true)
+    let v = encoder.forward(images)
+    for b in 0..<2 {
+      for d in 0..<3 {
+        var sum = Double(encoder.fc.bias.value[d])
+        for c in 0..<2 {
+          for y in 0..<2 {
+            for x in 0..<2 {
+              var m = -Float.infinity
+              for (dy, dx) in [(0, 0), (0, 1), (1, 0), (1, 1)] {
+                m = max(m, features[((b * 2 + c) * 4 + 2 * y + dy) * 4 + 2 * x + dx])
+              }
+              let flatIndex = (c * 2 + y) * 2 + x
+              sum += Double(encoder.fc.weight.value[d * 8 + flatIndex]) * Double(m)
+            }
+          }
+        }
+        XCTAssertEqual(v[b * 3 + d], Float(sum), accuracy: 1e-5)
+      }
+    }
+  }
+
+  /// The activation pattern of every ReLU and max-pool of the encoder's last forward.
+  private func pattern(_ encoder: Encoder) -> [Int32] {
+    var result: [Int32] = []
+    for stage in encoder.stages {
+      switch stage {
+      case .conv(let conv): result += positivePattern(conv.lastOutput!)
+      case .maxPool(let pool): result += pool.argmax
+      }
+    }
+    return result
+  }
+
+  /// Loss Σ v ⊙ R; gradients wrt the images and a sample of every parameter tensor, by central
+  /// differences: ε = 1e-3, loss in Double, relative error |a − n| / max(|a| + |n|, 1e-2) ≤ 1e-2 (so
+  /// gradients below ~5e-3 are held to 1e-4 absolute, the Float forward's rounding noise / 2ε),
+  /// kinks handled as `assertGradientMatchesAwayFromKinks` says.
+  private func checkEncoderGradients(pool: PoolMode, imageSize: Int, layers: [EncoderLayer]) {
+    let encoder = makeEncoder(imageSize: imageSize, layers: layers, dv: 5, pool: pool)
+    let images = randomTensor([2, 3, imageSize, imageSize], seed: 17)
+    let projection = randomTensor([2, 5], seed: 99)
+    zeroGradients(encoder.parameters)
+    _ = encoder.forward(images)
+    let imageGrad = encoder.backward(projection, needInputGrad: true)!.clone()
+    let evaluate = { () -> (loss: Double, pattern: [Int32]) in
+      let v = encoder.forward(images)
+      return (dot(v, projection), self.pattern(encoder))
+    }
+    assertGradientMatchesAwayFromKinks(
+      "encoder \(pool) images", x: images, analytic: imageGrad, floor: 1e-2, evaluate: evaluate)
+    for (name, parameter) in encoder.namedParameters {
+      assertGradientMatchesAwayFromKinks(
+        "encoder \(pool) \(name)", x: parameter.value, analytic: parameter.grad.clone(), floor: 1e-2,
+        evaluate: evaluate)
+    }
+  }
+
+  func testAvgPoolEncoderGradientsMatchFiniteDifferences() {
+    checkEncoderGradients(
+      pool: .avg, imageSize: 8, layers: [.conv(4), .maxPool, .conv(5), .conv(3), .maxPool])
+  }
+
+  func testFlattenEncoderGradientsMatchFiniteDifferences() {
+    checkEncoderGradients(pool: .flatten, imageSize: 7, layers: [.conv(3), .maxPool, .conv(4), .maxPool])
+  }
+
+  func testBackwardWithoutImageGradientAccumulatesTheSameParameterGradients() {
+    let encoder = makeEncoder(imageSize: 6, layers: [.conv(3), .maxPool, .conv(4)], dv: 4, pool: .avg)
+    let images = randomTensor([2, 3, 6, 6], seed: 3)
+    let vGrad = randomTensor([2, 4], seed: 4)
+    _ = encoder.forward(images)
+    zeroGradients(encoder.parameters)
+    XCTAssertNotNil(encoder.backward(vGrad, needInputGrad: true))
+    let withImage = encoder.parameters.map { $0.grad.clone() }
+    zeroGradients(encoder.parameters)
+    encoder.backward(vGrad)
+    for (a, b) in zip(encoder.parameters, withImage) { XCTAssertEqual(a.grad.array, b.array) }
+  }
+
+  func testForwardReusesWorkspaces() {
+    let encoder = makeEncoder(imageSize: 8, layers: [.conv(3), .maxPool], dv: 4, pool: .flatten)
+    let a = encoder.forward(randomTensor([2, 3, 8, 8], seed: 1))
+    let aValues = a.array
+    let b = encoder.forward(randomTensor([2, 3, 8, 8], seed: 2))
+    XCTAssertTrue(a === b)
+    XCTAssertNotEqual(aValues, b.array)
+    XCTAssertEqual(encoder.forward(randomTensor([3, 3, 8, 8], seed: 1)).shape, [3, 4])
+  }
+}
