@@ -1,13 +1,68 @@
 import ArgumentParser
 import CaptionKit
+import Foundation
 
 struct Bench: ParsableCommand {
   static let configuration = CommandConfiguration(
-    commandName: "bench", abstract: "Measure training and captioning throughput.")
+    commandName: "bench",
+    abstract: "Measure training and captioning throughput (SPEC §7).",
+    discussion: """
+      Trains on random data of a fixed shape and prints, last, `train_images_per_s=` (forward,
+      backward and an Adam step; median over timed steps after a warm-up) and `describe_ms=` (one
+      image: encoder plus exactly --length greedy steps; median).
+
+      Examples:
+        caption bench
+        caption bench --threads 1 --cell gru
+        caption bench --profile
+        caption bench --decode        # image decoding and preprocessing instead
+        caption bench --metrics       # scoring 5 000 images × 5 references instead
+      """)
+
+  @Option(help: "Image side.") var imageSize: Int = 64
+  @Option(help: "Encoder layers.") var layers: String = "32,32,M,64,64,M,128,128,M,256,256,M"
+  @Option(help: "Image vector size.") var dv: Int = 256
+  @Option(help: "Embedding size.") var embed: Int = 256
+  @Option(help: "Hidden size.") var hidden: Int = 512
+  @Option(help: "Vocabulary size.") var vocab: Int = 1000
+  @Option(help: "Decoder steps per caption.") var length: Int = 16
+  @Option(help: "Images per batch.") var batch: Int = 32
+  @Option(help: "Recurrent cell.") var cell: CellType = .lstm
+  @Option(help: "Compute threads.") var threads: Int = 2
+  @Option(help: "Timed training steps.") var steps: Int = 10
+  @Flag(help: "Print the time of each part of a training step.") var profile = false
+  @Flag(help: "Benchmark JPEG decoding and preprocessing instead.") var decode = false
+  @Flag(help: "Benchmark the caption metrics instead.") var metrics = false
+
+  func validate() throws {
+    if EncoderLayer.parseList(layers) == nil { throw ValidationError("--layers takes a list like 32,32,M,64") }
+    for (name, value) in [("image-size", imageSize), ("dv", dv), ("embed", embed), ("hidden", hidden), ("length", length), ("batch", batch), ("threads", threads), ("steps", steps)]
+    where value < 1 {
+      throw ValidationError("--\(name) must be at least 1")
+    }
+    if vocab < 5 { throw ValidationError("--vocab must be at least 5") }
+  }
 
   func run() throws {
     try reportingErrors {
-      throw CaptionError(.invalidArgument, path: "bench", "not built yet")
+      let log: (String) -> Void = { print($0) }
+      if decode { return try ImageBenchmark.run(log: log) }
+      if metrics { return MetricsBenchmark.run(log: log) }
+      var options = BenchmarkOptions()
+      options.imageSize = imageSize
+      options.layers = EncoderLayer.parseList(layers)!
+      options.dv = dv
+      options.embed = embed
+      options.hidden = hidden
+      options.vocab = vocab
+      options.length = length
+      options.batch = batch
+      options.cell = cell
+      options.threads = threads
+      options.timedSteps = steps
+      options.profile = profile
+      try options.config.validate()
+      Benchmark.run(options, log: log)
     }
   }
 }

@@ -35,6 +35,6 @@ func reportingErrors(_ body: () throws -> Void) throws {
   }
 }
 
-func printError(_ line: String) {
-  FileHandle.standardError.write(Data(("caption: " + line + "\n").utf8))
+func printError(_ line: String, prefix: String = "caption: ") {
+  FileHandle.standardError.write(Data((prefix + line + "\n").utf8))
 }

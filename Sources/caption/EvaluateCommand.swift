@@ -1,13 +1,103 @@
 import ArgumentParser
 import CaptionKit
+import Foundation
 
 struct Evaluate: ParsableCommand {
   static let configuration = CommandConfiguration(
-    commandName: "evaluate", abstract: "Caption a dataset split and score it.")
+    commandName: "evaluate",
+    abstract: "Caption a dataset split and score it (BLEU-1..4, ROUGE-L, CIDEr-D, grounded scores).",
+    discussion: """
+      Grounded scores (object F1, attribute, count and relation accuracy) are added where the
+      dataset folder holds scenes.json.
+
+      Examples:
+        caption evaluate --data datasets/shapes/sample --split test
+        caption evaluate --model runs/shapes.safetensors --data data/shapes --beam 1 --json
+        caption evaluate --data data/shapes --results results.json --references-out refs.json --report report.html
+      """)
+
+  @Option(help: "The model file (default: as describe finds it).") var model: String?
+  @Option(help: "The dataset (as train reads it).") var data: String
+  @Option(help: "The folder image paths are relative to.") var images: String?
+  @Option(help: "The split to evaluate: train, val or test.") var split: String = "test"
+  @Option(help: "Flickr8k: the test list.") var testList: String?
+  @Option(help: "Beam width (1: greedy).") var beam: Int = 3
+  @Option(help: "At most this many decoder steps.") var maxLength: Int = 20
+  @Option(help: "Evaluate at most this many images (0: all).") var limit: Int = 0
+  @Option(help: "Write COCO-format results here.") var results: String?
+  @Option(help: "Write the split's references here as COCO captions JSON.") var referencesOut: String?
+  @Option(help: "Write a self-contained HTML report here.") var report: String?
+  @Flag(help: "Print one JSON object with the scores.") var json = false
+  @Option(help: "Images per batch.") var batchSize: Int = 32
+  @Option(help: "Compute threads.") var threads: Int = 2
+
+  func validate() throws {
+    if Split(rawValue: split) == nil { throw ValidationError("--split must be train, val or test") }
+    if beam < 1 || maxLength < 1 || batchSize < 1 || threads < 1 || limit < 0 {
+      throw ValidationError("--beam, --max-length, --batch-size and --threads must be at least 1")
+    }
+  }
 
   func run() throws {
     try reportingErrors {
-      throw CaptionError(.invalidArgument, path: "evaluate", "not built yet")
+      BLAS.setThreads(threads)
+      let modelPath = try ModelLocator.locate(explicit: model)
+      let captioner = try Captioner(modelPath: modelPath)
+      let chosenSplit = Split(rawValue: split)!
+      let dataset = try Dataset.load(
+        data: data, images: images, testList: testList, evaluating: chosenSplit)
+      var chosen = dataset.split(chosenSplit)
+      if limit > 0 { chosen = Array(chosen.prefix(limit)) }
+      guard !chosen.isEmpty else {
+        throw CaptionError(.badDataset, path: data, "the \(split) split has no images")
+      }
+      let scenes = try dataset.scenesPath.map { try Scenes.load(path: $0) }
+      var options = DecodingOptions()
+      options.beamSize = beam
+      options.maxLength = maxLength
+      let tty = isatty(2) != 0
+      let result = Evaluator.run(
+        captioner: captioner, images: chosen, options: options, scenes: scenes, batchSize: batchSize,
+        progress: { done, total in
+          if tty { FileHandle.standardError.write(Data("\r captioning \(done)/\(total) ".utf8)) }
+        })
+      if tty { FileHandle.standardError.write(Data("\r\u{1B}[K".utf8)) }
+      for (path, reason) in result.skipped { printError("skipped \(path): \(reason)") }
+      if !result.skipped.isEmpty { printError("skipped \(result.skipped.count) images that could not be read") }
+
+      if let results {
+        try COCOFiles.writeResults(
+          result.images.map { COCOResult(imageID: $0.image.id, caption: $0.tokens.joined(separator: " ")) },
+          to: results)
+      }
+      if let referencesOut {
+        try COCOFiles.writeReferences(
+          COCOReferences(
+            imageIDs: chosen.map(\.id),
+            captions: Dictionary(uniqueKeysWithValues: chosen.map { ($0.id, $0.captions) }),
+            fileNames: Dictionary(
+              uniqueKeysWithValues: chosen.map { ($0.id, URL(fileURLWithPath: $0.path).lastPathComponent) })),
+          to: referencesOut)
+      }
+      if let report {
+        let logPath = TrainingFiles(out: modelPath).log
+        try HTMLReport.write(
+          result, modelPath: modelPath, dataPath: data, split: split,
+          trainingLogPath: FileManager.default.fileExists(atPath: logPath) ? logPath : nil, to: report)
+      }
+      let object = result.jsonObject()
+      if json {
+        let data = try JSONSerialization.data(withJSONObject: object, options: [.sortedKeys])
+        StandardOutput.line(String(decoding: data, as: UTF8.self))
+      } else {
+        StandardOutput.line("\(result.images.count) images of the \(split) split, beam \(beam)")
+        let keys = ["BLEU-1", "BLEU-2", "BLEU-3", "BLEU-4", "ROUGE-L", "CIDEr-D", "object-F1", "attribute-accuracy", "count-accuracy", "relation-accuracy"]
+        for key in keys {
+          if let value = object[key] {
+            StandardOutput.line(key.padding(toLength: 20, withPad: " ", startingAt: 0) + String(format: "%.4f", value))
+          }
+        }
+      }
     }
   }
 }

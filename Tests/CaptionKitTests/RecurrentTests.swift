@@ -214,12 +214,106 @@ final class RecurrentTests: XCTestCase {
     }
   }
 
+  // MARK: Parity with PyTorch
+
+  /// One case of `Fixtures/recurrent/parity.json` (written by scripts/recurrent_parity.py).
+  private struct ParityCase: Decodable {
+    struct Named: Decodable {
+      let name: String
+      let shape: [Int]
+      let value: [Float]
+      let grad: [Double]
+    }
+    let name: String
+    let cell: CellType
+    let image_input: ImageInput
+    let bidirectional: Bool
+    let lengths: [Int]?
+    let T: Int
+    let B: Int
+    let input: Int
+    let hidden: Int
+    let dv: Int
+    let layers: Int
+    let inputs: [Float]
+    let image: [Float]
+    let output_weights: [Float]
+    let output: [Double]
+    let input_grad: [Double]
+    let image_grad: [Double]
+    let parameters: [Named]
+  }
+
+  private struct ParityFile: Decodable { let cases: [ParityCase] }
+
+  func testParityWithPyTorch() throws {
+    // Outputs and every gradient (inputs, image, all parameters) of 2-layer stacks of every cell in both
+    // image modes, and of bidirectional lstm/gru/rnn with lengths, against PyTorch in float64 (nn.LSTM,
+    // nn.GRU, nn.RNN fed [x ; v], SPEC's equations for peephole and coupled; see the script).
+    // Tolerance: |ours − torch| ≤ 1e-5 + 1e-4·|torch| (Float vs float64).
+    let data = try Data(contentsOf: URL(fileURLWithPath: fixturePath("recurrent/parity.json")))
+    let file = try JSONDecoder().decode(ParityFile.self, from: data)
+    XCTAssertEqual(file.cases.count, 13)
+    var worst = 0.0
+    func compare(_ label: String, _ ours: Tensor, _ expected: [Double]) {
+      XCTAssertEqual(ours.count, expected.count, label)
+      for (k, e) in expected.enumerated() {
+        let error = abs(Double(ours[k]) - e)
+        worst = max(worst, error / (1e-5 + 1e-4 * abs(e)))
+        if error > 1e-5 + 1e-4 * abs(e) {
+          XCTFail("\(label)[\(k)]: \(ours[k]) vs PyTorch \(e)")
+          return
+        }
+      }
+    }
+    for c in file.cases {
+      let inputs = Tensor(shape: [c.T, c.B, c.input], values: c.inputs)
+      let image = Tensor(shape: [c.B, c.dv], values: c.image)
+      let weights = Tensor(shape: [c.T, c.B, (c.bidirectional ? 2 : 1) * c.hidden], values: c.output_weights)
+      let named: [(String, Parameter)]
+      let forward: () -> Tensor
+      let backward: (Tensor) -> (inputGrad: Tensor, imageGrad: Tensor)
+      if c.bidirectional {
+        let stack = BidirectionalStack(
+          cell: c.cell, inputSize: c.input, hiddenSize: c.hidden, imageSize: c.dv, layers: c.layers,
+          imageInput: c.image_input)
+        named = stack.namedParameters
+        forward = { stack.forward(inputs: inputs, image: image, lengths: c.lengths) }
+        backward = { stack.backward(outputGrad: $0) }
+      } else {
+        let stack = RecurrentStack(
+          cell: c.cell, inputSize: c.input, hiddenSize: c.hidden, imageSize: c.dv, layers: c.layers,
+          imageInput: c.image_input)
+        named = stack.namedParameters
+        forward = { stack.forward(inputs: inputs, image: image) }
+        backward = { stack.backward(outputGrad: $0) }
+      }
+      XCTAssertEqual(named.map(\.0), c.parameters.map(\.name), c.name)
+      let byName = Dictionary(uniqueKeysWithValues: named)
+      for p in c.parameters {
+        guard let parameter = byName[p.name] else { continue }
+        XCTAssertEqual(parameter.shape, p.shape, "\(c.name) \(p.name)")
+        parameter.value.copy(from: Tensor(shape: parameter.shape, values: p.value))
+        parameter.grad.fill(0)
+      }
+      compare("\(c.name) output", forward(), c.output)
+      let (dx, dv) = backward(weights)
+      compare("\(c.name) input grad", dx, c.input_grad)
+      compare("\(c.name) image grad", dv, c.image_grad)
+      for p in c.parameters {
+        if let parameter = byName[p.name] { compare("\(c.name) \(p.name) grad", parameter.grad, p.grad) }
+      }
+    }
+    print("RecurrentTests parity: worst error / tolerance = \(worst)")
+  }
+
   // MARK: Step API, reverse direction, lengths
 
   func testStepMatchesSequenceForwardForEveryCell() {
-    let (T, B, In, H, Dv) = (4, 3, 5, 6, 4)
+    // B = 3 takes the step's GEMV path, B = 6 its GEMM path (RecurrentLayer.gemvRows = 4).
+    let (T, In, H, Dv) = (4, 5, 6, 4)
     for cell in CellType.allCases {
-      for mode in [ImageInput.every, .first] {
+      for (mode, B) in [(ImageInput.every, 3), (.first, 3), (.every, 6), (.first, 6)] {
         let stack = RecurrentStack(
           cell: cell, inputSize: In, hiddenSize: H, imageSize: Dv, layers: 2, imageInput: mode)
         var generator = SplitMix64(seed: 21)
@@ -234,7 +328,7 @@ final class RecurrentTests: XCTestCase {
           let h = stack.step(input: x, state: &state)
           assertClose(
             h.array, sequence.view(offset: t * B * H, shape: [B, H]).array, accuracy: 1e-6,
-            "\(cell) \(mode) step \(t)")
+            "\(cell) \(mode) B=\(B) step \(t)")
         }
         XCTAssertEqual(state.t, T)
       }
@@ -344,6 +438,27 @@ final class RecurrentTests: XCTestCase {
           assertClose(row, expected, accuracy: 1e-6, "\(cell) \(mode) t=\(t)")
         }
       }
+    }
+  }
+
+  func testEmptySequenceAndBatch() {
+    // T = 0 or B = 0: empty outputs and gradients, no trap; parameter gradients untouched.
+    for cell in CellType.allCases {
+      let stack = RecurrentStack(
+        cell: cell, inputSize: 3, hiddenSize: 2, imageSize: 2, layers: 2, imageInput: .first)
+      for (T, B) in [(0, 2), (3, 0)] {
+        let out = stack.forward(inputs: Tensor(zeros: [T, B, 3]), image: Tensor(zeros: [B, 2]))
+        XCTAssertEqual(out.shape, [T, B, 2])
+        let (dx, dv) = stack.backward(outputGrad: Tensor(zeros: [T, B, 2]))
+        XCTAssertEqual(dx.shape, [T, B, 3])
+        XCTAssertEqual(dv.shape, [B, 2])
+        XCTAssertTrue(stack.namedParameters.allSatisfy { $0.1.grad.array.allSatisfy { $0 == 0 } })
+      }
+      let bidirectional = BidirectionalStack(
+        cell: cell, inputSize: 3, hiddenSize: 2, imageSize: 2, layers: 1, imageInput: .every)
+      XCTAssertEqual(
+        bidirectional.forward(inputs: Tensor(zeros: [0, 2, 3]), image: Tensor(zeros: [2, 2])).shape,
+        [0, 2, 4])
     }
   }
 

@@ -47,13 +47,17 @@ public struct DecodingOptions: Equatable, Sendable {
   public var temperature: Double
   /// Sample among the k most likely allowed tokens only; 0 means all.
   public var topK: Int
-  /// The sampling seed; image i of a batch draws from its own stream derived from (seed, i).
+  /// The sampling seed; image i of a batch draws from its own stream derived from
+  /// (seed, streamOffset + i).
   public var seed: UInt64
+  /// The stream of the batch's first image: a caller cutting a long list into batches passes each
+  /// batch's position in the list, so that captions do not depend on the batch size.
+  public var streamOffset: Int
 
   public init(
     maxLength: Int = 20, forbidUnk: Bool = false, blockRepeatedTrigrams: Bool = false,
     beamSize: Int = 3, lengthPenaltyAlpha: Double = 0, sample: Bool = false,
-    temperature: Double = 1, topK: Int = 0, seed: UInt64 = 0
+    temperature: Double = 1, topK: Int = 0, seed: UInt64 = 0, streamOffset: Int = 0
   ) {
     self.maxLength = maxLength
     self.forbidUnk = forbidUnk
@@ -64,6 +68,7 @@ public struct DecodingOptions: Equatable, Sendable {
     self.temperature = temperature
     self.topK = topK
     self.seed = seed
+    self.streamOffset = streamOffset
   }
 
   /// The widest beam accepted (the logits alone take B·K·V floats).

@@ -3,7 +3,8 @@ import Foundation
 extension CaptionDecoder {
   /// Samples each token from softmax(logits / T) over the allowed tokens (with `topK` > 0, over the
   /// k most likely of them), T = `temperature`. Image i draws from its own seeded stream, so a
-  /// caption depends only on (seed, i, the model), not on the other images of the batch.
+  /// caption depends only on (seed, streamOffset + i, the model), not on the other images of the
+  /// batch.
   /// The reported log-probability is still that of the plain softmax (T = 1, no top-k).
   /// A temperature ≤ 0 (or not finite) is taken as its limit T → 0: the greedy choice.
   public static func sample<M: StepModel>(
@@ -14,7 +15,9 @@ extension CaptionDecoder {
     guard temperature > 0 && temperature.isFinite else {
       return greedy(model: model, imageVectors: imageVectors, options: options)
     }
-    var streams = (0..<imageCount).map { SamplingStream(seed: options.seed, stream: UInt64($0)) }
+    var streams = (0..<imageCount).map {
+      SamplingStream(seed: options.seed, stream: UInt64(bitPattern: Int64(options.streamOffset &+ $0)))
+    }
     var pool: [Int] = []  // the tokens drawn from, at one row
     var weights: [Double] = []  // their unnormalised probabilities exp((logit − max) / T)
     let V = model.vocabularySize

@@ -35,7 +35,10 @@ public enum DescribeRun {
       if !images.isEmpty {
         do {
           let vectors = try encode(images)  // [n, dv]
-          let captions = CaptionDecoder.decode(model: model, imageVectors: vectors, options: options)
+          var batchOptions = options
+          batchOptions.streamOffset = options.streamOffset &+ batchStart  // sampling: same as one batch
+          let captions = CaptionDecoder.decode(
+            model: model, imageVectors: vectors, options: batchOptions)
           for (caption, slot) in zip(captions, imageSlots) {
             outcomes[slot] = .success((caption.words(vocabulary), caption.logprob))
           }

@@ -1,0 +1,191 @@
+/// The captioning network of SPEC §3: the VGG-style encoder gives `v`, and a recurrent decoder that
+/// sees `v` at every step (or the first) predicts the next word.
+///
+///     v      = encoder(image)                          // [B, Dv]
+///     x_t    = embed(token_t)                          // [T, R, E]    R = B·K caption rows
+///     h_t    = rnn(x_t, h_{t-1}, v)                    // [T, R, H]    top layer
+///     logits = out(h_t)                                // [T·R, V]
+///     loss   = mean cross-entropy over non-pad targets
+///
+/// With K captions per image (`captionsPerImage`), the encoder runs once per image and row r of the
+/// decoder reads image r / K.
+public final class CaptionModel {
+  public let config: ModelConfig
+  public let encoder: Encoder
+  public let embed: Embedding
+  public let rnn: RecurrentStack
+  public let out: Linear
+  let embedDropout: Dropout
+  let hiddenDropout: Dropout
+  let crossEntropy = SoftmaxCrossEntropy()
+
+  // Workspaces, reused while shapes stay the same.
+  private var imageRows = Tensor(zeros: [0])  // [R, Dv]: v replicated K times
+  private var imageGrad = Tensor(zeros: [0])  // [B, Dv]
+  private var captionsPerImage = 1
+  fileprivate var stepInput = Tensor(zeros: [0])  // [R, E] for `step`
+  /// The logits of the last `forward` (`[T·R, V]`, time-major rows), for tests and inspection.
+  public private(set) var lastLogits: Tensor?
+
+  public init(config: ModelConfig) {
+    self.config = config
+    encoder = Encoder(config: config)
+    embed = Embedding(vocabularySize: config.vocabSize, embeddingSize: config.embed)
+    rnn = RecurrentStack(
+      cell: config.cell, inputSize: config.embed, hiddenSize: config.hidden, imageSize: config.dv,
+      layers: config.rnnLayers, imageInput: config.imageInput)
+    out = Linear(inFeatures: config.hidden, outFeatures: config.vocabSize)
+    embedDropout = Dropout(probability: config.dropout)
+    hiddenDropout = Dropout(probability: config.dropout)
+  }
+
+  /// Every parameter under its SPEC §3 name, in a fixed order.
+  public var namedParameters: [(String, Parameter)] {
+    encoder.namedParameters.map { ("encoder." + $0.0, $0.1) }
+      + [("decoder.embed.weight", embed.weight)]
+      + rnn.namedParameters.map { ("decoder.rnn." + $0.0, $0.1) }
+      + [("decoder.out.weight", out.weight), ("decoder.out.bias", out.bias)]
+  }
+
+  public var parameters: [Parameter] { namedParameters.map { $0.1 } }
+
+  /// Fresh weights: Kaiming for the convolutions, PyTorch's defaults elsewhere, forget-gate bias 1.
+  public func initialize(using generator: inout SeededGenerator) {
+    encoder.initialize(using: &generator)
+    embed.initialize(using: &generator)
+    rnn.initialize(using: &generator)
+    out.initialize(using: &generator)
+  }
+
+  // MARK: Teacher-forced training
+
+  /// The mean cross-entropy of `targetTokens` given `inputTokens` (both `[T, B·K]`, time-major) and
+  /// the images (`[B, 3, S, S]`). Keeps what `backward` needs.
+  public func forward(
+    images: Tensor, captionsPerImage: Int, steps: Int, inputTokens: [Int], targetTokens: [Int],
+    training: Bool, generator: inout SeededGenerator
+  ) -> Float {
+    let batch = images.shape[0]
+    let rows = batch * captionsPerImage
+    precondition(inputTokens.count == steps * rows && targetTokens.count == steps * rows)
+    self.captionsPerImage = captionsPerImage
+
+    let v = encoder.forward(images)  // [B, Dv]
+    let vRows = replicateRows(v, times: captionsPerImage)  // [R, Dv]
+    var x = embed.forward(tokens: inputTokens)  // [T·R, E]
+    x = embedDropout.forward(x, training: training, generator: &generator)
+    var h = rnn.forward(inputs: x.view(shape: [steps, rows, config.embed]), image: vRows)  // [T, R, H]
+    h = hiddenDropout.forward(h, training: training, generator: &generator)
+    let logits = out.forward(h.view(shape: [steps * rows, config.hidden]))  // [T·R, V]
+    lastLogits = logits
+    return crossEntropy.forward(logits: logits, targets: targetTokens, ignoreIndex: Vocabulary.pad)
+  }
+
+  /// Accumulates the gradient of the last `forward`'s loss into every parameter's `grad`; with
+  /// `imageGrad`, also returns the gradient with respect to the input images (`[B, 3, S, S]`).
+  @discardableResult
+  public func backward(imageGrad: Bool = false) -> Tensor? {
+    let logitsGrad = crossEntropy.backward()  // [T·R, V]
+    var hGrad = out.backward(logitsGrad)!  // [T·R, H]
+    hGrad = hiddenDropout.backward(hGrad)
+    let steps = hGrad.count / (imageRows.shape[0] * config.hidden)
+    let (xGrad, vRowsGrad) = rnn.backward(
+      outputGrad: hGrad.view(shape: [steps, imageRows.shape[0], config.hidden]))
+    let embedGrad = embedDropout.backward(xGrad.view(shape: [xGrad.count / config.embed, config.embed]))
+    embed.backward(embedGrad)
+    let vGrad = sumRowGroups(vRowsGrad, groupSize: captionsPerImage)
+    if imageGrad { return encoder.backward(vGrad, needInputGrad: true) }
+    encoder.backward(vGrad)
+    return nil
+  }
+
+  /// [B, D] → [B·K, D]: row r is row r / K.
+  private func replicateRows(_ v: Tensor, times k: Int) -> Tensor {
+    let (batch, width) = (v.shape[0], v.shape[1])
+    if imageRows.shape != [batch * k, width] { imageRows = Tensor(zeros: [batch * k, width]) }
+    for b in 0..<batch {
+      for j in 0..<k {
+        (imageRows.pointer + (b * k + j) * width).update(from: v.pointer + b * width, count: width)
+      }
+    }
+    return imageRows
+  }
+
+  /// [B·K, D] → [B, D]: the sum of each image's K rows (the gradient of `replicateRows`).
+  private func sumRowGroups(_ g: Tensor, groupSize k: Int) -> Tensor {
+    let width = g.shape[1]
+    let batch = g.shape[0] / k
+    if imageGrad.shape != [batch, width] { imageGrad = Tensor(zeros: [batch, width]) }
+    imageGrad.fill(0)
+    for b in 0..<batch {
+      let target = imageGrad.pointer + b * width
+      for j in 0..<k {
+        let source = g.pointer + (b * k + j) * width
+        for i in 0..<width { target[i] += source[i] }
+      }
+    }
+    return imageGrad
+  }
+
+  // MARK: Inference
+
+  /// The image vectors `v` ([B, Dv]) of normalised images ([B, 3, S, S]).
+  public func encode(_ images: Tensor) -> Tensor {
+    encoder.forward(images).clone()
+  }
+}
+
+/// One token at a time for a batch of hypotheses (greedy, beam search, sampling).
+extension CaptionModel: StepModel {
+  public typealias State = RecurrentState
+
+  public var vocabularySize: Int { config.vocabSize }
+
+  public func initialState(imageVectors: Tensor) -> RecurrentState {
+    rnn.makeState(image: imageVectors)
+  }
+
+  public func step(tokens: [Int], state: inout RecurrentState, logits: Tensor) {
+    let rows = tokens.count
+    let (e, h, v) = (config.embed, config.hidden, config.vocabSize)
+    if stepInput.shape != [rows, e] { stepInput = Tensor(zeros: [rows, e]) }
+    let x = stepInput  // [R, E]: the tokens' embeddings
+    for (r, token) in tokens.enumerated() {
+      (x.pointer + r * e).update(from: embed.weight.value.pointer + token * e, count: e)
+    }
+    let top = rnn.step(input: x, state: &state)  // [R, H]
+    // logits = top · W_outᵀ + b_out
+    for r in 0..<rows { (logits.pointer + r * v).update(from: out.bias.value.pointer, count: v) }
+    BLAS.gemm(
+      transA: false, transB: true, m: rows, n: v, k: h, a: top.pointer, lda: h,
+      b: out.weight.value.pointer, ldb: h, beta: 1, c: logits.pointer, ldc: v)
+  }
+
+  public func gather(_ state: RecurrentState, rows: [Int]) -> RecurrentState {
+    state.gathered(rows: rows)
+  }
+}
+
+// MARK: Weights in and out
+
+extension CaptionModel {
+  /// Takes the weights of a model file: each tensor becomes the parameter's value (no copy).
+  /// Names and shapes must match exactly (ModelFile.load has checked them already).
+  public func adopt(tensors: [String: Tensor], path: String) throws {
+    for (name, parameter) in namedParameters {
+      guard let tensor = tensors[name] else {
+        throw CaptionError(.badModel, path: path, "tensor \(name) is missing")
+      }
+      guard tensor.shape == parameter.shape else {
+        throw CaptionError(
+          .badModel, path: path, "tensor \(name) has shape \(tensor.shape), expected \(parameter.shape)")
+      }
+      parameter.value = tensor
+    }
+  }
+
+  /// The tensors to save, under their SPEC names.
+  public var namedTensors: [(name: String, tensor: Tensor)] {
+    namedParameters.map { (name: $0.0, tensor: $0.1.value) }
+  }
+}

@@ -1,0 +1,79 @@
+import Foundation
+
+/// A loaded model ready to caption image files in batches: what `describe` and `evaluate` use.
+public final class Captioner {
+  public let model: CaptionModel
+  public let modelFile: ModelFile
+  public var vocabulary: Vocabulary { modelFile.vocabulary }
+  public let decoder: ImageDecoder
+
+  public init(modelPath: String, decoder: ImageDecoder = ImageDecoder()) throws {
+    modelFile = try ModelFile.load(path: modelPath)
+    model = CaptionModel(config: modelFile.config)
+    try model.adopt(tensors: modelFile.tensors, path: modelPath)
+    self.decoder = decoder
+  }
+
+  public init(model: CaptionModel, modelFile: ModelFile, decoder: ImageDecoder = ImageDecoder()) {
+    self.model = model
+    self.modelFile = modelFile
+    self.decoder = decoder
+  }
+
+  /// Captions of the images at `paths`, in order; a file that cannot be read gives its error.
+  /// Images are decoded, then encoded and decoded `batchSize` at a time.
+  public func caption(paths: [String], options: DecodingOptions, batchSize: Int = 16)
+    -> [Result<DecodedCaption, CaptionError>]
+  {
+    var results: [Result<DecodedCaption, CaptionError>] = []
+    results.reserveCapacity(paths.count)
+    var start = 0
+    while start < paths.count {
+      let chunk = Array(paths[start..<min(paths.count, start + batchSize)])
+      results += captionBatch(chunk, options: options)
+      start += chunk.count
+    }
+    return results
+  }
+
+  private func captionBatch(_ paths: [String], options: DecodingOptions)
+    -> [Result<DecodedCaption, CaptionError>]
+  {
+    var loaded: [(index: Int, image: RGBImage)] = []
+    var results = [Result<DecodedCaption, CaptionError>?](repeating: nil, count: paths.count)
+    for (index, path) in paths.enumerated() {
+      do {
+        loaded.append((index, try load(path: path)))
+      } catch {
+        results[index] = .failure(error as? CaptionError ?? CaptionError(.unreadable, path: path, "\(error)"))
+      }
+    }
+    if !loaded.isEmpty {
+      let captions = CaptionDecoder.decode(
+        model: model, imageVectors: encode(loaded.map(\.image)), options: options)
+      for (row, item) in loaded.enumerated() { results[item.index] = .success(captions[row]) }
+    }
+    return results.map { $0! }
+  }
+
+  /// An image file as the network sees it (SPEC §4), before normalisation.
+  public func load(path: String) throws -> RGBImage {
+    try Preprocess.load(path: path, size: modelFile.config.imageSize, decoder: decoder)
+  }
+
+  /// The image vectors `v` ([n, Dv]) of preprocessed images.
+  public func encode(_ images: [RGBImage]) -> Tensor {
+    let size = modelFile.config.imageSize
+    let plane = size * size * 3
+    let batch = Tensor(zeros: [images.count, 3, size, size])
+    for (row, image) in images.enumerated() {
+      Preprocess.normalize(image, mean: modelFile.mean, std: modelFile.std, into: batch.pointer + row * plane)
+    }
+    return model.encode(batch)
+  }
+
+  /// The words of a decoded caption.
+  public func words(_ caption: DecodedCaption) -> [String] {
+    caption.tokens.map { vocabulary.word($0) }
+  }
+}

@@ -1,0 +1,103 @@
+import Foundation
+
+/// Everything `caption train` can be told, grouped as its help groups them. Saved in the training
+/// state so that `--resume` continues with exactly the same settings.
+public struct TrainOptions: Codable, Equatable, Sendable {
+  // Data
+  public var data: String
+  public var images: String? = nil
+  public var valData: String? = nil
+  public var trainList: String? = nil
+  public var valList: String? = nil
+  public var testList: String? = nil
+  public var cache: String? = nil
+  public var workers: Int = 2
+  public var minCount: Int = 2
+  public var maxLength: Int = 20
+
+  // Model
+  public var initModel: String? = nil
+  public var imageSize: Int = 64
+  public var layers: [EncoderLayer] = [
+    .conv(32), .maxPool, .conv(64), .maxPool, .conv(96), .maxPool, .conv(128), .maxPool,
+  ]
+  public var pool: PoolMode = .flatten
+  public var dv: Int = 256
+  public var embed: Int = 128
+  public var hidden: Int = 256
+  public var cell: CellType = .lstm
+  public var rnnLayers: Int = 1
+  public var imageInput: ImageInput = .every
+  public var dropout: Float = 0.1
+
+  // Optimisation
+  public var epochs: Int = 20
+  public var batchSize: Int = 32
+  public var captionsPerImage: Int = 5
+  public var learningRate: Float = 2e-3
+  public var schedule: LearningRateSchedule = .cosine
+  public var warmupSteps: Int = 200
+  public var stepEpochs: Int = 10
+  public var stepGamma: Float = 0.5
+  public var weightDecay: Float = 0
+  public var clip: Float = 5
+  public var seed: UInt64 = 1
+  public var threads: Int = 2
+
+  // Validation and checkpoints
+  public var out: String
+  public var valEvery: Int = 1
+  public var valImages: Int = 500
+  public var patience: Int = 0
+  public var keepEvery: Int = 0
+  public var logEvery: Int = 20
+  /// Stop after this many optimiser steps in total (0: no limit); for tests and quick looks.
+  public var maxSteps: Int = 0
+
+  public init(data: String, out: String) {
+    self.data = data
+    self.out = out
+  }
+
+  /// The model configuration these options describe, for a vocabulary of `vocabSize` words.
+  public func modelConfig(vocabSize: Int) -> ModelConfig {
+    ModelConfig(
+      imageSize: imageSize, layers: layers, dv: dv, embed: embed, hidden: hidden, cell: cell,
+      rnnLayers: rnnLayers, vocabSize: vocabSize, imageInput: imageInput, pool: pool, dropout: dropout)
+  }
+
+  /// Checks values a user may get wrong; the reason names the option.
+  public func validate() throws {
+    func fail(_ reason: String) throws -> Never { throw CaptionError(.invalidArgument, path: "train", reason) }
+    if epochs < 1 { try fail("--epochs must be at least 1") }
+    if batchSize < 1 { try fail("--batch-size must be at least 1") }
+    if captionsPerImage < 1 { try fail("--captions-per-image must be at least 1") }
+    if !(learningRate > 0 && learningRate.isFinite) { try fail("--lr must be positive") }
+    if maxLength < 2 { try fail("--max-length must be at least 2") }
+    if minCount < 1 { try fail("--min-count must be at least 1") }
+    if threads < 1 || workers < 0 { try fail("--threads must be at least 1 and --workers at least 0") }
+    if !(clip >= 0) || !(weightDecay >= 0) { try fail("--clip and --weight-decay must not be negative") }
+    try modelConfig(vocabSize: 4).validate()
+  }
+}
+
+/// How the learning rate moves over training (after a linear warm-up of `warmupSteps`).
+public enum LearningRateSchedule: String, Codable, CaseIterable, Sendable {
+  case constant, cosine, step
+
+  /// The rate at optimiser step `step` (0-based) of `totalSteps`, `epoch` being the current epoch.
+  public func rate(base: Float, step: Int, totalSteps: Int, epoch: Int, options: TrainOptions) -> Float {
+    let warmup = Float(min(step + 1, max(options.warmupSteps, 1))) / Float(max(options.warmupSteps, 1))
+    switch self {
+    case .constant:
+      return base * warmup
+    case .cosine:
+      // From base down to 5% of base at the last step: base · (0.05 + 0.95 · (1 + cos(π·p)) / 2).
+      let progress = Float(step) / Float(max(totalSteps - 1, 1))
+      return base * warmup * (0.05 + 0.95 * (1 + cos(Float.pi * min(progress, 1))) / 2)
+    case .step:
+      let drops = Float(epoch / max(options.stepEpochs, 1))
+      return base * warmup * pow(options.stepGamma, drops)
+    }
+  }
+}

@@ -1,0 +1,83 @@
+import CShims
+import Foundation
+
+/// What the trainer tells its caller as it goes; the command line draws a progress bar from it.
+public struct TrainProgress: Sendable {
+  public var epoch: Int
+  public var epochs: Int
+  public var batch: Int
+  public var batchesPerEpoch: Int
+  public var step: Int
+  public var totalSteps: Int
+  public var loss: Float
+  public var imagesPerSecond: Double
+  public var secondsLeft: Double
+}
+
+/// The end of a run.
+public struct TrainSummary: Sendable {
+  public var interrupted: Bool
+  public var epochsDone: Int
+  public var steps: Int
+  public var bestEpoch: Int?
+  public var bestMetrics: [String: Double]
+  public var seconds: Double
+  public var imagesPerSecond: Double
+  public var skippedImages: Int
+  public var files: TrainingFiles
+}
+
+/// The files of SPEC §8 for `--out DIR/NAME.safetensors`.
+public struct TrainingFiles: Sendable {
+  public var best: String
+  public var latest: String
+  public var state: String
+  public var log: String
+  public var folder: String
+  public var stem: String
+
+  public init(out: String) {
+    best = out
+    let url = URL(fileURLWithPath: out)
+    folder = url.deletingLastPathComponent().path
+    var name = url.lastPathComponent
+    if name.hasSuffix(".safetensors") { name.removeLast(".safetensors".count) }
+    stem = name
+    latest = folder + "/" + name + ".latest.safetensors"
+    state = folder + "/" + name + ".latest.state"
+    log = folder + "/" + name + ".log.jsonl"
+  }
+
+  public func snapshot(epoch: Int) -> String {
+    folder + "/" + stem + ".epoch" + String(format: "%03d", epoch) + ".safetensors"
+  }
+}
+
+/// `caption train`: data, model, optimiser, the loop, validation, checkpoints and the log (SPEC §8).
+public final class Trainer {
+  public let options: TrainOptions
+  public let files: TrainingFiles
+  let log: (String) -> Void
+  let progress: ((TrainProgress) -> Void)?
+
+  /// `log` receives one line at a time (warnings, validation results, the plain progress lines when
+  /// `progress` is nil); `progress` is called after every step when the caller draws a bar.
+  public init(
+    options: TrainOptions, log: @escaping (String) -> Void,
+    progress: ((TrainProgress) -> Void)? = nil
+  ) {
+    self.options = options
+    self.files = TrainingFiles(out: options.out)
+    self.log = log
+    self.progress = progress
+  }
+
+  /// Trains from scratch (or from `--init`), or continues the run whose state is at `files.state`.
+  public func run(resume: Bool) throws -> TrainSummary {
+    BLAS.setThreads(options.threads)
+    let started = Date()
+    var session = try resume ? TrainingSession.resume(files: files, log: log) : TrainingSession.start(options: options, files: files, log: log)
+    let summary = try session.train(log: log, progress: progress, started: started)
+    return summary
+  }
+}

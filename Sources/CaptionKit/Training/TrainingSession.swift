@@ -1,0 +1,156 @@
+import CShims
+import Foundation
+
+/// Everything a training run holds between steps: what `--resume` restores exactly.
+final class TrainingSession {
+  let options: TrainOptions
+  let files: TrainingFiles
+  let dataset: Dataset
+  let vocabulary: Vocabulary
+  let model: CaptionModel
+  let optimizer: Adam
+  let trainLoader: BatchLoader
+  let valLoader: BatchLoader?
+  let valImages: [DatasetImage]
+
+  // Counters and generators: saved in the state file.
+  var step = 0
+  var epoch = 0
+  var batchInEpoch = 0
+  var dropoutGenerator: SeededGenerator
+  var bestScore = -Double.infinity
+  var bestEpoch: Int? = nil
+  var bestMetrics: [String: Double] = [:]
+  var epochsWithoutImprovement = 0
+  var logLines: [String] = []
+  let mean = Preprocess.imagenetMean
+  let std = Preprocess.imagenetStd
+
+  private init(
+    options: TrainOptions, files: TrainingFiles, dataset: Dataset, vocabulary: Vocabulary,
+    model: CaptionModel, log: @escaping (String) -> Void
+  ) throws {
+    self.options = options
+    self.files = files
+    self.dataset = dataset
+    self.vocabulary = vocabulary
+    self.model = model
+    optimizer = Adam(
+      parameters: model.parameters, learningRate: options.learningRate,
+      weightDecay: options.weightDecay)
+    dropoutGenerator = SeededGenerator(seed: options.seed &+ 0x5EED)
+
+    let trainImages = try dataset.nonEmptySplit(.train, data: options.data)
+    let (trainCaptions, trainSummary) = try CaptionEncoding.encode(
+      tokenized: CaptionEncoding.tokenize(trainImages), vocabulary: vocabulary,
+      maxLength: options.maxLength)
+    log("training captions: \(trainSummary)")
+    let size = options.imageSize
+    let load: @Sendable (String) throws -> RGBImage = { path in try Preprocess.load(path: path, size: size) }
+    let onSkip: @Sendable (String, String) -> Void = { path, reason in
+      FileHandle.standardError.write(Data("caption: skipped \(path): \(reason)\n".utf8))
+    }
+    trainLoader = try BatchLoader(
+      images: trainImages, captions: trainCaptions, batchSize: options.batchSize,
+      captionsPerImage: options.captionsPerImage, imageSize: size, mean: mean, std: std, shuffle: true,
+      seed: options.seed, workers: options.workers, cachePath: options.cache.map { $0 + ".train" },
+      load: load, onSkip: onSkip)
+    valImages = Array(dataset.split(.val).prefix(options.valImages))
+    if valImages.isEmpty {
+      valLoader = nil
+      log("no validation split: the best model is chosen by training loss")
+    } else {
+      let (valCaptions, _) = try CaptionEncoding.encode(
+        tokenized: CaptionEncoding.tokenize(valImages), vocabulary: vocabulary,
+        maxLength: options.maxLength)
+      valLoader = try BatchLoader(
+        images: valImages, captions: valCaptions, batchSize: options.batchSize,
+        captionsPerImage: 1, imageSize: size, mean: mean, std: std, shuffle: false,
+        seed: options.seed, workers: options.workers, cachePath: options.cache.map { $0 + ".val" },
+        load: load, onSkip: onSkip)
+    }
+  }
+
+  /// A new run: the vocabulary from the training captions (or the `--init` model's), fresh weights.
+  static func start(options: TrainOptions, files: TrainingFiles, log: @escaping (String) -> Void) throws
+    -> TrainingSession
+  {
+    try options.validate()
+    let dataset = try Dataset.load(
+      data: options.data, images: options.images, valData: options.valData,
+      trainList: options.trainList, valList: options.valList, testList: options.testList)
+    let vocabulary: Vocabulary
+    let model: CaptionModel
+    if let initPath = options.initModel {
+      let file = try ModelFile.load(path: initPath)
+      vocabulary = file.vocabulary
+      model = CaptionModel(config: file.config)
+      try model.adopt(tensors: file.tensors, path: initPath)
+      log("starting from \(initPath) (its vocabulary and architecture)")
+    } else {
+      vocabulary = try VocabularyBuilder.build(
+        images: try dataset.nonEmptySplit(.train, data: options.data), minCount: options.minCount)
+      model = CaptionModel(config: options.modelConfig(vocabSize: vocabulary.count))
+      var generator = SeededGenerator(seed: options.seed)
+      model.initialize(using: &generator)
+    }
+    try FileManager.default.createDirectory(
+      atPath: files.folder, withIntermediateDirectories: true)
+    let session = try TrainingSession(
+      options: options, files: files, dataset: dataset, vocabulary: vocabulary, model: model, log: log)
+    return session
+  }
+
+  /// The run whose latest model and state are beside `files.best`.
+  static func resume(files: TrainingFiles, log: @escaping (String) -> Void) throws -> TrainingSession {
+    let state = try Safetensors.read(path: files.state)
+    func meta(_ key: String) throws -> String {
+      guard let value = state.metadata[key] else {
+        throw CaptionError(.badModel, path: files.state, "missing \(key) in the training state")
+      }
+      return value
+    }
+    guard state.metadata["format"] == "caption-train-state" else {
+      throw CaptionError(.badModel, path: files.state, "not a caption training state")
+    }
+    let options = try JSONDecoder().decode(TrainOptions.self, from: Data(try meta("options").utf8))
+    let latest = try ModelFile.load(path: files.latest)
+    guard let savedStep = Int(try meta("step")), latest.provenanceStep == savedStep else {
+      throw CaptionError(.badModel, path: files.state, "the state does not match \(files.latest)")
+    }
+    let dataset = try Dataset.load(
+      data: options.data, images: options.images, valData: options.valData,
+      trainList: options.trainList, valList: options.valList, testList: options.testList)
+    let model = CaptionModel(config: latest.config)
+    try model.adopt(tensors: latest.tensors, path: files.latest)
+    let session = try TrainingSession(
+      options: options, files: files, dataset: dataset, vocabulary: latest.vocabulary, model: model,
+      log: log)
+    session.step = savedStep
+    session.epoch = Int(try meta("epoch")) ?? 0
+    session.batchInEpoch = Int(try meta("batch")) ?? 0
+    session.dropoutGenerator.state = UInt64(try meta("rng")) ?? 0
+    session.bestScore = Double(try meta("best_score")) ?? -Double.infinity
+    session.bestEpoch = Int(state.metadata["best_epoch"] ?? "")
+    session.epochsWithoutImprovement = Int(try meta("stale_epochs")) ?? 0
+    if let best = state.metadata["best_metrics"],
+      let metrics = try? JSONDecoder().decode([String: Double].self, from: Data(best.utf8))
+    {
+      session.bestMetrics = metrics
+    }
+    try session.optimizer.restore(from: state.tensors, names: model.namedParameters.map { $0.0 }, path: files.state)
+    session.optimizer.stepCount = Int(try meta("adam_steps")) ?? savedStep
+    // Keep the log up to the resumed step.
+    if let text = try? String(contentsOfFile: files.log, encoding: .utf8) {
+      session.logLines = text.split(separator: "\n").map(String.init).filter { line in
+        guard let data = line.data(using: .utf8),
+          let object = try? JSONSerialization.jsonObject(with: data) as? [String: Any],
+          let lineStep = object["step"] as? Int
+        else { return false }
+        return lineStep <= savedStep
+      }
+    }
+    log("resuming \(files.latest) at epoch \(session.epoch + 1), step \(savedStep)")
+    return session
+  }
+}
