@@ -122,9 +122,9 @@ public enum ShapesDataset {
 
   static func validate(count: Int, imageSize: Int, valFraction: Double, testFraction: Double) throws {
     let subject = "dataset shapes"
-    guard count >= 1 && count <= 10_000_000 else {
+    guard count >= 1 && count <= 1_000_000 else {
       throw CaptionError(
-        .invalidArgument, path: subject, "count must be between 1 and 10000000, got \(count)")
+        .invalidArgument, path: subject, "count must be between 1 and 1000000, got \(count)")
     }
     guard imageSize >= 16 && imageSize <= 1024 else {
       throw CaptionError(
