@@ -15,9 +15,10 @@ public final class Conv2D {
   public let bias: Parameter  // [Cout]
   public var parameters: [Parameter] { [weight, bias] }
 
-  /// Upper bound on the floats in the column buffer (and the chunk's GEMM output): 8 M = 32 MB.
-  /// At least one image is always processed per chunk.
-  public var columnBudget = 8 << 20
+  /// Upper bound on the floats in the column buffer (and the chunk's GEMM output): 1 M = 4 MB,
+  /// at least one image per chunk. Measured at the bench config (1 thread, CPU time of all convs'
+  /// forward + backward): 0.25–1 M ≈ 400–410 ms, 2 M 446 ms, 8 M ~500 ms (cache misses).
+  public var columnBudget = 1 << 20
 
   private var input: Tensor?  // [B, Cin, H, W], kept for backward
   private var output: Tensor?  // [B, Cout, H, W]
@@ -62,35 +63,27 @@ public final class Conv2D {
     let group = chunkSize(batch: batch, pixels: pixels)
     let columns = reuseWorkspace(&self.columns, shape: [k, group * pixels])
     let chunkOutput = reuseWorkspace(&self.chunkOutput, shape: [outChannels, group * pixels])
-    let imageSize = inChannels * pixels
     let outputSize = outChannels * pixels
 
     var first = 0
     while first < batch {
       let count = min(group, batch - first)
       let ldc = count * pixels  // row stride of col and chunk output for this chunk
-      for g in 0..<count {
-        Conv2D.im2col(
-          image: input.pointer + (first + g) * imageSize, channels: inChannels,
-          height: height, width: width, columns: columns.pointer + g * pixels, rowStride: ldc)
-      }
-      // chunk [Cout, count·HW] = weight [Cout, K] · col [K, count·HW]
+      im2colChunk(input, first: first, count: count, columns: columns)
+      // chunk [Cout, count·HW] = weight [Cout, K] · col [K, count·HW]. A one-image chunk already has
+      // the NCHW layout of that image, so the GEMM writes straight into the output.
+      let chunk = count == 1 ? output.pointer + first * outputSize : chunkOutput.pointer
       BLAS.gemm(
         transA: false, transB: false, m: outChannels, n: ldc, k: k,
         a: weight.value.pointer, lda: k, b: columns.pointer, ldb: ldc,
-        beta: 0, c: chunkOutput.pointer, ldc: ldc)
-      // Scatter to NCHW, adding the bias and applying the ReLU.
-      for g in 0..<count {
-        let destination = output.pointer + (first + g) * outputSize
-        for co in 0..<outChannels {
-          let source = chunkOutput.pointer + co * ldc + g * pixels
-          let target = destination + co * pixels
-          let b = bias.value.pointer[co]
-          if relu {
-            for p in 0..<pixels { target[p] = max(source[p] + b, 0) }
-          } else {
-            for p in 0..<pixels { target[p] = source[p] + b }
-          }
+        beta: 0, c: chunk, ldc: ldc)
+      // To NCHW, adding the bias and applying the ReLU; one (image, channel) plane per item.
+      Parallel.forRanges(count * outChannels) { items in
+        for item in items {
+          let (g, co) = item.quotientAndRemainder(dividingBy: outChannels)
+          Elementwise.addBias(
+            chunk + co * ldc + g * pixels, bias.value.pointer[co], relu: relu,
+            into: output.pointer + (first + g) * outputSize + co * pixels, count: pixels)
         }
       }
       first += count
@@ -116,7 +109,6 @@ public final class Conv2D {
     let chunkGrad = reuseWorkspace(&self.chunkOutput, shape: [outChannels, group * pixels])
     let inputGrad: Tensor? =
       needInputGrad ? reuseWorkspace(&self.inputGrad, shape: input.shape) : nil
-    inputGrad?.fill(0)
     let imageSize = inChannels * pixels
     let outputSize = outChannels * pixels
 
@@ -125,29 +117,26 @@ public final class Conv2D {
       let count = min(group, batch - first)
       let ldc = count * pixels
       // Gather dL/d(pre-activation) into [Cout, count·HW]; accumulate dbias.
-      for g in 0..<count {
-        let gradSource = outputGrad.pointer + (first + g) * outputSize
-        let outSource = output.pointer + (first + g) * outputSize
-        for co in 0..<outChannels {
-          let source = gradSource + co * pixels
+      Parallel.forRanges(count * outChannels) { items in
+        for item in items {
+          let (g, co) = item.quotientAndRemainder(dividingBy: outChannels)
+          let offset = (first + g) * outputSize + co * pixels
           let target = chunkGrad.pointer + co * ldc + g * pixels
           if relu {
-            let activation = outSource + co * pixels
-            for p in 0..<pixels { target[p] = activation[p] > 0 ? source[p] : 0 }
+            Elementwise.copyWherePositive(
+              outputGrad.pointer + offset, mask: output.pointer + offset, into: target, count: pixels)
           } else {
-            for p in 0..<pixels { target[p] = source[p] }
+            target.update(from: outputGrad.pointer + offset, count: pixels)
           }
         }
       }
-      for co in 0..<outChannels {
-        bias.grad.pointer[co] += Float(Elementwise.sum(chunkGrad.pointer + co * ldc, count: ldc))
+      Parallel.forRanges(outChannels) { channels in
+        for co in channels {
+          bias.grad.pointer[co] += Float(Elementwise.sum(chunkGrad.pointer + co * ldc, count: ldc))
+        }
       }
       // The columns again (cheaper than keeping them for the whole batch).
-      for g in 0..<count {
-        Conv2D.im2col(
-          image: input.pointer + (first + g) * imageSize, channels: inChannels,
-          height: height, width: width, columns: columns.pointer + g * pixels, rowStride: ldc)
-      }
+      im2colChunk(input, first: first, count: count, columns: columns)
       // dweight [Cout, K] += dchunk [Cout, count·HW] · colᵀ [count·HW, K]
       BLAS.gemm(
         transA: false, transB: true, m: outChannels, n: k, k: ldc,
@@ -159,10 +148,15 @@ public final class Conv2D {
           transA: true, transB: false, m: k, n: ldc, k: outChannels,
           a: weight.value.pointer, lda: k, b: chunkGrad.pointer, ldb: ldc,
           beta: 0, c: columns.pointer, ldc: ldc)
-        for g in 0..<count {
-          Conv2D.col2im(
-            columns: columns.pointer + g * pixels, rowStride: ldc, channels: inChannels,
-            height: height, width: width, imageGrad: inputGrad.pointer + (first + g) * imageSize)
+        Parallel.forRanges(count * inChannels) { items in
+          for item in items {
+            let (g, c) = item.quotientAndRemainder(dividingBy: inChannels)
+            let plane = inputGrad.pointer + (first + g) * imageSize + c * pixels
+            plane.update(repeating: 0, count: pixels)
+            Conv2D.col2im(
+              columns: columns.pointer + c * 9 * ldc + g * pixels, rowStride: ldc, height: height,
+              width: width, planeGrad: plane)
+          }
         }
       }
       first += count
@@ -172,57 +166,67 @@ public final class Conv2D {
 
   // MARK: im2col / col2im (3×3, pad 1)
 
-  /// col[(c·9 + ky·3 + kx), y·W + x] = image[c, y + ky − 1, x + kx − 1] (0 outside the image).
+  /// Columns for images first..<first+count of `input`: one (image, channel) block of 9 rows per item.
+  private func im2colChunk(_ input: Tensor, first: Int, count: Int, columns: Tensor) {
+    let (height, width) = (input.shape[2], input.shape[3])
+    let pixels = height * width
+    let ldc = count * pixels
+    let channels = inChannels
+    Parallel.forRanges(count * channels) { items in
+      for item in items {
+        let (g, c) = item.quotientAndRemainder(dividingBy: channels)
+        Conv2D.im2col(
+          plane: input.pointer + ((first + g) * channels + c) * pixels, height: height, width: width,
+          columns: columns.pointer + c * 9 * ldc + g * pixels, rowStride: ldc)
+      }
+    }
+  }
+
+  /// The 9 rows of one channel: col[ky·3 + kx, y·W + x] = plane[y + ky − 1, x + kx − 1] (0 outside).
   static func im2col(
-    image: UnsafePointer<Float>, channels: Int, height: Int, width: Int,
-    columns: UnsafeMutablePointer<Float>, rowStride: Int
+    plane: UnsafePointer<Float>, height: Int, width: Int, columns: UnsafeMutablePointer<Float>,
+    rowStride: Int
   ) {
-    for c in 0..<channels {
-      let plane = image + c * height * width
-      for ky in 0..<3 {
-        for kx in 0..<3 {
-          let row = columns + (c * 9 + ky * 3 + kx) * rowStride
-          let dx = kx - 1
-          // Valid x range: 0 ≤ x + dx < W.
-          let x0 = max(0, -dx)
-          let x1 = min(width, width - dx)
-          for y in 0..<height {
-            let iy = y + ky - 1
-            let target = row + y * width
-            if iy < 0 || iy >= height || x1 <= x0 {
-              target.update(repeating: 0, count: width)
-              continue
-            }
-            if x0 > 0 { target[0] = 0 }
-            if x1 < width { target[width - 1] = 0 }
-            (target + x0).update(from: plane + iy * width + x0 + dx, count: x1 - x0)
+    for ky in 0..<3 {
+      for kx in 0..<3 {
+        let row = columns + (ky * 3 + kx) * rowStride
+        let dx = kx - 1
+        // Valid x range: 0 ≤ x + dx < W.
+        let x0 = max(0, -dx)
+        let x1 = min(width, width - dx)
+        for y in 0..<height {
+          let iy = y + ky - 1
+          let target = row + y * width
+          if iy < 0 || iy >= height || x1 <= x0 {
+            target.update(repeating: 0, count: width)
+            continue
           }
+          if x0 > 0 { target[0] = 0 }
+          if x1 < width { target[width - 1] = 0 }
+          (target + x0).update(from: plane + iy * width + x0 + dx, count: x1 - x0)
         }
       }
     }
   }
 
-  /// The adjoint of im2col: imageGrad[c, y + ky − 1, x + kx − 1] += col[(c, ky, kx), y·W + x].
+  /// The adjoint of im2col for one channel: planeGrad[y + ky − 1, x + kx − 1] += col[ky·3 + kx, y·W + x].
   static func col2im(
-    columns: UnsafePointer<Float>, rowStride: Int, channels: Int, height: Int, width: Int,
-    imageGrad: UnsafeMutablePointer<Float>
+    columns: UnsafePointer<Float>, rowStride: Int, height: Int, width: Int,
+    planeGrad: UnsafeMutablePointer<Float>
   ) {
-    for c in 0..<channels {
-      let plane = imageGrad + c * height * width
-      for ky in 0..<3 {
-        for kx in 0..<3 {
-          let row = columns + (c * 9 + ky * 3 + kx) * rowStride
-          let dx = kx - 1
-          let x0 = max(0, -dx)
-          let x1 = min(width, width - dx)
-          if x1 <= x0 { continue }
-          for y in 0..<height {
-            let iy = y + ky - 1
-            if iy < 0 || iy >= height { continue }
-            let source = row + y * width
-            let target = plane + iy * width + dx
-            for x in x0..<x1 { target[x] += source[x] }
-          }
+    for ky in 0..<3 {
+      for kx in 0..<3 {
+        let row = columns + (ky * 3 + kx) * rowStride
+        let dx = kx - 1
+        let x0 = max(0, -dx)
+        let x1 = min(width, width - dx)
+        if x1 <= x0 { continue }
+        for y in 0..<height {
+          let iy = y + ky - 1
+          if iy < 0 || iy >= height { continue }
+          let source = row + y * width
+          let target = planeGrad + iy * width + dx
+          for x in x0..<x1 { target[x] += source[x] }
         }
       }
     }

@@ -18,8 +18,8 @@ extension TrainingSession {
 
     epochLoop: while epoch < options.epochs {
       trainLoader.startEpoch(epoch, fromBatch: batchInEpoch)
+      var stepStart = Date()  // includes the wait for the batch: the pipeline's speed shows too
       while let batch = trainLoader.next() {
-        let stepStart = Date()
         let lr = options.schedule.rate(
           base: options.learningRate, step: step, totalSteps: totalSteps, epoch: epoch, options: options)
         zeroGradients(model.parameters)
@@ -31,8 +31,9 @@ extension TrainingSession {
         if options.clip > 0 { _ = clipGradientNorm(model.parameters, maxNorm: options.clip) }
         optimizer.step(learningRate: lr)
         step += 1
-        batchInEpoch += 1
+        batchInEpoch = batch.index + 1  // a batch whose images all failed is skipped by the loader
         let seconds = Date().timeIntervalSince(stepStart)
+        stepStart = Date()
         trainSeconds += seconds
         imagesSeen += batch.imageIds.count
         recentLoss += loss
