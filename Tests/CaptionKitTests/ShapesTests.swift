@@ -36,7 +36,7 @@ final class ShapesTests: XCTestCase {
     }
     XCTAssertEqual(hash, ShapesTests.pinnedHash, "renderer output changed: update the pin only on purpose")
   }
-  static let pinnedHash: UInt64 = 10_227_494_938_205_644_680
+  static let pinnedHash: UInt64 = 4_691_722_152_397_493_788
 
   func testGenerateIsByteIdenticalForOneSeed() throws {
     let first = temporaryFolder()
@@ -314,5 +314,59 @@ final class ShapesTests: XCTestCase {
     ) { error in
       XCTAssertEqual((error as? CaptionError)?.kind, .io)
     }
+  }
+}
+
+/// `caption dataset shapes` end to end: the built executable beside the test bundle.
+final class ShapesCommandTests: XCTestCase {
+  private func caption(_ arguments: [String]) throws -> (status: Int32, stderr: String) {
+    let folder = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent()
+    let executable = folder.appendingPathComponent("caption")
+    guard FileManager.default.isExecutableFile(atPath: executable.path) else {
+      XCTFail("the caption executable is not built at \(executable.path)")
+      throw CaptionError(.unreadable, path: executable.path, "missing executable")
+    }
+    let process = Process()
+    process.executableURL = executable
+    process.arguments = arguments
+    let errors = Pipe()
+    process.standardError = errors
+    process.standardOutput = FileHandle.nullDevice
+    try process.run()
+    let text = String(decoding: errors.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+    process.waitUntilExit()
+    return (process.terminationStatus, text)
+  }
+
+  func testDatasetShapesCommand() throws {
+    let folder = temporaryFolder()
+    defer { try? FileManager.default.removeItem(atPath: folder) }
+    let out = folder + "/data"
+    let run = try caption([
+      "dataset", "shapes", "--out", out, "--count", "12", "--seed", "4", "--format", "jpg", "--image-size",
+      "32",
+    ])
+    XCTAssertEqual(run.status, 0, run.stderr)
+    XCTAssertTrue(run.stderr.contains("rendered 12/12 images"), run.stderr)
+    XCTAssertEqual(try Scenes.load(path: out + "/scenes.json").count, 12)
+    XCTAssertTrue(FileManager.default.fileExists(atPath: out + "/images/000011.jpg"))
+
+    for bad in [
+      ["--count", "0"], ["--count", "5", "--format", "gif"],
+      ["--count", "5", "--val", "0.7", "--test", "0.5"],
+      ["--count", "5", "--image-size", "8"], ["--count", "5", "--seed", "x"],
+      ["--count", "5", "--val", "nan"],
+    ] {
+      let usage = try caption(["dataset", "shapes", "--out", out, "--seed", "1"] + bad)
+      XCTAssertEqual(usage.status, 64, "\(bad): \(usage.stderr)")
+      XCTAssertTrue(usage.stderr.contains("Usage:"), usage.stderr)
+    }
+
+    FileManager.default.createFile(atPath: folder + "/file", contents: Data([1]))
+    let blocked = try caption([
+      "dataset", "shapes", "--out", folder + "/file/data", "--count", "2", "--seed", "1",
+    ])
+    XCTAssertEqual(blocked.status, 1)
+    XCTAssertEqual(blocked.stderr, "caption: \(folder)/file: exists and is not a folder\n")
   }
 }

@@ -218,7 +218,7 @@ public enum ShapesCaptioner {
         ]
         if total > 1 {
           openers.append(
-            "\(numberWords[min(total, numberWords.count - 1)]) \(random.pick(["shapes", "objects"])):")
+            "\(numberWords[min(total, numberWords.count - 1)]) \(random.pick(["shapes", "objects"])),")
         }
         opener = random.pick(openers) + " "
       }
