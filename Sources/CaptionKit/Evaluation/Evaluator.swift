@@ -61,10 +61,9 @@ public enum Evaluator {
     let scores = CaptionMetrics.score(candidates: candidates, references: references)
     var grounded: GroundedScores? = nil
     if let scenes {
-      // One caption (text) per image with a scene.
+      // One tokenised caption per image with a scene.
       grounded = GroundedEvaluation.score(
-        captions: candidates.filter { scenes[$0.key] != nil }.mapValues { [$0.joined(separator: " ")] },
-        scenes: scenes)
+        captions: candidates.filter { scenes[$0.key] != nil }, scenes: scenes)
     }
     let evaluated = kept.map { image in
       let tokens = captions[image.id]!.tokens
