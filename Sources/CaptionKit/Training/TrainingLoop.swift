@@ -8,7 +8,9 @@ extension TrainingSession {
   ) throws -> TrainSummary {
     caption_install_interrupt_handlers()
     let batchesPerEpoch = trainLoader.batchesPerEpoch
-    let totalSteps = options.maxSteps > 0 ? min(options.maxSteps, options.epochs * batchesPerEpoch) : options.epochs * batchesPerEpoch
+    // The schedule spans all epochs; --max-steps only stops early (so a limited run resumes exactly).
+    let scheduleSteps = options.epochs * batchesPerEpoch
+    let totalSteps = options.maxSteps > 0 ? min(options.maxSteps, scheduleSteps) : scheduleSteps
     var imagesSeen = 0
     var trainSeconds = 0.0
     var recentLoss: Float = 0
@@ -21,7 +23,7 @@ extension TrainingSession {
       var stepStart = Date()  // includes the wait for the batch: the pipeline's speed shows too
       while let batch = trainLoader.next() {
         let lr = options.schedule.rate(
-          base: options.learningRate, step: step, totalSteps: totalSteps, epoch: epoch, options: options)
+          base: options.learningRate, step: step, totalSteps: scheduleSteps, epoch: epoch, options: options)
         zeroGradients(model.parameters)
         let loss = model.forward(
           images: batch.images, captionsPerImage: batch.captionsPerImage, steps: batch.steps,
