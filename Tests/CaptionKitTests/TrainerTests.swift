@@ -14,7 +14,9 @@ final class TrainerTests: XCTestCase {
     return folder
   }()
 
-  func tinyOptions(out: String) -> TrainOptions {
+  func tinyOptions(out: String) -> TrainOptions { TrainerTests.tinyOptions(out: out) }
+
+  static func tinyOptions(out: String) -> TrainOptions {
     var options = TrainOptions(data: TrainerTests.dataFolder, out: out)
     options.imageSize = 16
     options.layers = [.conv(4), .maxPool]
