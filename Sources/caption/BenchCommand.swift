@@ -35,8 +35,13 @@ struct Bench: ParsableCommand {
   @Flag(help: "Benchmark the caption metrics instead.") var metrics = false
 
   func validate() throws {
-    if EncoderLayer.parseList(layers) == nil { throw ValidationError("--layers takes a list like 32,32,M,64") }
-    for (name, value) in [("image-size", imageSize), ("dv", dv), ("embed", embed), ("hidden", hidden), ("length", length), ("batch", batch), ("threads", threads), ("steps", steps)]
+    if EncoderLayer.parseList(layers) == nil {
+      throw ValidationError("--layers takes a list like 32,32,M,64")
+    }
+    for (name, value) in [
+      ("image-size", imageSize), ("dv", dv), ("embed", embed), ("hidden", hidden), ("length", length),
+      ("batch", batch), ("threads", threads), ("steps", steps),
+    ]
     where value < 1 {
       throw ValidationError("--\(name) must be at least 1")
     }

@@ -63,7 +63,9 @@ struct Evaluate: ParsableCommand {
         })
       if tty { FileHandle.standardError.write(Data("\r\u{1B}[K".utf8)) }
       for (path, reason) in result.skipped { printError("skipped \(path): \(reason)") }
-      if !result.skipped.isEmpty { printError("skipped \(result.skipped.count) images that could not be read") }
+      if !result.skipped.isEmpty {
+        printError("skipped \(result.skipped.count) images that could not be read")
+      }
 
       if let results {
         try COCOFiles.writeResults(
@@ -91,10 +93,14 @@ struct Evaluate: ParsableCommand {
         StandardOutput.line(String(decoding: data, as: UTF8.self))
       } else {
         StandardOutput.line("\(result.images.count) images of the \(split) split, beam \(beam)")
-        let keys = ["BLEU-1", "BLEU-2", "BLEU-3", "BLEU-4", "ROUGE-L", "CIDEr-D", "object-F1", "attribute-accuracy", "count-accuracy", "relation-accuracy"]
+        let keys = [
+          "BLEU-1", "BLEU-2", "BLEU-3", "BLEU-4", "ROUGE-L", "CIDEr-D", "object-F1", "attribute-accuracy",
+          "count-accuracy", "relation-accuracy",
+        ]
         for key in keys {
           if let value = object[key] {
-            StandardOutput.line(key.padding(toLength: 20, withPad: " ", startingAt: 0) + String(format: "%.4f", value))
+            StandardOutput.line(
+              key.padding(toLength: 20, withPad: " ", startingAt: 0) + String(format: "%.4f", value))
           }
         }
       }

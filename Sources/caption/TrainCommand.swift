@@ -97,16 +97,23 @@ struct Train: ParsableCommand {
     guard let summary else { return }
     printSummary(summary)
     if summary.interrupted {
-      printError("interrupted: the latest state is saved at \(summary.files.state); continue with --resume", prefix: "")
+      printError(
+        "interrupted: the latest state is saved at \(summary.files.state); continue with --resume", prefix: ""
+      )
       throw ExitCode(130)
     }
   }
 
   func printSummary(_ s: TrainSummary) {
     var lines: [String] = []
-    lines.append(String(format: "trained %d steps over %d epochs in %.0f s (%.1f images/s)", s.steps, s.epochsDone, s.seconds, s.imagesPerSecond))
+    lines.append(
+      String(
+        format: "trained %d steps over %d epochs in %.0f s (%.1f images/s)", s.steps, s.epochsDone, s.seconds,
+        s.imagesPerSecond))
     if let best = s.bestEpoch {
-      let metrics = s.bestMetrics.sorted { $0.key < $1.key }.map { String(format: "%@ %.4f", $0.key, $0.value) }
+      let metrics = s.bestMetrics.sorted { $0.key < $1.key }.map {
+        String(format: "%@ %.4f", $0.key, $0.value)
+      }
       lines.append("best epoch \(best): " + metrics.joined(separator: ", "))
     }
     lines.append("best model: \(s.files.best)")
@@ -118,26 +125,34 @@ struct Train: ParsableCommand {
 }
 
 struct DataOptions: ParsableArguments {
-  @Option(help: "The dataset: a folder with captions.json, a Karpathy-split JSON, a COCO captions JSON, or a Flickr8k token file.")
+  @Option(
+    help:
+      "The dataset: a folder with captions.json, a Karpathy-split JSON, a COCO captions JSON, or a Flickr8k token file."
+  )
   var data: String?
   @Option(help: "The folder the dataset's image paths are relative to.") var images: String?
   @Option(help: "A separate validation file (COCO captions JSON).") var valData: String?
   @Option(help: "Flickr8k: the training image list.") var trainList: String?
   @Option(help: "Flickr8k: the validation image list.") var valList: String?
   @Option(help: "Flickr8k: the test image list.") var testList: String?
-  @Option(help: "Cache the preprocessed images in this file (written once, read in later epochs).") var cache: String?
+  @Option(help: "Cache the preprocessed images in this file (written once, read in later epochs).") var cache:
+    String?
   @Option(help: "Image decoding threads.") var workers: Int = 2
   @Option(help: "Words seen fewer times than this become <unk>.") var minCount: Int = 2
   @Option(help: "Decoder steps per caption (words + <end>).") var maxLength: Int = 20
 }
 
 struct ModelOptions: ParsableArguments {
-  @Option(name: .customLong("init"), help: "Start from this model's weights (and its vocabulary and architecture).")
+  @Option(
+    name: .customLong("init"), help: "Start from this model's weights (and its vocabulary and architecture).")
   var initModel: String?
   @Option(help: "Image side in pixels (default 64).") var imageSize: Int?
-  @Option(help: "Encoder layers: conv channel counts and M for 2×2 max-pool (default 16,16,M,32,32,M,64,64,M,128,M).")
+  @Option(
+    help:
+      "Encoder layers: conv channel counts and M for 2×2 max-pool (default 16,16,M,32,32,M,64,64,M,128,M).")
   var layers: String?
-  @Option(help: "Encoder pooling: avg or flatten (default flatten, which keeps where things are).") var pool: PoolMode?
+  @Option(help: "Encoder pooling: avg or flatten (default flatten, which keeps where things are).") var pool:
+    PoolMode?
   @Option(help: "Image vector size (default 256).") var dv: Int?
   @Option(help: "Word embedding size (default 128).") var embed: Int?
   @Option(help: "Recurrent hidden size (default 256).") var hidden: Int?
@@ -150,9 +165,11 @@ struct ModelOptions: ParsableArguments {
 struct OptimisationOptions: ParsableArguments {
   @Option(help: "Passes over the training images (default 12).") var epochs: Int?
   @Option(help: "Images per batch (default 32).") var batchSize: Int?
-  @Option(help: "Captions trained per image in a batch, sharing one encoder pass (default 5).") var captionsPerImage: Int?
+  @Option(help: "Captions trained per image in a batch, sharing one encoder pass (default 5).")
+  var captionsPerImage: Int?
   @Option(help: "Adam learning rate (default 2e-3).") var lr: Float?
-  @Option(help: "Learning-rate schedule after warm-up: cosine, step, constant (default cosine).") var schedule: LearningRateSchedule?
+  @Option(help: "Learning-rate schedule after warm-up: cosine, step, constant (default cosine).")
+  var schedule: LearningRateSchedule?
   @Option(help: "Linear warm-up steps (default 200).") var warmup: Int?
   @Option(help: "Step schedule: epochs between drops (default 10).") var stepEpochs: Int?
   @Option(help: "Step schedule: factor per drop (default 0.5).") var stepGamma: Float?

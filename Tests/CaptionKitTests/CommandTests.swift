@@ -103,8 +103,12 @@ final class CommandTests: XCTestCase {
     XCTAssertEqual(try caption(["describe", "--beam", "0", image]).status, 64)
     XCTAssertEqual(try caption(["describe", "--no-such-option", image]).status, 64)
     XCTAssertEqual(try caption(["train", "--data", folder]).status, 64, "--out is required")
-    XCTAssertEqual(try caption(["train", "--data", folder, "--out", folder + "/m.safetensors", "--layers", "3,X"]).status, 64)
-    let missingData = try caption(["train", "--data", folder + "/nothing", "--out", folder + "/m.safetensors"])
+    XCTAssertEqual(
+      try caption(["train", "--data", folder, "--out", folder + "/m.safetensors", "--layers", "3,X"]).status,
+      64)
+    let missingData = try caption([
+      "train", "--data", folder + "/nothing", "--out", folder + "/m.safetensors",
+    ])
     XCTAssertEqual(missingData.status, 1)
     XCTAssertTrue(missingData.stderr.contains(folder + "/nothing"))
     let version = try caption(["--version"])
@@ -114,7 +118,8 @@ final class CommandTests: XCTestCase {
 
   func testEvaluateJSONHasTheSpecKeys() throws {
     let run = try caption([
-      "evaluate", "--model", CommandTests.model, "--data", TrainerTests.dataFolder, "--split", "val", "--json",
+      "evaluate", "--model", CommandTests.model, "--data", TrainerTests.dataFolder, "--split", "val",
+      "--json",
     ])
     XCTAssertEqual(run.status, 0, run.stderr)
     let object = try JSONSerialization.jsonObject(with: Data(run.stdout.utf8)) as! [String: Double]

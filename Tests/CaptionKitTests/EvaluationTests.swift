@@ -32,7 +32,8 @@ final class EvaluationTests: XCTestCase {
       to: resultsPath)
     try COCOFiles.writeReferences(
       COCOReferences(
-        imageIDs: images.map(\.id), captions: Dictionary(uniqueKeysWithValues: images.map { ($0.id, $0.captions) }),
+        imageIDs: images.map(\.id),
+        captions: Dictionary(uniqueKeysWithValues: images.map { ($0.id, $0.captions) }),
         fileNames: Dictionary(uniqueKeysWithValues: images.map { ($0.id, $0.path) })),
       to: referencesPath)
     let rescored = try COCOFiles.score(

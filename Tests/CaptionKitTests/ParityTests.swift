@@ -64,8 +64,10 @@ final class ParityTests: XCTestCase {
     }
   }
 
-  func assertClose(_ ours: [Float], _ reference: [Float], bound: Double, _ what: String,
-                   file: StaticString = #filePath, line: UInt = #line) {
+  func assertClose(
+    _ ours: [Float], _ reference: [Float], bound: Double, _ what: String,
+    file: StaticString = #filePath, line: UInt = #line
+  ) {
     XCTAssertEqual(ours.count, reference.count, what, file: file, line: line)
     var difference = 0.0
     var norm = 0.0

@@ -63,7 +63,8 @@ final class TrainerTests: XCTestCase {
     XCTAssertLessThan(last, loss[0] * 0.75, "loss \(loss[0]) → \(last)")
     // Validation lines carry SPEC §8's keys; the best model loads and has its provenance.
     let log = try String(contentsOfFile: files.log, encoding: .utf8)
-    XCTAssertTrue(log.contains("\"val_CIDEr-D\"") && log.contains("\"val_loss\"") && log.contains("\"images_per_s\""))
+    XCTAssertTrue(
+      log.contains("\"val_CIDEr-D\"") && log.contains("\"val_loss\"") && log.contains("\"images_per_s\""))
     let best = try ModelFile.load(path: files.best)
     XCTAssertNotNil(best.provenanceStep)
   }
@@ -103,17 +104,25 @@ final class TrainerTests: XCTestCase {
   func testBadDatasetsAreClearErrors() throws {
     let folder = temporaryFolder()
     let broken = folder + "/broken.json"
-    try Data("{\"images\": [ {\"filename\": \"a.png\", \"split\": \"train\"".utf8).write(to: URL(fileURLWithPath: broken))
-    XCTAssertThrowsError(try Trainer(options: tinyOptions(out: folder + "/m.safetensors").with(data: broken), log: { _ in }).run(resume: false)) {
+    try Data("{\"images\": [ {\"filename\": \"a.png\", \"split\": \"train\"".utf8).write(
+      to: URL(fileURLWithPath: broken))
+    XCTAssertThrowsError(
+      try Trainer(options: tinyOptions(out: folder + "/m.safetensors").with(data: broken), log: { _ in }).run(
+        resume: false)
+    ) {
       let error = $0 as? CaptionError
       XCTAssertEqual(error?.kind, .badDataset)
       XCTAssertEqual(error?.path, broken)
     }
     XCTAssertThrowsError(
-      try Trainer(options: tinyOptions(out: folder + "/m.safetensors").with(data: folder + "/missing"), log: { _ in })
-        .run(resume: false))
+      try Trainer(
+        options: tinyOptions(out: folder + "/m.safetensors").with(data: folder + "/missing"), log: { _ in }
+      )
+      .run(resume: false))
     // Resuming where nothing was saved names the state file.
-    XCTAssertThrowsError(try Trainer(options: tinyOptions(out: folder + "/none.safetensors"), log: { _ in }).run(resume: true)) {
+    XCTAssertThrowsError(
+      try Trainer(options: tinyOptions(out: folder + "/none.safetensors"), log: { _ in }).run(resume: true)
+    ) {
       XCTAssertTrue(($0 as? CaptionError)?.path.hasSuffix("none.latest.state") ?? false)
     }
   }

@@ -72,7 +72,9 @@ public enum Benchmark {
     }
     let trainImagesPerSecond = Double(b) / median(stepTimes)
 
-    if options.profile { profile(model: model, images: images, inputs: inputs, targets: targets, options: options, log: log) }
+    if options.profile {
+      profile(model: model, images: images, inputs: inputs, targets: targets, options: options, log: log)
+    }
 
     // describe: one image, encoder plus exactly `length` greedy steps.
     let one = images.view(shape: [1, 3, s, s])
@@ -117,10 +119,14 @@ public enum Benchmark {
       var x = Tensor(zeros: [0])
       time("embedding forward") { x = model.embed.forward(tokens: inputs) }
       var h = Tensor(zeros: [0])
-      time("recurrent forward") { h = model.rnn.forward(inputs: x.view(shape: [t, b, options.embed]), image: v) }
+      time("recurrent forward") {
+        h = model.rnn.forward(inputs: x.view(shape: [t, b, options.embed]), image: v)
+      }
       var logits = Tensor(zeros: [0])
       time("output layer forward") { logits = model.out.forward(h.view(shape: [t * b, options.hidden])) }
-      time("softmax cross-entropy") { _ = model.crossEntropy.forward(logits: logits, targets: targets, ignoreIndex: 0) }
+      time("softmax cross-entropy") {
+        _ = model.crossEntropy.forward(logits: logits, targets: targets, ignoreIndex: 0)
+      }
       var dLogits = Tensor(zeros: [0])
       time("softmax backward") { dLogits = model.crossEntropy.backward() }
       var dh = Tensor(zeros: [0])
@@ -143,7 +149,8 @@ public enum Benchmark {
     let total = order.reduce(0.0) { $0 + median(parts[$1] ?? [0]) }
     for name in order {
       let seconds = median(parts[name] ?? [0])
-      log(String(format: "  %-24@ %8.2f ms  %5.1f%%", name as NSString, seconds * 1000, seconds / total * 100))
+      log(
+        String(format: "  %-24@ %8.2f ms  %5.1f%%", name as NSString, seconds * 1000, seconds / total * 100))
     }
     log(String(format: "  %-24@ %8.2f ms", "total" as NSString, total * 1000))
   }
@@ -151,6 +158,7 @@ public enum Benchmark {
   static func median(_ values: [Double]) -> Double {
     guard !values.isEmpty else { return 0 }
     let sorted = values.sorted()
-    return sorted.count % 2 == 1 ? sorted[sorted.count / 2] : (sorted[sorted.count / 2 - 1] + sorted[sorted.count / 2]) / 2
+    return sorted.count % 2 == 1
+      ? sorted[sorted.count / 2] : (sorted[sorted.count / 2 - 1] + sorted[sorted.count / 2]) / 2
   }
 }

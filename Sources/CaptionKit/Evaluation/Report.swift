@@ -76,8 +76,10 @@ public enum HTMLReport {
   }
 
   private static func order(_ key: String) -> Int {
-    ["BLEU-1", "BLEU-2", "BLEU-3", "BLEU-4", "ROUGE-L", "CIDEr-D", "object-F1", "attribute-accuracy",
-     "count-accuracy", "relation-accuracy"].firstIndex(of: key) ?? 99
+    [
+      "BLEU-1", "BLEU-2", "BLEU-3", "BLEU-4", "ROUGE-L", "CIDEr-D", "object-F1", "attribute-accuracy",
+      "count-accuracy", "relation-accuracy",
+    ].firstIndex(of: key) ?? 99
   }
 
   static func escape(_ text: String) -> String {

@@ -16,7 +16,8 @@ public enum AtomicFile {
     let folder = url.deletingLastPathComponent().path
     let temporary = folder + "/.\(url.lastPathComponent).tmp-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
     guard let file = fopen(temporary, "wb") else {
-      throw CaptionError(.io, path: path, "cannot create a file in \(folder): \(String(cString: strerror(errno)))")
+      throw CaptionError(
+        .io, path: path, "cannot create a file in \(folder): \(String(cString: strerror(errno)))")
     }
     let written = bytes.count == 0 ? 0 : fwrite(bytes.baseAddress, 1, bytes.count, file)
     let flushed = fflush(file) == 0 && fsync(fileno(file)) == 0

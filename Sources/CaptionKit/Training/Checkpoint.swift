@@ -12,7 +12,8 @@ extension Adam {
     for (name, moment) in zip(names, moments) {
       for (key, target) in [("m." + name, moment.m), ("v." + name, moment.v)] {
         guard let saved = tensors[key], saved.shape == target.shape else {
-          throw CaptionError(.badModel, path: path, "optimizer state \(key) is missing or has the wrong shape")
+          throw CaptionError(
+            .badModel, path: path, "optimizer state \(key) is missing or has the wrong shape")
         }
         target.copy(from: saved)
       }

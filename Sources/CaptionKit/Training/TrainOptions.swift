@@ -69,7 +69,9 @@ public struct TrainOptions: Codable, Equatable, Sendable {
 
   /// Checks values a user may get wrong; the reason names the option.
   public func validate() throws {
-    func fail(_ reason: String) throws -> Never { throw CaptionError(.invalidArgument, path: "train", reason) }
+    func fail(_ reason: String) throws -> Never {
+      throw CaptionError(.invalidArgument, path: "train", reason)
+    }
     if epochs < 1 { try fail("--epochs must be at least 1") }
     if batchSize < 1 { try fail("--batch-size must be at least 1") }
     if captionsPerImage < 1 { try fail("--captions-per-image must be at least 1") }

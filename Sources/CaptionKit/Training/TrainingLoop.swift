@@ -80,7 +80,10 @@ extension TrainingSession {
         var line: [String: Any] = ["step": step, "epoch": epoch]
         for (key, value) in metrics { line[key] = value }
         appendLog(line)
-        log("epoch \(epoch): " + metrics.sorted { $0.key < $1.key }.map { String(format: "%@ %.4f", $0.key, $0.value) }.joined(separator: ", "))
+        log(
+          "epoch \(epoch): "
+            + metrics.sorted { $0.key < $1.key }.map { String(format: "%@ %.4f", $0.key, $0.value) }.joined(
+              separator: ", "))
         let score = metrics["val_CIDEr-D"] ?? -(metrics["val_loss"] ?? Double(recentLoss))
         if score > bestScore {
           bestScore = score
@@ -182,7 +185,8 @@ extension TrainingSession {
     ]
     if let bestEpoch { metadata["best_epoch"] = String(bestEpoch) }
     let names = model.namedParameters.map { $0.0 }
-    try Safetensors.write(path: files.state, tensors: optimizer.namedMoments(names: names), metadata: metadata)
+    try Safetensors.write(
+      path: files.state, tensors: optimizer.namedMoments(names: names), metadata: metadata)
     try writeLog()
   }
 

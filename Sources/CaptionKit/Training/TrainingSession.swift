@@ -145,7 +145,8 @@ final class TrainingSession {
     {
       session.bestMetrics = metrics
     }
-    try session.optimizer.restore(from: state.tensors, names: model.namedParameters.map { $0.0 }, path: files.state)
+    try session.optimizer.restore(
+      from: state.tensors, names: model.namedParameters.map { $0.0 }, path: files.state)
     session.optimizer.stepCount = Int(try meta("adam_steps")) ?? savedStep
     // Keep the log up to the resumed step.
     if let text = try? String(contentsOfFile: files.log, encoding: .utf8) {
