@@ -6,43 +6,6 @@ import XCTest
 /// The `caption` executable end to end: describe's outputs and exit statuses, usage errors (64),
 /// bad files (1 and one line on stderr), train and evaluate on a tiny dataset.
 final class CommandTests: XCTestCase {
-  struct Run {
-    let status: Int32
-    let stdout: String
-    let stderr: String
-  }
-
-  func caption(_ arguments: [String], stdin: String? = nil) throws -> Run {
-    let folder = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent()
-    let executable = folder.appendingPathComponent("caption")
-    guard FileManager.default.isExecutableFile(atPath: executable.path) else {
-      XCTFail("the caption executable is not built at \(executable.path)")
-      throw CaptionError(.unreadable, path: executable.path, "missing executable")
-    }
-    let process = Process()
-    process.executableURL = executable
-    process.arguments = arguments
-    var environment = ProcessInfo.processInfo.environment
-    environment["OPENBLAS_NUM_THREADS"] = "1"
-    environment.removeValue(forKey: "CAPTION_MODEL")
-    process.environment = environment
-    let output = Pipe()
-    let errors = Pipe()
-    let input = Pipe()
-    process.standardOutput = output
-    process.standardError = errors
-    process.standardInput = input
-    try process.run()
-    if let stdin { input.fileHandleForWriting.write(Data(stdin.utf8)) }
-    try input.fileHandleForWriting.close()
-    let out = output.fileHandleForReading.readDataToEndOfFile()
-    let err = errors.fileHandleForReading.readDataToEndOfFile()
-    process.waitUntilExit()
-    return Run(
-      status: process.terminationStatus, stdout: String(decoding: out, as: UTF8.self),
-      stderr: String(decoding: err, as: UTF8.self))
-  }
-
   static let model: String = {
     let folder = temporaryFolder()
     var options = TrainerTests.tinyOptions(out: folder + "/tiny.safetensors")
@@ -54,7 +17,7 @@ final class CommandTests: XCTestCase {
   var image: String { TrainerTests.dataFolder + "/images/000000.png" }
 
   func testDescribeOneFileGivesTheBareCaption() throws {
-    let run = try caption(["describe", "--model", CommandTests.model, image])
+    let run = try runCaption(["describe", "--model", CommandTests.model, image])
     XCTAssertEqual(run.status, 0, run.stderr)
     let lines = run.stdout.split(separator: "\n")
     XCTAssertEqual(lines.count, 1)
@@ -63,7 +26,7 @@ final class CommandTests: XCTestCase {
 
   func testDescribeJSONAndAFailedImage() throws {
     let missing = temporaryFolder() + "/missing.png"
-    let run = try caption(["describe", "--json", "--model", CommandTests.model, image, missing])
+    let run = try runCaption(["describe", "--json", "--model", CommandTests.model, image, missing])
     XCTAssertEqual(run.status, 1, "an image failed")
     let lines = run.stdout.split(separator: "\n").map { String($0) }
     XCTAssertEqual(lines.count, 2)
@@ -82,7 +45,7 @@ final class CommandTests: XCTestCase {
 
   func testDescribeReadsPathsFromStandardInput() throws {
     let second = TrainerTests.dataFolder + "/images/000001.png"
-    let run = try caption(
+    let run = try runCaption(
       ["describe", "--model", CommandTests.model, "-"], stdin: image + "\n" + second + "\n")
     XCTAssertEqual(run.status, 0, run.stderr)
     let lines = run.stdout.split(separator: "\n")
@@ -95,29 +58,29 @@ final class CommandTests: XCTestCase {
     let folder = temporaryFolder()
     let bad = folder + "/bad.safetensors"
     try Data("not a model".utf8).write(to: URL(fileURLWithPath: bad))
-    let badModel = try caption(["describe", "--model", bad, image])
+    let badModel = try runCaption(["describe", "--model", bad, image])
     XCTAssertEqual(badModel.status, 1)
     XCTAssertEqual(badModel.stderr.split(separator: "\n").count, 1)
     XCTAssertTrue(badModel.stderr.contains(bad))
 
-    XCTAssertEqual(try caption(["describe", "--beam", "0", image]).status, 64)
-    XCTAssertEqual(try caption(["describe", "--no-such-option", image]).status, 64)
-    XCTAssertEqual(try caption(["train", "--data", folder]).status, 64, "--out is required")
+    XCTAssertEqual(try runCaption(["describe", "--beam", "0", image]).status, 64)
+    XCTAssertEqual(try runCaption(["describe", "--no-such-option", image]).status, 64)
+    XCTAssertEqual(try runCaption(["train", "--data", folder]).status, 64, "--out is required")
     XCTAssertEqual(
-      try caption(["train", "--data", folder, "--out", folder + "/m.safetensors", "--layers", "3,X"]).status,
+      try runCaption(["train", "--data", folder, "--out", folder + "/m.safetensors", "--layers", "3,X"]).status,
       64)
-    let missingData = try caption([
+    let missingData = try runCaption([
       "train", "--data", folder + "/nothing", "--out", folder + "/m.safetensors",
     ])
     XCTAssertEqual(missingData.status, 1)
     XCTAssertTrue(missingData.stderr.contains(folder + "/nothing"))
-    let version = try caption(["--version"])
+    let version = try runCaption(["--version"])
     XCTAssertEqual(version.status, 0)
     XCTAssertFalse(version.stdout.isEmpty)
   }
 
   func testEvaluateJSONHasTheSpecKeys() throws {
-    let run = try caption([
+    let run = try runCaption([
       "evaluate", "--model", CommandTests.model, "--data", TrainerTests.dataFolder, "--split", "val",
       "--json",
     ])

@@ -5,42 +5,18 @@ import XCTest
 
 /// `caption preprocess` end to end: the built executable beside the test bundle.
 final class ImageCommandTests: XCTestCase {
-  private struct Run {
-    let status: Int32
-    let stderr: String
-  }
-
-  private func caption(_ arguments: [String]) throws -> Run {
-    let folder = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent()
-    let executable = folder.appendingPathComponent("caption")
-    guard FileManager.default.isExecutableFile(atPath: executable.path) else {
-      XCTFail("the caption executable is not built at \(executable.path)")
-      throw CaptionError(.unreadable, path: executable.path, "missing executable")
-    }
-    let process = Process()
-    process.executableURL = executable
-    process.arguments = arguments
-    let errors = Pipe()
-    process.standardError = errors
-    process.standardOutput = FileHandle.nullDevice
-    try process.run()
-    let text = String(decoding: errors.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-    process.waitUntilExit()
-    return Run(status: process.terminationStatus, stderr: text)
-  }
-
   func testPreprocessWritesWhatTheNetworkSees() throws {
     let folder = temporaryFolder()
     defer { try? FileManager.default.removeItem(atPath: folder) }
     let source = try sharedTestdata("exif/Portrait_6.jpg")
     let out = folder + "/seen.png"
-    XCTAssertEqual(try caption(["preprocess", source, "--out", out, "--size", "48"]).status, 0)
+    XCTAssertEqual(try runCaption(["preprocess", source, "--out", out, "--size", "48"]).status, 0)
     let written = try ImageDecoder().decode(path: out)
     XCTAssertEqual(written, try Preprocess.load(path: source, size: 48))
     XCTAssertEqual([written.width, written.height], [48, 48])
 
     let ppm = folder + "/full.ppm"
-    XCTAssertEqual(try caption(["preprocess", source, "--out", ppm, "--no-resize"]).status, 0)
+    XCTAssertEqual(try runCaption(["preprocess", source, "--out", ppm, "--no-resize"]).status, 0)
     let bytes = try readBytes(ppm)
     XCTAssertEqual(Array(bytes.prefix(15)), Array("P6\n1200 1800\n25".utf8))
     XCTAssertEqual(bytes.count, "P6\n1200 1800\n255\n".utf8.count + 1200 * 1800 * 3)
@@ -54,16 +30,16 @@ final class ImageCommandTests: XCTestCase {
     defer { try? FileManager.default.removeItem(atPath: folder) }
     let out = folder + "/x.png"
     let bad = try sharedTestdata("pngsuite/xcsn0g01.png")
-    let failed = try caption(["preprocess", bad, "--out", out])
+    let failed = try runCaption(["preprocess", bad, "--out", out])
     XCTAssertEqual(failed.status, 1)
     XCTAssertEqual(failed.stderr.split(separator: "\n").count, 1, failed.stderr)
     XCTAssertTrue(failed.stderr.contains(bad), failed.stderr)
     XCTAssertFalse(FileManager.default.fileExists(atPath: out))
-    XCTAssertEqual(try caption(["preprocess", folder, "--out", out]).status, 1)
+    XCTAssertEqual(try runCaption(["preprocess", folder, "--out", out]).status, 1)
     let good = try sharedTestdata("jpeg/testorig.jpg")
-    XCTAssertEqual(try caption(["preprocess", good, "--out", out, "--size", "0"]).status, 64)
-    XCTAssertEqual(try caption(["preprocess", good, "--out", out, "--bogus"]).status, 64)
-    XCTAssertEqual(try caption(["preprocess", good, "--out", out, "--size", "8", "--no-resize"]).status, 64)
-    XCTAssertEqual(try caption(["preprocess", good]).status, 64)
+    XCTAssertEqual(try runCaption(["preprocess", good, "--out", out, "--size", "0"]).status, 64)
+    XCTAssertEqual(try runCaption(["preprocess", good, "--out", out, "--bogus"]).status, 64)
+    XCTAssertEqual(try runCaption(["preprocess", good, "--out", out, "--size", "8", "--no-resize"]).status, 64)
+    XCTAssertEqual(try runCaption(["preprocess", good]).status, 64)
   }
 }

@@ -319,30 +319,11 @@ final class ShapesTests: XCTestCase {
 
 /// `caption dataset shapes` end to end: the built executable beside the test bundle.
 final class ShapesCommandTests: XCTestCase {
-  private func caption(_ arguments: [String]) throws -> (status: Int32, stderr: String) {
-    let folder = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent()
-    let executable = folder.appendingPathComponent("caption")
-    guard FileManager.default.isExecutableFile(atPath: executable.path) else {
-      XCTFail("the caption executable is not built at \(executable.path)")
-      throw CaptionError(.unreadable, path: executable.path, "missing executable")
-    }
-    let process = Process()
-    process.executableURL = executable
-    process.arguments = arguments
-    let errors = Pipe()
-    process.standardError = errors
-    process.standardOutput = FileHandle.nullDevice
-    try process.run()
-    let text = String(decoding: errors.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-    process.waitUntilExit()
-    return (process.terminationStatus, text)
-  }
-
   func testDatasetShapesCommand() throws {
     let folder = temporaryFolder()
     defer { try? FileManager.default.removeItem(atPath: folder) }
     let out = folder + "/data"
-    let run = try caption([
+    let run = try runCaption([
       "dataset", "shapes", "--out", out, "--count", "12", "--seed", "4", "--format", "jpg", "--image-size",
       "32",
     ])
@@ -357,13 +338,13 @@ final class ShapesCommandTests: XCTestCase {
       ["--count", "5", "--image-size", "8"], ["--count", "5", "--seed", "x"],
       ["--count", "5", "--val", "nan"],
     ] {
-      let usage = try caption(["dataset", "shapes", "--out", out, "--seed", "1"] + bad)
+      let usage = try runCaption(["dataset", "shapes", "--out", out, "--seed", "1"] + bad)
       XCTAssertEqual(usage.status, 64, "\(bad): \(usage.stderr)")
       XCTAssertTrue(usage.stderr.contains("Usage:"), usage.stderr)
     }
 
     FileManager.default.createFile(atPath: folder + "/file", contents: Data([1]))
-    let blocked = try caption([
+    let blocked = try runCaption([
       "dataset", "shapes", "--out", folder + "/file/data", "--count", "2", "--seed", "1",
     ])
     XCTAssertEqual(blocked.status, 1)

@@ -90,3 +90,58 @@ func randomTensor(_ shape: [Int], scale: Float = 1, seed: UInt64) -> Tensor {
   for i in 0..<t.count { t[i] = Float.random(in: -scale...scale, using: &generator) }
   return t
 }
+
+/// What a run of the built `caption` executable did.
+struct CommandRun {
+  let status: Int32
+  let stdout: String
+  let stderr: String
+}
+
+/// Runs the `caption` executable built beside the test bundle (`swift test` builds it), with
+/// OPENBLAS_NUM_THREADS=1 and no CAPTION_MODEL, feeding `stdin` when given.
+func runCaption(
+  _ arguments: [String], stdin: String? = nil, file: StaticString = #filePath, line: UInt = #line
+) throws -> CommandRun {
+  let folder = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent()
+  let executable = folder.appendingPathComponent("caption")
+  guard FileManager.default.isExecutableFile(atPath: executable.path) else {
+    XCTFail("the caption executable is not built at \(executable.path)", file: file, line: line)
+    throw CaptionError(.unreadable, path: executable.path, "missing executable")
+  }
+  let process = Process()
+  process.executableURL = executable
+  process.arguments = arguments
+  var environment = ProcessInfo.processInfo.environment
+  environment["OPENBLAS_NUM_THREADS"] = "1"
+  environment.removeValue(forKey: "CAPTION_MODEL")
+  process.environment = environment
+  let output = Pipe()
+  let errors = Pipe()
+  let input = Pipe()
+  process.standardOutput = output
+  process.standardError = errors
+  process.standardInput = input
+  try process.run()
+  if let stdin { input.fileHandleForWriting.write(Data(stdin.utf8)) }
+  try input.fileHandleForWriting.close()
+  // Read stderr on another thread so that neither pipe can fill up and block the child.
+  let errorData = LockedData()
+  let reader = Thread { errorData.set(errors.fileHandleForReading.readDataToEndOfFile()) }
+  reader.start()
+  let out = output.fileHandleForReading.readDataToEndOfFile()
+  process.waitUntilExit()
+  while !errorData.isSet { usleep(1000) }
+  return CommandRun(
+    status: process.terminationStatus, stdout: String(decoding: out, as: UTF8.self),
+    stderr: String(decoding: errorData.value, as: UTF8.self))
+}
+
+/// Data handed from one thread to another.
+final class LockedData: @unchecked Sendable {
+  private let lock = NSLock()
+  private var data: Data?
+  func set(_ value: Data) { lock.withLock { data = value } }
+  var isSet: Bool { lock.withLock { data != nil } }
+  var value: Data { lock.withLock { data ?? Data() } }
+}
