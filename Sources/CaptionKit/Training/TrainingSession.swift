@@ -45,7 +45,7 @@ final class TrainingSession {
       tokenized: CaptionEncoding.tokenize(trainImages), vocabulary: vocabulary,
       maxLength: options.maxLength)
     log("training captions: \(trainSummary)")
-    let size = options.imageSize
+    let size = model.config.imageSize  // the model's own (with --init, the file's)
     let load: @Sendable (String) throws -> RGBImage = { path in try Preprocess.load(path: path, size: size) }
     let onSkip: @Sendable (String, String) -> Void = { path, reason in
       FileHandle.standardError.write(Data("caption: skipped \(path): \(reason)\n".utf8))
