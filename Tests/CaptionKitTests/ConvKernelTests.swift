@@ -71,14 +71,19 @@ final class ConvKernelTests: XCTestCase {
 
   private func check(
     algorithm: Conv2D.Algorithm, batch: Int, cin: Int, cout: Int, height: Int, width: Int,
-    relu: Bool = true, budget: Int? = nil, threads: Int = 1, file: StaticString = #filePath, line: UInt = #line
+    relu: Bool = true, budget: Int? = nil, threads: Int = 1, file: StaticString = #filePath,
+    line: UInt = #line
   ) {
-    let label = "\(algorithm) B\(batch) \(cin)→\(cout) \(height)×\(width) relu \(relu) budget \(budget ?? 0) threads \(threads)"
+    let label =
+      "\(algorithm) B\(batch) \(cin)→\(cout) \(height)×\(width) relu \(relu) budget \(budget ?? 0) threads \(threads)"
     BLAS.setThreads(threads)
     defer { BLAS.setThreads(1) }
     let conv = Conv2D(inChannels: cin, outChannels: cout, relu: relu)
     conv.algorithm = algorithm
-    if let budget = budget { conv.columnBudget = budget }
+    if let budget = budget {
+      conv.columnBudget = budget
+      conv.winogradBudget = budget
+    }
     var generator = SeededGenerator(seed: UInt64(cin * 1000 + cout * 10 + height))
     conv.initialize(using: &generator)
     Initialization.uniform(conv.bias.value, bound: 0.3, using: &generator)
@@ -90,7 +95,8 @@ final class ConvKernelTests: XCTestCase {
     // Twice, so that reused workspaces (stale contents) are exercised; gradients accumulate.
     for pass in 0..<2 {
       let output = conv.forward(input)
-      XCTAssertLessThanOrEqual(relativeError(output, expected.output), 1e-4, "output \(label)", file: file, line: line)
+      XCTAssertLessThanOrEqual(
+        relativeError(output, expected.output), 1e-4, "output \(label)", file: file, line: line)
       let inputGrad = conv.backward(outputGrad)!
       XCTAssertLessThanOrEqual(
         relativeError(inputGrad, expected.input), 1e-4, "input grad \(label)", file: file, line: line)
@@ -108,9 +114,12 @@ final class ConvKernelTests: XCTestCase {
     for (batch, cin, cout, height, width) in [
       (2, 8, 5, 7, 5), (3, 16, 12, 6, 6), (1, 9, 4, 1, 1), (2, 3, 6, 5, 9), (1, 12, 16, 3, 8),
       (2, 32, 8, 13, 11), (2, 1, 1, 2, 3),
+      // Wide enough for the 8-tile SIMD groups, with odd remainders beside them.
+      (2, 8, 6, 17, 33), (1, 16, 8, 16, 16), (1, 8, 4, 5, 32), (1, 8, 3, 16, 17),
     ] {
       check(algorithm: .winograd, batch: batch, cin: cin, cout: cout, height: height, width: width)
-      check(algorithm: .winograd, batch: batch, cin: cin, cout: cout, height: height, width: width, relu: false)
+      check(
+        algorithm: .winograd, batch: batch, cin: cin, cout: cout, height: height, width: width, relu: false)
     }
   }
 
@@ -120,6 +129,7 @@ final class ConvKernelTests: XCTestCase {
     check(algorithm: .winograd, batch: 5, cin: 8, cout: 6, height: 9, width: 7, budget: 2 * 16 * 8 * 20)
     check(algorithm: .winograd, batch: 5, cin: 8, cout: 6, height: 9, width: 7, threads: 2)
     check(algorithm: .winograd, batch: 3, cin: 8, cout: 6, height: 9, width: 7, budget: 1, threads: 2)
+    check(algorithm: .winograd, batch: 3, cin: 8, cout: 6, height: 16, width: 18, budget: 1, threads: 2)
   }
 
   func testIm2colMatchesDoubleReference() {

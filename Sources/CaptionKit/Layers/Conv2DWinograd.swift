@@ -18,10 +18,10 @@ extension Conv2D {
     ((height + 1) / 2, (width + 1) / 2)
   }
 
-  /// Images per chunk so that V and M stay within `columnBudget` floats each.
+  /// Images per chunk so that V and M stay within `winogradBudget` floats each.
   func winogradChunkSize(batch: Int, tilesPerImage: Int) -> Int {
     let perImage = 16 * max(inChannels, outChannels) * tilesPerImage
-    return max(1, min(batch, columnBudget / max(perImage, 1)))
+    return max(1, min(batch, winogradBudget / max(perImage, 1)))
   }
 
   // MARK: forward
@@ -238,8 +238,33 @@ extension Conv2D {
     for y in 0..<height {
       (padded + (y + 1) * pw + 1).update(from: plane + y * width, count: width)
     }
+    let vectorTiles = tilesW / 8 * 8
     for ty in 0..<tilesH {
-      for tx in 0..<tilesW {
+      // 8 tiles at once: SIMD8 lanes are neighbouring tiles, columns 2tx + c deinterleaved.
+      for tx in stride(from: 0, to: vectorTiles, by: 8) {
+        let p = padded + 2 * ty * pw + 2 * tx
+        @inline(__always) func columns(_ r: Int) -> (SIMD8<Float>, SIMD8<Float>, SIMD8<Float>, SIMD8<Float>) {
+          let a = load16(p + r * pw)
+          let b = load16(p + r * pw + 2)
+          return (a.evenHalf, a.oddHalf, b.evenHalf, b.oddHalf)
+        }
+        let (d0, d1, d2, d3) = (columns(0), columns(1), columns(2), columns(3))
+        let target = v + ty * tilesW + tx
+        // Bᵀ d (rows), then (·) B along each row, as in the scalar loop below.
+        @inline(__always) func store(
+          _ r: Int, _ x: (SIMD8<Float>, SIMD8<Float>, SIMD8<Float>, SIMD8<Float>)
+        ) {
+          store8(x.0 - x.2, target + (4 * r + 0) * s)
+          store8(x.1 + x.2, target + (4 * r + 1) * s)
+          store8(x.2 - x.1, target + (4 * r + 2) * s)
+          store8(x.1 - x.3, target + (4 * r + 3) * s)
+        }
+        store(0, (d0.0 - d2.0, d0.1 - d2.1, d0.2 - d2.2, d0.3 - d2.3))
+        store(1, (d1.0 + d2.0, d1.1 + d2.1, d1.2 + d2.2, d1.3 + d2.3))
+        store(2, (d2.0 - d1.0, d2.1 - d1.1, d2.2 - d1.2, d2.3 - d1.3))
+        store(3, (d1.0 - d3.0, d1.1 - d3.1, d1.2 - d3.2, d1.3 - d3.3))
+      }
+      for tx in vectorTiles..<tilesW {
         let p = UnsafeRawPointer(padded + 2 * ty * pw + 2 * tx)
         let d0 = p.loadUnaligned(as: SIMD4<Float>.self)
         let d1 = p.loadUnaligned(fromByteOffset: 4 * pw, as: SIMD4<Float>.self)
@@ -270,11 +295,35 @@ extension Conv2D {
   ) {
     let (tilesH, tilesW) = tileGrid(height: height, width: width)
     let floor: Float = relu ? 0 : -.infinity
+    // Groups of 8 tiles whose 16 output columns all lie inside the plane.
+    let vectorTiles = min(tilesW, width / 2) / 8 * 8
     for ty in 0..<tilesH {
-      for tx in 0..<tilesW {
+      for tx in stride(from: 0, to: vectorTiles, by: 8) {
+        let source = m + ty * tilesW + tx
+        @inline(__always) func row(_ r: Int) -> (SIMD8<Float>, SIMD8<Float>, SIMD8<Float>, SIMD8<Float>) {
+          (
+            load8(source + (4 * r) * s), load8(source + (4 * r + 1) * s),
+            load8(source + (4 * r + 2) * s), load8(source + (4 * r + 3) * s)
+          )
+        }
+        let (m0, m1, m2, m3) = (row(0), row(1), row(2), row(3))
+        let s0 = (m0.0 + m1.0 + m2.0, m0.1 + m1.1 + m2.1, m0.2 + m1.2 + m2.2, m0.3 + m1.3 + m2.3)
+        let s1 = (m1.0 - m2.0 - m3.0, m1.1 - m2.1 - m3.1, m1.2 - m2.2 - m3.2, m1.3 - m2.3 - m3.3)
+        let biasVector = SIMD16<Float>(repeating: bias)
+        let floorVector = SIMD16<Float>(repeating: floor)
+        let top = output + 2 * ty * width + 2 * tx
+        let y0 = interleave(s0.0 + s0.1 + s0.2, s0.1 - s0.2 - s0.3)
+        store16(pointwiseMax(y0 + biasVector, floorVector), top)
+        if 2 * ty + 1 < height {
+          let y1 = interleave(s1.0 + s1.1 + s1.2, s1.1 - s1.2 - s1.3)
+          store16(pointwiseMax(y1 + biasVector, floorVector), top + width)
+        }
+      }
+      for tx in vectorTiles..<tilesW {
         let source = m + ty * tilesW + tx
         @inline(__always) func row(_ r: Int) -> SIMD4<Float> {
-          SIMD4(source[(4 * r) * s], source[(4 * r + 1) * s], source[(4 * r + 2) * s], source[(4 * r + 3) * s])
+          SIMD4(
+            source[(4 * r) * s], source[(4 * r + 1) * s], source[(4 * r + 2) * s], source[(4 * r + 3) * s])
         }
         let (m0, m1, m2, m3) = (row(0), row(1), row(2), row(3))
         // Aᵀ M (rows): [m0 + m1 + m2, m1 − m2 − m3]; then (·) A along each row.
@@ -307,8 +356,34 @@ extension Conv2D {
       if let output = output, !(output[index] > 0) { return 0 }
       return outputGrad[index]
     }
+    let vectorTiles = min(tilesW, width / 2) / 8 * 8
+    var vectorSum = SIMD8<Float>.zero
     for ty in 0..<tilesH {
-      for tx in 0..<tilesW {
+      if 2 * ty + 1 < height {
+        for tx in stride(from: 0, to: vectorTiles, by: 8) {
+          let index = 2 * ty * width + 2 * tx
+          var top = load16(outputGrad + index)
+          var bottom = load16(outputGrad + index + width)
+          if let output = output {
+            top.replace(with: 0, where: .!(load16(output + index) .> 0))
+            bottom.replace(with: 0, where: .!(load16(output + index + width) .> 0))
+          }
+          let (e00, e01, e10, e11) = (top.evenHalf, top.oddHalf, bottom.evenHalf, bottom.oddHalf)
+          vectorSum += (e00 + e01) + (e10 + e11)
+          let target = mGrad + ty * tilesW + tx
+          @inline(__always) func store(_ r: Int, _ p: SIMD8<Float>, _ q: SIMD8<Float>) {
+            store8(p, target + (4 * r + 0) * s)
+            store8(p + q, target + (4 * r + 1) * s)
+            store8(p - q, target + (4 * r + 2) * s)
+            store8(-q, target + (4 * r + 3) * s)
+          }
+          store(0, e00, e01)
+          store(1, e00 + e10, e01 + e11)
+          store(2, e00 - e10, e01 - e11)
+          store(3, -e10, -e11)
+        }
+      }
+      for tx in (2 * ty + 1 < height ? vectorTiles : 0)..<tilesW {
         let (y, x) = (2 * ty, 2 * tx)
         let (e00, e01, e10, e11) = (grad(y, x), grad(y, x + 1), grad(y + 1, x), grad(y + 1, x + 1))
         sum += (e00 + e01) + (e10 + e11)
@@ -326,7 +401,7 @@ extension Conv2D {
         }
       }
     }
-    return sum
+    return sum + vectorSum.sum()
   }
 
   /// One input plane's gradient [H, W] = Σ over tiles of B dV Bᵀ placed at the tile's patch;
@@ -338,11 +413,42 @@ extension Conv2D {
     let (tilesH, tilesW) = tileGrid(height: height, width: width)
     let pw = 2 * tilesW + 2
     padded.update(repeating: 0, count: (2 * tilesH + 2) * pw)
+    let vectorTiles = tilesW / 8 * 8
     for ty in 0..<tilesH {
-      for tx in 0..<tilesW {
+      for tx in stride(from: 0, to: vectorTiles, by: 8) {
+        let source = vGrad + ty * tilesW + tx
+        @inline(__always) func row(_ a: Int) -> (SIMD8<Float>, SIMD8<Float>, SIMD8<Float>, SIMD8<Float>) {
+          (
+            load8(source + (4 * a) * s), load8(source + (4 * a + 1) * s),
+            load8(source + (4 * a + 2) * s), load8(source + (4 * a + 3) * s)
+          )
+        }
+        let (w0, w1, w2, w3) = (row(0), row(1), row(2), row(3))
+        // B dV (rows), as in the scalar loop below.
+        let u1 = (w1.0 - w2.0 + w3.0, w1.1 - w2.1 + w3.1, w1.2 - w2.2 + w3.2, w1.3 - w2.3 + w3.3)
+        let u2 = (w1.0 + w2.0 - w0.0, w1.1 + w2.1 - w0.1, w1.2 + w2.2 - w0.2, w1.3 + w2.3 - w0.3)
+        let u3 = (-w3.0, -w3.1, -w3.2, -w3.3)
+        // (·) Bᵀ along each row gives patch columns z0…z3 of the 8 tiles; columns 0, 1 of a tile
+        // land at 2tx, 2tx + 1 and columns 2, 3 at 2tx + 2, 2tx + 3 (overlapping the next tile).
+        @inline(__always) func add(_ r: Int, _ x: (SIMD8<Float>, SIMD8<Float>, SIMD8<Float>, SIMD8<Float>)) {
+          let p = padded + (2 * ty + r) * pw + 2 * tx
+          let z0 = x.0
+          let z1 = x.1 - x.2 + x.3
+          let z2 = x.1 + x.2 - x.0
+          let z3 = -x.3
+          store16(load16(p) + interleave(z0, z1), p)
+          store16(load16(p + 2) + interleave(z2, z3), p + 2)
+        }
+        add(0, w0)
+        add(1, u1)
+        add(2, u2)
+        add(3, u3)
+      }
+      for tx in vectorTiles..<tilesW {
         let source = vGrad + ty * tilesW + tx
         @inline(__always) func row(_ a: Int) -> SIMD4<Float> {
-          SIMD4(source[(4 * a) * s], source[(4 * a + 1) * s], source[(4 * a + 2) * s], source[(4 * a + 3) * s])
+          SIMD4(
+            source[(4 * a) * s], source[(4 * a + 1) * s], source[(4 * a + 2) * s], source[(4 * a + 3) * s])
         }
         let (w0, w1, w2, w3) = (row(0), row(1), row(2), row(3))
         // B dV (rows): [w0, w1 − w2 + w3, −w0 + w1 + w2, −w3].
@@ -351,7 +457,8 @@ extension Conv2D {
         @inline(__always) func add(_ r: Int, _ x: SIMD4<Float>) {
           let p = UnsafeMutableRawPointer(padded + (2 * ty + r) * pw + 2 * tx)
           let old = p.loadUnaligned(as: SIMD4<Float>.self)
-          p.storeBytes(of: old + SIMD4(x[0], x[1] - x[2] + x[3], x[1] + x[2] - x[0], -x[3]), as: SIMD4<Float>.self)
+          p.storeBytes(
+            of: old + SIMD4(x[0], x[1] - x[2] + x[3], x[1] + x[2] - x[0], -x[3]), as: SIMD4<Float>.self)
         }
         add(0, rows.0)
         add(1, rows.1)
@@ -363,4 +470,33 @@ extension Conv2D {
       (inputGrad + y * width).update(from: padded + (y + 1) * pw + 1, count: width)
     }
   }
+}
+
+// MARK: SIMD helpers (unaligned loads and stores)
+
+@inline(__always)
+private func load8(_ p: UnsafePointer<Float>) -> SIMD8<Float> {
+  UnsafeRawPointer(p).loadUnaligned(as: SIMD8<Float>.self)
+}
+
+@inline(__always)
+private func load16(_ p: UnsafePointer<Float>) -> SIMD16<Float> {
+  UnsafeRawPointer(p).loadUnaligned(as: SIMD16<Float>.self)
+}
+
+@inline(__always)
+private func store8(_ x: SIMD8<Float>, _ p: UnsafeMutablePointer<Float>) {
+  UnsafeMutableRawPointer(p).storeBytes(of: x, as: SIMD8<Float>.self)
+}
+
+@inline(__always)
+private func store16(_ x: SIMD16<Float>, _ p: UnsafeMutablePointer<Float>) {
+  UnsafeMutableRawPointer(p).storeBytes(of: x, as: SIMD16<Float>.self)
+}
+
+/// [a0, b0, a1, b1, …, a7, b7].
+@inline(__always)
+private func interleave(_ a: SIMD8<Float>, _ b: SIMD8<Float>) -> SIMD16<Float> {
+  SIMD16(
+    a[0], b[0], a[1], b[1], a[2], b[2], a[3], b[3], a[4], b[4], a[5], b[5], a[6], b[6], a[7], b[7])
 }
