@@ -21,6 +21,8 @@ For each configuration below it writes, under Tests/CaptionKitTests/Fixtures/par
 
 The forward and backward run in float64 from the float32 weights and images stored in the files,
 then are rounded to float32, so the expected values are exact to float32 precision.
+Rerunning gives the same tensors and metadata; only the order of the metadata keys inside the
+header may change (the Python library writes them from a hash map).
 """
 import json
 import os

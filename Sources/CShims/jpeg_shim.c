@@ -66,7 +66,13 @@ static int error_kind_for(int msg_code) {
 static void shim_error_exit(j_common_ptr cinfo) {
   shim_error_mgr *err = (shim_error_mgr *)cinfo->err;
   err->error = error_kind_for(err->base.msg_code);
-  err->base.format_message(cinfo, err->message);
+  if (err->base.msg_code == JERR_BAD_PRECISION) {
+    snprintf(err->message, sizeof err->message,
+             "unsupported JPEG precision %d (the system's libjpeg reads 8-bit JPEGs only)",
+             err->base.msg_parm.i[0]);
+  } else {
+    err->base.format_message(cinfo, err->message);
+  }
   longjmp(err->jump, 1);
 }
 

@@ -41,8 +41,8 @@ struct DatasetCommand: ParsableCommand {
     var test: Double = 0.1
 
     func validate() throws {
-      guard count >= 1 && count <= 10_000_000 else {
-        throw ValidationError("--count must be between 1 and 10000000.")
+      guard count >= 1 && count <= 1_000_000 else {
+        throw ValidationError("--count must be between 1 and 1000000.")
       }
       guard imageSize >= 16 && imageSize <= 1024 else {
         throw ValidationError("--image-size must be between 16 and 1024.")

@@ -6,8 +6,9 @@ struct Score: ParsableCommand {
   static let configuration = CommandConfiguration(
     commandName: "score", abstract: "Score COCO-format results against references.",
     discussion: """
-      Computes BLEU-1..4, ROUGE-L and CIDEr-D as the COCO caption evaluation (pycocoevalcap 1.2) does,
-      after its PTB tokenisation. Only images that have a result are scored.
+      Computes BLEU-1..4, ROUGE-L and CIDEr-D as the COCO caption evaluation (pycocoevalcap 1.2) \
+      does, after its PTB tokenisation. Only images that have a result are scored; reference images \
+      without a result are counted in a warning.
 
       Examples:
         caption score --results results.json --references captions_val.json

@@ -135,7 +135,7 @@ struct ModelOptions: ParsableArguments {
   @Option(name: .customLong("init"), help: "Start from this model's weights (and its vocabulary and architecture).")
   var initModel: String?
   @Option(help: "Image side in pixels (default 64).") var imageSize: Int?
-  @Option(help: "Encoder layers: conv channel counts and M for 2×2 max-pool (default 32,M,64,M,96,M,128,M).")
+  @Option(help: "Encoder layers: conv channel counts and M for 2×2 max-pool (default 16,16,M,32,32,M,64,64,M,128,M).")
   var layers: String?
   @Option(help: "Encoder pooling: avg or flatten (default flatten, which keeps where things are).") var pool: PoolMode?
   @Option(help: "Image vector size (default 256).") var dv: Int?
@@ -148,7 +148,7 @@ struct ModelOptions: ParsableArguments {
 }
 
 struct OptimisationOptions: ParsableArguments {
-  @Option(help: "Passes over the training images (default 20).") var epochs: Int?
+  @Option(help: "Passes over the training images (default 12).") var epochs: Int?
   @Option(help: "Images per batch (default 32).") var batchSize: Int?
   @Option(help: "Captions trained per image in a batch, sharing one encoder pass (default 5).") var captionsPerImage: Int?
   @Option(help: "Adam learning rate (default 2e-3).") var lr: Float?

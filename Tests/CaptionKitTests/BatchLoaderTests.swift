@@ -26,13 +26,16 @@ final class BatchLoaderTests: XCTestCase {
   }
 
   /// A fake `Preprocess.load`: paths `img/<id>`; ids in `failing` throw.
-  func fakeLoader(probe: LoaderProbe, failing: Set<Int> = [], cost: Double = 0)
+  /// `cost` seconds per image, burning CPU like a decoder (or sleeping, like a wait for the disk).
+  func fakeLoader(probe: LoaderProbe, failing: Set<Int> = [], cost: Double = 0, sleeping: Bool = false)
     -> @Sendable (String) throws -> RGBImage
   {
     let size = self.size
     return { path in
       probe.recordLoad(path)
-      if cost > 0 {  // burn CPU like a decoder would
+      if cost > 0 && sleeping {
+        Thread.sleep(forTimeInterval: cost)
+      } else if cost > 0 {
         let until = Date().addingTimeInterval(cost)
         while Date() < until {}
       }
@@ -200,6 +203,34 @@ final class BatchLoaderTests: XCTestCase {
     XCTAssertEqual(drain(loader, epoch: 4), drain(resumed, epoch: 4))
   }
 
+  /// A validation-style loader (the same epoch restarted) decodes nothing past its epoch's end; a
+  /// training-style loader, once it went on to the next epoch, builds ahead across epoch ends.
+  func testBuildingAheadAcrossEpochEndsOnlyWhenEpochsFollowOn() throws {
+    let validation = LoaderProbe()
+    let val = try makeLoader(count: 10, batch: 5, k: 1, workers: 2, probe: validation)
+    for _ in 0..<3 {
+      XCTAssertEqual(drain(val, epoch: 0).count, 2)
+      Thread.sleep(forTimeInterval: 0.05)
+      XCTAssertEqual(validation.loads.count % 10, 0)  // whole epochs only
+    }
+    XCTAssertEqual(validation.loads.count, 30)
+
+    let training = LoaderProbe()
+    let train = try makeLoader(count: 10, batch: 5, k: 1, workers: 2, probe: training)
+    _ = drain(train, epoch: 0)
+    Thread.sleep(forTimeInterval: 0.05)
+    XCTAssertEqual(training.loads.count, 10)  // not yet known to go on
+    _ = drain(train, epoch: 1)
+    var waited = 0
+    // Epochs 2 and 3 are built ahead, unasked: the prefetch window is 4 batches of 5, and no more.
+    while training.loads.count < 40 && waited < 200 {
+      Thread.sleep(forTimeInterval: 0.01)
+      waited += 1
+    }
+    Thread.sleep(forTimeInterval: 0.05)
+    XCTAssertEqual(training.loads.count, 40)
+  }
+
   // MARK: - Failures
 
   func testFailingImagesAreReportedOnceSkippedAndCounted() throws {
@@ -257,6 +288,7 @@ final class BatchLoaderTests: XCTestCase {
     let probe = LoaderProbe()
     XCTAssertThrowsError(try makeLoader(batch: 0, workers: 1, probe: probe))
     XCTAssertThrowsError(try makeLoader(workers: -1, probe: probe))
+    XCTAssertThrowsError(try makeLoader(batch: 1 << 30, workers: 1, probe: probe))  // > 2 GB a batch
     XCTAssertThrowsError(try makeLoader(workers: 1, probe: probe, captions: []))
     XCTAssertThrowsError(try makeLoader(workers: 1, probe: probe, cache: "/nonexistent-folder/x.cache")) {
       XCTAssertEqual(($0 as? CaptionError)?.path, "/nonexistent-folder/x.cache")
@@ -355,43 +387,50 @@ final class BatchLoaderTests: XCTestCase {
 
   // MARK: - Speed
 
-  /// With a loader costing ~1 ms of CPU per image, two workers feed a consumer of 32-image batches.
-  /// The machine is shared, so the figures are relative to the same loader's cost measured serially on
-  /// this thread just before: the pipeline alone must deliver at least 0.8× that serial rate, and a
-  /// consumer as slow as one serial loader (32 × cost per batch, sleeping) must wait little.
-  /// Prints the figures (reported in the issue note).
+  /// Two workers feed a consumer of 32-image batches. Figures are relative to the same fake loader's
+  /// cost measured serially on this thread just before (the machine is shared). With a loader that
+  /// waits 1 ms per image (CPU-free, so the measure holds on a busy machine) the pipeline must run
+  /// its 2 workers in parallel (≥ 1.6× the serial rate) and a consumer as slow as one serial loader
+  /// must hardly wait. With a loader burning 1 ms of CPU the figures are printed (reported in the note).
   func testTwoWorkersKeepAConsumerFed() throws {
     let count = 32 * 16
     let data = makeData(count: count)
-    let probe = LoaderProbe()
-    let fake = fakeLoader(probe: probe, cost: 0.001)
-    var start = Date()
-    for i in 0..<64 { _ = try fake(data.images[i].path) }
-    let serialCost = Date().timeIntervalSince(start) / 64
-    let loader = try BatchLoader(
-      images: data.images, captions: data.captions, batchSize: 32, captionsPerImage: 5,
-      imageSize: size, shuffle: true, seed: 3, workers: 2, load: fake, onSkip: { _, _ in })
-    // Loader alone: how fast do batches arrive?
-    start = Date()
-    XCTAssertEqual(drain(loader, epoch: 0).count, 16)
-    let alone = Double(count) / Date().timeIntervalSince(start)
-    // A consumer that needs 32 × serialCost per batch.
-    loader.startEpoch(1)
-    var waited = 0.0
-    start = Date()
-    while true {
-      let asked = Date()
-      guard loader.next() != nil else { break }
-      waited += Date().timeIntervalSince(asked)
-      Thread.sleep(forTimeInterval: 32 * serialCost)
+    for sleeping in [true, false] {
+      let fake = fakeLoader(probe: LoaderProbe(), cost: 0.001, sleeping: sleeping)
+      var start = Date()
+      for i in 0..<64 { _ = try fake(data.images[i].path) }
+      let serialCost = Date().timeIntervalSince(start) / 64
+      let loader = try BatchLoader(
+        images: data.images, captions: data.captions, batchSize: 32, captionsPerImage: 5,
+        imageSize: size, shuffle: true, seed: 3, workers: 2, load: fake, onSkip: { _, _ in })
+      // Loader alone: how fast do batches arrive?
+      start = Date()
+      XCTAssertEqual(drain(loader, epoch: 0).count, 16)
+      let alone = Double(count) / Date().timeIntervalSince(start)
+      _ = drain(loader, epoch: 1)  // now the loader knows epochs follow on and builds ahead
+      // A consumer that needs 32 × serialCost per batch (sleeping: it leaves the CPU to the workers).
+      loader.startEpoch(2)
+      var waited = 0.0
+      start = Date()
+      while true {
+        let asked = Date()
+        guard loader.next() != nil else { break }
+        waited += Date().timeIntervalSince(asked)
+        Thread.sleep(forTimeInterval: 32 * serialCost)
+      }
+      let total = Date().timeIntervalSince(start)
+      print(
+        String(
+          format:
+            "loader speed (%@ 1 ms/image): serial %.0f images/s; 2 workers alone %.0f images/s; consumer at %.0f ms/batch waited %.1f%% of %.2f s",
+          sleeping ? "waiting" : "CPU", 1 / serialCost, alone, 32e3 * serialCost, 100 * waited / total, total)
+      )
+      if sleeping {
+        XCTAssertGreaterThan(alone, 1.6 / serialCost)
+        XCTAssertLessThan(waited / total, 0.15)
+      } else {
+        XCTAssertGreaterThan(alone, 0.6 / serialCost)  // a loose floor: the machine is shared
+      }
     }
-    let total = Date().timeIntervalSince(start)
-    print(
-      String(
-        format:
-          "loader speed: serial %.0f images/s; 2 workers alone %.0f images/s; consumer at %.0f ms/batch waited %.1f%% of %.2f s",
-        1 / serialCost, alone, 32e3 * serialCost, 100 * waited / total, total))
-    XCTAssertGreaterThan(alone, 0.8 / serialCost)
-    XCTAssertLessThan(waited / total, 0.25)
   }
 }

@@ -168,6 +168,9 @@ final class DatasetTests: XCTestCase {
     assertDatasetError(file: bad, mentions: "captions.json") {
       _ = try Dataset.load(data: bad)
     }
+    assertDatasetError(.notAFile, file: "/dev/zero", mentions: "not a regular file") {
+      _ = try Dataset.load(data: "/dev/zero")  // endless: must not be read into memory
+    }
   }
 
   func testEmptyAndBinaryFiles() throws {
@@ -187,6 +190,114 @@ final class DatasetTests: XCTestCase {
     let text = folder + "/notes.txt"
     try AtomicFile.write(Data("just some notes\n".utf8), to: text)
     assertDatasetError(file: text, mentions: "not a dataset") { _ = try Dataset.load(data: text) }
+  }
+
+  // MARK: - JSON
+
+  /// The dataset JSON parser agrees with Foundation's on values, escapes and numbers, and refuses
+  /// bad documents with a line and column.
+  func testJSONParserMatchesFoundation() throws {
+    // Both sides as one canonical text: numbers as Double, keys sorted.
+    func canonical(_ value: JSONValue) -> String {
+      switch value {
+      case .null: return "null"
+      case .bool(let b): return "\(b)"
+      case .number(let n): return "\(n)"
+      case .string(let s): return "s" + s.debugDescription
+      case .array(let a): return "[" + a.map(canonical).joined(separator: ",") + "]"
+      case .object(let o):
+        return "{"
+          + o.keys.sorted().map { "\($0.debugDescription):\(canonical(o[$0]!))" }.joined(separator: ",") + "}"
+      }
+    }
+    func canonical(_ value: Any) -> String {
+      switch value {
+      case is NSNull: return "null"
+      case let s as String: return "s" + s.debugDescription
+      case let n as NSNumber:
+        return String(cString: n.objCType) == "c" ? "\(n.boolValue)" : "\(n.doubleValue)"
+      case let a as [Any]: return "[" + a.map(canonical).joined(separator: ",") + "]"
+      case let o as [String: Any]:
+        return "{"
+          + o.keys.sorted().map { "\($0.debugDescription):\(canonical(o[$0]!))" }.joined(separator: ",") + "}"
+      default: return "?"
+      }
+    }
+    let documents = [
+      #"{"a": [1, -2, 3.25, -0.5e-3, 1E3, 0, 123456789012345678], "b": {"c": null, "d": true, "e": false}}"#,
+      #"["caf\u00e9 \ud83d\udc15 \"q\" \\ \/ \b\f\n\r\t", "naïve – ok", ""]"#,
+      " \n\t [ ] ",
+    ]
+    for text in documents {
+      let ours = canonical(try JSONValue.parse(Array(text.utf8), file: "t.json"))
+      let theirs = canonical(
+        try JSONSerialization.jsonObject(with: Data(text.utf8), options: [.fragmentsAllowed]))
+      XCTAssertEqual(ours, theirs, text)
+      XCTAssertFalse(ours.contains("?"))
+    }
+    guard case .array(let lone) = try JSONValue.parse(Array(#"["a\ud83dz"]"#.utf8), file: "t.json") else {
+      return XCTFail("not an array")
+    }
+    XCTAssertEqual(lone.count, 1)  // a lone surrogate becomes U+FFFD, no crash
+    let bad: [(String, String)] = [
+      ("{\"a\": 1,\n \"b\" 2}", "line 2, column 6: expected ':'"),
+      ("[1, 2", "line 1, column 6: unexpected end of file"),
+      ("[01]", "line 1, column 3: expected ','"),
+      ("[1.]", "line 1, column 4: invalid number"),
+      ("[\"a\tb\"]", "line 1, column 4: control character"),
+      ("[\"\\x\"]", "invalid escape"),
+      ("{\"é\": tru}", "line 1, column 7: invalid value"),
+      ("[1] x", "unexpected text after"),
+      ("", "expected a value"),
+      (String(repeating: "[", count: 100_000), "nested deeper than 512"),
+    ]
+    for (text, expected) in bad {
+      XCTAssertThrowsError(try JSONValue.parse(Array(text.utf8), file: "t.json"), text) {
+        let error = $0 as? CaptionError
+        XCTAssertEqual(error?.path, "t.json")
+        XCTAssertTrue(
+          error?.reason.contains(expected) ?? false, "\(text.prefix(40)): \(String(describing: error))")
+      }
+    }
+  }
+
+  /// Damaged copies of real-layout files (bytes changed, cut short) give errors or datasets, never a
+  /// crash: each is parsed and, when it parses, read as Karpathy, COCO and Flickr8k data.
+  func testDamagedFilesNeverCrash() throws {
+    let sources = [
+      data + "/dataset_coco.json", data + "/coco/annotations/captions_train2014.json",
+      data + "/flickr8k/Flickr8k.token.txt",
+    ]
+    var generator = SplitMix64(seed: 11)
+    var errors = 0
+    for source in sources {
+      let original = try DatasetFile.read(source)
+      for _ in 0..<150 {
+        var bytes = original
+        for _ in 0..<(1 + Int(generator.next() % 3)) {
+          let at = Int(generator.next() % UInt64(bytes.count))
+          let pick = "{}[]\",:0-9eE.\\ #\tnul".utf8
+          bytes[at] =
+            generator.next() % 2 == 0
+            ? UInt8(truncatingIfNeeded: generator.next())
+            : Array(pick)[Int(generator.next() % UInt64(pick.count))]
+        }
+        if generator.next() % 3 == 0 { bytes.removeLast(Int(generator.next() % UInt64(bytes.count))) }
+        do {
+          if case .object(let root) = try JSONValue.parse(bytes, file: "f") {
+            _ = try? KarpathyReader.read(json: root, file: "f", imageFolder: "")
+            _ = try? COCOReader.read(json: root, file: "f", imageFolder: "", split: .train)
+          }
+        } catch {
+          errors += 1
+        }
+        if let text = String(bytes: bytes, encoding: .utf8), Flickr8kReader.looksLikeTokenFile(text) {
+          _ = try? Flickr8kReader.read(
+            text: text, file: source, imageFolder: "", trainList: nil, valList: nil, testList: nil)
+        }
+      }
+    }
+    XCTAssertGreaterThan(errors, 0)  // the damage was seen
   }
 
   // MARK: - Vocabulary and encoding (SPEC §6)
@@ -237,6 +348,24 @@ final class DatasetTests: XCTestCase {
     XCTAssertEqual(withUnknown.summary.unknownWords, 1)
     XCTAssertThrowsError(
       try CaptionEncoding.encode(tokenized: tokenized, vocabulary: vocabulary, maxLength: 1))
+  }
+
+  func testPreparedCaptionsFromAKarpathyFile() throws {
+    let dataset = try Dataset.load(data: data + "/dataset_flickr8k.json")
+    let prepared = try PreparedCaptions.prepare(dataset, minCount: 2, maxLength: 5)
+    // Train words seen twice or more: a 4, the 3, beach 2, dog 2, on 2 (val and test do not count).
+    XCTAssertEqual(prepared.vocabulary.words, Vocabulary.specials + ["a", "the", "beach", "dog", "on"])
+    XCTAssertEqual(prepared.train.map(\.id), [0, 1])
+    XCTAssertEqual(prepared.val.map(\.id), [2])
+    XCTAssertEqual(prepared.trainSummary.captions, 4)
+    XCTAssertEqual(prepared.trainSummary.truncated, 4)  // all have more than 4 words
+    XCTAssertEqual(prepared.trainCaptions[0][0].tokens, [4, 3, 7, 3])  // a <unk> dog <unk>
+    XCTAssertEqual(prepared.valCaptions[0][0].tokens, [4, 3, 3, 4])  // a man in a
+    // A given vocabulary (from --init) is kept.
+    let given = Vocabulary(specialsAnd: ["dog"])
+    let again = try PreparedCaptions.prepare(dataset, minCount: 2, maxLength: 20, vocabulary: given)
+    XCTAssertEqual(again.vocabulary, given)
+    XCTAssertEqual(again.trainCaptions[0][0].tokens, [3, 3, 4, 3, 3, 3, 3])
   }
 
   func testTokenizeUsesTheSharedTokenizerInOrder() {

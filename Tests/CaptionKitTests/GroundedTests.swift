@@ -208,21 +208,34 @@ final class GroundedTests: XCTestCase {
 
   func testSplitScoreIsMicroAveraged() {
     let single = Scene(imageId: 1, filename: "", objects: [object("circle", "red", "small", 10, 10)])
+    func words(_ text: String) -> [String] { text.split(separator: " ").map(String.init) }
+    // One tokenised caption per image, as `caption evaluate` has them.
     let captions: [Int: [String]] = [
-      0: [Self.correct, "A small red circle."],
-      1: ["A blue circle in the top left corner."],
-      9: ["A red circle."],
+      0: words(Self.correct), 1: words("a blue circle in the top left corner"), 9: words("a red circle"),
     ]
     let s = GroundedEvaluation.score(captions: captions, scenes: [0: scene, 1: single])
-    XCTAssertEqual(s.captions, 3)
+    XCTAssertEqual(s.captions, 2)
     XCTAssertEqual(s.captionsWithoutScene, 1)
-    XCTAssertEqual(s.sceneObjects, 11)
-    XCTAssertEqual(s.mentionedObjects, 7)
-    XCTAssertEqual(s.matchedObjects, 6)
-    XCTAssertEqual(s.objectPrecision, 6.0 / 7.0)
-    XCTAssertEqual(s.objectRecall, 6.0 / 11.0)
-    XCTAssertEqual(s.sizeTotal, 5)
+    XCTAssertEqual(s.sceneObjects, 6)
+    XCTAssertEqual(s.mentionedObjects, 6)
+    XCTAssertEqual(s.matchedObjects, 5)
+    XCTAssertEqual(s.objectPrecision, 5.0 / 6.0)
+    XCTAssertEqual(s.objectRecall, 5.0 / 6.0)
+    XCTAssertEqual(s.sizeTotal, 4)
     XCTAssertEqual(s.relationTotal, 1)
+    XCTAssertEqual(s.relationAccuracy, 1)
+
+    // Several raw captions per image (references): each tokenised and scored.
+    let raw: [Int: [String]] = [
+      0: [Self.correct.capitalized + ".", "A small red circle."], 1: ["A red circle, on the right."],
+    ]
+    let r = GroundedEvaluation.score(rawCaptions: raw, scenes: [0: scene, 1: single])
+    XCTAssertEqual(r.captions, 3)
+    XCTAssertEqual(r.sceneObjects, 11)
+    XCTAssertEqual(r.mentionedObjects, 7)
+    XCTAssertEqual(r.matchedObjects, 7)
+    XCTAssertEqual(r.relationTotal, 2)
+    XCTAssertEqual(r.relationCorrect, 1)
   }
 
   func testRelationDefinitions() {

@@ -200,13 +200,36 @@ final class ImageDecodeTests: XCTestCase {
         entry(littleEndian: littleEndian, type: 3, count: 2, value: 3),  // wrong count
         Array(entry(littleEndian: littleEndian, type: 3, count: 1, value: 3).prefix(14)),  // cut short
         [0x49, 0x4D, 42, 0, 8, 0, 0, 0],  // mixed byte order mark
-        littleEndian ? [0x49, 0x49, 42, 0, 0xFF, 0xFF, 0, 0] : [0x4D, 0x4D, 0, 42, 0x7F, 0xFF, 0xFF, 0xFF],  // IFD beyond the end
+        // IFD0 offset beyond the end
+        littleEndian ? [0x49, 0x49, 42, 0, 0xFF, 0xFF, 0, 0] : [0x4D, 0x4D, 0, 42, 0x7F, 0xFF, 0xFF, 0xFF],
         [],
       ]
       for (index, tiff) in broken.enumerated() {
         let image = try ImageDecoder().decode(bytes: withExif(tiff), path: "broken\(index).jpg")
         XCTAssertEqual(image, stored, "broken EXIF case \(index), little-endian \(littleEndian)")
       }
+    }
+  }
+
+  /// Decoders share no state: concurrent decodes (as a data loader's threads do) give the serial result.
+  func testConcurrentDecodesMatchSerialOnes() throws {
+    let paths =
+      try ["jpeg/testorig.jpg", "jpeg/testimgp.jpg", "pngsuite/basi6a16.png", "pngsuite/basn3p04.png"]
+      .map { try sharedTestdata($0) } + [fixturePath("image/cmyk.jpg"), fixturePath("image/exif_le_6.jpg")]
+    let serial = try paths.map { try ImageDecoder().decode(path: $0) }
+    final class Results: @unchecked Sendable {
+      let lock = NSLock()
+      var images: [Int: RGBImage] = [:]
+    }
+    let results = Results()
+    DispatchQueue.concurrentPerform(iterations: 4 * paths.count) { index in
+      let image = try? ImageDecoder().decode(path: paths[index % paths.count])
+      results.lock.lock()
+      results.images[index] = image
+      results.lock.unlock()
+    }
+    for index in 0..<(4 * paths.count) {
+      XCTAssertEqual(results.images[index], serial[index % paths.count], paths[index % paths.count])
     }
   }
 

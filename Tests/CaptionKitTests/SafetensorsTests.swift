@@ -416,6 +416,70 @@ final class SafetensorsTests: XCTestCase {
     }
   }
 
+  /// Random corruptions of a valid model file (bytes overwritten in the length, header or data,
+  /// random truncations) either load or throw a `CaptionError`: never a crash, trap or hang.
+  func testCorruptedModelFilesNeverCrash() throws {
+    let path = temporaryFolder() + "/model.safetensors"
+    try tinyModel(cell: .gru).save(path: path)
+    let original = [UInt8](try Data(contentsOf: URL(fileURLWithPath: path)))
+    let headerEnd = 8 + (0..<8).reduce(0) { $0 | Int(original[$1]) << (8 * $1) }
+    var generator = SplitMix64(seed: 2024)
+    var rejected = 0
+    let trials = 200
+    let corrupted = temporaryFolder() + "/corrupt.safetensors"
+    for trial in 0..<trials {
+      var bytes = original
+      if trial % 4 == 3 {
+        bytes.removeLast(Int(generator.next() % UInt64(bytes.count)) + 1)
+      } else {
+        // Mostly the header, where the structure is; a few bytes each time.
+        for _ in 0..<(1 + Int(generator.next() % 3)) {
+          let position =
+            trial % 4 == 0 ? Int(generator.next() % 8) : Int(generator.next() % UInt64(headerEnd))
+          bytes[position] = UInt8(truncatingIfNeeded: generator.next())
+        }
+      }
+      try Data(bytes).write(to: URL(fileURLWithPath: corrupted))  // no fsync: a scratch file
+      do {
+        _ = try ModelFile.load(path: corrupted)
+      } catch let error as CaptionError {
+        XCTAssertEqual(error.kind, .badModel, "\(error)")
+        rejected += 1
+      }
+    }
+    XCTAssertGreaterThan(rejected, trials / 2)
+  }
+
+  func testDeeplyNestedMetadataJSONIsAnError() throws {
+    let model = tinyModel()
+    let nested = String(repeating: "[", count: 200_000) + String(repeating: "]", count: 200_000)
+    for key in ["config", "vocab", "preprocess", "provenance"] {
+      assertRejected(try writeModel(model, metadata: { $0[key] = nested }), [key], model: true)
+    }
+  }
+
+  /// `caption info`'s text: parameter counts per group worked out by hand for the 2-layer fixture.
+  func testSummaryCountsParametersPerGroup() throws {
+    let path = fixturePath("parity/lstm2_first_flatten.model.safetensors")
+    let summary = try ModelFile.load(path: path).summary(path: path)
+    let lines = summary.split(separator: "\n").map { $0.trimmingCharacters(in: .whitespaces) }
+    // conv0 4·3·9+4 = 112, conv1 8·4·9+8 = 296; fc 6·(8·4·4)+6; embed 11·5;
+    // layer 0: 28·(5+7+6)+2·28; layer 1: 28·(7+7+6)+2·28; out 11·7+11.
+    let expected = [
+      "encoder convs  408", "encoder fc     774", "embedding      55", "rnn layer 0    560",
+      "rnn layer 1    616", "output         88", "total          2,501",
+    ]
+    for line in expected { XCTAssertTrue(lines.contains(line), "missing \"\(line)\" in\n\(summary)") }
+    XCTAssertTrue(lines.contains("cell        lstm"))
+    XCTAssertTrue(lines.contains("image_input first"))
+    XCTAssertTrue(lines.contains("vocabulary: 11 words (first: a red blue circle square left of)"))
+    XCTAssertTrue(
+      lines.contains("preprocessing: size 8, mean [0.485, 0.456, 0.406], std [0.229, 0.224, 0.225]"))
+    XCTAssertTrue(lines.contains("\"seed\" : 105"), summary)
+    XCTAssertEqual(ModelFile.grouped(1_234_567), "1,234,567")
+    XCTAssertEqual(ModelFile.grouped(999), "999")
+  }
+
   func testSaveRefusesTensorsThatDoNotMatchTheConfig() {
     var model = tinyModel()
     model.tensors["decoder.out.bias"] = Tensor(zeros: [12])

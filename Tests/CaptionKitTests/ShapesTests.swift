@@ -36,7 +36,7 @@ final class ShapesTests: XCTestCase {
     }
     XCTAssertEqual(hash, ShapesTests.pinnedHash, "renderer output changed: update the pin only on purpose")
   }
-  static let pinnedHash: UInt64 = 3_778_039_507_172_271_512
+  static let pinnedHash: UInt64 = 4_691_722_152_397_493_788
 
   func testGenerateIsByteIdenticalForOneSeed() throws {
     let first = temporaryFolder()
@@ -73,6 +73,7 @@ final class ShapesTests: XCTestCase {
       for caption in item.captions {
         let tokens = PTBTokenizer.tokenize(caption)
         XCTAssertLessThanOrEqual(tokens.count, 19, caption)
+        XCTAssertEqual(ShapesCaptioner.wordCount(caption), tokens.count, caption)
         let scores = GroundedEvaluation.score(tokens: tokens, scene: scene)
         XCTAssertEqual(scores.matchedObjects, item.objects.count, "not every object mentioned: \(caption)")
         XCTAssertEqual(scores.mentionedObjects, item.objects.count, "extra objects claimed: \(caption)")
@@ -260,6 +261,36 @@ final class ShapesTests: XCTestCase {
     XCTAssertEqual(splits, ["train": 26, "val": 10, "test": 4])
   }
 
+  /// What the project's dataset reader and image decoder make of a generated folder: every image, its
+  /// captions and split; PNG pixels exactly as rendered, JPEG pixels close to them.
+  func testGeneratedFolderLoadsAndDecodes() throws {
+    let folder = temporaryFolder()
+    defer { try? FileManager.default.removeItem(atPath: folder) }
+    try ShapesDataset.generate(outputFolder: folder, count: 30, seed: 21, format: .mixed, log: { _ in })
+    let dataset = try Dataset.load(data: folder)
+    XCTAssertEqual(dataset.images.count, 30)
+    XCTAssertEqual(dataset.scenesPath.map { URL(fileURLWithPath: $0).lastPathComponent }, "scenes.json")
+    var extensions = Set<String>()
+    for image in dataset.images {
+      let item = ShapesDataset.item(index: image.id, seed: 21, imageSize: 64)
+      XCTAssertEqual(image.captions, item.captions)
+      let decoded = try ImageDecoder().decode(path: image.path)
+      XCTAssertEqual(decoded.width, 64)
+      XCTAssertEqual(decoded.height, 64)
+      let fileExtension = URL(fileURLWithPath: image.path).pathExtension
+      extensions.insert(fileExtension)
+      if fileExtension == "png" {
+        XCTAssertEqual(decoded, item.image)
+      } else {
+        XCTAssertEqual(fileExtension, "jpg")
+        let error = zip(decoded.pixels, item.image.pixels).reduce(0) { $0 + abs(Int($1.0) - Int($1.1)) }
+        XCTAssertLessThan(Double(error) / Double(decoded.pixels.count), 6, "JPEG far from the rendering")
+      }
+    }
+    XCTAssertEqual(extensions, ["png", "jpg"])
+    XCTAssertEqual(Set(dataset.images.map(\.split)), [.train, .val, .test])
+  }
+
   func testBadArgumentsAreErrors() {
     let folder = temporaryFolder()
     defer { try? FileManager.default.removeItem(atPath: folder) }
@@ -283,5 +314,59 @@ final class ShapesTests: XCTestCase {
     ) { error in
       XCTAssertEqual((error as? CaptionError)?.kind, .io)
     }
+  }
+}
+
+/// `caption dataset shapes` end to end: the built executable beside the test bundle.
+final class ShapesCommandTests: XCTestCase {
+  private func caption(_ arguments: [String]) throws -> (status: Int32, stderr: String) {
+    let folder = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent()
+    let executable = folder.appendingPathComponent("caption")
+    guard FileManager.default.isExecutableFile(atPath: executable.path) else {
+      XCTFail("the caption executable is not built at \(executable.path)")
+      throw CaptionError(.unreadable, path: executable.path, "missing executable")
+    }
+    let process = Process()
+    process.executableURL = executable
+    process.arguments = arguments
+    let errors = Pipe()
+    process.standardError = errors
+    process.standardOutput = FileHandle.nullDevice
+    try process.run()
+    let text = String(decoding: errors.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+    process.waitUntilExit()
+    return (process.terminationStatus, text)
+  }
+
+  func testDatasetShapesCommand() throws {
+    let folder = temporaryFolder()
+    defer { try? FileManager.default.removeItem(atPath: folder) }
+    let out = folder + "/data"
+    let run = try caption([
+      "dataset", "shapes", "--out", out, "--count", "12", "--seed", "4", "--format", "jpg", "--image-size",
+      "32",
+    ])
+    XCTAssertEqual(run.status, 0, run.stderr)
+    XCTAssertTrue(run.stderr.contains("rendered 12/12 images"), run.stderr)
+    XCTAssertEqual(try Scenes.load(path: out + "/scenes.json").count, 12)
+    XCTAssertTrue(FileManager.default.fileExists(atPath: out + "/images/000011.jpg"))
+
+    for bad in [
+      ["--count", "0"], ["--count", "5", "--format", "gif"],
+      ["--count", "5", "--val", "0.7", "--test", "0.5"],
+      ["--count", "5", "--image-size", "8"], ["--count", "5", "--seed", "x"],
+      ["--count", "5", "--val", "nan"],
+    ] {
+      let usage = try caption(["dataset", "shapes", "--out", out, "--seed", "1"] + bad)
+      XCTAssertEqual(usage.status, 64, "\(bad): \(usage.stderr)")
+      XCTAssertTrue(usage.stderr.contains("Usage:"), usage.stderr)
+    }
+
+    FileManager.default.createFile(atPath: folder + "/file", contents: Data([1]))
+    let blocked = try caption([
+      "dataset", "shapes", "--out", folder + "/file/data", "--count", "2", "--seed", "1",
+    ])
+    XCTAssertEqual(blocked.status, 1)
+    XCTAssertEqual(blocked.stderr, "caption: \(folder)/file: exists and is not a folder\n")
   }
 }

@@ -16,11 +16,14 @@ import Foundation
 ///   `b·B ..< (b+1)·B` of it; its K captions per image are drawn from (seed, e, b). So the batches are
 ///   the same for any worker count and timing, and `startEpoch(e, fromBatch: b)` continues a run exactly.
 /// - Failures: an image whose `load` throws (or returns a size other than S×S) is reported once through
-///   `onSkip(path, reason)`, counted in `skippedCount`, and left out of every batch (a batch shrinks; a
+///   `onSkip(path, reason)` (called on a worker thread), counted in `skippedCount`, and left out of every batch (a batch shrinks; a
 ///   batch left empty is passed over).
 /// - Memory: at most `prefetch` batches are built ahead of the consumer (each worker also holds one
-///   B·S·S·3-byte scratch buffer). Workers run on into the next epoch, so `startEpoch(e + 1)` after
-///   the end of epoch e finds batches ready.
+///   B·S·S·3-byte scratch buffer).
+/// - Epoch ends: once the consumer has gone on from an epoch's end to the next epoch
+///   (`startEpoch(e + 1)`), the workers build ahead across later epoch ends too, so training finds
+///   batches ready after validation. A loader that restarts the same epoch (a validation loader)
+///   never builds ahead past the end of its epoch, so it decodes nothing between validations.
 /// - Cache (`cachePath`): see `ImageCache`. The first pass writes every image it loads; later epochs and
 ///   runs read them from the file without calling `load`.
 /// - Threads: `workers` threads (0 builds each batch on the caller's thread, in `next()`). `stop()` or
@@ -56,6 +59,9 @@ public final class BatchLoader {
       mean.allSatisfy(\.isFinite)
     else { throw invalid("preprocess", "mean and std need 3 finite values each, std positive") }
     guard workers >= 0 && workers <= 64 else { throw invalid("--workers", "\(workers) is outside 0...64") }
+    guard batchSize * imageSize * imageSize * 3 <= 1 << 31 else {
+      throw invalid("--batch", "a batch of \(batchSize) images of \(imageSize)×\(imageSize) needs over 2 GB")
+    }
 
     // The images a batch can hold: with captions, unless no captions are wanted.
     let samples = images.indices.filter { captionsPerImage == 0 || !captions[$0].isEmpty }
@@ -127,6 +133,8 @@ final class LoaderPipeline: @unchecked Sendable {
   /// The stream of batches: (startEpoch, startBatch), then on through later epochs.
   private var stream: (epoch: Int, batch: Int)?
   private var currentEpoch = 0
+  /// Whether workers may build batches of the epoch after `currentEpoch` (see the epoch-end note).
+  private var buildAhead = false
   /// Stream positions: the next to hand to a worker, the next to return.
   private var nextClaim = 0
   private var consumed = 0
@@ -208,8 +216,12 @@ final class LoaderPipeline: @unchecked Sendable {
   func start(epoch: Int, batch: Int) {
     condition.lock()
     defer { condition.unlock() }
+    let continuing = stream != nil && batchesPerEpoch > 0 && position(consumed) == (epoch, batch)
+    if continuing && batch == 0 && epoch == currentEpoch + 1 { buildAhead = true }
+    if !continuing && epoch <= currentEpoch { buildAhead = false }
     currentEpoch = epoch
-    if stream != nil, batchesPerEpoch > 0, position(consumed) == (epoch, batch) { return }
+    condition.broadcast()
+    if continuing { return }
     generation += 1
     stream = (epoch, batch)
     nextClaim = 0
@@ -267,7 +279,9 @@ final class LoaderPipeline: @unchecked Sendable {
     defer { scratch.deallocate() }
     condition.lock()
     while !stopped {
-      guard stream != nil, batchesPerEpoch > 0, nextClaim < consumed + prefetch else {
+      guard stream != nil, batchesPerEpoch > 0, nextClaim < consumed + prefetch,
+        buildAhead || position(nextClaim).epoch == currentEpoch
+      else {
         condition.wait()
         continue
       }

@@ -118,3 +118,41 @@ final class ResultSlots<Value>: @unchecked Sendable {
 
   var values: [Value] { (0..<count).map { storage[$0]! } }
 }
+
+/// The train and val splits of a dataset, encoded for training: what `caption train` needs before
+/// it builds its loaders. The training captions are tokenised once, for the vocabulary and the
+/// encoding both.
+public struct PreparedCaptions {
+  public var vocabulary: Vocabulary
+  public var train: [DatasetImage]
+  public var trainCaptions: [[EncodedCaption]]
+  public var trainSummary: EncodingSummary
+  public var val: [DatasetImage]
+  public var valCaptions: [[EncodedCaption]]
+  public var valSummary: EncodingSummary
+
+  /// Builds the vocabulary from the train split (`minCount`), unless `vocabulary` is given (a model
+  /// loaded with `--init` keeps its own), and encodes both splits with at most `maxLength − 1` words.
+  /// An error when the train split has no images, or no caption with a word.
+  public static func prepare(
+    _ dataset: Dataset, minCount: Int, maxLength: Int, vocabulary: Vocabulary? = nil, data: String = "dataset"
+  ) throws -> PreparedCaptions {
+    let train = try dataset.nonEmptySplit(.train, data: data)
+    let val = dataset.split(.val)
+    guard minCount >= 1 else {
+      throw CaptionError(.invalidArgument, path: "--min-count", "must be at least 1, not \(minCount)")
+    }
+    let tokenized = CaptionEncoding.tokenize(train)
+    guard tokenized.contains(where: { $0.contains { !$0.isEmpty } }) else {
+      throw CaptionError(.badDataset, path: data, "no caption of the train split holds a word")
+    }
+    let words = vocabulary ?? VocabularyBuilder.build(tokenized: tokenized, minCount: minCount)
+    let encodedTrain = try CaptionEncoding.encode(
+      tokenized: tokenized, vocabulary: words, maxLength: maxLength)
+    let encodedVal = try CaptionEncoding.encode(images: val, vocabulary: words, maxLength: maxLength)
+    return PreparedCaptions(
+      vocabulary: words, train: train, trainCaptions: encodedTrain.captions,
+      trainSummary: encodedTrain.summary,
+      val: val, valCaptions: encodedVal.captions, valSummary: encodedVal.summary)
+  }
+}

@@ -131,8 +131,7 @@ public struct Dataset: Sendable {
     let firstByte = bytes.first { !($0 == 0x20 || $0 == 0x0A || $0 == 0x0D || $0 == 0x09) }
     let folder = (data as NSString).deletingLastPathComponent
     if firstByte == UInt8(ascii: "{") || firstByte == UInt8(ascii: "[") {
-      let json = try DatasetFile.parseJSON(bytes, file: data)
-      guard let root = json as? [String: Any] else {
+      guard case .object(let root) = try JSONValue.parse(bytes, file: data) else {
         throw CaptionError(.badDataset, path: data, "the top level must be a JSON object")
       }
       if root["annotations"] != nil {
@@ -167,62 +166,40 @@ enum DatasetFile {
   /// Larger dataset files are refused rather than read into memory (dataset_coco.json is ~150 MB).
   static let maximumBytes = 2 << 30
 
+  /// The bytes of a regular file (a device or pipe could be endless; a folder is not a file).
   static func read(_ path: String) throws -> [UInt8] {
-    guard let handle = FileHandle(forReadingAtPath: path) else {
+    let fd = open(path, O_RDONLY | O_CLOEXEC)
+    guard fd >= 0 else {
       throw CaptionError(.unreadable, path: path, "cannot open: \(String(cString: strerror(errno)))")
     }
-    defer { try? handle.close() }
-    let size = (try? FileManager.default.attributesOfItem(atPath: path)[.size] as? Int) ?? 0
+    defer { close(fd) }
+    var info = stat()
+    guard fstat(fd, &info) == 0, (info.st_mode & S_IFMT) == S_IFREG else {
+      throw CaptionError(.notAFile, path: path, "not a regular file")
+    }
+    let size = Int(info.st_size)
     guard size <= maximumBytes else {
       throw CaptionError(.tooLarge, path: path, "\(size) bytes is larger than a dataset file may be")
     }
-    do {
-      let data = try handle.readToEnd() ?? Data()
-      guard data.count <= maximumBytes else {
-        throw CaptionError(.tooLarge, path: path, "larger than a dataset file may be")
+    var bytes = [UInt8](repeating: 0, count: size)
+    var done = 0
+    while done < size {
+      let n = bytes.withUnsafeMutableBytes { pread(fd, $0.baseAddress! + done, size - done, off_t(done)) }
+      if n < 0 && errno == EINTR { continue }
+      guard n >= 0 else {
+        throw CaptionError(.unreadable, path: path, "read failed: \(String(cString: strerror(errno)))")
       }
-      return [UInt8](data)
-    } catch let error as CaptionError {
-      throw error
-    } catch {
-      throw CaptionError(.unreadable, path: path, "read failed: \(error.localizedDescription)")
+      if n == 0 { break }  // the file shrank while being read
+      done += n
     }
+    return Array(bytes.prefix(done))
   }
 
-  static func readJSON(_ path: String) throws -> [String: Any] {
-    let json = try parseJSON(read(path), file: path)
-    guard let root = json as? [String: Any] else {
+  static func readJSON(_ path: String) throws -> [String: JSONValue] {
+    guard case .object(let root) = try JSONValue.parse(read(path), file: path) else {
       throw CaptionError(.badDataset, path: path, "the top level must be a JSON object")
     }
     return root
-  }
-
-  /// Parses JSON; a syntax error names the line and column (from Foundation's character offset).
-  static func parseJSON(_ bytes: [UInt8], file: String) throws -> Any {
-    do {
-      return try JSONSerialization.jsonObject(with: Data(bytes), options: [])
-    } catch {
-      let detail =
-        ((error as NSError).userInfo[NSDebugDescriptionErrorKey] as? String)
-        ?? error.localizedDescription
-      var place = ""
-      if let range = detail.range(of: "character "),
-        let offset = Int(detail[range.upperBound...].prefix { $0.isNumber })
-      {
-        var line = 1
-        var column = 1
-        for byte in bytes.prefix(offset) {
-          if byte == 0x0A {
-            line += 1
-            column = 1
-          } else {
-            column += 1
-          }
-        }
-        place = "line \(line), column \(column): "
-      }
-      throw CaptionError(.badDataset, path: file, "bad JSON: \(place)\(detail)")
-    }
   }
 
   /// Joins path parts with single slashes; an empty folder leaves the name as is.
@@ -253,39 +230,37 @@ struct JSONPlace {
   }
   func index(_ i: Int) -> JSONPlace { JSONPlace(file: file, place: "\(place)[\(i)]") }
 
-  func object(_ value: Any?) throws -> [String: Any] {
+  func object(_ value: JSONValue?) throws -> [String: JSONValue] {
     guard let value else { throw fail("missing") }
-    guard let object = value as? [String: Any] else { throw fail("expected an object") }
+    guard case .object(let object) = value else { throw fail("expected an object") }
     return object
   }
 
-  func array(_ value: Any?) throws -> [Any] {
+  func array(_ value: JSONValue?) throws -> [JSONValue] {
     guard let value else { throw fail("missing") }
-    guard let array = value as? [Any] else { throw fail("expected an array") }
+    guard case .array(let array) = value else { throw fail("expected an array") }
     return array
   }
 
-  func string(_ value: Any?) throws -> String {
+  func string(_ value: JSONValue?) throws -> String {
     guard let value else { throw fail("missing") }
-    guard let string = value as? String else { throw fail("expected a string") }
+    guard case .string(let string) = value else { throw fail("expected a string") }
     return string
   }
 
-  /// An integer (JSON numbers with no fraction; booleans are refused).
-  func integer(_ value: Any?) throws -> Int {
+  /// An integer: a JSON number without a fraction.
+  func integer(_ value: JSONValue?) throws -> Int {
     guard let value else { throw fail("missing") }
-    // A JSON boolean is an NSNumber of type "c" (char): refuse it.
-    guard let number = value as? NSNumber, String(cString: number.objCType) != "c" else {
+    guard case .number(let number) = value, number.rounded() == number, abs(number) < 9e15 else {
       throw fail("expected an integer")
     }
-    let double = number.doubleValue
-    guard double.rounded() == double, abs(double) < 9e15 else { throw fail("expected an integer") }
-    return Int(double)
+    return Int(number)
   }
 
   /// An optional integer: nil when absent or JSON null.
-  func optionalInteger(_ value: Any?) throws -> Int? {
-    if value == nil || value is NSNull { return nil }
+  func optionalInteger(_ value: JSONValue?) throws -> Int? {
+    if value == nil { return nil }
+    if case .null = value! { return nil }
     return try integer(value)
   }
 }

@@ -61,6 +61,7 @@ public enum Evaluator {
     let scores = CaptionMetrics.score(candidates: candidates, references: references)
     var grounded: GroundedScores? = nil
     if let scenes {
+      // One tokenised caption per image with a scene.
       grounded = GroundedEvaluation.score(
         captions: candidates.filter { scenes[$0.key] != nil }, scenes: scenes)
     }

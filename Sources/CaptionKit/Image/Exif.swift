@@ -37,33 +37,37 @@ public enum ExifOrientation {
 
   /// `image` as it should be seen under EXIF `orientation` (1...8; anything else leaves it).
   ///
-  /// For output pixel (x, y), with the input W×H: 1 (x, y); 2 (W−1−x, y); 3 (W−1−x, H−1−y);
-  /// 4 (x, H−1−y); and with width and height swapped: 5 transpose (y, x); 6 rotate 90° clockwise
-  /// (y, H−1−x); 7 transverse (W−1−y, H−1−x); 8 rotate 90° anticlockwise (W−1−y, x).
+  /// Output pixel (x, y) reads input pixel (sx, sy) of the W×H input: 1 (x, y); 2 (W−1−x, y);
+  /// 3 (W−1−x, H−1−y); 4 (x, H−1−y); and with width and height swapped: 5 transpose (y, x);
+  /// 6 rotate 90° clockwise (y, H−1−x); 7 transverse (W−1−y, H−1−x); 8 rotate 90° anticlockwise
+  /// (W−1−y, x). As a pixel index sy·W + sx that is start + x·stepX + y·stepY.
   public static func apply(_ orientation: Int, to image: RGBImage) -> RGBImage {
     guard (2...8).contains(orientation) else { return image }
     let w = image.width, h = image.height
+    let (start, stepX, stepY): (Int, Int, Int)
+    switch orientation {
+    case 2: (start, stepX, stepY) = (w - 1, -1, w)
+    case 3: (start, stepX, stepY) = ((h - 1) * w + w - 1, -1, -w)
+    case 4: (start, stepX, stepY) = ((h - 1) * w, 1, -w)
+    case 5: (start, stepX, stepY) = (0, w, 1)
+    case 6: (start, stepX, stepY) = ((h - 1) * w, -w, 1)
+    case 7: (start, stepX, stepY) = ((h - 1) * w + w - 1, -w, -1)
+    default: (start, stepX, stepY) = (w - 1, w, -1)  // 8
+    }
     let swaps = orientation >= 5
     let outWidth = swaps ? h : w, outHeight = swaps ? w : h
     var output = [UInt8](repeating: 0, count: w * h * 3)
     image.pixels.withUnsafeBufferPointer { input in
       output.withUnsafeMutableBufferPointer { out in
+        var to = 0
         for y in 0..<outHeight {
-          for x in 0..<outWidth {
-            let sx: Int, sy: Int
-            switch orientation {
-            case 2: (sx, sy) = (w - 1 - x, y)
-            case 3: (sx, sy) = (w - 1 - x, h - 1 - y)
-            case 4: (sx, sy) = (x, h - 1 - y)
-            case 5: (sx, sy) = (y, x)
-            case 6: (sx, sy) = (y, h - 1 - x)
-            case 7: (sx, sy) = (w - 1 - y, h - 1 - x)
-            default: (sx, sy) = (w - 1 - y, x)  // 8
-            }
-            let from = (sy * w + sx) * 3, to = (y * outWidth + x) * 3
-            out[to] = input[from]
-            out[to + 1] = input[from + 1]
-            out[to + 2] = input[from + 2]
+          var from = start + y * stepY
+          for _ in 0..<outWidth {
+            out[to] = input[3 * from]
+            out[to + 1] = input[3 * from + 1]
+            out[to + 2] = input[3 * from + 2]
+            to += 3
+            from += stepX
           }
         }
       }

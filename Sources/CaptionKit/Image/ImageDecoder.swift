@@ -43,7 +43,8 @@ public struct ImageDecoder: Sendable {
         .unsupportedFormat, path: path, "unsupported image format (\(name)); JPEG and PNG are read")
     case .unknown:
       if bytes.count < 8
-        && ([0x89, 0x50, 0x4E, 0x47, 0x0D, 0x0A, 0x1A].starts(with: bytes) || bytes == [0xFF, 0xD8])
+        && ([0x89, 0x50, 0x4E, 0x47, 0x0D, 0x0A, 0x1A].starts(with: bytes)
+          || [0xFF, 0xD8, 0xFF].starts(with: bytes))
       {
         throw CaptionError(.truncated, path: path, "file ends within its signature")
       }
@@ -74,13 +75,20 @@ public struct ImageDecoder: Sendable {
 
   private static func error(code: Int32, message: String, format: ImageFormat, path: String) -> CaptionError {
     let name = format == .jpeg ? "JPEG" : "PNG"
-    let detail = message.isEmpty ? "" : ": " + message
+    // libjpeg's own words repeat the category ("Corrupt JPEG data: ..."): keep the detail only.
+    var words = message
+    for prefix in ["Corrupt JPEG data: ", "Premature end of JPEG file"] where words.hasPrefix(prefix) {
+      words = String(words.dropFirst(prefix.count))
+    }
+    let detail = words.isEmpty ? "" : ": " + words
     switch Int(code) {
     case Int(CAPTION_IMAGE_TRUNCATED):
-      return CaptionError(.truncated, path: path, "truncated \(name)\(detail)")
+      let reason = "truncated \(name)" + (words.isEmpty ? ": the file ends early" : detail)
+      return CaptionError(.truncated, path: path, reason)
     case Int(CAPTION_IMAGE_TOO_LARGE): return CaptionError(.tooLarge, path: path, "image too large\(detail)")
     case Int(CAPTION_IMAGE_UNSUPPORTED):
-      return CaptionError(.unsupportedFormat, path: path, "unsupported \(name) variant\(detail)")
+      return CaptionError(
+        .unsupportedFormat, path: path, message.isEmpty ? "unsupported \(name) variant" : message)
     default: return CaptionError(.corrupt, path: path, "corrupt \(name)\(detail)")
     }
   }

@@ -1,3 +1,6 @@
+import COpenBLAS
+import Dispatch
+
 /// Elementwise kernels over contiguous `Float` buffers: plain loops the compiler vectorises.
 public enum Elementwise {
   /// y += x
@@ -22,31 +25,79 @@ public enum Elementwise {
 
   /// Σ x², accumulated in Double (for norms of large tensors).
   public static func sumOfSquares(_ x: UnsafePointer<Float>, count: Int) -> Double {
-    // Float partial sums over blocks keep the loop vectorised; blocks are summed in Double.
-    var total = 0.0
-    var start = 0
-    while start < count {
-      let end = min(start + 4096, count)
-      var partial: Float = 0
-      for i in start..<end { partial += x[i] * x[i] }
-      total += Double(partial)
-      start = end
-    }
-    return total
+    blockedSum(x, count: count) { $0 * $0 }
   }
 
   /// Σ x, accumulated in Double.
   public static func sum(_ x: UnsafePointer<Float>, count: Int) -> Double {
+    blockedSum(x, count: count) { $0 }
+  }
+
+  /// Σ f(x): 8 Float lanes over blocks of 4096 elements (so the loop vectorises), blocks summed in
+  /// Double.
+  @inline(__always)
+  static func blockedSum(
+    _ x: UnsafePointer<Float>, count: Int, _ f: (SIMD8<Float>) -> SIMD8<Float>
+  ) -> Double {
+    let raw = UnsafeRawPointer(x)
     var total = 0.0
     var start = 0
-    while start < count {
-      let end = min(start + 4096, count)
-      var partial: Float = 0
-      for i in start..<end { partial += x[i] }
-      total += Double(partial)
+    while start + 8 <= count {
+      let end = min(start + 4096, count - count % 8)
+      var lanes = SIMD8<Float>()
+      var i = start
+      while i < end {
+        lanes += f(raw.loadUnaligned(fromByteOffset: 4 * i, as: SIMD8<Float>.self))
+        i += 8
+      }
+      total += Double(lanes.sum())
       start = end
     }
+    for i in start..<count { total += Double(f(SIMD8(repeating: x[i]))[0]) }
     return total
+  }
+
+  /// target = mask > 0 ? source : 0 (the backward of a ReLU whose output is `mask`).
+  @inline(__always)
+  public static func copyWherePositive(
+    _ source: UnsafePointer<Float>, mask: UnsafePointer<Float>, into target: UnsafeMutablePointer<Float>,
+    count: Int
+  ) {
+    let (s, m, t) = (UnsafeRawPointer(source), UnsafeRawPointer(mask), UnsafeMutableRawPointer(target))
+    var i = 0
+    while i + 8 <= count {
+      let values = s.loadUnaligned(fromByteOffset: 4 * i, as: SIMD8<Float>.self)
+      let activations = m.loadUnaligned(fromByteOffset: 4 * i, as: SIMD8<Float>.self)
+      t.storeBytes(
+        of: values.replacing(with: 0, where: activations .<= 0), toByteOffset: 4 * i, as: SIMD8<Float>.self)
+      i += 8
+    }
+    while i < count {
+      target[i] = mask[i] > 0 ? source[i] : 0
+      i += 1
+    }
+  }
+
+  /// target = max(source + b, 0) (bias then ReLU), or source + b when `relu` is false. May be in place.
+  @inline(__always)
+  public static func addBias(
+    _ source: UnsafePointer<Float>, _ b: Float, relu: Bool, into target: UnsafeMutablePointer<Float>,
+    count: Int
+  ) {
+    let (s, t) = (UnsafeRawPointer(source), UnsafeMutableRawPointer(target))
+    let bias = SIMD8<Float>(repeating: b)
+    let zero = SIMD8<Float>()
+    var i = 0
+    while i + 8 <= count {
+      var value = s.loadUnaligned(fromByteOffset: 4 * i, as: SIMD8<Float>.self) + bias
+      if relu { value = value.replacing(with: zero, where: value .< zero) }
+      t.storeBytes(of: value, toByteOffset: 4 * i, as: SIMD8<Float>.self)
+      i += 8
+    }
+    while i < count {
+      target[i] = relu ? max(source[i] + b, 0) : source[i] + b
+      i += 1
+    }
   }
 }
 
@@ -77,4 +128,32 @@ public func reuseWorkspace(_ existing: inout Tensor?, shape: [Int]) -> Tensor {
   let tensor = Tensor(zeros: shape)
   existing = tensor
   return tensor
+}
+
+/// Splits independent work over the compute threads (as many as OpenBLAS is set to use), for the
+/// memory-bound loops around the GEMMs (im2col, col2im, bias, ReLU, pools). Each part gets one
+/// contiguous range of `0..<count`; parts must write disjoint memory.
+public enum Parallel {
+  /// The number of compute threads (OpenBLAS's setting, `BLAS.setThreads`).
+  public static var workers: Int { max(1, Int(openblas_get_num_threads())) }
+
+  public static func forRanges(_ count: Int, minimumPerPart: Int = 1, _ body: (Range<Int>) -> Void) {
+    let parts = min(workers, count / max(minimumPerPart, 1))
+    if parts <= 1 {
+      body(0..<count)
+      return
+    }
+    withoutActuallyEscaping(body) { body in
+      let task = UncheckedSendable(body)
+      DispatchQueue.concurrentPerform(iterations: parts) { part in
+        task.value(count * part / parts..<count * (part + 1) / parts)
+      }
+    }
+  }
+}
+
+/// Carries a value the caller guarantees is used safely across threads (disjoint writes).
+struct UncheckedSendable<Value>: @unchecked Sendable {
+  let value: Value
+  init(_ value: Value) { self.value = value }
 }

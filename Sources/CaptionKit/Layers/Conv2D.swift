@@ -8,8 +8,8 @@
 /// still get wide GEMMs, and early layers do not need a huge column buffer.
 ///
 /// Layers with at least `winogradMinChannels` input channels use Winograd F(2×2, 3×3) instead
-/// (extension below): 2.25× fewer multiplies, done as 16 GEMMs per chunk. Both paths are tested
-/// against `reference` (ConvKernelTests).
+/// (Conv2DWinograd.swift): 2.25× fewer multiplies, done as 16 GEMMs per chunk. Both paths are
+/// tested against a Double-precision reference (ConvKernelTests).
 public final class Conv2D {
   public enum Algorithm: Sendable {
     case im2col
@@ -27,9 +27,10 @@ public final class Conv2D {
   public let bias: Parameter  // [Cout]
   public var parameters: [Parameter] { [weight, bias] }
 
-  /// Upper bound on the floats in the column buffer (and the chunk's GEMM output): 8 M = 32 MB.
-  /// At least one image is always processed per chunk.
-  public var columnBudget = 8 << 20
+  /// Upper bound on the floats in the column buffer (and the chunk's GEMM output): 1 M = 4 MB,
+  /// at least one image per chunk. Measured at the bench config (1 thread, CPU time of all convs'
+  /// forward + backward): 0.25–1 M ≈ 400–410 ms, 2 M 446 ms, 8 M ~500 ms (cache misses).
+  public var columnBudget = 1 << 20
   /// The same bound for each of Winograd's V and M (1 M = 4 MB: measured faster than 8 M at
   /// batch 32, the chunks staying nearer the caches).
   public var winogradBudget = 1 << 20
@@ -41,7 +42,7 @@ public final class Conv2D {
   private var inputGrad: Tensor?  // [B, Cin, H, W]
   private var columns: Tensor?  // [K, G·HW]
   private var chunkOutput: Tensor?  // [Cout, G·HW]
-  // Winograd workspaces (see the extension).
+  // Winograd workspaces (Conv2DWinograd.swift).
   var winogradU: Tensor?  // [16, Cout, Cin]
   var winogradUGrad: Tensor?  // [16, Cout, Cin]
   var winogradV: Tensor?  // [16, Cin, T]
@@ -79,60 +80,47 @@ public final class Conv2D {
     precondition(
       input.shape.count == 4 && input.shape[1] == inChannels,
       "Conv2D: input \(input.shape), expected [B, \(inChannels), H, W]")
-    self.input = input
-    let output = reuseWorkspace(
-      &self.output, shape: [input.shape[0], outChannels, input.shape[2], input.shape[3]])
-    switch algorithm {
-    case .im2col: forwardIm2col(input, output)
-    case .winograd: forwardWinograd(input, output)
+    if algorithm == .winograd {
+      self.input = input
+      let output = reuseWorkspace(
+        &self.output, shape: [input.shape[0], outChannels, input.shape[2], input.shape[3]])
+      forwardWinograd(input, output)
+      return output
     }
-    return output
-  }
-
-  private func forwardIm2col(_ input: Tensor, _ output: Tensor) {
     let (batch, height, width) = (input.shape[0], input.shape[2], input.shape[3])
     let pixels = height * width
     let k = inChannels * 9
+    self.input = input
+    let output = reuseWorkspace(&self.output, shape: [batch, outChannels, height, width])
     let group = chunkSize(batch: batch, pixels: pixels)
     let columns = reuseWorkspace(&self.columns, shape: [k, group * pixels])
     let chunkOutput = reuseWorkspace(&self.chunkOutput, shape: [outChannels, group * pixels])
-    let imageSize = inChannels * pixels
     let outputSize = outChannels * pixels
-    let threads = Parallel.threads
 
     var first = 0
     while first < batch {
       let count = min(group, batch - first)
       let ldc = count * pixels  // row stride of col and chunk output for this chunk
-      Parallel.ranges(count, parts: threads) { _, images in
-        for g in images {
-          Conv2D.im2col(
-            image: input.pointer + (first + g) * imageSize, channels: inChannels,
-            height: height, width: width, columns: columns.pointer + g * pixels, rowStride: ldc)
-        }
-      }
-      // chunk [Cout, count·HW] = weight [Cout, K] · col [K, count·HW]
+      im2colChunk(input, first: first, count: count, columns: columns)
+      // chunk [Cout, count·HW] = weight [Cout, K] · col [K, count·HW]. A one-image chunk already has
+      // the NCHW layout of that image, so the GEMM writes straight into the output.
+      let chunk = count == 1 ? output.pointer + first * outputSize : chunkOutput.pointer
       BLAS.gemm(
         transA: false, transB: false, m: outChannels, n: ldc, k: k,
         a: weight.value.pointer, lda: k, b: columns.pointer, ldb: ldc,
-        beta: 0, c: chunkOutput.pointer, ldc: ldc)
-      // Scatter to NCHW, adding the bias and applying the ReLU.
-      let biasPointer = bias.value.pointer
-      Parallel.ranges(count * outChannels, parts: threads) { _, planes in
-        for plane in planes {
-          let (g, co) = plane.quotientAndRemainder(dividingBy: outChannels)
-          let source = chunkOutput.pointer + co * ldc + g * pixels
-          let target = output.pointer + (first + g) * outputSize + co * pixels
-          let b = biasPointer[co]
-          if relu {
-            for p in 0..<pixels { target[p] = max(source[p] + b, 0) }
-          } else {
-            for p in 0..<pixels { target[p] = source[p] + b }
-          }
+        beta: 0, c: chunk, ldc: ldc)
+      // To NCHW, adding the bias and applying the ReLU; one (image, channel) plane per item.
+      Parallel.forRanges(count * outChannels) { items in
+        for item in items {
+          let (g, co) = item.quotientAndRemainder(dividingBy: outChannels)
+          Elementwise.addBias(
+            chunk + co * ldc + g * pixels, bias.value.pointer[co], relu: relu,
+            into: output.pointer + (first + g) * outputSize + co * pixels, count: pixels)
         }
       }
       first += count
     }
+    return output
   }
 
   // MARK: backward
@@ -145,57 +133,48 @@ public final class Conv2D {
       preconditionFailure("Conv2D.backward before forward")
     }
     precondition(outputGrad.shape == output.shape, "Conv2D.backward: \(outputGrad.shape) vs \(output.shape)")
-    let inputGrad: Tensor? =
-      needInputGrad ? reuseWorkspace(&self.inputGrad, shape: input.shape) : nil
-    switch algorithm {
-    case .im2col: backwardIm2col(input, output, outputGrad, inputGrad)
-    case .winograd: backwardWinograd(input, output, outputGrad, inputGrad)
+    if algorithm == .winograd {
+      let inputGrad: Tensor? =
+        needInputGrad ? reuseWorkspace(&self.inputGrad, shape: input.shape) : nil
+      backwardWinograd(input, output, outputGrad, inputGrad)
+      return inputGrad
     }
-    return inputGrad
-  }
-
-  private func backwardIm2col(_ input: Tensor, _ output: Tensor, _ outputGrad: Tensor, _ inputGrad: Tensor?) {
     let (batch, height, width) = (input.shape[0], input.shape[2], input.shape[3])
     let pixels = height * width
     let k = inChannels * 9
     let group = chunkSize(batch: batch, pixels: pixels)
     let columns = reuseWorkspace(&self.columns, shape: [k, group * pixels])
     let chunkGrad = reuseWorkspace(&self.chunkOutput, shape: [outChannels, group * pixels])
-    inputGrad?.fill(0)
+    let inputGrad: Tensor? =
+      needInputGrad ? reuseWorkspace(&self.inputGrad, shape: input.shape) : nil
     let imageSize = inChannels * pixels
     let outputSize = outChannels * pixels
-    let threads = Parallel.threads
 
     var first = 0
     while first < batch {
       let count = min(group, batch - first)
       let ldc = count * pixels
-      // Gather dL/d(pre-activation) into [Cout, count·HW].
-      Parallel.ranges(count * outChannels, parts: threads) { _, planes in
-        for plane in planes {
-          let (g, co) = plane.quotientAndRemainder(dividingBy: outChannels)
-          let source = outputGrad.pointer + (first + g) * outputSize + co * pixels
+      // Gather dL/d(pre-activation) into [Cout, count·HW]; accumulate dbias.
+      Parallel.forRanges(count * outChannels) { items in
+        for item in items {
+          let (g, co) = item.quotientAndRemainder(dividingBy: outChannels)
+          let offset = (first + g) * outputSize + co * pixels
           let target = chunkGrad.pointer + co * ldc + g * pixels
           if relu {
-            let activation = output.pointer + (first + g) * outputSize + co * pixels
-            for p in 0..<pixels { target[p] = activation[p] > 0 ? source[p] : 0 }
+            Elementwise.copyWherePositive(
+              outputGrad.pointer + offset, mask: output.pointer + offset, into: target, count: pixels)
           } else {
-            target.update(from: source, count: pixels)
+            target.update(from: outputGrad.pointer + offset, count: pixels)
           }
         }
       }
-      // dbias += the sum of each row.
-      for co in 0..<outChannels {
-        bias.grad.pointer[co] += Float(Elementwise.sum(chunkGrad.pointer + co * ldc, count: ldc))
-      }
-      // The columns again (cheaper than keeping them for the whole batch).
-      Parallel.ranges(count, parts: threads) { _, images in
-        for g in images {
-          Conv2D.im2col(
-            image: input.pointer + (first + g) * imageSize, channels: inChannels,
-            height: height, width: width, columns: columns.pointer + g * pixels, rowStride: ldc)
+      Parallel.forRanges(outChannels) { channels in
+        for co in channels {
+          bias.grad.pointer[co] += Float(Elementwise.sum(chunkGrad.pointer + co * ldc, count: ldc))
         }
       }
+      // The columns again (cheaper than keeping them for the whole batch).
+      im2colChunk(input, first: first, count: count, columns: columns)
       // dweight [Cout, K] += dchunk [Cout, count·HW] · colᵀ [count·HW, K]
       BLAS.gemm(
         transA: false, transB: true, m: outChannels, n: k, k: ldc,
@@ -207,71 +186,85 @@ public final class Conv2D {
           transA: true, transB: false, m: k, n: ldc, k: outChannels,
           a: weight.value.pointer, lda: k, b: chunkGrad.pointer, ldb: ldc,
           beta: 0, c: columns.pointer, ldc: ldc)
-        Parallel.ranges(count, parts: threads) { _, images in
-          for g in images {
+        Parallel.forRanges(count * inChannels) { items in
+          for item in items {
+            let (g, c) = item.quotientAndRemainder(dividingBy: inChannels)
+            let plane = inputGrad.pointer + (first + g) * imageSize + c * pixels
+            plane.update(repeating: 0, count: pixels)
             Conv2D.col2im(
-              columns: columns.pointer + g * pixels, rowStride: ldc, channels: inChannels,
-              height: height, width: width, imageGrad: inputGrad.pointer + (first + g) * imageSize)
+              columns: columns.pointer + c * 9 * ldc + g * pixels, rowStride: ldc, height: height,
+              width: width, planeGrad: plane)
           }
         }
       }
       first += count
     }
+    return inputGrad
   }
 
   // MARK: im2col / col2im (3×3, pad 1)
 
-  /// col[(c·9 + ky·3 + kx), y·W + x] = image[c, y + ky − 1, x + kx − 1] (0 outside the image).
+  /// Columns for images first..<first+count of `input`: one (image, channel) block of 9 rows per item.
+  private func im2colChunk(_ input: Tensor, first: Int, count: Int, columns: Tensor) {
+    let (height, width) = (input.shape[2], input.shape[3])
+    let pixels = height * width
+    let ldc = count * pixels
+    let channels = inChannels
+    Parallel.forRanges(count * channels) { items in
+      for item in items {
+        let (g, c) = item.quotientAndRemainder(dividingBy: channels)
+        Conv2D.im2col(
+          plane: input.pointer + ((first + g) * channels + c) * pixels, height: height, width: width,
+          columns: columns.pointer + c * 9 * ldc + g * pixels, rowStride: ldc)
+      }
+    }
+  }
+
+  /// The 9 rows of one channel: col[ky·3 + kx, y·W + x] = plane[y + ky − 1, x + kx − 1] (0 outside).
   static func im2col(
-    image: UnsafePointer<Float>, channels: Int, height: Int, width: Int,
-    columns: UnsafeMutablePointer<Float>, rowStride: Int
+    plane: UnsafePointer<Float>, height: Int, width: Int, columns: UnsafeMutablePointer<Float>,
+    rowStride: Int
   ) {
-    for c in 0..<channels {
-      let plane = image + c * height * width
-      for ky in 0..<3 {
-        for kx in 0..<3 {
-          let row = columns + (c * 9 + ky * 3 + kx) * rowStride
-          let dx = kx - 1
-          // Valid x range: 0 ≤ x + dx < W.
-          let x0 = max(0, -dx)
-          let x1 = min(width, width - dx)
-          for y in 0..<height {
-            let iy = y + ky - 1
-            let target = row + y * width
-            if iy < 0 || iy >= height || x1 <= x0 {
-              target.update(repeating: 0, count: width)
-              continue
-            }
-            if x0 > 0 { target[0] = 0 }
-            if x1 < width { target[width - 1] = 0 }
-            (target + x0).update(from: plane + iy * width + x0 + dx, count: x1 - x0)
+    for ky in 0..<3 {
+      for kx in 0..<3 {
+        let row = columns + (ky * 3 + kx) * rowStride
+        let dx = kx - 1
+        // Valid x range: 0 ≤ x + dx < W.
+        let x0 = max(0, -dx)
+        let x1 = min(width, width - dx)
+        for y in 0..<height {
+          let iy = y + ky - 1
+          let target = row + y * width
+          if iy < 0 || iy >= height || x1 <= x0 {
+            target.update(repeating: 0, count: width)
+            continue
           }
+          if x0 > 0 { target[0] = 0 }
+          if x1 < width { target[width - 1] = 0 }
+          (target + x0).update(from: plane + iy * width + x0 + dx, count: x1 - x0)
         }
       }
     }
   }
 
-  /// The adjoint of im2col: imageGrad[c, y + ky − 1, x + kx − 1] += col[(c, ky, kx), y·W + x].
+  /// The adjoint of im2col for one channel: planeGrad[y + ky − 1, x + kx − 1] += col[ky·3 + kx, y·W + x].
   static func col2im(
-    columns: UnsafePointer<Float>, rowStride: Int, channels: Int, height: Int, width: Int,
-    imageGrad: UnsafeMutablePointer<Float>
+    columns: UnsafePointer<Float>, rowStride: Int, height: Int, width: Int,
+    planeGrad: UnsafeMutablePointer<Float>
   ) {
-    for c in 0..<channels {
-      let plane = imageGrad + c * height * width
-      for ky in 0..<3 {
-        for kx in 0..<3 {
-          let row = columns + (c * 9 + ky * 3 + kx) * rowStride
-          let dx = kx - 1
-          let x0 = max(0, -dx)
-          let x1 = min(width, width - dx)
-          if x1 <= x0 { continue }
-          for y in 0..<height {
-            let iy = y + ky - 1
-            if iy < 0 || iy >= height { continue }
-            let source = row + y * width
-            let target = plane + iy * width + dx
-            for x in x0..<x1 { target[x] += source[x] }
-          }
+    for ky in 0..<3 {
+      for kx in 0..<3 {
+        let row = columns + (ky * 3 + kx) * rowStride
+        let dx = kx - 1
+        let x0 = max(0, -dx)
+        let x1 = min(width, width - dx)
+        if x1 <= x0 { continue }
+        for y in 0..<height {
+          let iy = y + ky - 1
+          if iy < 0 || iy >= height { continue }
+          let source = row + y * width
+          let target = planeGrad + iy * width + dx
+          for x in x0..<x1 { target[x] += source[x] }
         }
       }
     }

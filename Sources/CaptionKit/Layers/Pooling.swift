@@ -21,20 +21,23 @@ public final class MaxPool2D {
     let planes = batch * channels
     if argmax.count != output.count { argmax = [Int32](repeating: 0, count: output.count) }
     argmax.withUnsafeMutableBufferPointer { argmax in
-      for plane in 0..<planes {
-        let source = input.pointer + plane * height * width
-        let target = output.pointer + plane * outHeight * outWidth
-        let indices = argmax.baseAddress! + plane * outHeight * outWidth
-        for oy in 0..<outHeight {
-          for ox in 0..<outWidth {
-            let topLeft = 2 * oy * width + 2 * ox
-            // Row-major window order; strict > keeps the first of equal values.
-            var best = topLeft
-            if source[topLeft + 1] > source[best] { best = topLeft + 1 }
-            if source[topLeft + width] > source[best] { best = topLeft + width }
-            if source[topLeft + width + 1] > source[best] { best = topLeft + width + 1 }
-            target[oy * outWidth + ox] = source[best]
-            indices[oy * outWidth + ox] = Int32(best)
+      let argmax = UncheckedSendable(argmax.baseAddress!)
+      Parallel.forRanges(planes) { planeRange in
+        for plane in planeRange {
+          let source = input.pointer + plane * height * width
+          let target = output.pointer + plane * outHeight * outWidth
+          let indices = argmax.value + plane * outHeight * outWidth
+          for oy in 0..<outHeight {
+            for ox in 0..<outWidth {
+              let topLeft = 2 * oy * width + 2 * ox
+              // Row-major window order; strict > keeps the first of equal values.
+              var best = topLeft
+              if source[topLeft + 1] > source[best] { best = topLeft + 1 }
+              if source[topLeft + width] > source[best] { best = topLeft + width }
+              if source[topLeft + width + 1] > source[best] { best = topLeft + width + 1 }
+              target[oy * outWidth + ox] = source[best]
+              indices[oy * outWidth + ox] = Int32(best)
+            }
           }
         }
       }
@@ -48,16 +51,19 @@ public final class MaxPool2D {
     precondition(
       outputGrad.shape == output.shape, "MaxPool2D.backward: \(outputGrad.shape) vs \(output.shape)")
     let inputGrad = reuseWorkspace(&self.inputGrad, shape: inputShape)
-    inputGrad.fill(0)
     let planeIn = inputShape[2] * inputShape[3]
     let planeOut = output.shape[2] * output.shape[3]
     let planes = inputShape[0] * inputShape[1]
     argmax.withUnsafeBufferPointer { argmax in
-      for plane in 0..<planes {
-        let target = inputGrad.pointer + plane * planeIn
-        let source = outputGrad.pointer + plane * planeOut
-        let indices = argmax.baseAddress! + plane * planeOut
-        for o in 0..<planeOut { target[Int(indices[o])] += source[o] }
+      let argmax = UncheckedSendable(argmax.baseAddress!)
+      Parallel.forRanges(planes) { planeRange in
+        for plane in planeRange {
+          let target = inputGrad.pointer + plane * planeIn
+          target.update(repeating: 0, count: planeIn)
+          let source = outputGrad.pointer + plane * planeOut
+          let indices = argmax.value + plane * planeOut
+          for o in 0..<planeOut { target[Int(indices[o])] += source[o] }
+        }
       }
     }
     return inputGrad

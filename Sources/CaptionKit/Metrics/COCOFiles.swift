@@ -154,6 +154,9 @@ public enum COCOFiles {
   public static func score(
     results: [COCOResult], references: COCOReferences, resultsPath: String, referencesPath: String
   ) throws -> COCOScoreRun {
+    guard !results.isEmpty else {
+      throw CaptionError(.badResults, path: resultsPath, "holds no results to score")
+    }
     var candidates: [Int: [String]] = [:]
     var referenceTokens: [Int: [[String]]] = [:]
     for (index, result) in results.enumerated() {
@@ -181,12 +184,20 @@ public enum COCOFiles {
 
   // MARK: Helpers
 
+  /// Largest results or references file read (COCO's biggest captions file is ~90 MB).
+  static let maximumFileBytes: Int64 = 2 << 30
+
   static func readFile(_ path: String) throws -> Data {
     var isDirectory: ObjCBool = false
     guard FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory) else {
       throw CaptionError(.unreadable, path: path, "no such file")
     }
     guard !isDirectory.boolValue else { throw CaptionError(.notAFile, path: path, "is a directory") }
+    let size = (try? FileManager.default.attributesOfItem(atPath: path)[.size] as? NSNumber)?.int64Value ?? 0
+    guard size <= maximumFileBytes else {
+      throw CaptionError(
+        .tooLarge, path: path, "\(size) bytes: larger than the \(maximumFileBytes >> 20) MiB allowed")
+    }
     do {
       return try Data(contentsOf: URL(fileURLWithPath: path))
     } catch {

@@ -178,12 +178,26 @@ public struct GroundedScores: Equatable, Sendable {
 }
 
 public enum GroundedEvaluation {
-  /// Scores every caption of every image (captions are raw text, tokenised as SPEC §6) against its
-  /// scene; micro-averaged.
+  /// Scores one caption per image, given as its tokens (SPEC §6, as `CaptionMetrics` takes its
+  /// candidates), against the image's scene; micro-averaged over the images. Images without a scene
+  /// are counted in `captionsWithoutScene` and not scored.
   public static func score(captions: [Int: [String]], scenes: [Int: Scene]) -> GroundedScores {
     var total = GroundedScores()
     for imageId in captions.keys.sorted() {
-      for caption in captions[imageId]! {
+      guard let scene = scenes[imageId] else {
+        total.captionsWithoutScene += 1
+        continue
+      }
+      total = total + judge(tokens: captions[imageId]!, scene: scene).scores
+    }
+    return total
+  }
+
+  /// Several captions per image (raw text, tokenised here as SPEC §6), e.g. a dataset's references.
+  public static func score(rawCaptions: [Int: [String]], scenes: [Int: Scene]) -> GroundedScores {
+    var total = GroundedScores()
+    for imageId in rawCaptions.keys.sorted() {
+      for caption in rawCaptions[imageId]! {
         guard let scene = scenes[imageId] else {
           total.captionsWithoutScene += 1
           continue

@@ -2,11 +2,6 @@
 /// each caption's n-grams (n = 1…4) as a list of (interned n-gram id, count), sorted by id, so that
 /// clipping and cosine similarities are merges of two sorted lists instead of dictionary look-ups.
 
-/// An n-gram of up to four word ids; unused slots hold -1 (so `a b` and `a b c` differ).
-struct NGramKey: Hashable {
-  var w0: Int32, w1: Int32, w2: Int32, w3: Int32
-}
-
 /// One caption's n-grams: `ids[i]` occurs `counts[i]` times; `order[i]` is its n (1…4).
 struct NGramCounts {
   var ids: [Int32] = []
@@ -19,10 +14,13 @@ struct NGramCounts {
 /// Interns words and n-grams to dense ids for one scoring run.
 final class NGramTable {
   private var wordIDs: [String: Int32] = [:]
-  private var ngramIDs: [NGramKey: Int32] = [:]
+  /// An n-gram's id, keyed by (id of its first n−1 words + 1) << 32 | last word, so every n-gram
+  /// is one 64-bit key (a unigram's prefix is "none", 0).
+  private var ngramIDs: [UInt64: Int32] = [:]
   /// n of each interned n-gram.
   private(set) var ngramOrder: [UInt8] = []
   private var scratch: [(id: Int32, order: UInt8)] = []
+  private var prefixes: [Int32] = []
 
   var ngramCount: Int { ngramOrder.count }
 
@@ -35,7 +33,8 @@ final class NGramTable {
 
   func words(_ tokens: [String]) -> [Int32] { tokens.map(wordID) }
 
-  private func ngramID(_ key: NGramKey, order: Int) -> Int32 {
+  private func ngramID(prefix: Int32, word: Int32, order: Int) -> Int32 {
+    let key = UInt64(UInt32(bitPattern: prefix &+ 1)) << 32 | UInt64(UInt32(bitPattern: word))
     if let id = ngramIDs[key] { return id }
     let id = Int32(ngramOrder.count)
     ngramIDs[key] = id
@@ -47,12 +46,14 @@ final class NGramTable {
   func counts(_ words: [Int32], maxN: Int = 4) -> NGramCounts {
     scratch.removeAll(keepingCapacity: true)
     let length = words.count
+    // The n-gram starting at `start` extends the (n−1)-gram starting there: prefix ids per start.
+    if prefixes.count < length { prefixes = [Int32](repeating: -1, count: length) }
+    for start in 0..<length { prefixes[start] = -1 }
     for n in 1...maxN where n <= length {
       for start in 0...(length - n) {
-        let key = NGramKey(
-          w0: words[start], w1: n > 1 ? words[start + 1] : -1, w2: n > 2 ? words[start + 2] : -1,
-          w3: n > 3 ? words[start + 3] : -1)
-        scratch.append((ngramID(key, order: n), UInt8(n)))
+        let id = ngramID(prefix: prefixes[start], word: words[start + n - 1], order: n)
+        prefixes[start] = id
+        scratch.append((id, UInt8(n)))
       }
     }
     scratch.sort { $0.id < $1.id }
@@ -76,7 +77,7 @@ final class NGramTable {
 /// whitespace before BLEU and CIDEr, so a token holding a non-breaking space (the PTB tokenizer's
 /// `1 1/2`) counts as two words there (but as one in ROUGE-L, which splits on " ").
 func pythonWhitespaceSplit(_ tokens: [String]) -> [String] {
-  guard tokens.contains(where: { $0.unicodeScalars.contains(where: isPythonWhitespace) }) else {
+  guard tokens.contains(where: { $0.isEmpty || $0.unicodeScalars.contains(where: isPythonWhitespace) }) else {
     return tokens
   }
   var result: [String] = []

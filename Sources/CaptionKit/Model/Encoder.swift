@@ -1,3 +1,5 @@
+import Foundation
+
 /// The VGG-style image encoder (SPEC §3): for each entry of `config.layers` a 3×3 conv + ReLU or a
 /// 2×2 max-pool, then a global average pool (`avg`) or a (C, H, W)-order flatten (`flatten`), then
 /// `fc` (no activation) giving the image vector v [B, dv].
@@ -123,5 +125,73 @@ public final class Encoder {
       }
     }
     return needInputGrad ? grad : nil
+  }
+}
+
+/// Times the encoder alone (forward + backward, no input gradient) on random images, for the
+/// report and for tuning: `EncoderBenchmark.run(config:batch:steps:)` returns the median images/s.
+public enum EncoderBenchmark {
+  public struct Result: Sendable {
+    /// Wall clock: batch / median step time.
+    public var imagesPerSecond: Double
+    public var forwardMilliseconds: Double
+    public var backwardMilliseconds: Double
+    /// Process CPU time of the median step (all threads): on a busy shared machine, batch / this
+    /// at one thread is the steadier figure.
+    public var cpuMillisecondsPerStep: Double
+  }
+
+  /// SPEC §7's encoder: image 64, layers 32,32,M,64,64,M,128,128,M,256,256,M, dv 256.
+  public static var benchConfig: ModelConfig {
+    ModelConfig(
+      imageSize: 64,
+      layers: [
+        .conv(32), .conv(32), .maxPool, .conv(64), .conv(64), .maxPool, .conv(128), .conv(128), .maxPool,
+        .conv(256), .conv(256), .maxPool,
+      ], dv: 256, vocabSize: 1000)
+  }
+
+  /// One warm-up step, then `steps` timed steps; medians.
+  public static func run(config: ModelConfig = benchConfig, batch: Int = 32, steps: Int = 5) -> Result {
+    let encoder = Encoder(config: config)
+    var generator = SeededGenerator(seed: 1)
+    encoder.initialize(using: &generator)
+    let images = Tensor(zeros: [batch, 3, config.imageSize, config.imageSize])
+    Initialization.uniform(images, bound: 2, using: &generator)
+    let vGrad = Tensor(zeros: [batch, config.dv])
+    Initialization.uniform(vGrad, bound: 0.01, using: &generator)
+    var forwardTimes: [Double] = []
+    var backwardTimes: [Double] = []
+    var totals: [Double] = []
+    var cpuTimes: [Double] = []
+    for step in 0...max(steps, 1) {
+      let cpuStart = processCPUSeconds()
+      let start = ContinuousClock.now
+      _ = encoder.forward(images)
+      let middle = ContinuousClock.now
+      encoder.backward(vGrad)
+      let end = ContinuousClock.now
+      let cpuEnd = processCPUSeconds()
+      if step == 0 { continue }  // warm-up: workspaces allocated and paged in
+      forwardTimes.append(seconds(middle - start))
+      backwardTimes.append(seconds(end - middle))
+      totals.append(seconds(end - start))
+      cpuTimes.append(cpuEnd - cpuStart)
+    }
+    func median(_ values: [Double]) -> Double { values.sorted()[values.count / 2] }
+    return Result(
+      imagesPerSecond: Double(batch) / median(totals), forwardMilliseconds: 1000 * median(forwardTimes),
+      backwardMilliseconds: 1000 * median(backwardTimes), cpuMillisecondsPerStep: 1000 * median(cpuTimes))
+  }
+
+  private static func processCPUSeconds() -> Double {
+    var time = timespec()
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &time)
+    return Double(time.tv_sec) + Double(time.tv_nsec) * 1e-9
+  }
+
+  private static func seconds(_ duration: Duration) -> Double {
+    let parts = duration.components
+    return Double(parts.seconds) + Double(parts.attoseconds) * 1e-18
   }
 }

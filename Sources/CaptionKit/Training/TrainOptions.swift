@@ -19,7 +19,8 @@ public struct TrainOptions: Codable, Equatable, Sendable {
   public var initModel: String? = nil
   public var imageSize: Int = 64
   public var layers: [EncoderLayer] = [
-    .conv(32), .maxPool, .conv(64), .maxPool, .conv(96), .maxPool, .conv(128), .maxPool,
+    .conv(16), .conv(16), .maxPool, .conv(32), .conv(32), .maxPool, .conv(64), .conv(64), .maxPool,
+    .conv(128), .maxPool,
   ]
   public var pool: PoolMode = .flatten
   public var dv: Int = 256
@@ -31,7 +32,7 @@ public struct TrainOptions: Codable, Equatable, Sendable {
   public var dropout: Float = 0.1
 
   // Optimisation
-  public var epochs: Int = 20
+  public var epochs: Int = 12
   public var batchSize: Int = 32
   public var captionsPerImage: Int = 5
   public var learningRate: Float = 2e-3

@@ -76,8 +76,10 @@ public final class Trainer {
   public func run(resume: Bool) throws -> TrainSummary {
     BLAS.setThreads(options.threads)
     let started = Date()
-    var session = try resume ? TrainingSession.resume(files: files, log: log) : TrainingSession.start(options: options, files: files, log: log)
-    let summary = try session.train(log: log, progress: progress, started: started)
-    return summary
+    let session =
+      try resume
+      ? TrainingSession.resume(files: files, overriding: options, log: log)
+      : TrainingSession.start(options: options, files: files, log: log)
+    return try session.train(log: log, progress: progress, started: started)
   }
 }

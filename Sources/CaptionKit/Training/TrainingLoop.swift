@@ -8,7 +8,9 @@ extension TrainingSession {
   ) throws -> TrainSummary {
     caption_install_interrupt_handlers()
     let batchesPerEpoch = trainLoader.batchesPerEpoch
-    let totalSteps = options.maxSteps > 0 ? min(options.maxSteps, options.epochs * batchesPerEpoch) : options.epochs * batchesPerEpoch
+    // The schedule spans all epochs; --max-steps only stops early (so a limited run resumes exactly).
+    let scheduleSteps = options.epochs * batchesPerEpoch
+    let totalSteps = options.maxSteps > 0 ? min(options.maxSteps, scheduleSteps) : scheduleSteps
     var imagesSeen = 0
     var trainSeconds = 0.0
     var recentLoss: Float = 0
@@ -18,10 +20,10 @@ extension TrainingSession {
 
     epochLoop: while epoch < options.epochs {
       trainLoader.startEpoch(epoch, fromBatch: batchInEpoch)
+      var stepStart = Date()  // includes the wait for the batch: the pipeline's speed shows too
       while let batch = trainLoader.next() {
-        let stepStart = Date()
         let lr = options.schedule.rate(
-          base: options.learningRate, step: step, totalSteps: totalSteps, epoch: epoch, options: options)
+          base: options.learningRate, step: step, totalSteps: scheduleSteps, epoch: epoch, options: options)
         zeroGradients(model.parameters)
         let loss = model.forward(
           images: batch.images, captionsPerImage: batch.captionsPerImage, steps: batch.steps,
@@ -31,8 +33,9 @@ extension TrainingSession {
         if options.clip > 0 { _ = clipGradientNorm(model.parameters, maxNorm: options.clip) }
         optimizer.step(learningRate: lr)
         step += 1
-        batchInEpoch += 1
+        batchInEpoch = batch.index + 1  // a batch whose images all failed is skipped by the loader
         let seconds = Date().timeIntervalSince(stepStart)
+        stepStart = Date()
         trainSeconds += seconds
         imagesSeen += batch.imageIds.count
         recentLoss += loss

@@ -101,8 +101,11 @@ final class TrainingSession {
     return session
   }
 
-  /// The run whose latest model and state are beside `files.best`.
-  static func resume(files: TrainingFiles, log: @escaping (String) -> Void) throws -> TrainingSession {
+  /// The run whose latest model and state are beside `files.best`. Its saved options hold, except
+  /// how the work is run (threads, workers, log interval, step limit), taken from `current`.
+  static func resume(files: TrainingFiles, overriding current: TrainOptions, log: @escaping (String) -> Void)
+    throws -> TrainingSession
+  {
     let state = try Safetensors.read(path: files.state)
     func meta(_ key: String) throws -> String {
       guard let value = state.metadata[key] else {
@@ -113,7 +116,11 @@ final class TrainingSession {
     guard state.metadata["format"] == "caption-train-state" else {
       throw CaptionError(.badModel, path: files.state, "not a caption training state")
     }
-    let options = try JSONDecoder().decode(TrainOptions.self, from: Data(try meta("options").utf8))
+    var options = try JSONDecoder().decode(TrainOptions.self, from: Data(try meta("options").utf8))
+    options.threads = current.threads
+    options.workers = current.workers
+    options.logEvery = current.logEvery
+    options.maxSteps = current.maxSteps
     let latest = try ModelFile.load(path: files.latest)
     guard let savedStep = Int(try meta("step")), latest.provenanceStep == savedStep else {
       throw CaptionError(.badModel, path: files.state, "the state does not match \(files.latest)")

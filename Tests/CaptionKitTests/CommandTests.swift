@@ -1,0 +1,128 @@
+import Foundation
+import XCTest
+
+@testable import CaptionKit
+
+/// The `caption` executable end to end: describe's outputs and exit statuses, usage errors (64),
+/// bad files (1 and one line on stderr), train and evaluate on a tiny dataset.
+final class CommandTests: XCTestCase {
+  struct Run {
+    let status: Int32
+    let stdout: String
+    let stderr: String
+  }
+
+  func caption(_ arguments: [String], stdin: String? = nil) throws -> Run {
+    let folder = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent()
+    let executable = folder.appendingPathComponent("caption")
+    guard FileManager.default.isExecutableFile(atPath: executable.path) else {
+      XCTFail("the caption executable is not built at \(executable.path)")
+      throw CaptionError(.unreadable, path: executable.path, "missing executable")
+    }
+    let process = Process()
+    process.executableURL = executable
+    process.arguments = arguments
+    var environment = ProcessInfo.processInfo.environment
+    environment["OPENBLAS_NUM_THREADS"] = "1"
+    environment.removeValue(forKey: "CAPTION_MODEL")
+    process.environment = environment
+    let output = Pipe()
+    let errors = Pipe()
+    let input = Pipe()
+    process.standardOutput = output
+    process.standardError = errors
+    process.standardInput = input
+    try process.run()
+    if let stdin { input.fileHandleForWriting.write(Data(stdin.utf8)) }
+    try input.fileHandleForWriting.close()
+    let out = output.fileHandleForReading.readDataToEndOfFile()
+    let err = errors.fileHandleForReading.readDataToEndOfFile()
+    process.waitUntilExit()
+    return Run(
+      status: process.terminationStatus, stdout: String(decoding: out, as: UTF8.self),
+      stderr: String(decoding: err, as: UTF8.self))
+  }
+
+  static let model: String = {
+    let folder = temporaryFolder()
+    var options = TrainerTests.tinyOptions(out: folder + "/tiny.safetensors")
+    options.epochs = 1
+    _ = try! Trainer(options: options, log: { _ in }).run(resume: false)
+    return folder + "/tiny.safetensors"
+  }()
+
+  var image: String { TrainerTests.dataFolder + "/images/000000.png" }
+
+  func testDescribeOneFileGivesTheBareCaption() throws {
+    let run = try caption(["describe", "--model", CommandTests.model, image])
+    XCTAssertEqual(run.status, 0, run.stderr)
+    let lines = run.stdout.split(separator: "\n")
+    XCTAssertEqual(lines.count, 1)
+    XCTAssertFalse(lines[0].hasPrefix(image), "one file: the bare caption")
+  }
+
+  func testDescribeJSONAndAFailedImage() throws {
+    let missing = temporaryFolder() + "/missing.png"
+    let run = try caption(["describe", "--json", "--model", CommandTests.model, image, missing])
+    XCTAssertEqual(run.status, 1, "an image failed")
+    let lines = run.stdout.split(separator: "\n").map { String($0) }
+    XCTAssertEqual(lines.count, 2)
+    let first = try JSONSerialization.jsonObject(with: Data(lines[0].utf8)) as! [String: Any]
+    XCTAssertEqual(first["image"] as? String, image)
+    XCTAssertNotNil(first["tokens"] as? [String])
+    XCTAssertLessThan((first["logprob"] as? Double) ?? 1, 0)
+    XCTAssertEqual(
+      (first["tokens"] as? [String])?.joined(separator: " "), first["caption"] as? String)
+    let second = try JSONSerialization.jsonObject(with: Data(lines[1].utf8)) as! [String: Any]
+    XCTAssertEqual(second["image"] as? String, missing)
+    XCTAssertNotNil(second["error"] as? String)
+    XCTAssertEqual(run.stderr.split(separator: "\n").count, 1)
+    XCTAssertTrue(run.stderr.contains(missing))
+  }
+
+  func testDescribeReadsPathsFromStandardInput() throws {
+    let second = TrainerTests.dataFolder + "/images/000001.png"
+    let run = try caption(
+      ["describe", "--model", CommandTests.model, "-"], stdin: image + "\n" + second + "\n")
+    XCTAssertEqual(run.status, 0, run.stderr)
+    let lines = run.stdout.split(separator: "\n")
+    XCTAssertEqual(lines.count, 2)
+    XCTAssertTrue(lines[0].hasPrefix(image + ": "))
+    XCTAssertTrue(lines[1].hasPrefix(second + ": "))
+  }
+
+  func testBadModelAndUsageErrors() throws {
+    let folder = temporaryFolder()
+    let bad = folder + "/bad.safetensors"
+    try Data("not a model".utf8).write(to: URL(fileURLWithPath: bad))
+    let badModel = try caption(["describe", "--model", bad, image])
+    XCTAssertEqual(badModel.status, 1)
+    XCTAssertEqual(badModel.stderr.split(separator: "\n").count, 1)
+    XCTAssertTrue(badModel.stderr.contains(bad))
+
+    XCTAssertEqual(try caption(["describe", "--beam", "0", image]).status, 64)
+    XCTAssertEqual(try caption(["describe", "--no-such-option", image]).status, 64)
+    XCTAssertEqual(try caption(["train", "--data", folder]).status, 64, "--out is required")
+    XCTAssertEqual(try caption(["train", "--data", folder, "--out", folder + "/m.safetensors", "--layers", "3,X"]).status, 64)
+    let missingData = try caption(["train", "--data", folder + "/nothing", "--out", folder + "/m.safetensors"])
+    XCTAssertEqual(missingData.status, 1)
+    XCTAssertTrue(missingData.stderr.contains(folder + "/nothing"))
+    let version = try caption(["--version"])
+    XCTAssertEqual(version.status, 0)
+    XCTAssertFalse(version.stdout.isEmpty)
+  }
+
+  func testEvaluateJSONHasTheSpecKeys() throws {
+    let run = try caption([
+      "evaluate", "--model", CommandTests.model, "--data", TrainerTests.dataFolder, "--split", "val", "--json",
+    ])
+    XCTAssertEqual(run.status, 0, run.stderr)
+    let object = try JSONSerialization.jsonObject(with: Data(run.stdout.utf8)) as! [String: Double]
+    for key in [
+      "BLEU-1", "BLEU-2", "BLEU-3", "BLEU-4", "ROUGE-L", "CIDEr-D", "object-F1", "attribute-accuracy",
+      "count-accuracy", "relation-accuracy",
+    ] {
+      XCTAssertNotNil(object[key], key)
+    }
+  }
+}
