@@ -145,4 +145,32 @@ final class ConvKernelTests: XCTestCase {
     // A bench-like layer at batch 4 (the 8×8 map of the last block, 64→64 channels).
     check(algorithm: .winograd, batch: 4, cin: 64, cout: 64, height: 8, width: 8, threads: 2)
   }
+
+  /// The max-pool's 8-window SIMD path against a direct loop: values quantised to a few levels so
+  /// that ties are common (the first in row-major order must win), odd sizes, wide rows.
+  func testMaxPoolVectorPathMatchesDirectLoopWithTies() {
+    for (batch, channels, height, width) in [(2, 3, 5, 37), (1, 2, 4, 16), (1, 1, 7, 33)] {
+      let input = randomTensor([batch, channels, height, width], seed: UInt64(width))
+      for i in 0..<input.count { input[i] = (input[i] * 2).rounded() }  // levels −2…2
+      let pool = MaxPool2D()
+      let output = pool.forward(input)
+      let (oh, ow) = (height / 2, width / 2)
+      for plane in 0..<batch * channels {
+        for oy in 0..<oh {
+          for ox in 0..<ow {
+            let base = plane * height * width
+            var best = 2 * oy * width + 2 * ox
+            for candidate in [best + 1, best + width, best + width + 1]
+            where input[base + candidate] > input[base + best] {
+              best = candidate
+            }
+            let o = (plane * oh + oy) * ow + ox
+            XCTAssertEqual(output[o], input[base + best], "\(height)×\(width) plane \(plane) (\(oy), \(ox))")
+            XCTAssertEqual(
+              Int(pool.argmax[o]), best, "argmax \(height)×\(width) plane \(plane) (\(oy), \(ox))")
+          }
+        }
+      }
+    }
+  }
 }
