@@ -80,6 +80,7 @@ final class ConvKernelTests: XCTestCase {
     defer { BLAS.setThreads(1) }
     let conv = Conv2D(inChannels: cin, outChannels: cout, relu: relu)
     conv.algorithm = algorithm
+    conv.winogradMinBatch = 1
     if let budget = budget {
       conv.columnBudget = budget
       conv.winogradBudget = budget
@@ -142,6 +143,19 @@ final class ConvKernelTests: XCTestCase {
   func testBenchShapesPickWinogradBeyondTheFirstLayer() {
     XCTAssertEqual(Conv2D(inChannels: 3, outChannels: 32).algorithm, .im2col)
     XCTAssertEqual(Conv2D(inChannels: 32, outChannels: 32).algorithm, .winograd)
+    // One image (describe) takes im2col even in a Winograd layer, forward and backward alike.
+    let single = Conv2D(inChannels: 8, outChannels: 4)
+    var generator = SeededGenerator(seed: 5)
+    single.initialize(using: &generator)
+    let image = randomTensor([1, 8, 6, 6], seed: 8)
+    let expected = referenceGradients(
+      input: image, weight: single.weight.value, bias: single.bias.value,
+      outputGrad: randomTensor([1, 4, 6, 6], seed: 9), relu: true)
+    XCTAssertLessThanOrEqual(relativeError(single.forward(image), expected.output), 1e-4)
+    XCTAssertNil(single.winogradV)
+    let singleGrad = single.backward(randomTensor([1, 4, 6, 6], seed: 9))!
+    XCTAssertLessThanOrEqual(relativeError(singleGrad, expected.input), 1e-4)
+    XCTAssertLessThanOrEqual(relativeError(single.weight.grad, expected.weight), 1e-4)
     // A bench-like layer at batch 4 (the 8×8 map of the last block, 64→64 channels).
     check(algorithm: .winograd, batch: 4, cin: 64, cout: 64, height: 8, width: 8, threads: 2)
   }

@@ -34,6 +34,11 @@ public final class Conv2D {
   /// The same bound for each of Winograd's V and M (1 M = 4 MB: measured faster than 8 M at
   /// batch 32, the chunks staying nearer the caches).
   public var winogradBudget = 1 << 20
+  /// Winograd only from this batch size on: for one image (describe) the per-call weight
+  /// transform costs more than it saves (measured: describe_ms 12–13.5 with it, 9–10 without).
+  public var winogradMinBatch = 2
+  /// Whether the last forward ran the Winograd path (backward must take the same one).
+  private var forwardUsedWinograd = false
 
   private var input: Tensor?  // [B, Cin, H, W], kept for backward
   private var output: Tensor?  // [B, Cout, H, W]
@@ -80,7 +85,8 @@ public final class Conv2D {
     precondition(
       input.shape.count == 4 && input.shape[1] == inChannels,
       "Conv2D: input \(input.shape), expected [B, \(inChannels), H, W]")
-    if algorithm == .winograd {
+    forwardUsedWinograd = algorithm == .winograd && input.shape[0] >= winogradMinBatch
+    if forwardUsedWinograd {
       self.input = input
       let output = reuseWorkspace(
         &self.output, shape: [input.shape[0], outChannels, input.shape[2], input.shape[3]])
@@ -133,7 +139,7 @@ public final class Conv2D {
       preconditionFailure("Conv2D.backward before forward")
     }
     precondition(outputGrad.shape == output.shape, "Conv2D.backward: \(outputGrad.shape) vs \(output.shape)")
-    if algorithm == .winograd {
+    if forwardUsedWinograd {
       let inputGrad: Tensor? =
         needInputGrad ? reuseWorkspace(&self.inputGrad, shape: input.shape) : nil
       backwardWinograd(input, output, outputGrad, inputGrad)
