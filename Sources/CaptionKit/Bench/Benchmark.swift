@@ -34,6 +34,17 @@ public enum Benchmark {
     BLAS.setThreads(options.threads)
     let config = options.config
     let model = CaptionModel(config: config)
+    // For comparing kernels in one binary: CAPTION_BENCH_CONV=im2col|winograd forces every conv
+    // layer's algorithm (default: each layer's own choice).
+    let forced = ProcessInfo.processInfo.environment["CAPTION_BENCH_CONV"]
+    for conv in model.encoder.convolutions {
+      if forced == "im2col" { conv.algorithm = .im2col }
+      if forced == "winograd" { conv.algorithm = .winograd }
+      if let budget = ProcessInfo.processInfo.environment["CAPTION_BENCH_CONV_BUDGET"].flatMap(Int.init) {
+        conv.columnBudget = budget
+        conv.winogradBudget = budget
+      }
+    }
     var generator = SeededGenerator(seed: 1)
     model.initialize(using: &generator)
     let optimizer = Adam(parameters: model.parameters, learningRate: 1e-4)
@@ -98,23 +109,57 @@ public enum Benchmark {
     log(String(format: "describe_ms=%.2f", median(describeTimes) * 1000))
   }
 
-  /// Time of each part of a training step, medians over the timed steps.
+  /// Time of each part of a training step, medians over the timed steps; each conv layer with its
+  /// GFLOP/s (direct-convolution count: 2·B·Cout·Cin·9·H·W per pass; backward counts two passes,
+  /// one for the first layer, which needs no input gradient).
   static func profile(
     model: CaptionModel, images: Tensor, inputs: [Int], targets: [Int], options: BenchmarkOptions,
     log: (String) -> Void
   ) {
     var parts: [String: [Double]] = [:]
-    var generator = SeededGenerator(seed: 2)
-    func time(_ name: String, _ body: () -> Void) {
+    var order: [String] = []
+    var flops: [String: Double] = [:]
+    func time(_ name: String, flop: Double = 0, _ body: () -> Void) {
       let start = DispatchTime.now().uptimeNanoseconds
       body()
+      if parts[name] == nil { order.append(name) }
       parts[name, default: []].append(Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9)
+      flops[name] = flop
     }
     let optimizer = Adam(parameters: model.parameters, learningRate: 1e-4)
+    let encoder = model.encoder
+    let perLayer = encoder.globalPool != nil  // the stages timed one by one (pool `avg`)
     for _ in 0..<options.timedSteps {
       zeroGradients(model.parameters)
       var v = Tensor(zeros: [0])
-      time("encoder forward") { v = model.encoder.forward(images) }
+      var stageNames: [String] = []
+      var stageFlops: [Double] = []
+      if perLayer {
+        var x = images
+        var convIndex = 0
+        var poolIndex = 0
+        for stage in encoder.stages {
+          switch stage {
+          case .conv(let conv):
+            let (b, h, w) = (x.shape[0], x.shape[2], x.shape[3])
+            let flop = 2.0 * Double(b * conv.outChannels * conv.inChannels * 9 * h * w)
+            let name = "conv\(convIndex) \(conv.inChannels)→\(conv.outChannels) \(h)×\(w)"
+            stageNames.append(name)
+            stageFlops.append(flop * (convIndex == 0 ? 1 : 2))
+            time(name + " fwd", flop: flop) { x = conv.forward(x) }
+            convIndex += 1
+          case .maxPool(let pool):
+            let name = "maxpool\(poolIndex) \(x.shape[2])×\(x.shape[3])"
+            stageNames.append(name)
+            stageFlops.append(0)
+            time(name + " fwd") { x = pool.forward(x) }
+            poolIndex += 1
+          }
+        }
+        time("avgpool+fc fwd") { v = encoder.fc.forward(encoder.globalPool!.forward(x)) }
+      } else {
+        time("encoder forward") { v = encoder.forward(images) }
+      }
       let (t, b) = (options.length, options.batch)
       var x = Tensor(zeros: [0])
       time("embedding forward") { x = model.embed.forward(tokens: inputs) }
@@ -137,22 +182,47 @@ public enum Benchmark {
         (dx, dv) = model.rnn.backward(outputGrad: dh.view(shape: [t, b, options.hidden]))
       }
       time("embedding backward") { model.embed.backward(dx.view(shape: [t * b, options.embed])) }
-      time("encoder backward") { model.encoder.backward(dv) }
+      if perLayer {
+        var grad = Tensor(zeros: [0])
+        time("avgpool+fc bwd") {
+          grad = encoder.globalPool!.backward(encoder.fc.backward(dv, needInputGrad: true)!)
+        }
+        for (index, stage) in encoder.stages.enumerated().reversed() {
+          let name = stageNames[index] + " bwd"
+          switch stage {
+          case .conv(let conv):
+            time(name, flop: stageFlops[index]) {
+              if let g = conv.backward(grad, needInputGrad: index != 0) { grad = g }
+            }
+          case .maxPool(let pool):
+            time(name) { grad = pool.backward(grad) }
+          }
+        }
+      } else {
+        time("encoder backward") { encoder.backward(dv) }
+      }
       time("optimizer step") { optimizer.step(learningRate: 1e-4) }
-      _ = generator.next()
     }
-    let order = [
-      "encoder forward", "encoder backward", "embedding forward", "embedding backward", "recurrent forward",
-      "recurrent backward", "output layer forward", "output layer backward", "softmax cross-entropy",
-      "softmax backward", "optimizer step",
-    ]
     let total = order.reduce(0.0) { $0 + median(parts[$1] ?? [0]) }
+    func pad(_ text: String, _ width: Int) -> String {
+      text.count >= width ? text : text + String(repeating: " ", count: width - text.count)
+    }
+    var encoderSeconds = 0.0
     for name in order {
       let seconds = median(parts[name] ?? [0])
-      log(
-        String(format: "  %-24@ %8.2f ms  %5.1f%%", name as NSString, seconds * 1000, seconds / total * 100))
+      if name.hasPrefix("conv") || name.hasPrefix("maxpool") || name.hasPrefix("avgpool")
+        || name.hasPrefix("encoder")
+      {
+        encoderSeconds += seconds
+      }
+      var line = pad(name, 30) + String(format: "%9.2f ms  %5.1f%%", seconds * 1000, seconds / total * 100)
+      if let flop = flops[name], flop > 0 { line += String(format: "  %6.1f GFLOP/s", flop / seconds / 1e9) }
+      log("  " + line)
     }
-    log(String(format: "  %-24@ %8.2f ms", "total" as NSString, total * 1000))
+    log(
+      "  " + pad("encoder (all stages)", 30)
+        + String(format: "%9.2f ms  %5.1f%%", encoderSeconds * 1000, encoderSeconds / total * 100))
+    log("  " + pad("total", 30) + String(format: "%9.2f ms", total * 1000))
   }
 
   static func median(_ values: [Double]) -> Double {

@@ -1,0 +1,190 @@
+import XCTest
+
+@testable import CaptionKit
+
+/// Every fast convolution path against a Double-precision direct loop: the output and all three
+/// gradients within 1e-4 relative L2 error (issue 8's bound), on odd and even shapes, several
+/// chunkings and 1 or 2 threads.
+final class ConvKernelTests: XCTestCase {
+  /// dL/dinput, dL/dweight, dL/dbias of L = Σ dY ⊙ conv(x), in Double, the ReLU mask taken from
+  /// the Double-precision pre-activation (> 0).
+  private func referenceGradients(
+    input: Tensor, weight: Tensor, bias: Tensor, outputGrad: Tensor, relu: Bool
+  ) -> (output: [Double], input: [Double], weight: [Double], bias: [Double]) {
+    let (batch, cin, height, width) = (input.shape[0], input.shape[1], input.shape[2], input.shape[3])
+    let cout = weight.shape[0]
+    var output = [Double](repeating: 0, count: batch * cout * height * width)
+    var dInput = [Double](repeating: 0, count: input.count)
+    var dWeight = [Double](repeating: 0, count: weight.count)
+    var dBias = [Double](repeating: 0, count: cout)
+    for b in 0..<batch {
+      for co in 0..<cout {
+        for y in 0..<height {
+          for x in 0..<width {
+            // out = bias + Σ w[co, ci, ky, kx] · in[b, ci, y + ky − 1, x + kx − 1]
+            var sum = Double(bias[co])
+            for ci in 0..<cin {
+              for ky in 0..<3 {
+                for kx in 0..<3 {
+                  let (iy, ix) = (y + ky - 1, x + kx - 1)
+                  if iy < 0 || iy >= height || ix < 0 || ix >= width { continue }
+                  sum +=
+                    Double(weight[((co * cin + ci) * 3 + ky) * 3 + kx])
+                    * Double(input[((b * cin + ci) * height + iy) * width + ix])
+                }
+              }
+            }
+            let o = ((b * cout + co) * height + y) * width + x
+            output[o] = relu ? max(sum, 0) : sum
+            let g = relu && sum <= 0 ? 0 : Double(outputGrad[o])
+            dBias[co] += g
+            for ci in 0..<cin {
+              for ky in 0..<3 {
+                for kx in 0..<3 {
+                  let (iy, ix) = (y + ky - 1, x + kx - 1)
+                  if iy < 0 || iy >= height || ix < 0 || ix >= width { continue }
+                  let wi = ((co * cin + ci) * 3 + ky) * 3 + kx
+                  let xi = ((b * cin + ci) * height + iy) * width + ix
+                  dWeight[wi] += g * Double(input[xi])
+                  dInput[xi] += g * Double(weight[wi])
+                }
+              }
+            }
+          }
+        }
+      }
+    }
+    return (output, dInput, dWeight, dBias)
+  }
+
+  /// ‖a − b‖₂ / ‖b‖₂.
+  private func relativeError(_ a: Tensor, _ b: [Double]) -> Double {
+    precondition(a.count == b.count)
+    var difference = 0.0
+    var norm = 0.0
+    for i in 0..<b.count {
+      difference += (Double(a[i]) - b[i]) * (Double(a[i]) - b[i])
+      norm += b[i] * b[i]
+    }
+    return (difference / max(norm, 1e-300)).squareRoot()
+  }
+
+  private func check(
+    algorithm: Conv2D.Algorithm, batch: Int, cin: Int, cout: Int, height: Int, width: Int,
+    relu: Bool = true, budget: Int? = nil, threads: Int = 1, file: StaticString = #filePath,
+    line: UInt = #line
+  ) {
+    let label =
+      "\(algorithm) B\(batch) \(cin)→\(cout) \(height)×\(width) relu \(relu) budget \(budget ?? 0) threads \(threads)"
+    BLAS.setThreads(threads)
+    defer { BLAS.setThreads(1) }
+    let conv = Conv2D(inChannels: cin, outChannels: cout, relu: relu)
+    conv.algorithm = algorithm
+    conv.winogradMinBatch = 1
+    if let budget = budget {
+      conv.columnBudget = budget
+      conv.winogradBudget = budget
+    }
+    var generator = SeededGenerator(seed: UInt64(cin * 1000 + cout * 10 + height))
+    conv.initialize(using: &generator)
+    Initialization.uniform(conv.bias.value, bound: 0.3, using: &generator)
+    let input = randomTensor([batch, cin, height, width], seed: UInt64(batch * 7 + width))
+    let outputGrad = randomTensor([batch, cout, height, width], seed: 99)
+    let expected = referenceGradients(
+      input: input, weight: conv.weight.value, bias: conv.bias.value, outputGrad: outputGrad, relu: relu)
+    zeroGradients(conv.parameters)
+    // Twice, so that reused workspaces (stale contents) are exercised; gradients accumulate.
+    for pass in 0..<2 {
+      let output = conv.forward(input)
+      XCTAssertLessThanOrEqual(
+        relativeError(output, expected.output), 1e-4, "output \(label)", file: file, line: line)
+      let inputGrad = conv.backward(outputGrad)!
+      XCTAssertLessThanOrEqual(
+        relativeError(inputGrad, expected.input), 1e-4, "input grad \(label)", file: file, line: line)
+      let scale = Double(pass + 1)
+      XCTAssertLessThanOrEqual(
+        relativeError(conv.weight.grad, expected.weight.map { $0 * scale }), 1e-4, "weight grad \(label)",
+        file: file, line: line)
+      XCTAssertLessThanOrEqual(
+        relativeError(conv.bias.grad, expected.bias.map { $0 * scale }), 1e-4, "bias grad \(label)",
+        file: file, line: line)
+    }
+  }
+
+  func testWinogradMatchesDoubleReferenceOnOddAndEvenShapes() {
+    for (batch, cin, cout, height, width) in [
+      (2, 8, 5, 7, 5), (3, 16, 12, 6, 6), (1, 9, 4, 1, 1), (2, 3, 6, 5, 9), (1, 12, 16, 3, 8),
+      (2, 32, 8, 13, 11), (2, 1, 1, 2, 3),
+      // Wide enough for the 8-tile SIMD groups, with odd remainders beside them.
+      (2, 8, 6, 17, 33), (1, 16, 8, 16, 16), (1, 8, 4, 5, 32), (1, 8, 3, 16, 17),
+    ] {
+      check(algorithm: .winograd, batch: batch, cin: cin, cout: cout, height: height, width: width)
+      check(
+        algorithm: .winograd, batch: batch, cin: cin, cout: cout, height: height, width: width, relu: false)
+    }
+  }
+
+  func testWinogradChunkingAndThreads() {
+    // One image per chunk, two per chunk, and two threads (disjoint planes per thread).
+    check(algorithm: .winograd, batch: 5, cin: 8, cout: 6, height: 9, width: 7, budget: 1)
+    check(algorithm: .winograd, batch: 5, cin: 8, cout: 6, height: 9, width: 7, budget: 2 * 16 * 8 * 20)
+    check(algorithm: .winograd, batch: 5, cin: 8, cout: 6, height: 9, width: 7, threads: 2)
+    check(algorithm: .winograd, batch: 3, cin: 8, cout: 6, height: 9, width: 7, budget: 1, threads: 2)
+    check(algorithm: .winograd, batch: 3, cin: 8, cout: 6, height: 16, width: 18, budget: 1, threads: 2)
+  }
+
+  func testIm2colMatchesDoubleReference() {
+    for (batch, cin, cout, height, width) in [(2, 3, 5, 7, 5), (3, 8, 12, 6, 6), (1, 2, 3, 1, 1)] {
+      check(algorithm: .im2col, batch: batch, cin: cin, cout: cout, height: height, width: width)
+      check(algorithm: .im2col, batch: batch, cin: cin, cout: cout, height: height, width: width, threads: 2)
+    }
+  }
+
+  func testBenchShapesPickWinogradBeyondTheFirstLayer() {
+    XCTAssertEqual(Conv2D(inChannels: 3, outChannels: 32).algorithm, .im2col)
+    XCTAssertEqual(Conv2D(inChannels: 32, outChannels: 32).algorithm, .winograd)
+    // One image (describe) takes im2col even in a Winograd layer, forward and backward alike.
+    let single = Conv2D(inChannels: 8, outChannels: 4)
+    var generator = SeededGenerator(seed: 5)
+    single.initialize(using: &generator)
+    let image = randomTensor([1, 8, 6, 6], seed: 8)
+    let expected = referenceGradients(
+      input: image, weight: single.weight.value, bias: single.bias.value,
+      outputGrad: randomTensor([1, 4, 6, 6], seed: 9), relu: true)
+    XCTAssertLessThanOrEqual(relativeError(single.forward(image), expected.output), 1e-4)
+    XCTAssertNil(single.winogradV)
+    let singleGrad = single.backward(randomTensor([1, 4, 6, 6], seed: 9))!
+    XCTAssertLessThanOrEqual(relativeError(singleGrad, expected.input), 1e-4)
+    XCTAssertLessThanOrEqual(relativeError(single.weight.grad, expected.weight), 1e-4)
+    // A bench-like layer at batch 4 (the 8×8 map of the last block, 64→64 channels).
+    check(algorithm: .winograd, batch: 4, cin: 64, cout: 64, height: 8, width: 8, threads: 2)
+  }
+
+  /// The max-pool's 8-window SIMD path against a direct loop: values quantised to a few levels so
+  /// that ties are common (the first in row-major order must win), odd sizes, wide rows.
+  func testMaxPoolVectorPathMatchesDirectLoopWithTies() {
+    for (batch, channels, height, width) in [(2, 3, 5, 37), (1, 2, 4, 16), (1, 1, 7, 33)] {
+      let input = randomTensor([batch, channels, height, width], seed: UInt64(width))
+      for i in 0..<input.count { input[i] = (input[i] * 2).rounded() }  // levels −2…2
+      let pool = MaxPool2D()
+      let output = pool.forward(input)
+      let (oh, ow) = (height / 2, width / 2)
+      for plane in 0..<batch * channels {
+        for oy in 0..<oh {
+          for ox in 0..<ow {
+            let base = plane * height * width
+            var best = 2 * oy * width + 2 * ox
+            for candidate in [best + 1, best + width, best + width + 1]
+            where input[base + candidate] > input[base + best] {
+              best = candidate
+            }
+            let o = (plane * oh + oy) * ow + ox
+            XCTAssertEqual(output[o], input[base + best], "\(height)×\(width) plane \(plane) (\(oy), \(ox))")
+            XCTAssertEqual(
+              Int(pool.argmax[o]), best, "argmax \(height)×\(width) plane \(plane) (\(oy), \(ox))")
+          }
+        }
+      }
+    }
+  }
+}
