@@ -3,10 +3,10 @@
 # image at the first step only, trained on the same data for the same number of steps, then
 # evaluated on a test set rendered with an unseen seed. Prints a Markdown table.
 #
-#   bash scripts/compare_cells.sh [STEPS] [OUT_DIR]      (default: 1500 steps, runs/cells)
+#   bash scripts/compare_cells.sh [STEPS] [OUT_DIR]      (default: 1000 steps, runs/cells)
 set -euo pipefail
 cd "$(dirname "$0")/.."
-steps=${1:-1500}
+steps=${1:-1000}
 out=${2:-runs/cells}
 swift build -c release >/dev/null
 caption=.build/release/caption

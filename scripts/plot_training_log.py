@@ -75,6 +75,7 @@ def main():
         fd, tmp = tempfile.mkstemp(dir=folder, suffix=os.path.splitext(out_path)[1])
         os.close(fd)
         fig.savefig(tmp, dpi=100)
+        os.chmod(tmp, 0o644)
         os.replace(tmp, out_path)
         return
     panels = svg_panel(loss, "training loss", "#1f77b4", 0)
@@ -86,6 +87,7 @@ def main():
     fd, tmp = tempfile.mkstemp(dir=folder, suffix=".svg")
     with os.fdopen(fd, "w") as f:
         f.write(svg)
+    os.chmod(tmp, 0o644)
     os.replace(tmp, out_path)
 
 
