@@ -44,10 +44,12 @@ final class CaptionModelTests: XCTestCase {
       zeroGradients(model.parameters)
       _ = loss()
       let imageGrad = model.backward(imageGrad: true)!.clone()
-      let label = "\(config.cell.rawValue) ×\(config.rnnLayers) \(config.imageInput.rawValue) \(config.pool.rawValue)"
+      let label =
+        "\(config.cell.rawValue) ×\(config.rnnLayers) \(config.imageInput.rawValue) \(config.pool.rawValue)"
       for (name, parameter) in model.namedParameters {
         let analytic = parameter.grad.clone()
-        assertGradientMatches("\(label) \(name)", x: parameter.value, analytic: analytic, samples: 6, loss: loss)
+        assertGradientMatches(
+          "\(label) \(name)", x: parameter.value, analytic: analytic, samples: 6, loss: loss)
       }
       assertGradientMatches("\(label) images", x: images, analytic: imageGrad, samples: 12, loss: loss)
     }

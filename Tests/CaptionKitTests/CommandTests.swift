@@ -67,7 +67,8 @@ final class CommandTests: XCTestCase {
     XCTAssertEqual(try runCaption(["describe", "--no-such-option", image]).status, 64)
     XCTAssertEqual(try runCaption(["train", "--data", folder]).status, 64, "--out is required")
     XCTAssertEqual(
-      try runCaption(["train", "--data", folder, "--out", folder + "/m.safetensors", "--layers", "3,X"]).status,
+      try runCaption(["train", "--data", folder, "--out", folder + "/m.safetensors", "--layers", "3,X"])
+        .status,
       64)
     let missingData = try runCaption([
       "train", "--data", folder + "/nothing", "--out", folder + "/m.safetensors",

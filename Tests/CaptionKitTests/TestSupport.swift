@@ -47,7 +47,8 @@ func assertGradientMatches(
   precondition(x.count == analytic.count)
   var generator = SplitMix64(seed: seed)
   let picks =
-    x.count <= samples ? Array(0..<x.count) : (0..<samples).map { _ in Int(generator.next() % UInt64(x.count)) }
+    x.count <= samples
+    ? Array(0..<x.count) : (0..<samples).map { _ in Int(generator.next() % UInt64(x.count)) }
   var worst = 0.0
   for index in picks {
     let saved = x[index]

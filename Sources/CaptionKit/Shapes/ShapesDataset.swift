@@ -171,26 +171,7 @@ public enum ShapesDataset {
     jpeg ? (try JPEGWriter.encode(image, quality: 92), "jpg") : (try PNGWriter.encode(image), "png")
   }
 
-  static func jsonString(_ text: String) -> String {
-    var out = "\""
-    for scalar in text.unicodeScalars {
-      switch scalar {
-      case "\"": out += "\\\""
-      case "\\": out += "\\\\"
-      case "\n": out += "\\n"
-      case "\r": out += "\\r"
-      case "\t": out += "\\t"
-      default:
-        if scalar.value < 0x20 {
-          let hex = String(scalar.value, radix: 16)
-          out += "\\u" + String(repeating: "0", count: 4 - hex.count) + hex
-        } else {
-          out.unicodeScalars.append(scalar)
-        }
-      }
-    }
-    return out + "\""
-  }
+  static func jsonString(_ text: String) -> String { JSONText.quoted(text) }
 
   /// Per-image results filled by the worker threads, each in its own slot.
   private final class Results: @unchecked Sendable {

@@ -20,6 +20,8 @@ extension TrainingSession {
 
     epochLoop: while epoch < options.epochs {
       trainLoader.startEpoch(epoch, fromBatch: batchInEpoch)
+      var epochLoss = 0.0  // for choosing the best model when there is no validation split
+      var epochSteps = 0
       var stepStart = Date()  // includes the wait for the batch: the pipeline's speed shows too
       while let batch = trainLoader.next() {
         let lr = options.schedule.rate(
@@ -40,6 +42,8 @@ extension TrainingSession {
         imagesSeen += batch.imageIds.count
         recentLoss += loss
         recentCount += 1
+        epochLoss += Double(loss)
+        epochSteps += 1
         let imagesPerSecond = trainSeconds > 0 ? Double(imagesSeen) / trainSeconds : 0
         let stepsLeft = Double(totalSteps - step)
         let secondsLeft = stepsLeft * trainSeconds / Double(max(imagesSeen, 1)) * Double(options.batchSize)
@@ -84,7 +88,8 @@ extension TrainingSession {
           "epoch \(epoch): "
             + metrics.sorted { $0.key < $1.key }.map { String(format: "%@ %.4f", $0.key, $0.value) }.joined(
               separator: ", "))
-        let score = metrics["val_CIDEr-D"] ?? -(metrics["val_loss"] ?? Double(recentLoss))
+        let score =
+          metrics["val_CIDEr-D"] ?? -(metrics["val_loss"] ?? epochLoss / Double(max(epochSteps, 1)))
         if score > bestScore {
           bestScore = score
           bestEpoch = epoch

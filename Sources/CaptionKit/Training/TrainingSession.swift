@@ -5,7 +5,6 @@ import Foundation
 final class TrainingSession {
   let options: TrainOptions
   let files: TrainingFiles
-  let dataset: Dataset
   let vocabulary: Vocabulary
   let model: CaptionModel
   let optimizer: Adam
@@ -27,44 +26,37 @@ final class TrainingSession {
   let std = Preprocess.imagenetStd
 
   private init(
-    options: TrainOptions, files: TrainingFiles, dataset: Dataset, vocabulary: Vocabulary,
-    model: CaptionModel, log: @escaping (String) -> Void
+    options: TrainOptions, files: TrainingFiles, prepared: PreparedCaptions, model: CaptionModel,
+    log: @escaping (String) -> Void
   ) throws {
     self.options = options
     self.files = files
-    self.dataset = dataset
-    self.vocabulary = vocabulary
+    self.vocabulary = prepared.vocabulary
     self.model = model
     optimizer = Adam(
       parameters: model.parameters, learningRate: options.learningRate,
       weightDecay: options.weightDecay)
     dropoutGenerator = SeededGenerator(seed: options.seed &+ 0x5EED)
 
-    let trainImages = try dataset.nonEmptySplit(.train, data: options.data)
-    let (trainCaptions, trainSummary) = try CaptionEncoding.encode(
-      tokenized: CaptionEncoding.tokenize(trainImages), vocabulary: vocabulary,
-      maxLength: options.maxLength)
-    log("training captions: \(trainSummary)")
+    log("training captions: \(prepared.trainSummary)")
     let size = model.config.imageSize  // the model's own (with --init, the file's)
     let load: @Sendable (String) throws -> RGBImage = { path in try Preprocess.load(path: path, size: size) }
     let onSkip: @Sendable (String, String) -> Void = { path, reason in
       FileHandle.standardError.write(Data("caption: skipped \(path): \(reason)\n".utf8))
     }
     trainLoader = try BatchLoader(
-      images: trainImages, captions: trainCaptions, batchSize: options.batchSize,
+      images: prepared.train, captions: prepared.trainCaptions, batchSize: options.batchSize,
       captionsPerImage: options.captionsPerImage, imageSize: size, mean: mean, std: std, shuffle: true,
       seed: options.seed, workers: options.workers, cachePath: options.cache.map { $0 + ".train" },
       load: load, onSkip: onSkip)
-    valImages = Array(dataset.split(.val).prefix(options.valImages))
+    valImages = Array(prepared.val.prefix(options.valImages))
     if valImages.isEmpty {
       valLoader = nil
       log("no validation split: the best model is chosen by training loss")
     } else {
-      let (valCaptions, _) = try CaptionEncoding.encode(
-        tokenized: CaptionEncoding.tokenize(valImages), vocabulary: vocabulary,
-        maxLength: options.maxLength)
       valLoader = try BatchLoader(
-        images: valImages, captions: valCaptions, batchSize: options.batchSize,
+        images: valImages, captions: Array(prepared.valCaptions.prefix(valImages.count)),
+        batchSize: options.batchSize,
         captionsPerImage: 1, imageSize: size, mean: mean, std: std, shuffle: false,
         seed: options.seed, workers: options.workers, cachePath: options.cache.map { $0 + ".val" },
         load: load, onSkip: onSkip)
@@ -79,26 +71,26 @@ final class TrainingSession {
     let dataset = try Dataset.load(
       data: options.data, images: options.images, valData: options.valData,
       trainList: options.trainList, valList: options.valList, testList: options.testList)
-    let vocabulary: Vocabulary
+    let prepared: PreparedCaptions
     let model: CaptionModel
     if let initPath = options.initModel {
       let file = try ModelFile.load(path: initPath)
-      vocabulary = file.vocabulary
+      prepared = try PreparedCaptions.prepare(
+        dataset, minCount: options.minCount, maxLength: options.maxLength, vocabulary: file.vocabulary,
+        data: options.data)
       model = CaptionModel(config: file.config)
       try model.adopt(tensors: file.tensors, path: initPath)
       log("starting from \(initPath) (its vocabulary and architecture)")
     } else {
-      vocabulary = try VocabularyBuilder.build(
-        images: try dataset.nonEmptySplit(.train, data: options.data), minCount: options.minCount)
-      model = CaptionModel(config: options.modelConfig(vocabSize: vocabulary.count))
+      prepared = try PreparedCaptions.prepare(
+        dataset, minCount: options.minCount, maxLength: options.maxLength, data: options.data)
+      model = CaptionModel(config: options.modelConfig(vocabSize: prepared.vocabulary.count))
       var generator = SeededGenerator(seed: options.seed)
       model.initialize(using: &generator)
     }
     try FileManager.default.createDirectory(
       atPath: files.folder, withIntermediateDirectories: true)
-    let session = try TrainingSession(
-      options: options, files: files, dataset: dataset, vocabulary: vocabulary, model: model, log: log)
-    return session
+    return try TrainingSession(options: options, files: files, prepared: prepared, model: model, log: log)
   }
 
   /// The run whose latest model and state are beside `files.best`. Its saved options hold, except
@@ -130,9 +122,11 @@ final class TrainingSession {
       trainList: options.trainList, valList: options.valList, testList: options.testList)
     let model = CaptionModel(config: latest.config)
     try model.adopt(tensors: latest.tensors, path: files.latest)
+    let prepared = try PreparedCaptions.prepare(
+      dataset, minCount: options.minCount, maxLength: options.maxLength, vocabulary: latest.vocabulary,
+      data: options.data)
     let session = try TrainingSession(
-      options: options, files: files, dataset: dataset, vocabulary: latest.vocabulary, model: model,
-      log: log)
+      options: options, files: files, prepared: prepared, model: model, log: log)
     session.step = savedStep
     session.epoch = Int(try meta("epoch")) ?? 0
     session.batchInEpoch = Int(try meta("batch")) ?? 0
