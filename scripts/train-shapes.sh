@@ -4,9 +4,10 @@
 #   bash scripts/train-shapes.sh [OUT_DIR]        (default: runs/shapes)
 #
 # Stage 1: `caption train` with its default settings (12 epochs).
-# Stage 2: 10 more epochs from stage 1's weights (--init) with a fresh warm-up and cosine schedule
-#          at 1e-3: shape words are learnt late (see README), so the extra epochs pay off.
-# Writes OUT_DIR/stage1/shapes.safetensors and OUT_DIR/shapes.safetensors (best by validation
+# Stages 2 and 3: 10 more epochs each from the previous stage's latest weights (--init), with a
+#          fresh warm-up and cosine schedule at 1e-3: shape words are learnt late (see README),
+#          so the extra epochs pay off.
+# Writes OUT_DIR/stage1/, OUT_DIR/stage2/ and OUT_DIR/shapes.safetensors (best by validation
 # CIDEr-D), each with its .latest files and JSON-lines log.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -20,5 +21,7 @@ if [ ! -f data/shapes-train/captions.json ]; then
   "$caption" dataset shapes --out data/shapes-train --count 20000 --seed 1
 fi
 "$caption" train --data data/shapes-train --out "$out/stage1/shapes.safetensors"
-"$caption" train --data data/shapes-train --out "$out/shapes.safetensors" \
+"$caption" train --data data/shapes-train --out "$out/stage2/shapes.safetensors" \
   --init "$out/stage1/shapes.latest.safetensors" --epochs 10 --lr 1e-3 --warmup 100
+"$caption" train --data data/shapes-train --out "$out/shapes.safetensors" \
+  --init "$out/stage2/shapes.latest.safetensors" --epochs 10 --lr 1e-3 --warmup 100
