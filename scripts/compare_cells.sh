@@ -3,32 +3,33 @@
 # image at the first step only, trained on the same data for the same number of steps, then
 # evaluated on a test set rendered with an unseen seed. Prints a Markdown table.
 #
-#   bash scripts/compare_cells.sh [STEPS] [OUT_DIR]      (default: 1000 steps, runs/cells)
+#   bash scripts/compare_cells.sh [STEPS] [OUT_DIR]      (default: 600 steps, runs/cells)
 set -euo pipefail
 cd "$(dirname "$0")/.."
-steps=${1:-1000}
+steps=${1:-600}
 out=${2:-runs/cells}
 swift build -c release >/dev/null
 caption=.build/release/caption
 [ -f data/shapes-train/captions.json ] || "$caption" dataset shapes --out data/shapes-train --count 20000 --seed 1
 [ -f data/shapes-fresh/captions.json ] || "$caption" dataset shapes --out data/shapes-fresh --count 1000 --seed 77 --val 0 --test 1
 mkdir -p "$out"
-echo "| cell | image input | steps | train time (s) | val loss | CIDEr-D | object F1 | attribute acc. | relation acc. |"
-echo "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"
+echo "| cell | image input | steps | train time (s) | CIDEr-D | object F1 | attribute acc. | relation acc. |"
+echo "| --- | --- | --- | --- | --- | --- | --- | --- |"
 for run in rnn:every lstm:every peephole:every coupled:every gru:every lstm:first; do
   cell=${run%%:*}
   input=${run##*:}
   model="$out/$cell-$input.safetensors"
   start=$(date +%s)
   "$caption" train --data data/shapes-train --out "$model" --cell "$cell" --image-input "$input" \
-    --max-steps "$steps" --epochs 100 --val-images 300 >"$out/$cell-$input.train.log" 2>&1
+    --max-steps "$steps" --epochs 100 --val-images 300 --val-every 100 >"$out/$cell-$input.train.log" 2>&1
   seconds=$(( $(date +%s) - start ))
-  json=$("$caption" evaluate --model "$model" --data data/shapes-fresh --beam 1 --json)
-  val_loss=$(python3 -c 'import json,sys; rows=[json.loads(l) for l in open(sys.argv[1]) if "val_loss" in l]; print("%.3f" % rows[-1]["val_loss"] if rows else "")' "${model%.safetensors}.log.jsonl")
-  python3 -c '
+  # The weights at the last step (the best-by-validation file may be from an earlier epoch).
+  json=$("$caption" evaluate --model "${model%.safetensors}.latest.safetensors" --data data/shapes-fresh --beam 1 --json)
+  python3 - "$json" "$cell" "$input" "$steps" "$seconds" <<'PY'
 import json, sys
 s = json.loads(sys.argv[1])
-cell, inp, steps, secs, vl = sys.argv[2:7]
-print(f"| {cell} | {inp} | {steps} | {secs} | {vl} | {s[\"CIDEr-D\"]:.3f} | {s[\"object-F1\"]:.3f} | {s[\"attribute-accuracy\"]:.3f} | {s[\"relation-accuracy\"]:.3f} |")
-' "$json" "$cell" "$input" "$steps" "$seconds" "$val_loss"
+cell, inp, steps, secs = sys.argv[2:6]
+cols = [cell, inp, steps, secs] + ["%.3f" % s[k] for k in ("CIDEr-D", "object-F1", "attribute-accuracy", "relation-accuracy")]
+print("| " + " | ".join(cols) + " |")
+PY
 done
