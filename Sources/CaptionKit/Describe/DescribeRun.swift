@@ -13,15 +13,33 @@ public enum DescribeRun {
     encode: (_ images: [Image]) throws -> Tensor,
     write: (_ stdout: String?, _ stderr: String?) -> Void
   ) -> Int {
-    typealias Outcome = Result<(words: [String], logprob: Double), CaptionError>
+    var failures = 0
+    caption(
+      paths: paths, batchSize: batchSize, model: model, options: options, load: load, encode: encode
+    ) { path, result in
+      let outcome = result.map { (words: $0.words(vocabulary), logprob: $0.logprob) }
+      if case .failure = outcome { failures += 1 }
+      let lines = DescribeOutput.lines(path: path, outcome: outcome, json: json, bare: bare)
+      write(lines.stdout, lines.stderr)
+    }
+    return failures
+  }
+
+  /// The batching under `run` (and `Captioner`, which `evaluate` uses): `each` receives every path,
+  /// in order, with its caption or its error, one batch at a time.
+  public static func caption<M: StepModel, Image>(
+    paths: [String], batchSize: Int, model: M, options: DecodingOptions,
+    load: (_ path: String) throws -> Image,
+    encode: (_ images: [Image]) throws -> Tensor,
+    each: (_ path: String, _ result: Result<DecodedCaption, CaptionError>) -> Void
+  ) {
     func asCaptionError(_ error: Error, _ path: String) -> CaptionError {
       error as? CaptionError ?? CaptionError(.unreadable, path: path, "\(error)")
     }
-    var failures = 0
     var batchStart = 0
     while batchStart < paths.count {
       let batch = Array(paths[batchStart..<min(batchStart + max(batchSize, 1), paths.count)])
-      var outcomes = [Outcome?](repeating: nil, count: batch.count)
+      var results = [Result<DecodedCaption, CaptionError>?](repeating: nil, count: batch.count)
       var images: [Image] = []
       var imageSlots: [Int] = []  // the batch position of each loaded image
       for (slot, path) in batch.enumerated() {
@@ -29,7 +47,7 @@ public enum DescribeRun {
           images.append(try load(path))
           imageSlots.append(slot)
         } catch {
-          outcomes[slot] = .failure(asCaptionError(error, path))
+          results[slot] = .failure(asCaptionError(error, path))
         }
       }
       if !images.isEmpty {
@@ -39,23 +57,18 @@ public enum DescribeRun {
           batchOptions.streamOffset = options.streamOffset &+ batchStart  // sampling: same as one batch
           let captions = CaptionDecoder.decode(
             model: model, imageVectors: vectors, options: batchOptions)
-          for (caption, slot) in zip(captions, imageSlots) {
-            outcomes[slot] = .success((caption.words(vocabulary), caption.logprob))
-          }
+          for (caption, slot) in zip(captions, imageSlots) { results[slot] = .success(caption) }
         } catch {
-          for slot in imageSlots { outcomes[slot] = .failure(asCaptionError(error, batch[slot])) }
+          for slot in imageSlots { results[slot] = .failure(asCaptionError(error, batch[slot])) }
         }
       }
       for (slot, path) in batch.enumerated() {
-        let outcome =
-          outcomes[slot]
-          ?? .failure(CaptionError(.corrupt, path: path, "the encoder gave no vector for this image"))
-        if case .failure = outcome { failures += 1 }
-        let lines = DescribeOutput.lines(path: path, outcome: outcome, json: json, bare: bare)
-        write(lines.stdout, lines.stderr)
+        each(
+          path,
+          results[slot]
+            ?? .failure(CaptionError(.corrupt, path: path, "the encoder gave no vector for this image")))
       }
       batchStart += batch.count
     }
-    return failures
   }
 }

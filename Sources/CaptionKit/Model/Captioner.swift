@@ -27,33 +27,10 @@ public final class Captioner {
   {
     var results: [Result<DecodedCaption, CaptionError>] = []
     results.reserveCapacity(paths.count)
-    var start = 0
-    while start < paths.count {
-      let chunk = Array(paths[start..<min(paths.count, start + batchSize)])
-      results += captionBatch(chunk, options: options)
-      start += chunk.count
-    }
+    DescribeRun.caption(
+      paths: paths, batchSize: batchSize, model: model, options: options,
+      load: { try load(path: $0) }, encode: { encode($0) }, each: { results.append($1) })
     return results
-  }
-
-  private func captionBatch(_ paths: [String], options: DecodingOptions)
-    -> [Result<DecodedCaption, CaptionError>]
-  {
-    var loaded: [(index: Int, image: RGBImage)] = []
-    var results = [Result<DecodedCaption, CaptionError>?](repeating: nil, count: paths.count)
-    for (index, path) in paths.enumerated() {
-      do {
-        loaded.append((index, try load(path: path)))
-      } catch {
-        results[index] = .failure(error as? CaptionError ?? CaptionError(.unreadable, path: path, "\(error)"))
-      }
-    }
-    if !loaded.isEmpty {
-      let captions = CaptionDecoder.decode(
-        model: model, imageVectors: encode(loaded.map(\.image)), options: options)
-      for (row, item) in loaded.enumerated() { results[item.index] = .success(captions[row]) }
-    }
-    return results.map { $0! }
   }
 
   /// An image file as the network sees it (SPEC §4), before normalisation.

@@ -22,14 +22,18 @@ final class TrainingSession {
   var bestMetrics: [String: Double] = [:]
   var epochsWithoutImprovement = 0
   var logLines: [String] = []
-  let mean = Preprocess.imagenetMean
-  let std = Preprocess.imagenetStd
+  /// Per-channel normalisation: ImageNet's for a new model, the model file's with --init or --resume.
+  let mean: [Float]
+  let std: [Float]
 
   private init(
     options: TrainOptions, files: TrainingFiles, prepared: PreparedCaptions, model: CaptionModel,
+    mean: [Float] = Preprocess.imagenetMean, std: [Float] = Preprocess.imagenetStd,
     log: @escaping (String) -> Void
   ) throws {
     self.options = options
+    self.mean = mean
+    self.std = std
     self.files = files
     self.vocabulary = prepared.vocabulary
     self.model = model
@@ -73,8 +77,10 @@ final class TrainingSession {
       trainList: options.trainList, valList: options.valList, testList: options.testList)
     let prepared: PreparedCaptions
     let model: CaptionModel
+    var (mean, std) = (Preprocess.imagenetMean, Preprocess.imagenetStd)
     if let initPath = options.initModel {
       let file = try ModelFile.load(path: initPath)
+      (mean, std) = (file.mean, file.std)
       prepared = try PreparedCaptions.prepare(
         dataset, minCount: options.minCount, maxLength: options.maxLength, vocabulary: file.vocabulary,
         data: options.data)
@@ -90,7 +96,8 @@ final class TrainingSession {
     }
     try FileManager.default.createDirectory(
       atPath: files.folder, withIntermediateDirectories: true)
-    return try TrainingSession(options: options, files: files, prepared: prepared, model: model, log: log)
+    return try TrainingSession(
+      options: options, files: files, prepared: prepared, model: model, mean: mean, std: std, log: log)
   }
 
   /// The run whose latest model and state are beside `files.best`. Its saved options hold, except
@@ -126,7 +133,8 @@ final class TrainingSession {
       dataset, minCount: options.minCount, maxLength: options.maxLength, vocabulary: latest.vocabulary,
       data: options.data)
     let session = try TrainingSession(
-      options: options, files: files, prepared: prepared, model: model, log: log)
+      options: options, files: files, prepared: prepared, model: model, mean: latest.mean,
+      std: latest.std, log: log)
     session.step = savedStep
     session.epoch = Int(try meta("epoch")) ?? 0
     session.batchInEpoch = Int(try meta("batch")) ?? 0
