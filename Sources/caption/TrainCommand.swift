@@ -66,6 +66,8 @@ struct Train: ParsableCommand {
     if let stepEpochs = optimisation.stepEpochs { o.stepEpochs = stepEpochs }
     if let gamma = optimisation.stepGamma { o.stepGamma = gamma }
     if let decay = optimisation.weightDecay { o.weightDecay = decay }
+    if let beta2 = optimisation.beta2 { o.beta2 = beta2 }
+    o.wordLoss = optimisation.wordLoss ?? TrainOptions.defaultWordLoss
     if let clip = optimisation.clip { o.clip = clip }
     if let seed = optimisation.seed { o.seed = seed }
     o.threads = optimisation.threads
@@ -174,6 +176,11 @@ struct OptimisationOptions: ParsableArguments {
   @Option(help: "Step schedule: epochs between drops (default 10).") var stepEpochs: Int?
   @Option(help: "Step schedule: factor per drop (default 0.5).") var stepGamma: Float?
   @Option(help: "Decoupled weight decay (AdamW; default 0).") var weightDecay: Float?
+  @Option(help: "Adam's β₂, the decay of its squared-gradient average (default 0.999).") var beta2: Float?
+  @Option(
+    help:
+      "Weight of the auxiliary word loss: the image vector alone predicts which words the captions use (0: off; default 10)."
+  ) var wordLoss: Float?
   @Option(help: "Clip the gradient's global norm to this (0: off; default 5).") var clip: Float?
   @Option(help: "Seed for initialisation, shuffling and dropout (default 1).") var seed: UInt64?
   @Option(help: "Compute threads.") var threads: Int = 2

@@ -55,6 +55,50 @@ final class CaptionModelTests: XCTestCase {
     }
   }
 
+  /// With the auxiliary word loss on, every gradient is that of caption loss + weight · word loss
+  /// (relative error ≤ 2e-2 with ε = 3e-3, since with 1e-2 a conv bias step
+  /// crosses ReLU kinks, and floor 3e-3 for the Float rounding that the smaller ε magnifies); the word loss's
+  /// targets are the words of each image's captions.
+  func testWordLossGradientsMatchFiniteDifferences() {
+    let config = tinyConfig(.lstm, pool: .flatten)
+    let model = CaptionModel(config: config)
+    var generator = SeededGenerator(seed: 6)
+    model.initialize(using: &generator)
+    let wordLoss = WordLoss(imageSize: config.dv, vocabularySize: config.vocabSize, weight: 3)
+    wordLoss.initialize(using: &generator)
+    model.wordLoss = wordLoss
+    let (images, inputs, targets, steps) = batch()
+    func loss() -> Double {
+      var unused = SeededGenerator(seed: 0)
+      let caption = model.forward(
+        images: images, captionsPerImage: 2, steps: steps, inputTokens: inputs, targetTokens: targets,
+        training: false, generator: &unused)
+      return Double(caption) + 3 * Double(model.lastWordLoss)
+    }
+    zeroGradients(model.trainableParameters)
+    _ = loss()
+    // Image 0's captions use words 4, 5, 6, 7 (and <end>, left out); image 1's 4, 5, 6, 8.
+    let present = Tensor(zeros: [2, config.vocabSize])
+    for (b, words) in [[4, 5, 6, 7], [4, 5, 6, 8]].enumerated() {
+      for w in words { present[b * config.vocabSize + w] = 1 }
+    }
+    let check = SigmoidBinaryCrossEntropy()
+    let expected = check.forward(
+      logits: wordLoss.head.forward(model.encode(images)), targets: present, firstColumn: 4)
+    _ = loss()
+    XCTAssertEqual(model.lastWordLoss, expected, accuracy: 1e-6)
+    let imageGrad = model.backward(imageGrad: true)!.clone()
+    for (name, parameter) in model.namedTrainableParameters {
+      let analytic = parameter.grad.clone()
+      assertGradientMatches(
+        "word loss: \(name)", x: parameter.value, analytic: analytic, samples: 6, epsilon: 3e-3, floor: 3e-3,
+        loss: loss)
+    }
+    assertGradientMatches(
+      "word loss: images", x: images, analytic: imageGrad, samples: 12, epsilon: 3e-3, floor: 3e-3, loss: loss
+    )
+  }
+
   /// Every cell learns one small batch by heart: the loss falls below 0.05 within 300 Adam steps.
   func testTinyModelOverfitsOneBatchForEveryCell() {
     for cell in CellType.allCases {

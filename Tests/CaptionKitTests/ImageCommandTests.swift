@@ -39,7 +39,8 @@ final class ImageCommandTests: XCTestCase {
     let good = try sharedTestdata("jpeg/testorig.jpg")
     XCTAssertEqual(try runCaption(["preprocess", good, "--out", out, "--size", "0"]).status, 64)
     XCTAssertEqual(try runCaption(["preprocess", good, "--out", out, "--bogus"]).status, 64)
-    XCTAssertEqual(try runCaption(["preprocess", good, "--out", out, "--size", "8", "--no-resize"]).status, 64)
+    XCTAssertEqual(
+      try runCaption(["preprocess", good, "--out", out, "--size", "8", "--no-resize"]).status, 64)
     XCTAssertEqual(try runCaption(["preprocess", good]).status, 64)
   }
 }

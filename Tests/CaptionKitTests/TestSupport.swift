@@ -27,9 +27,22 @@ func sharedTestdata(_ relative: String, file: StaticString = #filePath, line: UI
   return path
 }
 
-/// A fresh temporary folder for one test.
+/// One parent folder for this test process's temporary folders, removed when the process exits.
+private let temporaryParent: String = {
+  let path = NSTemporaryDirectory() + "caption-tests-\(ProcessInfo.processInfo.processIdentifier)"
+  try? FileManager.default.removeItem(atPath: path)
+  try! FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
+  atexit { try? FileManager.default.removeItem(atPath: temporaryParentPath()) }
+  return path
+}()
+
+private func temporaryParentPath() -> String {
+  NSTemporaryDirectory() + "caption-tests-\(ProcessInfo.processInfo.processIdentifier)"
+}
+
+/// A fresh temporary folder for one test (inside the process's parent, removed at exit).
 func temporaryFolder() -> String {
-  let path = NSTemporaryDirectory() + "caption-test-" + UUID().uuidString
+  let path = temporaryParent + "/" + UUID().uuidString
   try! FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
   return path
 }

@@ -69,7 +69,13 @@ final class TrainerTests: XCTestCase {
     XCTAssertNotNil(best.provenanceStep)
   }
 
+  /// With the word loss on (its head lives only in the training state), so that it resumes too.
   func testInterruptedRunResumesToTheSameWeights() throws {
+    func tinyOptions(out: String) -> TrainOptions {
+      var options = TrainerTests.tinyOptions(out: out)
+      options.wordLoss = 5
+      return options
+    }
     let straightOut = temporaryFolder() + "/straight.safetensors"
     _ = try Trainer(options: tinyOptions(out: straightOut), log: { _ in }).run(resume: false)
     let straight = try ModelFile.load(path: TrainingFiles(out: straightOut).latest)

@@ -4,6 +4,8 @@ public struct Vocabulary: Equatable, Sendable {
   public static let start = 1
   public static let end = 2
   public static let unk = 3
+  /// The first id of an ordinary word (after the four specials).
+  public static let firstWord = 4
   public static let specials = ["<pad>", "<start>", "<end>", "<unk>"]
 
   public let words: [String]

@@ -8,7 +8,7 @@
 ///     loss   = mean cross-entropy over non-pad targets
 ///
 /// With K captions per image (`captionsPerImage`), the encoder runs once per image and row r of the
-/// decoder reads image r / K.
+/// decoder reads image r / K. Training may add an auxiliary word loss on `v` (WordLoss).
 public final class CaptionModel {
   public let config: ModelConfig
   public let encoder: Encoder
@@ -18,6 +18,10 @@ public final class CaptionModel {
   let embedDropout: Dropout
   let hiddenDropout: Dropout
   let crossEntropy = SoftmaxCrossEntropy()
+  /// The auxiliary word loss on `v` (training only; nil: off). See WordLoss.
+  public var wordLoss: WordLoss?
+  /// The word loss of the last `forward` (0 without one), before its weight.
+  public private(set) var lastWordLoss: Float = 0
 
   // Workspaces, reused while shapes stay the same.
   private var imageRows = Tensor(zeros: [0])  // [R, Dv]: v replicated K times
@@ -49,6 +53,13 @@ public final class CaptionModel {
 
   public var parameters: [Parameter] { namedParameters.map { $0.1 } }
 
+  /// What training updates: the model's parameters, then the word loss's head if there is one.
+  public var namedTrainableParameters: [(String, Parameter)] {
+    namedParameters + (wordLoss?.namedParameters ?? [])
+  }
+
+  public var trainableParameters: [Parameter] { namedTrainableParameters.map { $0.1 } }
+
   /// Fresh weights: Kaiming for the convolutions, PyTorch's defaults elsewhere, forget-gate bias 1.
   public func initialize(using generator: inout SeededGenerator) {
     encoder.initialize(using: &generator)
@@ -71,6 +82,9 @@ public final class CaptionModel {
     self.captionsPerImage = captionsPerImage
 
     let v = encoder.forward(images)  // [B, Dv]
+    lastWordLoss =
+      wordLoss?.forward(v: v, targetTokens: targetTokens, steps: steps, captionsPerImage: captionsPerImage)
+      ?? 0
     let vRows = replicateRows(v, times: captionsPerImage)  // [R, Dv]
     var x = embed.forward(tokens: inputTokens)  // [T·R, E]
     x = embedDropout.forward(x, training: training, generator: &generator)
@@ -81,8 +95,9 @@ public final class CaptionModel {
     return crossEntropy.forward(logits: logits, targets: targetTokens, ignoreIndex: Vocabulary.pad)
   }
 
-  /// Accumulates the gradient of the last `forward`'s loss into every parameter's `grad`; with
-  /// `imageGrad`, also returns the gradient with respect to the input images (`[B, 3, S, S]`).
+  /// Accumulates the gradient of the last `forward`'s loss (plus the word loss's weight times its
+  /// loss, if there is one) into every parameter's `grad`; with `imageGrad`, also returns the
+  /// gradient with respect to the input images (`[B, 3, S, S]`).
   @discardableResult
   public func backward(imageGrad: Bool = false) -> Tensor? {
     let logitsGrad = crossEntropy.backward()  // [T·R, V]
@@ -94,6 +109,10 @@ public final class CaptionModel {
     let embedGrad = embedDropout.backward(xGrad.view(shape: [xGrad.count / config.embed, config.embed]))
     embed.backward(embedGrad)
     let vGrad = sumRowGroups(vRowsGrad, groupSize: captionsPerImage)
+    if let wordLoss {
+      let wordGrad = wordLoss.backward()  // [B, Dv]
+      for i in 0..<vGrad.count { vGrad.pointer[i] += wordGrad.pointer[i] }
+    }
     if imageGrad { return encoder.backward(vGrad, needInputGrad: true) }
     encoder.backward(vGrad)
     return nil

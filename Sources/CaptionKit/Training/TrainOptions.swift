@@ -41,6 +41,12 @@ public struct TrainOptions: Codable, Equatable, Sendable {
   public var stepEpochs: Int = 10
   public var stepGamma: Float = 0.5
   public var weightDecay: Float = 0
+  /// Adam's β₂ (nil: 0.999). Optional so that states saved before it existed still decode.
+  public var beta2: Float? = nil
+  /// Weight of the auxiliary word loss on the image vector (WordLoss; nil or 0: off). `caption
+  /// train` sets `defaultWordLoss` unless told otherwise; nil keeps older saved states decoding.
+  public var wordLoss: Float? = nil
+  public static let defaultWordLoss: Float = 10
   public var clip: Float = 5
   public var seed: UInt64 = 1
   public var threads: Int = 2

@@ -14,6 +14,7 @@ extension TrainingSession {
     var imagesSeen = 0
     var trainSeconds = 0.0
     var recentLoss: Float = 0
+    var recentWordLoss: Float = 0
     var recentCount = 0
     var interrupted = false
     var stoppedEarly = false
@@ -26,13 +27,13 @@ extension TrainingSession {
       while let batch = trainLoader.next() {
         let lr = options.schedule.rate(
           base: options.learningRate, step: step, totalSteps: scheduleSteps, epoch: epoch, options: options)
-        zeroGradients(model.parameters)
+        zeroGradients(model.trainableParameters)
         let loss = model.forward(
           images: batch.images, captionsPerImage: batch.captionsPerImage, steps: batch.steps,
           inputTokens: batch.inputTokens, targetTokens: batch.targetTokens, training: true,
           generator: &dropoutGenerator)
         model.backward()
-        if options.clip > 0 { _ = clipGradientNorm(model.parameters, maxNorm: options.clip) }
+        if options.clip > 0 { _ = clipGradientNorm(model.trainableParameters, maxNorm: options.clip) }
         optimizer.step(learningRate: lr)
         step += 1
         batchInEpoch = batch.index + 1  // a batch whose images all failed is skipped by the loader
@@ -41,6 +42,7 @@ extension TrainingSession {
         trainSeconds += seconds
         imagesSeen += batch.imageIds.count
         recentLoss += loss
+        recentWordLoss += model.lastWordLoss
         recentCount += 1
         epochLoss += Double(loss)
         epochSteps += 1
@@ -54,10 +56,12 @@ extension TrainingSession {
             imagesPerSecond: imagesPerSecond, secondsLeft: secondsLeft))
         if step % options.logEvery == 0 || batchInEpoch == batchesPerEpoch {
           let meanLoss = recentLoss / Float(max(recentCount, 1))
-          appendLog([
+          var line: [String: Any] = [
             "step": step, "epoch": epoch + 1, "loss": Double(meanLoss), "lr": Double(lr),
             "images_per_s": imagesPerSecond,
-          ])
+          ]
+          if model.wordLoss != nil { line["word_loss"] = Double(recentWordLoss / Float(max(recentCount, 1))) }
+          appendLog(line)
           if progress == nil {
             log(
               String(
@@ -65,6 +69,7 @@ extension TrainingSession {
                 options.epochs, step, totalSteps, meanLoss, lr, imagesPerSecond))
           }
           recentLoss = 0
+          recentWordLoss = 0
           recentCount = 0
         }
         if caption_interrupt_requested() != 0 {
@@ -189,9 +194,10 @@ extension TrainingSession {
       "adam_steps": String(optimizer.stepCount),
     ]
     if let bestEpoch { metadata["best_epoch"] = String(bestEpoch) }
-    let names = model.namedParameters.map { $0.0 }
+    let names = model.namedTrainableParameters.map { $0.0 }
+    let wordHead = (model.wordLoss?.namedParameters ?? []).map { (name: $0.0, tensor: $0.1.value) }
     try Safetensors.write(
-      path: files.state, tensors: optimizer.namedMoments(names: names), metadata: metadata)
+      path: files.state, tensors: optimizer.namedMoments(names: names) + wordHead, metadata: metadata)
     try writeLog()
   }
 

@@ -37,9 +37,19 @@ final class TrainingSession {
     self.files = files
     self.vocabulary = prepared.vocabulary
     self.model = model
+    if let weight = options.wordLoss, weight > 0 {
+      // Drawn from its own seed, so the model's weights do not depend on whether it is on.
+      var generator = SeededGenerator(seed: options.seed &+ 0x3057_0D5)
+      let wordLoss = WordLoss(
+        imageSize: model.config.dv, vocabularySize: model.config.vocabSize, weight: weight)
+      wordLoss.initialize(using: &generator)
+      model.wordLoss = wordLoss
+    } else {
+      model.wordLoss = nil
+    }
     optimizer = Adam(
-      parameters: model.parameters, learningRate: options.learningRate,
-      weightDecay: options.weightDecay)
+      parameters: model.trainableParameters, learningRate: options.learningRate,
+      beta2: options.beta2 ?? 0.999, weightDecay: options.weightDecay)
     dropoutGenerator = SeededGenerator(seed: options.seed &+ 0x5EED)
 
     log("training captions: \(prepared.trainSummary)")
@@ -148,7 +158,13 @@ final class TrainingSession {
       session.bestMetrics = metrics
     }
     try session.optimizer.restore(
-      from: state.tensors, names: model.namedParameters.map { $0.0 }, path: files.state)
+      from: state.tensors, names: model.namedTrainableParameters.map { $0.0 }, path: files.state)
+    for (name, parameter) in model.wordLoss?.namedParameters ?? [] {
+      guard let saved = state.tensors[name], saved.shape == parameter.shape else {
+        throw CaptionError(.badModel, path: files.state, "\(name) is missing or has the wrong shape")
+      }
+      parameter.value.copy(from: saved)
+    }
     session.optimizer.stepCount = Int(try meta("adam_steps")) ?? savedStep
     // Keep the log up to the resumed step.
     if let text = try? String(contentsOfFile: files.log, encoding: .utf8) {
