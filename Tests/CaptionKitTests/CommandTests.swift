@@ -70,6 +70,10 @@ final class CommandTests: XCTestCase {
       try runCaption(["train", "--data", folder, "--out", folder + "/m.safetensors", "--layers", "3,X"])
         .status,
       64)
+    for bad in [["--word-loss", "-1"], ["--beta2", "1"]] {
+      let result = try runCaption(["train", "--data", folder, "--out", folder + "/m.safetensors"] + bad)
+      XCTAssertEqual(result.status, 64, "\(bad)")
+    }
     let missingData = try runCaption([
       "train", "--data", folder + "/nothing", "--out", folder + "/m.safetensors",
     ])

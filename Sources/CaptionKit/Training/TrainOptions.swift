@@ -86,6 +86,8 @@ public struct TrainOptions: Codable, Equatable, Sendable {
     if minCount < 1 { try fail("--min-count must be at least 1") }
     if threads < 1 || workers < 0 { try fail("--threads must be at least 1 and --workers at least 0") }
     if !(clip >= 0) || !(weightDecay >= 0) { try fail("--clip and --weight-decay must not be negative") }
+    if let wordLoss, !(wordLoss >= 0 && wordLoss.isFinite) { try fail("--word-loss must not be negative") }
+    if let beta2, !(beta2 > 0 && beta2 < 1) { try fail("--beta2 must lie strictly between 0 and 1") }
     try modelConfig(vocabSize: 4).validate()
   }
 }
