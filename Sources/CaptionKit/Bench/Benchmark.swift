@@ -40,6 +40,12 @@ public enum Benchmark {
     for conv in model.encoder.convolutions {
       if forced == "im2col" { conv.algorithm = .im2col }
       if forced == "winograd" { conv.algorithm = .winograd }
+      // CAPTION_BENCH_WINOGRAD=blocked|gemm: how Winograd layers run (Conv2D.WinogradKernel).
+      switch ProcessInfo.processInfo.environment["CAPTION_BENCH_WINOGRAD"] {
+      case "blocked": conv.winogradKernel = .blocked
+      case "gemm": conv.winogradKernel = .gemm
+      default: break
+      }
       if let budget = ProcessInfo.processInfo.environment["CAPTION_BENCH_CONV_BUDGET"].flatMap(Int.init) {
         conv.columnBudget = budget
         conv.winogradBudget = budget

@@ -37,8 +37,22 @@ public final class Conv2D {
   /// Winograd only from this batch size on: for one image (describe) the per-call weight
   /// transform costs more than it saves (measured: describe_ms 12–13.5 with it, 9–10 without).
   public var winogradMinBatch = 2
-  /// Whether the last forward ran the Winograd path (backward must take the same one).
+  /// How the Winograd path runs: CKernels' cache-blocked kernels (Conv2DBlocked.swift) or 16 BLAS
+  /// GEMMs per chunk of images (Conv2DWinograd.swift).
+  public enum WinogradKernel: Sendable {
+    case blocked
+    case gemm
+  }
+  public var winogradKernel = WinogradKernel.blocked
+  /// The blocked kernels' bound on the floats of one block's V and M together (per thread).
+  public var blockedBudget = 1 << 17
+  /// The blocked backward only on maps of at least this many tiles: on smaller ones a block holds
+  /// too few tiles for its dU sums (measured at 8×8, 16 tiles: half the GEMM form's speed), and the
+  /// backward takes the GEMM form (it shares U with the blocked forward).
+  public var blockedBackwardMinTiles = 64
+  /// Whether the last forward ran the Winograd path (backward must take the same one), and which.
   private var forwardUsedWinograd = false
+  private var forwardKernel = WinogradKernel.blocked
 
   private var input: Tensor?  // [B, Cin, H, W], kept for backward
   private var output: Tensor?  // [B, Cout, H, W]
@@ -56,6 +70,9 @@ public final class Conv2D {
   var paddedPlanes: Tensor?  // [threads, Hp, Wp], borders always zero
   var paddedGradPlanes: Tensor?  // [threads, Hp, Wp]
   var biasPartials: Tensor?  // [threads, Cout]
+  var winogradUTransposed: Tensor?  // [16, Cin, Cout] (blocked backward)
+  var blockedScratch: Tensor?  // [threads, ck_winograd_scratch]
+  var blockedUGrad: Tensor?  // [threads, 16·Cout·Cin]
 
   public init(inChannels: Int, outChannels: Int, relu: Bool = true) {
     precondition(inChannels > 0 && outChannels > 0, "Conv2D: channel counts must be positive")
@@ -90,7 +107,12 @@ public final class Conv2D {
       self.input = input
       let output = reuseWorkspace(
         &self.output, shape: [input.shape[0], outChannels, input.shape[2], input.shape[3]])
-      forwardWinograd(input, output)
+      forwardKernel = winogradKernel
+      if forwardKernel == .blocked {
+        forwardBlocked(input, output)
+      } else {
+        forwardWinograd(input, output)
+      }
       return output
     }
     let (batch, height, width) = (input.shape[0], input.shape[2], input.shape[3])
@@ -142,7 +164,12 @@ public final class Conv2D {
     if forwardUsedWinograd {
       let inputGrad: Tensor? =
         needInputGrad ? reuseWorkspace(&self.inputGrad, shape: input.shape) : nil
-      backwardWinograd(input, output, outputGrad, inputGrad)
+      let tiles = Conv2D.tileGrid(height: input.shape[2], width: input.shape[3])
+      if forwardKernel == .blocked && tiles.rows * tiles.columns >= blockedBackwardMinTiles {
+        backwardBlocked(input, output, outputGrad, inputGrad)
+      } else {
+        backwardWinograd(input, output, outputGrad, inputGrad)
+      }
       return inputGrad
     }
     let (batch, height, width) = (input.shape[0], input.shape[2], input.shape[3])

@@ -157,11 +157,17 @@ extension Conv2D {
       }
       first += count
     }
+    addWinogradGradients(uGrad: uGrad, biasPartials: partials, parts: threads)
+  }
+
+  /// weight.grad += Gᵀ dU G (dU [16, Cout, Cin]); bias.grad += the per-thread sums [parts, Cout].
+  func addWinogradGradients(uGrad: Tensor, biasPartials: Tensor, parts: Int) {
+    let cout = outChannels
     Conv2D.winogradWeightsBackward(
-      uGrad: uGrad.pointer, outputChannels: cout, inputChannels: cin, weightGrad: weight.grad.pointer)
+      uGrad: uGrad.pointer, outputChannels: cout, inputChannels: inChannels, weightGrad: weight.grad.pointer)
     for co in 0..<cout {
       var sum: Float = 0
-      for part in 0..<threads { sum += partials.pointer[part * cout + co] }
+      for part in 0..<parts { sum += biasPartials.pointer[part * cout + co] }
       bias.grad.pointer[co] += sum
     }
   }

@@ -1,0 +1,50 @@
+// Hand-vectorised compute kernels, compiled three times (AVX-512, AVX2 + FMA, baseline x86-64 or
+// the host's default) and dispatched at run time on what the CPU supports.
+#ifndef CKERNELS_H
+#define CKERNELS_H
+
+#include <stddef.h>
+
+/// Instruction-set levels of the kernels (ck_isa / ck_set_isa).
+enum { CK_ISA_GENERIC = 0, CK_ISA_AVX2 = 1, CK_ISA_AVX512 = 2 };
+
+/// The level in use: the best the CPU supports, unless ck_set_isa chose a lower one.
+int ck_isa(void);
+
+/// Forces a level (clamped to what the CPU supports); a negative value restores the best.
+/// For tests, which run every variant against the reference.
+void ck_set_isa(int level);
+
+/// One 3×3 convolution layer (stride 1, padding 1) for Winograd F(2×2, 3×3), done block by block:
+/// a block is `block_rows` rows of 2×2 output tiles of one image, small enough that its transformed
+/// input V [16, Cin, n] and output M [16, Cout, n] stay in the core's cache.
+typedef struct {
+  int in_channels;
+  int out_channels;
+  int height;
+  int width;
+  /// Tile rows per block (at least 1).
+  int block_rows;
+  /// Whether a ReLU follows the convolution (forward: applied; backward: masks the gradient).
+  int relu;
+} ck_winograd_shape;
+
+/// Floats of scratch one thread needs for ck_winograd_forward / ck_winograd_backward.
+size_t ck_winograd_scratch(const ck_winograd_shape *shape);
+
+/// output[b] = ReLU?(conv(input[b]) + bias) for `images` images (NCHW).
+/// u: the transformed weights G g Gᵀ, [16, Cout, Cin].
+void ck_winograd_forward(const ck_winograd_shape *shape, const float *u, const float *bias,
+                         const float *input, float *output, int images, float *scratch);
+
+/// The gradients of the forward for `images` images:
+/// - u_grad [16, Cout, Cin] += dL/dU (the caller maps it back with Gᵀ dU G),
+/// - bias_grad [Cout] += dL/dbias,
+/// - input_grad [images, Cin, H, W] = dL/dinput (overwritten; skipped when NULL).
+/// u_t: U transposed per position, [16, Cin, Cout]. output: the forward's output (read for the
+/// ReLU mask when shape->relu).
+void ck_winograd_backward(const ck_winograd_shape *shape, const float *u_t, const float *input,
+                          const float *output, const float *output_grad, float *input_grad,
+                          float *u_grad, float *bias_grad, int images, float *scratch);
+
+#endif

@@ -1,0 +1,79 @@
+import CKernels
+
+// Winograd F(2×2, 3×3) through CKernels' cache-blocked kernels (Sources/CKernels/winograd.c):
+// each thread takes a contiguous share of the batch and runs transforms and products block by
+// block (a few rows of tiles of one image), so the transformed tiles stay in the core's cache
+// instead of streaming through memory between 16 BLAS calls. Same transforms and adjoints as the
+// GEMM form in Conv2DWinograd.swift; the weight transforms (U = G g Gᵀ, dg = Gᵀ dU G) are shared.
+
+extension Conv2D {
+  /// The C kernels' description of this layer on an H×W map.
+  func blockedShape(height: Int, width: Int) -> ck_winograd_shape {
+    let tilesWide = (width + 1) / 2
+    // Tile rows per block: V and M of a block within `blockedBudget` floats together.
+    let perRow = 16 * (inChannels + outChannels) * tilesWide
+    let rows = max(1, blockedBudget / max(perRow, 1))
+    return ck_winograd_shape(
+      in_channels: Int32(inChannels), out_channels: Int32(outChannels), height: Int32(height),
+      width: Int32(width), block_rows: Int32(rows), relu: relu ? 1 : 0)
+  }
+
+  func forwardBlocked(_ input: Tensor, _ output: Tensor) {
+    let (batch, height, width) = (input.shape[0], input.shape[2], input.shape[3])
+    let (cin, cout) = (inChannels, outChannels)
+    var shape = blockedShape(height: height, width: width)
+    let u = reuseWorkspace(&winogradU, shape: [16, cout, cin])
+    Conv2D.winogradWeights(weight: weight.value.pointer, outChannels: cout, inChannels: cin, u: u.pointer)
+    let threads = min(Parallel.threads, batch)
+    let scratchSize = ck_winograd_scratch(&shape)
+    let scratch = reuseWorkspace(&blockedScratch, shape: [threads, scratchSize])
+    let (inputSize, outputSize) = (cin * height * width, cout * height * width)
+    let biasPointer = bias.value.pointer
+    Parallel.ranges(batch, parts: threads) { part, images in
+      var shape = shape
+      ck_winograd_forward(
+        &shape, u.pointer, biasPointer, input.pointer + images.lowerBound * inputSize,
+        output.pointer + images.lowerBound * outputSize, Int32(images.count),
+        scratch.pointer + part * scratchSize)
+    }
+  }
+
+  func backwardBlocked(_ input: Tensor, _ output: Tensor, _ outputGrad: Tensor, _ inputGrad: Tensor?) {
+    let (batch, height, width) = (input.shape[0], input.shape[2], input.shape[3])
+    let (cin, cout) = (inChannels, outChannels)
+    var shape = blockedShape(height: height, width: width)
+    // U from the forward pass (the weights have not changed since), transposed per position.
+    let u = reuseWorkspace(&winogradU, shape: [16, cout, cin])
+    let uTransposed = reuseWorkspace(&winogradUTransposed, shape: [16, cin, cout])
+    for xi in 0..<16 {
+      let (source, target) = (u.pointer + xi * cout * cin, uTransposed.pointer + xi * cin * cout)
+      for co in 0..<cout {
+        for ci in 0..<cin { target[ci * cout + co] = source[co * cin + ci] }
+      }
+    }
+    let threads = min(Parallel.threads, batch)
+    let scratchSize = ck_winograd_scratch(&shape)
+    let scratch = reuseWorkspace(&blockedScratch, shape: [threads, scratchSize])
+    let uSize = 16 * cout * cin
+    let uGrads = reuseWorkspace(&blockedUGrad, shape: [threads, uSize])
+    uGrads.fill(0)
+    let biasGrads = reuseWorkspace(&biasPartials, shape: [threads, cout])
+    biasGrads.fill(0)
+    let (inputSize, outputSize) = (cin * height * width, cout * height * width)
+    Parallel.ranges(batch, parts: threads) { part, images in
+      var shape = shape
+      let first = images.lowerBound
+      ck_winograd_backward(
+        &shape, uTransposed.pointer, input.pointer + first * inputSize, output.pointer + first * outputSize,
+        outputGrad.pointer + first * outputSize, inputGrad.map { $0.pointer + first * inputSize },
+        uGrads.pointer + part * uSize, biasGrads.pointer + part * cout, Int32(images.count),
+        scratch.pointer + part * scratchSize)
+    }
+    // Per-thread sums into the first row, then dg = Gᵀ dU G and the bias.
+    for part in 1..<max(threads, 1) {
+      let (total, share) = (uGrads.pointer, uGrads.pointer + part * uSize)
+      for i in 0..<uSize { total[i] += share[i] }
+    }
+    addWinogradGradients(uGrad: uGrads, biasPartials: biasGrads, parts: threads)
+  }
+}
