@@ -29,6 +29,10 @@
 #include <stdatomic.h>
 #include <string.h>
 
+// The helpers below take and return 16-float vectors; they are always inlined, so the AVX2
+// instantiation's warning that such arguments would change the calling convention does not apply.
+#pragma clang diagnostic ignored "-Wpsabi"
+
 typedef float v16 __attribute__((vector_size(64)));
 typedef int v16i __attribute__((vector_size(64)));
 typedef float v8 __attribute__((vector_size(32)));
@@ -98,8 +102,10 @@ typedef struct {
   int cin, cout, height, width, relu;
   int tiles_h, tiles_w;
   int rows;        // tile rows per block
+  int group;       // images per block (more than 1 only when a block holds whole images)
   int plane_width; // floats per row of an E or O plane
   int ld;          // row stride of the V and M slabs
+  int ldu;         // row stride of dUᵀ and of a transposed dM slab: round16(Cout)
 } geometry;
 
 INLINE geometry make_geometry(const ck_winograd_shape *s) {
@@ -112,18 +118,21 @@ INLINE geometry make_geometry(const ck_winograd_shape *s) {
   g.tiles_h = (s->height + 1) / 2;
   g.tiles_w = (s->width + 1) / 2;
   g.rows = s->block_rows < 1 ? 1 : min_int(s->block_rows, g.tiles_h);
+  g.group = s->block_rows > g.tiles_h ? s->block_rows / g.tiles_h : 1;
   // Vectors start at tx = 0, 16, … and read up to index tx + 16.
   g.plane_width = round16(g.tiles_w) + 16;
   // The last vector of a tile row may run 15 tiles past the block.
-  g.ld = round16(g.rows * g.tiles_w) + 16;
+  g.ld = round16(g.group * g.rows * g.tiles_w) + 16;
+  g.ldu = round16(g.cout);
   return g;
 }
 
-/// Floats in the scratch: V, M, and two pairs of E/O planes of a block (2·rows + 2 rows each).
+/// Floats in the scratch: V, M, the E/O planes of a block (2·rows + 2 rows each), one transposed
+/// M slab.
 static size_t scratch_floats(const geometry *g) {
   size_t slabs = (size_t)16 * (size_t)(g->cin + g->cout) * (size_t)g->ld;
   size_t planes = (size_t)2 * (size_t)(2 * g->rows + 2) * (size_t)g->plane_width;
-  return slabs + planes;
+  return slabs + planes + (size_t)g->ld * (size_t)g->ldu;
 }
 
 size_t ck_winograd_scratch(const ck_winograd_shape *shape) {
@@ -286,13 +295,12 @@ INLINE void output_transform(const geometry *g, const float *m, const float *bia
   }
 }
 
-/// dM = A dY Aᵀ per tile (dY masked where the ReLU output is 0), tiles past the block zeroed up to
-/// round16(tiles); bias_grad[co] += the block's sum of the masked dY.
+/// dM = A dY Aᵀ per tile (dY masked where the ReLU output is 0); bias_grad[co] += the block's sum
+/// of the masked dY.
 INLINE void output_transform_backward(const geometry *g, const float *output_grad,
                                       const float *output, float *dm, float *bias_grad, int ty0,
                                       int rows) {
   const int tw = g->tiles_w, stride = g->cout * g->ld, width = g->width;
-  const int tiles = rows * tw, padded = round16(tiles);
   const size_t plane_size = (size_t)g->height * width;
   for (int co = 0; co < g->cout; co++) {
     const float *grad = output_grad + co * plane_size;
@@ -330,8 +338,6 @@ INLINE void output_transform_backward(const geometry *g, const float *output_gra
         }
       }
     }
-    for (int xi = 0; xi < 16; xi++)
-      memset(target + (size_t)xi * stride + tiles, 0, sizeof(float) * (size_t)(padded - tiles));
     bias_grad[co] += horizontal_sum(sum);
   }
 }
@@ -385,10 +391,10 @@ INLINE void input_transform_backward(const geometry *g, const float *dv, float *
 
 // MARK: - Products
 
-/// c[i][j] = Σ_p a[i][p] · b[p][j] for `ROWS` rows i and n columns (n a multiple of 16), with
-/// `VECTORS` (1 or 2) 16-float vectors of columns per step; ROWS × VECTORS accumulators.
-INLINE void product_panel(const int ROWS, const int VECTORS, int n, int k, const float *a, int lda,
-                          const float *b, int ldb, float *c, int ldc) {
+/// c[i][j] = (or +=, when ADD) Σ_p a[i][p] · b[p][j] for `ROWS` rows i and n columns (n a multiple
+/// of 16), with `VECTORS` (1 or 2) 16-float vectors of columns per step; ROWS × VECTORS accumulators.
+INLINE void product_panel(const int ROWS, const int VECTORS, const int ADD, int n, int k,
+                          const float *a, int lda, const float *b, int ldb, float *c, int ldc) {
   int j = 0;
   if (VECTORS == 2) {
     for (; j + 32 <= n; j += 32) {
@@ -406,8 +412,9 @@ INLINE void product_panel(const int ROWS, const int VECTORS, int n, int k, const
       }
 #pragma clang loop unroll(full)
       for (int r = 0; r < ROWS; r++) {
-        store(c + (size_t)r * ldc + j, acc[r][0]);
-        store(c + (size_t)r * ldc + j + 16, acc[r][1]);
+        float *target = c + (size_t)r * ldc + j;
+        store(target, ADD ? acc[r][0] + load(target) : acc[r][0]);
+        store(target + 16, ADD ? acc[r][1] + load(target + 16) : acc[r][1]);
       }
     }
   }
@@ -421,77 +428,57 @@ INLINE void product_panel(const int ROWS, const int VECTORS, int n, int k, const
       for (int r = 0; r < ROWS; r++) acc[r] += splat(a[r * lda + p]) * b0;
     }
 #pragma clang loop unroll(full)
-    for (int r = 0; r < ROWS; r++) store(c + (size_t)r * ldc + j, acc[r]);
+    for (int r = 0; r < ROWS; r++) {
+      float *target = c + (size_t)r * ldc + j;
+      store(target, ADD ? acc[r] + load(target) : acc[r]);
+    }
   }
 }
 
-/// c [m, n] = a [m, k] · b [k, n] (row-major with strides; n a multiple of 16).
-INLINE void product(const int ROWS, const int VECTORS, int m, int n, int k, const float *a, int lda,
-                    const float *b, int ldb, float *c, int ldc) {
+/// c [m, n] = (or +=, when ADD) a [m, k] · b [k, n] (row-major with strides; n a multiple of 16).
+INLINE void product(const int ROWS, const int VECTORS, const int ADD, int m, int n, int k,
+                    const float *a, int lda, const float *b, int ldb, float *c, int ldc) {
   int i = 0;
   for (; i + ROWS <= m; i += ROWS)
-    product_panel(ROWS, VECTORS, n, k, a + (size_t)i * lda, lda, b, ldb, c + (size_t)i * ldc, ldc);
+    product_panel(ROWS, VECTORS, ADD, n, k, a + (size_t)i * lda, lda, b, ldb, c + (size_t)i * ldc,
+                  ldc);
   for (; i < m; i++)
-    product_panel(1, VECTORS, n, k, a + (size_t)i * lda, lda, b, ldb, c + (size_t)i * ldc, ldc);
+    product_panel(1, VECTORS, ADD, n, k, a + (size_t)i * lda, lda, b, ldb, c + (size_t)i * ldc, ldc);
 }
 
-/// c[i][p] += Σ_j a[i][j] · b[p][j] for ROWS_A × ROWS_B entries (n a multiple of 16): each
-/// accumulator sums 16 lanes of j, reduced once at the end.
-INLINE void transposed_panel(const int ROWS_A, const int ROWS_B, int n, const float *a, int lda,
-                             const float *b, int ldb, float *c, int ldc) {
-  v16 acc[4][4];
-#pragma clang loop unroll(full)
-  for (int i = 0; i < ROWS_A; i++)
-#pragma clang loop unroll(full)
-    for (int p = 0; p < ROWS_B; p++) acc[i][p] = zero();
-  for (int j = 0; j < n; j += 16) {
-    v16 x[4], y[4];
-#pragma clang loop unroll(full)
-    for (int i = 0; i < ROWS_A; i++) x[i] = load(a + (size_t)i * lda + j);
-#pragma clang loop unroll(full)
-    for (int p = 0; p < ROWS_B; p++) y[p] = load(b + (size_t)p * ldb + j);
-#pragma clang loop unroll(full)
-    for (int i = 0; i < ROWS_A; i++)
-#pragma clang loop unroll(full)
-      for (int p = 0; p < ROWS_B; p++) acc[i][p] += x[i] * y[p];
+/// t [n, ldt] = aᵀ for a [rows, n] (row stride lda; n a multiple of 16), in 16 × 16 blocks; columns
+/// rows … round16(rows) − 1 of t are zeros.
+INLINE void transpose(int rows, int n, const float *a, int lda, float *t, int ldt) {
+  for (int r0 = 0; r0 < rows; r0 += 16) {
+    for (int j = 0; j < n; j += 16) {
+      v16 x[16];
+      for (int i = 0; i < 16; i++)
+        x[i] = r0 + i < rows ? load(a + (size_t)(r0 + i) * lda + j) : zero();
+      // Four perfect shuffles of the rows transpose a 16 × 16 block.
+      for (int round = 0; round < 4; round++) {
+        v16 y[16];
+        for (int i = 0; i < 8; i++) {
+          y[2 * i] = interleave_low(x[i], x[i + 8]);
+          y[2 * i + 1] = interleave_high(x[i], x[i + 8]);
+        }
+        for (int i = 0; i < 16; i++) x[i] = y[i];
+      }
+      for (int i = 0; i < 16; i++) store(t + (size_t)(j + i) * ldt + r0, x[i]);
+    }
   }
-#pragma clang loop unroll(full)
-  for (int i = 0; i < ROWS_A; i++)
-#pragma clang loop unroll(full)
-    for (int p = 0; p < ROWS_B; p++) c[(size_t)i * ldc + p] += horizontal_sum(acc[i][p]);
-}
-
-/// c [m, k] += a [m, n] · b [k, n]ᵀ (n a multiple of 16).
-INLINE void product_transposed(const int ROWS_A, const int ROWS_B, int m, int k, int n,
-                               const float *a, int lda, const float *b, int ldb, float *c,
-                               int ldc) {
-  int i = 0;
-  for (; i + ROWS_A <= m; i += ROWS_A) {
-    int p = 0;
-    for (; p + ROWS_B <= k; p += ROWS_B)
-      transposed_panel(ROWS_A, ROWS_B, n, a + (size_t)i * lda, lda, b + (size_t)p * ldb, ldb,
-                       c + (size_t)i * ldc + p, ldc);
-    for (; p < k; p++)
-      transposed_panel(ROWS_A, 1, n, a + (size_t)i * lda, lda, b + (size_t)p * ldb, ldb,
-                       c + (size_t)i * ldc + p, ldc);
-  }
-  for (; i < m; i++)
-    for (int p = 0; p < k; p++)
-      transposed_panel(1, 1, n, a + (size_t)i * lda, lda, b + (size_t)p * ldb, ldb,
-                       c + (size_t)i * ldc + p, ldc);
 }
 
 // MARK: - Passes over a thread's images
 
-/// Register blocking of the products for one instruction set.
+/// Register blocking of the products for one instruction set: ROWS × VECTORS accumulators.
 typedef struct {
-  int rows, vectors;         // product: ROWS × VECTORS accumulators
-  int rows_a, rows_b;        // product_transposed: ROWS_A × ROWS_B accumulators
+  int rows, vectors;
 } blocking;
 
-/// The scratch of one thread: V [16, Cin, ld], M [16, Cout, ld], E and O planes of a block.
+/// The scratch of one thread: V [16, Cin, ld], M [16, Cout, ld], E and O planes of a block, Mᵀ
+/// [ld, ldu] for one position ξ.
 typedef struct {
-  float *v, *m, *e, *o;
+  float *v, *m, *e, *o, *t;
 } workspace;
 
 INLINE workspace split_scratch(const geometry *g, float *scratch) {
@@ -500,59 +487,80 @@ INLINE workspace split_scratch(const geometry *g, float *scratch) {
   w.m = w.v + (size_t)16 * g->cin * g->ld;
   w.e = w.m + (size_t)16 * g->cout * g->ld;
   w.o = w.e + (size_t)(2 * g->rows + 2) * g->plane_width;
+  w.t = w.o + (size_t)(2 * g->rows + 2) * g->plane_width;
   return w;
 }
 
+/// Zeroes columns from … to − 1 of `rows` slab rows (the tiles past a block, up to the products'
+/// multiple of 16), so that they add nothing to the sums over tiles.
+INLINE void zero_columns(float *slab, int rows, int ld, int from, int to) {
+  for (int row = 0; row < rows; row++)
+    memset(slab + (size_t)row * ld + from, 0, sizeof(float) * (size_t)(to - from));
+}
+
+/// Blocks: tile rows row_begin … row_end − 1 of each image in blocks of g.rows, or (small maps)
+/// g.group whole images side by side in one block, image after image along the tiles.
 INLINE void forward_pass(const blocking k, const ck_winograd_shape *shape, const float *u,
                          const float *bias, const float *input, float *output, int images,
-                         float *scratch) {
+                         int row_begin, int row_end, float *scratch) {
   const geometry g = make_geometry(shape);
   const workspace w = split_scratch(&g, scratch);
-  float *v = w.v, *m = w.m, *e = w.e, *o = w.o;
   const size_t in_size = (size_t)g.cin * g.height * g.width;
   const size_t out_size = (size_t)g.cout * g.height * g.width;
-  for (int image = 0; image < images; image++) {
-    for (int ty0 = 0; ty0 < g.tiles_h; ty0 += g.rows) {
-      int rows = min_int(g.rows, g.tiles_h - ty0);
-      int n = round16(rows * g.tiles_w);
-      input_transform(&g, input + image * in_size, ty0, rows, v, e, o);
+  for (int first = 0; first < images; first += g.group) {
+    const int count = min_int(g.group, images - first);
+    for (int ty0 = row_begin; ty0 < row_end; ty0 += g.rows) {
+      const int rows = min_int(g.rows, row_end - ty0), tiles = rows * g.tiles_w;
+      const int n = round16(count * tiles);
+      for (int i = 0; i < count; i++)
+        input_transform(&g, input + (first + i) * in_size, ty0, rows, w.v + i * tiles, w.e, w.o);
       for (int xi = 0; xi < 16; xi++)
-        product(k.rows, k.vectors, g.cout, n, g.cin, u + (size_t)xi * g.cout * g.cin, g.cin,
-                v + (size_t)xi * g.cin * g.ld, g.ld, m + (size_t)xi * g.cout * g.ld, g.ld);
-      output_transform(&g, m, bias, output + image * out_size, ty0, rows);
+        product(k.rows, k.vectors, 0, g.cout, n, g.cin, u + (size_t)xi * g.cout * g.cin, g.cin,
+                w.v + (size_t)xi * g.cin * g.ld, g.ld, w.m + (size_t)xi * g.cout * g.ld, g.ld);
+      for (int i = 0; i < count; i++)
+        output_transform(&g, w.m + i * tiles, bias, output + (first + i) * out_size, ty0, rows);
     }
   }
 }
 
+/// As forward_pass, over every tile row (a block's input gradient adds to the rows it shares with
+/// the previous block of its image, which must have been done before it).
 INLINE void backward_pass(const blocking k, const ck_winograd_shape *shape, const float *u_t,
                           const float *input, const float *output, const float *output_grad,
-                          float *input_grad, float *u_grad, float *bias_grad, int images,
+                          float *input_grad, float *u_grad_t, float *bias_grad, int images,
                           float *scratch) {
   const geometry g = make_geometry(shape);
   const workspace w = split_scratch(&g, scratch);
-  float *v = w.v, *dm = w.m, *e = w.e, *o = w.o; // v: V, then dV
+  float *v = w.v, *dm = w.m; // v: V, then dV
   const size_t in_size = (size_t)g.cin * g.height * g.width;
   const size_t out_size = (size_t)g.cout * g.height * g.width;
-  for (int image = 0; image < images; image++) {
+  for (int first = 0; first < images; first += g.group) {
+    const int count = min_int(g.group, images - first);
     for (int ty0 = 0; ty0 < g.tiles_h; ty0 += g.rows) {
-      int rows = min_int(g.rows, g.tiles_h - ty0);
-      int tiles = rows * g.tiles_w, n = round16(tiles);
-      output_transform_backward(&g, output_grad + image * out_size,
-                                g.relu ? output + image * out_size : NULL, dm, bias_grad, ty0,
-                                rows);
-      input_transform(&g, input + image * in_size, ty0, rows, v, e, o);
-      // Tiles past the block: finite zeros, so that they add nothing to dU.
-      for (int row = 0; row < 16 * g.cin; row++)
-        memset(v + (size_t)row * g.ld + tiles, 0, sizeof(float) * (size_t)(n - tiles));
-      for (int xi = 0; xi < 16; xi++)
-        product_transposed(k.rows_a, k.rows_b, g.cout, g.cin, n, dm + (size_t)xi * g.cout * g.ld,
-                           g.ld, v + (size_t)xi * g.cin * g.ld, g.ld,
-                           u_grad + (size_t)xi * g.cout * g.cin, g.cin);
+      const int rows = min_int(g.rows, g.tiles_h - ty0), tiles = rows * g.tiles_w;
+      const int n = round16(count * tiles);
+      for (int i = 0; i < count; i++) {
+        const size_t offset = (first + i) * out_size;
+        output_transform_backward(&g, output_grad + offset, g.relu ? output + offset : NULL,
+                                  dm + i * tiles, bias_grad, ty0, rows);
+        input_transform(&g, input + (first + i) * in_size, ty0, rows, v + i * tiles, w.e, w.o);
+      }
+      zero_columns(dm, 16 * g.cout, g.ld, count * tiles, n);
+      zero_columns(v, 16 * g.cin, g.ld, count * tiles, n);
+      // dU[ξ]ᵀ [Cin, Cout] += V[ξ] [Cin, n] · dM[ξ]ᵀ [n, Cout] (dM[ξ] transposed first, so that
+      // the sum over tiles runs down the product's k and needs no horizontal additions).
+      for (int xi = 0; xi < 16; xi++) {
+        transpose(g.cout, n, dm + (size_t)xi * g.cout * g.ld, g.ld, w.t, g.ldu);
+        product(k.rows, k.vectors, 1, g.cin, g.ldu, n, v + (size_t)xi * g.cin * g.ld, g.ld, w.t,
+                g.ldu, u_grad_t + (size_t)xi * g.cin * g.ldu, g.ldu);
+      }
       if (!input_grad) continue;
       for (int xi = 0; xi < 16; xi++)
-        product(k.rows, k.vectors, g.cin, n, g.cout, u_t + (size_t)xi * g.cin * g.cout, g.cout,
+        product(k.rows, k.vectors, 0, g.cin, n, g.cout, u_t + (size_t)xi * g.cin * g.cout, g.cout,
                 dm + (size_t)xi * g.cout * g.ld, g.ld, v + (size_t)xi * g.cin * g.ld, g.ld);
-      input_transform_backward(&g, v, input_grad + image * in_size, ty0, rows, e, o);
+      for (int i = 0; i < count; i++)
+        input_transform_backward(&g, v + i * tiles, input_grad + (first + i) * in_size, ty0, rows,
+                                 w.e, w.o);
     }
   }
 }
@@ -560,35 +568,34 @@ INLINE void backward_pass(const blocking k, const ck_winograd_shape *shape, cons
 // MARK: - Instantiations and dispatch
 
 typedef void (*forward_fn)(const ck_winograd_shape *, const float *, const float *, const float *,
-                           float *, int, float *);
+                           float *, int, int, int, float *);
 typedef void (*backward_fn)(const ck_winograd_shape *, const float *, const float *,
                             const float *, const float *, float *, float *, float *, int, float *);
 
-#define INSTANTIATE(NAME, TARGET, ROWS, VECTORS, ROWS_A, ROWS_B)                                   \
+#define INSTANTIATE(NAME, TARGET, ROWS, VECTORS)                                  \
   TARGET static void forward_##NAME(const ck_winograd_shape *s, const float *u, const float *bias, \
-                                    const float *input, float *output, int images,                 \
-                                    float *scratch) {                                              \
-    const blocking k = {ROWS, VECTORS, ROWS_A, ROWS_B};                                            \
-    forward_pass(k, s, u, bias, input, output, images, scratch);                                   \
+                                    const float *input, float *output, int images, int row_begin,  \
+                                    int row_end, float *scratch) {                                 \
+    const blocking k = {ROWS, VECTORS};                                                            \
+    forward_pass(k, s, u, bias, input, output, images, row_begin, row_end, scratch);               \
   }                                                                                                \
   TARGET static void backward_##NAME(const ck_winograd_shape *s, const float *u_t,                 \
                                      const float *input, const float *output,                      \
-                                     const float *output_grad, float *input_grad, float *u_grad,   \
+                                     const float *output_grad, float *input_grad, float *u_grad_t, \
                                      float *bias_grad, int images, float *scratch) {               \
-    const blocking k = {ROWS, VECTORS, ROWS_A, ROWS_B};                                            \
-    backward_pass(k, s, u_t, input, output, output_grad, input_grad, u_grad, bias_grad, images,    \
+    const blocking k = {ROWS, VECTORS};                                            \
+    backward_pass(k, s, u_t, input, output, output_grad, input_grad, u_grad_t, bias_grad, images,    \
                   scratch);                                                                        \
   }
 
 // Baseline: a vector is 4 SSE registers (16 in all): 2 × 1 accumulators.
-INSTANTIATE(generic, , 2, 1, 1, 2)
+INSTANTIATE(generic, , 2, 1)
 
 #if defined(__x86_64__)
-// AVX2: 2 registers per vector: 6 × 1 and 2 × 2 accumulators (12 and 8 of 16 registers).
-INSTANTIATE(avx2, __attribute__((target("avx2,fma"))), 6, 1, 2, 2)
-// AVX-512: 1 register per vector: 8 × 2 and 4 × 4 accumulators (16 of 32 registers).
-INSTANTIATE(avx512, __attribute__((target("avx512f,avx512dq,avx512bw,avx512vl,avx2,fma"))), 8, 2, 4,
-            4)
+// AVX2: 2 registers per vector: 6 × 1 accumulators (12 of 16 registers).
+INSTANTIATE(avx2, __attribute__((target("avx2,fma"))), 6, 1)
+// AVX-512: 1 register per vector: 8 × 2 accumulators (16 of 32 registers).
+INSTANTIATE(avx512, __attribute__((target("avx512f,avx512dq,avx512bw,avx512vl,avx2,fma"))), 8, 2)
 #endif
 
 /// One instruction set's pair of passes.
@@ -638,13 +645,14 @@ static const variant *current_variant(void) {
 }
 
 void ck_winograd_forward(const ck_winograd_shape *shape, const float *u, const float *bias,
-                         const float *input, float *output, int images, float *scratch) {
-  current_variant()->forward(shape, u, bias, input, output, images, scratch);
+                         const float *input, float *output, int images, int row_begin,
+                         int row_end, float *scratch) {
+  current_variant()->forward(shape, u, bias, input, output, images, row_begin, row_end, scratch);
 }
 
 void ck_winograd_backward(const ck_winograd_shape *shape, const float *u_t, const float *input,
                           const float *output, const float *output_grad, float *input_grad,
-                          float *u_grad, float *bias_grad, int images, float *scratch) {
-  current_variant()->backward(shape, u_t, input, output, output_grad, input_grad, u_grad, bias_grad,
+                          float *u_grad_t, float *bias_grad, int images, float *scratch) {
+  current_variant()->backward(shape, u_t, input, output, output_grad, input_grad, u_grad_t, bias_grad,
                               images, scratch);
 }

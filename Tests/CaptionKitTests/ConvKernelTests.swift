@@ -78,10 +78,10 @@ final class ConvKernelTests: XCTestCase {
   private func check(
     algorithm: Conv2D.Algorithm, batch: Int, cin: Int, cout: Int, height: Int, width: Int,
     relu: Bool = true, budget: Int? = nil, threads: Int = 1, kernel: Conv2D.WinogradKernel = .gemm,
-    blockedBackward: Bool = true, file: StaticString = #filePath, line: UInt = #line
+    file: StaticString = #filePath, line: UInt = #line
   ) {
     let label =
-      "\(algorithm) \(kernel) (blocked backward \(blockedBackward), ISA \(ck_isa())) B\(batch) "
+      "\(algorithm) \(kernel) (ISA \(ck_isa())) B\(batch) "
       + "\(cin)→\(cout) \(height)×\(width) relu \(relu) budget \(budget ?? 0) threads \(threads)"
     BLAS.setThreads(threads)
     defer { BLAS.setThreads(1) }
@@ -89,7 +89,6 @@ final class ConvKernelTests: XCTestCase {
     conv.algorithm = algorithm
     conv.winogradMinBatch = 1
     conv.winogradKernel = kernel
-    conv.blockedBackwardMinTiles = blockedBackward ? 0 : Int.max
     if let budget = budget { conv.blockedBudget = budget }
     if let budget = budget {
       conv.columnBudget = budget
@@ -145,8 +144,8 @@ final class ConvKernelTests: XCTestCase {
 
   /// CKernels' blocked Winograd under every instruction set the CPU has (AVX-512, AVX2 + FMA, the
   /// baseline build): odd and even shapes, tile rows not a multiple of the 16-tile vectors, one
-  /// tile row per block up to whole images, 1 and 2 threads, and its forward with the GEMM form's
-  /// backward (as the bench runs 8×8 maps).
+  /// tile row per block up to several whole images, 1 and 2 threads (images or tile rows shared
+  /// out).
   func testBlockedWinogradMatchesDoubleReferenceOnEveryInstructionSet() {
     defer { ck_set_isa(-1) }
     let best = ck_isa()
@@ -172,9 +171,16 @@ final class ConvKernelTests: XCTestCase {
       check(
         algorithm: .winograd, batch: 3, cin: 16, cout: 24, height: 20, width: 36, budget: 1, threads: 2,
         kernel: .blocked)
+      // One image on two threads: the forward shares out tile rows.
+      for budget in [1, 1 << 20] {
+        check(
+          algorithm: .winograd, batch: 1, cin: 8, cout: 6, height: 21, width: 19, budget: budget, threads: 2,
+          kernel: .blocked)
+      }
+      // Several whole images per block, the last block short.
       check(
-        algorithm: .winograd, batch: 3, cin: 24, cout: 16, height: 8, width: 8, threads: 2, kernel: .blocked,
-        blockedBackward: false)
+        algorithm: .winograd, batch: 5, cin: 16, cout: 8, height: 8, width: 8, budget: 16 * 24 * 16 * 2,
+        threads: 2, kernel: .blocked)
     }
     print("blocked Winograd: largest relative L2 error \(largestError) (bound 1e-4)")
   }

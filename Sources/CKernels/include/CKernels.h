@@ -16,14 +16,15 @@ int ck_isa(void);
 void ck_set_isa(int level);
 
 /// One 3×3 convolution layer (stride 1, padding 1) for Winograd F(2×2, 3×3), done block by block:
-/// a block is `block_rows` rows of 2×2 output tiles of one image, small enough that its transformed
-/// input V [16, Cin, n] and output M [16, Cout, n] stay in the core's cache.
+/// a block is `block_rows` rows of 2×2 output tiles of one image (or, when block_rows exceeds the
+/// ⌈H/2⌉ tile rows of an image, block_rows / ⌈H/2⌉ whole images), small enough that its
+/// transformed input V [16, Cin, n] and output M [16, Cout, n] stay in the core's cache.
 typedef struct {
   int in_channels;
   int out_channels;
   int height;
   int width;
-  /// Tile rows per block (at least 1).
+  /// Tile rows per block (at least 1; see above for more than an image's).
   int block_rows;
   /// Whether a ReLU follows the convolution (forward: applied; backward: masks the gradient).
   int relu;
@@ -32,19 +33,23 @@ typedef struct {
 /// Floats of scratch one thread needs for ck_winograd_forward / ck_winograd_backward.
 size_t ck_winograd_scratch(const ck_winograd_shape *shape);
 
-/// output[b] = ReLU?(conv(input[b]) + bias) for `images` images (NCHW).
+/// output[b] = ReLU?(conv(input[b]) + bias) for `images` images (NCHW), output rows
+/// 2·row_begin … 2·row_end − 1 (tile rows row_begin … row_end − 1; all: 0 … ⌈H/2⌉), so that
+/// threads can share one image.
 /// u: the transformed weights G g Gᵀ, [16, Cout, Cin].
 void ck_winograd_forward(const ck_winograd_shape *shape, const float *u, const float *bias,
-                         const float *input, float *output, int images, float *scratch);
+                         const float *input, float *output, int images, int row_begin,
+                         int row_end, float *scratch);
 
 /// The gradients of the forward for `images` images:
-/// - u_grad [16, Cout, Cin] += dL/dU (the caller maps it back with Gᵀ dU G),
+/// - u_grad_t [16, Cin, round16(Cout)] += dL/dU transposed per position (columns Cout and up
+///   stay 0; the caller maps it back with Gᵀ dU G),
 /// - bias_grad [Cout] += dL/dbias,
 /// - input_grad [images, Cin, H, W] = dL/dinput (overwritten; skipped when NULL).
 /// u_t: U transposed per position, [16, Cin, Cout]. output: the forward's output (read for the
 /// ReLU mask when shape->relu).
 void ck_winograd_backward(const ck_winograd_shape *shape, const float *u_t, const float *input,
                           const float *output, const float *output_grad, float *input_grad,
-                          float *u_grad, float *bias_grad, int images, float *scratch);
+                          float *u_grad_t, float *bias_grad, int images, float *scratch);
 
 #endif

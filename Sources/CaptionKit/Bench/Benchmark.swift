@@ -46,6 +46,13 @@ public enum Benchmark {
       case "gemm": conv.winogradKernel = .gemm
       default: break
       }
+      let environment = ProcessInfo.processInfo.environment
+      if let batch = environment["CAPTION_BENCH_WINOGRAD_MIN_BATCH"].flatMap(Int.init) {
+        conv.winogradMinBatch = batch
+      }
+      if let budget = environment["CAPTION_BENCH_BLOCKED_BUDGET"].flatMap(Int.init) {
+        conv.blockedBudget = budget
+      }
       if let budget = ProcessInfo.processInfo.environment["CAPTION_BENCH_CONV_BUDGET"].flatMap(Int.init) {
         conv.columnBudget = budget
         conv.winogradBudget = budget

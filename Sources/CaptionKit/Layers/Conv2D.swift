@@ -45,11 +45,7 @@ public final class Conv2D {
   }
   public var winogradKernel = WinogradKernel.blocked
   /// The blocked kernels' bound on the floats of one block's V and M together (per thread).
-  public var blockedBudget = 1 << 17
-  /// The blocked backward only on maps of at least this many tiles: on smaller ones a block holds
-  /// too few tiles for its dU sums (measured at 8×8, 16 tiles: half the GEMM form's speed), and the
-  /// backward takes the GEMM form (it shares U with the blocked forward).
-  public var blockedBackwardMinTiles = 64
+  public var blockedBudget = 1 << 18
   /// Whether the last forward ran the Winograd path (backward must take the same one), and which.
   private var forwardUsedWinograd = false
   private var forwardKernel = WinogradKernel.blocked
@@ -164,8 +160,7 @@ public final class Conv2D {
     if forwardUsedWinograd {
       let inputGrad: Tensor? =
         needInputGrad ? reuseWorkspace(&self.inputGrad, shape: input.shape) : nil
-      let tiles = Conv2D.tileGrid(height: input.shape[2], width: input.shape[3])
-      if forwardKernel == .blocked && tiles.rows * tiles.columns >= blockedBackwardMinTiles {
+      if forwardKernel == .blocked {
         backwardBlocked(input, output, outputGrad, inputGrad)
       } else {
         backwardWinograd(input, output, outputGrad, inputGrad)

@@ -7,10 +7,10 @@ import CKernels
 // GEMM form in Conv2DWinograd.swift; the weight transforms (U = G g Gᵀ, dg = Gᵀ dU G) are shared.
 
 extension Conv2D {
-  /// The C kernels' description of this layer on an H×W map.
+  /// The C kernels' description of this layer on an H×W map: blocks of as many tile rows (or, on
+  /// small maps, whole images) as keep V and M within `blockedBudget` floats.
   func blockedShape(height: Int, width: Int) -> ck_winograd_shape {
     let tilesWide = (width + 1) / 2
-    // Tile rows per block: V and M of a block within `blockedBudget` floats together.
     let perRow = 16 * (inChannels + outChannels) * tilesWide
     let rows = max(1, blockedBudget / max(perRow, 1))
     return ck_winograd_shape(
@@ -24,17 +24,22 @@ extension Conv2D {
     var shape = blockedShape(height: height, width: width)
     let u = reuseWorkspace(&winogradU, shape: [16, cout, cin])
     Conv2D.winogradWeights(weight: weight.value.pointer, outChannels: cout, inChannels: cin, u: u.pointer)
-    let threads = min(Parallel.threads, batch)
+    let tilesHigh = (height + 1) / 2
+    // Whole images per thread; fewer images than threads (describe: one) share out tile rows.
+    let byRows = batch < Parallel.threads
+    let threads = min(Parallel.threads, byRows ? tilesHigh : batch)
     let scratchSize = ck_winograd_scratch(&shape)
     let scratch = reuseWorkspace(&blockedScratch, shape: [threads, scratchSize])
     let (inputSize, outputSize) = (cin * height * width, cout * height * width)
     let biasPointer = bias.value.pointer
-    Parallel.ranges(batch, parts: threads) { part, images in
+    Parallel.ranges(byRows ? tilesHigh : batch, parts: threads) { part, range in
       var shape = shape
+      let images = byRows ? 0..<batch : range
+      let rows = byRows ? range : 0..<tilesHigh
       ck_winograd_forward(
         &shape, u.pointer, biasPointer, input.pointer + images.lowerBound * inputSize,
-        output.pointer + images.lowerBound * outputSize, Int32(images.count),
-        scratch.pointer + part * scratchSize)
+        output.pointer + images.lowerBound * outputSize, Int32(images.count), Int32(rows.lowerBound),
+        Int32(rows.upperBound), scratch.pointer + part * scratchSize)
     }
   }
 
@@ -54,7 +59,9 @@ extension Conv2D {
     let threads = min(Parallel.threads, batch)
     let scratchSize = ck_winograd_scratch(&shape)
     let scratch = reuseWorkspace(&blockedScratch, shape: [threads, scratchSize])
-    let uSize = 16 * cout * cin
+    // Per-thread dUᵀ [16, Cin, round16(Cout)].
+    let stride = (cout + 15) / 16 * 16
+    let uSize = 16 * cin * stride
     let uGrads = reuseWorkspace(&blockedUGrad, shape: [threads, uSize])
     uGrads.fill(0)
     let biasGrads = reuseWorkspace(&biasPartials, shape: [threads, cout])
@@ -69,11 +76,17 @@ extension Conv2D {
         uGrads.pointer + part * uSize, biasGrads.pointer + part * cout, Int32(images.count),
         scratch.pointer + part * scratchSize)
     }
-    // Per-thread sums into the first row, then dg = Gᵀ dU G and the bias.
-    for part in 1..<max(threads, 1) {
-      let (total, share) = (uGrads.pointer, uGrads.pointer + part * uSize)
-      for i in 0..<uSize { total[i] += share[i] }
+    // The threads' sums, transposed back to dU [16, Cout, Cin].
+    let uGrad = reuseWorkspace(&winogradUGrad, shape: [16, cout, cin])
+    for xi in 0..<16 {
+      for ci in 0..<cin {
+        for co in 0..<cout {
+          var sum: Float = 0
+          for part in 0..<threads { sum += uGrads.pointer[part * uSize + (xi * cin + ci) * stride + co] }
+          uGrad.pointer[(xi * cout + co) * cin + ci] = sum
+        }
+      }
     }
-    addWinogradGradients(uGrad: uGrads, biasPartials: biasGrads, parts: threads)
+    addWinogradGradients(uGrad: uGrad, biasPartials: biasGrads, parts: threads)
   }
 }
