@@ -105,7 +105,7 @@ typedef struct {
   int group;       // images per block (more than 1 only when a block holds whole images)
   int plane_width; // floats per row of an E or O plane
   int ld;          // row stride of the V and M slabs
-  int ldu;         // row stride of dUᵀ and of a transposed dM slab: round16(Cout)
+  int ldu;         // row stride of dU and of a transposed V slab: round16(Cin)
 } geometry;
 
 INLINE geometry make_geometry(const ck_winograd_shape *s) {
@@ -123,12 +123,12 @@ INLINE geometry make_geometry(const ck_winograd_shape *s) {
   g.plane_width = round16(g.tiles_w) + 16;
   // The last vector of a tile row may run 15 tiles past the block.
   g.ld = round16(g.group * g.rows * g.tiles_w) + 16;
-  g.ldu = round16(g.cout);
+  g.ldu = round16(g.cin);
   return g;
 }
 
 /// Floats in the scratch: V, M, the E/O planes of a block (2·rows + 2 rows each), one transposed
-/// M slab.
+/// V slab.
 static size_t scratch_floats(const geometry *g) {
   size_t slabs = (size_t)16 * (size_t)(g->cin + g->cout) * (size_t)g->ld;
   size_t planes = (size_t)2 * (size_t)(2 * g->rows + 2) * (size_t)g->plane_width;
@@ -143,26 +143,32 @@ size_t ck_winograd_scratch(const ck_winograd_shape *shape) {
 // MARK: - Rows: split into even/odd planes, merge back, pairs of output rows
 
 /// E[j] = row[2j − 1], O[j] = row[2j] for j < plane_width (0 outside the row; row may be NULL).
+/// plane_width = round16(⌈width/2⌉) + 16.
 INLINE void split_row(const float *row, int width, float *e, float *o, int plane_width) {
-  int j = 0;
-  if (row) {
-    e[0] = 0;
-    for (; 2 * j + 32 <= width; j += 16) {
-      v16 a = load(row + 2 * j), b = load(row + 2 * j + 16);
-      store(o + j, evens(a, b));
-      store(e + j + 1, odds(a, b));
-    }
-    for (; 2 * j < width; j++) {
-      o[j] = row[2 * j];
-      e[j + 1] = 2 * j + 1 < width ? row[2 * j + 1] : 0;
-    }
-    // Now o[0…j−1] and e[0…j] hold the row; the rest of the planes is outside it.
-    for (int i = j; i < plane_width; i++) o[i] = 0;
-    for (int i = j + 1; i < plane_width; i++) e[i] = 0;
-  } else {
+  if (!row) {
     memset(e, 0, sizeof(float) * (size_t)plane_width);
     memset(o, 0, sizeof(float) * (size_t)plane_width);
+    return;
   }
+  int j = 0;
+  for (; 2 * j < width; j += 16) {
+    v16 a, b;
+    if (2 * j + 32 <= width) {
+      a = load(row + 2 * j);
+      b = load(row + 2 * j + 16);
+    } else {
+      float staged[32] = {0};
+      memcpy(staged, row + 2 * j, sizeof(float) * (size_t)(width - 2 * j));
+      a = load(staged);
+      b = load(staged + 16);
+    }
+    store(o + j, evens(a, b));
+    store(e + j + 1, odds(a, b));
+  }
+  // j = plane_width − 16 now: o[0 … j − 1] and e[1 … j] hold the row; the rest is outside it.
+  e[0] = 0;
+  store(o + j, zero());
+  store(e + j, select(first_lanes(1), load(e + j)));
 }
 
 /// row[c] = (or +=) O[c/2] for even c, E[(c+1)/2] for odd c, c < width.
@@ -393,8 +399,10 @@ INLINE void input_transform_backward(const geometry *g, const float *dv, float *
 
 /// c[i][j] = (or +=, when ADD) Σ_p a[i][p] · b[p][j] for `ROWS` rows i and n columns (n a multiple
 /// of 16), with `VECTORS` (1 or 2) 16-float vectors of columns per step; ROWS × VECTORS accumulators.
-INLINE void product_panel(const int ROWS, const int VECTORS, const int ADD, int n, int k,
-                          const float *a, int lda, const float *b, int ldb, float *c, int ldc) {
+/// With A_T, a is stored transposed: a[i][p] at a[p · lda + i].
+INLINE void product_panel(const int ROWS, const int VECTORS, const int ADD, const int A_T, int n,
+                          int k, const float *a, int lda, const float *b, int ldb, float *c,
+                          int ldc) {
   int j = 0;
   if (VECTORS == 2) {
     for (; j + 32 <= n; j += 32) {
@@ -405,7 +413,7 @@ INLINE void product_panel(const int ROWS, const int VECTORS, const int ADD, int 
         v16 b0 = load(b + (size_t)p * ldb + j), b1 = load(b + (size_t)p * ldb + j + 16);
 #pragma clang loop unroll(full)
         for (int r = 0; r < ROWS; r++) {
-          v16 x = splat(a[r * lda + p]);
+          v16 x = splat(A_T ? a[p * lda + r] : a[r * lda + p]);
           acc[r][0] += x * b0;
           acc[r][1] += x * b1;
         }
@@ -425,7 +433,7 @@ INLINE void product_panel(const int ROWS, const int VECTORS, const int ADD, int 
     for (int p = 0; p < k; p++) {
       v16 b0 = load(b + (size_t)p * ldb + j);
 #pragma clang loop unroll(full)
-      for (int r = 0; r < ROWS; r++) acc[r] += splat(a[r * lda + p]) * b0;
+      for (int r = 0; r < ROWS; r++) acc[r] += splat(A_T ? a[p * lda + r] : a[r * lda + p]) * b0;
     }
 #pragma clang loop unroll(full)
     for (int r = 0; r < ROWS; r++) {
@@ -435,15 +443,17 @@ INLINE void product_panel(const int ROWS, const int VECTORS, const int ADD, int 
   }
 }
 
-/// c [m, n] = (or +=, when ADD) a [m, k] · b [k, n] (row-major with strides; n a multiple of 16).
-INLINE void product(const int ROWS, const int VECTORS, const int ADD, int m, int n, int k,
-                    const float *a, int lda, const float *b, int ldb, float *c, int ldc) {
+/// c [m, n] = (or +=, when ADD) a [m, k] · b [k, n] (row-major with strides; n a multiple of 16);
+/// with A_T, a is stored as aᵀ [k, m].
+INLINE void product(const int ROWS, const int VECTORS, const int ADD, const int A_T, int m, int n,
+                    int k, const float *a, int lda, const float *b, int ldb, float *c, int ldc) {
   int i = 0;
   for (; i + ROWS <= m; i += ROWS)
-    product_panel(ROWS, VECTORS, ADD, n, k, a + (size_t)i * lda, lda, b, ldb, c + (size_t)i * ldc,
-                  ldc);
+    product_panel(ROWS, VECTORS, ADD, A_T, n, k, A_T ? a + i : a + (size_t)i * lda, lda, b, ldb,
+                  c + (size_t)i * ldc, ldc);
   for (; i < m; i++)
-    product_panel(1, VECTORS, ADD, n, k, a + (size_t)i * lda, lda, b, ldb, c + (size_t)i * ldc, ldc);
+    product_panel(1, VECTORS, ADD, A_T, n, k, A_T ? a + i : a + (size_t)i * lda, lda, b, ldb,
+                  c + (size_t)i * ldc, ldc);
 }
 
 /// t [n, ldt] = aᵀ for a [rows, n] (row stride lda; n a multiple of 16), in 16 × 16 blocks; columns
@@ -475,7 +485,7 @@ typedef struct {
   int rows, vectors;
 } blocking;
 
-/// The scratch of one thread: V [16, Cin, ld], M [16, Cout, ld], E and O planes of a block, Mᵀ
+/// The scratch of one thread: V [16, Cin, ld], M [16, Cout, ld], E and O planes of a block, Vᵀ
 /// [ld, ldu] for one position ξ.
 typedef struct {
   float *v, *m, *e, *o, *t;
@@ -515,7 +525,7 @@ INLINE void forward_pass(const blocking k, const ck_winograd_shape *shape, const
       for (int i = 0; i < count; i++)
         input_transform(&g, input + (first + i) * in_size, ty0, rows, w.v + i * tiles, w.e, w.o);
       for (int xi = 0; xi < 16; xi++)
-        product(k.rows, k.vectors, 0, g.cout, n, g.cin, u + (size_t)xi * g.cout * g.cin, g.cin,
+        product(k.rows, k.vectors, 0, 0, g.cout, n, g.cin, u + (size_t)xi * g.cout * g.cin, g.cin,
                 w.v + (size_t)xi * g.cin * g.ld, g.ld, w.m + (size_t)xi * g.cout * g.ld, g.ld);
       for (int i = 0; i < count; i++)
         output_transform(&g, w.m + i * tiles, bias, output + (first + i) * out_size, ty0, rows);
@@ -525,9 +535,9 @@ INLINE void forward_pass(const blocking k, const ck_winograd_shape *shape, const
 
 /// As forward_pass, over every tile row (a block's input gradient adds to the rows it shares with
 /// the previous block of its image, which must have been done before it).
-INLINE void backward_pass(const blocking k, const ck_winograd_shape *shape, const float *u_t,
+INLINE void backward_pass(const blocking k, const ck_winograd_shape *shape, const float *u,
                           const float *input, const float *output, const float *output_grad,
-                          float *input_grad, float *u_grad_t, float *bias_grad, int images,
+                          float *input_grad, float *u_grad, float *bias_grad, int images,
                           float *scratch) {
   const geometry g = make_geometry(shape);
   const workspace w = split_scratch(&g, scratch);
@@ -547,16 +557,16 @@ INLINE void backward_pass(const blocking k, const ck_winograd_shape *shape, cons
       }
       zero_columns(dm, 16 * g.cout, g.ld, count * tiles, n);
       zero_columns(v, 16 * g.cin, g.ld, count * tiles, n);
-      // dU[ξ]ᵀ [Cin, Cout] += V[ξ] [Cin, n] · dM[ξ]ᵀ [n, Cout] (dM[ξ] transposed first, so that
+      // dU[ξ] [Cout, Cin] += dM[ξ] [Cout, n] · V[ξ]ᵀ [n, Cin] (V[ξ] transposed first, so that
       // the sum over tiles runs down the product's k and needs no horizontal additions).
       for (int xi = 0; xi < 16; xi++) {
-        transpose(g.cout, n, dm + (size_t)xi * g.cout * g.ld, g.ld, w.t, g.ldu);
-        product(k.rows, k.vectors, 1, g.cin, g.ldu, n, v + (size_t)xi * g.cin * g.ld, g.ld, w.t,
-                g.ldu, u_grad_t + (size_t)xi * g.cin * g.ldu, g.ldu);
+        transpose(g.cin, n, v + (size_t)xi * g.cin * g.ld, g.ld, w.t, g.ldu);
+        product(k.rows, k.vectors, 1, 0, g.cout, g.ldu, n, dm + (size_t)xi * g.cout * g.ld, g.ld,
+                w.t, g.ldu, u_grad + (size_t)xi * g.cout * g.ldu, g.ldu);
       }
       if (!input_grad) continue;
       for (int xi = 0; xi < 16; xi++)
-        product(k.rows, k.vectors, 0, g.cin, n, g.cout, u_t + (size_t)xi * g.cin * g.cout, g.cout,
+        product(k.rows, k.vectors, 0, 1, g.cin, n, g.cout, u + (size_t)xi * g.cout * g.cin, g.cin,
                 dm + (size_t)xi * g.cout * g.ld, g.ld, v + (size_t)xi * g.cin * g.ld, g.ld);
       for (int i = 0; i < count; i++)
         input_transform_backward(&g, v + i * tiles, input_grad + (first + i) * in_size, ty0, rows,
@@ -579,12 +589,12 @@ typedef void (*backward_fn)(const ck_winograd_shape *, const float *, const floa
     const blocking k = {ROWS, VECTORS};                                                            \
     forward_pass(k, s, u, bias, input, output, images, row_begin, row_end, scratch);               \
   }                                                                                                \
-  TARGET static void backward_##NAME(const ck_winograd_shape *s, const float *u_t,                 \
+  TARGET static void backward_##NAME(const ck_winograd_shape *s, const float *u,                 \
                                      const float *input, const float *output,                      \
-                                     const float *output_grad, float *input_grad, float *u_grad_t, \
+                                     const float *output_grad, float *input_grad, float *u_grad, \
                                      float *bias_grad, int images, float *scratch) {               \
     const blocking k = {ROWS, VECTORS};                                            \
-    backward_pass(k, s, u_t, input, output, output_grad, input_grad, u_grad_t, bias_grad, images,    \
+    backward_pass(k, s, u, input, output, output_grad, input_grad, u_grad, bias_grad, images,    \
                   scratch);                                                                        \
   }
 
@@ -650,9 +660,9 @@ void ck_winograd_forward(const ck_winograd_shape *shape, const float *u, const f
   current_variant()->forward(shape, u, bias, input, output, images, row_begin, row_end, scratch);
 }
 
-void ck_winograd_backward(const ck_winograd_shape *shape, const float *u_t, const float *input,
+void ck_winograd_backward(const ck_winograd_shape *shape, const float *u, const float *input,
                           const float *output, const float *output_grad, float *input_grad,
-                          float *u_grad_t, float *bias_grad, int images, float *scratch) {
-  current_variant()->backward(shape, u_t, input, output, output_grad, input_grad, u_grad_t, bias_grad,
+                          float *u_grad, float *bias_grad, int images, float *scratch) {
+  current_variant()->backward(shape, u, input, output, output_grad, input_grad, u_grad, bias_grad,
                               images, scratch);
 }

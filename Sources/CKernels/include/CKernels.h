@@ -42,14 +42,13 @@ void ck_winograd_forward(const ck_winograd_shape *shape, const float *u, const f
                          int row_end, float *scratch);
 
 /// The gradients of the forward for `images` images:
-/// - u_grad_t [16, Cin, round16(Cout)] += dL/dU transposed per position (columns Cout and up
-///   stay 0; the caller maps it back with Gᵀ dU G),
+/// - u_grad [16, Cout, round16(Cin)] += dL/dU (columns Cin and up stay 0; the caller maps it back
+///   with Gᵀ dU G),
 /// - bias_grad [Cout] += dL/dbias,
 /// - input_grad [images, Cin, H, W] = dL/dinput (overwritten; skipped when NULL).
-/// u_t: U transposed per position, [16, Cin, Cout]. output: the forward's output (read for the
-/// ReLU mask when shape->relu).
-void ck_winograd_backward(const ck_winograd_shape *shape, const float *u_t, const float *input,
+/// u: as for the forward. output: the forward's output (read for the ReLU mask when shape->relu).
+void ck_winograd_backward(const ck_winograd_shape *shape, const float *u, const float *input,
                           const float *output, const float *output_grad, float *input_grad,
-                          float *u_grad_t, float *bias_grad, int images, float *scratch);
+                          float *u_grad, float *bias_grad, int images, float *scratch);
 
 #endif

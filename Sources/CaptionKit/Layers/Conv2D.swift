@@ -66,9 +66,8 @@ public final class Conv2D {
   var paddedPlanes: Tensor?  // [threads, Hp, Wp], borders always zero
   var paddedGradPlanes: Tensor?  // [threads, Hp, Wp]
   var biasPartials: Tensor?  // [threads, Cout]
-  var winogradUTransposed: Tensor?  // [16, Cin, Cout] (blocked backward)
   var blockedScratch: Tensor?  // [threads, ck_winograd_scratch]
-  var blockedUGrad: Tensor?  // [threads, 16·Cout·Cin]
+  var blockedUGrad: Tensor?  // [threads, 16·Cout·round16(Cin)]
 
   public init(inChannels: Int, outChannels: Int, relu: Bool = true) {
     precondition(inChannels > 0 && outChannels > 0, "Conv2D: channel counts must be positive")

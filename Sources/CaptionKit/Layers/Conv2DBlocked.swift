@@ -47,21 +47,14 @@ extension Conv2D {
     let (batch, height, width) = (input.shape[0], input.shape[2], input.shape[3])
     let (cin, cout) = (inChannels, outChannels)
     var shape = blockedShape(height: height, width: width)
-    // U from the forward pass (the weights have not changed since), transposed per position.
+    // U from the forward pass (the weights have not changed since).
     let u = reuseWorkspace(&winogradU, shape: [16, cout, cin])
-    let uTransposed = reuseWorkspace(&winogradUTransposed, shape: [16, cin, cout])
-    for xi in 0..<16 {
-      let (source, target) = (u.pointer + xi * cout * cin, uTransposed.pointer + xi * cin * cout)
-      for co in 0..<cout {
-        for ci in 0..<cin { target[ci * cout + co] = source[co * cin + ci] }
-      }
-    }
     let threads = min(Parallel.threads, batch)
     let scratchSize = ck_winograd_scratch(&shape)
     let scratch = reuseWorkspace(&blockedScratch, shape: [threads, scratchSize])
-    // Per-thread dUᵀ [16, Cin, round16(Cout)].
-    let stride = (cout + 15) / 16 * 16
-    let uSize = 16 * cin * stride
+    // Per-thread dU [16, Cout, round16(Cin)].
+    let stride = (cin + 15) / 16 * 16
+    let uSize = 16 * cout * stride
     let uGrads = reuseWorkspace(&blockedUGrad, shape: [threads, uSize])
     uGrads.fill(0)
     let biasGrads = reuseWorkspace(&biasPartials, shape: [threads, cout])
@@ -71,20 +64,19 @@ extension Conv2D {
       var shape = shape
       let first = images.lowerBound
       ck_winograd_backward(
-        &shape, uTransposed.pointer, input.pointer + first * inputSize, output.pointer + first * outputSize,
+        &shape, u.pointer, input.pointer + first * inputSize, output.pointer + first * outputSize,
         outputGrad.pointer + first * outputSize, inputGrad.map { $0.pointer + first * inputSize },
         uGrads.pointer + part * uSize, biasGrads.pointer + part * cout, Int32(images.count),
         scratch.pointer + part * scratchSize)
     }
-    // The threads' sums, transposed back to dU [16, Cout, Cin].
+    // The threads' sums, into dU [16, Cout, Cin].
     let uGrad = reuseWorkspace(&winogradUGrad, shape: [16, cout, cin])
-    for xi in 0..<16 {
-      for ci in 0..<cin {
-        for co in 0..<cout {
-          var sum: Float = 0
-          for part in 0..<threads { sum += uGrads.pointer[part * uSize + (xi * cin + ci) * stride + co] }
-          uGrad.pointer[(xi * cout + co) * cin + ci] = sum
-        }
+    for row in 0..<16 * cout {
+      let target = uGrad.pointer + row * cin
+      target.update(from: uGrads.pointer + row * stride, count: cin)
+      for part in 1..<max(threads, 1) {
+        let share = uGrads.pointer + part * uSize + row * stride
+        for ci in 0..<cin { target[ci] += share[ci] }
       }
     }
     addWinogradGradients(uGrad: uGrad, biasPartials: biasGrads, parts: threads)
