@@ -575,6 +575,53 @@ INLINE void backward_pass(const blocking k, const ck_winograd_shape *shape, cons
   }
 }
 
+// MARK: - Weight transform
+
+/// U[ξ] = (G g Gᵀ)[ξ] for 16 kernels at once: g[t] holds tap t (row-major 3 × 3) of each.
+/// G = [1 0 0; ½ ½ ½; ½ −½ ½; 0 0 1].
+INLINE void transform_kernels(const v16 g[9], v16 u[16]) {
+  const v16 half = splat(0.5f);
+  // G g, column by column: rows [g0, ½(g0 + g1 + g2), ½(g0 − g1 + g2), g2] of column c.
+  v16 gg[4][3];
+  for (int c = 0; c < 3; c++) {
+    v16 g0 = g[c], g1 = g[3 + c], g2 = g[6 + c];
+    gg[0][c] = g0;
+    gg[1][c] = half * (g0 + g1 + g2);
+    gg[2][c] = half * (g0 - g1 + g2);
+    gg[3][c] = g2;
+  }
+  // (·) Gᵀ along each row.
+  for (int r = 0; r < 4; r++) {
+    v16 a0 = gg[r][0], a1 = gg[r][1], a2 = gg[r][2];
+    u[4 * r + 0] = a0;
+    u[4 * r + 1] = half * (a0 + a1 + a2);
+    u[4 * r + 2] = half * (a0 - a1 + a2);
+    u[4 * r + 3] = a2;
+  }
+}
+
+void ck_winograd_weights(const float *weight, int kernels, float *u) {
+  for (int k = 0; k < kernels; k += 16) {
+    const int count = min_int(16, kernels - k);
+    float taps[9][16] = {{0}};
+    for (int i = 0; i < count; i++)
+      for (int t = 0; t < 9; t++) taps[t][i] = weight[(size_t)(k + i) * 9 + t];
+    v16 g[9], out[16];
+    for (int t = 0; t < 9; t++) g[t] = load(taps[t]);
+    transform_kernels(g, out);
+    for (int xi = 0; xi < 16; xi++) {
+      float *target = u + (size_t)xi * kernels + k;
+      if (count == 16) {
+        store(target, out[xi]);
+      } else {
+        float staged[16];
+        store(staged, out[xi]);
+        memcpy(target, staged, sizeof(float) * (size_t)count);
+      }
+    }
+  }
+}
+
 // MARK: - Instantiations and dispatch
 
 typedef void (*forward_fn)(const ck_winograd_shape *, const float *, const float *, const float *,

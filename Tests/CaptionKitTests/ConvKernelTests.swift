@@ -195,7 +195,7 @@ final class ConvKernelTests: XCTestCase {
   func testBenchShapesPickWinogradBeyondTheFirstLayer() {
     XCTAssertEqual(Conv2D(inChannels: 3, outChannels: 32).algorithm, .im2col)
     XCTAssertEqual(Conv2D(inChannels: 32, outChannels: 32).algorithm, .winograd)
-    // One image (describe) takes im2col even in a Winograd layer, forward and backward alike.
+    // One image (describe) takes the blocked Winograd path, forward and backward alike.
     let single = Conv2D(inChannels: 8, outChannels: 4)
     var generator = SeededGenerator(seed: 5)
     single.initialize(using: &generator)
@@ -205,6 +205,7 @@ final class ConvKernelTests: XCTestCase {
       outputGrad: randomTensor([1, 4, 6, 6], seed: 9), relu: true)
     XCTAssertLessThanOrEqual(relativeError(single.forward(image), expected.output), 1e-4)
     XCTAssertNil(single.winogradV)
+    XCTAssertNotNil(single.blockedScratch)
     let singleGrad = single.backward(randomTensor([1, 4, 6, 6], seed: 9))!
     XCTAssertLessThanOrEqual(relativeError(singleGrad, expected.input), 1e-4)
     XCTAssertLessThanOrEqual(relativeError(single.weight.grad, expected.weight), 1e-4)

@@ -33,6 +33,9 @@ typedef struct {
 /// Floats of scratch one thread needs for ck_winograd_forward / ck_winograd_backward.
 size_t ck_winograd_scratch(const ck_winograd_shape *shape);
 
+/// u [16, kernels] = G g Gᵀ for each 3 × 3 kernel g of weight [kernels, 3, 3] (row-major).
+void ck_winograd_weights(const float *weight, int kernels, float *u);
+
 /// output[b] = ReLU?(conv(input[b]) + bias) for `images` images (NCHW), output rows
 /// 2·row_begin … 2·row_end − 1 (tile rows row_begin … row_end − 1; all: 0 … ⌈H/2⌉), so that
 /// threads can share one image.

@@ -104,9 +104,11 @@ public enum Benchmark {
     let one = images.view(shape: [1, 3, s, s])
     let logits = Tensor(zeros: [1, options.vocab])
     var describeTimes: [Double] = []
+    var encodeTimes: [Double] = []
     for index in 0..<(options.warmupSteps + options.timedSteps * 3) {
       let start = DispatchTime.now().uptimeNanoseconds
       let v = model.encode(one)
+      let encoded = Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
       var state = model.initialState(imageVectors: v)
       var token = Vocabulary.start
       for _ in 0..<t {
@@ -116,7 +118,16 @@ public enum Benchmark {
         token = best
       }
       let seconds = Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
-      if index >= options.warmupSteps { describeTimes.append(seconds) }
+      if index >= options.warmupSteps {
+        describeTimes.append(seconds)
+        encodeTimes.append(encoded)
+      }
+    }
+    if options.profile {
+      log(
+        String(
+          format: "  describe: encoder %.2f ms, %d decoder steps %.2f ms (medians)",
+          median(encodeTimes) * 1000, t, (median(describeTimes) - median(encodeTimes)) * 1000))
     }
     log(String(format: "train_images_per_s=%.1f", trainImagesPerSecond))
     log(String(format: "describe_ms=%.2f", median(describeTimes) * 1000))

@@ -34,9 +34,10 @@ public final class Conv2D {
   /// The same bound for each of Winograd's V and M (1 M = 4 MB: measured faster than 8 M at
   /// batch 32, the chunks staying nearer the caches).
   public var winogradBudget = 1 << 20
-  /// Winograd only from this batch size on: for one image (describe) the per-call weight
-  /// transform costs more than it saves (measured: describe_ms 12–13.5 with it, 9–10 without).
-  public var winogradMinBatch = 2
+  /// Winograd only from this batch size on. One image (describe) takes it too since the blocked
+  /// kernels share out an image's tile rows and the weight transform is cached (measured at the
+  /// bench shapes, 2 threads: describe's encoder 2.0 ms with it, 4.1 ms with im2col).
+  public var winogradMinBatch = 1
   /// How the Winograd path runs: CKernels' cache-blocked kernels (Conv2DBlocked.swift) or 16 BLAS
   /// GEMMs per chunk of images (Conv2DWinograd.swift).
   public enum WinogradKernel: Sendable {
@@ -59,6 +60,7 @@ public final class Conv2D {
   private var chunkOutput: Tensor?  // [Cout, G·HW]
   // Winograd workspaces (Conv2DWinograd.swift).
   var winogradU: Tensor?  // [16, Cout, Cin]
+  var winogradUSource: Tensor?  // the weights winogradU was computed from
   var winogradUGrad: Tensor?  // [16, Cout, Cin]
   var winogradV: Tensor?  // [16, Cin, T]
   var winogradM: Tensor?  // [16, Cout, T] (dM in backward)

@@ -22,8 +22,7 @@ extension Conv2D {
     let (batch, height, width) = (input.shape[0], input.shape[2], input.shape[3])
     let (cin, cout) = (inChannels, outChannels)
     var shape = blockedShape(height: height, width: width)
-    let u = reuseWorkspace(&winogradU, shape: [16, cout, cin])
-    Conv2D.winogradWeights(weight: weight.value.pointer, outChannels: cout, inChannels: cin, u: u.pointer)
+    let u = transformedWeights()
     let tilesHigh = (height + 1) / 2
     // Whole images per thread; fewer images than threads (describe: one) share out tile rows.
     let byRows = batch < Parallel.threads
