@@ -94,6 +94,37 @@ INLINE v16i first_lanes(int count) {
 
 INLINE int round16(int n) { return (n + 15) & ~15; }
 
+/// p[0 … count − 1] (count < 32) as two vectors, zero past count: whole vectors where possible.
+INLINE void load_partial(const float *p, int count, v16 *low, v16 *high) {
+  float staged[16] = {0};
+  const float *tail = p;
+  if (count >= 16) {
+    *low = load(p);
+    tail = p + 16;
+    count -= 16;
+  }
+  for (int i = 0; i < count; i++) staged[i] = tail[i];
+  if (tail == p) {
+    *low = load(staged);
+    *high = zero();
+  } else {
+    *high = load(staged);
+  }
+}
+
+/// p[0 … count − 1] = the first count (< 32) floats of low ‖ high.
+INLINE void store_partial(float *p, int count, v16 low, v16 high) {
+  if (count >= 16) {
+    store(p, low);
+    p += 16;
+    count -= 16;
+    low = high;
+  }
+  float staged[16];
+  store(staged, low);
+  for (int i = 0; i < count; i++) p[i] = staged[i];
+}
+
 INLINE int min_int(int a, int b) { return a < b ? a : b; }
 
 // MARK: - Geometry
@@ -157,10 +188,7 @@ INLINE void split_row(const float *row, int width, float *e, float *o, int plane
       a = load(row + 2 * j);
       b = load(row + 2 * j + 16);
     } else {
-      float staged[32] = {0};
-      memcpy(staged, row + 2 * j, sizeof(float) * (size_t)(width - 2 * j));
-      a = load(staged);
-      b = load(staged + 16);
+      load_partial(row + 2 * j, width - 2 * j, &a, &b);
     }
     store(o + j, evens(a, b));
     store(e + j + 1, odds(a, b));
@@ -185,11 +213,14 @@ INLINE void merge_row(float *row, int width, const float *e, const float *o, int
       store(target, low);
       store(target + 16, high);
     } else {
-      float staged[32];
-      store(staged, low);
-      store(staged + 16, high);
       int count = width - 2 * j;
-      for (int i = 0; i < count; i++) target[i] = add ? target[i] + staged[i] : staged[i];
+      if (add) {
+        v16 old_low, old_high;
+        load_partial(target, count, &old_low, &old_high);
+        low += old_low;
+        high += old_high;
+      }
+      store_partial(target, count, low, high);
     }
   }
 }
@@ -200,11 +231,8 @@ INLINE void store_pair(float *row, int x0, int width, v16 a, v16 b) {
   if (x0 + 32 <= width) {
     store(row + x0, low);
     store(row + x0 + 16, high);
-  } else {
-    float staged[32];
-    store(staged, low);
-    store(staged + 16, high);
-    for (int i = 0; i < width - x0; i++) row[x0 + i] = staged[i];
+  } else if (x0 < width) {
+    store_partial(row + x0, width - x0, low, high);
   }
 }
 
@@ -214,11 +242,10 @@ INLINE void load_pair(const float *row, int x0, int width, v16 *a, v16 *b) {
   if (x0 + 32 <= width) {
     low = load(row + x0);
     high = load(row + x0 + 16);
+  } else if (x0 < width) {
+    load_partial(row + x0, width - x0, &low, &high);
   } else {
-    float staged[32] = {0};
-    for (int i = 0; i < width - x0; i++) staged[i] = row[x0 + i];
-    low = load(staged);
-    high = load(staged + 16);
+    low = high = zero();
   }
   *a = evens(low, high);
   *b = odds(low, high);
