@@ -7,9 +7,11 @@
 /// A chunk holds as many images as fit in `columnBudget` floats, so late layers with small maps
 /// still get wide GEMMs, and early layers do not need a huge column buffer.
 ///
-/// Layers with at least `winogradMinChannels` input channels use Winograd F(2×2, 3×3) instead
-/// (Conv2DWinograd.swift): 2.25× fewer multiplies, done as 16 GEMMs per chunk. Both paths are
-/// tested against a Double-precision reference (ConvKernelTests).
+/// Layers with at least `winogradMinChannels` input channels use Winograd F(2×2, 3×3) instead:
+/// 2.25× fewer multiplies, by default through CKernels' cache-blocked C kernels (AVX-512, AVX2 or
+/// baseline, picked at run time; Conv2DBlocked.swift), or as 16 BLAS GEMMs per chunk of images
+/// (`winogradKernel = .gemm`, Conv2DWinograd.swift). All paths are tested against a
+/// Double-precision reference (ConvKernelTests).
 public final class Conv2D {
   public enum Algorithm: Sendable {
     case im2col
