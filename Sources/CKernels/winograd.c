@@ -139,7 +139,7 @@ typedef struct {
   int ldu;         // row stride of dU and of a transposed V slab: round16(Cin)
 } geometry;
 
-INLINE geometry make_geometry(const ck_winograd_shape *s) {
+INLINE geometry make_geometry(const ck_conv_shape *s) {
   geometry g;
   g.cin = s->in_channels;
   g.cout = s->out_channels;
@@ -166,7 +166,7 @@ static size_t scratch_floats(const geometry *g) {
   return slabs + planes + (size_t)g->ld * (size_t)g->ldu;
 }
 
-size_t ck_winograd_scratch(const ck_winograd_shape *shape) {
+size_t ck_winograd_scratch(const ck_conv_shape *shape) {
   geometry g = make_geometry(shape);
   return scratch_floats(&g);
 }
@@ -537,7 +537,7 @@ INLINE void zero_columns(float *slab, int rows, int ld, int from, int to) {
 
 /// Blocks: tile rows row_begin … row_end − 1 of each image in blocks of g.rows, or (small maps)
 /// g.group whole images side by side in one block, image after image along the tiles.
-INLINE void forward_pass(const blocking k, const ck_winograd_shape *shape, const float *u,
+INLINE void forward_pass(const blocking k, const ck_conv_shape *shape, const float *u,
                          const float *bias, const float *input, float *output, int images,
                          int row_begin, int row_end, float *scratch) {
   const geometry g = make_geometry(shape);
@@ -562,7 +562,7 @@ INLINE void forward_pass(const blocking k, const ck_winograd_shape *shape, const
 
 /// As forward_pass, over every tile row (a block's input gradient adds to the rows it shares with
 /// the previous block of its image, which must have been done before it).
-INLINE void backward_pass(const blocking k, const ck_winograd_shape *shape, const float *u,
+INLINE void backward_pass(const blocking k, const ck_conv_shape *shape, const float *u,
                           const float *input, const float *output, const float *output_grad,
                           float *input_grad, float *u_grad, float *bias_grad, int images,
                           float *scratch) {
@@ -600,6 +600,79 @@ INLINE void backward_pass(const blocking k, const ck_winograd_shape *shape, cons
                                  w.e, w.o);
     }
   }
+}
+
+// MARK: - Direct weight gradient (few input channels)
+
+/// dW[co][ci][ky][kx] += Σ over pixels of dY[co][y][x] · x[ci][y + ky − 1][x + kx − 1] and
+/// dbias[co] += Σ dY[co] (dY masked by the ReLU), 16 columns at a time: for each group of up to 3
+/// output channels and each input channel, 27 vector accumulators (channel × tap) sharing each
+/// input load, reduced at the end. The scratch holds the image's input planes with a zero border:
+/// padded row y + 1, column x + 1 is input (y, x).
+INLINE void weight_grad_pass(const ck_conv_shape *s, const float *input, const float *output,
+                             const float *output_grad, float *weight_grad, float *bias_grad,
+                             int images, float *scratch) {
+  const int cin = s->in_channels, cout = s->out_channels, height = s->height, width = s->width;
+  const int pw = round16(width) + 16;
+  const size_t plane = (size_t)(height + 2) * pw, pixels = (size_t)height * width;
+  memset(scratch, 0, sizeof(float) * (size_t)cin * plane);
+  for (int image = 0; image < images; image++) {
+    for (int ci = 0; ci < cin; ci++)
+      for (int y = 0; y < height; y++)
+        memcpy(scratch + ci * plane + (size_t)(y + 1) * pw + 1,
+               input + ((size_t)image * cin + ci) * pixels + (size_t)y * width,
+               sizeof(float) * (size_t)width);
+    for (int co0 = 0; co0 < cout; co0 += 3) {
+      const int group = min_int(3, cout - co0);
+      const float *grad = output_grad + ((size_t)image * cout + co0) * pixels;
+      const float *out = s->relu ? output + ((size_t)image * cout + co0) * pixels : NULL;
+      v16 bias_sum[3] = {zero(), zero(), zero()};
+      for (int ci = 0; ci < cin; ci++) {
+        v16 acc[27];
+        for (int t = 0; t < 27; t++) acc[t] = zero();
+        for (int y = 0; y < height; y++) {
+          for (int x0 = 0; x0 < width; x0 += 16) {
+            const size_t at = (size_t)y * width + x0;
+            // The masked output gradients of the group's channels (0 for missing ones).
+            v16 g[3];
+#pragma clang loop unroll(full)
+            for (int c = 0; c < 3; c++) {
+              g[c] = zero();
+              if (c >= group) continue;
+              v16 o, unused;
+              if (x0 + 16 <= width) {
+                g[c] = load(grad + c * pixels + at);
+                if (out) o = load(out + c * pixels + at);
+              } else {
+                load_partial(grad + c * pixels + at, width - x0, &g[c], &unused);
+                if (out) load_partial(out + c * pixels + at, width - x0, &o, &unused);
+              }
+              if (out) g[c] = select(o > zero(), g[c]);
+              if (ci == 0) bias_sum[c] += g[c];
+            }
+            const float *p = scratch + (size_t)ci * plane + (size_t)y * pw + x0;
+#pragma clang loop unroll(full)
+            for (int ky = 0; ky < 3; ky++)
+#pragma clang loop unroll(full)
+              for (int kx = 0; kx < 3; kx++) {
+                v16 x = load(p + (size_t)ky * pw + kx);
+#pragma clang loop unroll(full)
+                for (int c = 0; c < 3; c++) acc[c * 9 + ky * 3 + kx] += g[c] * x;
+              }
+          }
+        }
+        for (int c = 0; c < group; c++)
+          for (int t = 0; t < 9; t++)
+            weight_grad[((size_t)(co0 + c) * cin + ci) * 9 + t] += horizontal_sum(acc[c * 9 + t]);
+      }
+      for (int c = 0; c < group; c++) bias_grad[co0 + c] += horizontal_sum(bias_sum[c]);
+    }
+  }
+}
+
+size_t ck_conv3x3_weight_grad_scratch(const ck_conv_shape *shape) {
+  return (size_t)shape->in_channels * (size_t)(shape->height + 2) *
+         (size_t)(round16(shape->width) + 16);
 }
 
 // MARK: - Weight transform
@@ -651,25 +724,33 @@ void ck_winograd_weights(const float *weight, int kernels, float *u) {
 
 // MARK: - Instantiations and dispatch
 
-typedef void (*forward_fn)(const ck_winograd_shape *, const float *, const float *, const float *,
+typedef void (*forward_fn)(const ck_conv_shape *, const float *, const float *, const float *,
                            float *, int, int, int, float *);
-typedef void (*backward_fn)(const ck_winograd_shape *, const float *, const float *,
+typedef void (*backward_fn)(const ck_conv_shape *, const float *, const float *,
                             const float *, const float *, float *, float *, float *, int, float *);
+typedef void (*weight_grad_fn)(const ck_conv_shape *, const float *, const float *, const float *,
+                               float *, float *, int, float *);
 
 #define INSTANTIATE(NAME, TARGET, ROWS, VECTORS)                                  \
-  TARGET static void forward_##NAME(const ck_winograd_shape *s, const float *u, const float *bias, \
+  TARGET static void forward_##NAME(const ck_conv_shape *s, const float *u, const float *bias, \
                                     const float *input, float *output, int images, int row_begin,  \
                                     int row_end, float *scratch) {                                 \
     const blocking k = {ROWS, VECTORS};                                                            \
     forward_pass(k, s, u, bias, input, output, images, row_begin, row_end, scratch);               \
   }                                                                                                \
-  TARGET static void backward_##NAME(const ck_winograd_shape *s, const float *u,                 \
+  TARGET static void backward_##NAME(const ck_conv_shape *s, const float *u,                 \
                                      const float *input, const float *output,                      \
                                      const float *output_grad, float *input_grad, float *u_grad, \
                                      float *bias_grad, int images, float *scratch) {               \
     const blocking k = {ROWS, VECTORS};                                            \
     backward_pass(k, s, u, input, output, output_grad, input_grad, u_grad, bias_grad, images,    \
                   scratch);                                                                        \
+  }                                                                                                \
+  TARGET static void weight_grad_##NAME(const ck_conv_shape *s, const float *input,                \
+                                        const float *output, const float *output_grad,             \
+                                        float *weight_grad, float *bias_grad, int images,          \
+                                        float *scratch) {                                          \
+    weight_grad_pass(s, input, output, output_grad, weight_grad, bias_grad, images, scratch);      \
   }
 
 // Baseline: a vector is 4 SSE registers (16 in all): 2 × 1 accumulators.
@@ -682,10 +763,11 @@ INSTANTIATE(avx2, __attribute__((target("avx2,fma"))), 6, 1)
 INSTANTIATE(avx512, __attribute__((target("avx512f,avx512dq,avx512bw,avx512vl,avx2,fma"))), 8, 2)
 #endif
 
-/// One instruction set's pair of passes.
+/// One instruction set's passes.
 typedef struct {
   forward_fn forward;
   backward_fn backward;
+  weight_grad_fn weight_grad;
 } variant;
 
 static int best_isa(void) {
@@ -719,24 +801,31 @@ void ck_set_isa(int level) {
 /// The instantiation for the level in use.
 static const variant *current_variant(void) {
   static const variant variants[] = {
-      {forward_generic, backward_generic},
+      {forward_generic, backward_generic, weight_grad_generic},
 #if defined(__x86_64__)
-      {forward_avx2, backward_avx2},
-      {forward_avx512, backward_avx512},
+      {forward_avx2, backward_avx2, weight_grad_avx2},
+      {forward_avx512, backward_avx512, weight_grad_avx512},
 #endif
   };
   return &variants[ck_isa()];
 }
 
-void ck_winograd_forward(const ck_winograd_shape *shape, const float *u, const float *bias,
+void ck_winograd_forward(const ck_conv_shape *shape, const float *u, const float *bias,
                          const float *input, float *output, int images, int row_begin,
                          int row_end, float *scratch) {
   current_variant()->forward(shape, u, bias, input, output, images, row_begin, row_end, scratch);
 }
 
-void ck_winograd_backward(const ck_winograd_shape *shape, const float *u, const float *input,
+void ck_winograd_backward(const ck_conv_shape *shape, const float *u, const float *input,
                           const float *output, const float *output_grad, float *input_grad,
                           float *u_grad, float *bias_grad, int images, float *scratch) {
   current_variant()->backward(shape, u, input, output, output_grad, input_grad, u_grad, bias_grad,
                               images, scratch);
+}
+
+void ck_conv3x3_weight_grad(const ck_conv_shape *shape, const float *input, const float *output,
+                            const float *output_grad, float *weight_grad, float *bias_grad,
+                            int images, float *scratch) {
+  current_variant()->weight_grad(shape, input, output, output_grad, weight_grad, bias_grad, images,
+                                 scratch);
 }

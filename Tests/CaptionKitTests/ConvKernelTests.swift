@@ -185,6 +185,49 @@ final class ConvKernelTests: XCTestCase {
     print("blocked Winograd: largest relative L2 error \(largestError) (bound 1e-4)")
   }
 
+  /// The first layer's direct weight gradient (no input gradient) under every instruction set:
+  /// 1 to 4 input channels (4: a second group of 3), rows shorter and longer than 16 columns, odd
+  /// sizes, with and without the ReLU, 1 and 2 threads; weight and bias gradients within 1e-4
+  /// relative L2 error of the Double-precision reference.
+  func testDirectWeightGradientMatchesDoubleReferenceOnEveryInstructionSet() {
+    defer { ck_set_isa(-1) }
+    for isa in 0...ck_isa() {
+      ck_set_isa(Int32(isa))
+      for (batch, cin, cout, height, width, threads) in [
+        (2, 3, 8, 9, 7, 1), (3, 1, 4, 16, 16, 2), (2, 4, 6, 5, 37, 2), (1, 3, 32, 20, 33, 1),
+        (2, 4, 3, 1, 1, 2),
+      ] {
+        for relu in [true, false] {
+          let label = "direct ISA \(isa) B\(batch) \(cin)→\(cout) \(height)×\(width) relu \(relu)"
+          BLAS.setThreads(threads)
+          defer { BLAS.setThreads(1) }
+          let conv = Conv2D(inChannels: cin, outChannels: cout, relu: relu)
+          XCTAssertEqual(conv.algorithm, .im2col)
+          var generator = SeededGenerator(seed: UInt64(cin * 100 + width))
+          conv.initialize(using: &generator)
+          Initialization.uniform(conv.bias.value, bound: 0.3, using: &generator)
+          let input = randomTensor([batch, cin, height, width], seed: UInt64(height))
+          let outputGrad = randomTensor([batch, cout, height, width], seed: 7)
+          let expected = referenceGradients(
+            input: input, weight: conv.weight.value, bias: conv.bias.value, outputGrad: outputGrad,
+            relu: relu)
+          zeroGradients(conv.parameters)
+          for pass in 0..<2 {
+            _ = conv.forward(input)
+            XCTAssertNil(conv.backward(outputGrad, needInputGrad: false))
+            let scale = Double(pass + 1)
+            XCTAssertLessThanOrEqual(
+              relativeError(conv.weight.grad, expected.weight.map { $0 * scale }), 1e-4,
+              "weight grad \(label)")
+            XCTAssertLessThanOrEqual(
+              relativeError(conv.bias.grad, expected.bias.map { $0 * scale }), 1e-4, "bias grad \(label)")
+          }
+        }
+      }
+    }
+    print("direct weight gradient: largest relative L2 error \(largestError) (bound 1e-4)")
+  }
+
   func testIm2colMatchesDoubleReference() {
     for (batch, cin, cout, height, width) in [(2, 3, 5, 7, 5), (3, 8, 12, 6, 6), (1, 2, 3, 1, 1)] {
       check(algorithm: .im2col, batch: batch, cin: cin, cout: cout, height: height, width: width)

@@ -49,6 +49,10 @@ public final class Conv2D {
   public var winogradKernel = WinogradKernel.blocked
   /// The blocked kernels' bound on the floats of one block's V and M together (per thread).
   public var blockedBudget = 1 << 18
+  /// Up to this many input channels, an im2col layer's backward without an input gradient (the
+  /// first layer's) computes the weight gradient directly (Conv2DBlocked.swift): im2col's product
+  /// has only Cin·9 = 27 columns there.
+  public var directWeightGradMaxChannels = 4
   /// Whether the last forward ran the Winograd path (backward must take the same one), and which.
   private var forwardUsedWinograd = false
   private var forwardKernel = WinogradKernel.blocked
@@ -72,6 +76,8 @@ public final class Conv2D {
   var biasPartials: Tensor?  // [threads, Cout]
   var blockedScratch: Tensor?  // [threads, ck_winograd_scratch]
   var blockedUGrad: Tensor?  // [threads, 16·Cout·round16(Cin)]
+  var directScratch: Tensor?  // [threads, ck_conv3x3_weight_grad_scratch]
+  var directWeightGrads: Tensor?  // [threads, Cout·Cin·9]
 
   public init(inChannels: Int, outChannels: Int, relu: Bool = true) {
     precondition(inChannels > 0 && outChannels > 0, "Conv2D: channel counts must be positive")
@@ -169,6 +175,10 @@ public final class Conv2D {
         backwardWinograd(input, output, outputGrad, inputGrad)
       }
       return inputGrad
+    }
+    if !needInputGrad && inChannels <= directWeightGradMaxChannels {
+      backwardWeightsDirect(input, output, outputGrad)
+      return nil
     }
     let (batch, height, width) = (input.shape[0], input.shape[2], input.shape[3])
     let pixels = height * width

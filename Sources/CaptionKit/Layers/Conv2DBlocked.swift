@@ -9,11 +9,11 @@ import CKernels
 extension Conv2D {
   /// The C kernels' description of this layer on an H×W map: blocks of as many tile rows (or, on
   /// small maps, whole images) as keep V and M within `blockedBudget` floats.
-  func blockedShape(height: Int, width: Int) -> ck_winograd_shape {
+  func blockedShape(height: Int, width: Int) -> ck_conv_shape {
     let tilesWide = (width + 1) / 2
     let perRow = 16 * (inChannels + outChannels) * tilesWide
     let rows = max(1, blockedBudget / max(perRow, 1))
-    return ck_winograd_shape(
+    return ck_conv_shape(
       in_channels: Int32(inChannels), out_channels: Int32(outChannels), height: Int32(height),
       width: Int32(width), block_rows: Int32(rows), relu: relu ? 1 : 0)
   }
@@ -54,18 +54,13 @@ extension Conv2D {
     // Per-thread dU [16, Cout, round16(Cin)].
     let stride = (cin + 15) / 16 * 16
     let uSize = 16 * cout * stride
-    let uGrads = reuseWorkspace(&blockedUGrad, shape: [threads, uSize])
-    uGrads.fill(0)
-    let biasGrads = reuseWorkspace(&biasPartials, shape: [threads, cout])
-    biasGrads.fill(0)
+    let (uGrads, biasGrads) = threadPartials(&blockedUGrad, threads: threads, size: uSize)
     let (inputSize, outputSize) = (cin * height * width, cout * height * width)
-    Parallel.ranges(batch, parts: threads) { part, images in
-      var shape = shape
-      let first = images.lowerBound
+    forEachShare(of: batch, threads: threads, shape: shape) { shape, part, first, count in
       ck_winograd_backward(
-        &shape, u.pointer, input.pointer + first * inputSize, output.pointer + first * outputSize,
+        shape, u.pointer, input.pointer + first * inputSize, output.pointer + first * outputSize,
         outputGrad.pointer + first * outputSize, inputGrad.map { $0.pointer + first * inputSize },
-        uGrads.pointer + part * uSize, biasGrads.pointer + part * cout, Int32(images.count),
+        uGrads.pointer + part * uSize, biasGrads.pointer + part * cout, count,
         scratch.pointer + part * scratchSize)
     }
     // The threads' sums, into dU [16, Cout, Cin].
@@ -79,5 +74,56 @@ extension Conv2D {
       }
     }
     addWinogradGradients(uGrad: uGrad, biasPartials: biasGrads, parts: threads)
+  }
+
+  /// weight.grad and bias.grad of a layer with few input channels, without the input gradient:
+  /// CKernels' direct loop, each thread over its share of the batch.
+  func backwardWeightsDirect(_ input: Tensor, _ output: Tensor, _ outputGrad: Tensor) {
+    let (batch, height, width) = (input.shape[0], input.shape[2], input.shape[3])
+    let (cin, cout) = (inChannels, outChannels)
+    var shape = ck_conv_shape(
+      in_channels: Int32(cin), out_channels: Int32(cout), height: Int32(height), width: Int32(width),
+      block_rows: 1, relu: relu ? 1 : 0)
+    let threads = min(Parallel.threads, batch)
+    let scratchSize = ck_conv3x3_weight_grad_scratch(&shape)
+    let scratch = reuseWorkspace(&directScratch, shape: [threads, scratchSize])
+    let weightSize = cout * cin * 9
+    let (weightGrads, biasGrads) = threadPartials(&directWeightGrads, threads: threads, size: weightSize)
+    let (inputSize, outputSize) = (cin * height * width, cout * height * width)
+    forEachShare(of: batch, threads: threads, shape: shape) { shape, part, first, count in
+      ck_conv3x3_weight_grad(
+        shape, input.pointer + first * inputSize, output.pointer + first * outputSize,
+        outputGrad.pointer + first * outputSize, weightGrads.pointer + part * weightSize,
+        biasGrads.pointer + part * cout, count, scratch.pointer + part * scratchSize)
+    }
+    for part in 0..<threads {
+      let share = weightGrads.pointer + part * weightSize
+      for i in 0..<weightSize { weight.grad.pointer[i] += share[i] }
+      for co in 0..<cout { bias.grad.pointer[co] += biasGrads.pointer[part * cout + co] }
+    }
+  }
+
+  /// Zeroed per-thread partial sums: `size` floats of a weight gradient (in `workspace`) and Cout
+  /// of the bias gradient, for each of `threads` threads.
+  func threadPartials(_ workspace: inout Tensor?, threads: Int, size: Int) -> (weights: Tensor, bias: Tensor)
+  {
+    let weights = reuseWorkspace(&workspace, shape: [threads, size])
+    weights.fill(0)
+    let bias = reuseWorkspace(&biasPartials, shape: [threads, outChannels])
+    bias.fill(0)
+    return (weights, bias)
+  }
+
+  /// Runs `body(shape, part, first, count)` for each thread's contiguous share of `batch` images
+  /// (images first ..< first + count), concurrently.
+  func forEachShare(
+    of batch: Int, threads: Int, shape: ck_conv_shape,
+    _ body: (UnsafePointer<ck_conv_shape>, Int, Int, Int32) -> Void
+  ) {
+    withUnsafePointer(to: shape) { shape in
+      Parallel.ranges(batch, parts: threads) { part, images in
+        body(shape, part, images.lowerBound, Int32(images.count))
+      }
+    }
   }
 }
