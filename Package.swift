@@ -25,6 +25,15 @@ let shims: Target = .target(
   linkerSettings: [.linkedLibrary("m")]
 )
 
+// MARK: - Compute kernels: hand-vectorised C, compiled per instruction set and picked at run time
+// (the package itself builds for the baseline target, so it still runs on any x86-64 CPU)
+
+let kernels: Target = .target(
+  name: "CKernels",
+  path: "Sources/CKernels",
+  cSettings: [.unsafeFlags(["-O3"])]
+)
+
 // MARK: - The library (all logic) and the command line (a thin skin over it)
 
 let package = Package(
@@ -39,9 +48,10 @@ let package = Package(
   ],
   targets: systemLibraries + [
     shims,
+    kernels,
     .target(
       name: "CaptionKit",
-      dependencies: ["CShims", "CJPEG", "CPNG", "COpenBLAS"],
+      dependencies: ["CShims", "CKernels", "CJPEG", "CPNG", "COpenBLAS"],
       path: "Sources/CaptionKit"
     ),
     .executableTarget(
@@ -54,7 +64,7 @@ let package = Package(
     ),
     .testTarget(
       name: "CaptionKitTests",
-      dependencies: ["CaptionKit", "CShims"],
+      dependencies: ["CaptionKit", "CShims", "CKernels"],
       path: "Tests/CaptionKitTests",
       exclude: ["Fixtures"]
     ),

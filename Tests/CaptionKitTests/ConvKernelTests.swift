@@ -1,3 +1,4 @@
+import CKernels
 import XCTest
 
 @testable import CaptionKit
@@ -57,6 +58,9 @@ final class ConvKernelTests: XCTestCase {
     return (output, dInput, dWeight, dBias)
   }
 
+  /// The largest relative error `relativeError` has seen (printed by the blocked test).
+  private var largestError = 0.0
+
   /// ‖a − b‖₂ / ‖b‖₂.
   private func relativeError(_ a: Tensor, _ b: [Double]) -> Double {
     precondition(a.count == b.count)
@@ -66,21 +70,26 @@ final class ConvKernelTests: XCTestCase {
       difference += (Double(a[i]) - b[i]) * (Double(a[i]) - b[i])
       norm += b[i] * b[i]
     }
-    return (difference / max(norm, 1e-300)).squareRoot()
+    let error = (difference / max(norm, 1e-300)).squareRoot()
+    largestError = max(largestError, error)
+    return error
   }
 
   private func check(
     algorithm: Conv2D.Algorithm, batch: Int, cin: Int, cout: Int, height: Int, width: Int,
-    relu: Bool = true, budget: Int? = nil, threads: Int = 1, file: StaticString = #filePath,
-    line: UInt = #line
+    relu: Bool = true, budget: Int? = nil, threads: Int = 1, kernel: Conv2D.WinogradKernel = .gemm,
+    file: StaticString = #filePath, line: UInt = #line
   ) {
     let label =
-      "\(algorithm) B\(batch) \(cin)→\(cout) \(height)×\(width) relu \(relu) budget \(budget ?? 0) threads \(threads)"
+      "\(algorithm) \(kernel) (ISA \(ck_isa())) B\(batch) "
+      + "\(cin)→\(cout) \(height)×\(width) relu \(relu) budget \(budget ?? 0) threads \(threads)"
     BLAS.setThreads(threads)
     defer { BLAS.setThreads(1) }
     let conv = Conv2D(inChannels: cin, outChannels: cout, relu: relu)
     conv.algorithm = algorithm
     conv.winogradMinBatch = 1
+    conv.winogradKernel = kernel
+    if let budget = budget { conv.blockedBudget = budget }
     if let budget = budget {
       conv.columnBudget = budget
       conv.winogradBudget = budget
@@ -133,6 +142,92 @@ final class ConvKernelTests: XCTestCase {
     check(algorithm: .winograd, batch: 3, cin: 8, cout: 6, height: 16, width: 18, budget: 1, threads: 2)
   }
 
+  /// CKernels' blocked Winograd under every instruction set the CPU has (AVX-512, AVX2 + FMA, the
+  /// baseline build): odd and even shapes, tile rows not a multiple of the 16-tile vectors, one
+  /// tile row per block up to several whole images, 1 and 2 threads (images or tile rows shared
+  /// out).
+  func testBlockedWinogradMatchesDoubleReferenceOnEveryInstructionSet() {
+    defer { ck_set_isa(-1) }
+    let best = ck_isa()
+    for isa in 0...best {
+      ck_set_isa(Int32(isa))
+      XCTAssertEqual(ck_isa(), Int32(isa))
+      for (batch, cin, cout, height, width) in [
+        (2, 8, 5, 7, 5), (3, 16, 12, 6, 6), (1, 9, 4, 1, 1), (2, 3, 6, 5, 9), (1, 12, 16, 3, 8),
+        (2, 32, 8, 13, 11), (2, 1, 1, 2, 3), (2, 8, 6, 17, 33), (1, 16, 8, 16, 16), (1, 8, 4, 5, 32),
+        (1, 8, 3, 16, 17), (2, 19, 13, 34, 66), (1, 10, 9, 9, 64),
+      ] {
+        for budget in [1, 16 * (cin + cout) * 40, 1 << 20] {
+          check(
+            algorithm: .winograd, batch: batch, cin: cin, cout: cout, height: height, width: width,
+            budget: budget, kernel: .blocked)
+        }
+        check(
+          algorithm: .winograd, batch: batch, cin: cin, cout: cout, height: height, width: width,
+          relu: false, kernel: .blocked)
+      }
+      check(
+        algorithm: .winograd, batch: 5, cin: 8, cout: 6, height: 9, width: 7, threads: 2, kernel: .blocked)
+      check(
+        algorithm: .winograd, batch: 3, cin: 16, cout: 24, height: 20, width: 36, budget: 1, threads: 2,
+        kernel: .blocked)
+      // One image on two threads: the forward shares out tile rows.
+      for budget in [1, 1 << 20] {
+        check(
+          algorithm: .winograd, batch: 1, cin: 8, cout: 6, height: 21, width: 19, budget: budget, threads: 2,
+          kernel: .blocked)
+      }
+      // Several whole images per block, the last block short.
+      check(
+        algorithm: .winograd, batch: 5, cin: 16, cout: 8, height: 8, width: 8, budget: 16 * 24 * 16 * 2,
+        threads: 2, kernel: .blocked)
+    }
+    print("blocked Winograd: largest relative L2 error \(largestError) (bound 1e-4)")
+  }
+
+  /// The first layer's direct weight gradient (no input gradient) under every instruction set:
+  /// 1 to 4 input channels (4: a second group of 3), rows shorter and longer than 16 columns, odd
+  /// sizes, with and without the ReLU, 1 and 2 threads; weight and bias gradients within 1e-4
+  /// relative L2 error of the Double-precision reference.
+  func testDirectWeightGradientMatchesDoubleReferenceOnEveryInstructionSet() {
+    defer { ck_set_isa(-1) }
+    for isa in 0...ck_isa() {
+      ck_set_isa(Int32(isa))
+      for (batch, cin, cout, height, width, threads) in [
+        (2, 3, 8, 9, 7, 1), (3, 1, 4, 16, 16, 2), (2, 4, 6, 5, 37, 2), (1, 3, 32, 20, 33, 1),
+        (2, 4, 3, 1, 1, 2),
+      ] {
+        for relu in [true, false] {
+          let label = "direct ISA \(isa) B\(batch) \(cin)→\(cout) \(height)×\(width) relu \(relu)"
+          BLAS.setThreads(threads)
+          defer { BLAS.setThreads(1) }
+          let conv = Conv2D(inChannels: cin, outChannels: cout, relu: relu)
+          XCTAssertEqual(conv.algorithm, .im2col)
+          var generator = SeededGenerator(seed: UInt64(cin * 100 + width))
+          conv.initialize(using: &generator)
+          Initialization.uniform(conv.bias.value, bound: 0.3, using: &generator)
+          let input = randomTensor([batch, cin, height, width], seed: UInt64(height))
+          let outputGrad = randomTensor([batch, cout, height, width], seed: 7)
+          let expected = referenceGradients(
+            input: input, weight: conv.weight.value, bias: conv.bias.value, outputGrad: outputGrad,
+            relu: relu)
+          zeroGradients(conv.parameters)
+          for pass in 0..<2 {
+            _ = conv.forward(input)
+            XCTAssertNil(conv.backward(outputGrad, needInputGrad: false))
+            let scale = Double(pass + 1)
+            XCTAssertLessThanOrEqual(
+              relativeError(conv.weight.grad, expected.weight.map { $0 * scale }), 1e-4,
+              "weight grad \(label)")
+            XCTAssertLessThanOrEqual(
+              relativeError(conv.bias.grad, expected.bias.map { $0 * scale }), 1e-4, "bias grad \(label)")
+          }
+        }
+      }
+    }
+    print("direct weight gradient: largest relative L2 error \(largestError) (bound 1e-4)")
+  }
+
   func testIm2colMatchesDoubleReference() {
     for (batch, cin, cout, height, width) in [(2, 3, 5, 7, 5), (3, 8, 12, 6, 6), (1, 2, 3, 1, 1)] {
       check(algorithm: .im2col, batch: batch, cin: cin, cout: cout, height: height, width: width)
@@ -143,7 +238,7 @@ final class ConvKernelTests: XCTestCase {
   func testBenchShapesPickWinogradBeyondTheFirstLayer() {
     XCTAssertEqual(Conv2D(inChannels: 3, outChannels: 32).algorithm, .im2col)
     XCTAssertEqual(Conv2D(inChannels: 32, outChannels: 32).algorithm, .winograd)
-    // One image (describe) takes im2col even in a Winograd layer, forward and backward alike.
+    // One image (describe) takes the blocked Winograd path, forward and backward alike.
     let single = Conv2D(inChannels: 8, outChannels: 4)
     var generator = SeededGenerator(seed: 5)
     single.initialize(using: &generator)
@@ -153,11 +248,14 @@ final class ConvKernelTests: XCTestCase {
       outputGrad: randomTensor([1, 4, 6, 6], seed: 9), relu: true)
     XCTAssertLessThanOrEqual(relativeError(single.forward(image), expected.output), 1e-4)
     XCTAssertNil(single.winogradV)
+    XCTAssertNotNil(single.blockedScratch)
     let singleGrad = single.backward(randomTensor([1, 4, 6, 6], seed: 9))!
     XCTAssertLessThanOrEqual(relativeError(singleGrad, expected.input), 1e-4)
     XCTAssertLessThanOrEqual(relativeError(single.weight.grad, expected.weight), 1e-4)
     // A bench-like layer at batch 4 (the 8×8 map of the last block, 64→64 channels).
     check(algorithm: .winograd, batch: 4, cin: 64, cout: 64, height: 8, width: 8, threads: 2)
+    check(
+      algorithm: .winograd, batch: 4, cin: 64, cout: 64, height: 8, width: 8, threads: 2, kernel: .blocked)
   }
 
   /// The max-pool's 8-window SIMD path against a direct loop: values quantised to a few levels so

@@ -119,7 +119,15 @@ final class EncoderTests: XCTestCase {
     let withImage = encoder.parameters.map { $0.grad.clone() }
     zeroGradients(encoder.parameters)
     encoder.backward(vGrad)
-    for (a, b) in zip(encoder.parameters, withImage) { XCTAssertEqual(a.grad.array, b.array) }
+    // Without the image gradient the first layer takes the direct weight-gradient kernel (its own
+    // summation order, tested against the Double reference in ConvKernelTests), so equal up to
+    // rounding: 1e-5 relative L2.
+    for (a, b) in zip(encoder.parameters, withImage) {
+      let (x, y) = (a.grad.array, b.array)
+      let difference = zip(x, y).map { Double($0 - $1) * Double($0 - $1) }.reduce(0, +).squareRoot()
+      let norm = y.map { Double($0) * Double($0) }.reduce(0, +).squareRoot()
+      XCTAssertLessThanOrEqual(difference, 1e-5 * max(norm, 1e-30), "\(a.name)")
+    }
   }
 
   func testForwardReusesWorkspaces() {

@@ -40,6 +40,19 @@ public enum Benchmark {
     for conv in model.encoder.convolutions {
       if forced == "im2col" { conv.algorithm = .im2col }
       if forced == "winograd" { conv.algorithm = .winograd }
+      // CAPTION_BENCH_WINOGRAD=blocked|gemm: how Winograd layers run (Conv2D.WinogradKernel).
+      switch ProcessInfo.processInfo.environment["CAPTION_BENCH_WINOGRAD"] {
+      case "blocked": conv.winogradKernel = .blocked
+      case "gemm": conv.winogradKernel = .gemm
+      default: break
+      }
+      let environment = ProcessInfo.processInfo.environment
+      if let batch = environment["CAPTION_BENCH_WINOGRAD_MIN_BATCH"].flatMap(Int.init) {
+        conv.winogradMinBatch = batch
+      }
+      if let budget = environment["CAPTION_BENCH_BLOCKED_BUDGET"].flatMap(Int.init) {
+        conv.blockedBudget = budget
+      }
       if let budget = ProcessInfo.processInfo.environment["CAPTION_BENCH_CONV_BUDGET"].flatMap(Int.init) {
         conv.columnBudget = budget
         conv.winogradBudget = budget
@@ -91,9 +104,11 @@ public enum Benchmark {
     let one = images.view(shape: [1, 3, s, s])
     let logits = Tensor(zeros: [1, options.vocab])
     var describeTimes: [Double] = []
+    var encodeTimes: [Double] = []
     for index in 0..<(options.warmupSteps + options.timedSteps * 3) {
       let start = DispatchTime.now().uptimeNanoseconds
       let v = model.encode(one)
+      let encoded = Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
       var state = model.initialState(imageVectors: v)
       var token = Vocabulary.start
       for _ in 0..<t {
@@ -103,7 +118,16 @@ public enum Benchmark {
         token = best
       }
       let seconds = Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
-      if index >= options.warmupSteps { describeTimes.append(seconds) }
+      if index >= options.warmupSteps {
+        describeTimes.append(seconds)
+        encodeTimes.append(encoded)
+      }
+    }
+    if options.profile {
+      log(
+        String(
+          format: "  describe: encoder %.2f ms, %d decoder steps %.2f ms (medians)",
+          median(encodeTimes) * 1000, t, (median(describeTimes) - median(encodeTimes)) * 1000))
     }
     log(String(format: "train_images_per_s=%.1f", trainImagesPerSecond))
     log(String(format: "describe_ms=%.2f", median(describeTimes) * 1000))

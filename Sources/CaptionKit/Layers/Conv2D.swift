@@ -7,9 +7,11 @@
 /// A chunk holds as many images as fit in `columnBudget` floats, so late layers with small maps
 /// still get wide GEMMs, and early layers do not need a huge column buffer.
 ///
-/// Layers with at least `winogradMinChannels` input channels use Winograd F(2×2, 3×3) instead
-/// (Conv2DWinograd.swift): 2.25× fewer multiplies, done as 16 GEMMs per chunk. Both paths are
-/// tested against a Double-precision reference (ConvKernelTests).
+/// Layers with at least `winogradMinChannels` input channels use Winograd F(2×2, 3×3) instead:
+/// 2.25× fewer multiplies, by default through CKernels' cache-blocked C kernels (AVX-512, AVX2 or
+/// baseline, picked at run time; Conv2DBlocked.swift), or as 16 BLAS GEMMs per chunk of images
+/// (`winogradKernel = .gemm`, Conv2DWinograd.swift). All paths are tested against a
+/// Double-precision reference (ConvKernelTests).
 public final class Conv2D {
   public enum Algorithm: Sendable {
     case im2col
@@ -34,11 +36,26 @@ public final class Conv2D {
   /// The same bound for each of Winograd's V and M (1 M = 4 MB: measured faster than 8 M at
   /// batch 32, the chunks staying nearer the caches).
   public var winogradBudget = 1 << 20
-  /// Winograd only from this batch size on: for one image (describe) the per-call weight
-  /// transform costs more than it saves (measured: describe_ms 12–13.5 with it, 9–10 without).
-  public var winogradMinBatch = 2
-  /// Whether the last forward ran the Winograd path (backward must take the same one).
+  /// Winograd only from this batch size on. One image (describe) takes it too since the blocked
+  /// kernels share out an image's tile rows and the weight transform is cached (measured at the
+  /// bench shapes, 2 threads: describe's encoder 2.0 ms with it, 4.1 ms with im2col).
+  public var winogradMinBatch = 1
+  /// How the Winograd path runs: CKernels' cache-blocked kernels (Conv2DBlocked.swift) or 16 BLAS
+  /// GEMMs per chunk of images (Conv2DWinograd.swift).
+  public enum WinogradKernel: Sendable {
+    case blocked
+    case gemm
+  }
+  public var winogradKernel = WinogradKernel.blocked
+  /// The blocked kernels' bound on the floats of one block's V and M together (per thread).
+  public var blockedBudget = 1 << 18
+  /// Up to this many input channels, an im2col layer's backward without an input gradient (the
+  /// first layer's) computes the weight gradient directly (Conv2DBlocked.swift): im2col's product
+  /// has only Cin·9 = 27 columns there.
+  public var directWeightGradMaxChannels = 4
+  /// Whether the last forward ran the Winograd path (backward must take the same one), and which.
   private var forwardUsedWinograd = false
+  private var forwardKernel = WinogradKernel.blocked
 
   private var input: Tensor?  // [B, Cin, H, W], kept for backward
   private var output: Tensor?  // [B, Cout, H, W]
@@ -49,6 +66,7 @@ public final class Conv2D {
   private var chunkOutput: Tensor?  // [Cout, G·HW]
   // Winograd workspaces (Conv2DWinograd.swift).
   var winogradU: Tensor?  // [16, Cout, Cin]
+  var winogradUSource: Tensor?  // the weights winogradU was computed from
   var winogradUGrad: Tensor?  // [16, Cout, Cin]
   var winogradV: Tensor?  // [16, Cin, T]
   var winogradM: Tensor?  // [16, Cout, T] (dM in backward)
@@ -56,6 +74,10 @@ public final class Conv2D {
   var paddedPlanes: Tensor?  // [threads, Hp, Wp], borders always zero
   var paddedGradPlanes: Tensor?  // [threads, Hp, Wp]
   var biasPartials: Tensor?  // [threads, Cout]
+  var blockedScratch: Tensor?  // [threads, ck_winograd_scratch]
+  var blockedUGrad: Tensor?  // [threads, 16·Cout·round16(Cin)]
+  var directScratch: Tensor?  // [threads, ck_conv3x3_weight_grad_scratch]
+  var directWeightGrads: Tensor?  // [threads, Cout·Cin·9]
 
   public init(inChannels: Int, outChannels: Int, relu: Bool = true) {
     precondition(inChannels > 0 && outChannels > 0, "Conv2D: channel counts must be positive")
@@ -90,7 +112,12 @@ public final class Conv2D {
       self.input = input
       let output = reuseWorkspace(
         &self.output, shape: [input.shape[0], outChannels, input.shape[2], input.shape[3]])
-      forwardWinograd(input, output)
+      forwardKernel = winogradKernel
+      if forwardKernel == .blocked {
+        forwardBlocked(input, output)
+      } else {
+        forwardWinograd(input, output)
+      }
       return output
     }
     let (batch, height, width) = (input.shape[0], input.shape[2], input.shape[3])
@@ -142,8 +169,16 @@ public final class Conv2D {
     if forwardUsedWinograd {
       let inputGrad: Tensor? =
         needInputGrad ? reuseWorkspace(&self.inputGrad, shape: input.shape) : nil
-      backwardWinograd(input, output, outputGrad, inputGrad)
+      if forwardKernel == .blocked {
+        backwardBlocked(input, output, outputGrad, inputGrad)
+      } else {
+        backwardWinograd(input, output, outputGrad, inputGrad)
+      }
       return inputGrad
+    }
+    if !needInputGrad && inChannels <= directWeightGradMaxChannels {
+      backwardWeightsDirect(input, output, outputGrad)
+      return nil
     }
     let (batch, height, width) = (input.shape[0], input.shape[2], input.shape[3])
     let pixels = height * width

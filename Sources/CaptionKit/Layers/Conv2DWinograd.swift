@@ -1,3 +1,6 @@
+import CKernels
+import Foundation
+
 // Winograd F(2×2, 3×3) for Conv2D (3×3, stride 1, pad 1).
 //
 // Each output tile Y (2×2) comes from a 4×4 input patch d (rows 2ty−1…2ty+2, cols 2tx−1…2tx+2):
@@ -34,8 +37,7 @@ extension Conv2D {
     let (cin, cout) = (inChannels, outChannels)
     let pixels = height * width
     let threads = Parallel.threads
-    let u = reuseWorkspace(&winogradU, shape: [16, cout, cin])
-    Conv2D.winogradWeights(weight: weight.value.pointer, outChannels: cout, inChannels: cin, u: u.pointer)
+    let u = transformedWeights()
     let v = reuseWorkspace(&winogradV, shape: [16, cin, group * tilesPerImage])
     let m = reuseWorkspace(&winogradM, shape: [16, cout, group * tilesPerImage])
     let padded = reuseWorkspace(&paddedPlanes, shape: [threads, 2 * tilesH + 2, 2 * tilesW + 2])
@@ -157,46 +159,40 @@ extension Conv2D {
       }
       first += count
     }
+    addWinogradGradients(uGrad: uGrad, biasPartials: partials, parts: threads)
+  }
+
+  /// weight.grad += Gᵀ dU G (dU [16, Cout, Cin]); bias.grad += the per-thread sums [parts, Cout].
+  func addWinogradGradients(uGrad: Tensor, biasPartials: Tensor, parts: Int) {
+    let cout = outChannels
     Conv2D.winogradWeightsBackward(
-      uGrad: uGrad.pointer, outputChannels: cout, inputChannels: cin, weightGrad: weight.grad.pointer)
+      uGrad: uGrad.pointer, outputChannels: cout, inputChannels: inChannels, weightGrad: weight.grad.pointer)
     for co in 0..<cout {
       var sum: Float = 0
-      for part in 0..<threads { sum += partials.pointer[part * cout + co] }
+      for part in 0..<parts { sum += biasPartials.pointer[part * cout + co] }
       bias.grad.pointer[co] += sum
     }
   }
 
   // MARK: transforms
 
-  /// U [16, Cout, Cin] = G g Gᵀ for every kernel g = weight[co, ci] [3, 3].
-  static func winogradWeights(
-    weight: UnsafePointer<Float>, outChannels: Int, inChannels: Int, u: UnsafeMutablePointer<Float>
-  ) {
-    let slab = outChannels * inChannels
-    for kernel in 0..<slab {
-      let g = weight + kernel * 9
-      // G g, column by column (each SIMD4 holds the 4 rows of one column).
-      let c0 = gTimes(g[0], g[3], g[6])
-      let c1 = gTimes(g[1], g[4], g[7])
-      let c2 = gTimes(g[2], g[5], g[8])
-      // (G g) Gᵀ: G along each row [x0, x1, x2] → [x0, ½(x0+x1+x2), ½(x0−x1+x2), x2].
-      let u0 = c0
-      let u1 = 0.5 * (c0 + c1 + c2)
-      let u2 = 0.5 * (c0 - c1 + c2)
-      let u3 = c2
-      for r in 0..<4 {
-        u[(r * 4 + 0) * slab + kernel] = u0[r]
-        u[(r * 4 + 1) * slab + kernel] = u1[r]
-        u[(r * 4 + 2) * slab + kernel] = u2[r]
-        u[(r * 4 + 3) * slab + kernel] = u3[r]
-      }
+  /// U [16, Cout, Cin] = G g Gᵀ for every kernel g = weight[co, ci] [3, 3] (CKernels), kept
+  /// with a copy of the weights it came from: recomputed only when they differ (describe calls the
+  /// encoder again and again with the same weights; training changes them every step, and the
+  /// comparison stops at the first difference).
+  func transformedWeights() -> Tensor {
+    let (cout, cin) = (outChannels, inChannels)
+    let count = weight.value.count
+    if let u = winogradU, let source = winogradUSource, source.count == count,
+      memcmp(source.pointer, weight.value.pointer, count * MemoryLayout<Float>.stride) == 0
+    {
+      return u
     }
-  }
-
-  /// G x for a 3-vector: [x0, ½(x0+x1+x2), ½(x0−x1+x2), x2].
-  @inline(__always)
-  static func gTimes(_ x0: Float, _ x1: Float, _ x2: Float) -> SIMD4<Float> {
-    SIMD4(x0, 0.5 * (x0 + x1 + x2), 0.5 * (x0 - x1 + x2), x2)
+    let u = reuseWorkspace(&winogradU, shape: [16, cout, cin])
+    ck_winograd_weights(weight.value.pointer, Int32(cout * cin), u.pointer)
+    let source = reuseWorkspace(&winogradUSource, shape: weight.value.shape)
+    source.pointer.update(from: weight.value.pointer, count: count)
+    return u
   }
 
   /// weightGrad [Cout, Cin, 3, 3] += Gᵀ dU G for every kernel (dU [16, Cout, Cin]).

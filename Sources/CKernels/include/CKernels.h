@@ -1,0 +1,68 @@
+// Hand-vectorised compute kernels, compiled three times (AVX-512, AVX2 + FMA, baseline x86-64 or
+// the host's default) and dispatched at run time on what the CPU supports.
+#ifndef CKERNELS_H
+#define CKERNELS_H
+
+#include <stddef.h>
+
+/// Instruction-set levels of the kernels (ck_isa / ck_set_isa).
+enum { CK_ISA_GENERIC = 0, CK_ISA_AVX2 = 1, CK_ISA_AVX512 = 2 };
+
+/// The level in use: the best the CPU supports, unless ck_set_isa chose a lower one.
+int ck_isa(void);
+
+/// Forces a level (clamped to what the CPU supports); a negative value restores the best.
+/// For tests, which run every variant against the reference.
+void ck_set_isa(int level);
+
+/// One 3×3 convolution layer (stride 1, padding 1). For Winograd F(2×2, 3×3), done block by block:
+/// a block is `block_rows` rows of 2×2 output tiles of one image (or, when block_rows exceeds the
+/// ⌈H/2⌉ tile rows of an image, block_rows / ⌈H/2⌉ whole images), small enough that its
+/// transformed input V [16, Cin, n] and output M [16, Cout, n] stay in the core's cache.
+typedef struct {
+  int in_channels;
+  int out_channels;
+  int height;
+  int width;
+  /// Tile rows per block (at least 1; see above for more than an image's).
+  int block_rows;
+  /// Whether a ReLU follows the convolution (forward: applied; backward: masks the gradient).
+  int relu;
+} ck_conv_shape;
+
+/// Floats of scratch one thread needs for ck_winograd_forward / ck_winograd_backward.
+size_t ck_winograd_scratch(const ck_conv_shape *shape);
+
+/// u [16, kernels] = G g Gᵀ for each 3 × 3 kernel g of weight [kernels, 3, 3] (row-major).
+void ck_winograd_weights(const float *weight, int kernels, float *u);
+
+/// output[b] = ReLU?(conv(input[b]) + bias) for `images` images (NCHW), output rows
+/// 2·row_begin … 2·row_end − 1 (tile rows row_begin … row_end − 1; all: 0 … ⌈H/2⌉), so that
+/// threads can share one image.
+/// u: the transformed weights G g Gᵀ, [16, Cout, Cin].
+void ck_winograd_forward(const ck_conv_shape *shape, const float *u, const float *bias,
+                         const float *input, float *output, int images, int row_begin,
+                         int row_end, float *scratch);
+
+/// The gradients of the forward for `images` images:
+/// - u_grad [16, Cout, round16(Cin)] += dL/dU (columns Cin and up stay 0; the caller maps it back
+///   with Gᵀ dU G),
+/// - bias_grad [Cout] += dL/dbias,
+/// - input_grad [images, Cin, H, W] = dL/dinput (overwritten; skipped when NULL).
+/// u: as for the forward. output: the forward's output (read for the ReLU mask when shape->relu).
+void ck_winograd_backward(const ck_conv_shape *shape, const float *u, const float *input,
+                          const float *output, const float *output_grad, float *input_grad,
+                          float *u_grad, float *bias_grad, int images, float *scratch);
+
+/// Floats of scratch one thread needs for ck_conv3x3_weight_grad (block_rows is not used).
+size_t ck_conv3x3_weight_grad_scratch(const ck_conv_shape *shape);
+
+/// weight_grad [Cout, Cin, 3, 3] += dL/dweight and bias_grad [Cout] += dL/dbias of the same
+/// convolution over `images` images, computed directly (no transform, no input gradient): for a
+/// first layer with few input channels (RGB), where the products of im2col and Winograd are too
+/// thin. output: the forward's output (read for the ReLU mask when shape->relu).
+void ck_conv3x3_weight_grad(const ck_conv_shape *shape, const float *input, const float *output,
+                            const float *output_grad, float *weight_grad, float *bias_grad,
+                            int images, float *scratch);
+
+#endif

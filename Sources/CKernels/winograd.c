@@ -1,0 +1,831 @@
+// Winograd F(2×2, 3×3) convolution, block by block, for one thread's share of a batch.
+//
+// Per output tile (2×2, at rows 2ty…2ty+1, columns 2tx…2tx+1) and its 4×4 input patch d
+// (rows 2ty−1…2ty+2, columns 2tx−1…2tx+2, zero outside the image):
+//   Y = Aᵀ [ U ⊙ (Bᵀ d B) ] A,  U = G g Gᵀ, summed over input channels      (Lavin & Gray, 2015)
+//   Bᵀ = [1 0 −1 0; 0 1 1 0; 0 −1 1 0; 0 1 0 −1],  Aᵀ = [1 1 1 0; 0 1 −1 −1].
+// For each of the 16 positions ξ of the 4×4 transformed tile the channel sum is a product
+//   M[ξ] [Cout, n] = U[ξ] [Cout, Cin] · V[ξ] [Cin, n]        (n = the tiles of one block)
+// and the backward pass is the adjoint of each stage:
+//   dM = A dY Aᵀ,  dU[ξ] += dM[ξ] · V[ξ]ᵀ,  dV[ξ] = U[ξ]ᵀ · dM[ξ],  dd = B dV Bᵀ (patches overlap).
+//
+// A block is a few rows of tiles of one image, so that V and M (16 × channels × n floats) stay in
+// the core's cache between the transforms and the products; the products are this file's own
+// register-blocked loops (no BLAS call per block).
+//
+// All vector code is written once on 16-float vectors (clang's vector extensions) inside
+// always-inline functions, and instantiated three times by the wrappers at the end: with AVX-512
+// (one register per vector), with AVX2 + FMA (two), and for the baseline target (four SSE
+// registers). ck_isa() picks the best the CPU has.
+//
+// Layouts: images NCHW; V, M slabs [16][channels][ld], tile t of a block at column t (row-major
+// over the block's tile rows: t = (ty − ty0) · tiles_w + tx).
+// Even/odd planes: a padded input row r is kept as E[j] = row[2j − 1] and O[j] = row[2j] (zero
+// outside the row), so that the columns 2tx − 1, 2tx, 2tx + 1, 2tx + 2 of the patches of 16
+// neighbouring tiles are the plain vectors E[tx…], O[tx…], E[tx + 1…], O[tx + 1…].
+
+#include "CKernels.h"
+
+#include <stdatomic.h>
+#include <string.h>
+
+// The helpers below take and return 16-float vectors; they are always inlined, so the AVX2
+// instantiation's warning that such arguments would change the calling convention does not apply.
+#pragma clang diagnostic ignored "-Wpsabi"
+
+typedef float v16 __attribute__((vector_size(64)));
+typedef int v16i __attribute__((vector_size(64)));
+typedef float v8 __attribute__((vector_size(32)));
+typedef float v4 __attribute__((vector_size(16)));
+
+#define INLINE static inline __attribute__((always_inline))
+
+// MARK: - Vector helpers
+
+INLINE v16 load(const float *p) {
+  v16 v;
+  memcpy(&v, p, sizeof v);
+  return v;
+}
+
+INLINE void store(float *p, v16 v) { memcpy(p, &v, sizeof v); }
+
+INLINE v16 splat(float x) { return (v16){x, x, x, x, x, x, x, x, x, x, x, x, x, x, x, x}; }
+
+INLINE v16 zero(void) { return splat(0.0f); }
+
+/// Elements 0, 2, …, 30 of the 32 floats a ‖ b.
+INLINE v16 evens(v16 a, v16 b) {
+  return __builtin_shufflevector(a, b, 0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+}
+
+/// Elements 1, 3, …, 31 of a ‖ b.
+INLINE v16 odds(v16 a, v16 b) {
+  return __builtin_shufflevector(a, b, 1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31);
+}
+
+/// a0, b0, a1, b1, …, a7, b7.
+INLINE v16 interleave_low(v16 a, v16 b) {
+  return __builtin_shufflevector(a, b, 0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23);
+}
+
+/// a8, b8, …, a15, b15.
+INLINE v16 interleave_high(v16 a, v16 b) {
+  return __builtin_shufflevector(a, b, 8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31);
+}
+
+INLINE float horizontal_sum(v16 v) {
+  v8 a = __builtin_shufflevector(v, v, 0, 1, 2, 3, 4, 5, 6, 7) +
+         __builtin_shufflevector(v, v, 8, 9, 10, 11, 12, 13, 14, 15);
+  v4 b = __builtin_shufflevector(a, a, 0, 1, 2, 3) + __builtin_shufflevector(a, a, 4, 5, 6, 7);
+  return (b[0] + b[2]) + (b[1] + b[3]);
+}
+
+/// x where mask lanes are set, else 0.
+INLINE v16 select(v16i mask, v16 x) { return (v16)(mask & (v16i)x); }
+
+/// Lanes 0…count−1 set (count clamped to 0…16).
+INLINE v16i first_lanes(int count) {
+  const v16i index = {0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15};
+  v16i n = {count, count, count, count, count, count, count, count,
+            count, count, count, count, count, count, count, count};
+  return index < n;
+}
+
+INLINE int round16(int n) { return (n + 15) & ~15; }
+
+/// p[0 … count − 1] (count < 32) as two vectors, zero past count: whole vectors where possible.
+INLINE void load_partial(const float *p, int count, v16 *low, v16 *high) {
+  float staged[16] = {0};
+  const float *tail = p;
+  if (count >= 16) {
+    *low = load(p);
+    tail = p + 16;
+    count -= 16;
+  }
+  for (int i = 0; i < count; i++) staged[i] = tail[i];
+  if (tail == p) {
+    *low = load(staged);
+    *high = zero();
+  } else {
+    *high = load(staged);
+  }
+}
+
+/// p[0 … count − 1] = the first count (< 32) floats of low ‖ high.
+INLINE void store_partial(float *p, int count, v16 low, v16 high) {
+  if (count >= 16) {
+    store(p, low);
+    p += 16;
+    count -= 16;
+    low = high;
+  }
+  float staged[16];
+  store(staged, low);
+  for (int i = 0; i < count; i++) p[i] = staged[i];
+}
+
+INLINE int min_int(int a, int b) { return a < b ? a : b; }
+
+// MARK: - Geometry
+
+typedef struct {
+  int cin, cout, height, width, relu;
+  int tiles_h, tiles_w;
+  int rows;        // tile rows per block
+  int group;       // images per block (more than 1 only when a block holds whole images)
+  int plane_width; // floats per row of an E or O plane
+  int ld;          // row stride of the V and M slabs
+  int ldu;         // row stride of dU and of a transposed V slab: round16(Cin)
+} geometry;
+
+INLINE geometry make_geometry(const ck_conv_shape *s) {
+  geometry g;
+  g.cin = s->in_channels;
+  g.cout = s->out_channels;
+  g.height = s->height;
+  g.width = s->width;
+  g.relu = s->relu;
+  g.tiles_h = (s->height + 1) / 2;
+  g.tiles_w = (s->width + 1) / 2;
+  g.rows = s->block_rows < 1 ? 1 : min_int(s->block_rows, g.tiles_h);
+  g.group = s->block_rows > g.tiles_h ? s->block_rows / g.tiles_h : 1;
+  // Vectors start at tx = 0, 16, … and read up to index tx + 16.
+  g.plane_width = round16(g.tiles_w) + 16;
+  // The last vector of a tile row may run 15 tiles past the block.
+  g.ld = round16(g.group * g.rows * g.tiles_w) + 16;
+  g.ldu = round16(g.cin);
+  return g;
+}
+
+/// Floats in the scratch: V, M, the E/O planes of a block (2·rows + 2 rows each), one transposed
+/// V slab.
+static size_t scratch_floats(const geometry *g) {
+  size_t slabs = (size_t)16 * (size_t)(g->cin + g->cout) * (size_t)g->ld;
+  size_t planes = (size_t)2 * (size_t)(2 * g->rows + 2) * (size_t)g->plane_width;
+  return slabs + planes + (size_t)g->ld * (size_t)g->ldu;
+}
+
+size_t ck_winograd_scratch(const ck_conv_shape *shape) {
+  geometry g = make_geometry(shape);
+  return scratch_floats(&g);
+}
+
+// MARK: - Rows: split into even/odd planes, merge back, pairs of output rows
+
+/// E[j] = row[2j − 1], O[j] = row[2j] for j < plane_width (0 outside the row; row may be NULL).
+/// plane_width = round16(⌈width/2⌉) + 16.
+INLINE void split_row(const float *row, int width, float *e, float *o, int plane_width) {
+  if (!row) {
+    memset(e, 0, sizeof(float) * (size_t)plane_width);
+    memset(o, 0, sizeof(float) * (size_t)plane_width);
+    return;
+  }
+  int j = 0;
+  for (; 2 * j < width; j += 16) {
+    v16 a, b;
+    if (2 * j + 32 <= width) {
+      a = load(row + 2 * j);
+      b = load(row + 2 * j + 16);
+    } else {
+      load_partial(row + 2 * j, width - 2 * j, &a, &b);
+    }
+    store(o + j, evens(a, b));
+    store(e + j + 1, odds(a, b));
+  }
+  // j = plane_width − 16 now: o[0 … j − 1] and e[1 … j] hold the row; the rest is outside it.
+  e[0] = 0;
+  store(o + j, zero());
+  store(e + j, select(first_lanes(1), load(e + j)));
+}
+
+/// row[c] = (or +=) O[c/2] for even c, E[(c+1)/2] for odd c, c < width.
+INLINE void merge_row(float *row, int width, const float *e, const float *o, int add) {
+  for (int j = 0; 2 * j < width; j += 16) {
+    v16 even = load(o + j), odd = load(e + j + 1);
+    v16 low = interleave_low(even, odd), high = interleave_high(even, odd);
+    float *target = row + 2 * j;
+    if (2 * j + 32 <= width) {
+      if (add) {
+        low += load(target);
+        high += load(target + 16);
+      }
+      store(target, low);
+      store(target + 16, high);
+    } else {
+      int count = width - 2 * j;
+      if (add) {
+        v16 old_low, old_high;
+        load_partial(target, count, &old_low, &old_high);
+        low += old_low;
+        high += old_high;
+      }
+      store_partial(target, count, low, high);
+    }
+  }
+}
+
+/// row[x0 + 2i] = a[i], row[x0 + 2i + 1] = b[i], dropping columns ≥ width.
+INLINE void store_pair(float *row, int x0, int width, v16 a, v16 b) {
+  v16 low = interleave_low(a, b), high = interleave_high(a, b);
+  if (x0 + 32 <= width) {
+    store(row + x0, low);
+    store(row + x0 + 16, high);
+  } else if (x0 < width) {
+    store_partial(row + x0, width - x0, low, high);
+  }
+}
+
+/// a[i] = row[x0 + 2i], b[i] = row[x0 + 2i + 1] (0 past width).
+INLINE void load_pair(const float *row, int x0, int width, v16 *a, v16 *b) {
+  v16 low, high;
+  if (x0 + 32 <= width) {
+    low = load(row + x0);
+    high = load(row + x0 + 16);
+  } else if (x0 < width) {
+    load_partial(row + x0, width - x0, &low, &high);
+  } else {
+    low = high = zero();
+  }
+  *a = evens(low, high);
+  *b = odds(low, high);
+}
+
+// MARK: - Transforms of one block (tile rows ty0 … ty0 + rows − 1 of one image)
+
+/// V[ξ][ci][t] = (Bᵀ d B)[ξ] for every tile t of the block and input channel ci.
+INLINE void input_transform(const geometry *g, const float *image, int ty0, int rows, float *v,
+                            float *e, float *o) {
+  const int pw = g->plane_width, tw = g->tiles_w, stride = g->cin * g->ld;
+  const int padded_rows = 2 * rows + 2;
+  for (int ci = 0; ci < g->cin; ci++) {
+    const float *plane = image + (size_t)ci * g->height * g->width;
+    for (int r = 0; r < padded_rows; r++) {
+      int y = 2 * ty0 - 1 + r;
+      const float *row = y >= 0 && y < g->height ? plane + (size_t)y * g->width : NULL;
+      split_row(row, g->width, e + r * pw, o + r * pw, pw);
+    }
+    float *target = v + (size_t)ci * g->ld;
+    for (int tr = 0; tr < rows; tr++) {
+      for (int tx = 0; tx < tw; tx += 16) {
+        // d B along each of the 4 patch rows: [d0 − d2, d1 + d2, d2 − d1, d1 − d3].
+        v16 h[4][4];
+        for (int r = 0; r < 4; r++) {
+          const float *er = e + (2 * tr + r) * pw + tx, *orow = o + (2 * tr + r) * pw + tx;
+          v16 d0 = load(er), d1 = load(orow), d2 = load(er + 1), d3 = load(orow + 1);
+          h[r][0] = d0 - d2;
+          h[r][1] = d1 + d2;
+          h[r][2] = d2 - d1;
+          h[r][3] = d1 - d3;
+        }
+        // Bᵀ (·) down each column.
+        float *t = target + tr * tw + tx;
+        for (int c = 0; c < 4; c++) {
+          store(t + (size_t)(0 + c) * stride, h[0][c] - h[2][c]);
+          store(t + (size_t)(4 + c) * stride, h[1][c] + h[2][c]);
+          store(t + (size_t)(8 + c) * stride, h[2][c] - h[1][c]);
+          store(t + (size_t)(12 + c) * stride, h[1][c] - h[3][c]);
+        }
+      }
+    }
+  }
+}
+
+/// Output planes of the block's tiles: Y = Aᵀ M A + bias, then the ReLU when asked.
+INLINE void output_transform(const geometry *g, const float *m, const float *bias, float *image,
+                             int ty0, int rows) {
+  const int tw = g->tiles_w, stride = g->cout * g->ld, width = g->width;
+  for (int co = 0; co < g->cout; co++) {
+    float *plane = image + (size_t)co * g->height * width;
+    const float *source = m + (size_t)co * g->ld;
+    const v16 b = splat(bias[co]);
+    for (int tr = 0; tr < rows; tr++) {
+      int y = 2 * (ty0 + tr);
+      for (int tx = 0; tx < tw; tx += 16) {
+        const float *s = source + tr * tw + tx;
+        // Aᵀ M: rows [m0 + m1 + m2, m1 − m2 − m3] for each column c.
+        v16 top[4], bottom[4];
+        for (int c = 0; c < 4; c++) {
+          v16 m0 = load(s + (size_t)(0 + c) * stride), m1 = load(s + (size_t)(4 + c) * stride);
+          v16 m2 = load(s + (size_t)(8 + c) * stride), m3 = load(s + (size_t)(12 + c) * stride);
+          top[c] = m0 + m1 + m2;
+          bottom[c] = m1 - m2 - m3;
+        }
+        // (·) A along each row.
+        v16 y00 = top[0] + top[1] + top[2] + b, y01 = top[1] - top[2] - top[3] + b;
+        v16 y10 = bottom[0] + bottom[1] + bottom[2] + b, y11 = bottom[1] - bottom[2] - bottom[3] + b;
+        if (g->relu) {
+          v16 z = zero();
+          y00 = __builtin_elementwise_max(y00, z);
+          y01 = __builtin_elementwise_max(y01, z);
+          y10 = __builtin_elementwise_max(y10, z);
+          y11 = __builtin_elementwise_max(y11, z);
+        }
+        store_pair(plane + (size_t)y * width, 2 * tx, width, y00, y01);
+        if (y + 1 < g->height) store_pair(plane + (size_t)(y + 1) * width, 2 * tx, width, y10, y11);
+      }
+    }
+  }
+}
+
+/// dM = A dY Aᵀ per tile (dY masked where the ReLU output is 0); bias_grad[co] += the block's sum
+/// of the masked dY.
+INLINE void output_transform_backward(const geometry *g, const float *output_grad,
+                                      const float *output, float *dm, float *bias_grad, int ty0,
+                                      int rows) {
+  const int tw = g->tiles_w, stride = g->cout * g->ld, width = g->width;
+  const size_t plane_size = (size_t)g->height * width;
+  for (int co = 0; co < g->cout; co++) {
+    const float *grad = output_grad + co * plane_size;
+    const float *out = g->relu ? output + co * plane_size : NULL;
+    float *target = dm + (size_t)co * g->ld;
+    v16 sum = zero();
+    for (int tr = 0; tr < rows; tr++) {
+      int y = 2 * (ty0 + tr);
+      int has_bottom = y + 1 < g->height;
+      for (int tx = 0; tx < tw; tx += 16) {
+        v16 e00, e01, e10 = zero(), e11 = zero();
+        load_pair(grad + (size_t)y * width, 2 * tx, width, &e00, &e01);
+        if (has_bottom) load_pair(grad + (size_t)(y + 1) * width, 2 * tx, width, &e10, &e11);
+        if (out) {
+          v16 o00, o01, o10 = zero(), o11 = zero();
+          load_pair(out + (size_t)y * width, 2 * tx, width, &o00, &o01);
+          if (has_bottom) load_pair(out + (size_t)(y + 1) * width, 2 * tx, width, &o10, &o11);
+          v16 z = zero();
+          e00 = select(o00 > z, e00);
+          e01 = select(o01 > z, e01);
+          e10 = select(o10 > z, e10);
+          e11 = select(o11 > z, e11);
+        }
+        sum += (e00 + e01) + (e10 + e11);
+        // A dY: column p (from the tile's left outputs) and q (right), rows 0…3.
+        v16 p[4] = {e00, e00 + e10, e00 - e10, -e10};
+        v16 q[4] = {e01, e01 + e11, e01 - e11, -e11};
+        // (·) Aᵀ along each row: [p, p + q, p − q, −q].
+        float *t = target + tr * tw + tx;
+        for (int r = 0; r < 4; r++) {
+          store(t + (size_t)(4 * r + 0) * stride, p[r]);
+          store(t + (size_t)(4 * r + 1) * stride, p[r] + q[r]);
+          store(t + (size_t)(4 * r + 2) * stride, p[r] - q[r]);
+          store(t + (size_t)(4 * r + 3) * stride, -q[r]);
+        }
+      }
+    }
+    bias_grad[co] += horizontal_sum(sum);
+  }
+}
+
+/// The block's share of the input gradient: Σ over its tiles of B dV Bᵀ placed at the tile's
+/// patch. Rows shared with the previous block of the image (the first two padded rows when
+/// ty0 > 0) are added to what that block wrote; the others are overwritten.
+INLINE void input_transform_backward(const geometry *g, const float *dv, float *image, int ty0,
+                                     int rows, float *e, float *o) {
+  const int pw = g->plane_width, tw = g->tiles_w, stride = g->cin * g->ld;
+  const int padded_rows = 2 * rows + 2;
+  for (int ci = 0; ci < g->cin; ci++) {
+    memset(e, 0, sizeof(float) * (size_t)(padded_rows * pw));
+    memset(o, 0, sizeof(float) * (size_t)(padded_rows * pw));
+    const float *source = dv + (size_t)ci * g->ld;
+    for (int tr = 0; tr < rows; tr++) {
+      for (int tx = 0; tx < tw; tx += 16) {
+        // Lanes past the tile row hold the next row's tiles: masked out.
+        v16i lanes = first_lanes(tw - tx);
+        const float *s = source + tr * tw + tx;
+        v16 w[4][4];
+        for (int i = 0; i < 4; i++)
+          for (int c = 0; c < 4; c++) w[i][c] = select(lanes, load(s + (size_t)(4 * i + c) * stride));
+        // B dV: rows [w0, w1 − w2 + w3, w1 + w2 − w0, −w3].
+        v16 x[4][4];
+        for (int c = 0; c < 4; c++) {
+          x[0][c] = w[0][c];
+          x[1][c] = w[1][c] - w[2][c] + w[3][c];
+          x[2][c] = w[1][c] + w[2][c] - w[0][c];
+          x[3][c] = -w[3][c];
+        }
+        // (·) Bᵀ along each row gives patch columns 2tx … 2tx + 3, i.e. E[tx], O[tx], E[tx + 1],
+        // O[tx + 1] of padded row 2tr + r.
+        for (int r = 0; r < 4; r++) {
+          float *er = e + (2 * tr + r) * pw + tx, *orow = o + (2 * tr + r) * pw + tx;
+          store(er, load(er) + x[r][0]);
+          store(orow, load(orow) + (x[r][1] - x[r][2] + x[r][3]));
+          store(er + 1, load(er + 1) + (x[r][1] + x[r][2] - x[r][0]));
+          store(orow + 1, load(orow + 1) - x[r][3]);
+        }
+      }
+    }
+    float *plane = image + (size_t)ci * g->height * g->width;
+    for (int r = 0; r < padded_rows; r++) {
+      int y = 2 * ty0 - 1 + r;
+      if (y < 0 || y >= g->height) continue;
+      merge_row(plane + (size_t)y * g->width, g->width, e + r * pw, o + r * pw, ty0 > 0 && r < 2);
+    }
+  }
+}
+
+// MARK: - Products
+
+/// c[i][j] = (or +=, when ADD) Σ_p a[i][p] · b[p][j] for `ROWS` rows i and n columns (n a multiple
+/// of 16), with `VECTORS` (1 or 2) 16-float vectors of columns per step; ROWS × VECTORS accumulators.
+/// With A_T, a is stored transposed: a[i][p] at a[p · lda + i].
+INLINE void product_panel(const int ROWS, const int VECTORS, const int ADD, const int A_T, int n,
+                          int k, const float *a, int lda, const float *b, int ldb, float *c,
+                          int ldc) {
+  int j = 0;
+  if (VECTORS == 2) {
+    for (; j + 32 <= n; j += 32) {
+      v16 acc[8][2];
+#pragma clang loop unroll(full)
+      for (int r = 0; r < ROWS; r++) acc[r][0] = acc[r][1] = zero();
+      for (int p = 0; p < k; p++) {
+        v16 b0 = load(b + (size_t)p * ldb + j), b1 = load(b + (size_t)p * ldb + j + 16);
+#pragma clang loop unroll(full)
+        for (int r = 0; r < ROWS; r++) {
+          v16 x = splat(A_T ? a[p * lda + r] : a[r * lda + p]);
+          acc[r][0] += x * b0;
+          acc[r][1] += x * b1;
+        }
+      }
+#pragma clang loop unroll(full)
+      for (int r = 0; r < ROWS; r++) {
+        float *target = c + (size_t)r * ldc + j;
+        store(target, ADD ? acc[r][0] + load(target) : acc[r][0]);
+        store(target + 16, ADD ? acc[r][1] + load(target + 16) : acc[r][1]);
+      }
+    }
+  }
+  for (; j < n; j += 16) {
+    v16 acc[8];
+#pragma clang loop unroll(full)
+    for (int r = 0; r < ROWS; r++) acc[r] = zero();
+    for (int p = 0; p < k; p++) {
+      v16 b0 = load(b + (size_t)p * ldb + j);
+#pragma clang loop unroll(full)
+      for (int r = 0; r < ROWS; r++) acc[r] += splat(A_T ? a[p * lda + r] : a[r * lda + p]) * b0;
+    }
+#pragma clang loop unroll(full)
+    for (int r = 0; r < ROWS; r++) {
+      float *target = c + (size_t)r * ldc + j;
+      store(target, ADD ? acc[r] + load(target) : acc[r]);
+    }
+  }
+}
+
+/// c [m, n] = (or +=, when ADD) a [m, k] · b [k, n] (row-major with strides; n a multiple of 16);
+/// with A_T, a is stored as aᵀ [k, m].
+INLINE void product(const int ROWS, const int VECTORS, const int ADD, const int A_T, int m, int n,
+                    int k, const float *a, int lda, const float *b, int ldb, float *c, int ldc) {
+  int i = 0;
+  for (; i + ROWS <= m; i += ROWS)
+    product_panel(ROWS, VECTORS, ADD, A_T, n, k, A_T ? a + i : a + (size_t)i * lda, lda, b, ldb,
+                  c + (size_t)i * ldc, ldc);
+  for (; i < m; i++)
+    product_panel(1, VECTORS, ADD, A_T, n, k, A_T ? a + i : a + (size_t)i * lda, lda, b, ldb,
+                  c + (size_t)i * ldc, ldc);
+}
+
+/// t [n, ldt] = aᵀ for a [rows, n] (row stride lda; n a multiple of 16), in 16 × 16 blocks; columns
+/// rows … round16(rows) − 1 of t are zeros.
+INLINE void transpose(int rows, int n, const float *a, int lda, float *t, int ldt) {
+  for (int r0 = 0; r0 < rows; r0 += 16) {
+    for (int j = 0; j < n; j += 16) {
+      v16 x[16];
+      for (int i = 0; i < 16; i++)
+        x[i] = r0 + i < rows ? load(a + (size_t)(r0 + i) * lda + j) : zero();
+      // Four perfect shuffles of the rows transpose a 16 × 16 block.
+      for (int round = 0; round < 4; round++) {
+        v16 y[16];
+        for (int i = 0; i < 8; i++) {
+          y[2 * i] = interleave_low(x[i], x[i + 8]);
+          y[2 * i + 1] = interleave_high(x[i], x[i + 8]);
+        }
+        for (int i = 0; i < 16; i++) x[i] = y[i];
+      }
+      for (int i = 0; i < 16; i++) store(t + (size_t)(j + i) * ldt + r0, x[i]);
+    }
+  }
+}
+
+// MARK: - Passes over a thread's images
+
+/// Register blocking of the products for one instruction set: ROWS × VECTORS accumulators.
+typedef struct {
+  int rows, vectors;
+} blocking;
+
+/// The scratch of one thread: V [16, Cin, ld], M [16, Cout, ld], E and O planes of a block, Vᵀ
+/// [ld, ldu] for one position ξ.
+typedef struct {
+  float *v, *m, *e, *o, *t;
+} workspace;
+
+INLINE workspace split_scratch(const geometry *g, float *scratch) {
+  workspace w;
+  w.v = scratch;
+  w.m = w.v + (size_t)16 * g->cin * g->ld;
+  w.e = w.m + (size_t)16 * g->cout * g->ld;
+  w.o = w.e + (size_t)(2 * g->rows + 2) * g->plane_width;
+  w.t = w.o + (size_t)(2 * g->rows + 2) * g->plane_width;
+  return w;
+}
+
+/// Zeroes columns from … to − 1 of `rows` slab rows (the tiles past a block, up to the products'
+/// multiple of 16), so that they add nothing to the sums over tiles.
+INLINE void zero_columns(float *slab, int rows, int ld, int from, int to) {
+  for (int row = 0; row < rows; row++)
+    memset(slab + (size_t)row * ld + from, 0, sizeof(float) * (size_t)(to - from));
+}
+
+/// Blocks: tile rows row_begin … row_end − 1 of each image in blocks of g.rows, or (small maps)
+/// g.group whole images side by side in one block, image after image along the tiles.
+INLINE void forward_pass(const blocking k, const ck_conv_shape *shape, const float *u,
+                         const float *bias, const float *input, float *output, int images,
+                         int row_begin, int row_end, float *scratch) {
+  const geometry g = make_geometry(shape);
+  const workspace w = split_scratch(&g, scratch);
+  const size_t in_size = (size_t)g.cin * g.height * g.width;
+  const size_t out_size = (size_t)g.cout * g.height * g.width;
+  for (int first = 0; first < images; first += g.group) {
+    const int count = min_int(g.group, images - first);
+    for (int ty0 = row_begin; ty0 < row_end; ty0 += g.rows) {
+      const int rows = min_int(g.rows, row_end - ty0), tiles = rows * g.tiles_w;
+      const int n = round16(count * tiles);
+      for (int i = 0; i < count; i++)
+        input_transform(&g, input + (first + i) * in_size, ty0, rows, w.v + i * tiles, w.e, w.o);
+      for (int xi = 0; xi < 16; xi++)
+        product(k.rows, k.vectors, 0, 0, g.cout, n, g.cin, u + (size_t)xi * g.cout * g.cin, g.cin,
+                w.v + (size_t)xi * g.cin * g.ld, g.ld, w.m + (size_t)xi * g.cout * g.ld, g.ld);
+      for (int i = 0; i < count; i++)
+        output_transform(&g, w.m + i * tiles, bias, output + (first + i) * out_size, ty0, rows);
+    }
+  }
+}
+
+/// As forward_pass, over every tile row (a block's input gradient adds to the rows it shares with
+/// the previous block of its image, which must have been done before it).
+INLINE void backward_pass(const blocking k, const ck_conv_shape *shape, const float *u,
+                          const float *input, const float *output, const float *output_grad,
+                          float *input_grad, float *u_grad, float *bias_grad, int images,
+                          float *scratch) {
+  const geometry g = make_geometry(shape);
+  const workspace w = split_scratch(&g, scratch);
+  float *v = w.v, *dm = w.m; // v: V, then dV
+  const size_t in_size = (size_t)g.cin * g.height * g.width;
+  const size_t out_size = (size_t)g.cout * g.height * g.width;
+  for (int first = 0; first < images; first += g.group) {
+    const int count = min_int(g.group, images - first);
+    for (int ty0 = 0; ty0 < g.tiles_h; ty0 += g.rows) {
+      const int rows = min_int(g.rows, g.tiles_h - ty0), tiles = rows * g.tiles_w;
+      const int n = round16(count * tiles);
+      for (int i = 0; i < count; i++) {
+        const size_t offset = (first + i) * out_size;
+        output_transform_backward(&g, output_grad + offset, g.relu ? output + offset : NULL,
+                                  dm + i * tiles, bias_grad, ty0, rows);
+        input_transform(&g, input + (first + i) * in_size, ty0, rows, v + i * tiles, w.e, w.o);
+      }
+      zero_columns(dm, 16 * g.cout, g.ld, count * tiles, n);
+      zero_columns(v, 16 * g.cin, g.ld, count * tiles, n);
+      // dU[ξ] [Cout, Cin] += dM[ξ] [Cout, n] · V[ξ]ᵀ [n, Cin] (V[ξ] transposed first, so that
+      // the sum over tiles runs down the product's k and needs no horizontal additions).
+      for (int xi = 0; xi < 16; xi++) {
+        transpose(g.cin, n, v + (size_t)xi * g.cin * g.ld, g.ld, w.t, g.ldu);
+        product(k.rows, k.vectors, 1, 0, g.cout, g.ldu, n, dm + (size_t)xi * g.cout * g.ld, g.ld,
+                w.t, g.ldu, u_grad + (size_t)xi * g.cout * g.ldu, g.ldu);
+      }
+      if (!input_grad) continue;
+      for (int xi = 0; xi < 16; xi++)
+        product(k.rows, k.vectors, 0, 1, g.cin, n, g.cout, u + (size_t)xi * g.cout * g.cin, g.cin,
+                dm + (size_t)xi * g.cout * g.ld, g.ld, v + (size_t)xi * g.cin * g.ld, g.ld);
+      for (int i = 0; i < count; i++)
+        input_transform_backward(&g, v + i * tiles, input_grad + (first + i) * in_size, ty0, rows,
+                                 w.e, w.o);
+    }
+  }
+}
+
+// MARK: - Direct weight gradient (few input channels)
+
+/// dW[co][ci][ky][kx] += Σ over pixels of dY[co][y][x] · x[ci][y + ky − 1][x + kx − 1] and
+/// dbias[co] += Σ dY[co] (dY masked by the ReLU), 16 columns at a time: for each group of up to 3
+/// output channels and each input channel, 27 vector accumulators (channel × tap) sharing each
+/// input load, reduced at the end. The scratch holds the image's input planes with a zero border:
+/// padded row y + 1, column x + 1 is input (y, x).
+INLINE void weight_grad_pass(const ck_conv_shape *s, const float *input, const float *output,
+                             const float *output_grad, float *weight_grad, float *bias_grad,
+                             int images, float *scratch) {
+  const int cin = s->in_channels, cout = s->out_channels, height = s->height, width = s->width;
+  const int pw = round16(width) + 16;
+  const size_t plane = (size_t)(height + 2) * pw, pixels = (size_t)height * width;
+  memset(scratch, 0, sizeof(float) * (size_t)cin * plane);
+  for (int image = 0; image < images; image++) {
+    for (int ci = 0; ci < cin; ci++)
+      for (int y = 0; y < height; y++)
+        memcpy(scratch + ci * plane + (size_t)(y + 1) * pw + 1,
+               input + ((size_t)image * cin + ci) * pixels + (size_t)y * width,
+               sizeof(float) * (size_t)width);
+    for (int co0 = 0; co0 < cout; co0 += 3) {
+      const int group = min_int(3, cout - co0);
+      const float *grad = output_grad + ((size_t)image * cout + co0) * pixels;
+      const float *out = s->relu ? output + ((size_t)image * cout + co0) * pixels : NULL;
+      v16 bias_sum[3] = {zero(), zero(), zero()};
+      for (int ci = 0; ci < cin; ci++) {
+        v16 acc[27];
+        for (int t = 0; t < 27; t++) acc[t] = zero();
+        for (int y = 0; y < height; y++) {
+          for (int x0 = 0; x0 < width; x0 += 16) {
+            const size_t at = (size_t)y * width + x0;
+            // The masked output gradients of the group's channels (0 for missing ones).
+            v16 g[3];
+#pragma clang loop unroll(full)
+            for (int c = 0; c < 3; c++) {
+              g[c] = zero();
+              if (c >= group) continue;
+              v16 o, unused;
+              if (x0 + 16 <= width) {
+                g[c] = load(grad + c * pixels + at);
+                if (out) o = load(out + c * pixels + at);
+              } else {
+                load_partial(grad + c * pixels + at, width - x0, &g[c], &unused);
+                if (out) load_partial(out + c * pixels + at, width - x0, &o, &unused);
+              }
+              if (out) g[c] = select(o > zero(), g[c]);
+              if (ci == 0) bias_sum[c] += g[c];
+            }
+            const float *p = scratch + (size_t)ci * plane + (size_t)y * pw + x0;
+#pragma clang loop unroll(full)
+            for (int ky = 0; ky < 3; ky++)
+#pragma clang loop unroll(full)
+              for (int kx = 0; kx < 3; kx++) {
+                v16 x = load(p + (size_t)ky * pw + kx);
+#pragma clang loop unroll(full)
+                for (int c = 0; c < 3; c++) acc[c * 9 + ky * 3 + kx] += g[c] * x;
+              }
+          }
+        }
+        for (int c = 0; c < group; c++)
+          for (int t = 0; t < 9; t++)
+            weight_grad[((size_t)(co0 + c) * cin + ci) * 9 + t] += horizontal_sum(acc[c * 9 + t]);
+      }
+      for (int c = 0; c < group; c++) bias_grad[co0 + c] += horizontal_sum(bias_sum[c]);
+    }
+  }
+}
+
+size_t ck_conv3x3_weight_grad_scratch(const ck_conv_shape *shape) {
+  return (size_t)shape->in_channels * (size_t)(shape->height + 2) *
+         (size_t)(round16(shape->width) + 16);
+}
+
+// MARK: - Weight transform
+
+/// U[ξ] = (G g Gᵀ)[ξ] for 16 kernels at once: g[t] holds tap t (row-major 3 × 3) of each.
+/// G = [1 0 0; ½ ½ ½; ½ −½ ½; 0 0 1].
+INLINE void transform_kernels(const v16 g[9], v16 u[16]) {
+  const v16 half = splat(0.5f);
+  // G g, column by column: rows [g0, ½(g0 + g1 + g2), ½(g0 − g1 + g2), g2] of column c.
+  v16 gg[4][3];
+  for (int c = 0; c < 3; c++) {
+    v16 g0 = g[c], g1 = g[3 + c], g2 = g[6 + c];
+    gg[0][c] = g0;
+    gg[1][c] = half * (g0 + g1 + g2);
+    gg[2][c] = half * (g0 - g1 + g2);
+    gg[3][c] = g2;
+  }
+  // (·) Gᵀ along each row.
+  for (int r = 0; r < 4; r++) {
+    v16 a0 = gg[r][0], a1 = gg[r][1], a2 = gg[r][2];
+    u[4 * r + 0] = a0;
+    u[4 * r + 1] = half * (a0 + a1 + a2);
+    u[4 * r + 2] = half * (a0 - a1 + a2);
+    u[4 * r + 3] = a2;
+  }
+}
+
+void ck_winograd_weights(const float *weight, int kernels, float *u) {
+  for (int k = 0; k < kernels; k += 16) {
+    const int count = min_int(16, kernels - k);
+    float taps[9][16] = {{0}};
+    for (int i = 0; i < count; i++)
+      for (int t = 0; t < 9; t++) taps[t][i] = weight[(size_t)(k + i) * 9 + t];
+    v16 g[9], out[16];
+    for (int t = 0; t < 9; t++) g[t] = load(taps[t]);
+    transform_kernels(g, out);
+    for (int xi = 0; xi < 16; xi++) {
+      float *target = u + (size_t)xi * kernels + k;
+      if (count == 16) {
+        store(target, out[xi]);
+      } else {
+        float staged[16];
+        store(staged, out[xi]);
+        memcpy(target, staged, sizeof(float) * (size_t)count);
+      }
+    }
+  }
+}
+
+// MARK: - Instantiations and dispatch
+
+typedef void (*forward_fn)(const ck_conv_shape *, const float *, const float *, const float *,
+                           float *, int, int, int, float *);
+typedef void (*backward_fn)(const ck_conv_shape *, const float *, const float *,
+                            const float *, const float *, float *, float *, float *, int, float *);
+typedef void (*weight_grad_fn)(const ck_conv_shape *, const float *, const float *, const float *,
+                               float *, float *, int, float *);
+
+#define INSTANTIATE(NAME, TARGET, ROWS, VECTORS)                                  \
+  TARGET static void forward_##NAME(const ck_conv_shape *s, const float *u, const float *bias, \
+                                    const float *input, float *output, int images, int row_begin,  \
+                                    int row_end, float *scratch) {                                 \
+    const blocking k = {ROWS, VECTORS};                                                            \
+    forward_pass(k, s, u, bias, input, output, images, row_begin, row_end, scratch);               \
+  }                                                                                                \
+  TARGET static void backward_##NAME(const ck_conv_shape *s, const float *u,                 \
+                                     const float *input, const float *output,                      \
+                                     const float *output_grad, float *input_grad, float *u_grad, \
+                                     float *bias_grad, int images, float *scratch) {               \
+    const blocking k = {ROWS, VECTORS};                                            \
+    backward_pass(k, s, u, input, output, output_grad, input_grad, u_grad, bias_grad, images,    \
+                  scratch);                                                                        \
+  }                                                                                                \
+  TARGET static void weight_grad_##NAME(const ck_conv_shape *s, const float *input,                \
+                                        const float *output, const float *output_grad,             \
+                                        float *weight_grad, float *bias_grad, int images,          \
+                                        float *scratch) {                                          \
+    weight_grad_pass(s, input, output, output_grad, weight_grad, bias_grad, images, scratch);      \
+  }
+
+// Baseline: a vector is 4 SSE registers (16 in all): 2 × 1 accumulators.
+INSTANTIATE(generic, , 2, 1)
+
+#if defined(__x86_64__)
+// AVX2: 2 registers per vector: 6 × 1 accumulators (12 of 16 registers).
+INSTANTIATE(avx2, __attribute__((target("avx2,fma"))), 6, 1)
+// AVX-512: 1 register per vector: 8 × 2 accumulators (16 of 32 registers).
+INSTANTIATE(avx512, __attribute__((target("avx512f,avx512dq,avx512bw,avx512vl,avx2,fma"))), 8, 2)
+#endif
+
+/// One instruction set's passes.
+typedef struct {
+  forward_fn forward;
+  backward_fn backward;
+  weight_grad_fn weight_grad;
+} variant;
+
+static int best_isa(void) {
+#if defined(__x86_64__)
+  __builtin_cpu_init();
+  if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+      __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512vl"))
+    return CK_ISA_AVX512;
+  if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) return CK_ISA_AVX2;
+#endif
+  return CK_ISA_GENERIC;
+}
+
+/// -1 until first asked.
+static atomic_int chosen_isa = -1;
+
+int ck_isa(void) {
+  int isa = atomic_load(&chosen_isa);
+  if (isa < 0) {
+    isa = best_isa();
+    atomic_store(&chosen_isa, isa);
+  }
+  return isa;
+}
+
+void ck_set_isa(int level) {
+  int best = best_isa();
+  atomic_store(&chosen_isa, level < 0 || level > best ? best : level);
+}
+
+/// The instantiation for the level in use.
+static const variant *current_variant(void) {
+  static const variant variants[] = {
+      {forward_generic, backward_generic, weight_grad_generic},
+#if defined(__x86_64__)
+      {forward_avx2, backward_avx2, weight_grad_avx2},
+      {forward_avx512, backward_avx512, weight_grad_avx512},
+#endif
+  };
+  return &variants[ck_isa()];
+}
+
+void ck_winograd_forward(const ck_conv_shape *shape, const float *u, const float *bias,
+                         const float *input, float *output, int images, int row_begin,
+                         int row_end, float *scratch) {
+  current_variant()->forward(shape, u, bias, input, output, images, row_begin, row_end, scratch);
+}
+
+void ck_winograd_backward(const ck_conv_shape *shape, const float *u, const float *input,
+                          const float *output, const float *output_grad, float *input_grad,
+                          float *u_grad, float *bias_grad, int images, float *scratch) {
+  current_variant()->backward(shape, u, input, output, output_grad, input_grad, u_grad, bias_grad,
+                              images, scratch);
+}
+
+void ck_conv3x3_weight_grad(const ck_conv_shape *shape, const float *input, const float *output,
+                            const float *output_grad, float *weight_grad, float *bias_grad,
+                            int images, float *scratch) {
+  current_variant()->weight_grad(shape, input, output, output_grad, weight_grad, bias_grad, images,
+                                 scratch);
+}

@@ -1,0 +1,129 @@
+import CKernels
+
+// Winograd F(2×2, 3×3) through CKernels' cache-blocked kernels (Sources/CKernels/winograd.c):
+// each thread takes a contiguous share of the batch and runs transforms and products block by
+// block (a few rows of tiles of one image), so the transformed tiles stay in the core's cache
+// instead of streaming through memory between 16 BLAS calls. Same transforms and adjoints as the
+// GEMM form in Conv2DWinograd.swift; the weight transforms (U = G g Gᵀ, dg = Gᵀ dU G) are shared.
+
+extension Conv2D {
+  /// The C kernels' description of this layer on an H×W map: blocks of as many tile rows (or, on
+  /// small maps, whole images) as keep V and M within `blockedBudget` floats.
+  func blockedShape(height: Int, width: Int) -> ck_conv_shape {
+    let tilesWide = (width + 1) / 2
+    let perRow = 16 * (inChannels + outChannels) * tilesWide
+    let rows = max(1, blockedBudget / max(perRow, 1))
+    return ck_conv_shape(
+      in_channels: Int32(inChannels), out_channels: Int32(outChannels), height: Int32(height),
+      width: Int32(width), block_rows: Int32(rows), relu: relu ? 1 : 0)
+  }
+
+  func forwardBlocked(_ input: Tensor, _ output: Tensor) {
+    let (batch, height, width) = (input.shape[0], input.shape[2], input.shape[3])
+    let (cin, cout) = (inChannels, outChannels)
+    var shape = blockedShape(height: height, width: width)
+    let u = transformedWeights()
+    let tilesHigh = (height + 1) / 2
+    // Whole images per thread; fewer images than threads (describe: one) share out tile rows.
+    let byRows = batch < Parallel.threads
+    let threads = min(Parallel.threads, byRows ? tilesHigh : batch)
+    let scratchSize = ck_winograd_scratch(&shape)
+    let scratch = reuseWorkspace(&blockedScratch, shape: [threads, scratchSize])
+    let (inputSize, outputSize) = (cin * height * width, cout * height * width)
+    let biasPointer = bias.value.pointer
+    Parallel.ranges(byRows ? tilesHigh : batch, parts: threads) { part, range in
+      var shape = shape
+      let images = byRows ? 0..<batch : range
+      let rows = byRows ? range : 0..<tilesHigh
+      ck_winograd_forward(
+        &shape, u.pointer, biasPointer, input.pointer + images.lowerBound * inputSize,
+        output.pointer + images.lowerBound * outputSize, Int32(images.count), Int32(rows.lowerBound),
+        Int32(rows.upperBound), scratch.pointer + part * scratchSize)
+    }
+  }
+
+  func backwardBlocked(_ input: Tensor, _ output: Tensor, _ outputGrad: Tensor, _ inputGrad: Tensor?) {
+    let (batch, height, width) = (input.shape[0], input.shape[2], input.shape[3])
+    let (cin, cout) = (inChannels, outChannels)
+    var shape = blockedShape(height: height, width: width)
+    // U from the forward pass (the weights have not changed since).
+    let u = reuseWorkspace(&winogradU, shape: [16, cout, cin])
+    let threads = min(Parallel.threads, batch)
+    let scratchSize = ck_winograd_scratch(&shape)
+    let scratch = reuseWorkspace(&blockedScratch, shape: [threads, scratchSize])
+    // Per-thread dU [16, Cout, round16(Cin)].
+    let stride = (cin + 15) / 16 * 16
+    let uSize = 16 * cout * stride
+    let (uGrads, biasGrads) = threadPartials(&blockedUGrad, threads: threads, size: uSize)
+    let (inputSize, outputSize) = (cin * height * width, cout * height * width)
+    forEachShare(of: batch, threads: threads, shape: shape) { shape, part, first, count in
+      ck_winograd_backward(
+        shape, u.pointer, input.pointer + first * inputSize, output.pointer + first * outputSize,
+        outputGrad.pointer + first * outputSize, inputGrad.map { $0.pointer + first * inputSize },
+        uGrads.pointer + part * uSize, biasGrads.pointer + part * cout, count,
+        scratch.pointer + part * scratchSize)
+    }
+    // The threads' sums, into dU [16, Cout, Cin].
+    let uGrad = reuseWorkspace(&winogradUGrad, shape: [16, cout, cin])
+    for row in 0..<16 * cout {
+      let target = uGrad.pointer + row * cin
+      target.update(from: uGrads.pointer + row * stride, count: cin)
+      for part in 1..<max(threads, 1) {
+        let share = uGrads.pointer + part * uSize + row * stride
+        for ci in 0..<cin { target[ci] += share[ci] }
+      }
+    }
+    addWinogradGradients(uGrad: uGrad, biasPartials: biasGrads, parts: threads)
+  }
+
+  /// weight.grad and bias.grad of a layer with few input channels, without the input gradient:
+  /// CKernels' direct loop, each thread over its share of the batch.
+  func backwardWeightsDirect(_ input: Tensor, _ output: Tensor, _ outputGrad: Tensor) {
+    let (batch, height, width) = (input.shape[0], input.shape[2], input.shape[3])
+    let (cin, cout) = (inChannels, outChannels)
+    var shape = ck_conv_shape(
+      in_channels: Int32(cin), out_channels: Int32(cout), height: Int32(height), width: Int32(width),
+      block_rows: 1, relu: relu ? 1 : 0)
+    let threads = min(Parallel.threads, batch)
+    let scratchSize = ck_conv3x3_weight_grad_scratch(&shape)
+    let scratch = reuseWorkspace(&directScratch, shape: [threads, scratchSize])
+    let weightSize = cout * cin * 9
+    let (weightGrads, biasGrads) = threadPartials(&directWeightGrads, threads: threads, size: weightSize)
+    let (inputSize, outputSize) = (cin * height * width, cout * height * width)
+    forEachShare(of: batch, threads: threads, shape: shape) { shape, part, first, count in
+      ck_conv3x3_weight_grad(
+        shape, input.pointer + first * inputSize, output.pointer + first * outputSize,
+        outputGrad.pointer + first * outputSize, weightGrads.pointer + part * weightSize,
+        biasGrads.pointer + part * cout, count, scratch.pointer + part * scratchSize)
+    }
+    for part in 0..<threads {
+      let share = weightGrads.pointer + part * weightSize
+      for i in 0..<weightSize { weight.grad.pointer[i] += share[i] }
+      for co in 0..<cout { bias.grad.pointer[co] += biasGrads.pointer[part * cout + co] }
+    }
+  }
+
+  /// Zeroed per-thread partial sums: `size` floats of a weight gradient (in `workspace`) and Cout
+  /// of the bias gradient, for each of `threads` threads.
+  func threadPartials(_ workspace: inout Tensor?, threads: Int, size: Int) -> (weights: Tensor, bias: Tensor)
+  {
+    let weights = reuseWorkspace(&workspace, shape: [threads, size])
+    weights.fill(0)
+    let bias = reuseWorkspace(&biasPartials, shape: [threads, outChannels])
+    bias.fill(0)
+    return (weights, bias)
+  }
+
+  /// Runs `body(shape, part, first, count)` for each thread's contiguous share of `batch` images
+  /// (images first ..< first + count), concurrently.
+  func forEachShare(
+    of batch: Int, threads: Int, shape: ck_conv_shape,
+    _ body: (UnsafePointer<ck_conv_shape>, Int, Int, Int32) -> Void
+  ) {
+    withUnsafePointer(to: shape) { shape in
+      Parallel.ranges(batch, parts: threads) { part, images in
+        body(shape, part, images.lowerBound, Int32(images.count))
+      }
+    }
+  }
+}
