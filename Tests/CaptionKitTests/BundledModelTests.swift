@@ -28,7 +28,7 @@ final class BundledModelTests: XCTestCase {
 
 /// Measured when the model was bundled, less a margin.
 enum BundledModelBounds {
-  static let objectF1 = 0.5  // measured 0.568
-  static let relationAccuracy = 0.7  // measured 0.829
-  static let ciderD = 1.9  // measured 2.172
+  static let objectF1 = 0.58  // measured 0.644
+  static let relationAccuracy = 0.55  // measured 0.636
+  static let ciderD = 2.1  // measured 2.344
 }
