@@ -62,7 +62,7 @@ struct Describe: ParsableCommand {
       failures = DescribeRun.run(
         paths: paths, batchSize: batchSize, model: captioner.model, vocabulary: captioner.vocabulary,
         options: options, json: json, bare: DescribeInput.namesSingleFile(images),
-        load: { try captioner.load(path: $0) }, encode: { try captioner.encode($0) },
+        load: { try captioner.load(path: $0) }, encode: { captioner.encode($0) },
         write: { stdout, stderr in
           if let stdout { StandardOutput.line(stdout) }
           if let stderr { printError(stderr) }

@@ -7,56 +7,6 @@ import XCTest
 /// gradients within 1e-4 relative L2 error (issue 8's bound), on odd and even shapes, several
 /// chunkings and 1 or 2 threads.
 final class ConvKernelTests: XCTestCase {
-  /// dL/dinput, dL/dweight, dL/dbias of L = Σ dY ⊙ conv(x), in Double, the ReLU mask taken from
-  /// the Double-precision pre-activation (> 0).
-  private func referenceGradients(
-    input: Tensor, weight: Tensor, bias: Tensor, outputGrad: Tensor, relu: Bool
-  ) -> (output: [Double], input: [Double], weight: [Double], bias: [Double]) {
-    let (batch, cin, height, width) = (input.shape[0], input.shape[1], input.shape[2], input.shape[3])
-    let cout = weight.shape[0]
-    var output = [Double](repeating: 0, count: batch * cout * height * width)
-    var dInput = [Double](repeating: 0, count: input.count)
-    var dWeight = [Double](repeating: 0, count: weight.count)
-    var dBias = [Double](repeating: 0, count: cout)
-    for b in 0..<batch {
-      for co in 0..<cout {
-        for y in 0..<height {
-          for x in 0..<width {
-            // out = bias + Σ w[co, ci, ky, kx] · in[b, ci, y + ky − 1, x + kx − 1]
-            var sum = Double(bias[co])
-            for ci in 0..<cin {
-              for ky in 0..<3 {
-                for kx in 0..<3 {
-                  let (iy, ix) = (y + ky - 1, x + kx - 1)
-                  if iy < 0 || iy >= height || ix < 0 || ix >= width { continue }
-                  sum +=
-                    Double(weight[((co * cin + ci) * 3 + ky) * 3 + kx])
-                    * Double(input[((b * cin + ci) * height + iy) * width + ix])
-                }
-              }
-            }
-            let o = ((b * cout + co) * height + y) * width + x
-            output[o] = relu ? max(sum, 0) : sum
-            let g = relu && sum <= 0 ? 0 : Double(outputGrad[o])
-            dBias[co] += g
-            for ci in 0..<cin {
-              for ky in 0..<3 {
-                for kx in 0..<3 {
-                  let (iy, ix) = (y + ky - 1, x + kx - 1)
-                  if iy < 0 || iy >= height || ix < 0 || ix >= width { continue }
-                  let wi = ((co * cin + ci) * 3 + ky) * 3 + kx
-                  let xi = ((b * cin + ci) * height + iy) * width + ix
-                  dWeight[wi] += g * Double(input[xi])
-                  dInput[xi] += g * Double(weight[wi])
-                }
-              }
-            }
-          }
-        }
-      }
-    }
-    return (output, dInput, dWeight, dBias)
-  }
 
   /// The largest relative error `relativeError` has seen (printed by the blocked test).
   private var largestError = 0.0
@@ -99,7 +49,7 @@ final class ConvKernelTests: XCTestCase {
     Initialization.uniform(conv.bias.value, bound: 0.3, using: &generator)
     let input = randomTensor([batch, cin, height, width], seed: UInt64(batch * 7 + width))
     let outputGrad = randomTensor([batch, cout, height, width], seed: 99)
-    let expected = referenceGradients(
+    let expected = referenceConvolution(
       input: input, weight: conv.weight.value, bias: conv.bias.value, outputGrad: outputGrad, relu: relu)
     zeroGradients(conv.parameters)
     // Twice, so that reused workspaces (stale contents) are exercised; gradients accumulate.
@@ -208,7 +158,7 @@ final class ConvKernelTests: XCTestCase {
           Initialization.uniform(conv.bias.value, bound: 0.3, using: &generator)
           let input = randomTensor([batch, cin, height, width], seed: UInt64(height))
           let outputGrad = randomTensor([batch, cout, height, width], seed: 7)
-          let expected = referenceGradients(
+          let expected = referenceConvolution(
             input: input, weight: conv.weight.value, bias: conv.bias.value, outputGrad: outputGrad,
             relu: relu)
           zeroGradients(conv.parameters)
@@ -243,7 +193,7 @@ final class ConvKernelTests: XCTestCase {
     var generator = SeededGenerator(seed: 5)
     single.initialize(using: &generator)
     let image = randomTensor([1, 8, 6, 6], seed: 8)
-    let expected = referenceGradients(
+    let expected = referenceConvolution(
       input: image, weight: single.weight.value, bias: single.bias.value,
       outputGrad: randomTensor([1, 4, 6, 6], seed: 9), relu: true)
     XCTAssertLessThanOrEqual(relativeError(single.forward(image), expected.output), 1e-4)

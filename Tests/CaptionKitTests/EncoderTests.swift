@@ -41,7 +41,7 @@ final class EncoderTests: XCTestCase {
     let encoder = makeEncoder(imageSize: 4, layers: [.conv(2), .maxPool], dv: 3, pool: .flatten)
     let images = randomTensor([2, 3, 4, 4], seed: 9)
     let conv = encoder.convolutions[0]
-    let features = Conv2D.reference(
+    let features = referenceConvolution(
       input: images, weight: conv.weight.value, bias: conv.bias.value, relu: true)
     let v = encoder.forward(images)
     for b in 0..<2 {

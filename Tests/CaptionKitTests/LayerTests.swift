@@ -160,7 +160,7 @@ final class LayerTests: XCTestCase {
       conv.initialize(using: &generator)
       Initialization.uniform(conv.bias.value, bound: 0.5, using: &generator)
       let input = randomTensor([batch, cin, height, width], seed: 5)
-      let expected = Conv2D.reference(
+      let expected = referenceConvolution(
         input: input, weight: conv.weight.value, bias: conv.bias.value, relu: true)
       assertClose(conv.forward(input), expected, accuracy: 1e-5, "\(batch)x\(cin)x\(height)x\(width)")
     }

@@ -32,13 +32,11 @@ private let temporaryParent: String = {
   let path = NSTemporaryDirectory() + "caption-tests-\(ProcessInfo.processInfo.processIdentifier)"
   try? FileManager.default.removeItem(atPath: path)
   try! FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
-  atexit { try? FileManager.default.removeItem(atPath: temporaryParentPath()) }
+  atexit { removeTemporaryParent() }
   return path
 }()
 
-private func temporaryParentPath() -> String {
-  NSTemporaryDirectory() + "caption-tests-\(ProcessInfo.processInfo.processIdentifier)"
-}
+private func removeTemporaryParent() { try? FileManager.default.removeItem(atPath: temporaryParent) }
 
 /// A fresh temporary folder for one test (inside the process's parent, removed at exit).
 func temporaryFolder() -> String {
@@ -158,4 +156,65 @@ final class LockedData: @unchecked Sendable {
   func set(_ value: Data) { lock.withLock { data = value } }
   var isSet: Bool { lock.withLock { data != nil } }
   var value: Data { lock.withLock { data ?? Data() } }
+}
+
+/// The 3×3 convolution (stride 1, padding 1, plus bias, optional ReLU) as a direct loop in Double,
+/// the tests' reference for every fast path, with dL/dinput, dL/dweight, dL/dbias of
+/// L = Σ dY ⊙ conv(x), the ReLU mask taken from the Double-precision pre-activation (> 0).
+func referenceConvolution(
+  input: Tensor, weight: Tensor, bias: Tensor, outputGrad: Tensor, relu: Bool
+) -> (output: [Double], input: [Double], weight: [Double], bias: [Double]) {
+  let (batch, cin, height, width) = (input.shape[0], input.shape[1], input.shape[2], input.shape[3])
+  let cout = weight.shape[0]
+  var output = [Double](repeating: 0, count: batch * cout * height * width)
+  var dInput = [Double](repeating: 0, count: input.count)
+  var dWeight = [Double](repeating: 0, count: weight.count)
+  var dBias = [Double](repeating: 0, count: cout)
+  for b in 0..<batch {
+    for co in 0..<cout {
+      for y in 0..<height {
+        for x in 0..<width {
+          // out = bias + Σ w[co, ci, ky, kx] · in[b, ci, y + ky − 1, x + kx − 1]
+          var sum = Double(bias[co])
+          for ci in 0..<cin {
+            for ky in 0..<3 {
+              for kx in 0..<3 {
+                let (iy, ix) = (y + ky - 1, x + kx - 1)
+                if iy < 0 || iy >= height || ix < 0 || ix >= width { continue }
+                sum +=
+                  Double(weight[((co * cin + ci) * 3 + ky) * 3 + kx])
+                  * Double(input[((b * cin + ci) * height + iy) * width + ix])
+              }
+            }
+          }
+          let o = ((b * cout + co) * height + y) * width + x
+          output[o] = relu ? max(sum, 0) : sum
+          let g = relu && sum <= 0 ? 0 : Double(outputGrad[o])
+          dBias[co] += g
+          for ci in 0..<cin {
+            for ky in 0..<3 {
+              for kx in 0..<3 {
+                let (iy, ix) = (y + ky - 1, x + kx - 1)
+                if iy < 0 || iy >= height || ix < 0 || ix >= width { continue }
+                let wi = ((co * cin + ci) * 3 + ky) * 3 + kx
+                let xi = ((b * cin + ci) * height + iy) * width + ix
+                dWeight[wi] += g * Double(input[xi])
+                dInput[xi] += g * Double(weight[wi])
+              }
+            }
+          }
+        }
+      }
+    }
+  }
+  return (output, dInput, dWeight, dBias)
+}
+
+/// The reference convolution's output alone, as a Float tensor [B, Cout, H, W].
+func referenceConvolution(input: Tensor, weight: Tensor, bias: Tensor, relu: Bool) -> Tensor {
+  let shape = [input.shape[0], weight.shape[0], input.shape[2], input.shape[3]]
+  let output = referenceConvolution(
+    input: input, weight: weight, bias: bias, outputGrad: Tensor(zeros: shape), relu: relu
+  ).output
+  return Tensor(shape: shape, values: output.map { Float($0) })
 }

@@ -310,37 +310,4 @@ public final class Conv2D {
       }
     }
   }
-
-  /// The definition, as a direct loop (slow; the tests' reference). Includes the bias and ReLU.
-  public static func reference(
-    input: Tensor, weight: Tensor, bias: Tensor, relu: Bool
-  ) -> Tensor {
-    let (batch, cin, height, width) = (input.shape[0], input.shape[1], input.shape[2], input.shape[3])
-    let cout = weight.shape[0]
-    let output = Tensor(zeros: [batch, cout, height, width])
-    for b in 0..<batch {
-      for co in 0..<cout {
-        for y in 0..<height {
-          for x in 0..<width {
-            var sum = Double(bias[co])
-            for ci in 0..<cin {
-              for ky in 0..<3 {
-                for kx in 0..<3 {
-                  let iy = y + ky - 1
-                  let ix = x + kx - 1
-                  if iy < 0 || iy >= height || ix < 0 || ix >= width { continue }
-                  sum +=
-                    Double(weight[((co * cin + ci) * 3 + ky) * 3 + kx])
-                    * Double(input[((b * cin + ci) * height + iy) * width + ix])
-                }
-              }
-            }
-            let value = Float(sum)
-            output[((b * cout + co) * height + y) * width + x] = relu ? max(value, 0) : value
-          }
-        }
-      }
-    }
-    return output
-  }
 }

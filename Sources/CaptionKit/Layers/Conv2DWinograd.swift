@@ -41,7 +41,6 @@ extension Conv2D {
     let v = reuseWorkspace(&winogradV, shape: [16, cin, group * tilesPerImage])
     let m = reuseWorkspace(&winogradM, shape: [16, cout, group * tilesPerImage])
     let padded = reuseWorkspace(&paddedPlanes, shape: [threads, 2 * tilesH + 2, 2 * tilesW + 2])
-    let paddedSize = (2 * tilesH + 2) * (2 * tilesW + 2)
     let biasPointer = bias.value.pointer
     let relu = self.relu
 
@@ -50,15 +49,7 @@ extension Conv2D {
       let count = min(group, batch - first)
       let t = count * tilesPerImage  // row stride of this chunk's V and M slabs
       // V = Bᵀ d B for every (image, channel) plane.
-      Parallel.ranges(count * cin, parts: threads) { part, planes in
-        let scratch = padded.pointer + part * paddedSize
-        for plane in planes {
-          let (g, ci) = plane.quotientAndRemainder(dividingBy: cin)
-          Conv2D.winogradInput(
-            plane: input.pointer + ((first + g) * cin + ci) * pixels, height: height, width: width,
-            padded: scratch, v: v.pointer + ci * t + g * tilesPerImage, slabStride: cin * t)
-        }
-      }
+      transformInputChunk(input, first: first, count: count, v: v, padded: padded)
       // M[ξ] [Cout, t] = U[ξ] [Cout, Cin] · V[ξ] [Cin, t]
       for xi in 0..<16 {
         BLAS.gemm(
@@ -121,15 +112,7 @@ extension Conv2D {
         }
       }
       // V again (cheaper than keeping it for the whole batch).
-      Parallel.ranges(count * cin, parts: threads) { part, planes in
-        let scratch = padded.pointer + part * paddedSize
-        for plane in planes {
-          let (g, ci) = plane.quotientAndRemainder(dividingBy: cin)
-          Conv2D.winogradInput(
-            plane: input.pointer + ((first + g) * cin + ci) * pixels, height: height, width: width,
-            padded: scratch, v: v.pointer + ci * t + g * tilesPerImage, slabStride: cin * t)
-        }
-      }
+      transformInputChunk(input, first: first, count: count, v: v, padded: padded)
       for xi in 0..<16 {
         // dU[ξ] [Cout, Cin] (+)= dM[ξ] [Cout, t] · V[ξ]ᵀ [t, Cin]
         BLAS.gemm(
@@ -160,6 +143,25 @@ extension Conv2D {
       first += count
     }
     addWinogradGradients(uGrad: uGrad, biasPartials: partials, parts: threads)
+  }
+
+  /// V = Bᵀ d B for the `count` images from `first` on, every (image, channel) plane, into the
+  /// chunk's slabs of `v` ([16, Cin, count·tiles]); `padded` holds one zero-bordered plane per thread.
+  func transformInputChunk(_ input: Tensor, first: Int, count: Int, v: Tensor, padded: Tensor) {
+    let (cin, height, width) = (inChannels, input.shape[2], input.shape[3])
+    let (tilesH, tilesW) = Conv2D.tileGrid(height: height, width: width)
+    let tilesPerImage = tilesH * tilesW
+    let t = count * tilesPerImage
+    let paddedSize = padded.shape[1] * padded.shape[2]
+    Parallel.ranges(count * cin, parts: padded.shape[0]) { part, planes in
+      let scratch = padded.pointer + part * paddedSize
+      for plane in planes {
+        let (g, ci) = plane.quotientAndRemainder(dividingBy: cin)
+        Conv2D.winogradInput(
+          plane: input.pointer + ((first + g) * cin + ci) * height * width, height: height, width: width,
+          padded: scratch, v: v.pointer + ci * t + g * tilesPerImage, slabStride: cin * t)
+      }
+    }
   }
 
   /// weight.grad += Gᵀ dU G (dU [16, Cout, Cin]); bias.grad += the per-thread sums [parts, Cout].

@@ -234,7 +234,7 @@ public enum Safetensors {
     var header = "{"
     var fields: [String] = []
     if !metadata.isEmpty {
-      let pairs = metadata.keys.sorted().map { jsonString($0) + ":" + jsonString(metadata[$0]!) }
+      let pairs = metadata.keys.sorted().map { JSONText.quoted($0) + ":" + JSONText.quoted(metadata[$0]!) }
       fields.append("\"__metadata__\":{" + pairs.joined(separator: ",") + "}")
     }
     var offset = 0
@@ -242,7 +242,7 @@ public enum Safetensors {
       let bytes = tensor.count * 4
       let shape = tensor.shape.map(String.init).joined(separator: ",")
       fields.append(
-        jsonString(name)
+        JSONText.quoted(name)
           + ":{\"dtype\":\"F32\",\"shape\":[\(shape)],\"data_offsets\":[\(offset),\(offset + bytes)]}")
       offset += bytes
     }
@@ -272,25 +272,6 @@ public enum Safetensors {
       initialized = position
     }
     try AtomicFile.write(file, to: path)
-  }
-
-  /// A JSON string literal: quotes, backslashes and control characters escaped, the rest as UTF-8.
-  static func jsonString(_ text: String) -> String {
-    var result = "\""
-    for scalar in text.unicodeScalars {
-      switch scalar {
-      case "\"": result += "\\\""
-      case "\\": result += "\\\\"
-      case "\n": result += "\\n"
-      case "\r": result += "\\r"
-      case "\t": result += "\\t"
-      case _ where scalar.value < 0x20:
-        let hex = String(scalar.value, radix: 16)
-        result += "\\u" + String(repeating: "0", count: 4 - hex.count) + hex
-      default: result.unicodeScalars.append(scalar)
-      }
-    }
-    return result + "\""
   }
 }
 
