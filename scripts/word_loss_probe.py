@@ -13,9 +13,10 @@ forcing (chance: 1/8), with an optional auxiliary loss on the image vector v:
 
   python3 scripts/word_loss_probe.py --data data/shapes-train --aux words --weight 10
 
-Measured on the project's machine (1 thread, 8 000 images, 1 500 steps of 32 images x 5 captions):
-shape-word accuracy 0.17 with the caption loss alone, 0.31 with --aux words (weight 10; weight 30
-was no better), 0.64 already after 1 000 steps with --aux scene.
+Measured on the project's machine (1 thread, the first 8 000 images of data/shapes-train, 1 500
+steps of 32 images x 5 captions; the three runs side by side): shape-word accuracy 0.173 with the
+caption loss alone, 0.267 with --aux words (weight 10), and with --aux scene already 0.675 after
+1 000 steps (0.719 after 1 500).
 """
 import argparse, json, os, sys, time
 import numpy as np, torch, torch.nn as nn, torch.nn.functional as F
