@@ -68,6 +68,7 @@ struct Train: ParsableCommand {
     if let decay = optimisation.weightDecay { o.weightDecay = decay }
     if let beta2 = optimisation.beta2 { o.beta2 = beta2 }
     o.wordLoss = optimisation.wordLoss ?? TrainOptions.defaultWordLoss
+    o.sceneLoss = optimisation.sceneLoss ?? TrainOptions.defaultSceneLoss
     if let clip = optimisation.clip { o.clip = clip }
     if let seed = optimisation.seed { o.seed = seed }
     o.threads = optimisation.threads
@@ -181,6 +182,13 @@ struct OptimisationOptions: ParsableArguments {
     help:
       "Weight of the auxiliary word loss: the image vector alone predicts which words the captions use (0: off; default 10)."
   ) var wordLoss: Float?
+  @Option(
+    help: """
+      Weight of the auxiliary scene loss, used when the data has scenes.json (as `caption dataset \
+      shapes` writes it): the image vector alone answers which shapes, colour-shape pairs and \
+      positions the scene holds (0: off; default 3).
+      """
+  ) var sceneLoss: Float?
   @Option(help: "Clip the gradient's global norm to this (0: off; default 5).") var clip: Float?
   @Option(help: "Seed for initialisation, shuffling and dropout (default 1).") var seed: UInt64?
   @Option(help: "Compute threads.") var threads: Int = 2

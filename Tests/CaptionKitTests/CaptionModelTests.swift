@@ -55,25 +55,36 @@ final class CaptionModelTests: XCTestCase {
     }
   }
 
-  /// With the auxiliary word loss on, every gradient is that of caption loss + weight · word loss
-  /// (relative error ≤ 2e-2 with ε = 3e-3, since with 1e-2 a conv bias step
-  /// crosses ReLU kinks, and floor 3e-3 for the Float rounding that the smaller ε magnifies); the word loss's
-  /// targets are the words of each image's captions.
-  func testWordLossGradientsMatchFiniteDifferences() {
+  /// With the auxiliary word and scene losses on, every gradient is that of caption loss + 3 · word
+  /// loss + 2 · scene loss (relative error ≤ 2e-2 with ε = 3e-3, since with 1e-2 a conv bias step
+  /// crosses ReLU kinks, and floor 5e-3: the Float loss is near 5, so each central difference carries
+  /// ~ulp(5)/2ε ≈ 8e-5 of rounding); the word
+  /// loss's targets are the words of each image's captions, the scene loss's the images' scenes.
+  func testAuxiliaryLossGradientsMatchFiniteDifferences() throws {
     let config = tinyConfig(.lstm, pool: .flatten)
     let model = CaptionModel(config: config)
     var generator = SeededGenerator(seed: 6)
     model.initialize(using: &generator)
     let wordLoss = WordLoss(imageSize: config.dv, vocabularySize: config.vocabSize, weight: 3)
-    wordLoss.initialize(using: &generator)
+    wordLoss.auxiliary.initialize(using: &generator)
     model.wordLoss = wordLoss
+    let scenes = [
+      7: Scene(imageId: 7, filename: "a.png", objects: [object("star", "red", x: 10, y: 50)]),
+      9: Scene(
+        imageId: 9, filename: "b.png",
+        objects: [object("circle", "red", x: 40, y: 10), object("star", "blue", x: 60, y: 60)]),
+    ]
+    let sceneLoss = try SceneLoss(
+      scenes: scenes, imageIds: [7, 9], imageSize: config.dv, weight: 2, path: "s")
+    sceneLoss.auxiliary.initialize(using: &generator)
+    model.sceneLoss = sceneLoss
     let (images, inputs, targets, steps) = batch()
     func loss() -> Double {
       var unused = SeededGenerator(seed: 0)
       let caption = model.forward(
-        images: images, captionsPerImage: 2, steps: steps, inputTokens: inputs, targetTokens: targets,
-        training: false, generator: &unused)
-      return Double(caption) + 3 * Double(model.lastWordLoss)
+        images: images, imageIds: [7, 9], captionsPerImage: 2, steps: steps, inputTokens: inputs,
+        targetTokens: targets, training: false, generator: &unused)
+      return Double(caption) + 3 * Double(model.lastWordLoss) + 2 * Double(model.lastSceneLoss)
     }
     zeroGradients(model.trainableParameters)
     _ = loss()
@@ -82,21 +93,71 @@ final class CaptionModelTests: XCTestCase {
     for (b, words) in [[4, 5, 6, 7], [4, 5, 6, 8]].enumerated() {
       for w in words { present[b * config.vocabSize + w] = 1 }
     }
-    let check = SigmoidBinaryCrossEntropy()
-    let expected = check.forward(
-      logits: wordLoss.head.forward(model.encode(images)), targets: present, firstColumn: 4)
+    let v = model.encode(images)
+    let words = (0..<config.vocabSize).map { $0 < 4 ? Float(0) : 1 / Float(config.vocabSize - 4) }
+    let expectedWords = SigmoidBinaryCrossEntropy().forward(
+      logits: wordLoss.head.forward(v), targets: present, columnWeights: words)
+    // The scene questions: image 7 answers sceneLoss.labels.answers(scenes[7]), image 9 likewise.
+    let labels = sceneLoss.labels
+    let answered = Tensor(zeros: [2, labels.count])
+    for (b, id) in [7, 9].enumerated() {
+      for j in labels.answers(scenes[id]!) { answered[b * labels.count + j] = 1 }
+    }
+    let expectedScene = SigmoidBinaryCrossEntropy().forward(
+      logits: sceneLoss.auxiliary.head.forward(v), targets: answered, columnWeights: labels.columnWeights)
     _ = loss()
-    XCTAssertEqual(model.lastWordLoss, expected, accuracy: 1e-6)
+    XCTAssertEqual(model.lastWordLoss, expectedWords, accuracy: 1e-6)
+    XCTAssertEqual(model.lastSceneLoss, expectedScene, accuracy: 1e-6)
+    XCTAssertGreaterThan(model.lastSceneLoss, 0.1)
     let imageGrad = model.backward(imageGrad: true)!.clone()
+    XCTAssertEqual(model.namedTrainableParameters.filter { $0.0.hasPrefix("scene_head.") }.count, 2)
     for (name, parameter) in model.namedTrainableParameters {
       let analytic = parameter.grad.clone()
       assertGradientMatches(
-        "word loss: \(name)", x: parameter.value, analytic: analytic, samples: 6, epsilon: 3e-3, floor: 3e-3,
-        loss: loss)
+        "auxiliary losses: \(name)", x: parameter.value, analytic: analytic, samples: 6, epsilon: 3e-3,
+        floor: 5e-3, loss: loss)
     }
     assertGradientMatches(
-      "word loss: images", x: images, analytic: imageGrad, samples: 12, epsilon: 3e-3, floor: 3e-3, loss: loss
-    )
+      "auxiliary losses: images", x: images, analytic: imageGrad, samples: 12, epsilon: 3e-3, floor: 5e-3,
+      loss: loss)
+  }
+
+  private func object(_ shape: String, _ color: String, x: Double, y: Double) -> SceneObject {
+    SceneObject(shape: shape, color: color, size: "small", x: x, y: y, bbox: [x - 3, y - 3, x + 3, y + 3])
+  }
+
+  /// The scene questions of a hand-made scene, counted out (grid 2 × 2 on a 64 × 64 image).
+  func testSceneLabelsHandCase() throws {
+    let labels = SceneLabels(shapes: ["circle", "square"], colors: ["blue", "red"], grid: 2)
+    // 2 shapes, 2·2 pairs, 4 cells × (2 + 2): 22 questions; group weights 1/2, 1/4, 1/16.
+    XCTAssertEqual(labels.count, 22)
+    XCTAssertEqual(
+      labels.columnWeights,
+      [Float](repeating: 0.5, count: 2) + [Float](repeating: 0.25, count: 4)
+        + [Float](repeating: 1 / 16, count: 16))
+    let scene = Scene(
+      imageId: 1, filename: "x.png",
+      objects: [
+        object("circle", "red", x: 10, y: 50),  // shape 0, colour 1, cell (row 1, column 0)
+        object("square", "blue", x: 40, y: 10),  // shape 1, colour 0, cell (row 0, column 1)
+        object("heart", "red", x: 30, y: 30),  // not among the names: no questions
+        object("circle", "red", x: 1e300, y: -5),  // far off the image: clamped to cell (0, 1)
+      ])
+    // circle: 0; red circle: 2 + 0·2 + 1 = 3; cell (1, 0) starts at 6 + 2·4 = 14: circle 14, red 14 + 2 + 1.
+    // square: 1; blue square: 2 + 1·2 + 0 = 4; cell (0, 1) starts at 10: square 11, blue 12.
+    // The clamped red circle: cell (0, 1): circle 10, red 13.
+    XCTAssertEqual(labels.answers(scene), [0, 1, 3, 4, 10, 11, 12, 13, 14, 17])
+    // From scenes: the names they use, sorted.
+    let found = SceneLabels(scenes: [scene])
+    XCTAssertEqual(found.shapes, ["circle", "heart", "square"])
+    XCTAssertEqual(found.colors, ["blue", "red"])
+    XCTAssertEqual(found.grid, 4)
+    // A training image without a scene is an error that names the scenes file.
+    XCTAssertThrowsError(
+      try SceneLoss(scenes: [1: scene], imageIds: [1, 2], imageSize: 4, weight: 1, path: "data/scenes.json")
+    ) { error in
+      XCTAssertTrue("\(error)".contains("data/scenes.json") && "\(error)".contains("2"), "\(error)")
+    }
   }
 
   /// Every cell learns one small batch by heart: the loss falls below 0.05 within 400 Adam steps

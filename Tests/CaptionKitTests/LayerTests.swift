@@ -403,17 +403,22 @@ final class LayerTests: XCTestCase {
   }
 
   func testBinaryCrossEntropyHandCase() {
-    // Column 0 left out. Row 0: z = 0, y = 1 → ln 2; z = ln 3, y = 0 → −ln(1 − 3/4) = ln 4.
-    // Row 1: z = −ln 3, y = 1 → −ln(1/4) = ln 4; z = 0, y = 0 → ln 2. Mean over 4 entries.
+    // Column weights (0, 1, 1/2): column 0 left out. Row 0: z = 0, y = 1 → ln 2; z = ln 3, y = 0 →
+    // −ln(1 − 3/4) = ln 4. Row 1: z = −ln 3, y = 1 → −ln(1/4) = ln 4; z = 0, y = 0 → ln 2.
+    // Loss = (1/2 rows) · (1·ln 2 + ½·ln 4 + 1·ln 4 + ½·ln 2).
     let l3 = Float(log(3.0))
     let logits = Tensor(shape: [2, 3], values: [9, 0, l3, -9, -l3, 0])
     let targets = Tensor(shape: [2, 3], values: [1, 1, 0, 0, 1, 0])
     let loss = SigmoidBinaryCrossEntropy()
-    let value = loss.forward(logits: logits, targets: targets, firstColumn: 1)
-    XCTAssertEqual(Double(value), (2 * log(2.0) + 2 * log(4.0)) / 4, accuracy: 1e-6)
-    // dL/dz = (σ(z) − y) / 4: row 0 (0.5 − 1, 0.75 − 0), row 1 (0.25 − 1, 0.5 − 0); column 0 zero.
-    let expected: [Float] = [0, -0.125, 0.1875, 0, -0.1875, 0.125]
+    let value = loss.forward(logits: logits, targets: targets, columnWeights: [0, 1, 0.5])
+    XCTAssertEqual(Double(value), (1.5 * log(2.0) + 1.5 * log(4.0)) / 2, accuracy: 1e-6)
+    // dL/dz = w · (σ(z) − y) / 2: row 0 (1·(0.5 − 1), ½·(0.75 − 0)), row 1 (1·(0.25 − 1), ½·(0.5 − 0)).
+    let expected: [Float] = [0, -0.25, 0.1875, 0, -0.375, 0.125]
     for (a, b) in zip(loss.backward().array, expected) { XCTAssertEqual(a, b, accuracy: 1e-6) }
+    // Without weights: the mean over all six entries (row 0's column 0: z = 9, y = 1 → ln(1 + e⁻⁹)).
+    let mean = loss.forward(logits: logits, targets: targets)
+    let all = 2 * log(2.0) + 2 * log(4.0) + 2 * log(1 + exp(-9.0))
+    XCTAssertEqual(Double(mean), all / 6, accuracy: 1e-6)
   }
 
   func testBinaryCrossEntropyIsStableAndMatchesFiniteDifferences() {
@@ -425,10 +430,11 @@ final class LayerTests: XCTestCase {
 
     let logits = randomTensor([4, 6], scale: 3, seed: 52)
     let targets = Tensor(shape: [4, 6], values: (0..<24).map { Float(($0 * 7) % 3 == 0 ? 1 : 0) })
-    _ = loss.forward(logits: logits, targets: targets, firstColumn: 2)
+    let weights: [Float] = [0, 0, 0.5, 0.5, 0.2, 1]
+    _ = loss.forward(logits: logits, targets: targets, columnWeights: weights)
     let grad = loss.backward().clone()
     assertGradientMatches("binary cross-entropy", x: logits, analytic: grad, samples: 24, tolerance: 5e-3) {
-      Double(loss.forward(logits: logits, targets: targets, firstColumn: 2))
+      Double(loss.forward(logits: logits, targets: targets, columnWeights: weights))
     }
   }
 

@@ -8,7 +8,7 @@
 ///     loss   = mean cross-entropy over non-pad targets
 ///
 /// With K captions per image (`captionsPerImage`), the encoder runs once per image and row r of the
-/// decoder reads image r / K. Training may add an auxiliary word loss on `v` (WordLoss).
+/// decoder reads image r / K. Training may add auxiliary losses on `v` (WordLoss, SceneLoss).
 public final class CaptionModel {
   public let config: ModelConfig
   public let encoder: Encoder
@@ -22,6 +22,11 @@ public final class CaptionModel {
   public var wordLoss: WordLoss?
   /// The word loss of the last `forward` (0 without one), before its weight.
   public private(set) var lastWordLoss: Float = 0
+  /// The auxiliary scene loss on `v` (training only; nil: off). See SceneLoss.
+  public var sceneLoss: SceneLoss?
+  /// The scene loss of the last `forward` (0 without one or without image ids), before its weight.
+  public private(set) var lastSceneLoss: Float = 0
+  private var sceneLossActive = false
 
   // Workspaces, reused while shapes stay the same.
   private var imageRows = Tensor(zeros: [0])  // [R, Dv]: v replicated K times
@@ -53,9 +58,14 @@ public final class CaptionModel {
 
   public var parameters: [Parameter] { namedParameters.map { $0.1 } }
 
+  /// The heads of the auxiliary losses that are on, under their training-state names.
+  public var auxiliaryParameters: [(String, Parameter)] {
+    (wordLoss?.auxiliary.namedParameters ?? []) + (sceneLoss?.auxiliary.namedParameters ?? [])
+  }
+
   /// What training updates: the model's parameters, then the word loss's head if there is one.
   public var namedTrainableParameters: [(String, Parameter)] {
-    namedParameters + (wordLoss?.namedParameters ?? [])
+    namedParameters + auxiliaryParameters
   }
 
   public var trainableParameters: [Parameter] { namedTrainableParameters.map { $0.1 } }
@@ -71,10 +81,11 @@ public final class CaptionModel {
   // MARK: Teacher-forced training
 
   /// The mean cross-entropy of `targetTokens` given `inputTokens` (both `[T, B·K]`, time-major) and
-  /// the images (`[B, 3, S, S]`). Keeps what `backward` needs.
+  /// the images (`[B, 3, S, S]`). Keeps what `backward` needs. The scene loss, if there is one, needs
+  /// the images' dataset ids (`imageIds`, [B]); without them it is left out.
   public func forward(
-    images: Tensor, captionsPerImage: Int, steps: Int, inputTokens: [Int], targetTokens: [Int],
-    training: Bool, generator: inout SeededGenerator
+    images: Tensor, imageIds: [Int] = [], captionsPerImage: Int, steps: Int, inputTokens: [Int],
+    targetTokens: [Int], training: Bool, generator: inout SeededGenerator
   ) -> Float {
     let batch = images.shape[0]
     let rows = batch * captionsPerImage
@@ -85,6 +96,8 @@ public final class CaptionModel {
     lastWordLoss =
       wordLoss?.forward(v: v, targetTokens: targetTokens, steps: steps, captionsPerImage: captionsPerImage)
       ?? 0
+    sceneLossActive = sceneLoss != nil && !imageIds.isEmpty
+    lastSceneLoss = sceneLossActive ? sceneLoss!.forward(v: v, imageIds: imageIds) : 0
     let vRows = replicateRows(v, times: captionsPerImage)  // [R, Dv]
     var x = embed.forward(tokens: inputTokens)  // [T·R, E]
     x = embedDropout.forward(x, training: training, generator: &generator)
@@ -95,8 +108,8 @@ public final class CaptionModel {
     return crossEntropy.forward(logits: logits, targets: targetTokens, ignoreIndex: Vocabulary.pad)
   }
 
-  /// Accumulates the gradient of the last `forward`'s loss (plus the word loss's weight times its
-  /// loss, if there is one) into every parameter's `grad`; with `imageGrad`, also returns the
+  /// Accumulates the gradient of the last `forward`'s loss (plus the auxiliary losses' weights times
+  /// their losses, where they are on) into every parameter's `grad`; with `imageGrad`, also returns the
   /// gradient with respect to the input images (`[B, 3, S, S]`).
   @discardableResult
   public func backward(imageGrad: Bool = false) -> Tensor? {
@@ -112,6 +125,10 @@ public final class CaptionModel {
     if let wordLoss {
       let wordGrad = wordLoss.backward()  // [B, Dv]
       for i in 0..<vGrad.count { vGrad.pointer[i] += wordGrad.pointer[i] }
+    }
+    if let sceneLoss, sceneLossActive {
+      let sceneGrad = sceneLoss.backward()  // [B, Dv]
+      for i in 0..<vGrad.count { vGrad.pointer[i] += sceneGrad.pointer[i] }
     }
     if imageGrad { return encoder.backward(vGrad, needInputGrad: true) }
     encoder.backward(vGrad)

@@ -47,6 +47,10 @@ public struct TrainOptions: Codable, Equatable, Sendable {
   /// train` sets `defaultWordLoss` unless told otherwise; nil keeps older saved states decoding.
   public var wordLoss: Float? = nil
   public static let defaultWordLoss: Float = 10
+  /// Weight of the auxiliary scene loss (SceneLoss; nil or 0: off), used when the training data
+  /// has scenes.json (off otherwise). `caption train` sets `defaultSceneLoss` unless told otherwise.
+  public var sceneLoss: Float? = nil
+  public static let defaultSceneLoss: Float = 3
   public var clip: Float = 5
   public var seed: UInt64 = 1
   public var threads: Int = 2
@@ -87,6 +91,9 @@ public struct TrainOptions: Codable, Equatable, Sendable {
     if threads < 1 || workers < 0 { try fail("--threads must be at least 1 and --workers at least 0") }
     if !(clip >= 0) || !(weightDecay >= 0) { try fail("--clip and --weight-decay must not be negative") }
     if let wordLoss, !(wordLoss >= 0 && wordLoss.isFinite) { try fail("--word-loss must not be negative") }
+    if let sceneLoss, !(sceneLoss >= 0 && sceneLoss.isFinite) {
+      try fail("--scene-loss must not be negative")
+    }
     if let beta2, !(beta2 > 0 && beta2 < 1) { try fail("--beta2 must lie strictly between 0 and 1") }
     try modelConfig(vocabSize: 4).validate()
   }

@@ -15,6 +15,7 @@ extension TrainingSession {
     var trainSeconds = 0.0
     var recentLoss: Float = 0
     var recentWordLoss: Float = 0
+    var recentSceneLoss: Float = 0
     var recentCount = 0
     var interrupted = false
     var stoppedEarly = false
@@ -29,9 +30,9 @@ extension TrainingSession {
           base: options.learningRate, step: step, totalSteps: scheduleSteps, epoch: epoch, options: options)
         zeroGradients(model.trainableParameters)
         let loss = model.forward(
-          images: batch.images, captionsPerImage: batch.captionsPerImage, steps: batch.steps,
-          inputTokens: batch.inputTokens, targetTokens: batch.targetTokens, training: true,
-          generator: &dropoutGenerator)
+          images: batch.images, imageIds: batch.imageIds, captionsPerImage: batch.captionsPerImage,
+          steps: batch.steps, inputTokens: batch.inputTokens, targetTokens: batch.targetTokens,
+          training: true, generator: &dropoutGenerator)
         model.backward()
         if options.clip > 0 { _ = clipGradientNorm(model.trainableParameters, maxNorm: options.clip) }
         optimizer.step(learningRate: lr)
@@ -43,6 +44,7 @@ extension TrainingSession {
         imagesSeen += batch.imageIds.count
         recentLoss += loss
         recentWordLoss += model.lastWordLoss
+        recentSceneLoss += model.lastSceneLoss
         recentCount += 1
         epochLoss += Double(loss)
         epochSteps += 1
@@ -61,6 +63,9 @@ extension TrainingSession {
             "images_per_s": imagesPerSecond,
           ]
           if model.wordLoss != nil { line["word_loss"] = Double(recentWordLoss / Float(max(recentCount, 1))) }
+          if model.sceneLoss != nil {
+            line["scene_loss"] = Double(recentSceneLoss / Float(max(recentCount, 1)))
+          }
           appendLog(line)
           if progress == nil {
             log(
@@ -70,6 +75,7 @@ extension TrainingSession {
           }
           recentLoss = 0
           recentWordLoss = 0
+          recentSceneLoss = 0
           recentCount = 0
         }
         if caption_interrupt_requested() != 0 {
@@ -195,9 +201,9 @@ extension TrainingSession {
     ]
     if let bestEpoch { metadata["best_epoch"] = String(bestEpoch) }
     let names = model.namedTrainableParameters.map { $0.0 }
-    let wordHead = (model.wordLoss?.namedParameters ?? []).map { (name: $0.0, tensor: $0.1.value) }
+    let heads = model.auxiliaryParameters.map { (name: $0.0, tensor: $0.1.value) }
     try Safetensors.write(
-      path: files.state, tensors: optimizer.namedMoments(names: names) + wordHead, metadata: metadata)
+      path: files.state, tensors: optimizer.namedMoments(names: names) + heads, metadata: metadata)
     try writeLog()
   }
 

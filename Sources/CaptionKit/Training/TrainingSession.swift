@@ -27,8 +27,8 @@ final class TrainingSession {
   let std: [Float]
 
   private init(
-    options: TrainOptions, files: TrainingFiles, prepared: PreparedCaptions, model: CaptionModel,
-    mean: [Float] = Preprocess.imagenetMean, std: [Float] = Preprocess.imagenetStd,
+    options: TrainOptions, files: TrainingFiles, prepared: PreparedCaptions, scenesPath: String?,
+    model: CaptionModel, mean: [Float] = Preprocess.imagenetMean, std: [Float] = Preprocess.imagenetStd,
     log: @escaping (String) -> Void
   ) throws {
     self.options = options
@@ -42,10 +42,24 @@ final class TrainingSession {
       var generator = SeededGenerator(seed: options.seed &+ 0x3057_0D5)
       let wordLoss = WordLoss(
         imageSize: model.config.dv, vocabularySize: model.config.vocabSize, weight: weight)
-      wordLoss.initialize(using: &generator)
+      wordLoss.auxiliary.initialize(using: &generator)
       model.wordLoss = wordLoss
     } else {
       model.wordLoss = nil
+    }
+    if let weight = options.sceneLoss, weight > 0, let scenesPath {
+      let sceneLoss = try SceneLoss(
+        scenes: try Scenes.load(path: scenesPath), imageIds: prepared.train.map(\.id),
+        imageSize: model.config.dv, weight: weight, path: scenesPath)
+      var generator = SeededGenerator(seed: options.seed &+ 0x5C3E_7E)
+      sceneLoss.auxiliary.initialize(using: &generator)
+      model.sceneLoss = sceneLoss
+      let labels = sceneLoss.labels
+      log(
+        "scene loss: \(labels.count) questions (\(labels.shapes.count) shapes, \(labels.colors.count) colours, "
+          + "\(labels.grid)×\(labels.grid) grid) from \(scenesPath), weight \(weight)")
+    } else {
+      model.sceneLoss = nil
     }
     optimizer = Adam(
       parameters: model.trainableParameters, learningRate: options.learningRate,
@@ -85,6 +99,11 @@ final class TrainingSession {
     let dataset = try Dataset.load(
       data: options.data, images: options.images, valData: options.valData,
       trainList: options.trainList, valList: options.valList, testList: options.testList)
+    var options = options
+    if let weight = options.sceneLoss, weight > 0, dataset.scenesPath == nil {
+      log("no scenes.json beside the training captions: the scene loss is off")
+      options.sceneLoss = 0  // saved so, for --resume
+    }
     let prepared: PreparedCaptions
     let model: CaptionModel
     var (mean, std) = (Preprocess.imagenetMean, Preprocess.imagenetStd)
@@ -107,7 +126,8 @@ final class TrainingSession {
     try FileManager.default.createDirectory(
       atPath: files.folder, withIntermediateDirectories: true)
     return try TrainingSession(
-      options: options, files: files, prepared: prepared, model: model, mean: mean, std: std, log: log)
+      options: options, files: files, prepared: prepared, scenesPath: dataset.scenesPath, model: model,
+      mean: mean, std: std, log: log)
   }
 
   /// The run whose latest model and state are beside `files.best`. Its saved options hold, except
@@ -143,8 +163,8 @@ final class TrainingSession {
       dataset, minCount: options.minCount, maxLength: options.maxLength, vocabulary: latest.vocabulary,
       data: options.data)
     let session = try TrainingSession(
-      options: options, files: files, prepared: prepared, model: model, mean: latest.mean,
-      std: latest.std, log: log)
+      options: options, files: files, prepared: prepared, scenesPath: dataset.scenesPath, model: model,
+      mean: latest.mean, std: latest.std, log: log)
     session.step = savedStep
     session.epoch = Int(try meta("epoch")) ?? 0
     session.batchInEpoch = Int(try meta("batch")) ?? 0
@@ -159,7 +179,7 @@ final class TrainingSession {
     }
     try session.optimizer.restore(
       from: state.tensors, names: model.namedTrainableParameters.map { $0.0 }, path: files.state)
-    for (name, parameter) in model.wordLoss?.namedParameters ?? [] {
+    for (name, parameter) in model.auxiliaryParameters {
       guard let saved = state.tensors[name], saved.shape == parameter.shape else {
         throw CaptionError(.badModel, path: files.state, "\(name) is missing or has the wrong shape")
       }

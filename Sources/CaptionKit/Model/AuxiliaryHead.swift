@@ -1,0 +1,49 @@
+/// What the auxiliary losses on the image vector share (WordLoss, SceneLoss; training only): a linear
+/// head reads `v` and answers independent yes/no questions about the image, scored by weighted
+/// binary cross-entropy (SigmoidBinaryCrossEntropy):
+///
+///     logits = head(v)                                   // [B, L], head: Linear(Dv → L)
+///     loss   = (1/B) Σ_b Σ_j w_j · bce(logits[b, j], present[b, j])
+///
+/// The caller marks `present` [B, L] (1: yes). `weight` scales the gradient sent back into `v`.
+/// The head is not part of the model file (SPEC §3), only of the training state, under `name`.
+public final class AuxiliaryHead {
+  public let head: Linear  // weight [L, Dv], bias [L]
+  public let weight: Float
+  /// The state's prefix for the head's tensors (`word_head`, `scene_head`).
+  public let name: String
+  let columnWeights: [Float]  // [L]
+  let crossEntropy = SigmoidBinaryCrossEntropy()
+  private var present: Tensor?  // [B, L]
+
+  init(name: String, imageSize dv: Int, columnWeights: [Float], weight: Float) {
+    head = Linear(inFeatures: dv, outFeatures: columnWeights.count)
+    self.name = name
+    self.columnWeights = columnWeights
+    self.weight = weight
+  }
+
+  /// Under the names the training state keeps them by.
+  public var namedParameters: [(String, Parameter)] {
+    [("\(name).weight", head.weight), ("\(name).bias", head.bias)]
+  }
+
+  public func initialize(using generator: inout SeededGenerator) {
+    head.initialize(using: &generator)
+  }
+
+  /// The loss of image vectors `v` [B, Dv]; `mark(present)` sets the answers ([B, L], zeroed).
+  func forward(v: Tensor, mark: (Tensor) -> Void) -> Float {
+    let present = reuseWorkspace(&self.present, shape: [v.shape[0], head.outFeatures])
+    present.fill(0)
+    mark(present)
+    return crossEntropy.forward(logits: head.forward(v), targets: present, columnWeights: columnWeights)
+  }
+
+  /// The gradient of weight · loss: accumulates the head's, returns dv [B, Dv].
+  func backward() -> Tensor {
+    let logitsGrad = crossEntropy.backward()
+    for i in 0..<logitsGrad.count { logitsGrad.pointer[i] *= weight }
+    return head.backward(logitsGrad)!
+  }
+}

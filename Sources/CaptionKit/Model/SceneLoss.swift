@@ -1,0 +1,107 @@
+/// The auxiliary scene loss (training only, for datasets with scenes.json, SPEC §9): from the image
+/// vector alone, answer yes/no questions about the scene's ground truth, in three groups:
+///
+///     shapes    [S]          is there a <shape>?
+///     pairs     [S·C]        is there a <colour> <shape>?                 (binds colour to shape)
+///     cells     [G²·(S+C)]   is there a <shape> / a <colour> object centred in cell (row, column)
+///                            of a G × G grid over the image?             (where each object is)
+///
+///     loss_scene = Σ over the three groups of the group's mean binary cross-entropy
+///                (AuxiliaryHead with column weights 1/|group|; S shapes, C colours)
+///
+/// Why: the caption loss tells the encoder little about shapes (the decoder can guess them from the
+/// words so far), so on the shapes data shape words stay near chance for thousands of steps; the
+/// words of the captions (WordLoss) help but say nothing of which colour goes with which shape or
+/// where. These questions are what the captions must get right, and they reach `v` directly.
+public final class SceneLoss {
+  public let auxiliary: AuxiliaryHead
+  public let labels: SceneLabels
+  /// Image id → the indices of its "yes" answers.
+  private let answers: [Int: [Int]]
+
+  /// For training on the images `imageIds`, each of which must have a scene (`path` names the
+  /// scenes file in the error otherwise).
+  public init(scenes: [Int: Scene], imageIds: [Int], imageSize dv: Int, weight: Float, path: String) throws {
+    var answers: [Int: [Int]] = [:]
+    var used: [Scene] = []
+    for id in imageIds {
+      guard let scene = scenes[id] else {
+        throw CaptionError(
+          .badDataset, path: path, "no scene for training image \(id) (--scene-loss 0 trains without)")
+      }
+      used.append(scene)
+    }
+    labels = SceneLabels(scenes: used)
+    for scene in used { answers[scene.imageId] = labels.answers(scene) }
+    self.answers = answers
+    auxiliary = AuxiliaryHead(
+      name: "scene_head", imageSize: dv, columnWeights: labels.columnWeights, weight: weight)
+  }
+
+  /// The scene loss of image vectors `v` [B, Dv] of images `imageIds` [B].
+  public func forward(v: Tensor, imageIds: [Int]) -> Float {
+    precondition(imageIds.count == v.shape[0])
+    let width = labels.count
+    return auxiliary.forward(v: v) { present in
+      for (b, id) in imageIds.enumerated() {
+        for j in answers[id] ?? [] { present.pointer[b * width + j] = 1 }
+      }
+    }
+  }
+
+  /// The gradient of weight · loss_scene: accumulates the head's, returns dv [B, Dv].
+  public func backward() -> Tensor { auxiliary.backward() }
+}
+
+/// The questions of the scene loss: which shape and colour names (sorted, as the training scenes
+/// use them), and the grid.
+public struct SceneLabels: Equatable, Sendable {
+  public let shapes: [String]
+  public let colors: [String]
+  public let grid: Int
+
+  public init(shapes: [String], colors: [String], grid: Int = 4) {
+    self.shapes = shapes
+    self.colors = colors
+    self.grid = grid
+  }
+
+  /// The names that occur in `scenes`.
+  public init(scenes: [Scene], grid: Int = 4) {
+    let objects = scenes.flatMap(\.objects)
+    self.init(
+      shapes: Set(objects.map(\.shape)).sorted(), colors: Set(objects.map(\.color)).sorted(), grid: grid)
+  }
+
+  var pairsStart: Int { shapes.count }
+  var cellsStart: Int { shapes.count * (1 + colors.count) }
+  /// L: the number of questions.
+  public var count: Int { cellsStart + grid * grid * (shapes.count + colors.count) }
+
+  /// 1/|group| for each column of each group, so that each group weighs as one mean.
+  public var columnWeights: [Float] {
+    let groups = [pairsStart, cellsStart - pairsStart, count - cellsStart]
+    return groups.flatMap { size in [Float](repeating: 1 / Float(size), count: size) }
+  }
+
+  /// The indices of the questions whose answer is yes for `scene` (sorted, without repeats).
+  public func answers(_ scene: Scene) -> [Int] {
+    var yes = Set<Int>()
+    for object in scene.objects {
+      guard let s = shapes.firstIndex(of: object.shape), let c = colors.firstIndex(of: object.color) else {
+        continue  // a name the training scenes never use
+      }
+      let (row, column) = (band(object.y, side: scene.height), band(object.x, side: scene.width))
+      let cell = cellsStart + (row * grid + column) * (shapes.count + colors.count)
+      yes.formUnion([s, pairsStart + s * colors.count + c, cell + s, cell + shapes.count + c])
+    }
+    return yes.sorted()
+  }
+
+  /// Which of the grid's bands (0 ..< grid) the coordinate falls in; outside values clamp.
+  private func band(_ coordinate: Double, side: Int) -> Int {
+    let position = coordinate / Double(max(side, 1)) * Double(grid)
+    guard position.isFinite else { return 0 }
+    return Int(min(Double(grid - 1), max(0, position)))
+  }
+}
