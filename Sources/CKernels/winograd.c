@@ -29,30 +29,9 @@
 #include <stdatomic.h>
 #include <string.h>
 
-// The helpers below take and return 16-float vectors; they are always inlined, so the AVX2
-// instantiation's warning that such arguments would change the calling convention does not apply.
-#pragma clang diagnostic ignored "-Wpsabi"
-
-typedef float v16 __attribute__((vector_size(64)));
-typedef int v16i __attribute__((vector_size(64)));
-typedef float v8 __attribute__((vector_size(32)));
-typedef float v4 __attribute__((vector_size(16)));
-
-#define INLINE static inline __attribute__((always_inline))
+#include "vector16.h"
 
 // MARK: - Vector helpers
-
-INLINE v16 load(const float *p) {
-  v16 v;
-  memcpy(&v, p, sizeof v);
-  return v;
-}
-
-INLINE void store(float *p, v16 v) { memcpy(p, &v, sizeof v); }
-
-INLINE v16 splat(float x) { return (v16){x, x, x, x, x, x, x, x, x, x, x, x, x, x, x, x}; }
-
-INLINE v16 zero(void) { return splat(0.0f); }
 
 /// Elements 0, 2, …, 30 of the 32 floats a ‖ b.
 INLINE v16 evens(v16 a, v16 b) {
@@ -72,13 +51,6 @@ INLINE v16 interleave_low(v16 a, v16 b) {
 /// a8, b8, …, a15, b15.
 INLINE v16 interleave_high(v16 a, v16 b) {
   return __builtin_shufflevector(a, b, 8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31);
-}
-
-INLINE float horizontal_sum(v16 v) {
-  v8 a = __builtin_shufflevector(v, v, 0, 1, 2, 3, 4, 5, 6, 7) +
-         __builtin_shufflevector(v, v, 8, 9, 10, 11, 12, 13, 14, 15);
-  v4 b = __builtin_shufflevector(a, a, 0, 1, 2, 3) + __builtin_shufflevector(a, a, 4, 5, 6, 7);
-  return (b[0] + b[2]) + (b[1] + b[3]);
 }
 
 /// x where mask lanes are set, else 0.

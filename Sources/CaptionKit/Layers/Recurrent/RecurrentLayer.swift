@@ -55,6 +55,7 @@ public final class RecurrentLayer {
   private var dInput = Tensor(zeros: [0])  // [T, B, In]
   private var dImage = Tensor(zeros: [0])  // [B, Dv]
   private var dImageGates = Tensor(zeros: [0])  // [B, G·H] gate gradients summed over image steps
+  private var dBiasSum = Tensor(zeros: [0])  // [G·H] gate gradients summed over steps and rows
   private var dh = Tensor(zeros: [0])  // [B, H] total gradient on h_t
   private var dhNext = Tensor(zeros: [0])  // [B, H] gradient on h_t from step t's successor
   private var dc = Tensor(zeros: [0])  // [B, H] gradient on c_t, then c_{t−1}
@@ -139,6 +140,7 @@ public final class RecurrentLayer {
     dInput = Tensor(zeros: [T, B, inputSize])
     dImage = Tensor(zeros: [B, imageSize])
     dImageGates = Tensor(zeros: [B, gh])
+    dBiasSum = Tensor(zeros: [gh])
     dh = Tensor(zeros: [B, H])
     dhNext = Tensor(zeros: [B, H])
     dc = Tensor(zeros: [B, H])
@@ -348,29 +350,26 @@ public final class RecurrentLayer {
     BLAS.gemm(
       transA: true, transB: false, m: gh, n: H, k: T * B, a: drec, lda: gh, b: hPrevAll, ldb: H, beta: 1,
       c: weightHH.grad.pointer, ldc: H)
-    // db_ih = Σ da; db_hh = Σ d(recurrent side)
-    let dbih = biasIH.grad.pointer
-    let dbhh = biasHH.grad.pointer
-    for row in 0..<(T * B) {
-      let a = dp + row * gh
-      let r = drec + row * gh
-      for k in 0..<gh {
-        dbih[k] += a[k]
-        dbhh[k] += r[k]
-      }
-    }
-    // the image term: its gate gradient is da summed over the steps that added it
+    // S[b] = Σ_t da[t, b] [B, G·H]: the image term's gate gradient under `every`; and
+    // db_ih = Σ_b S[b], db_hh = the same for the recurrent side (da itself but for the GRU)
     let dig = dImageGates.pointer
-    dig.update(repeating: 0, count: B * gh)
-    for b in 0..<B {
-      let target = dig + b * gh
-      if imageInput == .every {
-        for t in 0..<T {
-          let a = dp + (t * B + b) * gh
-          for k in 0..<gh { target[k] += a[k] }
+    let biasSum = dBiasSum.pointer
+    Elementwise.sumSlices(dp, slices: T, length: B * gh, into: dig)
+    Elementwise.sumSlices(dig, slices: B, length: gh, into: biasSum)
+    Elementwise.add(biasSum, into: biasIH.grad.pointer, count: gh)
+    if cell == .gru {
+      Elementwise.sumSlices(drec, slices: T * B, length: gh, into: biasSum)
+    }
+    Elementwise.add(biasSum, into: biasHH.grad.pointer, count: gh)
+    if imageInput == .first {
+      // the image term was added at one step per row (none for an empty row)
+      for b in 0..<B {
+        let target = dig + b * gh
+        if imageStep[b] >= 0 {
+          target.update(from: dp + (imageStep[b] * B + b) * gh, count: gh)
+        } else {
+          target.update(repeating: 0, count: gh)
         }
-      } else if imageStep[b] >= 0 {
-        target.update(from: dp + (imageStep[b] * B + b) * gh, count: gh)
       }
     }
     // dW_iv += dgᵀ V, dv = dg W_iv
