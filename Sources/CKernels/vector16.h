@@ -1,6 +1,6 @@
-// Private to CKernels: 16-float vectors, their basic helpers (winograd.c and the element-wise
-// kernels), e^x, σ and tanh, and the per-instruction-set instantiation of the element-wise kernels
-// (adam.c, lstm.c, softmax.c).
+// Private to CKernels: 16-float vectors, their basic helpers (winograd.c and the others), e^x, σ
+// and tanh, and the per-instruction-set instantiation of the kernels besides winograd.c (adam.c,
+// gemm.c, lstm.c, softmax.c).
 //
 // Each kernel is written once as an always-inline function on 16-float vectors (clang's vector
 // extensions); CK_INSTANTIATE compiles it three times, as winograd.c does (AVX-512: one register
@@ -35,6 +35,29 @@ INLINE void store(float *p, v16 v) { memcpy(p, &v, sizeof v); }
 INLINE v16 splat(float x) { return (v16){x, x, x, x, x, x, x, x, x, x, x, x, x, x, x, x}; }
 
 INLINE v16 zero(void) { return splat(0.0f); }
+
+/// a0, b0, a1, b1, …, a7, b7.
+INLINE v16 interleave_low(v16 a, v16 b) {
+  return __builtin_shufflevector(a, b, 0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23);
+}
+
+/// a8, b8, …, a15, b15.
+INLINE v16 interleave_high(v16 a, v16 b) {
+  return __builtin_shufflevector(a, b, 8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31);
+}
+
+/// Transposes the 16 × 16 block whose rows are x[0 … 15], in place: four perfect shuffles of the
+/// rows.
+INLINE void transpose16(v16 x[16]) {
+  for (int round = 0; round < 4; round++) {
+    v16 y[16];
+    for (int i = 0; i < 8; i++) {
+      y[2 * i] = interleave_low(x[i], x[i + 8]);
+      y[2 * i + 1] = interleave_high(x[i], x[i + 8]);
+    }
+    for (int i = 0; i < 16; i++) x[i] = y[i];
+  }
+}
 
 /// The lanes' sum, as a tree (8 + 8, 4 + 4, …).
 INLINE float horizontal_sum(v16 v) {
@@ -116,13 +139,14 @@ INLINE v16 tanh16(v16 x) {
 #define CK_AVX2 __attribute__((target("avx2,fma")))
 #define CK_AVX512 __attribute__((target("avx512f,avx512dq,avx512bw,avx512vl,avx2,fma")))
 
-/// Defines `void NAME PARAMS` running `BODY ARGS` compiled for the instruction set ck_isa() names
-/// (ARGS: PARAMS' names in parentheses). BODY must be a INLINE function.
+/// Defines `void NAME PARAMS` running, for the instruction set ck_isa() names, `GENERIC ARGS`,
+/// `AVX2 ARGS` or `AVX512 ARGS` compiled for it (ARGS: PARAMS' names in parentheses; the three are
+/// INLINE functions, or one function for all).
 #if defined(__x86_64__)
-#define CK_INSTANTIATE(NAME, PARAMS, ARGS, BODY)                                                   \
-  static void NAME##_generic PARAMS { BODY ARGS; }                                                 \
-  CK_AVX2 static void NAME##_avx2 PARAMS { BODY ARGS; }                                            \
-  CK_AVX512 static void NAME##_avx512 PARAMS { BODY ARGS; }                                        \
+#define CK_INSTANTIATE_EACH(NAME, PARAMS, ARGS, GENERIC, AVX2, AVX512)                              \
+  static void NAME##_generic PARAMS { GENERIC ARGS; }                                              \
+  CK_AVX2 static void NAME##_avx2 PARAMS { AVX2 ARGS; }                                            \
+  CK_AVX512 static void NAME##_avx512 PARAMS { AVX512 ARGS; }                                      \
   void NAME PARAMS {                                                                               \
     switch (ck_isa()) {                                                                            \
     case CK_ISA_AVX512: NAME##_avx512 ARGS; break;                                                 \
@@ -131,8 +155,11 @@ INLINE v16 tanh16(v16 x) {
     }                                                                                              \
   }
 #else
-#define CK_INSTANTIATE(NAME, PARAMS, ARGS, BODY)                                                   \
-  void NAME PARAMS { BODY ARGS; }
+#define CK_INSTANTIATE_EACH(NAME, PARAMS, ARGS, GENERIC, AVX2, AVX512)                              \
+  void NAME PARAMS { GENERIC ARGS; }
 #endif
+
+/// CK_INSTANTIATE_EACH with one body for every instruction set.
+#define CK_INSTANTIATE(NAME, PARAMS, ARGS, BODY) CK_INSTANTIATE_EACH(NAME, PARAMS, ARGS, BODY, BODY, BODY)
 
 #endif

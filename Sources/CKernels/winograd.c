@@ -43,16 +43,6 @@ INLINE v16 odds(v16 a, v16 b) {
   return __builtin_shufflevector(a, b, 1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31);
 }
 
-/// a0, b0, a1, b1, …, a7, b7.
-INLINE v16 interleave_low(v16 a, v16 b) {
-  return __builtin_shufflevector(a, b, 0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23);
-}
-
-/// a8, b8, …, a15, b15.
-INLINE v16 interleave_high(v16 a, v16 b) {
-  return __builtin_shufflevector(a, b, 8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31);
-}
-
 /// x where mask lanes are set, else 0.
 INLINE v16 select(v16i mask, v16 x) { return (v16)(mask & (v16i)x); }
 
@@ -463,15 +453,7 @@ INLINE void transpose(int rows, int n, const float *a, int lda, float *t, int ld
       v16 x[16];
       for (int i = 0; i < 16; i++)
         x[i] = r0 + i < rows ? load(a + (size_t)(r0 + i) * lda + j) : zero();
-      // Four perfect shuffles of the rows transpose a 16 × 16 block.
-      for (int round = 0; round < 4; round++) {
-        v16 y[16];
-        for (int i = 0; i < 8; i++) {
-          y[2 * i] = interleave_low(x[i], x[i + 8]);
-          y[2 * i + 1] = interleave_high(x[i], x[i + 8]);
-        }
-        for (int i = 0; i < 16; i++) x[i] = y[i];
-      }
+      transpose16(x);
       for (int i = 0; i < 16; i++) store(t + (size_t)(j + i) * ldt + r0, x[i]);
     }
   }

@@ -4,9 +4,10 @@ import XCTest
 
 @testable import CaptionKit
 
-/// The vectorised C kernels of a training step besides the convolutions (adam.c, lstm.c,
+/// The vectorised C kernels of a training step besides the convolutions (adam.c, gemm.c, lstm.c,
 /// softmax.c) against straightforward references, under every instruction set the CPU has:
-/// Adam bit for bit against its scalar Float formula; the LSTM cell within 4e-6 and the softmax
+/// Adam bit for bit against its scalar Float formula; the products within 1e-5, the LSTM cell
+/// within 4e-6 and the softmax
 /// within 1e-6 relative L2 error of Double-precision loops (their e^x is a polynomial, relative
 /// error < 2.5e-7; tanh x = 1 − 2/(e^(2x) + 1) loses up to ~1.6e-6 relative just above |x| = 1/8).
 final class ElementwiseKernelTests: XCTestCase {
@@ -247,5 +248,108 @@ final class ElementwiseKernelTests: XCTestCase {
       }
     }
     print("softmax kernel: largest relative L2 error \(largest) (bound 1e-6)")
+  }
+
+  // MARK: Products
+
+  /// C (+)= op(A) · op(B) in Double, for a [.., lda], b [.., ldb], c [m, ldc] (columns n … ldc − 1
+  /// of c untouched).
+  private func referenceProduct(
+    transA: Bool, transB: Bool, m: Int, n: Int, k: Int, a: Tensor, lda: Int, b: Tensor, ldb: Int,
+    c: Tensor, ldc: Int, accumulate: Bool
+  ) -> [Double] {
+    var result = c.array.map(Double.init)
+    for i in 0..<m {
+      for j in 0..<n {
+        var sum = accumulate ? result[i * ldc + j] : 0
+        for p in 0..<k {
+          let x = transA ? a[p * lda + i] : a[i * lda + p]
+          let y = transB ? b[j * ldb + p] : b[p * ldb + j]
+          sum += Double(x) * Double(y)
+        }
+        result[i * ldc + j] = sum
+      }
+    }
+    return result
+  }
+
+  /// CKernels' packed product on every instruction set (called directly, packing and multiplying
+  /// in two panel ranges as two threads would), and `Gemm.multiply` (which routes to it or to
+  /// OpenBLAS) on 1 and 2 threads: every transposition, accumulating or not, sizes around the
+  /// 8 × 32 tile, depths past the 512-deep blocks, rows past the 256-row blocks, padded strides.
+  func testProductsMatchDoubleReferenceOnEveryInstructionSet() {
+    var largest = 0.0
+    let shapes = [
+      (1, 1, 1), (3, 5, 7), (9, 17, 33), (8, 32, 16), (17, 47, 515), (33, 100, 1030), (260, 40, 20),
+      (7, 16, 600),
+    ]
+    forEveryInstructionSet {
+      for (m, n, k) in shapes {
+        for (transA, transB, accumulate) in [
+          (false, false, false), (false, true, true), (true, false, true), (true, true, false),
+        ] {
+          let (lda, ldb, ldc) = ((transA ? m : k) + 3, (transB ? k : n) + 5, n + 2)
+          let seed = UInt64(m * 10_000 + n * 100 + k)
+          let a = randomTensor([(transA ? k : m) * lda], seed: seed)
+          let b = randomTensor([(transB ? n : k) * ldb], seed: seed + 1)
+          let c = randomTensor([m * ldc], seed: seed + 2)
+          let expected = referenceProduct(
+            transA: transA, transB: transB, m: m, n: n, k: k, a: a, lda: lda, b: b, ldb: ldb, c: c,
+            ldc: ldc, accumulate: accumulate)
+          let label = "ISA \(ck_isa()) \(m)×\(n)×\(k) transA \(transA) transB \(transB) add \(accumulate)"
+          // the kernel itself, in two panel ranges
+          let direct = c.clone()
+          let packed = Tensor(zeros: [ck_gemm_packed_size(Int32(k), Int32(n))])
+          let panels = Int32((n + 15) / 16)
+          let middle = panels / 2 & ~1
+          for (begin, end) in [(0, middle), (middle, panels)] {
+            ck_gemm_pack(
+              b.pointer, Int32(ldb), transB ? 1 : 0, Int32(k), Int32(n), begin, end, packed.pointer)
+            ck_gemm_packed(
+              Int32(m), Int32(n), Int32(k), a.pointer, Int32(lda), transA ? 1 : 0, packed.pointer,
+              direct.pointer, Int32(ldc), accumulate ? 1 : 0, begin, end)
+          }
+          var error = relativeError(direct.array, expected)
+          largest = max(largest, error)
+          XCTAssertLessThanOrEqual(error, 1e-5, "kernel \(label)")
+          // through Gemm, on 1 and 2 threads
+          for threads in [1, 2] {
+            BLAS.setThreads(threads)
+            defer { BLAS.setThreads(1) }
+            let routed = c.clone()
+            Gemm.multiply(
+              transA: transA, transB: transB, m: m, n: n, k: k, a: a.pointer, lda: lda, b: b.pointer,
+              ldb: ldb, accumulate: accumulate, c: routed.pointer, ldc: ldc, workspace: PackedMatrix())
+            error = relativeError(routed.array, expected)
+            largest = max(largest, error)
+            XCTAssertLessThanOrEqual(error, 1e-5, "Gemm threads \(threads) \(label)")
+          }
+        }
+      }
+    }
+    print("products: largest relative L2 error \(largest) (bound 1e-5)")
+  }
+
+  /// A matrix packed once serves several products (the recurrent weight at every step), and the
+  /// result does not depend on the thread count.
+  func testPackedOnceProductsAreTheSameOnOneAndTwoThreads() {
+    let (m, n, k) = (32, 200, 96)
+    let weight = randomTensor([n, k], seed: 3)  // op(B) = weightᵀ
+    var results: [[Float]] = []
+    for threads in [1, 2] {
+      BLAS.setThreads(threads)
+      defer { BLAS.setThreads(1) }
+      let packed = PackedMatrix()
+      packed.pack(b: weight.pointer, ldb: k, transB: true, k: k, n: n)
+      let c = Tensor(zeros: [m, n])
+      for step in 0..<3 {
+        let a = randomTensor([m, k], seed: UInt64(10 + step))
+        Gemm.multiply(
+          transA: false, m: m, a: a.pointer, lda: k, packed: packed, accumulate: step > 0, c: c.pointer,
+          ldc: n)
+      }
+      results.append(c.array)
+    }
+    XCTAssertEqual(results[0], results[1])
   }
 }

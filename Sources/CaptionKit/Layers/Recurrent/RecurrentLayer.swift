@@ -8,7 +8,7 @@
 /// - the input projections of all T steps are one GEMM, X [T·B, In] × W_ihᵀ;
 /// - `W_iv v` [B, G·H] is computed once per sequence and added at every step (`every`) or only at the
 ///   first step the layer processes (`first`; the biases stay at every step);
-/// - per step, one GEMM adds W_hh h_{t−1};
+/// - per step, one GEMM adds W_hh h_{t−1} (W_hh packed once for all steps, see `Gemm`);
 /// - backward, dW_ih, dW_hh and dX are one GEMM each over all steps, dW_iv and dv one GEMM each from
 ///   the gate gradients summed over the image steps.
 /// Workspaces are sized once per (T, B) and reused; nothing is allocated per step.
@@ -65,6 +65,9 @@ public final class RecurrentLayer {
   private var lengths: [Int] = []
   private var masked = false
   private var savedInput: Tensor?
+  private let packed = PackedMatrix()  // the right operand of the product being computed
+  /// W_hh packed for the per-step products (packed once per pass): W_hhᵀ forward, W_hh backward.
+  private let packedRecurrent = PackedMatrix()
   private var savedImage: Tensor?
 
   public init(
@@ -192,9 +195,9 @@ public final class RecurrentLayer {
     let bias = rowBias.pointer
     fillRowBias()
     let ip = imageProjection.pointer
-    BLAS.gemm(
+    Gemm.multiply(
       transA: false, transB: true, m: B, n: gh, k: imageSize, a: image.pointer, lda: imageSize,
-      b: weightIV.value.pointer, ldb: imageSize, c: ip, ldc: gh)
+      b: weightIV.value.pointer, ldb: imageSize, accumulate: false, c: ip, ldc: gh, workspace: packed)
     for b in 0..<B {
       let row = ip + b * gh
       for k in 0..<gh { row[k] += bias[k] }
@@ -206,11 +209,12 @@ public final class RecurrentLayer {
       }
     }
     // a += X W_ihᵀ for all steps at once: [T·B, In] × [In, G·H]
-    BLAS.gemm(
+    Gemm.multiply(
       transA: false, transB: true, m: T * B, n: gh, k: inputSize, a: input.pointer, lda: inputSize,
-      b: weightIH.value.pointer, ldb: inputSize, beta: 1, c: g, ldc: gh)
+      b: weightIH.value.pointer, ldb: inputSize, accumulate: true, c: g, ldc: gh, workspace: packed)
 
     // the recurrence, h_0 = c_0 = 0
+    if T > 1 { packedRecurrent.pack(b: weightHH.value.pointer, ldb: H, transB: true, k: H, n: gh) }
     let initial = reverse ? T : 0
     (hs.pointer + initial * B * H).update(repeating: 0, count: B * H)
     if hasCellState { (cs.pointer + initial * B * H).update(repeating: 0, count: B * H) }
@@ -225,17 +229,15 @@ public final class RecurrentLayer {
         let ah = recurrent.pointer + t * B * gh
         for b in 0..<B { (ah + b * gh).update(from: biasHH.value.pointer, count: gh) }
         if k > 0 {
-          BLAS.gemm(
-            transA: false, transB: true, m: B, n: gh, k: H, a: hPrev, lda: H,
-            b: weightHH.value.pointer, ldb: H, beta: 1, c: ah, ldc: gh)
+          Gemm.multiply(
+            transA: false, m: B, a: hPrev, lda: H, packed: packedRecurrent, accumulate: true, c: ah, ldc: gh)
         }
         GRUCell.forward(gates: gt, ah: ah, hPrev: hPrev, h: hCur, batch: B, hidden: H)
       } else {
         // a += W_hh h_{t−1} (zero at the first step)
         if k > 0 {
-          BLAS.gemm(
-            transA: false, transB: true, m: B, n: gh, k: H, a: hPrev, lda: H,
-            b: weightHH.value.pointer, ldb: H, beta: 1, c: gt, ldc: gh)
+          Gemm.multiply(
+            transA: false, m: B, a: hPrev, lda: H, packed: packedRecurrent, accumulate: true, c: gt, ldc: gh)
         }
         let cPrev = cs.pointer + previous * B * H
         let cCur = cs.pointer + current * B * H
@@ -282,6 +284,7 @@ public final class RecurrentLayer {
     let dnext = dhNext.pointer
     dnext.update(repeating: 0, count: B * H)
     dc.fill(0)
+    if T > 1 { packedRecurrent.pack(b: weightHH.value.pointer, ldb: H, transB: false, k: gh, n: H) }
     for k in stride(from: T - 1, through: 0, by: -1) {
       let t = reverse ? T - 1 - k : k
       let (previous, current) = stateIndices(t)
@@ -306,9 +309,8 @@ public final class RecurrentLayer {
           hPrev: hPrev, batch: B, hidden: H)
         if k > 0 {
           // dh_{t−1} += dah W_hh
-          BLAS.gemm(
-            transA: false, transB: false, m: B, n: H, k: gh, a: dat, lda: gh, b: weightHH.value.pointer,
-            ldb: H, beta: 1, c: dnext, ldc: H)
+          Gemm.multiply(
+            transA: false, m: B, a: dat, lda: gh, packed: packedRecurrent, accumulate: true, c: dnext, ldc: H)
         }
       } else {
         let cPrev = cs.pointer + previous * B * H
@@ -330,26 +332,27 @@ public final class RecurrentLayer {
         }
         if k > 0 {
           // dh_{t−1} = da W_hh
-          BLAS.gemm(
-            transA: false, transB: false, m: B, n: H, k: gh, a: dpt, lda: gh, b: weightHH.value.pointer,
-            ldb: H, c: dnext, ldc: H)
+          Gemm.multiply(
+            transA: false, m: B, a: dpt, lda: gh, packed: packedRecurrent, accumulate: false, c: dnext, ldc: H
+          )
         }
       }
     }
 
     // dW_ih += daᵀ X, dX = da W_ih, over all T·B rows at once
-    BLAS.gemm(
+    Gemm.multiply(
       transA: true, transB: false, m: gh, n: inputSize, k: T * B, a: dp, lda: gh, b: input.pointer,
-      ldb: inputSize, beta: 1, c: weightIH.grad.pointer, ldc: inputSize)
-    BLAS.gemm(
+      ldb: inputSize, accumulate: true, c: weightIH.grad.pointer, ldc: inputSize, workspace: packed)
+    Gemm.multiply(
       transA: false, transB: false, m: T * B, n: inputSize, k: gh, a: dp, lda: gh,
-      b: weightIH.value.pointer, ldb: inputSize, c: dInput.pointer, ldc: inputSize)
+      b: weightIH.value.pointer, ldb: inputSize, accumulate: false, c: dInput.pointer, ldc: inputSize,
+      workspace: packed)
     // dW_hh += d(recurrent side)ᵀ H_prev, where H_prev [T, B, H] are the states each step read
     let drec = cell == .gru ? drecurrent.pointer : dp
     let hPrevAll = hs.pointer + (reverse ? B * H : 0)
-    BLAS.gemm(
-      transA: true, transB: false, m: gh, n: H, k: T * B, a: drec, lda: gh, b: hPrevAll, ldb: H, beta: 1,
-      c: weightHH.grad.pointer, ldc: H)
+    Gemm.multiply(
+      transA: true, transB: false, m: gh, n: H, k: T * B, a: drec, lda: gh, b: hPrevAll, ldb: H,
+      accumulate: true, c: weightHH.grad.pointer, ldc: H, workspace: packed)
     // S[b] = Σ_t da[t, b] [B, G·H]: the image term's gate gradient under `every`; and
     // db_ih = Σ_b S[b], db_hh = the same for the recurrent side (da itself but for the GRU)
     let dig = dImageGates.pointer
@@ -373,12 +376,12 @@ public final class RecurrentLayer {
       }
     }
     // dW_iv += dgᵀ V, dv = dg W_iv
-    BLAS.gemm(
+    Gemm.multiply(
       transA: true, transB: false, m: gh, n: imageSize, k: B, a: dig, lda: gh, b: image.pointer,
-      ldb: imageSize, beta: 1, c: weightIV.grad.pointer, ldc: imageSize)
-    BLAS.gemm(
+      ldb: imageSize, accumulate: true, c: weightIV.grad.pointer, ldc: imageSize, workspace: packed)
+    Gemm.multiply(
       transA: false, transB: false, m: B, n: imageSize, k: gh, a: dig, lda: gh, b: weightIV.value.pointer,
-      ldb: imageSize, c: dImage.pointer, ldc: imageSize)
+      ldb: imageSize, accumulate: false, c: dImage.pointer, ldc: imageSize, workspace: packed)
     return (dInput, dImage)
   }
 
