@@ -61,7 +61,7 @@ final class ElementwiseKernelTests: XCTestCase {
         BLAS.setThreads(threads)
         defer { BLAS.setThreads(1) }
         for (weightDecay, gradientScale) in [(Float(0), Float(1)), (0.01, 1), (0.05, 0.37)] {
-          let sizes = [1, 15, 16, 17, 100, 70_001]
+          let sizes = [1, 15, 16, 17, 100, 70_001, 140_003]  // two threads: a cut inside the last
           let parameters = sizes.enumerated().map { index, size in
             let parameter = Parameter(name: "p\(index)", shape: [size])
             parameter.value.copy(from: randomTensor([size], seed: UInt64(index)))

@@ -36,7 +36,7 @@ public final class Adam {
 
   /// One update of every parameter from its `grad` times `gradientScale` (the grads are left
   /// unchanged; a scale below 1 is how `clipGradientNorm`'s factor can be applied without a pass
-  /// of its own). Vectorised C (`ck_adam_update`), each thread taking one slice of every parameter;
+  /// of its own). Vectorised C (`ck_adam_update`) over contiguous ranges split between the threads;
   /// bit for bit the scalar formula above, on every instruction set and for any thread count.
   public func step(learningRate: Float, gradientScale: Float = 1) {
     stepCount += 1
@@ -48,18 +48,24 @@ public final class Adam {
       beta1: beta1, beta2: beta2, one_minus_beta1: 1 - beta1, one_minus_beta2: 1 - beta2,
       step_size: learningRate / correction1, inverse_root_correction2: 1 / correction2.squareRoot(),
       epsilon: epsilon, decay: 1 - learningRate * weightDecay, gradient_scale: gradientScale)
-    let slices = UncheckedSendable(zip(parameters, moments).map { ($0.value, $0.grad, $1.m, $1.v) })
+    let tensors = UncheckedSendable(zip(parameters, moments).map { ($0.value, $0.grad, $1.m, $1.v) })
     let total = parameters.reduce(0) { $0 + $1.value.count }
-    // Memory-bound: worth a second thread only for more than ~64 k elements.
+    // The parameters as one vector, cut into one contiguous range per thread (memory-bound: a
+    // second thread pays from ~64 k elements on).
     let parts = min(Parallel.workers, max(1, total / 65536))
     withUnsafePointer(to: &constants) { constants in
       let constants = UncheckedSendable(constants)
-      Parallel.ranges(parts, parts: parts) { part, _ in
-        for (p, g, m, v) in slices.value {
-          let (start, end) = (p.count * part / parts, p.count * (part + 1) / parts)
-          ck_adam_update(
-            p.pointer + start, g.pointer + start, m.pointer + start, v.pointer + start, end - start,
-            constants.value)
+      Parallel.ranges(total, parts: parts) { _, range in
+        var offset = 0  // of the current parameter in the whole
+        for (p, g, m, v) in tensors.value {
+          let start = max(range.lowerBound - offset, 0)
+          let end = min(range.upperBound - offset, p.count)
+          if start < end {
+            ck_adam_update(
+              p.pointer + start, g.pointer + start, m.pointer + start, v.pointer + start, end - start,
+              constants.value)
+          }
+          offset += p.count
         }
       }
     }
