@@ -12,6 +12,8 @@ public final class PackedMatrix {
   private(set) var transB = false
   private(set) var k = 0
   private(set) var n = 0
+  /// Whether `pack` has packed all of op(B) for the kernel (not when it ran without AVX-512).
+  private(set) var isPacked = false
 
   public init() {}
 
@@ -21,6 +23,7 @@ public final class PackedMatrix {
   /// Sets the shape and source and makes room; packs nothing (see `pack`).
   func reserve(b: UnsafePointer<Float>, ldb: Int, transB: Bool, k: Int, n: Int) {
     (source, self.ldb, self.transB, self.k, self.n) = (b, ldb, transB, k, n)
+    isPacked = false
     let size = ck_gemm_packed_size(Int32(k), Int32(n))
     if storage.count < size { storage = Tensor(zeros: [size]) }
   }
@@ -38,6 +41,7 @@ public final class PackedMatrix {
     reserve(b: b, ldb: ldb, transB: transB, k: k, n: n)
     guard Gemm.usesKernels else { return }
     Gemm.splitPanels(self.panels, work: k * n * 16) { pack(panels: $0) }
+    isPacked = true
   }
 }
 
@@ -97,7 +101,7 @@ public enum Gemm {
   ) {
     let (k, n) = (packed.k, packed.n)
     guard m > 0 && n > 0 else { return }
-    guard usesKernels && m >= 8 && k > 0 else {
+    guard usesKernels && m >= 8 && k > 0 && (packFirst || packed.isPacked) else {
       BLAS.gemm(
         transA: transA, transB: packed.transB, m: m, n: n, k: k, a: a, lda: lda, b: packed.source!,
         ldb: packed.ldb, beta: accumulate ? 1 : 0, c: c, ldc: ldc)

@@ -65,10 +65,10 @@ public final class RecurrentLayer {
   private var lengths: [Int] = []
   private var masked = false
   private var savedInput: Tensor?
+  private var savedImage: Tensor?
   private let packed = PackedMatrix()  // the right operand of the product being computed
   /// W_hh packed for the per-step products (packed once per pass): W_hhᵀ forward, W_hh backward.
   private let packedRecurrent = PackedMatrix()
-  private var savedImage: Tensor?
 
   public init(
     cell: CellType, inputSize: Int, hiddenSize: Int, imageSize: Int, imageInput: ImageInput,
