@@ -29,30 +29,9 @@
 #include <stdatomic.h>
 #include <string.h>
 
-// The helpers below take and return 16-float vectors; they are always inlined, so the AVX2
-// instantiation's warning that such arguments would change the calling convention does not apply.
-#pragma clang diagnostic ignored "-Wpsabi"
-
-typedef float v16 __attribute__((vector_size(64)));
-typedef int v16i __attribute__((vector_size(64)));
-typedef float v8 __attribute__((vector_size(32)));
-typedef float v4 __attribute__((vector_size(16)));
-
-#define INLINE static inline __attribute__((always_inline))
+#include "vector16.h"
 
 // MARK: - Vector helpers
-
-INLINE v16 load(const float *p) {
-  v16 v;
-  memcpy(&v, p, sizeof v);
-  return v;
-}
-
-INLINE void store(float *p, v16 v) { memcpy(p, &v, sizeof v); }
-
-INLINE v16 splat(float x) { return (v16){x, x, x, x, x, x, x, x, x, x, x, x, x, x, x, x}; }
-
-INLINE v16 zero(void) { return splat(0.0f); }
 
 /// Elements 0, 2, …, 30 of the 32 floats a ‖ b.
 INLINE v16 evens(v16 a, v16 b) {
@@ -62,23 +41,6 @@ INLINE v16 evens(v16 a, v16 b) {
 /// Elements 1, 3, …, 31 of a ‖ b.
 INLINE v16 odds(v16 a, v16 b) {
   return __builtin_shufflevector(a, b, 1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31);
-}
-
-/// a0, b0, a1, b1, …, a7, b7.
-INLINE v16 interleave_low(v16 a, v16 b) {
-  return __builtin_shufflevector(a, b, 0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23);
-}
-
-/// a8, b8, …, a15, b15.
-INLINE v16 interleave_high(v16 a, v16 b) {
-  return __builtin_shufflevector(a, b, 8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31);
-}
-
-INLINE float horizontal_sum(v16 v) {
-  v8 a = __builtin_shufflevector(v, v, 0, 1, 2, 3, 4, 5, 6, 7) +
-         __builtin_shufflevector(v, v, 8, 9, 10, 11, 12, 13, 14, 15);
-  v4 b = __builtin_shufflevector(a, a, 0, 1, 2, 3) + __builtin_shufflevector(a, a, 4, 5, 6, 7);
-  return (b[0] + b[2]) + (b[1] + b[3]);
 }
 
 /// x where mask lanes are set, else 0.
@@ -491,15 +453,7 @@ INLINE void transpose(int rows, int n, const float *a, int lda, float *t, int ld
       v16 x[16];
       for (int i = 0; i < 16; i++)
         x[i] = r0 + i < rows ? load(a + (size_t)(r0 + i) * lda + j) : zero();
-      // Four perfect shuffles of the rows transpose a 16 × 16 block.
-      for (int round = 0; round < 4; round++) {
-        v16 y[16];
-        for (int i = 0; i < 8; i++) {
-          y[2 * i] = interleave_low(x[i], x[i + 8]);
-          y[2 * i + 1] = interleave_high(x[i], x[i + 8]);
-        }
-        for (int i = 0; i < 16; i++) x[i] = y[i];
-      }
+      transpose16(x);
       for (int i = 0; i < 16; i++) store(t + (size_t)(j + i) * ldt + r0, x[i]);
     }
   }

@@ -155,7 +155,7 @@ public enum Benchmark {
     let encoder = model.encoder
     let perLayer = encoder.globalPool != nil  // the stages timed one by one (pool `avg`)
     for _ in 0..<options.timedSteps {
-      zeroGradients(model.parameters)
+      time("zero gradients") { zeroGradients(model.parameters) }
       var v = Tensor(zeros: [0])
       var stageNames: [String] = []
       var stageFlops: [Double] = []

@@ -23,6 +23,25 @@ public enum Elementwise {
     for i in 0..<count { x[i] *= alpha }
   }
 
+  /// target = Σ_k source[k·length ..< (k + 1)·length] for k < slices (each element summed in order
+  /// of k), split by element over the threads when large.
+  public static func sumSlices(
+    _ source: UnsafePointer<Float>, slices: Int, length: Int, into target: UnsafeMutablePointer<Float>
+  ) {
+    guard slices > 0 else {
+      target.update(repeating: 0, count: length)
+      return
+    }
+    let (source, target) = (UncheckedSendable(source), UncheckedSendable(target))
+    // a thread's share should be worth the dispatch (~10 µs): 2¹⁸ additions take ~50 µs
+    let parts = slices * length >= 1 << 18 ? Parallel.workers : 1
+    Parallel.ranges(length, parts: parts) { _, range in
+      let (s, t) = (source.value + range.lowerBound, target.value + range.lowerBound)
+      t.update(from: s, count: range.count)
+      for k in 1..<slices { add(s + k * length, into: t, count: range.count) }
+    }
+  }
+
   /// Σ x², accumulated in Double (for norms of large tensors).
   public static func sumOfSquares(_ x: UnsafePointer<Float>, count: Int) -> Double {
     blockedSum(x, count: count) { $0 * $0 }

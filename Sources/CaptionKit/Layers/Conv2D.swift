@@ -1,7 +1,7 @@
 /// 3×3 convolution, stride 1, padding 1 (SPEC §3), optionally followed by a fused ReLU.
 ///
 /// weight [Cout, Cin, 3, 3], bias [Cout]; input [B, Cin, H, W] → output [B, Cout, H, W].
-/// Computed as im2col + one GEMM per chunk of images:
+/// Computed as im2col + one GEMM (`Gemm`) per chunk of images:
 ///   col [K = Cin·9, G·H·W]  (row k = (ci, ky, kx), column = g·HW + y·W + x)
 ///   out [Cout, G·HW] = weight [Cout, K] · col
 /// A chunk holds as many images as fit in `columnBudget` floats, so late layers with small maps
@@ -64,6 +64,7 @@ public final class Conv2D {
   private var inputGrad: Tensor?  // [B, Cin, H, W]
   private var columns: Tensor?  // [K, G·HW]
   private var chunkOutput: Tensor?  // [Cout, G·HW]
+  private let packed = PackedMatrix()  // the right operand of the product being computed (Gemm)
   // Winograd workspaces (Conv2DWinograd.swift).
   var winogradU: Tensor?  // [16, Cout, Cin]
   var winogradUSource: Tensor?  // the weights winogradU was computed from
@@ -138,10 +139,10 @@ public final class Conv2D {
       // chunk [Cout, count·HW] = weight [Cout, K] · col [K, count·HW]. A one-image chunk already has
       // the NCHW layout of that image, so the GEMM writes straight into the output.
       let chunk = count == 1 ? output.pointer + first * outputSize : chunkOutput.pointer
-      BLAS.gemm(
+      Gemm.multiply(
         transA: false, transB: false, m: outChannels, n: ldc, k: k,
         a: weight.value.pointer, lda: k, b: columns.pointer, ldb: ldc,
-        beta: 0, c: chunk, ldc: ldc)
+        accumulate: false, c: chunk, ldc: ldc, workspace: packed)
       // To NCHW, adding the bias and applying the ReLU; one (image, channel) plane per item.
       Parallel.forRanges(count * outChannels) { items in
         for item in items {
@@ -217,16 +218,16 @@ public final class Conv2D {
       // The columns again (cheaper than keeping them for the whole batch).
       im2colChunk(input, first: first, count: count, columns: columns)
       // dweight [Cout, K] += dchunk [Cout, count·HW] · colᵀ [count·HW, K]
-      BLAS.gemm(
+      Gemm.multiply(
         transA: false, transB: true, m: outChannels, n: k, k: ldc,
         a: chunkGrad.pointer, lda: ldc, b: columns.pointer, ldb: ldc,
-        beta: 1, c: weight.grad.pointer, ldc: k)
+        accumulate: true, c: weight.grad.pointer, ldc: k, workspace: packed)
       if let inputGrad = inputGrad {
         // dcol [K, count·HW] = weightᵀ [K, Cout] · dchunk [Cout, count·HW], then col2im.
-        BLAS.gemm(
+        Gemm.multiply(
           transA: true, transB: false, m: k, n: ldc, k: outChannels,
           a: weight.value.pointer, lda: k, b: chunkGrad.pointer, ldb: ldc,
-          beta: 0, c: columns.pointer, ldc: ldc)
+          accumulate: false, c: columns.pointer, ldc: ldc, workspace: packed)
         Parallel.forRanges(count * inChannels) { items in
           for item in items {
             let (g, c) = item.quotientAndRemainder(dividingBy: inChannels)

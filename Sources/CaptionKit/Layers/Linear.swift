@@ -10,6 +10,7 @@ public final class Linear {
   private var input: Tensor?  // [N, in]
   private var output: Tensor?  // [N, out]
   private var inputGrad: Tensor?  // [N, in]
+  private let packed = PackedMatrix()  // the right operand of the product being computed
 
   public init(inFeatures: Int, outFeatures: Int) {
     precondition(inFeatures > 0 && outFeatures > 0, "Linear: sizes must be positive")
@@ -37,10 +38,10 @@ public final class Linear {
     for r in 0..<rows {
       (output.pointer + r * outFeatures).update(from: bias.value.pointer, count: outFeatures)
     }
-    BLAS.gemm(
+    Gemm.multiply(
       transA: false, transB: true, m: rows, n: outFeatures, k: inFeatures,
       a: input.pointer, lda: inFeatures, b: weight.value.pointer, ldb: inFeatures,
-      beta: 1, c: output.pointer, ldc: outFeatures)
+      accumulate: true, c: output.pointer, ldc: outFeatures, workspace: packed)
     return output
   }
 
@@ -50,19 +51,19 @@ public final class Linear {
     guard let input = input else { preconditionFailure("Linear.backward before forward") }
     let rows = input.count / inFeatures
     precondition(outputGrad.count == rows * outFeatures, "Linear.backward: \(outputGrad.shape)")
-    BLAS.gemm(
+    Gemm.multiply(
       transA: true, transB: false, m: outFeatures, n: inFeatures, k: rows,
       a: outputGrad.pointer, lda: outFeatures, b: input.pointer, ldb: inFeatures,
-      beta: 1, c: weight.grad.pointer, ldc: inFeatures)
+      accumulate: true, c: weight.grad.pointer, ldc: inFeatures, workspace: packed)
     for r in 0..<rows {
       Elementwise.add(outputGrad.pointer + r * outFeatures, into: bias.grad.pointer, count: outFeatures)
     }
     guard needInputGrad else { return nil }
     let inputGrad = reuseWorkspace(&self.inputGrad, shape: [rows, inFeatures])
-    BLAS.gemm(
+    Gemm.multiply(
       transA: false, transB: false, m: rows, n: inFeatures, k: outFeatures,
       a: outputGrad.pointer, lda: outFeatures, b: weight.value.pointer, ldb: inFeatures,
-      beta: 0, c: inputGrad.pointer, ldc: inFeatures)
+      accumulate: false, c: inputGrad.pointer, ldc: inFeatures, workspace: packed)
     return inputGrad
   }
 }

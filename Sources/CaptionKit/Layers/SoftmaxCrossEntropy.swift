@@ -1,3 +1,4 @@
+import CKernels
 import Foundation
 
 /// Softmax followed by the cross-entropy loss, averaged over the rows whose target is not
@@ -11,6 +12,8 @@ public final class SoftmaxCrossEntropy {
   private var logitsGrad: Tensor?  // [N, V]
   private var targets: [Int] = []
   private var ignoreIndex = 0
+  private var rowMaxima: [Float] = []  // [N] max_j z_ij of the last forward
+  private var rowSums: [Float] = []  // [N] Σ_j e^(z_ij − max)
   /// The number of rows counted in the last forward (targets ≠ ignoreIndex).
   public private(set) var countedTargets = 0
 
@@ -26,28 +29,31 @@ public final class SoftmaxCrossEntropy {
     self.targets.removeAll(keepingCapacity: true)
     self.targets.append(contentsOf: targets)
     self.ignoreIndex = ignoreIndex
+    if rowMaxima.count != rows {
+      rowMaxima = [Float](repeating: 0, count: rows)
+      rowSums = rowMaxima
+    }
+    // Stable softmax (vectorised C, rows split over the threads): p = e^(z − max) / Σ e^(z − max).
+    rowMaxima.withUnsafeMutableBufferPointer { maxima in
+      rowSums.withUnsafeMutableBufferPointer { sums in
+        let (maxima, sums) = (UncheckedSendable(maxima.baseAddress!), UncheckedSendable(sums.baseAddress!))
+        Parallel.forRanges(rows, minimumPerPart: 64) { range in
+          ck_softmax_rows(
+            logits.pointer + range.lowerBound * classes, probabilities.pointer + range.lowerBound * classes,
+            Int32(range.count), Int32(classes), maxima.value + range.lowerBound, sums.value + range.lowerBound
+          )
+        }
+      }
+    }
     var total = 0.0
     var counted = 0
     for r in 0..<rows {
-      let z = logits.pointer + r * classes
-      let p = probabilities.pointer + r * classes
-      // Stable softmax: subtract the row maximum before exp.
-      var maximum = -Float.infinity
-      for j in 0..<classes { maximum = max(maximum, z[j]) }
-      var sum: Float = 0
-      for j in 0..<classes {
-        let e = expf(z[j] - maximum)
-        p[j] = e
-        sum += e
-      }
-      let inverse = 1 / sum
-      for j in 0..<classes { p[j] *= inverse }
       let target = targets[r]
       if target == ignoreIndex { continue }
       precondition(
         target >= 0 && target < classes, "SoftmaxCrossEntropy: target \(target) outside 0..<\(classes)")
       // −log p_t = log Σ exp(z − max) − (z_t − max), exact even when p_t underflows.
-      total += Double(logf(sum) - (z[target] - maximum))
+      total += Double(logf(rowSums[r]) - (logits[r * classes + target] - rowMaxima[r]))
       counted += 1
     }
     countedTargets = counted

@@ -34,8 +34,11 @@ extension TrainingSession {
           steps: batch.steps, inputTokens: batch.inputTokens, targetTokens: batch.targetTokens,
           training: true, generator: &dropoutGenerator)
         model.backward()
-        if options.clip > 0 { _ = clipGradientNorm(model.trainableParameters, maxNorm: options.clip) }
-        optimizer.step(learningRate: lr)
+        // global-norm clipping, applied by Adam as it reads the gradients
+        let clip =
+          options.clip > 0
+          ? clippingFactor(norm: gradientNorm(model.trainableParameters), maxNorm: options.clip) : 1
+        optimizer.step(learningRate: lr, gradientScale: clip)
         step += 1
         batchInEpoch = batch.index + 1  // a batch whose images all failed is skipped by the loader
         let seconds = Date().timeIntervalSince(stepStart)

@@ -8,7 +8,7 @@
 /// - the input projections of all T steps are one GEMM, X [T·B, In] × W_ihᵀ;
 /// - `W_iv v` [B, G·H] is computed once per sequence and added at every step (`every`) or only at the
 ///   first step the layer processes (`first`; the biases stay at every step);
-/// - per step, one GEMM adds W_hh h_{t−1};
+/// - per step, one GEMM adds W_hh h_{t−1} (W_hh packed once for all steps, see `Gemm`);
 /// - backward, dW_ih, dW_hh and dX are one GEMM each over all steps, dW_iv and dv one GEMM each from
 ///   the gate gradients summed over the image steps.
 /// Workspaces are sized once per (T, B) and reused; nothing is allocated per step.
@@ -55,6 +55,7 @@ public final class RecurrentLayer {
   private var dInput = Tensor(zeros: [0])  // [T, B, In]
   private var dImage = Tensor(zeros: [0])  // [B, Dv]
   private var dImageGates = Tensor(zeros: [0])  // [B, G·H] gate gradients summed over image steps
+  private var dBiasSum = Tensor(zeros: [0])  // [G·H] gate gradients summed over steps and rows
   private var dh = Tensor(zeros: [0])  // [B, H] total gradient on h_t
   private var dhNext = Tensor(zeros: [0])  // [B, H] gradient on h_t from step t's successor
   private var dc = Tensor(zeros: [0])  // [B, H] gradient on c_t, then c_{t−1}
@@ -65,6 +66,9 @@ public final class RecurrentLayer {
   private var masked = false
   private var savedInput: Tensor?
   private var savedImage: Tensor?
+  private let packed = PackedMatrix()  // the right operand of the product being computed
+  /// W_hh packed for the per-step products (packed once per pass): W_hhᵀ forward, W_hh backward.
+  private let packedRecurrent = PackedMatrix()
 
   public init(
     cell: CellType, inputSize: Int, hiddenSize: Int, imageSize: Int, imageInput: ImageInput,
@@ -139,6 +143,7 @@ public final class RecurrentLayer {
     dInput = Tensor(zeros: [T, B, inputSize])
     dImage = Tensor(zeros: [B, imageSize])
     dImageGates = Tensor(zeros: [B, gh])
+    dBiasSum = Tensor(zeros: [gh])
     dh = Tensor(zeros: [B, H])
     dhNext = Tensor(zeros: [B, H])
     dc = Tensor(zeros: [B, H])
@@ -190,9 +195,9 @@ public final class RecurrentLayer {
     let bias = rowBias.pointer
     fillRowBias()
     let ip = imageProjection.pointer
-    BLAS.gemm(
+    Gemm.multiply(
       transA: false, transB: true, m: B, n: gh, k: imageSize, a: image.pointer, lda: imageSize,
-      b: weightIV.value.pointer, ldb: imageSize, c: ip, ldc: gh)
+      b: weightIV.value.pointer, ldb: imageSize, accumulate: false, c: ip, ldc: gh, workspace: packed)
     for b in 0..<B {
       let row = ip + b * gh
       for k in 0..<gh { row[k] += bias[k] }
@@ -204,11 +209,12 @@ public final class RecurrentLayer {
       }
     }
     // a += X W_ihᵀ for all steps at once: [T·B, In] × [In, G·H]
-    BLAS.gemm(
+    Gemm.multiply(
       transA: false, transB: true, m: T * B, n: gh, k: inputSize, a: input.pointer, lda: inputSize,
-      b: weightIH.value.pointer, ldb: inputSize, beta: 1, c: g, ldc: gh)
+      b: weightIH.value.pointer, ldb: inputSize, accumulate: true, c: g, ldc: gh, workspace: packed)
 
     // the recurrence, h_0 = c_0 = 0
+    if T > 1 { packedRecurrent.pack(b: weightHH.value.pointer, ldb: H, transB: true, k: H, n: gh) }
     let initial = reverse ? T : 0
     (hs.pointer + initial * B * H).update(repeating: 0, count: B * H)
     if hasCellState { (cs.pointer + initial * B * H).update(repeating: 0, count: B * H) }
@@ -223,17 +229,15 @@ public final class RecurrentLayer {
         let ah = recurrent.pointer + t * B * gh
         for b in 0..<B { (ah + b * gh).update(from: biasHH.value.pointer, count: gh) }
         if k > 0 {
-          BLAS.gemm(
-            transA: false, transB: true, m: B, n: gh, k: H, a: hPrev, lda: H,
-            b: weightHH.value.pointer, ldb: H, beta: 1, c: ah, ldc: gh)
+          Gemm.multiply(
+            transA: false, m: B, a: hPrev, lda: H, packed: packedRecurrent, accumulate: true, c: ah, ldc: gh)
         }
         GRUCell.forward(gates: gt, ah: ah, hPrev: hPrev, h: hCur, batch: B, hidden: H)
       } else {
         // a += W_hh h_{t−1} (zero at the first step)
         if k > 0 {
-          BLAS.gemm(
-            transA: false, transB: true, m: B, n: gh, k: H, a: hPrev, lda: H,
-            b: weightHH.value.pointer, ldb: H, beta: 1, c: gt, ldc: gh)
+          Gemm.multiply(
+            transA: false, m: B, a: hPrev, lda: H, packed: packedRecurrent, accumulate: true, c: gt, ldc: gh)
         }
         let cPrev = cs.pointer + previous * B * H
         let cCur = cs.pointer + current * B * H
@@ -280,6 +284,7 @@ public final class RecurrentLayer {
     let dnext = dhNext.pointer
     dnext.update(repeating: 0, count: B * H)
     dc.fill(0)
+    if T > 1 { packedRecurrent.pack(b: weightHH.value.pointer, ldb: H, transB: false, k: gh, n: H) }
     for k in stride(from: T - 1, through: 0, by: -1) {
       let t = reverse ? T - 1 - k : k
       let (previous, current) = stateIndices(t)
@@ -304,9 +309,8 @@ public final class RecurrentLayer {
           hPrev: hPrev, batch: B, hidden: H)
         if k > 0 {
           // dh_{t−1} += dah W_hh
-          BLAS.gemm(
-            transA: false, transB: false, m: B, n: H, k: gh, a: dat, lda: gh, b: weightHH.value.pointer,
-            ldb: H, beta: 1, c: dnext, ldc: H)
+          Gemm.multiply(
+            transA: false, m: B, a: dat, lda: gh, packed: packedRecurrent, accumulate: true, c: dnext, ldc: H)
         }
       } else {
         let cPrev = cs.pointer + previous * B * H
@@ -328,58 +332,56 @@ public final class RecurrentLayer {
         }
         if k > 0 {
           // dh_{t−1} = da W_hh
-          BLAS.gemm(
-            transA: false, transB: false, m: B, n: H, k: gh, a: dpt, lda: gh, b: weightHH.value.pointer,
-            ldb: H, c: dnext, ldc: H)
+          Gemm.multiply(
+            transA: false, m: B, a: dpt, lda: gh, packed: packedRecurrent, accumulate: false, c: dnext, ldc: H
+          )
         }
       }
     }
 
     // dW_ih += daᵀ X, dX = da W_ih, over all T·B rows at once
-    BLAS.gemm(
+    Gemm.multiply(
       transA: true, transB: false, m: gh, n: inputSize, k: T * B, a: dp, lda: gh, b: input.pointer,
-      ldb: inputSize, beta: 1, c: weightIH.grad.pointer, ldc: inputSize)
-    BLAS.gemm(
+      ldb: inputSize, accumulate: true, c: weightIH.grad.pointer, ldc: inputSize, workspace: packed)
+    Gemm.multiply(
       transA: false, transB: false, m: T * B, n: inputSize, k: gh, a: dp, lda: gh,
-      b: weightIH.value.pointer, ldb: inputSize, c: dInput.pointer, ldc: inputSize)
+      b: weightIH.value.pointer, ldb: inputSize, accumulate: false, c: dInput.pointer, ldc: inputSize,
+      workspace: packed)
     // dW_hh += d(recurrent side)ᵀ H_prev, where H_prev [T, B, H] are the states each step read
     let drec = cell == .gru ? drecurrent.pointer : dp
     let hPrevAll = hs.pointer + (reverse ? B * H : 0)
-    BLAS.gemm(
-      transA: true, transB: false, m: gh, n: H, k: T * B, a: drec, lda: gh, b: hPrevAll, ldb: H, beta: 1,
-      c: weightHH.grad.pointer, ldc: H)
-    // db_ih = Σ da; db_hh = Σ d(recurrent side)
-    let dbih = biasIH.grad.pointer
-    let dbhh = biasHH.grad.pointer
-    for row in 0..<(T * B) {
-      let a = dp + row * gh
-      let r = drec + row * gh
-      for k in 0..<gh {
-        dbih[k] += a[k]
-        dbhh[k] += r[k]
-      }
-    }
-    // the image term: its gate gradient is da summed over the steps that added it
+    Gemm.multiply(
+      transA: true, transB: false, m: gh, n: H, k: T * B, a: drec, lda: gh, b: hPrevAll, ldb: H,
+      accumulate: true, c: weightHH.grad.pointer, ldc: H, workspace: packed)
+    // S[b] = Σ_t da[t, b] [B, G·H]: the image term's gate gradient under `every`; and
+    // db_ih = Σ_b S[b], db_hh = the same for the recurrent side (da itself but for the GRU)
     let dig = dImageGates.pointer
-    dig.update(repeating: 0, count: B * gh)
-    for b in 0..<B {
-      let target = dig + b * gh
-      if imageInput == .every {
-        for t in 0..<T {
-          let a = dp + (t * B + b) * gh
-          for k in 0..<gh { target[k] += a[k] }
+    let biasSum = dBiasSum.pointer
+    Elementwise.sumSlices(dp, slices: T, length: B * gh, into: dig)
+    Elementwise.sumSlices(dig, slices: B, length: gh, into: biasSum)
+    Elementwise.add(biasSum, into: biasIH.grad.pointer, count: gh)
+    if cell == .gru {
+      Elementwise.sumSlices(drec, slices: T * B, length: gh, into: biasSum)
+    }
+    Elementwise.add(biasSum, into: biasHH.grad.pointer, count: gh)
+    if imageInput == .first {
+      // the image term was added at one step per row (none for an empty row)
+      for b in 0..<B {
+        let target = dig + b * gh
+        if imageStep[b] >= 0 {
+          target.update(from: dp + (imageStep[b] * B + b) * gh, count: gh)
+        } else {
+          target.update(repeating: 0, count: gh)
         }
-      } else if imageStep[b] >= 0 {
-        target.update(from: dp + (imageStep[b] * B + b) * gh, count: gh)
       }
     }
     // dW_iv += dgᵀ V, dv = dg W_iv
-    BLAS.gemm(
+    Gemm.multiply(
       transA: true, transB: false, m: gh, n: imageSize, k: B, a: dig, lda: gh, b: image.pointer,
-      ldb: imageSize, beta: 1, c: weightIV.grad.pointer, ldc: imageSize)
-    BLAS.gemm(
+      ldb: imageSize, accumulate: true, c: weightIV.grad.pointer, ldc: imageSize, workspace: packed)
+    Gemm.multiply(
       transA: false, transB: false, m: B, n: imageSize, k: gh, a: dig, lda: gh, b: weightIV.value.pointer,
-      ldb: imageSize, c: dImage.pointer, ldc: imageSize)
+      ldb: imageSize, accumulate: false, c: dImage.pointer, ldc: imageSize, workspace: packed)
     return (dInput, dImage)
   }
 
