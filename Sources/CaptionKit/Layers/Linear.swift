@@ -34,6 +34,13 @@ public final class Linear {
     let rows = input.count / inFeatures
     self.input = input
     let output = reuseWorkspace(&self.output, shape: [rows, outFeatures])
+    if rows <= SmallGemm.maxRows {
+      // y = b + x Wᵀ with each row of W read once for all rows (decoder steps, one image's v)
+      BLAS.linear(
+        m: rows, n: outFeatures, k: inFeatures, x: input.pointer, ldx: inFeatures, weight: weight.value.pointer,
+        ldw: inFeatures, bias: bias.value.pointer, y: output.pointer, ldy: outFeatures)
+      return output
+    }
     // Every row starts as the bias, then y += x [N, in] · Wᵀ [in, out].
     for r in 0..<rows {
       (output.pointer + r * outFeatures).update(from: bias.value.pointer, count: outFeatures)

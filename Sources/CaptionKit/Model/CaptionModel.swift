@@ -191,10 +191,9 @@ extension CaptionModel: StepModel {
     }
     let top = rnn.step(input: x, state: &state)  // [R, H]
     // logits = top · W_outᵀ + b_out
-    for r in 0..<rows { (logits.pointer + r * v).update(from: out.bias.value.pointer, count: v) }
-    BLAS.gemm(
-      transA: false, transB: true, m: rows, n: v, k: h, a: top.pointer, lda: h,
-      b: out.weight.value.pointer, ldb: h, beta: 1, c: logits.pointer, ldc: v)
+    BLAS.linear(
+      m: rows, n: v, k: h, x: top.pointer, ldx: h, weight: out.weight.value.pointer, ldw: h,
+      bias: out.bias.value.pointer, y: logits.pointer, ldy: v)
   }
 
   public func gather(_ state: RecurrentState, rows: [Int]) -> RecurrentState {

@@ -403,29 +403,18 @@ public final class RecurrentLayer {
 
   /// W_iv v for R rows of image vectors `image` [R, Dv], into `projection` [R, G·H].
   func projectImage(_ image: Tensor, into projection: Tensor) {
-    let R = image.shape[0]
-    BLAS.gemm(
-      transA: false, transB: true, m: R, n: gateWidth, k: imageSize, a: image.pointer, lda: imageSize,
-      b: weightIV.value.pointer, ldb: imageSize, c: projection.pointer, ldc: gateWidth)
+    BLAS.linear(
+      m: image.shape[0], n: gateWidth, k: imageSize, x: image.pointer, ldx: imageSize,
+      weight: weightIV.value.pointer, ldw: imageSize, y: projection.pointer, ldy: gateWidth)
   }
 
-  /// c [R, n] += a [R, k] · Wᵀ for W [n, k]: one GEMM, or one GEMV per row for R ≤ `gemvRows` (greedy
-  /// and small-beam decoding). OpenBLAS 0.3.21 packs W in a GEMM even for one row: an LSTM step with
-  /// H = 512 measured ~10× faster at R = 1 and ~3× at R = 3 with GEMVs, GEMM ahead from R = 8.
-  static let gemvRows = 4
+  /// c [R, n] += a [R, k] · Wᵀ for W [n, k] (few rows: CKernels' small-row kernel, see SmallGemm).
   @inline(__always)
   private func addProduct(
     rows R: Int, _ a: UnsafePointer<Float>, width k: Int, weight: UnsafePointer<Float>, outputs n: Int,
     into c: UnsafeMutablePointer<Float>
   ) {
-    if R <= RecurrentLayer.gemvRows {
-      for r in 0..<R {
-        BLAS.gemv(trans: false, m: n, n: k, a: weight, lda: k, x: a + r * k, beta: 1, y: c + r * n)
-      }
-    } else {
-      BLAS.gemm(
-        transA: false, transB: true, m: R, n: n, k: k, a: a, lda: k, b: weight, ldb: k, beta: 1, c: c, ldc: n)
-    }
+    BLAS.linear(m: R, n: n, k: k, x: a, ldx: k, weight: weight, ldw: k, beta: 1, y: c, ldy: n)
   }
 
   /// One time step for R rows, the same arithmetic as `forward`: reads `input` [R, In] and the state

@@ -1,0 +1,173 @@
+// C [m, n] = beta C + bias + A [m, k] · Bᵀ for few rows m and B [n, k] row-major (SmallGemm.h).
+//
+// A decoder step multiplies 1 (greedy) to K (beam) rows by weights of several MB, which come from
+// L3 or memory: the product is bound by reading B once. The loop below reads each B row from
+// memory once and forms all m dot products with it:
+//   for a block of NR rows of B (NR · k floats, small enough to stay in L1):
+//     for each group of up to MR rows of A:
+//       MR × NR accumulators over k, 16 floats at a time, then a horizontal sum each:
+//       c[i][j] = beta c[i][j] + bias[j] + Σ_p a[i][p] b[j][p].
+// The first group of a block brings the B rows in; the others (m > MR) read them from L1.
+// OpenBLAS 0.3.21's sgemm packs B for any m (12 GB/s at m = 5), and its sgemv takes one row.
+//
+// Vectors are 16 floats (clang's vector extensions), as in winograd.c: one register with AVX-512,
+// two with AVX2 + FMA, four SSE registers in the baseline build; MR and NR per instruction set keep
+// the accumulators in registers. The last step over k loads zero-padded partial vectors.
+
+#include "CKernels.h"
+#include "SmallGemm.h"
+
+#include <string.h>
+
+// Always-inline helpers take 16-float vectors (see winograd.c).
+#pragma clang diagnostic ignored "-Wpsabi"
+
+typedef float v16 __attribute__((vector_size(64)));
+typedef float v8 __attribute__((vector_size(32)));
+typedef float v4 __attribute__((vector_size(16)));
+
+#define INLINE static inline __attribute__((always_inline))
+
+/// The largest MR and NR of any instantiation (sizes of the accumulator arrays).
+#define MAX_MR 8
+#define MAX_NR 4
+
+INLINE v16 load(const float *p) {
+  v16 v;
+  memcpy(&v, p, sizeof v);
+  return v;
+}
+
+/// p[0 … count − 1] (count < 16), zero after.
+INLINE v16 load_partial(const float *p, int count) {
+  float staged[16] = {0};
+  memcpy(staged, p, sizeof(float) * (size_t)count);
+  return load(staged);
+}
+
+INLINE v16 zero(void) { return (v16){0}; }
+
+INLINE float horizontal_sum(v16 v) {
+  v8 a = __builtin_shufflevector(v, v, 0, 1, 2, 3, 4, 5, 6, 7) +
+         __builtin_shufflevector(v, v, 8, 9, 10, 11, 12, 13, 14, 15);
+  v4 b = __builtin_shufflevector(a, a, 0, 1, 2, 3) + __builtin_shufflevector(a, a, 4, 5, 6, 7);
+  return (b[0] + b[2]) + (b[1] + b[3]);
+}
+
+/// The tile of C at rows a … a + MR − 1 and columns b … b + NR − 1 (pointers already offset).
+INLINE void tile(const int MR, const int NR, int k, const float *a, int lda, const float *b,
+                 int ldb, const float *bias, float beta, float *c, int ldc) {
+  v16 acc[MAX_MR][MAX_NR];
+#pragma clang loop unroll(full)
+  for (int i = 0; i < MR; i++)
+#pragma clang loop unroll(full)
+    for (int j = 0; j < NR; j++) acc[i][j] = zero();
+  int p = 0;
+  for (; p + 16 <= k; p += 16) {
+    v16 w[MAX_NR];
+#pragma clang loop unroll(full)
+    for (int j = 0; j < NR; j++) w[j] = load(b + (size_t)j * ldb + p);
+#pragma clang loop unroll(full)
+    for (int i = 0; i < MR; i++) {
+      v16 x = load(a + (size_t)i * lda + p);
+#pragma clang loop unroll(full)
+      for (int j = 0; j < NR; j++) acc[i][j] += x * w[j];
+    }
+  }
+  if (p < k) {
+    const int count = k - p;
+    v16 w[MAX_NR];
+#pragma clang loop unroll(full)
+    for (int j = 0; j < NR; j++) w[j] = load_partial(b + (size_t)j * ldb + p, count);
+#pragma clang loop unroll(full)
+    for (int i = 0; i < MR; i++) {
+      v16 x = load_partial(a + (size_t)i * lda + p, count);
+#pragma clang loop unroll(full)
+      for (int j = 0; j < NR; j++) acc[i][j] += x * w[j];
+    }
+  }
+#pragma clang loop unroll(full)
+  for (int i = 0; i < MR; i++) {
+#pragma clang loop unroll(full)
+    for (int j = 0; j < NR; j++) {
+      float sum = horizontal_sum(acc[i][j]);
+      if (bias) sum += bias[j];
+      float *target = c + (size_t)i * ldc + j;
+      *target = beta == 0 ? sum : beta * *target + sum;
+    }
+  }
+}
+
+/// All m rows of C against one block of NR rows of B: groups of MR rows, then the rest as one
+/// smaller tile.
+INLINE void block(const int MR, const int NR, int m, int k, const float *a, int lda,
+                  const float *b, int ldb, const float *bias, float beta, float *c, int ldc) {
+  int i = 0;
+  for (; i + MR <= m; i += MR)
+    tile(MR, NR, k, a + (size_t)i * lda, lda, b, ldb, bias, beta, c + (size_t)i * ldc, ldc);
+  const float *ar = a + (size_t)i * lda;
+  float *cr = c + (size_t)i * ldc;
+  // m − i < MR rows are left; each branch is a tile of a fixed size (dead ones vanish).
+  switch (m - i) {
+  case 1: tile(1, NR, k, ar, lda, b, ldb, bias, beta, cr, ldc); break;
+  case 2: if (MR > 2) tile(2, NR, k, ar, lda, b, ldb, bias, beta, cr, ldc); break;
+  case 3: if (MR > 3) tile(3, NR, k, ar, lda, b, ldb, bias, beta, cr, ldc); break;
+  case 4: if (MR > 4) tile(4, NR, k, ar, lda, b, ldb, bias, beta, cr, ldc); break;
+  case 5: if (MR > 5) tile(5, NR, k, ar, lda, b, ldb, bias, beta, cr, ldc); break;
+  case 6: if (MR > 6) tile(6, NR, k, ar, lda, b, ldb, bias, beta, cr, ldc); break;
+  case 7: if (MR > 7) tile(7, NR, k, ar, lda, b, ldb, bias, beta, cr, ldc); break;
+  default: break;
+  }
+}
+
+/// Columns n_begin … n_end − 1: blocks of NR rows of B, then single rows.
+INLINE void small_gemm(const int MR, const int NR, int m, int n_begin, int n_end, int k,
+                       const float *a, int lda, const float *b, int ldb, const float *bias,
+                       float beta, float *c, int ldc) {
+  int j = n_begin;
+  for (; j + NR <= n_end; j += NR)
+    block(MR, NR, m, k, a, lda, b + (size_t)j * ldb, ldb, bias ? bias + j : NULL, beta, c + j, ldc);
+  for (; j < n_end; j++)
+    block(MR, 1, m, k, a, lda, b + (size_t)j * ldb, ldb, bias ? bias + j : NULL, beta, c + j, ldc);
+}
+
+// MARK: - Instantiations and dispatch
+
+typedef void (*small_gemm_fn)(int, int, int, int, const float *, int, const float *, int,
+                              const float *, float, float *, int);
+
+/// Up to FEW_MR rows: tiles of all m rows × FEW_NR columns; more rows: tiles of MR × NR.
+#define INSTANTIATE(NAME, TARGET, FEW_MR, FEW_NR, MR, NR)                                        \
+  TARGET static void small_gemm_##NAME(int m, int n_begin, int n_end, int k, const float *a,      \
+                                       int lda, const float *b, int ldb, const float *bias,       \
+                                       float beta, float *c, int ldc) {                           \
+    if (m <= FEW_MR)                                                                              \
+      small_gemm(FEW_MR, FEW_NR, m, n_begin, n_end, k, a, lda, b, ldb, bias, beta, c, ldc);       \
+    else                                                                                          \
+      small_gemm(MR, NR, m, n_begin, n_end, k, a, lda, b, ldb, bias, beta, c, ldc);               \
+  }
+
+// Tile shapes measured on the bench decoder's weights (Zen 5, one thread; see SmallGemm.swift).
+// Baseline: a vector is 4 SSE registers: 2 × 1 accumulators.
+INSTANTIATE(generic, , 2, 1, 2, 1)
+
+#if defined(__x86_64__)
+// AVX2: 2 registers per vector: 2 × 3 or 3 × 2 accumulators (12 of 16 registers).
+INSTANTIATE(avx2, __attribute__((target("avx2,fma"))), 2, 3, 3, 2)
+// AVX-512: 1 register per vector: 4 × 4 or 8 × 2 accumulators (16 of 32 registers).
+INSTANTIATE(avx512, __attribute__((target("avx512f,avx512dq,avx512bw,avx512vl,avx2,fma"))), 4, 4, 8,
+            2)
+#endif
+
+void ck_small_gemm(int m, int n_begin, int n_end, int k, const float *a, int lda, const float *b,
+                   int ldb, const float *bias, float beta, float *c, int ldc) {
+  static const small_gemm_fn variants[] = {
+      small_gemm_generic,
+#if defined(__x86_64__)
+      small_gemm_avx2,
+      small_gemm_avx512,
+#endif
+  };
+  if (m <= 0 || n_end <= n_begin) return;
+  variants[ck_isa()](m, n_begin, n_end, k, a, lda, b, ldb, bias, beta, c, ldc);
+}

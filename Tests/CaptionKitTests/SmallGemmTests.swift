@@ -1,0 +1,138 @@
+import CKernels
+import XCTest
+
+@testable import CaptionKit
+
+/// CKernels' small-row product C = beta C + bias + A Wᵀ (and `BLAS.linear`, which routes to it)
+/// against a Double-precision loop on every instruction set: m = 1 … 9 and past the threshold,
+/// n and k not multiples of the 16-float vectors, strides wider than the rows, column ranges, beta 0
+/// and 1, with and without bias; relative L2 error ≤ 1e-4 (seen: ~1e-7).
+final class SmallGemmTests: XCTestCase {
+  /// One product's operands, C's padding columns (ldc > n) set to a marker that must survive.
+  private struct Case {
+    let m, n, k, lda, ldw, ldc: Int
+    let a, w, bias, c: Tensor
+
+    init(m: Int, n: Int, k: Int, pad: Int, seed: UInt64) {
+      (self.m, self.n, self.k) = (m, n, k)
+      (lda, ldw, ldc) = (k + pad, k + 2 * pad, n + pad)
+      a = randomTensor([m, lda], seed: seed)
+      w = randomTensor([n, ldw], scale: 0.5, seed: seed + 1)
+      bias = randomTensor([n], seed: seed + 2)
+      c = randomTensor([m, ldc], seed: seed + 3)
+      for i in 0..<m { for j in n..<ldc { c[i * ldc + j] = 1234 } }
+    }
+
+    /// beta · c + bias + a wᵀ in Double, over columns `columns` (others: c as it was).
+    func expected(beta: Float, bias withBias: Bool, columns: Range<Int>) -> [Double] {
+      var result = c.array.map(Double.init)
+      for i in 0..<m {
+        for j in columns {
+          var sum = 0.0
+          for p in 0..<k { sum += Double(a[i * lda + p]) * Double(w[j * ldw + p]) }
+          if withBias { sum += Double(bias[j]) }
+          result[i * ldc + j] = (beta == 0 ? 0 : Double(beta) * Double(c[i * ldc + j])) + sum
+        }
+      }
+      return result
+    }
+  }
+
+  /// ‖got − expected‖₂ / ‖expected‖₂ over the columns that changed; the others must be untouched.
+  private func check(
+    _ got: Tensor, _ expected: [Double], _ t: Case, columns: Range<Int>, _ label: String,
+    file: StaticString = #filePath, line: UInt = #line
+  ) {
+    var difference = 0.0
+    var norm = 0.0
+    for i in 0..<t.m {
+      for j in 0..<t.ldc {
+        let index = i * t.ldc + j
+        if columns.contains(j) {
+          difference += (Double(got[index]) - expected[index]) * (Double(got[index]) - expected[index])
+          norm += expected[index] * expected[index]
+        } else {
+          XCTAssertEqual(
+            Double(got[index]), expected[index], "\(label): column \(j) changed", file: file, line: line)
+        }
+      }
+    }
+    let error = (difference / max(norm, 1e-300)).squareRoot()
+    largestError = max(largestError, error)
+    XCTAssertLessThanOrEqual(error, 1e-4, label, file: file, line: line)
+  }
+
+  private var largestError = 0.0
+
+  func testKernelMatchesDoubleReferenceOnEveryInstructionSet() {
+    defer { ck_set_isa(-1) }
+    for isa in 0...ck_isa() {
+      ck_set_isa(Int32(isa))
+      XCTAssertEqual(ck_isa(), Int32(isa))
+      for m in 1...9 {
+        for (n, k) in [(1, 1), (3, 5), (7, 16), (37, 33), (19, 100), (5, 47)] {
+          for (beta, withBias) in [(Float(0), false), (1, false), (0, true), (1, true), (0.5, true)] {
+            let t = Case(m: m, n: n, k: k, pad: m % 3, seed: UInt64(m * 1000 + n * 10 + k))
+            let label = "ISA \(isa) m \(m) n \(n) k \(k) beta \(beta) bias \(withBias)"
+            let expected = t.expected(beta: beta, bias: withBias, columns: 0..<n)
+            // beta = 0 must not read C (NaN would spread)
+            if beta == 0 { for i in 0..<m { for j in 0..<n { t.c[i * t.ldc + j] = .nan } } }
+            ck_small_gemm(
+              Int32(m), 0, Int32(n), Int32(k), t.a.pointer, Int32(t.lda), t.w.pointer, Int32(t.ldw),
+              withBias ? t.bias.pointer : nil, beta, t.c.pointer, Int32(t.ldc))
+            check(t.c, expected, t, columns: 0..<n, label)
+          }
+        }
+      }
+      // A column range (what one thread does), its ends not on 4-column blocks.
+      let t = Case(m: 5, n: 41, k: 29, pad: 2, seed: 77)
+      let expected = t.expected(beta: 1, bias: true, columns: 3..<38)
+      ck_small_gemm(
+        5, 3, 38, 29, t.a.pointer, Int32(t.lda), t.w.pointer, Int32(t.ldw), t.bias.pointer, 1, t.c.pointer,
+        Int32(t.ldc))
+      check(t.c, expected, t, columns: 3..<38, "ISA \(isa) columns 3..<38")
+    }
+    print("SmallGemmTests: worst relative L2 error \(largestError) (bound 1e-4)")
+  }
+
+  /// `BLAS.linear` on 1 and 2 threads (products big enough to be split), both sides of
+  /// `SmallGemm.maxRows` (OpenBLAS past it), every instruction set.
+  func testLinearMatchesDoubleReferenceOnBothPathsAndThreads() {
+    defer {
+      ck_set_isa(-1)
+      BLAS.setThreads(1)
+    }
+    XCTAssertGreaterThanOrEqual(SmallGemm.maxRows, 8)
+    for isa in 0...ck_isa() {
+      ck_set_isa(Int32(isa))
+      for threads in [1, 2] {
+        BLAS.setThreads(threads)
+        for m in [1, 3, 8, SmallGemm.maxRows, SmallGemm.maxRows + 1] {
+          for (beta, withBias) in [(Float(0), true), (1, false), (1, true)] {
+            let t = Case(m: m, n: 301, k: 257, pad: 1, seed: UInt64(m * 7 + threads))
+            XCTAssertGreaterThanOrEqual(t.m * t.n * t.k, SmallGemm.minimumParallelWork / 2)
+            let expected = t.expected(beta: beta, bias: withBias, columns: 0..<t.n)
+            BLAS.linear(
+              m: m, n: t.n, k: t.k, x: t.a.pointer, ldx: t.lda, weight: t.w.pointer, ldw: t.ldw,
+              bias: withBias ? t.bias.pointer : nil, beta: beta, y: t.c.pointer, ldy: t.ldc)
+            check(
+              t.c, expected, t, columns: 0..<t.n,
+              "linear ISA \(isa) threads \(threads) m \(m) beta \(beta) bias \(withBias)")
+          }
+        }
+      }
+    }
+  }
+
+  /// Nothing to do: no rows, no columns, or an empty column range; k = 0 leaves beta C + bias.
+  func testEmptyShapes() {
+    let c = Tensor(shape: [2, 3], values: [1, 2, 3, 4, 5, 6])
+    let bias = Tensor(shape: [3], values: [10, 20, 30])
+    let one = Tensor(shape: [1], values: [1])
+    ck_small_gemm(0, 0, 3, 4, one.pointer, 4, one.pointer, 4, bias.pointer, 0, c.pointer, 3)
+    ck_small_gemm(2, 2, 2, 4, one.pointer, 4, one.pointer, 4, bias.pointer, 0, c.pointer, 3)
+    XCTAssertEqual(c.array, [1, 2, 3, 4, 5, 6])
+    ck_small_gemm(2, 0, 3, 0, one.pointer, 0, one.pointer, 0, bias.pointer, 2, c.pointer, 3)
+    XCTAssertEqual(c.array, [12, 24, 36, 18, 30, 42])
+  }
+}
