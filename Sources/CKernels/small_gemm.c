@@ -1,20 +1,24 @@
 // C [m, n] = beta C + bias + A [m, k] · Bᵀ for few rows m and B [n, k] row-major (SmallGemm.h).
 //
 // A decoder step multiplies 1 (greedy) to K (beam) rows by weights of several MB, which come from
-// L3 or memory: the product is bound by reading B once. The loop below reads each B row from
-// memory once and forms all m dot products with it:
+// L3 or memory. The loop below reads each B row from memory once and forms all m dot products
+// with it:
 //   for a block of NR rows of B (NR · k floats, small enough to stay in L1):
 //     for each group of up to MR rows of A:
 //       MR × NR accumulators over k, 16 floats at a time, then a horizontal sum each:
 //       c[i][j] = beta c[i][j] + bias[j] + Σ_p a[i][p] b[j][p].
-// The first group of a block brings the B rows in; the others (m > MR) read them from L1.
-// OpenBLAS 0.3.21's sgemm packs B for any m (12 GB/s at m = 5), and its sgemv takes one row.
+// The first group of a block brings the B rows in; the others (m > MR) read them from L1. Up to
+// ~4 rows the time is that of streaming B; beyond, that of the m · n · k multiply-adds. Measured
+// on the bench decoder's weights (8.3 MB a step; one thread, AVX-512, Zen 5): 1 row 77 µs, 5 rows
+// 115 µs, against 90 µs for OpenBLAS 0.3.21's sgemv (one row) and 690 µs for its sgemm at 5 rows
+// (it packs B whatever m is).
 //
 // Vectors are 16 floats (clang's vector extensions), as in winograd.c: one register with AVX-512,
 // two with AVX2 + FMA, four SSE registers in the baseline build; MR and NR per instruction set keep
 // the accumulators in registers. The last step over k loads zero-padded partial vectors.
 
 #include "CKernels.h"
+#include "ForkJoin.h"
 #include "SmallGemm.h"
 
 #include <string.h>
@@ -29,7 +33,7 @@ typedef float v4 __attribute__((vector_size(16)));
 #define INLINE static inline __attribute__((always_inline))
 
 /// The largest MR and NR of any instantiation (sizes of the accumulator arrays).
-#define MAX_MR 8
+#define MAX_MR 6
 #define MAX_NR 4
 
 INLINE v16 load(const float *p) {
@@ -114,8 +118,6 @@ INLINE void block(const int MR, const int NR, int m, int k, const float *a, int 
   case 3: if (MR > 3) tile(3, NR, k, ar, lda, b, ldb, bias, beta, cr, ldc); break;
   case 4: if (MR > 4) tile(4, NR, k, ar, lda, b, ldb, bias, beta, cr, ldc); break;
   case 5: if (MR > 5) tile(5, NR, k, ar, lda, b, ldb, bias, beta, cr, ldc); break;
-  case 6: if (MR > 6) tile(6, NR, k, ar, lda, b, ldb, bias, beta, cr, ldc); break;
-  case 7: if (MR > 7) tile(7, NR, k, ar, lda, b, ldb, bias, beta, cr, ldc); break;
   default: break;
   }
 }
@@ -154,9 +156,9 @@ INSTANTIATE(generic, , 2, 1, 2, 1)
 #if defined(__x86_64__)
 // AVX2: 2 registers per vector: 2 × 3 or 3 × 2 accumulators (12 of 16 registers).
 INSTANTIATE(avx2, __attribute__((target("avx2,fma"))), 2, 3, 3, 2)
-// AVX-512: 1 register per vector: 4 × 4 or 8 × 2 accumulators (16 of 32 registers).
-INSTANTIATE(avx512, __attribute__((target("avx512f,avx512dq,avx512bw,avx512vl,avx2,fma"))), 4, 4, 8,
-            2)
+// AVX-512: 1 register per vector: 4 × 4 or 6 × 4 accumulators (up to 24 of 32 registers).
+INSTANTIATE(avx512, __attribute__((target("avx512f,avx512dq,avx512bw,avx512vl,avx2,fma"))), 4, 4, 6,
+            4)
 #endif
 
 void ck_small_gemm(int m, int n_begin, int n_end, int k, const float *a, int lda, const float *b,
@@ -170,4 +172,30 @@ void ck_small_gemm(int m, int n_begin, int n_end, int k, const float *a, int lda
   };
   if (m <= 0 || n_end <= n_begin) return;
   variants[ck_isa()](m, n_begin, n_end, k, a, lda, b, ldb, bias, beta, c, ldc);
+}
+
+// MARK: - Threads
+
+/// The arguments of ck_small_gemm_threads, for its parts.
+typedef struct {
+  int m, n, k, lda, ldb, ldc, parts;
+  const float *a, *b, *bias;
+  float beta;
+  float *c;
+} split_product;
+
+/// Part `part` of `parts`: columns of whole 4-column blocks (the widest tile).
+static void product_part(void *context, int part) {
+  const split_product *s = context;
+  const int blocks = (s->n + 3) / 4;
+  int begin = 4 * (int)((long)blocks * part / s->parts);
+  int end = 4 * (int)((long)blocks * (part + 1) / s->parts);
+  ck_small_gemm(s->m, begin, end < s->n ? end : s->n, s->k, s->a, s->lda, s->b, s->ldb, s->bias,
+                s->beta, s->c, s->ldc);
+}
+
+void ck_small_gemm_threads(int threads, int m, int n, int k, const float *a, int lda, const float *b,
+                           int ldb, const float *bias, float beta, float *c, int ldc) {
+  split_product s = {m, n, k, lda, ldb, ldc, threads < 1 ? 1 : threads, a, b, bias, beta, c};
+  ck_fork_join(threads, s.parts, product_part, &s);
 }

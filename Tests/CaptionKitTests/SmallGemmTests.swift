@@ -1,10 +1,11 @@
 import CKernels
+import Dispatch
 import XCTest
 
 @testable import CaptionKit
 
 /// CKernels' small-row product C = beta C + bias + A Wᵀ (and `BLAS.linear`, which routes to it)
-/// against a Double-precision loop on every instruction set: m = 1 … 9 and past the threshold,
+/// against a Double-precision loop on every instruction set: m = 1 … 9, 13 and past the threshold,
 /// n and k not multiples of the 16-float vectors, strides wider than the rows, column ranges, beta 0
 /// and 1, with and without bias; relative L2 error ≤ 1e-4 (seen: ~1e-7).
 final class SmallGemmTests: XCTestCase {
@@ -69,18 +70,28 @@ final class SmallGemmTests: XCTestCase {
     for isa in 0...ck_isa() {
       ck_set_isa(Int32(isa))
       XCTAssertEqual(ck_isa(), Int32(isa))
-      for m in 1...9 {
+      for m in Array(1...9) + [13] {
         for (n, k) in [(1, 1), (3, 5), (7, 16), (37, 33), (19, 100), (5, 47)] {
           for (beta, withBias) in [(Float(0), false), (1, false), (0, true), (1, true), (0.5, true)] {
-            let t = Case(m: m, n: n, k: k, pad: m % 3, seed: UInt64(m * 1000 + n * 10 + k))
-            let label = "ISA \(isa) m \(m) n \(n) k \(k) beta \(beta) bias \(withBias)"
-            let expected = t.expected(beta: beta, bias: withBias, columns: 0..<n)
-            // beta = 0 must not read C (NaN would spread)
-            if beta == 0 { for i in 0..<m { for j in 0..<n { t.c[i * t.ldc + j] = .nan } } }
-            ck_small_gemm(
-              Int32(m), 0, Int32(n), Int32(k), t.a.pointer, Int32(t.lda), t.w.pointer, Int32(t.ldw),
-              withBias ? t.bias.pointer : nil, beta, t.c.pointer, Int32(t.ldc))
-            check(t.c, expected, t, columns: 0..<n, label)
+            // threads 0: ck_small_gemm itself; 3: ck_small_gemm_threads, 3 column ranges
+            for threads in [0, 3] {
+              let t = Case(m: m, n: n, k: k, pad: m % 3, seed: UInt64(m * 1000 + n * 10 + k))
+              let label = "ISA \(isa) m \(m) n \(n) k \(k) beta \(beta) bias \(withBias) threads \(threads)"
+              let expected = t.expected(beta: beta, bias: withBias, columns: 0..<n)
+              // beta = 0 must not read C (NaN would spread)
+              if beta == 0 { for i in 0..<m { for j in 0..<n { t.c[i * t.ldc + j] = .nan } } }
+              let bias = withBias ? t.bias.pointer : nil
+              if threads == 0 {
+                ck_small_gemm(
+                  Int32(m), 0, Int32(n), Int32(k), t.a.pointer, Int32(t.lda), t.w.pointer, Int32(t.ldw), bias,
+                  beta, t.c.pointer, Int32(t.ldc))
+              } else {
+                ck_small_gemm_threads(
+                  Int32(threads), Int32(m), Int32(n), Int32(k), t.a.pointer, Int32(t.lda), t.w.pointer,
+                  Int32(t.ldw), bias, beta, t.c.pointer, Int32(t.ldc))
+              }
+              check(t.c, expected, t, columns: 0..<n, label)
+            }
           }
         }
       }
@@ -95,8 +106,8 @@ final class SmallGemmTests: XCTestCase {
     print("SmallGemmTests: worst relative L2 error \(largestError) (bound 1e-4)")
   }
 
-  /// `BLAS.linear` on 1 and 2 threads (products big enough to be split), both sides of
-  /// `SmallGemm.maxRows` (OpenBLAS past it), every instruction set.
+  /// `BLAS.linear` on 1 to 3 threads (from m = 2 on, the products are big enough to be split),
+  /// both sides of `SmallGemm.maxRows` (OpenBLAS past it), every instruction set.
   func testLinearMatchesDoubleReferenceOnBothPathsAndThreads() {
     defer {
       ck_set_isa(-1)
@@ -105,12 +116,11 @@ final class SmallGemmTests: XCTestCase {
     XCTAssertGreaterThanOrEqual(SmallGemm.maxRows, 8)
     for isa in 0...ck_isa() {
       ck_set_isa(Int32(isa))
-      for threads in [1, 2] {
+      for threads in [1, 2, 3] {
         BLAS.setThreads(threads)
         for m in [1, 3, 8, SmallGemm.maxRows, SmallGemm.maxRows + 1] {
           for (beta, withBias) in [(Float(0), true), (1, false), (1, true)] {
             let t = Case(m: m, n: 301, k: 257, pad: 1, seed: UInt64(m * 7 + threads))
-            XCTAssertGreaterThanOrEqual(t.m * t.n * t.k, SmallGemm.minimumParallelWork / 2)
             let expected = t.expected(beta: beta, bias: withBias, columns: 0..<t.n)
             BLAS.linear(
               m: m, n: t.n, k: t.k, x: t.a.pointer, ldx: t.lda, weight: t.w.pointer, ldw: t.ldw,
@@ -134,5 +144,37 @@ final class SmallGemmTests: XCTestCase {
     XCTAssertEqual(c.array, [1, 2, 3, 4, 5, 6])
     ck_small_gemm(2, 0, 3, 0, one.pointer, 0, one.pointer, 0, bias.pointer, 2, c.pointer, 3)
     XCTAssertEqual(c.array, [12, 24, 36, 18, 30, 42])
+  }
+
+  /// ForkJoin: every part runs exactly once, for any count of parts and threads, also when several
+  /// threads call at once (all but one then run their parts themselves).
+  func testForkJoinRunsEveryPartOnce() {
+    let body: @convention(c) (UnsafeMutableRawPointer?, Int32) -> Void = { context, part in
+      context!.assumingMemoryBound(to: Int32.self)[Int(part)] += 1
+    }
+    for threads in 1...4 {
+      for parts in [0, 1, 2, 3, 7, 64] {
+        var counts = [Int32](repeating: 0, count: max(parts, 1))
+        for _ in 0..<20 {
+          counts.withUnsafeMutableBufferPointer {
+            ck_fork_join(Int32(threads), Int32(parts), body, $0.baseAddress)
+          }
+        }
+        XCTAssertEqual(
+          counts, [Int32](repeating: parts == 0 ? 0 : 20, count: max(parts, 1)),
+          "\(threads) threads \(parts) parts")
+      }
+    }
+    let callers = 4
+    let counts = UnsafeMutablePointer<Int32>.allocate(capacity: callers * 8)
+    counts.initialize(repeating: 0, count: callers * 8)
+    defer { counts.deallocate() }
+    let shared = UncheckedSendable(counts)
+    DispatchQueue.concurrentPerform(iterations: callers) { caller in
+      for _ in 0..<500 { ck_fork_join(2, 8, body, shared.value + caller * 8) }
+    }
+    XCTAssertEqual(
+      Array(UnsafeBufferPointer(start: counts, count: callers * 8)),
+      [Int32](repeating: 500, count: callers * 8))
   }
 }

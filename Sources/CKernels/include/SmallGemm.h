@@ -12,4 +12,9 @@
 void ck_small_gemm(int m, int n_begin, int n_end, int k, const float *a, int lda, const float *b,
                    int ldb, const float *bias, float beta, float *c, int ldc);
 
+/// The same product over all columns, shared out between up to `threads` threads (the caller and
+/// ForkJoin.h's pool threads) in ranges of whole 4-column blocks.
+void ck_small_gemm_threads(int threads, int m, int n, int k, const float *a, int lda, const float *b,
+                           int ldb, const float *bias, float beta, float *c, int ldc);
+
 #endif

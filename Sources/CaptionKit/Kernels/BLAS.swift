@@ -1,6 +1,7 @@
 import COpenBLAS
 
-/// Everything matrix-shaped goes through these two calls (row-major, OpenBLAS).
+/// Everything matrix-shaped goes through `gemm` (row-major, OpenBLAS) or `linear` (SmallGemm.swift:
+/// products by a weight matrix, few rows in CKernels, many in OpenBLAS).
 public enum BLAS {
   /// C[m×n] = alpha · op(A) · op(B) + beta · C, where op(A) is m×k and op(B) is k×n.
   /// `lda`, `ldb`, `ldc` are the row strides of A, B, C as stored.
@@ -15,17 +16,6 @@ public enum BLAS {
       CblasRowMajor, transA ? CblasTrans : CblasNoTrans, transB ? CblasTrans : CblasNoTrans,
       blasint(m), blasint(n), blasint(k), alpha, a, blasint(lda), b, blasint(ldb), beta, c,
       blasint(ldc))
-  }
-
-  /// y[m] = alpha · op(A) · x + beta · y, A stored m×n row-major (op(A) = Aᵀ when `trans`).
-  @inline(__always)
-  public static func gemv(
-    trans: Bool, m: Int, n: Int, alpha: Float = 1, a: UnsafePointer<Float>, lda: Int,
-    x: UnsafePointer<Float>, beta: Float = 0, y: UnsafeMutablePointer<Float>
-  ) {
-    cblas_sgemv(
-      CblasRowMajor, trans ? CblasTrans : CblasNoTrans, blasint(m), blasint(n), alpha, a,
-      blasint(lda), x, 1, beta, y, 1)
   }
 
   /// The number of threads OpenBLAS uses from now on.
