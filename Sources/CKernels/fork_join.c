@@ -75,14 +75,17 @@ static void *pool_thread(void *argument) {
     // the next job: spin for a while, then sleep
     uint64_t t = atomic_load(&ticket);
     int64_t deadline = now_ns() + SPIN_NS;
-    for (int spins = 0; generation_of(t) == seen; spins++) {
+    for (int spins = 1; generation_of(t) == seen; spins++) {
       spin_pause();
-      if ((spins & 255) == 255 && now_ns() > deadline) {
-        pthread_mutex_lock(&lock);
-        atomic_fetch_add(&sleeping, 1);
-        while (generation_of(atomic_load(&ticket)) == seen) pthread_cond_wait(&wake, &lock);
-        atomic_fetch_sub(&sleeping, 1);
-        pthread_mutex_unlock(&lock);
+      if (spins % 256 == 0) {
+        sched_yield();  // now and then, let another runnable thread have this core
+        if (now_ns() > deadline) {
+          pthread_mutex_lock(&lock);
+          atomic_fetch_add(&sleeping, 1);
+          while (generation_of(atomic_load(&ticket)) == seen) pthread_cond_wait(&wake, &lock);
+          atomic_fetch_sub(&sleeping, 1);
+          pthread_mutex_unlock(&lock);
+        }
       }
       t = atomic_load(&ticket);
     }
