@@ -3,7 +3,9 @@
 // A decoder step's products take ~20–60 µs each; handing half of one to a GCD worker costs about
 // that much (the worker sleeps between products), so the split gained ~10% where a thread that
 // spins for the next job gains ~2× (measured, 2 cores). Here pool threads spin for SPIN_NS after
-// each job, then sleep on a condition variable.
+// each job (yielding now and then), then sleep on a condition variable. Linux tends to wake a
+// thread on its waker's CPU; a pool thread that finds itself on the caller's CPU moves away (in
+// the bench it otherwise stayed there for whole runs, and the two threads only took turns).
 //
 // A job is published as one 64-bit ticket: generation (32 bits) | helpers (8) | parts (12) |
 // next unclaimed part (12). Whoever takes part (the caller, pool threads 0 … helpers − 1) claims
@@ -11,6 +13,10 @@
 // from, and reads the job's body and context only after a successful claim (they are written
 // before the ticket that publishes them). The caller returns once `finished` reaches the count of
 // parts; it never waits for a pool thread that has not claimed anything.
+
+#if defined(__linux__)
+#define _GNU_SOURCE  // sched_getcpu, CPU_SET, sched_setaffinity
+#endif
 
 #include "ForkJoin.h"
 
@@ -35,6 +41,9 @@ static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t wake = PTHREAD_COND_INITIALIZER;
 /// Pool threads started so far (under `lock`).
 static int started;
+
+/// The CPU the caller of the current job ran on when it published it (−1: unknown).
+static atomic_int caller_cpu = -1;
 
 /// The current job's work (see above for when they may be read).
 static void (*job_body)(void *, int);
@@ -68,8 +77,30 @@ static void run_parts(uint32_t generation) {
   }
 }
 
+/// If this pool thread shares the caller's CPU (the scheduler tends to wake a thread on the CPU of
+/// the thread that woke it), moves it to another one of `allowed`: two threads on one core would
+/// only take turns. The affinity is set back to `allowed` at once; the thread stays where it went.
+static void leave_caller_cpu(const void *allowed) {
+#if defined(__linux__)
+  const cpu_set_t *mask = allowed;
+  int cpu = sched_getcpu(), caller = atomic_load(&caller_cpu);
+  if (cpu < 0 || cpu != caller || !CPU_ISSET(cpu, mask) || CPU_COUNT(mask) < 2) return;
+  cpu_set_t others = *mask;
+  CPU_CLR(cpu, &others);
+  if (sched_setaffinity(0, sizeof others, &others) == 0) sched_setaffinity(0, sizeof *mask, mask);
+#else
+  (void)allowed;
+#endif
+}
+
 static void *pool_thread(void *argument) {
   const int index = (int)(intptr_t)argument;
+#if defined(__linux__)
+  cpu_set_t allowed;
+  if (sched_getaffinity(0, sizeof allowed, &allowed) != 0) CPU_ZERO(&allowed);
+#else
+  const int allowed = 0;
+#endif
   uint32_t seen = generation_of(atomic_load(&ticket));
   for (;;) {
     // the next job: spin for a while, then sleep
@@ -90,7 +121,10 @@ static void *pool_thread(void *argument) {
       t = atomic_load(&ticket);
     }
     seen = generation_of(t);
-    if (index < helpers_of(t)) run_parts(seen);
+    if (index < helpers_of(t)) {
+      leave_caller_cpu(&allowed);
+      run_parts(seen);
+    }
   }
   return NULL;
 }
@@ -125,6 +159,9 @@ void ck_fork_join(int threads, int parts, void (*body)(void *context, int part),
   // `sleeping` count: a thread about to sleep either sees this ticket or is woken below).
   job_body = body;
   job_context = context;
+#if defined(__linux__)
+  atomic_store(&caller_cpu, sched_getcpu());
+#endif
   atomic_store(&finished, 0);
   uint32_t generation = generation_of(atomic_load(&ticket)) + 1;
   atomic_store(&ticket, (uint64_t)generation << 32 | (uint64_t)helpers << 24 | (uint64_t)parts << 12);
