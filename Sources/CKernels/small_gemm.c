@@ -11,7 +11,7 @@
 // ~4 rows the time is that of streaming B; beyond, that of the m · n · k multiply-adds. Measured
 // on the bench decoder's weights (8.3 MB a step; one thread, AVX-512, Zen 5): 1 row 77 µs, 5 rows
 // 115 µs, against 90 µs for OpenBLAS 0.3.21's sgemv (one row) and 690 µs for its sgemm at 5 rows
-// (it packs B whatever m is).
+// (it packs B whatever m is); 0.66 ms against 1.27 ms for sgemm at 32 rows.
 //
 // Vectors are 16 floats (clang's vector extensions), as in winograd.c: one register with AVX-512,
 // two with AVX2 + FMA, four SSE registers in the baseline build; MR and NR per instruction set keep
