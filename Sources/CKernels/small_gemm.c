@@ -13,50 +13,18 @@
 // 115 µs, against 90 µs for OpenBLAS 0.3.21's sgemv (one row) and 690 µs for its sgemm at 5 rows
 // (it packs B whatever m is); 0.66 ms against 1.27 ms for sgemm at 32 rows.
 //
-// Vectors are 16 floats (clang's vector extensions), as in winograd.c: one register with AVX-512,
-// two with AVX2 + FMA, four SSE registers in the baseline build; MR and NR per instruction set keep
-// the accumulators in registers. The last step over k loads zero-padded partial vectors.
+// Vectors are 16 floats (vector16.h): one register with AVX-512, two with AVX2 + FMA, four SSE
+// registers in the baseline build; MR and NR per instruction set keep the accumulators in
+// registers. The last step over k loads zero-padded partial vectors.
 
-#include "CKernels.h"
 #include "ForkJoin.h"
 #include "SmallGemm.h"
 
-#include <string.h>
-
-// Always-inline helpers take 16-float vectors (see winograd.c).
-#pragma clang diagnostic ignored "-Wpsabi"
-
-typedef float v16 __attribute__((vector_size(64)));
-typedef float v8 __attribute__((vector_size(32)));
-typedef float v4 __attribute__((vector_size(16)));
-
-#define INLINE static inline __attribute__((always_inline))
+#include "vector16.h"
 
 /// The largest MR and NR of any instantiation (sizes of the accumulator arrays).
 #define MAX_MR 6
 #define MAX_NR 4
-
-INLINE v16 load(const float *p) {
-  v16 v;
-  memcpy(&v, p, sizeof v);
-  return v;
-}
-
-/// p[0 … count − 1] (count < 16), zero after.
-INLINE v16 load_partial(const float *p, int count) {
-  float staged[16] = {0};
-  memcpy(staged, p, sizeof(float) * (size_t)count);
-  return load(staged);
-}
-
-INLINE v16 zero(void) { return (v16){0}; }
-
-INLINE float horizontal_sum(v16 v) {
-  v8 a = __builtin_shufflevector(v, v, 0, 1, 2, 3, 4, 5, 6, 7) +
-         __builtin_shufflevector(v, v, 8, 9, 10, 11, 12, 13, 14, 15);
-  v4 b = __builtin_shufflevector(a, a, 0, 1, 2, 3) + __builtin_shufflevector(a, a, 4, 5, 6, 7);
-  return (b[0] + b[2]) + (b[1] + b[3]);
-}
 
 /// The tile of C at rows a … a + MR − 1 and columns b … b + NR − 1 (pointers already offset).
 INLINE void tile(const int MR, const int NR, int k, const float *a, int lda, const float *b,
@@ -82,10 +50,10 @@ INLINE void tile(const int MR, const int NR, int k, const float *a, int lda, con
     const int count = k - p;
     v16 w[MAX_NR];
 #pragma clang loop unroll(full)
-    for (int j = 0; j < NR; j++) w[j] = load_partial(b + (size_t)j * ldb + p, count);
+    for (int j = 0; j < NR; j++) w[j] = load_first(b + (size_t)j * ldb + p, count, 0);
 #pragma clang loop unroll(full)
     for (int i = 0; i < MR; i++) {
-      v16 x = load_partial(a + (size_t)i * lda + p, count);
+      v16 x = load_first(a + (size_t)i * lda + p, count, 0);
 #pragma clang loop unroll(full)
       for (int j = 0; j < NR; j++) acc[i][j] += x * w[j];
     }
@@ -135,44 +103,36 @@ INLINE void small_gemm(const int MR, const int NR, int m, int n_begin, int n_end
 
 // MARK: - Instantiations and dispatch
 
-typedef void (*small_gemm_fn)(int, int, int, int, const float *, int, const float *, int,
-                              const float *, float, float *, int);
+#define SMALL_PARAMS                                                                               \
+  (int m, int n_begin, int n_end, int k, const float *a, int lda, const float *b, int ldb,        \
+   const float *bias, float beta, float *c, int ldc)
+#define SMALL_ARGS (m, n_begin, n_end, k, a, lda, b, ldb, bias, beta, c, ldc)
 
-/// Up to FEW_MR rows: tiles of all m rows × FEW_NR columns; more rows: tiles of MR × NR.
-#define INSTANTIATE(NAME, TARGET, FEW_MR, FEW_NR, MR, NR)                                        \
-  TARGET static void small_gemm_##NAME(int m, int n_begin, int n_end, int k, const float *a,      \
-                                       int lda, const float *b, int ldb, const float *bias,       \
-                                       float beta, float *c, int ldc) {                           \
-    if (m <= FEW_MR)                                                                              \
-      small_gemm(FEW_MR, FEW_NR, m, n_begin, n_end, k, a, lda, b, ldb, bias, beta, c, ldc);       \
-    else                                                                                          \
-      small_gemm(MR, NR, m, n_begin, n_end, k, a, lda, b, ldb, bias, beta, c, ldc);               \
-  }
+// Tile shapes (MR × NR) measured on the bench decoder's weights (Zen 5, one thread).
 
-// Tile shapes measured on the bench decoder's weights (Zen 5, one thread; see SmallGemm.swift).
-// Baseline: a vector is 4 SSE registers: 2 × 1 accumulators.
-INSTANTIATE(generic, , 2, 1, 2, 1)
-
-#if defined(__x86_64__)
-// AVX2: 2 registers per vector: 2 × 3 or 3 × 2 accumulators (12 of 16 registers).
-INSTANTIATE(avx2, __attribute__((target("avx2,fma"))), 2, 3, 3, 2)
-// AVX-512: 1 register per vector: 4 × 4 or 6 × 4 accumulators (up to 24 of 32 registers).
-INSTANTIATE(avx512, __attribute__((target("avx512f,avx512dq,avx512bw,avx512vl,avx2,fma"))), 4, 4, 6,
-            4)
-#endif
-
-void ck_small_gemm(int m, int n_begin, int n_end, int k, const float *a, int lda, const float *b,
-                   int ldb, const float *bias, float beta, float *c, int ldc) {
-  static const small_gemm_fn variants[] = {
-      small_gemm_generic,
-#if defined(__x86_64__)
-      small_gemm_avx2,
-      small_gemm_avx512,
-#endif
-  };
-  if (m <= 0 || n_end <= n_begin) return;
-  variants[ck_isa()](m, n_begin, n_end, k, a, lda, b, ldb, bias, beta, c, ldc);
+/// Baseline: a vector is 4 SSE registers: 2 × 1 accumulators.
+INLINE void small_gemm_2x1 SMALL_PARAMS {
+  small_gemm(2, 1, m, n_begin, n_end, k, a, lda, b, ldb, bias, beta, c, ldc);
 }
+
+/// AVX2: 2 registers per vector: 2 × 3 or 3 × 2 accumulators (12 of 16 registers).
+INLINE void small_gemm_3x2 SMALL_PARAMS {
+  if (m <= 2)
+    small_gemm(2, 3, m, n_begin, n_end, k, a, lda, b, ldb, bias, beta, c, ldc);
+  else
+    small_gemm(3, 2, m, n_begin, n_end, k, a, lda, b, ldb, bias, beta, c, ldc);
+}
+
+/// AVX-512: 1 register per vector: 4 × 4 or 6 × 4 accumulators (up to 24 of 32 registers).
+INLINE void small_gemm_6x4 SMALL_PARAMS {
+  if (m <= 4)
+    small_gemm(4, 4, m, n_begin, n_end, k, a, lda, b, ldb, bias, beta, c, ldc);
+  else
+    small_gemm(6, 4, m, n_begin, n_end, k, a, lda, b, ldb, bias, beta, c, ldc);
+}
+
+CK_INSTANTIATE_EACH(ck_small_gemm, SMALL_PARAMS, SMALL_ARGS, small_gemm_2x1, small_gemm_3x2,
+                    small_gemm_6x4)
 
 // MARK: - Threads
 

@@ -11,10 +11,11 @@ import CKernels
 /// out between the compute threads (`Parallel.threads`) through CKernels' fork-join pool, whose
 /// threads spin between the products of a step (a GCD hand-off costs about as much as a product).
 public enum SmallGemm {
-  /// The most rows `BLAS.linear` gives the small-row kernel. Measured on the bench decoder's three
-  /// weights (2048×256, 2048×512, 1000×512), against sgemm: 0.3–0.6× its time at 8 to 48 rows on
-  /// AVX-512, 0.5–0.95× on AVX2 (its crossover is ~64 rows), on 1 and 2 threads.
-  public static let maxRows = 48
+  /// The most rows `BLAS.linear` and `Linear` give the small-row kernel. Measured with AVX-512 on
+  /// 2048 × 512 weights, 2 threads: 0.28× the time of `Gemm` (which packs W at every call) at 8
+  /// rows, 0.6× at 16, even at 32, 1.07× at 48, and `Gemm` ahead for the encoder's 32 × 4096 input;
+  /// against OpenBLAS's sgemm, 0.3–0.6× from 8 to 48 rows.
+  public static let maxRows = 16
 
   /// Multiply-adds (m·n·k) below which one thread does the whole product (about 5 µs of work).
   static let minimumParallelWork = 1 << 17
@@ -37,7 +38,7 @@ public enum SmallGemm {
 extension BLAS {
   /// y [m, n] = beta · y + bias + x [m, k] · Wᵀ for weights W [n, k] (PyTorch's [out, in]; row
   /// strides ldx, ldw, ldy): `SmallGemm` up to `SmallGemm.maxRows` rows (decoder steps), OpenBLAS's
-  /// sgemm beyond (training's batches of steps). `bias` [n] may be nil; beta = 0 does not read y.
+  /// sgemm beyond (beam search over many images). `bias` [n] may be nil; beta = 0 does not read y.
   public static func linear(
     m: Int, n: Int, k: Int, x: UnsafePointer<Float>, ldx: Int, weight: UnsafePointer<Float>, ldw: Int,
     bias: UnsafePointer<Float>? = nil, beta: Float = 0, y: UnsafeMutablePointer<Float>, ldy: Int

@@ -37,7 +37,8 @@ public final class Linear {
     if rows <= SmallGemm.maxRows {
       // y = b + x Wᵀ with each row of W read once for all rows (decoder steps, one image's v)
       BLAS.linear(
-        m: rows, n: outFeatures, k: inFeatures, x: input.pointer, ldx: inFeatures, weight: weight.value.pointer,
+        m: rows, n: outFeatures, k: inFeatures, x: input.pointer, ldx: inFeatures,
+        weight: weight.value.pointer,
         ldw: inFeatures, bias: bias.value.pointer, y: output.pointer, ldy: outFeatures)
       return output
     }
