@@ -207,6 +207,78 @@ final class ElementwiseKernelTests: XCTestCase {
     print("LSTM cell kernels: largest relative L2 error \(largest) (bound 4e-6)")
   }
 
+  /// The peephole cell's forward and backward against Double loops, as the LSTM's above.
+  func testPeepholeCellMatchesDoubleReferenceOnEveryInstructionSet() {
+    var largest = 0.0
+    forEveryInstructionSet {
+      for (batch, H) in [(3, 1), (2, 16), (3, 17), (2, 40)] {
+        let seed = UInt64(batch * 1000 + H)
+        for scale: Float in [0.1, 3, 12] {
+          let pre = randomTensor([batch, 4 * H], scale: scale, seed: seed)
+          let peep = randomTensor([3, H], scale: 1, seed: seed + 4)
+          let cPrev = randomTensor([batch, H], scale: 2, seed: seed + 1)
+          let dh = randomTensor([batch, H], seed: seed + 2)
+          let dcNext = randomTensor([batch, H], seed: seed + 3)
+          let dpeepStart = randomTensor([3, H], seed: seed + 5)
+          var (gates, c, tc, h) = ([Double](), [Double](), [Double](), [Double]())
+          var dpre = [Double](repeating: 0, count: batch * 4 * H)
+          var dcPrev = [Double]()
+          var dpeep = dpeepStart.array.map(Double.init)
+          for b in 0..<batch {
+            let a = (0..<4 * H).map { Double(pre[b * 4 * H + $0]) }
+            let p = (0..<3 * H).map { Double(peep[$0]) }
+            let cp = (0..<H).map { Double(cPrev[b * H + $0]) }
+            let i = (0..<H).map { sigmoid(a[$0] + p[$0] * cp[$0]) }
+            let f = (0..<H).map { sigmoid(a[H + $0] + p[H + $0] * cp[$0]) }
+            let g = (0..<H).map { Foundation.tanh(a[2 * H + $0]) }
+            let cNew = (0..<H).map { f[$0] * cp[$0] + i[$0] * g[$0] }
+            let o = (0..<H).map { sigmoid(a[3 * H + $0] + p[2 * H + $0] * cNew[$0]) }
+            gates += i + f + g + o
+            for j in 0..<H {
+              let tj = Foundation.tanh(cNew[j])
+              c.append(cNew[j])
+              tc.append(tj)
+              h.append(o[j] * tj)
+              let dhj = Double(dh[b * H + j])
+              let dAo = dhj * tj * o[j] * (1 - o[j])
+              let dcj = Double(dcNext[b * H + j]) + dhj * o[j] * (1 - tj * tj) + dAo * p[2 * H + j]
+              let dAi = dcj * g[j] * i[j] * (1 - i[j])
+              let dAf = dcj * cp[j] * f[j] * (1 - f[j])
+              dpre[b * 4 * H + j] = dAi
+              dpre[b * 4 * H + H + j] = dAf
+              dpre[b * 4 * H + 2 * H + j] = dcj * i[j] * (1 - g[j] * g[j])
+              dpre[b * 4 * H + 3 * H + j] = dAo
+              dcPrev.append(dcj * f[j] + dAi * p[j] + dAf * p[H + j])
+              dpeep[j] += dAi * cp[j]
+              dpeep[H + j] += dAf * cp[j]
+              dpeep[2 * H + j] += dAo * cNew[j]
+            }
+          }
+          let label = "ISA \(ck_isa()) B\(batch) H\(H) scale \(scale)"
+          let (gatesOut, state) = (pre.clone(), cPrev.clone())
+          let (tanhC, hOut) = (Tensor(zeros: [batch, H]), Tensor(zeros: [batch, H]))
+          PeepholeCell.forward(
+            gates: gatesOut.pointer, peep: peep.pointer, cPrev: cPrev.pointer, c: state.pointer,
+            tanhC: tanhC.pointer, h: hOut.pointer, batch: batch, hidden: H)
+          let (dpreOut, dc, dpeepOut) = (Tensor(zeros: [batch, 4 * H]), dcNext.clone(), dpeepStart.clone())
+          PeepholeCell.backward(
+            dpre: dpreOut.pointer, dc: dc.pointer, dpeep: dpeepOut.pointer, dh: dh.pointer,
+            gates: gatesOut.pointer, peep: peep.pointer, cPrev: cPrev.pointer, c: state.pointer,
+            tanhC: tanhC.pointer, batch: batch, hidden: H)
+          for (name, ours, expected) in [
+            ("gates", gatesOut, gates), ("c", state, c), ("tanh c", tanhC, tc), ("h", hOut, h),
+            ("dpre", dpreOut, dpre), ("dc", dc, dcPrev), ("dpeep", dpeepOut, dpeep),
+          ] {
+            let error = relativeError(ours.array, expected)
+            largest = max(largest, error)
+            XCTAssertLessThanOrEqual(error, 4e-6, "peephole \(name) \(label)")
+          }
+        }
+      }
+    }
+    print("peephole cell kernels: largest relative L2 error \(largest) (bound 4e-6)")
+  }
+
   // MARK: Softmax
 
   /// Softmax and loss over row lengths around the vectors, logits spread up to ±90 (e^x's clamps and
