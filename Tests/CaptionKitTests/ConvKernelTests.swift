@@ -13,14 +13,7 @@ final class ConvKernelTests: XCTestCase {
 
   /// ‖a − b‖₂ / ‖b‖₂.
   private func relativeError(_ a: Tensor, _ b: [Double]) -> Double {
-    precondition(a.count == b.count)
-    var difference = 0.0
-    var norm = 0.0
-    for i in 0..<b.count {
-      difference += (Double(a[i]) - b[i]) * (Double(a[i]) - b[i])
-      norm += b[i] * b[i]
-    }
-    let error = (difference / max(norm, 1e-300)).squareRoot()
+    let error = relativeL2Error(a.array, b)
     largestError = max(largestError, error)
     return error
   }

@@ -20,15 +20,17 @@ final class ElementwiseKernelTests: XCTestCase {
     }
   }
 
-  /// ‖a − b‖₂ / ‖b‖₂.
-  private func relativeError(_ a: [Float], _ b: [Double]) -> Double {
-    precondition(a.count == b.count)
-    var (difference, norm) = (0.0, 0.0)
-    for i in 0..<b.count {
-      difference += (Double(a[i]) - b[i]) * (Double(a[i]) - b[i])
-      norm += b[i] * b[i]
+  /// Each (name, result, Double reference) within `bound` relative L2 error; returns the largest.
+  private func assertClose(_ results: [(String, Tensor, [Double])], within bound: Double, _ label: String)
+    -> Double
+  {
+    var largest = 0.0
+    for (name, ours, expected) in results {
+      let error = relativeL2Error(ours.array, expected)
+      largest = max(largest, error)
+      XCTAssertLessThanOrEqual(error, bound, "\(name) \(label)")
     }
-    return (difference / max(norm, 1e-300)).squareRoot()
+    return largest
   }
 
   // MARK: Adam
@@ -193,14 +195,11 @@ final class ElementwiseKernelTests: XCTestCase {
           LSTMCell.backward(
             dpre: dpreOut.pointer, dc: dc.pointer, dh: dh.pointer, gates: gatesOut.pointer,
             cPrev: cPrev.pointer, tanhC: tanhC.pointer, batch: batch, hidden: H)
-          for (name, ours, expected) in [
+          let results = [
             ("gates", gatesOut, gates), ("c", state, c), ("tanh c", tanhC, tc), ("h", hOut, h),
             ("dpre", dpreOut, dpre), ("dc", dc, dcPrev),
-          ] {
-            let error = relativeError(ours.array, expected)
-            largest = max(largest, error)
-            XCTAssertLessThanOrEqual(error, 4e-6, "\(name) \(label)")
-          }
+          ]
+          largest = max(largest, assertClose(results, within: 4e-6, label))
         }
       }
     }
@@ -265,14 +264,11 @@ final class ElementwiseKernelTests: XCTestCase {
             dpre: dpreOut.pointer, dc: dc.pointer, dpeep: dpeepOut.pointer, dh: dh.pointer,
             gates: gatesOut.pointer, peep: peep.pointer, cPrev: cPrev.pointer, c: state.pointer,
             tanhC: tanhC.pointer, batch: batch, hidden: H)
-          for (name, ours, expected) in [
+          let results = [
             ("gates", gatesOut, gates), ("c", state, c), ("tanh c", tanhC, tc), ("h", hOut, h),
             ("dpre", dpreOut, dpre), ("dc", dc, dcPrev), ("dpeep", dpeepOut, dpeep),
-          ] {
-            let error = relativeError(ours.array, expected)
-            largest = max(largest, error)
-            XCTAssertLessThanOrEqual(error, 4e-6, "peephole \(name) \(label)")
-          }
+          ]
+          largest = max(largest, assertClose(results, within: 4e-6, "peephole \(label)"))
         }
       }
     }
@@ -307,7 +303,7 @@ final class ElementwiseKernelTests: XCTestCase {
           let label = "ISA \(ck_isa()) \(rows)×\(classes) scale \(scale) threads \(threads)"
           let softmax = SoftmaxCrossEntropy()
           let ours = softmax.forward(logits: logits, targets: targets, ignoreIndex: 0)
-          let error = relativeError(softmax.probabilities!.array, expected)
+          let error = relativeL2Error(softmax.probabilities!.array, expected)
           largest = max(largest, error)
           XCTAssertLessThanOrEqual(error, 1e-6, "probabilities \(label)")
           let reference = counted == 0 ? 0 : loss / Double(counted)
@@ -381,7 +377,7 @@ final class ElementwiseKernelTests: XCTestCase {
               Int32(m), Int32(n), Int32(k), a.pointer, Int32(lda), transA ? 1 : 0, packed.pointer,
               direct.pointer, Int32(ldc), accumulate ? 1 : 0, begin, end)
           }
-          var error = relativeError(direct.array, expected)
+          var error = relativeL2Error(direct.array, expected)
           largest = max(largest, error)
           XCTAssertLessThanOrEqual(error, 1e-5, "kernel \(label)")
           // through Gemm, on 1 and 2 threads
@@ -392,7 +388,7 @@ final class ElementwiseKernelTests: XCTestCase {
             Gemm.multiply(
               transA: transA, transB: transB, m: m, n: n, k: k, a: a.pointer, lda: lda, b: b.pointer,
               ldb: ldb, accumulate: accumulate, c: routed.pointer, ldc: ldc, workspace: PackedMatrix())
-            error = relativeError(routed.array, expected)
+            error = relativeL2Error(routed.array, expected)
             largest = max(largest, error)
             XCTAssertLessThanOrEqual(error, 1e-5, "Gemm threads \(threads) \(label)")
           }
@@ -431,7 +427,8 @@ final class ElementwiseKernelTests: XCTestCase {
             ldc: n)
         }
         results.append(c.array)
-        XCTAssertLessThanOrEqual(relativeError(c.array, expected), 1e-5, "ISA \(ck_isa()) threads \(threads)")
+        XCTAssertLessThanOrEqual(
+          relativeL2Error(c.array, expected), 1e-5, "ISA \(ck_isa()) threads \(threads)")
       }
       if Gemm.usesKernels { XCTAssertEqual(results[0], results[1]) }
     }

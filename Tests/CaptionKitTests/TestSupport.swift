@@ -3,6 +3,17 @@ import XCTest
 
 @testable import CaptionKit
 
+/// ‖a − b‖₂ / ‖b‖₂: a Float result against its Double-precision reference.
+func relativeL2Error(_ a: [Float], _ b: [Double]) -> Double {
+  precondition(a.count == b.count)
+  var (difference, norm) = (0.0, 0.0)
+  for i in 0..<b.count {
+    difference += (Double(a[i]) - b[i]) * (Double(a[i]) - b[i])
+    norm += b[i] * b[i]
+  }
+  return (difference / max(norm, 1e-300)).squareRoot()
+}
+
 /// The package's root folder (where Package.swift is).
 let packageRoot: String = URL(fileURLWithPath: #filePath)
   .deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent().path

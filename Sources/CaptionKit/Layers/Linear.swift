@@ -36,10 +36,10 @@ public final class Linear {
     let output = reuseWorkspace(&self.output, shape: [rows, outFeatures])
     if rows <= SmallGemm.maxRows {
       // y = b + x Wᵀ with each row of W read once for all rows (decoder steps, one image's v)
-      BLAS.linear(
-        m: rows, n: outFeatures, k: inFeatures, x: input.pointer, ldx: inFeatures,
+      SmallGemm.multiply(
+        m: rows, n: outFeatures, k: inFeatures, a: input.pointer, lda: inFeatures,
         weight: weight.value.pointer,
-        ldw: inFeatures, bias: bias.value.pointer, y: output.pointer, ldy: outFeatures)
+        ldw: inFeatures, bias: bias.value.pointer, c: output.pointer, ldc: outFeatures)
       return output
     }
     // Every row starts as the bias, then y += x [N, in] · Wᵀ [in, out].

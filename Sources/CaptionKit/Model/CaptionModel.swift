@@ -26,7 +26,8 @@ public final class CaptionModel {
   public var sceneLoss: SceneLoss?
   /// The scene loss of the last `forward` (0 without one or without image ids), before its weight.
   public private(set) var lastSceneLoss: Float = 0
-  private var sceneLossActive = false
+  /// The auxiliary heads the last `forward` used, whose gradients `backward` adds into dv.
+  private var activeAuxiliaryHeads: [AuxiliaryHead] = []
 
   // Workspaces, reused while shapes stay the same.
   private var imageRows = Tensor(zeros: [0])  // [R, Dv]: v replicated K times
@@ -96,8 +97,9 @@ public final class CaptionModel {
     lastWordLoss =
       wordLoss?.forward(v: v, targetTokens: targetTokens, steps: steps, captionsPerImage: captionsPerImage)
       ?? 0
-    sceneLossActive = sceneLoss != nil && !imageIds.isEmpty
-    lastSceneLoss = sceneLossActive ? sceneLoss!.forward(v: v, imageIds: imageIds) : 0
+    let sceneLossUsed = sceneLoss != nil && !imageIds.isEmpty
+    lastSceneLoss = sceneLossUsed ? sceneLoss!.forward(v: v, imageIds: imageIds) : 0
+    activeAuxiliaryHeads = [wordLoss?.auxiliary, sceneLossUsed ? sceneLoss?.auxiliary : nil].compactMap { $0 }
     let vRows = replicateRows(v, times: captionsPerImage)  // [R, Dv]
     var x = embed.forward(tokens: inputTokens)  // [T·R, E]
     x = embedDropout.forward(x, training: training, generator: &generator)
@@ -122,13 +124,8 @@ public final class CaptionModel {
     let embedGrad = embedDropout.backward(xGrad.view(shape: [xGrad.count / config.embed, config.embed]))
     embed.backward(embedGrad)
     let vGrad = sumRowGroups(vRowsGrad, groupSize: captionsPerImage)
-    if let wordLoss {
-      let wordGrad = wordLoss.backward()  // [B, Dv]
-      for i in 0..<vGrad.count { vGrad.pointer[i] += wordGrad.pointer[i] }
-    }
-    if let sceneLoss, sceneLossActive {
-      let sceneGrad = sceneLoss.backward()  // [B, Dv]
-      for i in 0..<vGrad.count { vGrad.pointer[i] += sceneGrad.pointer[i] }
+    for head in activeAuxiliaryHeads {
+      Elementwise.add(head.backward().pointer, into: vGrad.pointer, count: vGrad.count)  // weight · dloss/dv [B, Dv]
     }
     if imageGrad { return encoder.backward(vGrad, needInputGrad: true) }
     encoder.backward(vGrad)

@@ -48,9 +48,6 @@ public final class SceneLoss {
       }
     }
   }
-
-  /// The gradient of weight · loss_scene: accumulates the head's, returns dv [B, Dv].
-  public func backward() -> Tensor { auxiliary.backward() }
 }
 
 /// The questions of the scene loss: which shape and colour names (sorted, as the training scenes

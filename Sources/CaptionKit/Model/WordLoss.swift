@@ -38,7 +38,4 @@ public final class WordLoss {
       }
     }
   }
-
-  /// The gradient of weight · loss_words: accumulates the head's, returns dv [B, Dv].
-  public func backward() -> Tensor { auxiliary.backward() }
 }
