@@ -168,7 +168,7 @@ struct ModelOptions: ParsableArguments {
 struct OptimisationOptions: ParsableArguments {
   @Option(help: "Passes over the training images (default 12).") var epochs: Int?
   @Option(help: "Images per batch (default 32).") var batchSize: Int?
-  @Option(help: "Captions trained per image in a batch, sharing one encoder pass (default 5).")
+  @Option(help: "Captions trained per image in a batch, sharing one encoder pass (default 2).")
   var captionsPerImage: Int?
   @Option(help: "Adam learning rate (default 2e-3).") var lr: Float?
   @Option(help: "Learning-rate schedule after warm-up: cosine, step, constant (default cosine).")
@@ -185,8 +185,8 @@ struct OptimisationOptions: ParsableArguments {
   @Option(
     help: """
       Weight of the auxiliary scene loss, used when the data has scenes.json (as `caption dataset \
-      shapes` writes it): the image vector alone answers which shapes, colour-shape pairs and \
-      positions the scene holds (0: off; default 3).
+      shapes` writes it): the image vector alone answers which shapes, colour-shape pairs, \
+      positions and relations the scene holds (0: off; default 3).
       """
   ) var sceneLoss: Float?
   @Option(help: "Clip the gradient's global norm to this (0: off; default 5).") var clip: Float?

@@ -129,11 +129,13 @@ final class CaptionModelTests: XCTestCase {
   /// The scene questions of a hand-made scene, counted out (grid 2 × 2 on a 64 × 64 image).
   func testSceneLabelsHandCase() throws {
     let labels = SceneLabels(shapes: ["circle", "square"], colors: ["blue", "red"], grid: 2)
-    // 2 shapes, 2·2 pairs, 4 cells × (2 + 2): 22 questions; group weights 1/2, 1/4, 1/16.
-    XCTAssertEqual(labels.count, 22)
+    // 2 shapes, 2·2 pairs, 4 cells × (2 + 2), 4 pairs × 9 regions, 2·2 shape pairs × 4 relations:
+    // 74 questions; group weights 1/2, 1/4, 1/16, 1/36, 1/16.
+    XCTAssertEqual(labels.count, 74)
     XCTAssertEqual(
       labels.columnWeights,
       [Float](repeating: 0.5, count: 2) + [Float](repeating: 0.25, count: 4)
+        + [Float](repeating: 1 / 16, count: 16) + [Float](repeating: 1 / 36, count: 36)
         + [Float](repeating: 1 / 16, count: 16))
     let scene = Scene(
       imageId: 1, filename: "x.png",
@@ -146,7 +148,20 @@ final class CaptionModelTests: XCTestCase {
     // circle: 0; red circle: 2 + 0·2 + 1 = 3; cell (1, 0) starts at 6 + 2·4 = 14: circle 14, red 14 + 2 + 1.
     // square: 1; blue square: 2 + 1·2 + 0 = 4; cell (0, 1) starts at 10: square 11, blue 12.
     // The clamped red circle: cell (0, 1): circle 10, red 13.
-    XCTAssertEqual(labels.answers(scene), [0, 1, 3, 4, 10, 11, 12, 13, 14, 17])
+    let groups: [Int] = [0, 1, 3, 4, 10, 11, 12, 13, 14, 17]
+    // Regions start at 22, 9 per pair (top left, top right, bottom left, bottom right, top, bottom,
+    // left, right, centre). Red circle (pair 1, from 31) at (0.16, 0.78): bottom left 33, bottom 36,
+    // left 37; off the image at (+∞, −0.08): top right 32, top 35, right 38. Blue square (pair 2,
+    // from 40) at (0.63, 0.16): top right 41, top 44, right 47.
+    let regions: [Int] = [32, 33, 35, 36, 37, 38, 41, 44, 47]
+    // Relations start at 58, 4 per (subject shape, object shape) (left of, right of, above, below;
+    // margin 0.08 · 64 px). Circle–circle (58): the first circle is left of (58) and below (61) the
+    // far one, which is right of (59) and above (60) it. Circle–square (62): the first circle is
+    // left of (62) and below (65) the square; the far circle is right of (63) and above (64) it.
+    // Square–circle (66): left of the far circle (66), right of the first (67), above the first
+    // (68), below the far one (69). Square–square: none; the heart takes no part.
+    let relations = Array(58...69)
+    XCTAssertEqual(labels.answers(scene), groups + regions + relations)
     // From scenes: the names they use, sorted.
     let found = SceneLabels(scenes: [scene])
     XCTAssertEqual(found.shapes, ["circle", "heart", "square"])

@@ -1,12 +1,16 @@
 /// The auxiliary scene loss (training only, for datasets with scenes.json, SPEC §9): from the image
-/// vector alone, answer yes/no questions about the scene's ground truth, in three groups:
+/// vector alone, answer yes/no questions about the scene's ground truth, in five groups:
 ///
 ///     shapes    [S]          is there a <shape>?
 ///     pairs     [S·C]        is there a <colour> <shape>?                 (binds colour to shape)
 ///     cells     [G²·(S+C)]   is there a <shape> / a <colour> object centred in cell (row, column)
 ///                            of a G × G grid over the image?             (where each object is)
+///     regions   [S·C·9]      is there a <colour> <shape> in <region>, one of the nine regions the
+///                            captions name (Region: corners, sides, centre)?  (where each pair is)
+///     relations [S·S·4]      is a <shape> left of / right of / above / below a <shape>?
+///                            (PairRelation, as the evaluation reads it; between two objects)
 ///
-///     loss_scene = Σ over the three groups of the group's mean binary cross-entropy
+///     loss_scene = Σ over the five groups of the group's mean binary cross-entropy
 ///                (AuxiliaryHead with column weights 1/|group|; S shapes, C colours)
 ///
 /// Why: the caption loss tells the encoder little about shapes (the decoder can guess them from the
@@ -72,12 +76,17 @@ public struct SceneLabels: Equatable, Sendable {
 
   var pairsStart: Int { shapes.count }
   var cellsStart: Int { shapes.count * (1 + colors.count) }
+  var regionsStart: Int { cellsStart + grid * grid * (shapes.count + colors.count) }
+  var relationsStart: Int { regionsStart + shapes.count * colors.count * Region.allCases.count }
   /// L: the number of questions.
-  public var count: Int { cellsStart + grid * grid * (shapes.count + colors.count) }
+  public var count: Int { relationsStart + shapes.count * shapes.count * PairRelation.allCases.count }
 
   /// 1/|group| for each column of each group, so that each group weighs as one mean.
   public var columnWeights: [Float] {
-    let groups = [pairsStart, cellsStart - pairsStart, count - cellsStart]
+    let groups = [
+      pairsStart, cellsStart - pairsStart, regionsStart - cellsStart, relationsStart - regionsStart,
+      count - relationsStart,
+    ]
     return groups.flatMap { size in [Float](repeating: 1 / Float(size), count: size) }
   }
 
@@ -90,7 +99,29 @@ public struct SceneLabels: Equatable, Sendable {
       }
       let (row, column) = (band(object.y, side: scene.height), band(object.x, side: scene.width))
       let cell = cellsStart + (row * grid + column) * (shapes.count + colors.count)
-      yes.formUnion([s, pairsStart + s * colors.count + c, cell + s, cell + shapes.count + c])
+      let pair = s * colors.count + c
+      yes.formUnion([s, pairsStart + pair, cell + s, cell + shapes.count + c])
+      // The regions as the grounded evaluation reads them (positions as fractions of the side).
+      let (x, y) = (object.x / Double(max(scene.width, 1)), object.y / Double(max(scene.height, 1)))
+      for (r, region) in Region.allCases.enumerated() where region.holds(x: x, y: y, size: 1) {
+        yes.insert(regionsStart + pair * Region.allCases.count + r)
+      }
+    }
+    // Relations between two objects, as "the <subject shape> is <relation> the <object shape>".
+    let relations = PairRelation.allCases
+    for a in scene.objects.indices {
+      for b in scene.objects.indices where b != a {
+        let (subject, object) = (scene.objects[a], scene.objects[b])
+        guard let sa = shapes.firstIndex(of: subject.shape), let sb = shapes.firstIndex(of: object.shape)
+        else {
+          continue
+        }
+        let side = Double(max(scene.width, 1))
+        for (r, relation) in relations.enumerated()
+        where relation.holds(subject: (subject.x, subject.y), object: (object.x, object.y), size: side) {
+          yes.insert(relationsStart + (sa * shapes.count + sb) * relations.count + r)
+        }
+      }
     }
     return yes.sorted()
   }

@@ -34,7 +34,7 @@ public struct TrainOptions: Codable, Equatable, Sendable {
   // Optimisation
   public var epochs: Int = 12
   public var batchSize: Int = 32
-  public var captionsPerImage: Int = 5
+  public var captionsPerImage: Int = 2
   public var learningRate: Float = 2e-3
   public var schedule: LearningRateSchedule = .cosine
   public var warmupSteps: Int = 200
