@@ -5,9 +5,10 @@
 #
 # 110 000 scenes (seed 1: 88 000 train, 11 000 val, 11 000 test), then `caption train` with its
 # default settings: 12 epochs, 2 captions per image, the auxiliary word loss (weight 10) and, since
-# the data has scenes.json, the auxiliary scene loss (weight 3). About 30 minutes on the project's
+# the data has scenes.json, the auxiliary scene loss (weight 3). About 25 minutes on the project's
 # 2-core machine (see README). Writes OUT_DIR/shapes.safetensors (best by validation CIDEr-D), its
-# .latest files and JSON-lines log.
+# .latest files and JSON-lines log. The bundled models/shapes.safetensors is
+# OUT_DIR/shapes.latest.safetensors, the weights at the end of training (README says why).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 out=${1:-runs/shapes}
@@ -21,3 +22,4 @@ if [ ! -f "$data/captions.json" ]; then
   "$caption" dataset shapes --out "$data" --count 110000 --seed 1
 fi
 "$caption" train --data "$data" --out "$out/shapes.safetensors"
+echo "the bundled model corresponds to $out/shapes.latest.safetensors (the weights at the end of training)"
