@@ -109,6 +109,7 @@ public struct SceneLabels: Equatable, Sendable {
     }
     // Relations between two objects, as "the <subject shape> is <relation> the <object shape>".
     let relations = PairRelation.allCases
+    let side = Double(max(scene.width, 1))
     for a in scene.objects.indices {
       for b in scene.objects.indices where b != a {
         let (subject, object) = (scene.objects[a], scene.objects[b])
@@ -116,7 +117,6 @@ public struct SceneLabels: Equatable, Sendable {
         else {
           continue
         }
-        let side = Double(max(scene.width, 1))
         for (r, relation) in relations.enumerated()
         where relation.holds(subject: (subject.x, subject.y), object: (object.x, object.y), size: side) {
           yes.insert(relationsStart + (sa * shapes.count + sb) * relations.count + r)

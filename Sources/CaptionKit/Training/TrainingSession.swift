@@ -57,8 +57,8 @@ final class TrainingSession {
       let labels = sceneLoss.labels
       log(
         "scene loss: \(labels.count) questions (\(labels.shapes.count) shapes, \(labels.colors.count) colours, "
-          + "\(labels.grid)×\(labels.grid) grid, \(Region.allCases.count) regions, shape relations) from \(scenesPath), weight \(weight)"
-      )
+          + "\(labels.grid)×\(labels.grid) grid, \(Region.allCases.count) regions, shape relations) "
+          + "from \(scenesPath), weight \(weight)")
     } else {
       model.sceneLoss = nil
     }
