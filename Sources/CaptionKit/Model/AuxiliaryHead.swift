@@ -43,7 +43,7 @@ public final class AuxiliaryHead {
   /// The gradient of weight · loss: accumulates the head's, returns dv [B, Dv].
   func backward() -> Tensor {
     let logitsGrad = crossEntropy.backward()
-    for i in 0..<logitsGrad.count { logitsGrad.pointer[i] *= weight }
+    Elementwise.scale(logitsGrad.pointer, by: weight, count: logitsGrad.count)
     return head.backward(logitsGrad)!
   }
 }

@@ -74,20 +74,31 @@ public struct SceneLabels: Equatable, Sendable {
       shapes: Set(objects.map(\.shape)).sorted(), colors: Set(objects.map(\.color)).sorted(), grid: grid)
   }
 
-  var pairsStart: Int { shapes.count }
-  var cellsStart: Int { shapes.count * (1 + colors.count) }
-  var regionsStart: Int { cellsStart + grid * grid * (shapes.count + colors.count) }
-  var relationsStart: Int { regionsStart + shapes.count * colors.count * Region.allCases.count }
+  /// The sizes of the five groups, in order: shapes, pairs, cells, regions, relations.
+  var groupSizes: [Int] {
+    let (s, c) = (shapes.count, colors.count)
+    return [
+      s, s * c, grid * grid * (s + c), s * c * Region.allCases.count, s * s * PairRelation.allCases.count,
+    ]
+  }
+  /// Where each group's questions start.
+  var groupStarts: [Int] { groupSizes.reduce(into: [0]) { $0.append($0.last! + $1) }.dropLast() }
+  var pairsStart: Int { groupStarts[1] }
+  var cellsStart: Int { groupStarts[2] }
+  var regionsStart: Int { groupStarts[3] }
+  var relationsStart: Int { groupStarts[4] }
   /// L: the number of questions.
-  public var count: Int { relationsStart + shapes.count * shapes.count * PairRelation.allCases.count }
+  public var count: Int { groupSizes.reduce(0, +) }
 
   /// 1/|group| for each column of each group, so that each group weighs as one mean.
   public var columnWeights: [Float] {
-    let groups = [
-      pairsStart, cellsStart - pairsStart, regionsStart - cellsStart, relationsStart - regionsStart,
-      count - relationsStart,
-    ]
-    return groups.flatMap { size in [Float](repeating: 1 / Float(size), count: size) }
+    groupSizes.flatMap { size in [Float](repeating: 1 / Float(size), count: size) }
+  }
+
+  /// For the log: how many questions of each kind.
+  public var summary: String {
+    "\(count) questions (\(shapes.count) shapes, \(colors.count) colours, \(grid)×\(grid) grid, "
+      + "\(Region.allCases.count) regions, \(PairRelation.allCases.count) relations between shapes)"
   }
 
   /// The indices of the questions whose answer is yes for `scene` (sorted, without repeats).

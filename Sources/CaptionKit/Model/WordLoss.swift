@@ -13,7 +13,6 @@
 public final class WordLoss {
   public let auxiliary: AuxiliaryHead
   public var head: Linear { auxiliary.head }
-  public var weight: Float { auxiliary.weight }
 
   public init(imageSize dv: Int, vocabularySize: Int, weight: Float) {
     // Columns of the special tokens (ids < 4) are left out; the others share one mean.

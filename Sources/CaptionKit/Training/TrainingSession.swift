@@ -54,11 +54,7 @@ final class TrainingSession {
       var generator = SeededGenerator(seed: options.seed &+ 0x5C3E_7E)
       sceneLoss.auxiliary.initialize(using: &generator)
       model.sceneLoss = sceneLoss
-      let labels = sceneLoss.labels
-      log(
-        "scene loss: \(labels.count) questions (\(labels.shapes.count) shapes, \(labels.colors.count) colours, "
-          + "\(labels.grid)×\(labels.grid) grid, \(Region.allCases.count) regions, shape relations) "
-          + "from \(scenesPath), weight \(weight)")
+      log("scene loss: \(sceneLoss.labels.summary) from \(scenesPath), weight \(weight)")
     } else {
       model.sceneLoss = nil
     }
