@@ -69,6 +69,7 @@ struct Train: ParsableCommand {
     if let beta2 = optimisation.beta2 { o.beta2 = beta2 }
     o.wordLoss = optimisation.wordLoss ?? TrainOptions.defaultWordLoss
     o.sceneLoss = optimisation.sceneLoss ?? TrainOptions.defaultSceneLoss
+    o.mentionLoss = optimisation.mentionLoss ?? TrainOptions.defaultMentionLoss
     if let clip = optimisation.clip { o.clip = clip }
     if let seed = optimisation.seed { o.seed = seed }
     o.threads = optimisation.threads
@@ -189,6 +190,12 @@ struct OptimisationOptions: ParsableArguments {
       positions and relations the scene holds (0: off; default 3).
       """
   ) var sceneLoss: Float?
+  @Option(
+    help: """
+      Weight of the auxiliary mention loss, used when the data has scenes.json: after each object \
+      the caption names, the decoder's state alone answers where that object is (0: off; default 0.1).
+      """
+  ) var mentionLoss: Float?
   @Option(help: "Clip the gradient's global norm to this (0: off; default 5).") var clip: Float?
   @Option(help: "Seed for initialisation, shuffling and dropout (default 1).") var seed: UInt64?
   @Option(help: "Compute threads.") var threads: Int = 2

@@ -111,19 +111,147 @@ final class CaptionModelTests: XCTestCase {
     XCTAssertGreaterThan(model.lastSceneLoss, 0.1)
     let imageGrad = model.backward(imageGrad: true)!.clone()
     XCTAssertEqual(model.namedTrainableParameters.filter { $0.0.hasPrefix("scene_head.") }.count, 2)
+    assertTrainableAndImageGradientsMatch(
+      "auxiliary losses", model: model, images: images, imageGrad: imageGrad, loss: loss)
+  }
+
+  /// Every trainable parameter's and the images' gradient against central differences of `loss`
+  /// (the bounds of the auxiliary-loss tests).
+  private func assertTrainableAndImageGradientsMatch(
+    _ label: String, model: CaptionModel, images: Tensor, imageGrad: Tensor, loss: () -> Double
+  ) {
     for (name, parameter) in model.namedTrainableParameters {
       let analytic = parameter.grad.clone()
       assertGradientMatches(
-        "auxiliary losses: \(name)", x: parameter.value, analytic: analytic, samples: 6, epsilon: 3e-3,
-        floor: 5e-3, loss: loss)
+        "\(label): \(name)", x: parameter.value, analytic: analytic, samples: 6, epsilon: 3e-3, floor: 5e-3,
+        loss: loss)
     }
     assertGradientMatches(
-      "auxiliary losses: images", x: images, analytic: imageGrad, samples: 12, epsilon: 3e-3, floor: 5e-3,
-      loss: loss)
+      "\(label): images", x: images, analytic: imageGrad, samples: 12, epsilon: 3e-3, floor: 5e-3, loss: loss)
   }
 
   private func object(_ shape: String, _ color: String, x: Double, y: Double) -> SceneObject {
     SceneObject(shape: shape, color: color, size: "small", x: x, y: y, bbox: [x - 3, y - 3, x + 3, y + 3])
+  }
+
+  /// The mention loss through the whole model: its value is the masked binary cross-entropy of the
+  /// steps with a current object, and its gradient reaches every parameter (and the images, through
+  /// `v` in the recurrence) as finite differences say. Same bounds as the test above.
+  func testMentionLossGradientsMatchFiniteDifferences() throws {
+    let config = tinyConfig(.lstm, pool: .flatten)
+    let model = CaptionModel(config: config)
+    var generator = SeededGenerator(seed: 8)
+    model.initialize(using: &generator)
+    let scenes = [
+      7: Scene(imageId: 7, filename: "a.png", objects: [object("star", "red", x: 10, y: 50)]),
+      9: Scene(
+        imageId: 9, filename: "b.png",
+        objects: [object("circle", "red", x: 40, y: 10), object("star", "blue", x: 60, y: 60)]),
+    ]
+    let words = ["<pad>", "<start>", "<end>", "<unk>", "a", "red", "star", "blue", "circle"]
+    let mentionLoss = try MentionLoss(
+      scenes: scenes, imageIds: [7, 9], words: words, hiddenSize: config.hidden, weight: 2, path: "s")
+    mentionLoss.auxiliary.initialize(using: &generator)
+    model.mentionLoss = mentionLoss
+    // Image 7: "a red star a" (the red star from step 3 to <end>), "red star a blue circle" (the red
+    // star at steps 2–4; no blue circle in scene 7). Image 9: "a blue star a red circle" (the blue
+    // star at 3–5, the red circle at 6), "circle circle" (no colour: none).
+    let captions = [[4, 5, 6, 4], [5, 6, 4, 7, 8], [4, 7, 6, 4, 5, 8], [8, 8]]
+    let layout = TrainingBatch.tokenLayout(captions)
+    let (inputs, targets, steps) = (layout.input, layout.target, layout.steps)
+    let images = randomTensor([2, 3, 6, 6], scale: 1, seed: 13)
+    func loss() -> Double {
+      var unused = SeededGenerator(seed: 0)
+      let caption = model.forward(
+        images: images, imageIds: [7, 9], captionsPerImage: 2, steps: steps, inputTokens: inputs,
+        targetTokens: targets, training: false, generator: &unused)
+      return Double(caption) + 2 * Double(model.lastMentionLoss)
+    }
+    zeroGradients(model.trainableParameters)
+    _ = loss()
+    // The kept rows (t · R + r, R = 4) and their objects, as the comment above counts them.
+    let kept: [(row: Int, scene: Int, object: Int)] = [
+      (3 * 4 + 0, 7, 0), (4 * 4 + 0, 7, 0), (2 * 4 + 1, 7, 0), (3 * 4 + 1, 7, 0), (4 * 4 + 1, 7, 0),
+      (3 * 4 + 2, 9, 1), (4 * 4 + 2, 9, 1), (5 * 4 + 2, 9, 1), (6 * 4 + 2, 9, 0),
+    ]
+    let hidden = model.rnn.forward(
+      inputs: model.embed.forward(tokens: inputs).view(shape: [steps, 4, config.embed]),
+      image: replicate(model.encode(images), times: 2)
+    ).clone()
+    let keptHidden = Tensor(zeros: [kept.count, config.hidden])
+    let answered = Tensor(zeros: [kept.count, mentionLoss.count])
+    for (i, row) in kept.enumerated() {
+      (keptHidden.pointer + i * config.hidden).update(
+        from: hidden.pointer + row.row * config.hidden, count: config.hidden)
+      for j in mentionLoss.answers(object: row.object, scene: scenes[row.scene]!) {
+        answered[i * mentionLoss.count + j] = 1
+      }
+    }
+    let columnWeights = [Float](repeating: 1 / 9, count: 9) + [Float](repeating: 1 / 8, count: 16)
+    let expected = SigmoidBinaryCrossEntropy().forward(
+      logits: mentionLoss.auxiliary.head.forward(keptHidden), targets: answered, columnWeights: columnWeights)
+    _ = loss()
+    XCTAssertEqual(model.lastMentionLoss, expected, accuracy: 1e-6)
+    XCTAssertGreaterThan(model.lastMentionLoss, 0.1)
+    let imageGrad = model.backward(imageGrad: true)!.clone()
+    XCTAssertEqual(model.namedTrainableParameters.filter { $0.0.hasPrefix("mention_head.") }.count, 2)
+    assertTrainableAndImageGradientsMatch(
+      "mention loss", model: model, images: images, imageGrad: imageGrad, loss: loss)
+  }
+
+  private func replicate(_ v: Tensor, times k: Int) -> Tensor {
+    let (batch, width) = (v.shape[0], v.shape[1])
+    let rows = Tensor(zeros: [batch * k, width])
+    for r in 0..<(batch * k) {
+      (rows.pointer + r * width).update(from: v.pointer + (r / k) * width, count: width)
+    }
+    return rows
+  }
+
+  /// The mention loss's current objects and answers, counted out on a hand-made caption and scene
+  /// (64 × 64; margins 0.08 · 64 = 5.12 px).
+  func testMentionLossHandCase() throws {
+    let scene = Scene(
+      imageId: 3, filename: "x.png",
+      objects: [
+        object("star", "red", x: 10, y: 50),  // (0.16, 0.78)
+        object("circle", "blue", x: 50, y: 12),  // (0.78, 0.19)
+        object("circle", "red", x: 30, y: 30),
+        object("circle", "red", x: 60, y: 60),  // a second red circle: "a red circle" names neither
+      ])
+    let words = [
+      "<pad>", "<start>", "<end>", "<unk>", "a", "red", "star", "is", "left", "of", "blue", "circle", "and",
+    ]
+    let loss = try MentionLoss(
+      scenes: [3: scene], imageIds: [3], words: words, hiddenSize: 4, weight: 1, path: "s")
+    XCTAssertEqual(loss.shapes, ["circle", "star"])
+    XCTAssertEqual(loss.colors, ["blue", "red"])
+    // 9 regions, 2 shapes × 4 relations, 2 colours × 4 relations.
+    XCTAssertEqual(loss.count, 25)
+    // "a red star is left of a blue circle and a red circle": words 0–12, steps 0–13 (13: <end>).
+    let caption = [4, 5, 6, 7, 8, 9, 4, 10, 11, 12, 4, 5, 11]
+    let layout = TrainingBatch.tokenLayout([caption])
+    // The red star from the step that reads "star" (3) to the one before "circle" (9), then the blue
+    // circle up to "and a red" (12); the last mention names two objects: none at 13.
+    XCTAssertEqual(
+      loss.currentObjects(row: 0, rows: 1, steps: layout.steps, targetTokens: layout.target, scene: scene),
+      [nil, nil, nil, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, nil])
+    // Regions (0–8: top left, top right, bottom left, bottom right, top, bottom, left, right, centre);
+    // then per shape (circle 9, star 13) and per colour (blue 17, red 21): left of, right of, above,
+    // below.
+    // The red star: bottom left, bottom, left; left of every circle (9, blue 17, red 21), below the
+    // blue and the first red one (12, 20, 24), above the second red one (11, 23).
+    XCTAssertEqual(loss.answers(object: 0, scene: scene), [2, 5, 6, 9, 11, 12, 17, 20, 21, 23, 24])
+    // The blue circle: top right, top, right; right of and above the star (14, 15; red 22, 23) and
+    // the first red circle (10, 11); left of and above the second (9, 11; red 21, 23).
+    XCTAssertEqual(loss.answers(object: 1, scene: scene), [1, 4, 7, 9, 10, 11, 14, 15, 21, 22, 23])
+    // A training image without a scene is an error that names the scenes file.
+    XCTAssertThrowsError(
+      try MentionLoss(
+        scenes: [3: scene], imageIds: [3, 4], words: words, hiddenSize: 4, weight: 1, path: "d/scenes.json")
+    ) { error in
+      XCTAssertTrue("\(error)".contains("d/scenes.json") && "\(error)".contains("4"), "\(error)")
+    }
   }
 
   /// The scene questions of a hand-made scene, counted out (grid 2 × 2 on a 64 × 64 image).

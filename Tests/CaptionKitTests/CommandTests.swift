@@ -70,7 +70,9 @@ final class CommandTests: XCTestCase {
       try runCaption(["train", "--data", folder, "--out", folder + "/m.safetensors", "--layers", "3,X"])
         .status,
       64)
-    for bad in [["--word-loss", "-1"], ["--scene-loss", "-2"], ["--beta2", "1"]] {
+    for bad in [
+      ["--word-loss", "-1"], ["--scene-loss", "-2"], ["--mention-loss", "-1"], ["--beta2", "1"],
+    ] {
       let result = try runCaption(["train", "--data", folder, "--out", folder + "/m.safetensors"] + bad)
       XCTAssertEqual(result.status, 64, "\(bad)")
     }

@@ -69,20 +69,23 @@ final class TrainerTests: XCTestCase {
     XCTAssertNotNil(best.provenanceStep)
   }
 
-  /// With the word and scene losses on (their heads live only in the training state), so that they
-  /// resume too.
+  /// With the word, scene and mention losses on (their heads live only in the training state), so
+  /// that they resume too.
   func testInterruptedRunResumesToTheSameWeights() throws {
     func tinyOptions(out: String) -> TrainOptions {
       var options = TrainerTests.tinyOptions(out: out)
       options.wordLoss = 5
       options.sceneLoss = 2
+      options.mentionLoss = 1
       return options
     }
     let straightOut = temporaryFolder() + "/straight.safetensors"
     _ = try Trainer(options: tinyOptions(out: straightOut), log: { _ in }).run(resume: false)
     let straight = try ModelFile.load(path: TrainingFiles(out: straightOut).latest)
     let straightLog = try String(contentsOfFile: TrainingFiles(out: straightOut).log, encoding: .utf8)
-    XCTAssertTrue(straightLog.contains("\"scene_loss\"") && straightLog.contains("\"word_loss\""))
+    XCTAssertTrue(
+      straightLog.contains("\"scene_loss\"") && straightLog.contains("\"word_loss\"")
+        && straightLog.contains("\"mention_loss\""))
 
     // Interrupted after its first step (as by Ctrl-C), then resumed.
     let out = temporaryFolder() + "/resumed.safetensors"

@@ -8,18 +8,23 @@ import Foundation
 /// dL/dz_ij = w_j · (σ(z_ij) − y_ij) / N.
 ///
 /// With w_j = 1/C for every column this is the plain mean; a weight 0 leaves a column out, and
-/// 1/|group| per column gives each group of columns the weight of one mean.
+/// 1/|group| per column gives each group of columns the weight of one mean. A row mask leaves rows
+/// out: N is then the number of rows it keeps (their loss and gradient only).
 public final class SigmoidBinaryCrossEntropy {
   private var logitsGrad: Tensor?  // [N, C]
   private var probabilities: Tensor?  // σ(logits) [N, C]
   private var targets: Tensor?  // [N, C], each 0 or 1
   private var columnWeights: [Float] = []  // [C]
+  private var rowMask: [Float]? = nil  // [N], each 0 or 1 (nil: every row)
+  private var keptRows = 0
 
   public init() {}
 
   /// The loss of `logits` [N, C] against `targets` [N, C] (values in [0, 1]) with `columnWeights`
-  /// [C] (nil: 1/C each, the mean over all entries).
-  public func forward(logits: Tensor, targets: Tensor, columnWeights: [Float]? = nil) -> Float {
+  /// [C] (nil: 1/C each, the mean over all entries), over the rows `rowMask` [N] keeps (nil: all).
+  public func forward(logits: Tensor, targets: Tensor, columnWeights: [Float]? = nil, rowMask: [Float]? = nil)
+    -> Float
+  {
     precondition(
       logits.shape.count == 2 && logits.shape == targets.shape,
       "SigmoidBinaryCrossEntropy: logits \(logits.shape), targets \(targets.shape)")
@@ -28,10 +33,13 @@ public final class SigmoidBinaryCrossEntropy {
     precondition(
       weights.count == columns, "SigmoidBinaryCrossEntropy: \(weights.count) weights, \(columns) columns")
     let probabilities = reuseWorkspace(&self.probabilities, shape: logits.shape)
+    precondition(rowMask == nil || rowMask!.count == rows, "SigmoidBinaryCrossEntropy: row mask size")
     self.targets = targets
     self.columnWeights = weights
+    self.rowMask = rowMask
+    keptRows = rowMask.map { mask in mask.reduce(0) { $0 + ($1 != 0 ? 1 : 0) } } ?? rows
     var total = 0.0
-    for r in 0..<rows {
+    for r in 0..<rows where rowMask?[r] ?? 1 != 0 {
       let z = logits.pointer + r * columns
       let y = targets.pointer + r * columns
       let p = probabilities.pointer + r * columns
@@ -41,7 +49,7 @@ public final class SigmoidBinaryCrossEntropy {
         if weights[j] != 0 { total += Double(weights[j] * (max(z[j], 0) - z[j] * y[j] + log1pf(e))) }
       }
     }
-    return Float(total / Double(rows))
+    return Float(total / Double(max(keptRows, 1)))
   }
 
   /// dL/dlogits [N, C] for the last forward's loss.
@@ -51,12 +59,13 @@ public final class SigmoidBinaryCrossEntropy {
     }
     let (rows, columns) = (probabilities.shape[0], probabilities.shape[1])
     let grad = reuseWorkspace(&self.logitsGrad, shape: probabilities.shape)
-    let inverseRows = 1 / Float(rows)
+    let inverseRows = 1 / Float(max(keptRows, 1))
     for r in 0..<rows {
       let p = probabilities.pointer + r * columns
       let y = targets.pointer + r * columns
       let g = grad.pointer + r * columns
-      for j in 0..<columns { g[j] = columnWeights[j] * (p[j] - y[j]) * inverseRows }
+      let kept: Float = rowMask?[r] ?? 1 != 0 ? 1 : 0
+      for j in 0..<columns { g[j] = kept * columnWeights[j] * (p[j] - y[j]) * inverseRows }
     }
     return grad
   }

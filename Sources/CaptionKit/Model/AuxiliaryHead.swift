@@ -1,23 +1,24 @@
-/// What the auxiliary losses on the image vector share (WordLoss, SceneLoss; training only): a linear
-/// head reads `v` and answers independent yes/no questions about the image, scored by weighted
-/// binary cross-entropy (SigmoidBinaryCrossEntropy):
+/// What the auxiliary losses share (WordLoss and SceneLoss on the image vector, MentionLoss on the
+/// decoder's states; training only): a linear head reads a vector `v` per row and answers
+/// independent yes/no questions, scored by weighted binary cross-entropy (SigmoidBinaryCrossEntropy):
 ///
-///     logits = head(v)                                   // [B, L], head: Linear(Dv → L)
+///     logits = head(v)                                   // [B, L], head: Linear(D → L)
 ///     loss   = (1/B) Σ_b Σ_j w_j · bce(logits[b, j], present[b, j])
 ///
-/// The caller marks `present` [B, L] (1: yes). `weight` scales the gradient sent back into `v`.
+/// The caller marks `present` [B, L] (1: yes), and may leave rows out (MentionLoss; B is then the
+/// number of rows kept). `weight` scales the gradient sent back into `v`.
 /// The head is not part of the model file (SPEC §3), only of the training state, under `name`.
 public final class AuxiliaryHead {
   public let head: Linear  // weight [L, Dv], bias [L]
   public let weight: Float
-  /// The state's prefix for the head's tensors (`word_head`, `scene_head`).
+  /// The state's prefix for the head's tensors (`word_head`, `scene_head`, `mention_head`).
   public let name: String
   let columnWeights: [Float]  // [L]
   let crossEntropy = SigmoidBinaryCrossEntropy()
   private var present: Tensor?  // [B, L]
 
-  init(name: String, imageSize dv: Int, columnWeights: [Float], weight: Float) {
-    head = Linear(inFeatures: dv, outFeatures: columnWeights.count)
+  init(name: String, inputSize: Int, columnWeights: [Float], weight: Float) {
+    head = Linear(inFeatures: inputSize, outFeatures: columnWeights.count)
     self.name = name
     self.columnWeights = columnWeights
     self.weight = weight
@@ -32,15 +33,17 @@ public final class AuxiliaryHead {
     head.initialize(using: &generator)
   }
 
-  /// The loss of image vectors `v` [B, Dv]; `mark(present)` sets the answers ([B, L], zeroed).
-  func forward(v: Tensor, mark: (Tensor) -> Void) -> Float {
+  /// The loss of vectors `v` [B, D] over the rows `rowMask` [B] keeps (nil: all); `mark(present)`
+  /// sets the answers ([B, L], zeroed).
+  func forward(v: Tensor, rowMask: [Float]? = nil, mark: (Tensor) -> Void) -> Float {
     let present = reuseWorkspace(&self.present, shape: [v.shape[0], head.outFeatures])
     present.fill(0)
     mark(present)
-    return crossEntropy.forward(logits: head.forward(v), targets: present, columnWeights: columnWeights)
+    return crossEntropy.forward(
+      logits: head.forward(v), targets: present, columnWeights: columnWeights, rowMask: rowMask)
   }
 
-  /// The gradient of weight · loss: accumulates the head's, returns dv [B, Dv].
+  /// The gradient of weight · loss: accumulates the head's, returns dv [B, D].
   func backward() -> Tensor {
     let logitsGrad = crossEntropy.backward()
     Elementwise.scale(logitsGrad.pointer, by: weight, count: logitsGrad.count)

@@ -8,7 +8,8 @@
 ///     loss   = mean cross-entropy over non-pad targets
 ///
 /// With K captions per image (`captionsPerImage`), the encoder runs once per image and row r of the
-/// decoder reads image r / K. Training may add auxiliary losses on `v` (WordLoss, SceneLoss).
+/// decoder reads image r / K. Training may add auxiliary losses on `v` (WordLoss, SceneLoss) and on
+/// the decoder's top hidden states (MentionLoss).
 public final class CaptionModel {
   public let config: ModelConfig
   public let encoder: Encoder
@@ -26,8 +27,14 @@ public final class CaptionModel {
   public var sceneLoss: SceneLoss?
   /// The scene loss of the last `forward` (0 without one or without image ids), before its weight.
   public private(set) var lastSceneLoss: Float = 0
-  /// The auxiliary heads the last `forward` used, whose gradients `backward` adds into dv.
+  /// The auxiliary mention loss on the top hidden states (training only; nil: off). See MentionLoss.
+  public var mentionLoss: MentionLoss?
+  /// The mention loss of the last `forward` (0 without one or without image ids), before its weight.
+  public private(set) var lastMentionLoss: Float = 0
+  /// The auxiliary heads on `v` the last `forward` used, whose gradients `backward` adds into dv.
   private var activeAuxiliaryHeads: [AuxiliaryHead] = []
+  /// Whether the last `forward` used the mention loss, whose gradient `backward` adds into dh.
+  private var mentionLossUsed = false
 
   // Workspaces, reused while shapes stay the same.
   private var imageRows = Tensor(zeros: [0])  // [R, Dv]: v replicated K times
@@ -62,9 +69,10 @@ public final class CaptionModel {
   /// The heads of the auxiliary losses that are on, under their training-state names.
   public var auxiliaryParameters: [(String, Parameter)] {
     (wordLoss?.auxiliary.namedParameters ?? []) + (sceneLoss?.auxiliary.namedParameters ?? [])
+      + (mentionLoss?.auxiliary.namedParameters ?? [])
   }
 
-  /// What training updates: the model's parameters, then the word loss's head if there is one.
+  /// What training updates: the model's parameters, then the auxiliary losses' heads.
   public var namedTrainableParameters: [(String, Parameter)] {
     namedParameters + auxiliaryParameters
   }
@@ -82,8 +90,8 @@ public final class CaptionModel {
   // MARK: Teacher-forced training
 
   /// The mean cross-entropy of `targetTokens` given `inputTokens` (both `[T, B·K]`, time-major) and
-  /// the images (`[B, 3, S, S]`). Keeps what `backward` needs. The scene loss, if there is one, needs
-  /// the images' dataset ids (`imageIds`, [B]); without them it is left out.
+  /// the images (`[B, 3, S, S]`). Keeps what `backward` needs. The scene and mention losses, if there
+  /// are any, need the images' dataset ids (`imageIds`, [B]); without them they are left out.
   public func forward(
     images: Tensor, imageIds: [Int] = [], captionsPerImage: Int, steps: Int, inputTokens: [Int],
     targetTokens: [Int], training: Bool, generator: inout SeededGenerator
@@ -105,6 +113,12 @@ public final class CaptionModel {
     x = embedDropout.forward(x, training: training, generator: &generator)
     var h = rnn.forward(inputs: x.view(shape: [steps, rows, config.embed]), image: vRows)  // [T, R, H]
     h = hiddenDropout.forward(h, training: training, generator: &generator)
+    mentionLossUsed = mentionLoss != nil && !imageIds.isEmpty
+    lastMentionLoss =
+      mentionLossUsed
+      ? mentionLoss!.forward(
+        h: h.view(shape: [steps * rows, config.hidden]), targetTokens: targetTokens, steps: steps,
+        imageIds: imageIds, captionsPerImage: captionsPerImage) : 0
     let logits = out.forward(h.view(shape: [steps * rows, config.hidden]))  // [T·R, V]
     lastLogits = logits
     return crossEntropy.forward(logits: logits, targets: targetTokens, ignoreIndex: Vocabulary.pad)
@@ -117,6 +131,10 @@ public final class CaptionModel {
   public func backward(imageGrad: Bool = false) -> Tensor? {
     let logitsGrad = crossEntropy.backward()  // [T·R, V]
     var hGrad = out.backward(logitsGrad)!  // [T·R, H]
+    if mentionLossUsed, let mentionLoss {
+      // weight · dloss_mention/dh [T·R, H]
+      Elementwise.add(mentionLoss.auxiliary.backward().pointer, into: hGrad.pointer, count: hGrad.count)
+    }
     hGrad = hiddenDropout.backward(hGrad)
     let steps = hGrad.count / (imageRows.shape[0] * config.hidden)
     let (xGrad, vRowsGrad) = rnn.backward(

@@ -39,7 +39,7 @@ public final class SceneLoss {
     for scene in used { answers[scene.imageId] = labels.answers(scene) }
     self.answers = answers
     auxiliary = AuxiliaryHead(
-      name: "scene_head", imageSize: dv, columnWeights: labels.columnWeights, weight: weight)
+      name: "scene_head", inputSize: dv, columnWeights: labels.columnWeights, weight: weight)
   }
 
   /// The scene loss of image vectors `v` [B, Dv] of images `imageIds` [B].

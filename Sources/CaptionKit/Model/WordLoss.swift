@@ -18,7 +18,7 @@ public final class WordLoss {
     // Columns of the special tokens (ids < 4) are left out; the others share one mean.
     let words = vocabularySize - Vocabulary.firstWord
     let columnWeights = (0..<vocabularySize).map { $0 < Vocabulary.firstWord ? 0 : 1 / Float(words) }
-    auxiliary = AuxiliaryHead(name: "word_head", imageSize: dv, columnWeights: columnWeights, weight: weight)
+    auxiliary = AuxiliaryHead(name: "word_head", inputSize: dv, columnWeights: columnWeights, weight: weight)
   }
 
   /// The word loss of image vectors `v` [B, Dv] given the decoder's targets `[T, B·K]`

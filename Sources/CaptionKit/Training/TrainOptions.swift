@@ -51,6 +51,11 @@ public struct TrainOptions: Codable, Equatable, Sendable {
   /// has scenes.json (off otherwise). `caption train` sets `defaultSceneLoss` unless told otherwise.
   public var sceneLoss: Float? = nil
   public static let defaultSceneLoss: Float = 3
+  /// Weight of the auxiliary mention loss on the decoder's states (MentionLoss; nil or 0: off), used
+  /// when the training data has scenes.json. `caption train` sets `defaultMentionLoss` unless told
+  /// otherwise; nil keeps older saved states decoding.
+  public var mentionLoss: Float? = nil
+  public static let defaultMentionLoss: Float = 0.1
   public var clip: Float = 5
   public var seed: UInt64 = 1
   public var threads: Int = 2
@@ -91,6 +96,9 @@ public struct TrainOptions: Codable, Equatable, Sendable {
     if threads < 1 || workers < 0 { try fail("--threads must be at least 1 and --workers at least 0") }
     if !(clip >= 0) || !(weightDecay >= 0) { try fail("--clip and --weight-decay must not be negative") }
     if let wordLoss, !(wordLoss >= 0 && wordLoss.isFinite) { try fail("--word-loss must not be negative") }
+    if let mentionLoss, !(mentionLoss >= 0 && mentionLoss.isFinite) {
+      try fail("--mention-loss must not be negative")
+    }
     if let sceneLoss, !(sceneLoss >= 0 && sceneLoss.isFinite) {
       try fail("--scene-loss must not be negative")
     }

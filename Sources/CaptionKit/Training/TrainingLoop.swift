@@ -16,6 +16,7 @@ extension TrainingSession {
     var recentLoss: Float = 0
     var recentWordLoss: Float = 0
     var recentSceneLoss: Float = 0
+    var recentMentionLoss: Float = 0
     var recentCount = 0
     var interrupted = false
     var stoppedEarly = false
@@ -48,6 +49,7 @@ extension TrainingSession {
         recentLoss += loss
         recentWordLoss += model.lastWordLoss
         recentSceneLoss += model.lastSceneLoss
+        recentMentionLoss += model.lastMentionLoss
         recentCount += 1
         epochLoss += Double(loss)
         epochSteps += 1
@@ -69,6 +71,9 @@ extension TrainingSession {
           if model.sceneLoss != nil {
             line["scene_loss"] = Double(recentSceneLoss / Float(max(recentCount, 1)))
           }
+          if model.mentionLoss != nil {
+            line["mention_loss"] = Double(recentMentionLoss / Float(max(recentCount, 1)))
+          }
           appendLog(line)
           if progress == nil {
             log(
@@ -79,6 +84,7 @@ extension TrainingSession {
           recentLoss = 0
           recentWordLoss = 0
           recentSceneLoss = 0
+          recentMentionLoss = 0
           recentCount = 0
         }
         if caption_interrupt_requested() != 0 {

@@ -47,9 +47,12 @@ final class TrainingSession {
     } else {
       model.wordLoss = nil
     }
-    if let weight = options.sceneLoss, weight > 0, let scenesPath {
+    // The scenes file, read once for the scene and mention losses.
+    let usesScenes = (options.sceneLoss ?? 0) > 0 || (options.mentionLoss ?? 0) > 0
+    let scenes = try scenesPath.flatMap { usesScenes ? try Scenes.load(path: $0) : nil }
+    if let weight = options.sceneLoss, weight > 0, let scenesPath, let scenes {
       let sceneLoss = try SceneLoss(
-        scenes: try Scenes.load(path: scenesPath), imageIds: prepared.train.map(\.id),
+        scenes: scenes, imageIds: prepared.train.map(\.id),
         imageSize: model.config.dv, weight: weight, path: scenesPath)
       var generator = SeededGenerator(seed: options.seed &+ 0x5C3E_7E)
       sceneLoss.auxiliary.initialize(using: &generator)
@@ -57,6 +60,17 @@ final class TrainingSession {
       log("scene loss: \(sceneLoss.labels.summary) from \(scenesPath), weight \(weight)")
     } else {
       model.sceneLoss = nil
+    }
+    if let weight = options.mentionLoss, weight > 0, let scenesPath, let scenes {
+      let mentionLoss = try MentionLoss(
+        scenes: scenes, imageIds: prepared.train.map(\.id),
+        words: prepared.vocabulary.words, hiddenSize: model.config.hidden, weight: weight, path: scenesPath)
+      var generator = SeededGenerator(seed: options.seed &+ 0x3E_7C10)
+      mentionLoss.auxiliary.initialize(using: &generator)
+      model.mentionLoss = mentionLoss
+      log("mention loss: \(mentionLoss.summary), weight \(weight)")
+    } else {
+      model.mentionLoss = nil
     }
     optimizer = Adam(
       parameters: model.trainableParameters, learningRate: options.learningRate,
@@ -97,9 +111,10 @@ final class TrainingSession {
       data: options.data, images: options.images, valData: options.valData,
       trainList: options.trainList, valList: options.valList, testList: options.testList)
     var options = options
-    if let weight = options.sceneLoss, weight > 0, dataset.scenesPath == nil {
-      log("no scenes.json beside the training captions: the scene loss is off")
+    if dataset.scenesPath == nil, (options.sceneLoss ?? 0) > 0 || (options.mentionLoss ?? 0) > 0 {
+      log("no scenes.json beside the training captions: the scene and mention losses are off")
       options.sceneLoss = 0  // saved so, for --resume
+      options.mentionLoss = 0
     }
     let prepared: PreparedCaptions
     let model: CaptionModel
