@@ -420,13 +420,14 @@ final class LayerTests: XCTestCase {
     let all = 2 * log(2.0) + 2 * log(4.0) + 2 * log(1 + exp(-9.0))
     XCTAssertEqual(Double(mean), all / 6, accuracy: 1e-6)
     // A row mask keeps row 1 only: its loss alone (N = 1), and no gradient for row 0.
-    let masked = loss.forward(logits: logits, targets: targets, columnWeights: [0, 1, 0.5], rowMask: [0, 1])
+    let masked = loss.forward(
+      logits: logits, targets: targets, columnWeights: [0, 1, 0.5], rowMask: [false, true])
     XCTAssertEqual(Double(masked), log(4.0) + 0.5 * log(2.0), accuracy: 1e-6)
     for (a, b) in zip(loss.backward().array, [0, 0, 0, 0, -0.75, 0.25] as [Float]) {
       XCTAssertEqual(a, b, accuracy: 1e-6)
     }
     // Every row left out: loss and gradient 0, nothing divided by zero.
-    XCTAssertEqual(loss.forward(logits: logits, targets: targets, rowMask: [0, 0]), 0)
+    XCTAssertEqual(loss.forward(logits: logits, targets: targets, rowMask: [false, false]), 0)
     XCTAssertTrue(loss.backward().array.allSatisfy { $0 == 0 })
   }
 

@@ -15,14 +15,14 @@ public final class SigmoidBinaryCrossEntropy {
   private var probabilities: Tensor?  // σ(logits) [N, C]
   private var targets: Tensor?  // [N, C], each 0 or 1
   private var columnWeights: [Float] = []  // [C]
-  private var rowMask: [Float]? = nil  // [N], each 0 or 1 (nil: every row)
+  private var rowMask: [Bool]? = nil  // [N]: true for the rows kept (nil: every row)
   private var keptRows = 0
 
   public init() {}
 
   /// The loss of `logits` [N, C] against `targets` [N, C] (values in [0, 1]) with `columnWeights`
   /// [C] (nil: 1/C each, the mean over all entries), over the rows `rowMask` [N] keeps (nil: all).
-  public func forward(logits: Tensor, targets: Tensor, columnWeights: [Float]? = nil, rowMask: [Float]? = nil)
+  public func forward(logits: Tensor, targets: Tensor, columnWeights: [Float]? = nil, rowMask: [Bool]? = nil)
     -> Float
   {
     precondition(
@@ -37,9 +37,9 @@ public final class SigmoidBinaryCrossEntropy {
     self.targets = targets
     self.columnWeights = weights
     self.rowMask = rowMask
-    keptRows = rowMask.map { mask in mask.reduce(0) { $0 + ($1 != 0 ? 1 : 0) } } ?? rows
+    keptRows = rowMask.map { mask in mask.filter { $0 }.count } ?? rows
     var total = 0.0
-    for r in 0..<rows where rowMask?[r] ?? 1 != 0 {
+    for r in 0..<rows where rowMask?[r] ?? true {
       let z = logits.pointer + r * columns
       let y = targets.pointer + r * columns
       let p = probabilities.pointer + r * columns
@@ -64,7 +64,7 @@ public final class SigmoidBinaryCrossEntropy {
       let p = probabilities.pointer + r * columns
       let y = targets.pointer + r * columns
       let g = grad.pointer + r * columns
-      let kept: Float = rowMask?[r] ?? 1 != 0 ? 1 : 0
+      let kept: Float = rowMask?[r] ?? true ? 1 : 0
       for j in 0..<columns { g[j] = kept * columnWeights[j] * (p[j] - y[j]) * inverseRows }
     }
     return grad

@@ -35,7 +35,7 @@ public final class AuxiliaryHead {
 
   /// The loss of vectors `v` [B, D] over the rows `rowMask` [B] keeps (nil: all); `mark(present)`
   /// sets the answers ([B, L], zeroed).
-  func forward(v: Tensor, rowMask: [Float]? = nil, mark: (Tensor) -> Void) -> Float {
+  func forward(v: Tensor, rowMask: [Bool]? = nil, mark: (Tensor) -> Void) -> Float {
     let present = reuseWorkspace(&self.present, shape: [v.shape[0], head.outFeatures])
     present.fill(0)
     mark(present)

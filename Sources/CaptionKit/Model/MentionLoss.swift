@@ -31,7 +31,7 @@ public final class MentionLoss {
   private let words: [String]
   /// Image id → its scene (the training images only).
   private let scenes: [Int: Scene]
-  private var rowMask: [Float] = []  // [T·R]: 1 where the step has a current object
+  private var rowMask: [Bool] = []  // [T·R]: whether the step has a current object
 
   static let regions = Region.allCases
   static let relations = PairRelation.allCases
@@ -85,17 +85,19 @@ public final class MentionLoss {
         currentObjects(row: r, rows: rows, steps: steps, targetTokens: targetTokens, scene: $0)
       } ?? [Int?](repeating: nil, count: steps)
     }
-    if rowMask.count != steps * rows { rowMask = [Float](repeating: 0, count: steps * rows) }
+    if rowMask.count != steps * rows { rowMask = [Bool](repeating: false, count: steps * rows) }
     for t in 0..<steps {
-      for r in 0..<rows { rowMask[t * rows + r] = current[r][t] == nil ? 0 : 1 }
+      for r in 0..<rows { rowMask[t * rows + r] = current[r][t] != nil }
     }
     let width = count
     return auxiliary.forward(v: h, rowMask: rowMask) { present in
       for r in 0..<rows {
         guard let scene = scenes[imageIds[r / k]] else { continue }
+        var answered: (object: Int, yes: [Int])? = nil  // consecutive steps share their object
         for (t, object) in current[r].enumerated() {
           guard let object else { continue }
-          for j in answers(object: object, scene: scene) { present.pointer[(t * rows + r) * width + j] = 1 }
+          if answered?.object != object { answered = (object, answers(object: object, scene: scene)) }
+          for j in answered!.yes { present.pointer[(t * rows + r) * width + j] = 1 }
         }
       }
     }

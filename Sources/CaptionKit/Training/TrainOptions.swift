@@ -95,12 +95,10 @@ public struct TrainOptions: Codable, Equatable, Sendable {
     if minCount < 1 { try fail("--min-count must be at least 1") }
     if threads < 1 || workers < 0 { try fail("--threads must be at least 1 and --workers at least 0") }
     if !(clip >= 0) || !(weightDecay >= 0) { try fail("--clip and --weight-decay must not be negative") }
-    if let wordLoss, !(wordLoss >= 0 && wordLoss.isFinite) { try fail("--word-loss must not be negative") }
-    if let mentionLoss, !(mentionLoss >= 0 && mentionLoss.isFinite) {
-      try fail("--mention-loss must not be negative")
-    }
-    if let sceneLoss, !(sceneLoss >= 0 && sceneLoss.isFinite) {
-      try fail("--scene-loss must not be negative")
+    for (flag, weight) in [
+      ("--word-loss", wordLoss), ("--scene-loss", sceneLoss), ("--mention-loss", mentionLoss),
+    ] {
+      if let weight, !(weight >= 0 && weight.isFinite) { try fail("\(flag) must not be negative") }
     }
     if let beta2, !(beta2 > 0 && beta2 < 1) { try fail("--beta2 must lie strictly between 0 and 1") }
     try modelConfig(vocabSize: 4).validate()
