@@ -109,17 +109,18 @@ final class CaptionModelTests: XCTestCase {
     XCTAssertEqual(model.lastWordLoss, expectedWords, accuracy: 1e-6)
     XCTAssertEqual(model.lastSceneLoss, expectedScene, accuracy: 1e-6)
     XCTAssertGreaterThan(model.lastSceneLoss, 0.1)
-    let imageGrad = model.backward(imageGrad: true)!.clone()
-    XCTAssertEqual(model.namedTrainableParameters.filter { $0.0.hasPrefix("scene_head.") }.count, 2)
-    assertTrainableAndImageGradientsMatch(
-      "auxiliary losses", model: model, images: images, imageGrad: imageGrad, loss: loss)
+    assertBackwardMatchesFiniteDifferences(
+      "auxiliary losses", model: model, head: "scene_head", images: images, loss: loss)
   }
 
-  /// Every trainable parameter's and the images' gradient against central differences of `loss`
+  /// After the `loss()` just run: `backward`, the auxiliary `head`'s weight and bias are trained,
+  /// and every trainable parameter's and the images' gradient matches central differences of `loss`
   /// (the bounds of the auxiliary-loss tests).
-  private func assertTrainableAndImageGradientsMatch(
-    _ label: String, model: CaptionModel, images: Tensor, imageGrad: Tensor, loss: () -> Double
+  private func assertBackwardMatchesFiniteDifferences(
+    _ label: String, model: CaptionModel, head: String, images: Tensor, loss: () -> Double
   ) {
+    let imageGrad = model.backward(imageGrad: true)!.clone()
+    XCTAssertEqual(model.namedTrainableParameters.filter { $0.0.hasPrefix(head + ".") }.count, 2)
     for (name, parameter) in model.namedTrainableParameters {
       let analytic = parameter.grad.clone()
       assertGradientMatches(
@@ -193,10 +194,8 @@ final class CaptionModelTests: XCTestCase {
     _ = loss()
     XCTAssertEqual(model.lastMentionLoss, expected, accuracy: 1e-6)
     XCTAssertGreaterThan(model.lastMentionLoss, 0.1)
-    let imageGrad = model.backward(imageGrad: true)!.clone()
-    XCTAssertEqual(model.namedTrainableParameters.filter { $0.0.hasPrefix("mention_head.") }.count, 2)
-    assertTrainableAndImageGradientsMatch(
-      "mention loss", model: model, images: images, imageGrad: imageGrad, loss: loss)
+    assertBackwardMatchesFiniteDifferences(
+      "mention loss", model: model, head: "mention_head", images: images, loss: loss)
   }
 
   private func replicate(_ v: Tensor, times k: Int) -> Tensor {

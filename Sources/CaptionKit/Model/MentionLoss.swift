@@ -15,14 +15,15 @@
 ///                    cross-entropy                        (AuxiliaryHead, column weights 1/|group|)
 ///
 /// Steps without a current object (before the first mention, after a plural mention or one that names
-/// no object or several of the scene, past the caption's end) are left out. The gradient reaches h_t, so through the recurrence the decoder learns to look
-/// up, in `v`, the position of what it has just named.
+/// no object or several of the scene, past the caption's end) are left out. The gradient reaches h_t,
+/// so through the recurrence the decoder learns to look up, in `v`, the position of what it has just
+/// named.
 ///
 /// Why: the image vector knows where each colour–shape pair is (a linear read-out of v tells the
-/// region of a named object right 98% of the time on the model trained without this loss), but the decoder, trained
-/// only on the words, often states the region of another object of the scene ("a pink square at the
-/// top" when the blue diamonds are at the top). Region phrases are a few percent of the caption
-/// tokens; these questions ask it at every step after every mention.
+/// region of a named object right 98% of the time on the model trained without this loss), but the
+/// decoder, trained only on the words, often states the region of another object of the scene ("a
+/// pink square at the top" when the blue diamonds are at the top). Region phrases are a few percent
+/// of the caption tokens; these questions ask it at every step after every mention.
 public final class MentionLoss {
   public let auxiliary: AuxiliaryHead
   public let shapes: [String]
