@@ -167,7 +167,7 @@ struct ModelOptions: ParsableArguments {
 }
 
 struct OptimisationOptions: ParsableArguments {
-  @Option(help: "Passes over the training images (default 12).") var epochs: Int?
+  @Option(help: "Passes over the training images (default 14).") var epochs: Int?
   @Option(help: "Images per batch (default 32).") var batchSize: Int?
   @Option(help: "Captions trained per image in a batch, sharing one encoder pass (default 2).")
   var captionsPerImage: Int?
@@ -193,7 +193,7 @@ struct OptimisationOptions: ParsableArguments {
   @Option(
     help: """
       Weight of the auxiliary mention loss, used when the data has scenes.json: after each object \
-      the caption names, the decoder's state alone answers where that object is (0: off; default 0.1).
+      the caption names, the decoder's state alone answers where that object is (0: off; default 0.05).
       """
   ) var mentionLoss: Float?
   @Option(help: "Clip the gradient's global norm to this (0: off; default 5).") var clip: Float?

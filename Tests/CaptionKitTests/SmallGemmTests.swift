@@ -177,4 +177,38 @@ final class SmallGemmTests: XCTestCase {
       Array(UnsafeBufferPointer(start: counts, count: callers * 8)),
       [Int32](repeating: 500, count: callers * 8))
   }
+
+  /// Parallel.ranges and Parallel.run (on the fork-join pool): the ranges tile 0..<count, every part
+  /// runs once, and a call made from inside a job (which runs its parts on the calling thread)
+  /// completes as well.
+  func testParallelRangesRunEveryIndexOnce() {
+    BLAS.setThreads(2)
+    defer { BLAS.setThreads(1) }
+    for count in [0, 1, 2, 5, 1000] {
+      for parts in [1, 2, 3, 8] {
+        let hits = UnsafeMutablePointer<Int32>.allocate(capacity: count + 1)
+        let inner = UnsafeMutablePointer<Int32>.allocate(capacity: 8 * 3)
+        hits.initialize(repeating: 0, count: count + 1)
+        inner.initialize(repeating: 0, count: 8 * 3)
+        defer {
+          hits.deallocate()
+          inner.deallocate()
+        }
+        for _ in 0..<10 {
+          Parallel.ranges(count, parts: parts) { part, range in
+            for i in range { hits[i] += 1 }
+            Parallel.run(parts: 3) { innerPart in inner[part * 3 + innerPart] += 1 }
+          }
+        }
+        let used = max(1, min(parts, count))
+        XCTAssertEqual(
+          Array(UnsafeBufferPointer(start: hits, count: count)), [Int32](repeating: 10, count: count),
+          "count \(count) parts \(parts)")
+        XCTAssertEqual(
+          Array(UnsafeBufferPointer(start: inner, count: 8 * 3)),
+          [Int32](repeating: 10, count: used * 3) + [Int32](repeating: 0, count: (8 - used) * 3),
+          "count \(count) parts \(parts)")
+      }
+    }
+  }
 }

@@ -162,12 +162,7 @@ public enum Parallel {
       body(0..<count)
       return
     }
-    withoutActuallyEscaping(body) { body in
-      let task = UncheckedSendable(body)
-      DispatchQueue.concurrentPerform(iterations: parts) { part in
-        task.value(count * part / parts..<count * (part + 1) / parts)
-      }
-    }
+    run(parts: parts) { part in body(count * part / parts..<count * (part + 1) / parts) }
   }
 }
 

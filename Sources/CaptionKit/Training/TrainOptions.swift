@@ -32,7 +32,7 @@ public struct TrainOptions: Codable, Equatable, Sendable {
   public var dropout: Float = 0.1
 
   // Optimisation
-  public var epochs: Int = 12
+  public var epochs: Int = 14
   public var batchSize: Int = 32
   public var captionsPerImage: Int = 2
   public var learningRate: Float = 2e-3
@@ -55,7 +55,7 @@ public struct TrainOptions: Codable, Equatable, Sendable {
   /// when the training data has scenes.json. `caption train` sets `defaultMentionLoss` unless told
   /// otherwise; nil keeps older saved states decoding.
   public var mentionLoss: Float? = nil
-  public static let defaultMentionLoss: Float = 0.1
+  public static let defaultMentionLoss: Float = 0.05
   public var clip: Float = 5
   public var seed: UInt64 = 1
   public var threads: Int = 2
