@@ -1,16 +1,15 @@
 #!/usr/bin/env bash
-# Renders the shapes training set and trains on it: how models/shapes.safetensors was made (that
-# run used --threads 1, so this reproduces it up to the order of floating-point sums; README).
+# Renders the shapes training set and trains on it: how models/shapes.safetensors was made.
 #
 #   bash scripts/train-shapes.sh [OUT_DIR]        (default: runs/shapes)
 #
 # 110 000 scenes (seed 1: 88 000 train, 11 000 val, 11 000 test), then `caption train` with its
-# default settings: 12 epochs, 2 captions per image, the auxiliary word loss (weight 10) and, since
-# the data has scenes.json, the auxiliary scene loss (weight 3) and mention loss (weight 0.1).
-# About 25 minutes on the project's 2-core machine (see README). Writes OUT_DIR/shapes.safetensors
-# (best by validation CIDEr-D), its .latest files and JSON-lines log. The bundled
-# models/shapes.safetensors is OUT_DIR/shapes.latest.safetensors, the weights at the end of
-# training (README says why).
+# default settings: 14 epochs, 2 captions per image, the auxiliary word loss (weight 10) and, since
+# the data has scenes.json, the auxiliary scene loss (weight 3) and mention loss (weight 0.05).
+# About 28 minutes on the project's 2-core machine when it is otherwise idle (see README).
+# Writes OUT_DIR/shapes.safetensors (best by validation CIDEr-D), its .latest files and JSON-lines
+# log. The bundled models/shapes.safetensors is OUT_DIR/shapes.latest.safetensors, the weights at
+# the end of training (README says why).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 out=${1:-runs/shapes}

@@ -28,7 +28,7 @@ final class BundledModelTests: XCTestCase {
 
 /// Measured when the model was bundled, less a margin.
 enum BundledModelBounds {
-  static let objectF1 = 0.90  // measured 0.932
+  static let objectF1 = 0.90  // measured 0.920
   static let relationAccuracy = 0.75  // measured 0.864 (few relations: a noisy figure)
-  static let ciderD = 2.65  // measured 2.798
+  static let ciderD = 2.65  // measured 2.827
 }

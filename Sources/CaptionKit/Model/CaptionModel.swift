@@ -143,7 +143,8 @@ public final class CaptionModel {
     embed.backward(embedGrad)
     let vGrad = sumRowGroups(vRowsGrad, groupSize: captionsPerImage)
     for head in activeAuxiliaryHeads {
-      Elementwise.add(head.backward().pointer, into: vGrad.pointer, count: vGrad.count)  // weight · dloss/dv [B, Dv]
+      // weight · dloss/dv [B, Dv]
+      Elementwise.add(head.backward().pointer, into: vGrad.pointer, count: vGrad.count)
     }
     if imageGrad { return encoder.backward(vGrad, needInputGrad: true) }
     encoder.backward(vGrad)
