@@ -1,6 +1,3 @@
-import COpenBLAS
-import Dispatch
-
 /// Elementwise kernels over contiguous `Float` buffers: plain loops the compiler vectorises.
 public enum Elementwise {
   /// y += x
@@ -147,27 +144,4 @@ public func reuseWorkspace(_ existing: inout Tensor?, shape: [Int]) -> Tensor {
   let tensor = Tensor(zeros: shape)
   existing = tensor
   return tensor
-}
-
-/// Splits independent work over the compute threads (as many as OpenBLAS is set to use), for the
-/// memory-bound loops around the GEMMs (im2col, col2im, bias, ReLU, pools). Each part gets one
-/// contiguous range of `0..<count`; parts must write disjoint memory.
-public enum Parallel {
-  /// The number of compute threads (OpenBLAS's setting, `BLAS.setThreads`).
-  public static var workers: Int { max(1, Int(openblas_get_num_threads())) }
-
-  public static func forRanges(_ count: Int, minimumPerPart: Int = 1, _ body: (Range<Int>) -> Void) {
-    let parts = min(workers, count / max(minimumPerPart, 1))
-    if parts <= 1 {
-      body(0..<count)
-      return
-    }
-    run(parts: parts) { part in body(count * part / parts..<count * (part + 1) / parts) }
-  }
-}
-
-/// Carries a value the caller guarantees is used safely across threads (disjoint writes).
-struct UncheckedSendable<Value>: @unchecked Sendable {
-  let value: Value
-  init(_ value: Value) { self.value = value }
 }

@@ -1,8 +1,21 @@
 import CKernels
+import COpenBLAS
 
-extension Parallel {
+/// Splits independent work over the compute threads (as many as OpenBLAS is set to use), for the
+/// convolutions' shares of a batch, the GEMM's panels and the memory-bound loops around them (bias,
+/// ReLU, pools, Adam). Each part gets one contiguous range of `0..<count`; parts must write
+/// disjoint memory.
+public enum Parallel {
+  /// The number of compute threads (OpenBLAS's setting, `BLAS.setThreads`).
+  public static var workers: Int { max(1, Int(openblas_get_num_threads())) }
+
   /// The number of compute threads (`workers`), under the name the conv kernels use.
   public static var threads: Int { workers }
+
+  /// `ranges` over as many parts as there are workers, each of at least `minimumPerPart` items.
+  public static func forRanges(_ count: Int, minimumPerPart: Int = 1, _ body: (Range<Int>) -> Void) {
+    ranges(count, parts: min(workers, count / max(minimumPerPart, 1))) { _, range in body(range) }
+  }
 
   /// Splits 0..<count into at most `parts` contiguous ranges and runs `body(part, range)` for
   /// each, concurrently; `part` < `parts` indexes per-thread scratch (Winograd's padded planes).
@@ -33,4 +46,10 @@ extension Parallel {
       }
     }
   }
+}
+
+/// Carries a value the caller guarantees is used safely across threads (disjoint writes).
+struct UncheckedSendable<Value>: @unchecked Sendable {
+  let value: Value
+  init(_ value: Value) { self.value = value }
 }
