@@ -67,7 +67,6 @@ final class CaptionModelTests: XCTestCase {
     model.initialize(using: &generator)
     let wordLoss = WordLoss(imageSize: config.dv, vocabularySize: config.vocabSize, weight: 3)
     wordLoss.auxiliary.initialize(using: &generator)
-    model.wordLoss = wordLoss
     let scenes = [
       7: Scene(imageId: 7, filename: "a.png", objects: [object("star", "red", x: 10, y: 50)]),
       9: Scene(
@@ -77,16 +76,19 @@ final class CaptionModelTests: XCTestCase {
     let sceneLoss = try SceneLoss(
       scenes: scenes, imageIds: [7, 9], imageSize: config.dv, weight: 2, path: "s")
     sceneLoss.auxiliary.initialize(using: &generator)
-    model.sceneLoss = sceneLoss
+    let objective = TrainingObjective(model: model, terms: [wordLoss, sceneLoss])
     let (images, inputs, targets, steps) = batch()
+    let twoImages = TrainingBatch(
+      epoch: 0, index: 0, images: images, imageIds: [7, 9], imageIndices: [0, 1], captionsPerImage: 2,
+      steps: steps, inputTokens: inputs, targetTokens: targets)
     func loss() -> Double {
       var unused = SeededGenerator(seed: 0)
-      let caption = model.forward(
-        images: images, imageIds: [7, 9], captionsPerImage: 2, steps: steps, inputTokens: inputs,
-        targetTokens: targets, training: false, generator: &unused)
-      return Double(caption) + 3 * Double(model.lastWordLoss) + 2 * Double(model.lastSceneLoss)
+      let caption = objective.forward(twoImages, training: false, generator: &unused)
+      let total = Double(caption) + 3 * Double(objective.termLosses[0]!) + 2 * Double(objective.termLosses[1]!)
+      XCTAssertEqual(Double(objective.total), total, accuracy: 1e-5 * total)
+      return total
     }
-    zeroGradients(model.trainableParameters)
+    zeroGradients(objective.trainableParameters)
     _ = loss()
     // Image 0's captions use words 4, 5, 6, 7 (and <end>, left out); image 1's 4, 5, 6, 8.
     let present = Tensor(zeros: [2, config.vocabSize])
@@ -106,22 +108,22 @@ final class CaptionModelTests: XCTestCase {
     let expectedScene = SigmoidBinaryCrossEntropy().forward(
       logits: sceneLoss.auxiliary.head.forward(v), targets: answered, columnWeights: labels.columnWeights)
     _ = loss()
-    XCTAssertEqual(model.lastWordLoss, expectedWords, accuracy: 1e-6)
-    XCTAssertEqual(model.lastSceneLoss, expectedScene, accuracy: 1e-6)
-    XCTAssertGreaterThan(model.lastSceneLoss, 0.1)
+    XCTAssertEqual(objective.termLosses[0]!, expectedWords, accuracy: 1e-6)
+    XCTAssertEqual(objective.termLosses[1]!, expectedScene, accuracy: 1e-6)
+    XCTAssertGreaterThan(objective.termLosses[1]!, 0.1)
     assertBackwardMatchesFiniteDifferences(
-      "auxiliary losses", model: model, head: "scene_head", images: images, loss: loss)
+      "auxiliary losses", objective: objective, head: "scene_head", images: images, loss: loss)
   }
 
   /// After the `loss()` just run: `backward`, the auxiliary `head`'s weight and bias are trained,
   /// and every trainable parameter's and the images' gradient matches central differences of `loss`
   /// (the bounds of the auxiliary-loss tests).
   private func assertBackwardMatchesFiniteDifferences(
-    _ label: String, model: CaptionModel, head: String, images: Tensor, loss: () -> Double
+    _ label: String, objective: TrainingObjective, head: String, images: Tensor, loss: () -> Double
   ) {
-    let imageGrad = model.backward(imageGrad: true)!.clone()
-    XCTAssertEqual(model.namedTrainableParameters.filter { $0.0.hasPrefix(head + ".") }.count, 2)
-    for (name, parameter) in model.namedTrainableParameters {
+    let imageGrad = objective.backward(imageGrad: true)!.clone()
+    XCTAssertEqual(objective.namedTrainableParameters.filter { $0.0.hasPrefix(head + ".") }.count, 2)
+    for (name, parameter) in objective.namedTrainableParameters {
       let analytic = parameter.grad.clone()
       assertGradientMatches(
         "\(label): \(name)", x: parameter.value, analytic: analytic, samples: 6, epsilon: 3e-3, floor: 5e-3,
@@ -153,7 +155,7 @@ final class CaptionModelTests: XCTestCase {
     let mentionLoss = try MentionLoss(
       scenes: scenes, imageIds: [7, 9], words: words, hiddenSize: config.hidden, weight: 2, path: "s")
     mentionLoss.auxiliary.initialize(using: &generator)
-    model.mentionLoss = mentionLoss
+    let objective = TrainingObjective(model: model, terms: [mentionLoss])
     // Image 7: "a red star a" (the red star from step 3 to <end>), "red star a blue circle" (the red
     // star at steps 2–4; no blue circle in scene 7). Image 9: "a blue star a red circle" (the blue
     // star at 3–5, the red circle at 6), "circle circle" (no colour: none).
@@ -161,14 +163,15 @@ final class CaptionModelTests: XCTestCase {
     let layout = TrainingBatch.tokenLayout(captions)
     let (inputs, targets, steps) = (layout.input, layout.target, layout.steps)
     let images = randomTensor([2, 3, 6, 6], scale: 1, seed: 13)
+    let twoImages = TrainingBatch(
+      epoch: 0, index: 0, images: images, imageIds: [7, 9], imageIndices: [0, 1], captionsPerImage: 2,
+      steps: steps, inputTokens: inputs, targetTokens: targets)
     func loss() -> Double {
       var unused = SeededGenerator(seed: 0)
-      let caption = model.forward(
-        images: images, imageIds: [7, 9], captionsPerImage: 2, steps: steps, inputTokens: inputs,
-        targetTokens: targets, training: false, generator: &unused)
-      return Double(caption) + 2 * Double(model.lastMentionLoss)
+      let caption = objective.forward(twoImages, training: false, generator: &unused)
+      return Double(caption) + 2 * Double(objective.termLosses[0]!)
     }
-    zeroGradients(model.trainableParameters)
+    zeroGradients(objective.trainableParameters)
     _ = loss()
     // The kept rows (t · R + r, R = 4) and their objects, as the comment above counts them.
     let kept: [(row: Int, scene: Int, object: Int)] = [
@@ -192,10 +195,10 @@ final class CaptionModelTests: XCTestCase {
     let expected = SigmoidBinaryCrossEntropy().forward(
       logits: mentionLoss.auxiliary.head.forward(keptHidden), targets: answered, columnWeights: columnWeights)
     _ = loss()
-    XCTAssertEqual(model.lastMentionLoss, expected, accuracy: 1e-6)
-    XCTAssertGreaterThan(model.lastMentionLoss, 0.1)
+    XCTAssertEqual(objective.termLosses[0]!, expected, accuracy: 1e-6)
+    XCTAssertGreaterThan(objective.termLosses[0]!, 0.1)
     assertBackwardMatchesFiniteDifferences(
-      "mention loss", model: model, head: "mention_head", images: images, loss: loss)
+      "mention loss", objective: objective, head: "mention_head", images: images, loss: loss)
   }
 
   private func replicate(_ v: Tensor, times k: Int) -> Tensor {

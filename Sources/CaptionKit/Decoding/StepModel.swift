@@ -19,3 +19,8 @@ public protocol StepModel {
   /// A state whose row r is row `rows[r]` of `state` (rows may repeat or be dropped).
   func gather(_ state: State, rows: [Int]) -> State
 }
+
+/// The caption model steps one token at a time for the decoders (Model/CaptionModel.swift).
+extension CaptionModel: StepModel {
+  public typealias State = RecurrentState
+}

@@ -8,8 +8,8 @@
 ///     loss   = mean cross-entropy over non-pad targets
 ///
 /// With K captions per image (`captionsPerImage`), the encoder runs once per image and row r of the
-/// decoder reads image r / K. Training may add auxiliary losses on `v` (WordLoss, SceneLoss) and on
-/// the decoder's top hidden states (MentionLoss).
+/// decoder reads image r / K. Training may add auxiliary terms that read `v` or the top hidden states
+/// (ObjectiveTerm); the model itself computes only the network and the caption cross-entropy.
 public final class CaptionModel {
   public let config: ModelConfig
   public let encoder: Encoder
@@ -19,30 +19,19 @@ public final class CaptionModel {
   let embedDropout: Dropout
   let hiddenDropout: Dropout
   let crossEntropy = SoftmaxCrossEntropy()
-  /// The auxiliary word loss on `v` (training only; nil: off). See WordLoss.
-  public var wordLoss: WordLoss?
-  /// The word loss of the last `forward` (0 without one), before its weight.
-  public private(set) var lastWordLoss: Float = 0
-  /// The auxiliary scene loss on `v` (training only; nil: off). See SceneLoss.
-  public var sceneLoss: SceneLoss?
-  /// The scene loss of the last `forward` (0 without one or without image ids), before its weight.
-  public private(set) var lastSceneLoss: Float = 0
-  /// The auxiliary mention loss on the top hidden states (training only; nil: off). See MentionLoss.
-  public var mentionLoss: MentionLoss?
-  /// The mention loss of the last `forward` (0 without one or without image ids), before its weight.
-  public private(set) var lastMentionLoss: Float = 0
-  /// The auxiliary heads on `v` the last `forward` used, whose gradients `backward` adds into dv.
-  private var activeAuxiliaryHeads: [AuxiliaryHead] = []
-  /// Whether the last `forward` used the mention loss, whose gradient `backward` adds into dh.
-  private var mentionLossUsed = false
 
   // Workspaces, reused while shapes stay the same.
   private var imageRows = Tensor(zeros: [0])  // [R, Dv]: v replicated K times
   private var imageGrad = Tensor(zeros: [0])  // [B, Dv]
   private var captionsPerImage = 1
-  fileprivate var stepInput = Tensor(zeros: [0])  // [R, E] for `step`
+  var stepInput = Tensor(zeros: [0])  // [R, E] for `step`
   /// The logits of the last `forward` (`[T·R, V]`, time-major rows), for tests and inspection.
   public private(set) var lastLogits: Tensor?
+  /// The image vectors `v` of the last `forward` (`[B, Dv]`; the encoder's workspace, valid until the
+  /// next forward).
+  public private(set) var lastImageVectors = Tensor(zeros: [0])
+  /// The top hidden states of the last `forward` after dropout (`[T·R, H]`, time-major rows).
+  public private(set) var lastTopStates = Tensor(zeros: [0])
 
   public init(config: ModelConfig) {
     self.config = config
@@ -66,19 +55,6 @@ public final class CaptionModel {
 
   public var parameters: [Parameter] { namedParameters.map { $0.1 } }
 
-  /// The heads of the auxiliary losses that are on, under their training-state names.
-  public var auxiliaryParameters: [(String, Parameter)] {
-    (wordLoss?.auxiliary.namedParameters ?? []) + (sceneLoss?.auxiliary.namedParameters ?? [])
-      + (mentionLoss?.auxiliary.namedParameters ?? [])
-  }
-
-  /// What training updates: the model's parameters, then the auxiliary losses' heads.
-  public var namedTrainableParameters: [(String, Parameter)] {
-    namedParameters + auxiliaryParameters
-  }
-
-  public var trainableParameters: [Parameter] { namedTrainableParameters.map { $0.1 } }
-
   /// Fresh weights: Kaiming for the convolutions, PyTorch's defaults elsewhere, forget-gate bias 1.
   public func initialize(using generator: inout SeededGenerator) {
     encoder.initialize(using: &generator)
@@ -90,11 +66,11 @@ public final class CaptionModel {
   // MARK: Teacher-forced training
 
   /// The mean cross-entropy of `targetTokens` given `inputTokens` (both `[T, B·K]`, time-major) and
-  /// the images (`[B, 3, S, S]`). Keeps what `backward` needs. The scene and mention losses, if there
-  /// are any, need the images' dataset ids (`imageIds`, [B]); without them they are left out.
+  /// the images (`[B, 3, S, S]`). Keeps what `backward` needs; `lastImageVectors` and `lastTopStates`
+  /// hold v and h for the objective's other terms.
   public func forward(
-    images: Tensor, imageIds: [Int] = [], captionsPerImage: Int, steps: Int, inputTokens: [Int],
-    targetTokens: [Int], training: Bool, generator: inout SeededGenerator
+    images: Tensor, captionsPerImage: Int, steps: Int, inputTokens: [Int], targetTokens: [Int],
+    training: Bool, generator: inout SeededGenerator
   ) -> Float {
     let batch = images.shape[0]
     let rows = batch * captionsPerImage
@@ -102,50 +78,39 @@ public final class CaptionModel {
     self.captionsPerImage = captionsPerImage
 
     let v = encoder.forward(images)  // [B, Dv]
-    lastWordLoss =
-      wordLoss?.forward(v: v, targetTokens: targetTokens, steps: steps, captionsPerImage: captionsPerImage)
-      ?? 0
-    let sceneLossUsed = sceneLoss != nil && !imageIds.isEmpty
-    lastSceneLoss = sceneLossUsed ? sceneLoss!.forward(v: v, imageIds: imageIds) : 0
-    activeAuxiliaryHeads = [wordLoss?.auxiliary, sceneLossUsed ? sceneLoss?.auxiliary : nil].compactMap { $0 }
+    lastImageVectors = v
     let vRows = replicateRows(v, times: captionsPerImage)  // [R, Dv]
     var x = embed.forward(tokens: inputTokens)  // [T·R, E]
     x = embedDropout.forward(x, training: training, generator: &generator)
     var h = rnn.forward(inputs: x.view(shape: [steps, rows, config.embed]), image: vRows)  // [T, R, H]
     h = hiddenDropout.forward(h, training: training, generator: &generator)
-    mentionLossUsed = mentionLoss != nil && !imageIds.isEmpty
-    lastMentionLoss =
-      mentionLossUsed
-      ? mentionLoss!.forward(
-        h: h.view(shape: [steps * rows, config.hidden]), targetTokens: targetTokens, steps: steps,
-        imageIds: imageIds, captionsPerImage: captionsPerImage) : 0
-    let logits = out.forward(h.view(shape: [steps * rows, config.hidden]))  // [T·R, V]
+    lastTopStates = h.view(shape: [steps * rows, config.hidden])
+    let logits = out.forward(lastTopStates)  // [T·R, V]
     lastLogits = logits
     return crossEntropy.forward(logits: logits, targets: targetTokens, ignoreIndex: Vocabulary.pad)
   }
 
-  /// Accumulates the gradient of the last `forward`'s loss (plus the auxiliary losses' weights times
-  /// their losses, where they are on) into every parameter's `grad`; with `imageGrad`, also returns the
-  /// gradient with respect to the input images (`[B, 3, S, S]`).
+  /// Accumulates the gradient of the last `forward`'s loss into every parameter's `grad`; with
+  /// `imageGrad`, also returns the gradient with respect to the input images (`[B, 3, S, S]`).
+  /// The objective's other terms add their gradients through the two hooks: `addToTopStatesGrad`
+  /// receives dh `[T·R, H]` (from the caption loss) before it enters the recurrence,
+  /// `addToImageVectorsGrad` receives dv `[B, Dv]` before it enters the encoder.
   @discardableResult
-  public func backward(imageGrad: Bool = false) -> Tensor? {
+  public func backward(
+    imageGrad: Bool = false, addToTopStatesGrad: ((Tensor) -> Void)? = nil,
+    addToImageVectorsGrad: ((Tensor) -> Void)? = nil
+  ) -> Tensor? {
     let logitsGrad = crossEntropy.backward()  // [T·R, V]
     var hGrad = out.backward(logitsGrad)!  // [T·R, H]
-    if mentionLossUsed, let mentionLoss {
-      // weight · dloss_mention/dh [T·R, H]
-      Elementwise.add(mentionLoss.auxiliary.backward().pointer, into: hGrad.pointer, count: hGrad.count)
-    }
+    addToTopStatesGrad?(hGrad)
     hGrad = hiddenDropout.backward(hGrad)
     let steps = hGrad.count / (imageRows.shape[0] * config.hidden)
     let (xGrad, vRowsGrad) = rnn.backward(
       outputGrad: hGrad.view(shape: [steps, imageRows.shape[0], config.hidden]))
     let embedGrad = embedDropout.backward(xGrad.view(shape: [xGrad.count / config.embed, config.embed]))
     embed.backward(embedGrad)
-    let vGrad = sumRowGroups(vRowsGrad, groupSize: captionsPerImage)
-    for head in activeAuxiliaryHeads {
-      // weight · dloss/dv [B, Dv]
-      Elementwise.add(head.backward().pointer, into: vGrad.pointer, count: vGrad.count)
-    }
+    let vGrad = sumRowGroups(vRowsGrad, groupSize: captionsPerImage)  // [B, Dv]
+    addToImageVectorsGrad?(vGrad)
     if imageGrad { return encoder.backward(vGrad, needInputGrad: true) }
     encoder.backward(vGrad)
     return nil
@@ -187,10 +152,9 @@ public final class CaptionModel {
   }
 }
 
-/// One token at a time for a batch of hypotheses (greedy, beam search, sampling).
-extension CaptionModel: StepModel {
-  public typealias State = RecurrentState
-
+/// One token at a time for a batch of hypotheses: what greedy decoding, beam search and sampling
+/// drive (the decoders' StepModel).
+extension CaptionModel {
   public var vocabularySize: Int { config.vocabSize }
 
   public func initialState(imageVectors: Tensor) -> RecurrentState {
@@ -216,6 +180,7 @@ extension CaptionModel: StepModel {
     state.gathered(rows: rows)
   }
 }
+
 
 // MARK: Weights in and out
 

@@ -13,10 +13,10 @@ extension TrainingSession {
     let totalSteps = options.maxSteps > 0 ? min(options.maxSteps, scheduleSteps) : scheduleSteps
     var imagesSeen = 0
     var trainSeconds = 0.0
-    var recentLoss: Float = 0
-    var recentWordLoss: Float = 0
-    var recentSceneLoss: Float = 0
-    var recentMentionLoss: Float = 0
+    var recentLoss: Float = 0  // the caption cross-entropy
+    var recentObjective: Float = 0  // the weighted total
+    var recentTermLoss = [Float](repeating: 0, count: objective.terms.count)
+    var recentTermCount = [Int](repeating: 0, count: objective.terms.count)
     var recentCount = 0
     var interrupted = false
     var stoppedEarly = false
@@ -29,16 +29,13 @@ extension TrainingSession {
       while let batch = trainLoader.next() {
         let lr = options.schedule.rate(
           base: options.learningRate, step: step, totalSteps: scheduleSteps, epoch: epoch, options: options)
-        zeroGradients(model.trainableParameters)
-        let loss = model.forward(
-          images: batch.images, imageIds: batch.imageIds, captionsPerImage: batch.captionsPerImage,
-          steps: batch.steps, inputTokens: batch.inputTokens, targetTokens: batch.targetTokens,
-          training: true, generator: &dropoutGenerator)
-        model.backward()
+        zeroGradients(objective.trainableParameters)
+        let loss = objective.forward(batch, training: true, generator: &dropoutGenerator)
+        objective.backward()
         // global-norm clipping, applied by Adam as it reads the gradients
         let clip =
           options.clip > 0
-          ? clippingFactor(norm: gradientNorm(model.trainableParameters), maxNorm: options.clip) : 1
+          ? clippingFactor(norm: gradientNorm(objective.trainableParameters), maxNorm: options.clip) : 1
         optimizer.step(learningRate: lr, gradientScale: clip)
         step += 1
         batchInEpoch = batch.index + 1  // a batch whose images all failed is skipped by the loader
@@ -47,9 +44,13 @@ extension TrainingSession {
         trainSeconds += seconds
         imagesSeen += batch.imageIds.count
         recentLoss += loss
-        recentWordLoss += model.lastWordLoss
-        recentSceneLoss += model.lastSceneLoss
-        recentMentionLoss += model.lastMentionLoss
+        recentObjective += objective.total
+        for (i, termLoss) in objective.termLosses.enumerated() {
+          if let termLoss {
+            recentTermLoss[i] += termLoss
+            recentTermCount[i] += 1
+          }
+        }
         recentCount += 1
         epochLoss += Double(loss)
         epochSteps += 1
@@ -67,12 +68,11 @@ extension TrainingSession {
             "step": step, "epoch": epoch + 1, "loss": Double(meanLoss), "lr": Double(lr),
             "images_per_s": imagesPerSecond,
           ]
-          if model.wordLoss != nil { line["word_loss"] = Double(recentWordLoss / Float(max(recentCount, 1))) }
-          if model.sceneLoss != nil {
-            line["scene_loss"] = Double(recentSceneLoss / Float(max(recentCount, 1)))
-          }
-          if model.mentionLoss != nil {
-            line["mention_loss"] = Double(recentMentionLoss / Float(max(recentCount, 1)))
+          if !objective.terms.isEmpty {
+            line["objective"] = Double(recentObjective / Float(max(recentCount, 1)))
+            for (i, term) in objective.terms.enumerated() where recentTermCount[i] > 0 {
+              line[term.name + "_loss"] = Double(recentTermLoss[i] / Float(recentTermCount[i]))
+            }
           }
           appendLog(line)
           if progress == nil {
@@ -82,9 +82,9 @@ extension TrainingSession {
                 options.epochs, step, totalSteps, meanLoss, lr, imagesPerSecond))
           }
           recentLoss = 0
-          recentWordLoss = 0
-          recentSceneLoss = 0
-          recentMentionLoss = 0
+          recentObjective = 0
+          recentTermLoss = recentTermLoss.map { _ in 0 }
+          recentTermCount = recentTermCount.map { _ in 0 }
           recentCount = 0
         }
         if caption_interrupt_requested() != 0 {
@@ -157,8 +157,9 @@ extension TrainingSession {
         generator: &noDropout)
       lossSum += Double(loss)
       batches += 1
-      let vectors = model.encode(batch.images)
-      let captions = CaptionDecoder.greedy(model: model, imageVectors: vectors, options: options)
+      // v from the forward pass just made (the encoder runs once per batch).
+      let captions = CaptionDecoder.greedy(
+        model: model, imageVectors: model.lastImageVectors, options: options)
       for (id, caption) in zip(batch.imageIds, captions) {
         candidates[id] = caption.tokens.map { vocabulary.word($0) }
       }
@@ -209,8 +210,8 @@ extension TrainingSession {
       "adam_steps": String(optimizer.stepCount),
     ]
     if let bestEpoch { metadata["best_epoch"] = String(bestEpoch) }
-    let names = model.namedTrainableParameters.map { $0.0 }
-    let heads = model.auxiliaryParameters.map { (name: $0.0, tensor: $0.1.value) }
+    let names = objective.namedTrainableParameters.map { $0.0 }
+    let heads = objective.termParameters.map { (name: $0.0, tensor: $0.1.value) }
     try Safetensors.write(
       path: files.state, tensors: optimizer.namedMoments(names: names) + heads, metadata: metadata)
     try writeLog()

@@ -7,6 +7,8 @@ final class TrainingSession {
   let files: TrainingFiles
   let vocabulary: Vocabulary
   let model: CaptionModel
+  /// The caption loss and the auxiliary terms that are on.
+  let objective: TrainingObjective
   let optimizer: Adam
   let trainLoader: BatchLoader
   let valLoader: BatchLoader?
@@ -37,43 +39,26 @@ final class TrainingSession {
     self.files = files
     self.vocabulary = prepared.vocabulary
     self.model = model
+    var terms: [any ObjectiveTerm] = []
     if let weight = options.wordLoss, weight > 0 {
       // Drawn from its own seed, so the model's weights do not depend on whether it is on.
       var generator = SeededGenerator(seed: options.seed &+ 0x3057_0D5)
       let wordLoss = WordLoss(
         imageSize: model.config.dv, vocabularySize: model.config.vocabSize, weight: weight)
       wordLoss.auxiliary.initialize(using: &generator)
-      model.wordLoss = wordLoss
-    } else {
-      model.wordLoss = nil
+      terms.append(wordLoss)
     }
-    // The scenes file, read once for the scene and mention losses.
-    let usesScenes = (options.sceneLoss ?? 0) > 0 || (options.mentionLoss ?? 0) > 0
-    let scenes = try scenesPath.flatMap { usesScenes ? try Scenes.load(path: $0) : nil }
-    if let weight = options.sceneLoss, weight > 0, let scenesPath, let scenes {
-      let sceneLoss = try SceneLoss(
-        scenes: scenes, imageIds: prepared.train.map(\.id),
-        imageSize: model.config.dv, weight: weight, path: scenesPath)
-      var generator = SeededGenerator(seed: options.seed &+ 0x5C3E_7E)
-      sceneLoss.auxiliary.initialize(using: &generator)
-      model.sceneLoss = sceneLoss
-      log("scene loss: \(sceneLoss.labels.summary) from \(scenesPath), weight \(weight)")
-    } else {
-      model.sceneLoss = nil
+    // The shapes data's terms, from its scenes file (read once for both).
+    let (sceneWeight, mentionWeight) = (options.sceneLoss ?? 0, options.mentionLoss ?? 0)
+    if let scenesPath, sceneWeight > 0 || mentionWeight > 0 {
+      terms += try ShapesObjective.terms(
+        sceneWeight: sceneWeight, mentionWeight: mentionWeight, scenes: try Scenes.load(path: scenesPath),
+        scenesPath: scenesPath, imageIds: prepared.train.map(\.id), words: prepared.vocabulary.words,
+        imageSize: model.config.dv, hiddenSize: model.config.hidden, seed: options.seed, log: log)
     }
-    if let weight = options.mentionLoss, weight > 0, let scenesPath, let scenes {
-      let mentionLoss = try MentionLoss(
-        scenes: scenes, imageIds: prepared.train.map(\.id),
-        words: prepared.vocabulary.words, hiddenSize: model.config.hidden, weight: weight, path: scenesPath)
-      var generator = SeededGenerator(seed: options.seed &+ 0x3E_7C10)
-      mentionLoss.auxiliary.initialize(using: &generator)
-      model.mentionLoss = mentionLoss
-      log("mention loss: \(mentionLoss.summary), weight \(weight)")
-    } else {
-      model.mentionLoss = nil
-    }
+    objective = TrainingObjective(model: model, terms: terms)
     optimizer = Adam(
-      parameters: model.trainableParameters, learningRate: options.learningRate,
+      parameters: objective.trainableParameters, learningRate: options.learningRate,
       beta2: options.beta2 ?? 0.999, weightDecay: options.weightDecay)
     dropoutGenerator = SeededGenerator(seed: options.seed &+ 0x5EED)
 
@@ -190,8 +175,9 @@ final class TrainingSession {
       session.bestMetrics = metrics
     }
     try session.optimizer.restore(
-      from: state.tensors, names: model.namedTrainableParameters.map { $0.0 }, path: files.state)
-    for (name, parameter) in model.auxiliaryParameters {
+      from: state.tensors, names: session.objective.namedTrainableParameters.map { $0.0 },
+      path: files.state)
+    for (name, parameter) in session.objective.termParameters {
       guard let saved = state.tensors[name], saved.shape == parameter.shape else {
         throw CaptionError(.badModel, path: files.state, "\(name) is missing or has the wrong shape")
       }

@@ -17,8 +17,12 @@
 /// words so far), so on the shapes data shape words stay near chance for thousands of steps; the
 /// words of the captions (WordLoss) help but say nothing of which colour goes with which shape or
 /// where. These questions are what the captions must get right, and they reach `v` directly.
-public final class SceneLoss {
+public final class SceneLoss: ObjectiveTerm {
   public let auxiliary: AuxiliaryHead
+  public let name = "scene"
+  public var weight: Float { auxiliary.weight }
+  public let source = ObjectiveTermSource.imageVectors
+  public var parameters: [(String, Parameter)] { auxiliary.namedParameters }
   public let labels: SceneLabels
   /// Image id → the indices of its "yes" answers.
   private let answers: [Int: [Int]]
@@ -51,6 +55,15 @@ public final class SceneLoss {
         for j in answers[id] ?? [] { present.pointer[b * width + j] = 1 }
       }
     }
+  }
+
+  public func forward(_ input: ObjectiveInput) -> Float? {
+    input.imageIds.isEmpty ? nil : forward(v: input.imageVectors, imageIds: input.imageIds)
+  }
+
+  public func backward(into gradient: Tensor) {
+    // weight · dloss/dv [B, Dv]
+    Elementwise.add(auxiliary.backward().pointer, into: gradient.pointer, count: gradient.count)
   }
 }
 

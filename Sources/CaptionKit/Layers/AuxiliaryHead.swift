@@ -1,12 +1,13 @@
-/// What the auxiliary losses share (WordLoss and SceneLoss on the image vector, MentionLoss on the
-/// decoder's states; training only): a linear head reads a vector `v` per row and answers
-/// independent yes/no questions, scored by weighted binary cross-entropy (SigmoidBinaryCrossEntropy):
+/// What the training objective's auxiliary terms share (the word and scene losses on the image
+/// vector, the mention loss on the decoder's states): a linear head reads a vector `v` per row and
+/// answers independent yes/no questions, scored by weighted binary cross-entropy
+/// (SigmoidBinaryCrossEntropy):
 ///
 ///     logits = head(v)                                   // [B, L], head: Linear(D → L)
 ///     loss   = (1/B) Σ_b Σ_j w_j · bce(logits[b, j], present[b, j])
 ///
-/// The caller marks `present` [B, L] (1: yes), and may leave rows out (MentionLoss; B is then the
-/// number of rows kept). `weight` scales the gradient sent back into `v`.
+/// The caller marks `present` [B, L] (1: yes), and may leave rows out (B is then the number of rows
+/// kept). `weight` scales the gradient sent back into `v`.
 /// The head is not part of the model file (SPEC §3), only of the training state, under `name`.
 public final class AuxiliaryHead {
   public let head: Linear  // weight [L, Dv], bias [L]
@@ -17,7 +18,7 @@ public final class AuxiliaryHead {
   let crossEntropy = SigmoidBinaryCrossEntropy()
   private var present: Tensor?  // [B, L]
 
-  init(name: String, inputSize: Int, columnWeights: [Float], weight: Float) {
+  public init(name: String, inputSize: Int, columnWeights: [Float], weight: Float) {
     head = Linear(inFeatures: inputSize, outFeatures: columnWeights.count)
     self.name = name
     self.columnWeights = columnWeights
@@ -35,7 +36,7 @@ public final class AuxiliaryHead {
 
   /// The loss of vectors `v` [B, D] over the rows `rowMask` [B] keeps (nil: all); `mark(present)`
   /// sets the answers ([B, L], zeroed).
-  func forward(v: Tensor, rowMask: [Bool]? = nil, mark: (Tensor) -> Void) -> Float {
+  public func forward(v: Tensor, rowMask: [Bool]? = nil, mark: (Tensor) -> Void) -> Float {
     let present = reuseWorkspace(&self.present, shape: [v.shape[0], head.outFeatures])
     present.fill(0)
     mark(present)
@@ -44,7 +45,7 @@ public final class AuxiliaryHead {
   }
 
   /// The gradient of weight · loss: accumulates the head's, returns dv [B, D].
-  func backward() -> Tensor {
+  public func backward() -> Tensor {
     let logitsGrad = crossEntropy.backward()
     Elementwise.scale(logitsGrad.pointer, by: weight, count: logitsGrad.count)
     return head.backward(logitsGrad)!

@@ -10,9 +10,13 @@
 /// signal barely says what the objects are (on the shapes data, shape words stay at chance for
 /// thousands of steps while colours are learnt at once). This loss tells the encoder directly which
 /// content words to make recognisable. Its `weight` scales its gradient into `v`.
-public final class WordLoss {
+public final class WordLoss: ObjectiveTerm {
   public let auxiliary: AuxiliaryHead
   public var head: Linear { auxiliary.head }
+  public let name = "word"
+  public var weight: Float { auxiliary.weight }
+  public let source = ObjectiveTermSource.imageVectors
+  public var parameters: [(String, Parameter)] { auxiliary.namedParameters }
 
   public init(imageSize dv: Int, vocabularySize: Int, weight: Float) {
     // Columns of the special tokens (ids < 4) are left out; the others share one mean.
@@ -36,5 +40,16 @@ public final class WordLoss {
         }
       }
     }
+  }
+
+  public func forward(_ input: ObjectiveInput) -> Float? {
+    forward(
+      v: input.imageVectors, targetTokens: input.targetTokens, steps: input.steps,
+      captionsPerImage: input.captionsPerImage)
+  }
+
+  public func backward(into gradient: Tensor) {
+    // weight · dloss/dv [B, Dv]
+    Elementwise.add(auxiliary.backward().pointer, into: gradient.pointer, count: gradient.count)
   }
 }

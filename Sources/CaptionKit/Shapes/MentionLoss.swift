@@ -24,8 +24,12 @@
 /// decoder, trained only on the words, often states the region of another object of the scene ("a
 /// pink square at the top" when the blue diamonds are at the top). Region phrases are a few percent
 /// of the caption tokens; these questions ask it at every step after every mention.
-public final class MentionLoss {
+public final class MentionLoss: ObjectiveTerm {
   public let auxiliary: AuxiliaryHead
+  public let name = "mention"
+  public var weight: Float { auxiliary.weight }
+  public let source = ObjectiveTermSource.topStates
+  public var parameters: [(String, Parameter)] { auxiliary.namedParameters }
   public let shapes: [String]
   public let colors: [String]
   /// Token id → word (the training vocabulary).
@@ -102,6 +106,18 @@ public final class MentionLoss {
         }
       }
     }
+  }
+
+  public func forward(_ input: ObjectiveInput) -> Float? {
+    guard !input.imageIds.isEmpty else { return nil }
+    return forward(
+      h: input.topStates, targetTokens: input.targetTokens, steps: input.steps, imageIds: input.imageIds,
+      captionsPerImage: input.captionsPerImage)
+  }
+
+  public func backward(into gradient: Tensor) {
+    // weight · dloss/dh [T·R, H]
+    Elementwise.add(auxiliary.backward().pointer, into: gradient.pointer, count: gradient.count)
   }
 
   /// For each step t of caption row r, the index in `scene.objects` of its current object, if any.

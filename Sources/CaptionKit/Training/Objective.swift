@@ -1,0 +1,64 @@
+/// The training objective: the caption model's cross-entropy plus weighted auxiliary terms,
+///
+///     objective = loss_caption + Σ_terms weight_term · loss_term
+///
+/// The model computes the network and the caption loss; each term (WordLoss, and the shapes data's
+/// SceneLoss and MentionLoss) reads the image vectors or the top hidden states the model's forward
+/// left, and adds its weighted gradient back through the model's backward hooks.
+final class TrainingObjective {
+  let model: CaptionModel
+  let terms: [any ObjectiveTerm]
+  /// The last `forward`'s caption cross-entropy and each term's loss (nil: the term did not apply).
+  private(set) var captionLoss: Float = 0
+  private(set) var termLosses: [Float?]
+
+  init(model: CaptionModel, terms: [any ObjectiveTerm]) {
+    self.model = model
+    self.terms = terms
+    termLosses = [Float?](repeating: nil, count: terms.count)
+  }
+
+  /// The terms' heads under their training-state names.
+  var termParameters: [(String, Parameter)] { terms.flatMap(\.parameters) }
+
+  /// What training updates: the model's parameters, then the terms' heads.
+  var namedTrainableParameters: [(String, Parameter)] { model.namedParameters + termParameters }
+  var trainableParameters: [Parameter] { namedTrainableParameters.map { $0.1 } }
+
+  /// The weighted total of the last `forward`.
+  var total: Float {
+    zip(terms, termLosses).reduce(captionLoss) { sum, pair in sum + pair.0.weight * (pair.1 ?? 0) }
+  }
+
+  /// Runs the model and every term on `batch`; returns the caption cross-entropy.
+  func forward(_ batch: TrainingBatch, training: Bool, generator: inout SeededGenerator) -> Float {
+    captionLoss = model.forward(
+      images: batch.images, captionsPerImage: batch.captionsPerImage, steps: batch.steps,
+      inputTokens: batch.inputTokens, targetTokens: batch.targetTokens, training: training,
+      generator: &generator)
+    if !terms.isEmpty {
+      let input = ObjectiveInput(
+        imageVectors: model.lastImageVectors, topStates: model.lastTopStates,
+        targetTokens: batch.targetTokens, steps: batch.steps, captionsPerImage: batch.captionsPerImage,
+        imageIds: batch.imageIds)
+      for (i, term) in terms.enumerated() { termLosses[i] = term.forward(input) }
+    }
+    return captionLoss
+  }
+
+  /// Accumulates the gradient of the last `forward`'s objective into every trainable parameter; with
+  /// `imageGrad`, also returns its gradient with respect to the input images.
+  @discardableResult
+  func backward(imageGrad: Bool = false) -> Tensor? {
+    model.backward(
+      imageGrad: imageGrad,
+      addToTopStatesGrad: { dh in self.addTermGradients(from: .topStates, into: dh) },
+      addToImageVectorsGrad: { dv in self.addTermGradients(from: .imageVectors, into: dv) })
+  }
+
+  private func addTermGradients(from source: ObjectiveTermSource, into gradient: Tensor) {
+    for (term, loss) in zip(terms, termLosses) where term.source == source && loss != nil {
+      term.backward(into: gradient)
+    }
+  }
+}
