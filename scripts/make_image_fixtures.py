@@ -2,9 +2,10 @@
 """Makes the image decoder's test fixtures (Tests/CaptionKitTests/Fixtures/image/).
 
 Independent references for the Swift tests, so they need no Python:
-- png_checksums.json: for every good PNG of the shared corpus, width, height and the FNV-1a 64 hash
-  of the SPEC §4 RGB bytes, computed from pypng's raw samples (palette expanded, gray replicated,
-  alpha/tRNS dropped, 16-bit -> round(v*255/65535), 1/2/4-bit gray -> v*255/(2^b-1), no gamma, no sBIT);
+- png_checksums.json: for every good PNG of the test corpus (Fixtures/corpus/), width, height and
+  the FNV-1a 64 hash of the SPEC §4 RGB bytes, computed from pypng's raw samples (palette expanded,
+  gray replicated, alpha/tRNS dropped, 16-bit -> round(v*255/65535), 1/2/4-bit gray -> v*255/(2^b-1),
+  no gamma, no sBIT);
 - jpeg_ref_*.png: Pillow's decodes of the corpus JPEGs (full scale and the 1/4 and 1/8 DCT scales);
 - made files the corpus lacks, each with a reference: CMYK and YCCK JPEGs (Adobe-inverted), JPEGs
   with little-endian EXIF orientation 1..8, JPEGs with 4:4:4 / 4:2:2 / 4:2:0 chroma, restart markers
@@ -27,7 +28,7 @@ import png
 from PIL import Image, ImageOps
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-TESTDATA = os.path.join(os.path.dirname(ROOT), "shared", "testdata")
+TESTDATA = os.path.join(ROOT, "Tests", "CaptionKitTests", "Fixtures", "corpus")
 OUT = os.path.join(ROOT, "Tests", "CaptionKitTests", "Fixtures", "image")
 
 
@@ -197,7 +198,7 @@ def make_16bit_pngs():
 
 def main():
     if not os.path.isdir(TESTDATA):
-        sys.exit("shared test corpus not found at " + TESTDATA)
+        sys.exit("test corpus not found at " + TESTDATA)
     os.makedirs(OUT, exist_ok=True)
     made = make_16bit_pngs()
     make_png_checksums(made)

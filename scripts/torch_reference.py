@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""The `caption` network (../shared/docs/SPEC.md §1 and §3) in PyTorch, as the reference for parity
+"""The `caption` network (docs/SPEC.md §1 and §3) in PyTorch, as the reference for parity
 tests and the peer of `caption bench`.
 
 The module's state_dict keys and shapes are exactly the model file's tensors (SPEC §3), so

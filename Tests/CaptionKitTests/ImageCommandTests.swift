@@ -8,7 +8,7 @@ final class ImageCommandTests: XCTestCase {
   func testPreprocessWritesWhatTheNetworkSees() throws {
     let folder = temporaryFolder()
     defer { try? FileManager.default.removeItem(atPath: folder) }
-    let source = try sharedTestdata("exif/Portrait_6.jpg")
+    let source = try corpusFile("exif/Portrait_6.jpg")
     let out = folder + "/seen.png"
     XCTAssertEqual(try runCaption(["preprocess", source, "--out", out, "--size", "48"]).status, 0)
     let written = try ImageDecoder().decode(path: out)
@@ -29,14 +29,14 @@ final class ImageCommandTests: XCTestCase {
     let folder = temporaryFolder()
     defer { try? FileManager.default.removeItem(atPath: folder) }
     let out = folder + "/x.png"
-    let bad = try sharedTestdata("pngsuite/xcsn0g01.png")
+    let bad = try corpusFile("pngsuite/xcsn0g01.png")
     let failed = try runCaption(["preprocess", bad, "--out", out])
     XCTAssertEqual(failed.status, 1)
     XCTAssertEqual(failed.stderr.split(separator: "\n").count, 1, failed.stderr)
     XCTAssertTrue(failed.stderr.contains(bad), failed.stderr)
     XCTAssertFalse(FileManager.default.fileExists(atPath: out))
     XCTAssertEqual(try runCaption(["preprocess", folder, "--out", out]).status, 1)
-    let good = try sharedTestdata("jpeg/testorig.jpg")
+    let good = try corpusFile("jpeg/testorig.jpg")
     XCTAssertEqual(try runCaption(["preprocess", good, "--out", out, "--size", "0"]).status, 64)
     XCTAssertEqual(try runCaption(["preprocess", good, "--out", out, "--bogus"]).status, 64)
     XCTAssertEqual(

@@ -8,7 +8,7 @@ import XCTest
 final class ImageMalformedTests: XCTestCase {
   func testTruncatedJPEGsAreRejected() throws {
     for name in ["testorig.jpg", "testimgp.jpg", "testimgari.jpg"] {
-      let bytes = try readBytes(try sharedTestdata("jpeg/" + name))
+      let bytes = try readBytes(try corpusFile("jpeg/" + name))
       for cut in [2, 3, 20, 200, 700, bytes.count / 2, bytes.count - 100, bytes.count - 2, bytes.count - 1] {
         assertDecodeFails(Array(bytes.prefix(cut)), kind: .truncated, path: name, "\(name) cut at \(cut)")
       }
@@ -26,14 +26,14 @@ final class ImageMalformedTests: XCTestCase {
     restart[rst + 1] = 0xD0 + (restart[rst + 1] - 0xD0 + 3) % 8
     assertDecodeFails(restart, kind: .corrupt, path: "restart.jpg", "RST out of sequence")
     // A marker in the middle of the entropy-coded data: JWRN_HIT_MARKER.
-    var cut = try readBytes(try sharedTestdata("jpeg/testorig.jpg"))
+    var cut = try readBytes(try corpusFile("jpeg/testorig.jpg"))
     let scan = try XCTUnwrap((0..<cut.count - 1).first { cut[$0] == 0xFF && cut[$0 + 1] == 0xDA })
     let middle = (scan + cut.count) / 2
     cut[middle] = 0xFF
     cut[middle + 1] = 0xD9
     assertDecodeFails(cut, kind: .corrupt, path: "cut.jpg", "EOI inside the scan")
     // Extraneous bytes before a header marker (JWRN_EXTRANEOUS_DATA) are harmless.
-    let original = try readBytes(try sharedTestdata("jpeg/testorig.jpg"))
+    let original = try readBytes(try corpusFile("jpeg/testorig.jpg"))
     let dqt = try XCTUnwrap(
       (2..<original.count - 1).first { original[$0] == 0xFF && original[$0 + 1] == 0xDB })
     var padded = original
@@ -45,7 +45,7 @@ final class ImageMalformedTests: XCTestCase {
 
   func testTruncatedPNGsAreRejected() throws {
     for name in ["basn2c08.png", "basi6a16.png", "basn3p04.png"] {
-      let bytes = try readBytes(try sharedTestdata("pngsuite/" + name))
+      let bytes = try readBytes(try corpusFile("pngsuite/" + name))
       for cut in [1, 4, 8, 20, 33, 60, bytes.count / 2, bytes.count - 12, bytes.count - 1] {
         assertDecodeFails(Array(bytes.prefix(cut)), kind: .truncated, path: name, "\(name) cut at \(cut)")
       }
@@ -113,7 +113,7 @@ final class ImageMalformedTests: XCTestCase {
     assertDecodeFails(bomb, kind: .tooLarge, "PNG bomb")
     assertDecodeFails(Array(bomb.prefix(33)), kind: .tooLarge, "PNG bomb header only")
     // JPEG: testorig.jpg with its frame header patched to 40000×25000.
-    var jpeg = try readBytes(try sharedTestdata("jpeg/testorig.jpg"))
+    var jpeg = try readBytes(try corpusFile("jpeg/testorig.jpg"))
     guard let sof = (0..<(jpeg.count - 9)).first(where: { jpeg[$0] == 0xFF && jpeg[$0 + 1] == 0xC0 }) else {
       return XCTFail("no SOF0 in testorig.jpg")
     }
@@ -123,16 +123,16 @@ final class ImageMalformedTests: XCTestCase {
     jpeg[sof + 8] = UInt8(40000 & 0xFF)
     assertDecodeFails(jpeg, kind: .tooLarge, "JPEG bomb")
     // The budget is configurable: the 227×149 original is refused under 30,000 pixels.
-    let original = try readBytes(try sharedTestdata("jpeg/testorig.jpg"))
+    let original = try readBytes(try corpusFile("jpeg/testorig.jpg"))
     assertDecodeFails(original, kind: .tooLarge, decoder: ImageDecoder(maxPixels: 30_000), "small budget")
     XCTAssertNoThrow(try ImageDecoder(maxPixels: 227 * 149).decode(bytes: original, path: "exact budget"))
-    let png = try readBytes(try sharedTestdata("pngsuite/basn2c08.png"))  // 32×32
+    let png = try readBytes(try corpusFile("pngsuite/basn2c08.png"))  // 32×32
     assertDecodeFails(png, kind: .tooLarge, decoder: ImageDecoder(maxPixels: 1023), "PNG budget")
   }
 
   /// libpng's crashers: quick, no big allocation; the truncated huge_* files and badcrc.png refused.
   func testLibpngCrashersAndBadPalettes() throws {
-    let crashers = try sharedTestdata("libpng/testpngs/crashers")
+    let crashers = try corpusFile("libpng/testpngs/crashers")
     let names = try FileManager.default.contentsOfDirectory(atPath: crashers).sorted()
     XCTAssertGreaterThan(names.count, 20)
     for name in names {
@@ -144,7 +144,7 @@ final class ImageMalformedTests: XCTestCase {
       }
       if case .failure(let error) = result { XCTAssertTrue(error is CaptionError, "\(name): \(error)") }
     }
-    let badpal = try sharedTestdata("libpng/testpngs/badpal")
+    let badpal = try corpusFile("libpng/testpngs/badpal")
     for name in try FileManager.default.contentsOfDirectory(atPath: badpal) {
       if case .failure(let error) = Result(catching: { try ImageDecoder().decode(path: badpal + "/" + name) })
       {
@@ -156,15 +156,15 @@ final class ImageMalformedTests: XCTestCase {
   /// A few thousand seeded corruptions of real files: each decodes or throws a CaptionError.
   func testSeededMutationsNeverCrash() throws {
     let sources: [(String, [UInt8])] = try [
-      ("testorig.jpg", readBytes(try sharedTestdata("jpeg/testorig.jpg"))),
-      ("testimgp.jpg", readBytes(try sharedTestdata("jpeg/testimgp.jpg"))),
-      ("testimgari.jpg", readBytes(try sharedTestdata("jpeg/testimgari.jpg"))),
+      ("testorig.jpg", readBytes(try corpusFile("jpeg/testorig.jpg"))),
+      ("testimgp.jpg", readBytes(try corpusFile("jpeg/testimgp.jpg"))),
+      ("testimgari.jpg", readBytes(try corpusFile("jpeg/testimgari.jpg"))),
       ("cmyk.jpg", readBytes(fixturePath("image/cmyk.jpg"))),
       ("exif_le_6.jpg", readBytes(fixturePath("image/exif_le_6.jpg"))),
-      ("basn2c08.png", readBytes(try sharedTestdata("pngsuite/basn2c08.png"))),
-      ("basi6a16.png", readBytes(try sharedTestdata("pngsuite/basi6a16.png"))),
-      ("basn3p04.png", readBytes(try sharedTestdata("pngsuite/basn3p04.png"))),
-      ("basi0g01.png", readBytes(try sharedTestdata("pngsuite/basi0g01.png"))),
+      ("basn2c08.png", readBytes(try corpusFile("pngsuite/basn2c08.png"))),
+      ("basi6a16.png", readBytes(try corpusFile("pngsuite/basi6a16.png"))),
+      ("basn3p04.png", readBytes(try corpusFile("pngsuite/basn3p04.png"))),
+      ("basi0g01.png", readBytes(try corpusFile("pngsuite/basi0g01.png"))),
     ]
     var generator = SplitMix64(seed: 2024)
     let decoder = ImageDecoder(maxPixels: 2_000_000)

@@ -159,7 +159,7 @@ final class ImagePreprocessTests: XCTestCase {
 
   func testLoadDecodesAtReducedScaleThenCrops() throws {
     // testorig.jpg 227×149 at S = 32: DCT scale 4/8 (114×75 ≥ 64 > 3/8's 56), then 49×32, crop.
-    let path = try sharedTestdata("jpeg/testorig.jpg")
+    let path = try corpusFile("jpeg/testorig.jpg")
     let seen = try Preprocess.load(path: path, size: 32)
     let decoded = try ImageDecoder().decode(path: path, minimumShorterSide: 64)
     XCTAssertEqual([decoded.width, decoded.height], [114, 75])

@@ -23,17 +23,13 @@ func fixturePath(_ relative: String) -> String {
   packageRoot + "/Tests/CaptionKitTests/Fixtures/" + relative
 }
 
-/// A file of the shared test corpus (`../shared/testdata/<relative>` beside the checkout).
-/// Fails the test with a clear message, rather than skipping, when the corpus is absent.
-func sharedTestdata(_ relative: String, file: StaticString = #filePath, line: UInt = #line) throws
-  -> String
-{
-  let path = packageRoot + "/../shared/testdata/" + relative
+/// A file or folder of the vendored image corpus: `Tests/CaptionKitTests/Fixtures/corpus/<relative>`
+/// (sources and licences in its README.md). A missing one fails the test, naming the path; no skip.
+func corpusFile(_ relative: String, file: StaticString = #filePath, line: UInt = #line) throws -> String {
+  let path = fixturePath("corpus/" + relative)
   guard FileManager.default.fileExists(atPath: path) else {
-    XCTFail(
-      "shared test corpus missing: \(path) (clone the project beside ../shared)", file: file,
-      line: line)
-    throw CaptionError(.unreadable, path: path, "missing shared test data")
+    XCTFail("test corpus file missing: \(path)", file: file, line: line)
+    throw CaptionError(.unreadable, path: path, "missing test corpus file")
   }
   return path
 }
