@@ -19,7 +19,7 @@ forcing (chance: 1/8), with an optional auxiliary loss on the image vector v:
 Measured on the project's machine (1 thread, the first 8 000 images of data/shapes-train, 1 500
 steps of 32 images x 5 captions; the three runs side by side): shape-word accuracy 0.173 with the
 caption loss alone, 0.267 with --aux words (weight 10), and with --aux scene already 0.675 after
-1 000 steps (0.719 after 1 500). With --aux grid (a later session, on a busy machine, same data
+1 000 steps (0.719 after 1 500). With --aux grid (measured later, on a busy machine, same data
 and steps): 0.682 after 1 000 steps at weight 10, and after 700 steps 0.577 / 0.533 / 0.504 at
 weights 10 / 3 / 1 (the runs were stopped there). With the groups not balanced (one mean over
 all 376 questions, weight 10) it reached only 0.477 after 1 500 steps.
