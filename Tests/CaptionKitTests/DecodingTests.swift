@@ -376,6 +376,16 @@ final class DecodingTests: XCTestCase {
     XCTAssertEqual(suffix, Array(first.suffix(15)))
   }
 
+  /// The sampled captions of three images for seed 11, written down: a change in the sampling
+  /// streams is noticed.
+  func testSampledCaptionsArePinned() {
+    let model = randomModel(vocabularySize: 20, seed: 8, spread: 1.5, endBias: 1)
+    let sampled = CaptionDecoder.sample(
+      model: model, imageVectors: images([0, 1, 2]),
+      options: DecodingOptions(sample: true, temperature: 1.3, seed: 11, streamOffset: 4))
+    XCTAssertEqual(sampled.map(\.tokens), [[], [11, 11, 3, 3], [10, 7, 6, 7, 15, 14, 4]])
+  }
+
   func testTopKOfOneIsGreedy() {
     let model = randomModel(vocabularySize: 16, seed: 21, endBias: 0.5)
     let vectors = images(Array(0..<10))

@@ -507,6 +507,22 @@ final class LayerTests: XCTestCase {
     XCTAssertEqual(generator.next(), a)
   }
 
+  /// The first draws of the seeding and drawing helpers, written down (each feeds a stream that
+  /// must not change: the loader's order, the shapes dataset, sampling).
+  func testSeedingAndDrawingHelpersArePinned() {
+    var loader = LoaderRandom(9, 0, 0x5EED)
+    XCTAssertEqual(loader.next(), 13_003_737_079_693_545_801)
+    XCTAssertEqual((0..<4).map { _ in loader.below(23) }, [21, 19, 5, 20])
+    var shapes = ShapesRandom(seed: 1, stream: 7)
+    XCTAssertEqual(shapes.next(), 5_253_378_443_946_236_904)
+    XCTAssertEqual((0..<4).map { _ in shapes.below(20) }, [16, 0, 2, 14])
+    XCTAssertEqual((0..<4).map { _ in shapes.int(in: -14...14) }, [-14, -3, -7, -5])
+    XCTAssertEqual(shapes.unit(), 0.9275408777614105)
+    var sampling = SamplingStream(seed: 11, stream: 4)
+    XCTAssertEqual(sampling.next(), 382_787_663_915_246_709)
+    XCTAssertEqual(sampling.nextUniform(), 0.3997698636075445)
+  }
+
   func testInitialisationStatistics() {
     var generator = SeededGenerator(seed: 71)
     let conv = Conv2D(inChannels: 16, outChannels: 64)

@@ -78,6 +78,17 @@ final class MetricsTests: XCTestCase {
     }
   }
 
+  /// The benchmark's first synthetic captions for seed 1, written down (its timings compare runs).
+  func testBenchmarkCaptionsArePinned() {
+    var generator = MetricsBenchmark.SeededGenerator(seed: 1)
+    XCTAssertEqual(
+      (0..<3).map { _ in MetricsBenchmark.sentence(&generator) },
+      [
+        "a group of people looking down a street, looking happy.", "The surfer lying on a couch.",
+        "a skier is standing by the water.",
+      ])
+  }
+
   // MARK: Hand-computed cases
 
   func testIdenticalCaptionScoresOneForBLEUAndROUGE() {
