@@ -268,7 +268,7 @@ final class DatasetTests: XCTestCase {
       data + "/dataset_coco.json", data + "/coco/annotations/captions_train2014.json",
       data + "/flickr8k/Flickr8k.token.txt",
     ]
-    var generator = SplitMix64(seed: 11)
+    var generator = SeededGenerator(seed: 11)
     var errors = 0
     for source in sources {
       let original = try DatasetFile.read(source)

@@ -80,7 +80,7 @@ final class MetricsTests: XCTestCase {
 
   /// The benchmark's first synthetic captions for seed 1, written down (its timings compare runs).
   func testBenchmarkCaptionsArePinned() {
-    var generator = MetricsBenchmark.SeededGenerator(seed: 1)
+    var generator = SeededGenerator(seed: 1)
     XCTAssertEqual(
       (0..<3).map { _ in MetricsBenchmark.sentence(&generator) },
       [

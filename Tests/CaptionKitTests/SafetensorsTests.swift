@@ -423,7 +423,7 @@ final class SafetensorsTests: XCTestCase {
     try tinyModel(cell: .gru).save(path: path)
     let original = [UInt8](try Data(contentsOf: URL(fileURLWithPath: path)))
     let headerEnd = 8 + (0..<8).reduce(0) { $0 | Int(original[$1]) << (8 * $1) }
-    var generator = SplitMix64(seed: 2024)
+    var generator = SeededGenerator(seed: 2024)
     var rejected = 0
     let trials = 200
     let corrupted = temporaryFolder() + "/corrupt.safetensors"

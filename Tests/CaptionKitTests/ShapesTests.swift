@@ -205,7 +205,7 @@ final class ShapesTests: XCTestCase {
     var counts = [Int](repeating: 0, count: 5)
     var backgrounds = 0
     for index in 0..<500 {
-      var random = ShapesRandom(seed: 77, stream: UInt64(index))
+      var random = SeededGenerator.shapes(seed: 77, stream: UInt64(index))
       let shapes = ShapesRenderer.placeShapes(imageSize: 64, random: &random)
       XCTAssertTrue((1...4).contains(shapes.count))
       counts[shapes.count] += 1

@@ -264,7 +264,7 @@ final class LoaderPipeline: @unchecked Sendable {
     if let known = orders[epoch] { return known }
     var order = Array(0..<samples.count)
     if shuffle {
-      var random = LoaderRandom(seed, UInt64(bitPattern: Int64(epoch)), 0x5EED)
+      var random = SeededGenerator(mixing: seed, UInt64(bitPattern: Int64(epoch)), 0x5EED)
       for i in stride(from: order.count - 1, to: 0, by: -1) {
         order.swapAt(i, random.below(i + 1))
       }
@@ -322,7 +322,7 @@ final class LoaderPipeline: @unchecked Sendable {
     let pixelsPerImage = imageSize * imageSize * 3
 
     // Captions first, for every member, so that a failed image does not change the others' draws.
-    var random = LoaderRandom(seed, UInt64(bitPattern: Int64(epoch)), UInt64(batch))
+    var random = SeededGenerator(mixing: seed, UInt64(bitPattern: Int64(epoch)), UInt64(batch))
     let chosen = members.map { chooseCaptions(captions[samples[$0]], &random) }
 
     var kept: [Int] = []  // positions in `members` whose pixels are in scratch[kept.count]
@@ -391,7 +391,7 @@ final class LoaderPipeline: @unchecked Sendable {
 
   /// K captions of one image: without replacement when it has at least K, else all of them (in a
   /// random order) and the rest drawn with replacement.
-  private func chooseCaptions(_ available: [EncodedCaption], _ random: inout LoaderRandom) -> [[Int]] {
+  private func chooseCaptions(_ available: [EncodedCaption], _ random: inout SeededGenerator) -> [[Int]] {
     let k = captionsPerImage
     guard k > 0, !available.isEmpty else { return [] }
     var picks = Array(0..<available.count)
@@ -401,34 +401,5 @@ final class LoaderPipeline: @unchecked Sendable {
     var result = picks.prefix(k).map { available[$0].tokens }
     while result.count < k { result.append(available[random.below(available.count)].tokens) }
     return result
-  }
-}
-
-/// SplitMix64 seeded from several words: the loader's only source of randomness.
-struct LoaderRandom {
-  private var state: UInt64
-
-  init(_ words: UInt64...) {
-    state = 0x9E37_79B9_7F4A_7C15
-    for word in words {
-      state = LoaderRandom.mix(state ^ word)
-    }
-  }
-
-  static func mix(_ value: UInt64) -> UInt64 {
-    var z = value &+ 0x9E37_79B9_7F4A_7C15
-    z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-    z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-    return z ^ (z >> 31)
-  }
-
-  mutating func next() -> UInt64 {
-    state &+= 0x9E37_79B9_7F4A_7C15
-    return LoaderRandom.mix(state &- 0x9E37_79B9_7F4A_7C15)
-  }
-
-  /// Uniform in 0..<n (n ≥ 1), by multiply-shift (Lemire), without modulo.
-  mutating func below(_ n: Int) -> Int {
-    Int(next().multipliedFullWidth(by: UInt64(n)).high)
   }
 }
