@@ -136,13 +136,16 @@ final class BatchLoaderTests: XCTestCase {
       XCTAssertEqual(batch.rows, batch.batchSize * 2)
       for (r, id) in batch.imageIds.enumerated() {
         XCTAssertEqual(batch.imageIndices[r], id - 100)
-        // CHW, (v / 255 − mean) / std.
+        // CHW, (v / 255 − mean) / std: bit for bit what inference computes from the same pixels.
+        let expected = Preprocess.tensor(try fakeLoader(probe: LoaderProbe())("img/\(id)"))
         for c in 0..<3 {
           for y in 0..<size {
             for x in 0..<size {
               let v = Float(BatchLoaderTests.pixel(id: id, y: y, x: x, c: c, size: size))
-              let expected = (v / 255 - BatchLoader.imageNetMean[c]) / BatchLoader.imageNetStd[c]
-              XCTAssertEqual(batch.images[((r * 3 + c) * size + y) * size + x], expected, accuracy: 1e-6)
+              let value = batch.images[((r * 3 + c) * size + y) * size + x]
+              XCTAssertEqual(
+                value, (v / 255 - Preprocess.imagenetMean[c]) / Preprocess.imagenetStd[c], accuracy: 1e-6)
+              XCTAssertEqual(value, expected[(c * size + y) * size + x])
             }
           }
         }

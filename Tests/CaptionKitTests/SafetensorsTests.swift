@@ -279,8 +279,8 @@ final class SafetensorsTests: XCTestCase {
       let loaded = try ModelFile.load(path: path)
       XCTAssertEqual(loaded.config, model.config)
       XCTAssertEqual(loaded.vocabulary, model.vocabulary)
-      XCTAssertEqual(loaded.mean, ModelFile.imageNetMean)
-      XCTAssertEqual(loaded.std, ModelFile.imageNetStd)
+      XCTAssertEqual(loaded.mean, Preprocess.imagenetMean)
+      XCTAssertEqual(loaded.std, Preprocess.imagenetStd)
       XCTAssertEqual(loaded.provenance, "{\"epochs\": 3}")
       XCTAssertEqual(Set(loaded.tensors.keys), Set(model.tensors.keys))
       for (name, tensor) in model.tensors {

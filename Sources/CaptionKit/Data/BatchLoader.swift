@@ -30,14 +30,11 @@ import Foundation
 ///   deinit ends them; `next()` and `startEpoch` must be called from one thread at a time, never
 ///   from `load` or `onSkip`.
 public final class BatchLoader {
-  public static let imageNetMean: [Float] = [0.485, 0.456, 0.406]
-  public static let imageNetStd: [Float] = [0.229, 0.224, 0.225]
-
   private let pipeline: LoaderPipeline
 
   public init(
     images: [DatasetImage], captions: [[EncodedCaption]], batchSize: Int, captionsPerImage: Int,
-    imageSize: Int, mean: [Float] = BatchLoader.imageNetMean, std: [Float] = BatchLoader.imageNetStd,
+    imageSize: Int, mean: [Float] = Preprocess.imagenetMean, std: [Float] = Preprocess.imagenetStd,
     shuffle: Bool, seed: UInt64, workers: Int = 2, prefetch: Int = 4, dropLast: Bool = false,
     cachePath: String? = nil, load: @escaping @Sendable (String) throws -> RGBImage,
     onSkip: @escaping @Sendable (String, String) -> Void
@@ -123,8 +120,9 @@ final class LoaderPipeline: @unchecked Sendable {
   let cache: ImageCache?
   let load: @Sendable (String) throws -> RGBImage
   let onSkip: @Sendable (String, String) -> Void
-  /// `normalised[c * 256 + v] = (v / 255 − mean[c]) / std[c]`.
-  let normalised: [Float]
+  /// The normalisation (`Preprocess.normalize`), per channel.
+  let mean: [Float]
+  let std: [Float]
 
   // Mutable state, under `condition`.
   private let condition = NSCondition()
@@ -165,11 +163,8 @@ final class LoaderPipeline: @unchecked Sendable {
     self.cache = cache
     self.load = load
     self.onSkip = onSkip
-    var table = [Float](repeating: 0, count: 3 * 256)
-    for c in 0..<3 {
-      for v in 0..<256 { table[c * 256 + v] = (Float(v) / 255 - mean[c]) / std[c] }
-    }
-    self.normalised = table
+    self.mean = mean
+    self.std = std
   }
 
   var skippedCount: Int {
@@ -364,19 +359,12 @@ final class LoaderPipeline: @unchecked Sendable {
     }
     guard !kept.isEmpty else { return nil }
 
-    // [B, 3, S, S] from B HWC images: x = (v / 255 − mean[c]) / std[c].
-    let plane = imageSize * imageSize
+    // [B, 3, S, S] from B HWC images [S, S, 3].
     let tensor = Tensor(zeros: [kept.count, 3, imageSize, imageSize])
-    normalised.withUnsafeBufferPointer { table in
-      for row in 0..<kept.count {
-        let source = scratch + row * pixelsPerImage  // [S, S, 3]
-        let target = tensor.pointer + row * 3 * plane  // [3, S, S]
-        for p in 0..<plane {
-          target[p] = table[Int(source[3 * p])]
-          target[plane + p] = table[256 + Int(source[3 * p + 1])]
-          target[2 * plane + p] = table[512 + Int(source[3 * p + 2])]
-        }
-      }
+    for row in 0..<kept.count {
+      Preprocess.normalize(
+        pixels: scratch + row * pixelsPerImage, count: imageSize * imageSize, mean: mean, std: std,
+        into: tensor.pointer + row * pixelsPerImage)
     }
     var rowsOfWords: [[Int]] = []
     rowsOfWords.reserveCapacity(kept.count * captionsPerImage)
