@@ -321,6 +321,16 @@ final class DatasetTests: XCTestCase {
         images: [DatasetImage(id: 0, path: "a", split: .train, captions: ["", " . "])], minCount: 1))
   }
 
+  /// Token ids to words: an id outside the list (negative, or past the end) reads as `<unk>`, in
+  /// the vocabulary and in a decoded caption's words.
+  func testWordOfAnOutOfRangeIdIsUnk() {
+    let vocabulary = Vocabulary(specialsAnd: ["a", "dog"])
+    XCTAssertEqual([0, 2, 3, 4, 5].map(vocabulary.word), ["<pad>", "<end>", "<unk>", "a", "dog"])
+    XCTAssertEqual([-1, 6, Int.max, Int.min].map(vocabulary.word), ["<unk>", "<unk>", "<unk>", "<unk>"])
+    let caption = DecodedCaption(tokens: [4, 9, 5, -3], logprob: -1, endedWithEnd: true)
+    XCTAssertEqual(caption.words(vocabulary), ["a", "<unk>", "dog", "<unk>"])
+  }
+
   func testEncodingTruncatesSkipsEmptyAndCounts() throws {
     let vocabulary = Vocabulary(specialsAnd: ["a", "dog", "runs"])
     let tokenized: [[[String]]] = [

@@ -45,6 +45,6 @@ public final class Captioner {
 
   /// The words of a decoded caption.
   public func words(_ caption: DecodedCaption) -> [String] {
-    caption.tokens.map { vocabulary.word($0) }
+    caption.words(vocabulary)
   }
 }

@@ -53,7 +53,7 @@ final class TrainingSession {
     if let scenesPath, sceneWeight > 0 || mentionWeight > 0 {
       terms += try ShapesObjective.terms(
         sceneWeight: sceneWeight, mentionWeight: mentionWeight, scenes: try Scenes.load(path: scenesPath),
-        scenesPath: scenesPath, imageIds: prepared.train.map(\.id), words: prepared.vocabulary.words,
+        scenesPath: scenesPath, imageIds: prepared.train.map(\.id), vocabulary: prepared.vocabulary,
         imageSize: model.config.dv, hiddenSize: model.config.hidden, seed: options.seed, log: log)
     }
     objective = TrainingObjective(model: model, terms: terms)
