@@ -218,6 +218,9 @@ final class SafetensorsTests: XCTestCase {
     assertRejected(writeRaw(header: "{\"__metadata__\":{\"format\":1}}"), ["\"format\"", "not a string"])
     assertRejected(
       writeRaw(header: "{\"__metadata__\":[\"format\"]}"), ["__metadata__", "not a JSON object"])
+    assertRejected(
+      writeRaw(header: "{\"__metadata__\":{\"format\":\"a\",\"format\":\"b\"}}"),
+      ["\"format\" appears twice", "at byte 30 of the header"])
   }
 
   func testMissingFileAndFolderAreClearErrors() {
