@@ -55,5 +55,4 @@ public enum MetricsBenchmark {
     func pick(_ words: [String]) -> String { words[Int(generator.next() % UInt64(words.count))] }
     return pick(subjects) + " " + pick(verbs) + " " + pick(places) + pick(extras) + pick(endings)
   }
-
 }
