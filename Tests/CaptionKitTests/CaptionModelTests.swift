@@ -153,7 +153,7 @@ final class CaptionModelTests: XCTestCase {
     ]
     let words = ["<pad>", "<start>", "<end>", "<unk>", "a", "red", "star", "blue", "circle"]
     let mentionLoss = try MentionLoss(
-      scenes: scenes, imageIds: [7, 9], words: words, hiddenSize: config.hidden, weight: 2, path: "s")
+      scenes: scenes, imageIds: [7, 9], vocabulary: try Vocabulary(words: words), hiddenSize: config.hidden, weight: 2, path: "s")
     mentionLoss.auxiliary.initialize(using: &generator)
     let objective = TrainingObjective(model: model, terms: [mentionLoss])
     // Image 7: "a red star a" (the red star from step 3 to <end>), "red star a blue circle" (the red
@@ -225,7 +225,7 @@ final class CaptionModelTests: XCTestCase {
       "<pad>", "<start>", "<end>", "<unk>", "a", "red", "star", "is", "left", "of", "blue", "circle", "and",
     ]
     let loss = try MentionLoss(
-      scenes: [3: scene], imageIds: [3], words: words, hiddenSize: 4, weight: 1, path: "s")
+      scenes: [3: scene], imageIds: [3], vocabulary: try Vocabulary(words: words), hiddenSize: 4, weight: 1, path: "s")
     XCTAssertEqual(loss.shapes, ["circle", "star"])
     XCTAssertEqual(loss.colors, ["blue", "red"])
     // 9 regions, 2 shapes × 4 relations, 2 colours × 4 relations.
@@ -250,7 +250,7 @@ final class CaptionModelTests: XCTestCase {
     // A training image without a scene is an error that names the scenes file.
     XCTAssertThrowsError(
       try MentionLoss(
-        scenes: [3: scene], imageIds: [3, 4], words: words, hiddenSize: 4, weight: 1, path: "d/scenes.json")
+        scenes: [3: scene], imageIds: [3, 4], vocabulary: try Vocabulary(words: words), hiddenSize: 4, weight: 1, path: "d/scenes.json")
     ) { error in
       XCTAssertTrue("\(error)".contains("d/scenes.json") && "\(error)".contains("4"), "\(error)")
     }

@@ -202,12 +202,14 @@ final class DatasetTests: XCTestCase {
       switch value {
       case .null: return "null"
       case .bool(let b): return "\(b)"
+      case .integer(let n): return "\(Double(n))"
       case .number(let n): return "\(n)"
       case .string(let s): return "s" + s.debugDescription
       case .array(let a): return "[" + a.map(canonical).joined(separator: ",") + "]"
       case .object(let o):
         return "{"
-          + o.keys.sorted().map { "\($0.debugDescription):\(canonical(o[$0]!))" }.joined(separator: ",") + "}"
+          + o.members.sorted { $0.key < $1.key }.map { "\($0.key.debugDescription):\(canonical($0.value))" }
+          .joined(separator: ",") + "}"
       }
     }
     func canonical(_ value: Any) -> String {
@@ -235,10 +237,6 @@ final class DatasetTests: XCTestCase {
       XCTAssertEqual(ours, theirs, text)
       XCTAssertFalse(ours.contains("?"))
     }
-    guard case .array(let lone) = try JSONValue.parse(Array(#"["a\ud83dz"]"#.utf8), file: "t.json") else {
-      return XCTFail("not an array")
-    }
-    XCTAssertEqual(lone.count, 1)  // a lone surrogate becomes U+FFFD, no crash
     let bad: [(String, String)] = [
       ("{\"a\": 1,\n \"b\" 2}", "line 2, column 6: expected ':'"),
       ("[1, 2", "line 1, column 6: unexpected end of file"),
@@ -250,6 +248,12 @@ final class DatasetTests: XCTestCase {
       ("[1] x", "unexpected text after"),
       ("", "expected a value"),
       (String(repeating: "[", count: 100_000), "nested deeper than 512"),
+      // Strict: no repeated key, valid UTF-8, no half of a surrogate pair; the byte is named.
+      (
+        "{\"a\": 1, \"b\": 2,\n \"a\": 3}", "line 2, column 2: key \"a\" appears twice in an object (byte 18)"
+      ),
+      (#"["a\ud83dz"]"#, "line 1, column 4: unpaired surrogate in a \\u escape (byte 3)"),
+      (#"["\udc15"]"#, "unpaired surrogate"),
     ]
     for (text, expected) in bad {
       XCTAssertThrowsError(try JSONValue.parse(Array(text.utf8), file: "t.json"), text) {
@@ -258,6 +262,45 @@ final class DatasetTests: XCTestCase {
         XCTAssertTrue(
           error?.reason.contains(expected) ?? false, "\(text.prefix(40)): \(String(describing: error))")
       }
+    }
+    XCTAssertThrowsError(try JSONValue.parse([0x5B, 0x22, 0x61, 0xFF, 0x22, 0x5D], file: "t.json")) {
+      let reason = ($0 as? CaptionError)?.reason ?? ""
+      XCTAssertTrue(reason.contains("line 1, column 2: invalid UTF-8 in a string (byte 1)"), reason)
+    }
+  }
+
+  /// Integers are exact: written as an integer and within Int's range, or an error where one is
+  /// required; any number reads as a number.
+  func testIntegersAreExact() throws {
+    let text = #"[9223372036854775807, -9223372036854775808, 9223372036854775808, 2.0, 1e3, 1.5, -0, "7"]"#
+    guard case .array(let values) = try JSONValue.parse(Array(text.utf8), file: "t.json") else {
+      return XCTFail("not an array")
+    }
+    XCTAssertEqual(values.map(\.integerValue), [Int.max, Int.min, nil, nil, nil, nil, 0, nil])
+    XCTAssertEqual(
+      values.map(\.doubleValue),
+      [9.223372036854775807e18, -9.223372036854775808e18, 9.223372036854775808e18, 2, 1000, 1.5, 0, nil])
+    let place = JSONPlace(file: "t.json", place: "images[0].id")
+    XCTAssertEqual(try place.integer(values[0]), Int.max)
+    for value in values[2...] where value.integerValue == nil {
+      XCTAssertThrowsError(try place.integer(value)) {
+        XCTAssertEqual("\($0)", "t.json: images[0].id: expected an integer")
+      }
+    }
+    XCTAssertThrowsError(try place.integer(nil)) { XCTAssertEqual("\($0)", "t.json: images[0].id: missing") }
+  }
+
+  /// A dataset whose entry repeats a key is refused, naming the line and column.
+  func testRepeatedKeyInADatasetIsAnError() throws {
+    let path = temporaryFolder() + "/twice.json"
+    try AtomicFile.write(
+      Array(
+        """
+        {"images": [
+          {"filename": "a.jpg", "split": "train", "split": "test", "sentences": []}]}
+        """.utf8), to: path)
+    assertDatasetError(file: path, mentions: "line 2, column 43: key \"split\" appears twice") {
+      _ = try Dataset.load(data: path)
     }
   }
 
@@ -268,7 +311,7 @@ final class DatasetTests: XCTestCase {
       data + "/dataset_coco.json", data + "/coco/annotations/captions_train2014.json",
       data + "/flickr8k/Flickr8k.token.txt",
     ]
-    var generator = SplitMix64(seed: 11)
+    var generator = SeededGenerator(seed: 11)
     var errors = 0
     for source in sources {
       let original = try DatasetFile.read(source)
@@ -319,6 +362,16 @@ final class DatasetTests: XCTestCase {
     XCTAssertThrowsError(
       try VocabularyBuilder.build(
         images: [DatasetImage(id: 0, path: "a", split: .train, captions: ["", " . "])], minCount: 1))
+  }
+
+  /// Token ids to words: an id outside the list (negative, or past the end) reads as `<unk>`, in
+  /// the vocabulary and in a decoded caption's words.
+  func testWordOfAnOutOfRangeIdIsUnk() {
+    let vocabulary = Vocabulary(specialsAnd: ["a", "dog"])
+    XCTAssertEqual([0, 2, 3, 4, 5].map(vocabulary.word), ["<pad>", "<end>", "<unk>", "a", "dog"])
+    XCTAssertEqual([-1, 6, Int.max, Int.min].map(vocabulary.word), ["<unk>", "<unk>", "<unk>", "<unk>"])
+    let caption = DecodedCaption(tokens: [4, 9, 5, -3], logprob: -1, endedWithEnd: true)
+    XCTAssertEqual(caption.words(vocabulary), ["a", "<unk>", "dog", "<unk>"])
   }
 
   func testEncodingTruncatesSkipsEmptyAndCounts() throws {

@@ -277,8 +277,8 @@ final class GroundedTests: XCTestCase {
     XCTAssertEqual(scenes[4]?.width, 64)
 
     for (content, expected) in [
-      ("{\"images\": [{\"image_id\": 1, \"objects\": []}]}", "images[0]: missing key \"filename\""),
-      ("{\"images\": [", "not valid JSON"),
+      ("{\"images\": [{\"image_id\": 1, \"objects\": []}]}", "images[0].filename: missing"),
+      ("{\"images\": [", "bad JSON: line 1, column 13: unexpected end of file"),
       (
         "{\"images\": [{\"image_id\": 1, \"filename\": \"a\", \"objects\": [{\"shape\": 3}]}]}",
         "images[0].objects[0].shape"

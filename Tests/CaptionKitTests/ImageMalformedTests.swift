@@ -54,7 +54,7 @@ final class ImageMalformedTests: XCTestCase {
 
   func testEmptyRandomAndTextInputs() throws {
     assertDecodeFails([], kind: .truncated, "zero length")
-    var generator = SplitMix64(seed: 99)
+    var generator = SeededGenerator(seed: 99)
     for trial in 0..<20 {
       var noise = (0..<Int.random(in: 1...4000, using: &generator)).map { _ in
         UInt8.random(in: 0...255, using: &generator)
@@ -166,7 +166,7 @@ final class ImageMalformedTests: XCTestCase {
       ("basn3p04.png", readBytes(try corpusFile("pngsuite/basn3p04.png"))),
       ("basi0g01.png", readBytes(try corpusFile("pngsuite/basi0g01.png"))),
     ]
-    var generator = SplitMix64(seed: 2024)
+    var generator = SeededGenerator(seed: 2024)
     let decoder = ImageDecoder(maxPixels: 2_000_000)
     var decoded = 0, rejected = 0
     for round in 0..<3000 {

@@ -72,7 +72,7 @@ final class ImagePreprocessTests: XCTestCase {
   }
 
   func testSquareImageOfTheSizePassesUnchanged() {
-    var generator = SplitMix64(seed: 3)
+    var generator = SeededGenerator(seed: 3)
     let image = RGBImage(
       width: 5, height: 5, pixels: (0..<75).map { _ in UInt8.random(in: 0...255, using: &generator) })
     XCTAssertEqual(Preprocess.resizeAndCrop(image, size: 5), image)
@@ -81,7 +81,7 @@ final class ImagePreprocessTests: XCTestCase {
   /// Against a direct floating-point reading of SPEC §4 (coverage integrals, bilinear sampling):
   /// every value equal, except where the exact value lies within 1e-6 of a half.
   func testMatchesFloatingPointReferenceOnRandomImages() {
-    var generator = SplitMix64(seed: 11)
+    var generator = SeededGenerator(seed: 11)
     func weights(_ n: Int, _ m: Int) -> [[(Int, Double)]] {
       (0..<m).map { j in
         if m < n {
@@ -168,7 +168,7 @@ final class ImagePreprocessTests: XCTestCase {
   }
 
   func testWritersRoundTrip() throws {
-    var generator = SplitMix64(seed: 5)
+    var generator = SeededGenerator(seed: 5)
     let noisy = RGBImage(
       width: 13, height: 7, pixels: (0..<273).map { _ in UInt8.random(in: 0...255, using: &generator) })
     XCTAssertEqual(try ImageDecoder().decode(bytes: try PNGWriter.encode(noisy), path: "round.png"), noisy)

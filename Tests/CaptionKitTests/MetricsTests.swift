@@ -78,6 +78,17 @@ final class MetricsTests: XCTestCase {
     }
   }
 
+  /// The benchmark's first synthetic captions for seed 1, written down (its timings compare runs).
+  func testBenchmarkCaptionsArePinned() {
+    var generator = SeededGenerator(seed: 1)
+    XCTAssertEqual(
+      (0..<3).map { _ in MetricsBenchmark.sentence(&generator) },
+      [
+        "a group of people looking down a street, looking happy.", "The surfer lying on a couch.",
+        "a skier is standing by the water.",
+      ])
+  }
+
   // MARK: Hand-computed cases
 
   func testIdenticalCaptionScoresOneForBLEUAndROUGE() {
@@ -191,16 +202,24 @@ final class MetricsTests: XCTestCase {
     assertThrows("results.json: expected a JSON array") {
       _ = try COCOFiles.parseResults(Data(#"{"image_id": 1}"#.utf8), path: "results.json")
     }
-    assertThrows("entry 0: \"image_id\" is not an integer") {
+    assertThrows("entry 0.image_id: expected an integer") {
       _ = try COCOFiles.parseResults(Data(#"[{"image_id": 1.5, "caption": "a"}]"#.utf8), path: "r.json")
     }
-    assertThrows("entry 0: \"caption\" is missing") {
+    assertThrows("entry 0.image_id: expected an integer") {
+      _ = try COCOFiles.parseResults(Data(#"[{"image_id": 2.0, "caption": "a"}]"#.utf8), path: "r.json")
+    }
+    assertThrows("r.json: bad JSON: line 1, column 34: key \"image_id\" appears twice in an object (byte 33)")
+    {
+      _ = try COCOFiles.parseResults(
+        Data(#"[{"image_id": 1, "caption": "a", "image_id": 2}]"#.utf8), path: "r.json")
+    }
+    assertThrows("entry 0.caption: missing") {
       _ = try COCOFiles.parseResults(Data(#"[{"image_id": 1}]"#.utf8), path: "r.json")
     }
-    assertThrows("refs.json: annotations[0]: \"image_id\" is missing") {
+    assertThrows("refs.json: annotations[0].image_id: missing") {
       _ = try COCOFiles.parseReferences(Data(#"{"annotations": [{"caption": "a"}]}"#.utf8), path: "refs.json")
     }
-    assertThrows("refs.json: \"annotations\" is missing") {
+    assertThrows("refs.json: annotations: missing") {
       _ = try COCOFiles.parseReferences(Data(#"{"images": []}"#.utf8), path: "refs.json")
     }
     assertThrows("refs.json: bad JSON") {

@@ -181,7 +181,7 @@ final class RecurrentTests: XCTestCase {
         for mode in [ImageInput.every, .first] {
           let stack = RecurrentStack(
             cell: cell, inputSize: In, hiddenSize: H, imageSize: Dv, layers: layers, imageInput: mode)
-          var generator = SplitMix64(seed: 11)
+          var generator = SeededGenerator(seed: 11)
           stack.initialize(using: &generator)
           let inputs = randomTensor([T, B, In], seed: 1)
           let image = randomTensor([B, Dv], seed: 2)
@@ -201,7 +201,7 @@ final class RecurrentTests: XCTestCase {
       for (mode, lengths) in [(ImageInput.every, [3, 2, 1] as [Int]?), (.first, [2, 3, 0]), (.first, nil)] {
         let stack = BidirectionalStack(
           cell: cell, inputSize: In, hiddenSize: H, imageSize: Dv, layers: 2, imageInput: mode)
-        var generator = SplitMix64(seed: 12)
+        var generator = SeededGenerator(seed: 12)
         stack.initialize(using: &generator)
         let inputs = randomTensor([T, B, In], seed: 3)
         let image = randomTensor([B, Dv], seed: 4)
@@ -317,7 +317,7 @@ final class RecurrentTests: XCTestCase {
       for (mode, B) in [(ImageInput.every, 3), (.first, 3), (.every, large), (.first, large)] {
         let stack = RecurrentStack(
           cell: cell, inputSize: In, hiddenSize: H, imageSize: Dv, layers: 2, imageInput: mode)
-        var generator = SplitMix64(seed: 21)
+        var generator = SeededGenerator(seed: 21)
         stack.initialize(using: &generator)
         let inputs = randomTensor([T, B, In], seed: 5)
         let image = randomTensor([B, Dv], seed: 6)
@@ -341,7 +341,7 @@ final class RecurrentTests: XCTestCase {
     for cell in [CellType.lstm, .gru] {
       let stack = RecurrentStack(
         cell: cell, inputSize: In, hiddenSize: H, imageSize: Dv, layers: 2, imageInput: .first)
-      var generator = SplitMix64(seed: 31)
+      var generator = SeededGenerator(seed: 31)
       stack.initialize(using: &generator)
       let image = randomTensor([B, Dv], seed: 7)
       var state = stack.makeState(image: image)
@@ -392,7 +392,7 @@ final class RecurrentTests: XCTestCase {
           cell: cell, inputSize: In, hiddenSize: H, imageSize: Dv, imageInput: mode)
         let reverseLayer = RecurrentLayer(
           cell: cell, inputSize: In, hiddenSize: H, imageSize: Dv, imageInput: mode, reverse: true)
-        var generator = SplitMix64(seed: 41)
+        var generator = SeededGenerator(seed: 41)
         forwardLayer.initialize(using: &generator)
         for ((_, p), (_, q)) in zip(forwardLayer.namedParameters, reverseLayer.namedParameters) {
           q.value.copy(from: p.value)
@@ -423,7 +423,7 @@ final class RecurrentTests: XCTestCase {
       for mode in [ImageInput.every, .first] {
         let stack = BidirectionalStack(
           cell: cell, inputSize: In, hiddenSize: H, imageSize: Dv, layers: 2, imageInput: mode)
-        var generator = SplitMix64(seed: 51)
+        var generator = SeededGenerator(seed: 51)
         stack.initialize(using: &generator)
         let inputs = randomTensor([T, B, In], seed: 12)
         let image = randomTensor([B, Dv], seed: 13)
@@ -490,7 +490,7 @@ final class RecurrentTests: XCTestCase {
 
   func testInitializationAndNames() {
     let H = 16
-    var generator = SplitMix64(seed: 61)
+    var generator = SeededGenerator(seed: 61)
     for cell in CellType.allCases {
       let stack = RecurrentStack(
         cell: cell, inputSize: 8, hiddenSize: H, imageSize: 5, layers: 2, imageInput: .every)

@@ -218,6 +218,9 @@ final class SafetensorsTests: XCTestCase {
     assertRejected(writeRaw(header: "{\"__metadata__\":{\"format\":1}}"), ["\"format\"", "not a string"])
     assertRejected(
       writeRaw(header: "{\"__metadata__\":[\"format\"]}"), ["__metadata__", "not a JSON object"])
+    assertRejected(
+      writeRaw(header: "{\"__metadata__\":{\"format\":\"a\",\"format\":\"b\"}}"),
+      ["\"format\" appears twice", "at byte 30 of the header"])
   }
 
   func testMissingFileAndFolderAreClearErrors() {
@@ -279,8 +282,8 @@ final class SafetensorsTests: XCTestCase {
       let loaded = try ModelFile.load(path: path)
       XCTAssertEqual(loaded.config, model.config)
       XCTAssertEqual(loaded.vocabulary, model.vocabulary)
-      XCTAssertEqual(loaded.mean, ModelFile.imageNetMean)
-      XCTAssertEqual(loaded.std, ModelFile.imageNetStd)
+      XCTAssertEqual(loaded.mean, Preprocess.imagenetMean)
+      XCTAssertEqual(loaded.std, Preprocess.imagenetStd)
       XCTAssertEqual(loaded.provenance, "{\"epochs\": 3}")
       XCTAssertEqual(Set(loaded.tensors.keys), Set(model.tensors.keys))
       for (name, tensor) in model.tensors {
@@ -423,7 +426,7 @@ final class SafetensorsTests: XCTestCase {
     try tinyModel(cell: .gru).save(path: path)
     let original = [UInt8](try Data(contentsOf: URL(fileURLWithPath: path)))
     let headerEnd = 8 + (0..<8).reduce(0) { $0 | Int(original[$1]) << (8 * $1) }
-    var generator = SplitMix64(seed: 2024)
+    var generator = SeededGenerator(seed: 2024)
     var rejected = 0
     let trials = 200
     let corrupted = temporaryFolder() + "/corrupt.safetensors"

@@ -38,6 +38,24 @@ final class ShapesTests: XCTestCase {
   }
   static let pinnedHash: UInt64 = 4_691_722_152_397_493_788
 
+  /// The files of a small mixed dataset for seed 5, fingerprinted: scenes, captions, the choice of
+  /// PNG or JPEG per image and the split of each image all come from the seeded streams.
+  func testGeneratedFilesArePinned() throws {
+    let folder = temporaryFolder()
+    defer { try? FileManager.default.removeItem(atPath: folder) }
+    try ShapesDataset.generate(outputFolder: folder, count: 25, seed: 5, format: .mixed, log: { _ in })
+    let pins: [(file: String, hash: UInt64)] = [
+      ("captions.json", 11_798_837_043_295_996_189), ("scenes.json", 703_877_383_086_117_536),
+    ]
+    for (file, pinned) in pins {
+      var hash: UInt64 = 0xcbf2_9ce4_8422_2325
+      for byte in FileManager.default.contents(atPath: folder + "/" + file) ?? Data() {
+        hash = (hash ^ UInt64(byte)) &* 0x100_0000_01b3
+      }
+      XCTAssertEqual(hash, pinned, file)
+    }
+  }
+
   func testGenerateIsByteIdenticalForOneSeed() throws {
     let first = temporaryFolder()
     let second = temporaryFolder()
@@ -187,7 +205,7 @@ final class ShapesTests: XCTestCase {
     var counts = [Int](repeating: 0, count: 5)
     var backgrounds = 0
     for index in 0..<500 {
-      var random = ShapesRandom(seed: 77, stream: UInt64(index))
+      var random = SeededGenerator.shapes(seed: 77, stream: UInt64(index))
       let shapes = ShapesRenderer.placeShapes(imageSize: 64, random: &random)
       XCTAssertTrue((1...4).contains(shapes.count))
       counts[shapes.count] += 1

@@ -63,7 +63,7 @@ func assertGradientMatches(
   file: StaticString = #filePath, line: UInt = #line, loss: () -> Double
 ) {
   precondition(x.count == analytic.count)
-  var generator = SplitMix64(seed: seed)
+  var generator = SeededGenerator(seed: seed)
   let picks =
     x.count <= samples
     ? Array(0..<x.count) : (0..<samples).map { _ in Int(generator.next() % UInt64(x.count)) }
@@ -89,22 +89,9 @@ func assertGradientMatches(
   _ = worst
 }
 
-/// A small deterministic generator for tests (SplitMix64).
-struct SplitMix64: RandomNumberGenerator {
-  var state: UInt64
-  init(seed: UInt64) { state = seed }
-  mutating func next() -> UInt64 {
-    state &+= 0x9E37_79B9_7F4A_7C15
-    var z = state
-    z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-    z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-    return z ^ (z >> 31)
-  }
-}
-
 /// A tensor of seeded uniform values in [-scale, scale].
 func randomTensor(_ shape: [Int], scale: Float = 1, seed: UInt64) -> Tensor {
-  var generator = SplitMix64(seed: seed)
+  var generator = SeededGenerator(seed: seed)
   let t = Tensor(zeros: shape)
   for i in 0..<t.count { t[i] = Float.random(in: -scale...scale, using: &generator) }
   return t

@@ -75,7 +75,7 @@ final class TokenizerTests: XCTestCase {
     let alphabet = Array(
       "aZ09 .,;:!?'\"`-–—…()[]{}<>/\\*&%$#@_+=~|^’‘“”«»½£€¢\u{AD}\u{A0}\t\n\r\u{0}\u{7F}é\u{301}ßİ中😀"
         .unicodeScalars)
-    var generator = SplitMix64(seed: 11)
+    var generator = SeededGenerator(seed: 11)
     for _ in 0..<20_000 {
       let length = Int(generator.next() % 24)
       var text = String.UnicodeScalarView()

@@ -55,17 +55,4 @@ public enum MetricsBenchmark {
     func pick(_ words: [String]) -> String { words[Int(generator.next() % UInt64(words.count))] }
     return pick(subjects) + " " + pick(verbs) + " " + pick(places) + pick(extras) + pick(endings)
   }
-
-  /// SplitMix64, so the benchmark's captions are the same on every run.
-  struct SeededGenerator {
-    var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-      state &+= 0x9E37_79B9_7F4A_7C15
-      var z = state
-      z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-      z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-      return z ^ (z >> 31)
-    }
-  }
 }

@@ -30,14 +30,11 @@ import Foundation
 ///   deinit ends them; `next()` and `startEpoch` must be called from one thread at a time, never
 ///   from `load` or `onSkip`.
 public final class BatchLoader {
-  public static let imageNetMean: [Float] = [0.485, 0.456, 0.406]
-  public static let imageNetStd: [Float] = [0.229, 0.224, 0.225]
-
   private let pipeline: LoaderPipeline
 
   public init(
     images: [DatasetImage], captions: [[EncodedCaption]], batchSize: Int, captionsPerImage: Int,
-    imageSize: Int, mean: [Float] = BatchLoader.imageNetMean, std: [Float] = BatchLoader.imageNetStd,
+    imageSize: Int, mean: [Float] = Preprocess.imagenetMean, std: [Float] = Preprocess.imagenetStd,
     shuffle: Bool, seed: UInt64, workers: Int = 2, prefetch: Int = 4, dropLast: Bool = false,
     cachePath: String? = nil, load: @escaping @Sendable (String) throws -> RGBImage,
     onSkip: @escaping @Sendable (String, String) -> Void
@@ -123,8 +120,9 @@ final class LoaderPipeline: @unchecked Sendable {
   let cache: ImageCache?
   let load: @Sendable (String) throws -> RGBImage
   let onSkip: @Sendable (String, String) -> Void
-  /// `normalised[c * 256 + v] = (v / 255 − mean[c]) / std[c]`.
-  let normalised: [Float]
+  /// The normalisation (`Preprocess.normalize`), per channel.
+  let mean: [Float]
+  let std: [Float]
 
   // Mutable state, under `condition`.
   private let condition = NSCondition()
@@ -165,11 +163,8 @@ final class LoaderPipeline: @unchecked Sendable {
     self.cache = cache
     self.load = load
     self.onSkip = onSkip
-    var table = [Float](repeating: 0, count: 3 * 256)
-    for c in 0..<3 {
-      for v in 0..<256 { table[c * 256 + v] = (Float(v) / 255 - mean[c]) / std[c] }
-    }
-    self.normalised = table
+    self.mean = mean
+    self.std = std
   }
 
   var skippedCount: Int {
@@ -264,7 +259,7 @@ final class LoaderPipeline: @unchecked Sendable {
     if let known = orders[epoch] { return known }
     var order = Array(0..<samples.count)
     if shuffle {
-      var random = LoaderRandom(seed, UInt64(bitPattern: Int64(epoch)), 0x5EED)
+      var random = SeededGenerator(mixing: seed, UInt64(bitPattern: Int64(epoch)), 0x5EED)
       for i in stride(from: order.count - 1, to: 0, by: -1) {
         order.swapAt(i, random.below(i + 1))
       }
@@ -322,7 +317,7 @@ final class LoaderPipeline: @unchecked Sendable {
     let pixelsPerImage = imageSize * imageSize * 3
 
     // Captions first, for every member, so that a failed image does not change the others' draws.
-    var random = LoaderRandom(seed, UInt64(bitPattern: Int64(epoch)), UInt64(batch))
+    var random = SeededGenerator(mixing: seed, UInt64(bitPattern: Int64(epoch)), UInt64(batch))
     let chosen = members.map { chooseCaptions(captions[samples[$0]], &random) }
 
     var kept: [Int] = []  // positions in `members` whose pixels are in scratch[kept.count]
@@ -364,19 +359,12 @@ final class LoaderPipeline: @unchecked Sendable {
     }
     guard !kept.isEmpty else { return nil }
 
-    // [B, 3, S, S] from B HWC images: x = (v / 255 − mean[c]) / std[c].
-    let plane = imageSize * imageSize
+    // [B, 3, S, S] from B HWC images [S, S, 3].
     let tensor = Tensor(zeros: [kept.count, 3, imageSize, imageSize])
-    normalised.withUnsafeBufferPointer { table in
-      for row in 0..<kept.count {
-        let source = scratch + row * pixelsPerImage  // [S, S, 3]
-        let target = tensor.pointer + row * 3 * plane  // [3, S, S]
-        for p in 0..<plane {
-          target[p] = table[Int(source[3 * p])]
-          target[plane + p] = table[256 + Int(source[3 * p + 1])]
-          target[2 * plane + p] = table[512 + Int(source[3 * p + 2])]
-        }
-      }
+    for row in 0..<kept.count {
+      Preprocess.normalize(
+        pixels: scratch + row * pixelsPerImage, count: imageSize * imageSize, mean: mean, std: std,
+        into: tensor.pointer + row * pixelsPerImage)
     }
     var rowsOfWords: [[Int]] = []
     rowsOfWords.reserveCapacity(kept.count * captionsPerImage)
@@ -391,7 +379,7 @@ final class LoaderPipeline: @unchecked Sendable {
 
   /// K captions of one image: without replacement when it has at least K, else all of them (in a
   /// random order) and the rest drawn with replacement.
-  private func chooseCaptions(_ available: [EncodedCaption], _ random: inout LoaderRandom) -> [[Int]] {
+  private func chooseCaptions(_ available: [EncodedCaption], _ random: inout SeededGenerator) -> [[Int]] {
     let k = captionsPerImage
     guard k > 0, !available.isEmpty else { return [] }
     var picks = Array(0..<available.count)
@@ -401,34 +389,5 @@ final class LoaderPipeline: @unchecked Sendable {
     var result = picks.prefix(k).map { available[$0].tokens }
     while result.count < k { result.append(available[random.below(available.count)].tokens) }
     return result
-  }
-}
-
-/// SplitMix64 seeded from several words: the loader's only source of randomness.
-struct LoaderRandom {
-  private var state: UInt64
-
-  init(_ words: UInt64...) {
-    state = 0x9E37_79B9_7F4A_7C15
-    for word in words {
-      state = LoaderRandom.mix(state ^ word)
-    }
-  }
-
-  static func mix(_ value: UInt64) -> UInt64 {
-    var z = value &+ 0x9E37_79B9_7F4A_7C15
-    z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-    z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-    return z ^ (z >> 31)
-  }
-
-  mutating func next() -> UInt64 {
-    state &+= 0x9E37_79B9_7F4A_7C15
-    return LoaderRandom.mix(state &- 0x9E37_79B9_7F4A_7C15)
-  }
-
-  /// Uniform in 0..<n (n ≥ 1), by multiply-shift (Lemire), without modulo.
-  mutating func below(_ n: Int) -> Int {
-    Int(next().multipliedFullWidth(by: UInt64(n)).high)
   }
 }

@@ -8,7 +8,7 @@ import Foundation
 /// `imageFolder`; when the first image is not there but COCO's naming (`COCO_val2014_…jpg`) points
 /// to a subfolder of it that holds it (`imageFolder/val2014/`), that subfolder is used for the file.
 enum COCOReader {
-  static func read(json root: [String: JSONValue], file: String, imageFolder: String, split: Split) throws
+  static func read(json root: JSONObject, file: String, imageFolder: String, split: Split) throws
     -> Dataset
   {
     let top = JSONPlace(file: file, place: "")

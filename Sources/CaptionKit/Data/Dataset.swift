@@ -195,7 +195,7 @@ enum DatasetFile {
     return Array(bytes.prefix(done))
   }
 
-  static func readJSON(_ path: String) throws -> [String: JSONValue] {
+  static func readJSON(_ path: String) throws -> JSONObject {
     guard case .object(let root) = try JSONValue.parse(read(path), file: path) else {
       throw CaptionError(.badDataset, path: path, "the top level must be a JSON object")
     }
@@ -213,54 +213,5 @@ enum DatasetFile {
       }
     }
     return result
-  }
-}
-
-/// Typed access to JSON values with errors of the form `images[12].sentences: missing`.
-struct JSONPlace {
-  let file: String
-  let place: String
-
-  func fail(_ reason: String) -> CaptionError {
-    CaptionError(.badDataset, path: file, "\(place): \(reason)")
-  }
-
-  func child(_ key: String) -> JSONPlace {
-    JSONPlace(file: file, place: place.isEmpty ? key : "\(place).\(key)")
-  }
-  func index(_ i: Int) -> JSONPlace { JSONPlace(file: file, place: "\(place)[\(i)]") }
-
-  func object(_ value: JSONValue?) throws -> [String: JSONValue] {
-    guard let value else { throw fail("missing") }
-    guard case .object(let object) = value else { throw fail("expected an object") }
-    return object
-  }
-
-  func array(_ value: JSONValue?) throws -> [JSONValue] {
-    guard let value else { throw fail("missing") }
-    guard case .array(let array) = value else { throw fail("expected an array") }
-    return array
-  }
-
-  func string(_ value: JSONValue?) throws -> String {
-    guard let value else { throw fail("missing") }
-    guard case .string(let string) = value else { throw fail("expected a string") }
-    return string
-  }
-
-  /// An integer: a JSON number without a fraction.
-  func integer(_ value: JSONValue?) throws -> Int {
-    guard let value else { throw fail("missing") }
-    guard case .number(let number) = value, number.rounded() == number, abs(number) < 9e15 else {
-      throw fail("expected an integer")
-    }
-    return Int(number)
-  }
-
-  /// An optional integer: nil when absent or JSON null.
-  func optionalInteger(_ value: JSONValue?) throws -> Int? {
-    if value == nil { return nil }
-    if case .null = value! { return nil }
-    return try integer(value)
   }
 }

@@ -9,7 +9,7 @@ import Foundation
 /// `restval` counts as train; the id is `cocoid`, else `imgid`, else the 0-based position; the path is
 /// `imageFolder/filepath/filename`. The `tokens` are ignored (SPEC §6 re-tokenises `raw`).
 enum KarpathyReader {
-  static func read(json root: [String: JSONValue], file: String, imageFolder: String) throws -> Dataset {
+  static func read(json root: JSONObject, file: String, imageFolder: String) throws -> Dataset {
     let top = JSONPlace(file: file, place: "")
     let entries = try top.child("images").array(root["images"])
     var images: [DatasetImage] = []

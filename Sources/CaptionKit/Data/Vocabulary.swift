@@ -38,6 +38,8 @@ public struct Vocabulary: Equatable, Sendable {
   /// The id of a word, `<unk>` for a word not in the list.
   public func id(_ word: String) -> Int { ids[word] ?? Vocabulary.unk }
 
-  /// The word of an id.
-  public func word(_ id: Int) -> String { words[id] }
+  /// The word of an id; `<unk>` for an id outside the list.
+  public func word(_ id: Int) -> String {
+    id >= 0 && id < words.count ? words[id] : Vocabulary.specials[Vocabulary.unk]
+  }
 }

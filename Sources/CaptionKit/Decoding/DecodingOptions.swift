@@ -19,7 +19,7 @@ public struct DecodedCaption: Equatable, Sendable {
 
   /// The words of `tokens` under `vocabulary`.
   public func words(_ vocabulary: Vocabulary) -> [String] {
-    tokens.map { $0 >= 0 && $0 < vocabulary.count ? vocabulary.word($0) : "<unk>" }
+    tokens.map(vocabulary.word)
   }
 }
 

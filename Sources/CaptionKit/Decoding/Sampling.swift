@@ -15,8 +15,11 @@ extension CaptionDecoder {
     guard temperature > 0 && temperature.isFinite else {
       return greedy(model: model, imageVectors: imageVectors, options: options)
     }
+    // Image i's stream starts at seed ⊕ (s·0xD1B5…) ⊕ 0x5851…, s = streamOffset + i: distinct starting
+    // points for distinct (seed, stream) pairs.
     var streams = (0..<imageCount).map {
-      SamplingStream(seed: options.seed, stream: UInt64(bitPattern: Int64(options.streamOffset &+ $0)))
+      let stream = UInt64(bitPattern: Int64(options.streamOffset &+ $0))
+      return SeededGenerator(seed: options.seed ^ (stream &* 0xD1B5_4A32_D192_ED03) ^ 0x5851_F42D_4C95_7F2D)
     }
     var pool: [Int] = []  // the tokens drawn from, at one row
     var weights: [Double] = []  // their unnormalised probabilities exp((logit − max) / T)
@@ -45,7 +48,7 @@ extension CaptionDecoder {
         total += w
       }
       // inverse CDF: the first token whose cumulative weight exceeds u · total
-      let threshold = streams[image].nextUniform() * total
+      let threshold = streams[image].nextUnitDouble() * total
       var cumulative = 0.0
       for (index, w) in weights.enumerated() {
         cumulative += w
@@ -53,28 +56,5 @@ extension CaptionDecoder {
       }
       return pool[weights.lastIndex { $0 > 0 } ?? 0]  // rounding at the very top of the range
     }
-  }
-}
-
-/// SplitMix64 (Steele, Lea, Flood 2014): a small, fast, seedable generator; one stream per image.
-struct SamplingStream {
-  private var state: UInt64
-
-  init(seed: UInt64, stream: UInt64) {
-    // distinct starting points for distinct (seed, stream) pairs
-    state = seed ^ (stream &* 0xD1B5_4A32_D192_ED03) ^ 0x5851_F42D_4C95_7F2D
-  }
-
-  mutating func next() -> UInt64 {
-    state &+= 0x9E37_79B9_7F4A_7C15
-    var z = state
-    z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-    z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-    return z ^ (z >> 31)
-  }
-
-  /// Uniform in [0, 1) with 53 random bits.
-  mutating func nextUniform() -> Double {
-    Double(next() >> 11) * 0x1p-53
   }
 }

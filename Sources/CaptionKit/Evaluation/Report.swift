@@ -93,11 +93,11 @@ public enum HTMLReport {
     var loss: [(Double, Double)] = []
     var cider: [(Double, Double)] = []
     for line in text.split(separator: "\n") {
-      guard let object = try? JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any],
-        let step = (object["step"] as? NSNumber)?.doubleValue
+      guard case .object(let object)? = try? JSONValue.parse(Array(line.utf8), file: logPath),
+        let step = object["step"]?.doubleValue
       else { continue }
-      if let value = (object["loss"] as? NSNumber)?.doubleValue { loss.append((step, value)) }
-      if let value = (object["val_CIDEr-D"] as? NSNumber)?.doubleValue { cider.append((step, value)) }
+      if let value = object["loss"]?.doubleValue { loss.append((step, value)) }
+      if let value = object["val_CIDEr-D"]?.doubleValue { cider.append((step, value)) }
     }
     guard !loss.isEmpty else { return nil }
     return plot(loss, title: "training loss", color: "#1f77b4")

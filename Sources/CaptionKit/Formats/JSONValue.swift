@@ -1,28 +1,36 @@
 import Foundation
 
-/// A parsed JSON document, for the dataset readers.
+/// A parsed JSON document: the one reader of every JSON file the library reads (datasets, scenes,
+/// results and references, the safetensors header, the training log).
 ///
 /// Foundation's JSONSerialization takes ~10 s on a COCO-sized Karpathy file here (90 MB); this
-/// parser reads bytes directly and reports a syntax error's line and column. RFC 8259 grammar;
-/// duplicate keys keep the last value; nesting deeper than `maximumDepth` is an error, not a crash.
+/// parser reads bytes directly. RFC 8259 grammar, read strictly:
+/// - a number written as an integer (no fraction, no exponent) that fits in an Int is `.integer`,
+///   exactly; every other number is `.number` (so `2.0`, `1e3` and `2^63` are not integers);
+/// - an object's keys are unique (a repeated key is an error) and keep their order;
+/// - strings are valid UTF-8, and a `\u` escape of a surrogate must be one half of a pair;
+/// - nesting deeper than `maximumDepth` is an error, not a crash.
+/// A defect is reported at its byte offset with what was expected there.
 enum JSONValue {
   case null
   case bool(Bool)
+  case integer(Int)
   case number(Double)
   case string(String)
   case array([JSONValue])
-  case object([String: JSONValue])
+  case object(JSONObject)
 
   static let maximumDepth = 512
 
-  /// Parses `bytes`; a syntax error names `file`, the line and the column.
-  static func parse(_ bytes: [UInt8], file: String) throws -> JSONValue {
-    try bytes.withUnsafeBufferPointer { buffer in
-      var parser = JSONParser(bytes: buffer)
+  /// Parses a whole document; a defect is a `kind` error naming `file`:
+  /// `bad JSON: line 2, column 6: expected ':' after a key (byte 15)`.
+  static func parse(_ bytes: some ContiguousBytes, file: String, kind: CaptionError.Kind = .badDataset)
+    throws -> JSONValue
+  {
+    try bytes.withUnsafeBytes { buffer in
       do {
-        let value = try parser.parseDocument()
-        return value
-      } catch let error as JSONParser.Failure {
+        return try parse(buffer)
+      } catch let error as JSONSyntaxError {
         var line = 1
         var column = 1
         for byte in buffer.prefix(error.offset) {
@@ -34,24 +42,129 @@ enum JSONValue {
           }
         }
         throw CaptionError(
-          .badDataset, path: file, "bad JSON: line \(line), column \(column): \(error.reason)")
+          kind, path: file, "bad JSON: line \(line), column \(column): \(error.reason) (byte \(error.offset))"
+        )
       }
     }
+  }
+
+  /// Parses a whole document; a defect is a `JSONSyntaxError` (for a caller that names the place itself).
+  static func parse(_ bytes: UnsafeRawBufferPointer) throws -> JSONValue {
+    var parser = JSONParser(bytes: bytes)
+    return try parser.parseDocument()
+  }
+
+  /// The number, whether written as an integer or not.
+  var doubleValue: Double? {
+    switch self {
+    case .integer(let value): return Double(value)
+    case .number(let value): return value
+    default: return nil
+    }
+  }
+
+  /// The integer, when written as one.
+  var integerValue: Int? {
+    if case .integer(let value) = self { return value }
+    return nil
+  }
+
+  var stringValue: String? {
+    if case .string(let value) = self { return value }
+    return nil
+  }
+
+  var arrayValue: [JSONValue]? {
+    if case .array(let value) = self { return value }
+    return nil
+  }
+
+  var objectValue: JSONObject? {
+    if case .object(let value) = self { return value }
+    return nil
+  }
+}
+
+/// A JSON object: its members in file order, keys unique.
+struct JSONObject {
+  var members: [(key: String, value: JSONValue)]
+
+  /// The value of `key`, nil when absent (a linear scan: the objects read are small, or iterated).
+  subscript(key: String) -> JSONValue? {
+    members.first { $0.key == key }?.value
+  }
+}
+
+/// Where a document stops being JSON: the byte offset and what was expected there.
+struct JSONSyntaxError: Error {
+  var offset: Int
+  var reason: String
+}
+
+/// Typed access to parsed JSON with errors that name the file and the place, like
+/// `images[12].sentences: missing` or `annotations[3].image_id: expected an integer`.
+struct JSONPlace {
+  let file: String
+  let place: String
+  /// The kind of the errors (`.badDataset`; `.badResults` for a results file).
+  var kind: CaptionError.Kind = .badDataset
+
+  func fail(_ reason: String) -> CaptionError {
+    CaptionError(kind, path: file, place.isEmpty ? reason : "\(place): \(reason)")
+  }
+
+  func child(_ key: String) -> JSONPlace {
+    JSONPlace(file: file, place: place.isEmpty ? key : "\(place).\(key)", kind: kind)
+  }
+  func index(_ i: Int) -> JSONPlace { JSONPlace(file: file, place: "\(place)[\(i)]", kind: kind) }
+
+  private func required(_ value: JSONValue?) throws -> JSONValue {
+    guard let value else { throw fail("missing") }
+    return value
+  }
+
+  func object(_ value: JSONValue?) throws -> JSONObject {
+    guard let object = try required(value).objectValue else { throw fail("expected an object") }
+    return object
+  }
+
+  func array(_ value: JSONValue?) throws -> [JSONValue] {
+    guard let array = try required(value).arrayValue else { throw fail("expected an array") }
+    return array
+  }
+
+  func string(_ value: JSONValue?) throws -> String {
+    guard let string = try required(value).stringValue else { throw fail("expected a string") }
+    return string
+  }
+
+  /// An integer: a JSON number written without a fraction or an exponent, within Int's range.
+  func integer(_ value: JSONValue?) throws -> Int {
+    guard let integer = try required(value).integerValue else { throw fail("expected an integer") }
+    return integer
+  }
+
+  /// An optional integer: nil when absent or JSON null.
+  func optionalInteger(_ value: JSONValue?) throws -> Int? {
+    if value == nil { return nil }
+    if case .null = value! { return nil }
+    return try integer(value)
+  }
+
+  /// A number, integer or not.
+  func number(_ value: JSONValue?) throws -> Double {
+    guard let number = try required(value).doubleValue else { throw fail("expected a number") }
+    return number
   }
 }
 
 /// Recursive descent over UTF-8 bytes.
 struct JSONParser {
-  struct Failure: Error {
-    var offset: Int
-    var reason: String
-  }
-
-  let bytes: UnsafeBufferPointer<UInt8>
+  let bytes: UnsafeRawBufferPointer
   var offset = 0
   var depth = 0
 
-  init(bytes: UnsafeBufferPointer<UInt8>) { self.bytes = bytes }
+  init(bytes: UnsafeRawBufferPointer) { self.bytes = bytes }
 
   mutating func parseDocument() throws -> JSONValue {
     skipSpace()
@@ -61,7 +174,9 @@ struct JSONParser {
     return value
   }
 
-  private func fail(_ reason: String) -> Failure { Failure(offset: offset, reason: reason) }
+  private func fail(_ reason: String, at position: Int? = nil) -> JSONSyntaxError {
+    JSONSyntaxError(offset: position ?? offset, reason: reason)
+  }
 
   private mutating func skipSpace() {
     while offset < bytes.count {
@@ -90,7 +205,7 @@ struct JSONParser {
     case UInt8(ascii: "t"): return try parseWord("true", .bool(true))
     case UInt8(ascii: "f"): return try parseWord("false", .bool(false))
     case UInt8(ascii: "n"): return try parseWord("null", .null)
-    case UInt8(ascii: "-"), UInt8(ascii: "0")...UInt8(ascii: "9"): return .number(try parseNumber())
+    case UInt8(ascii: "-"), UInt8(ascii: "0")...UInt8(ascii: "9"): return try parseNumber()
     default: throw fail("invalid value")
     }
   }
@@ -114,21 +229,31 @@ struct JSONParser {
   private mutating func parseObject() throws -> JSONValue {
     try enter()
     offset += 1  // {
-    var object: [String: JSONValue] = [:]
+    var members: [(key: String, value: JSONValue)] = []
+    var keys: Set<String>? = nil  // the keys so far, once there are too many to compare one by one
     skipSpace()
     if peek() == UInt8(ascii: "}") {
       offset += 1
       depth -= 1
-      return .object(object)
+      return .object(JSONObject(members: members))
     }
     while true {
       skipSpace()
       guard peek() == UInt8(ascii: "\"") else { throw fail("expected a string key") }
+      let keyOffset = offset
       let key = try parseString()
+      let repeated: Bool
+      if members.count < 16 {
+        repeated = members.contains { $0.key == key }
+      } else {
+        if keys == nil { keys = Set(members.map(\.key)) }
+        repeated = !keys!.insert(key).inserted
+      }
+      if repeated { throw fail("key \"\(key.prefix(60))\" appears twice in an object", at: keyOffset) }
       skipSpace()
       try expect(UInt8(ascii: ":"), "':' after a key")
       skipSpace()
-      object[key] = try parseValue()
+      members.append((key, try parseValue()))
       skipSpace()
       if peek() == UInt8(ascii: ",") {
         offset += 1
@@ -136,7 +261,7 @@ struct JSONParser {
       }
       try expect(UInt8(ascii: "}"), "',' or '}' in an object")
       depth -= 1
-      return .object(object)
+      return .object(JSONObject(members: members))
     }
   }
 
@@ -164,30 +289,40 @@ struct JSONParser {
     }
   }
 
-  /// A string; `offset` is at the opening quote.
+  /// A string; `offset` is at the opening quote. Its bytes must be valid UTF-8.
   private mutating func parseString() throws -> String {
+    let quote = offset
     offset += 1
     let start = offset
+    var ascii = true  // then the bytes are valid UTF-8 as they are (the common case, and fast)
+    func text(_ utf8: UnsafeRawBufferPointer) throws -> String {
+      if ascii { return String(decoding: utf8, as: UTF8.self) }
+      guard let text = String(validating: utf8, as: UTF8.self) else {
+        throw fail("invalid UTF-8 in a string", at: quote)
+      }
+      return text
+    }
     // Fast path: no escapes.
     while offset < bytes.count {
       let byte = bytes[offset]
       if byte == UInt8(ascii: "\"") {
-        let text = String(decoding: UnsafeBufferPointer(rebasing: bytes[start..<offset]), as: UTF8.self)
+        let string = try text(UnsafeRawBufferPointer(rebasing: bytes[start..<offset]))
         offset += 1
-        return text
+        return string
       }
       if byte == UInt8(ascii: "\\") { break }
       if byte < 0x20 { throw fail("control character in a string") }
+      if byte >= 0x80 { ascii = false }
       offset += 1
     }
-    var utf8 = Array(UnsafeBufferPointer(rebasing: bytes[start..<offset]))
+    var utf8 = Array(UnsafeRawBufferPointer(rebasing: bytes[start..<offset]))
     while true {
       guard offset < bytes.count else { throw fail("unexpected end of file in a string") }
       let byte = bytes[offset]
       offset += 1
       switch byte {
       case UInt8(ascii: "\""):
-        return String(decoding: utf8, as: UTF8.self)
+        return try utf8.withUnsafeBytes(text)
       case UInt8(ascii: "\\"):
         guard let escaped = peek() else { throw fail("unexpected end of file in a string") }
         offset += 1
@@ -199,20 +334,23 @@ struct JSONParser {
         case UInt8(ascii: "r"): utf8.append(0x0D)
         case UInt8(ascii: "t"): utf8.append(0x09)
         case UInt8(ascii: "u"):
-          var scalar = try parseHex4()
-          if (0xD800..<0xDC00).contains(scalar), peek() == UInt8(ascii: "\\"),
+          let escape = offset - 2
+          var code = try parseHex4()
+          if (0xD800..<0xDC00).contains(code), peek() == UInt8(ascii: "\\"),
             offset + 1 < bytes.count, bytes[offset + 1] == UInt8(ascii: "u")
           {
-            let saved = offset
             offset += 2
             let low = try parseHex4()
-            if (0xDC00..<0xE000).contains(low) {
-              scalar = 0x10000 + ((scalar - 0xD800) << 10) + (low - 0xDC00)
-            } else {
-              offset = saved  // not a pair: the high half stands alone
+            guard (0xDC00..<0xE000).contains(low) else {
+              throw fail("unpaired surrogate in a \\u escape", at: escape)
             }
+            code = 0x10000 + ((code - 0xD800) << 10) + (low - 0xDC00)
           }
-          utf8.append(contentsOf: String(Unicode.Scalar(scalar).map(Character.init) ?? "\u{FFFD}").utf8)
+          guard let scalar = Unicode.Scalar(code) else {
+            throw fail("unpaired surrogate in a \\u escape", at: escape)
+          }
+          if code >= 0x80 { ascii = false }
+          utf8.append(contentsOf: String(Character(scalar)).utf8)
         default:
           offset -= 1
           throw fail("invalid escape in a string")
@@ -222,6 +360,7 @@ struct JSONParser {
           offset -= 1
           throw fail("control character in a string")
         }
+        if byte >= 0x80 { ascii = false }
         utf8.append(byte)
       }
     }
@@ -245,8 +384,9 @@ struct JSONParser {
     return value
   }
 
-  /// A number per the JSON grammar: `-? (0 | [1-9][0-9]*) (. [0-9]+)? ([eE] [+-]? [0-9]+)?`.
-  private mutating func parseNumber() throws -> Double {
+  /// A number per the JSON grammar: `-? (0 | [1-9][0-9]*) (. [0-9]+)? ([eE] [+-]? [0-9]+)?`;
+  /// `.integer` when it has neither part and fits in an Int.
+  private mutating func parseNumber() throws -> JSONValue {
     let start = offset
     var negative = false
     if peek() == UInt8(ascii: "-") {
@@ -255,35 +395,42 @@ struct JSONParser {
     }
     func isDigit(_ b: UInt8?) -> Bool { b.map { $0 >= 0x30 && $0 <= 0x39 } ?? false }
     guard isDigit(peek()) else { throw fail("invalid number") }
-    var integer: UInt64 = 0
-    var digits = 0
+    // The magnitude, while it fits in 64 bits.
+    var magnitude: UInt64 = 0
+    var fits = true
     if peek() == UInt8(ascii: "0") {
       offset += 1
-      digits = 1
     } else {
       while isDigit(peek()) {
-        if digits < 18 { integer = integer * 10 + UInt64(bytes[offset] - 0x30) }
-        digits += 1
+        let (times10, overflow1) = magnitude.multipliedReportingOverflow(by: 10)
+        let (sum, overflow2) = times10.addingReportingOverflow(UInt64(bytes[offset] - 0x30))
+        fits = fits && !overflow1 && !overflow2
+        magnitude = sum
         offset += 1
       }
     }
-    var simple = digits <= 15
+    var isInteger = true
     if peek() == UInt8(ascii: ".") {
-      simple = false
+      isInteger = false
       offset += 1
       guard isDigit(peek()) else { throw fail("invalid number") }
       while isDigit(peek()) { offset += 1 }
     }
     if peek() == UInt8(ascii: "e") || peek() == UInt8(ascii: "E") {
-      simple = false
+      isInteger = false
       offset += 1
       if peek() == UInt8(ascii: "+") || peek() == UInt8(ascii: "-") { offset += 1 }
       guard isDigit(peek()) else { throw fail("invalid number") }
       while isDigit(peek()) { offset += 1 }
     }
-    if simple { return negative ? -Double(integer) : Double(integer) }
-    let text = String(decoding: UnsafeBufferPointer(rebasing: bytes[start..<offset]), as: UTF8.self)
+    if isInteger && fits {
+      if !negative && magnitude <= UInt64(Int.max) { return .integer(Int(magnitude)) }
+      if negative && magnitude <= UInt64(Int.max) + 1 {
+        return .integer(Int(truncatingIfNeeded: 0 &- magnitude))
+      }
+    }
+    let text = String(decoding: UnsafeRawBufferPointer(rebasing: bytes[start..<offset]), as: UTF8.self)
     guard let value = Double(text) else { throw fail("invalid number") }
-    return value
+    return .number(value)
   }
 }

@@ -63,13 +63,10 @@ public enum Safetensors {
     // The header JSON.
     var headerBytes = [UInt8](repeating: 0, count: Int(headerLength))
     try file.read(into: &headerBytes, at: 8, what: "the header")
-    let header: HeaderValue
+    let header: JSONValue
     do {
-      header = try headerBytes.withUnsafeBytes { bytes in
-        var parser = HeaderParser(bytes: bytes)
-        return try parser.parseDocument()
-      }
-    } catch let error as HeaderParser.Failure {
+      header = try headerBytes.withUnsafeBytes { try JSONValue.parse($0) }
+    } catch let error as JSONSyntaxError {
       throw bad("the header is not valid JSON: \(error.reason) at byte \(error.offset) of the header")
     }
     guard case .object(let entries) = header else { throw bad("the header is not a JSON object") }
@@ -78,10 +75,8 @@ public enum Safetensors {
     let dataStart = 8 + Int(headerLength)
     let dataSize = size - dataStart
     var metadata: [String: String] = [:]
-    var seen = Set<String>()
     var layouts: [TensorLayout] = []
-    for (name, value) in entries {
-      guard seen.insert(name).inserted else { throw bad("\"\(name)\" appears twice in the header") }
+    for (name, value) in entries.members {  // names are unique: the reader refuses a repeated key
       if name == "__metadata__" {
         metadata = try parseMetadata(value, bad: bad)
       } else {
@@ -131,13 +126,12 @@ public enum Safetensors {
   }
 
   private static func parseMetadata(
-    _ value: HeaderValue, bad: (String) -> CaptionError
+    _ value: JSONValue, bad: (String) -> CaptionError
   ) throws -> [String: String] {
     if case .null = value { return [:] }
     guard case .object(let entries) = value else { throw bad("__metadata__ is not a JSON object") }
     var metadata: [String: String] = [:]
-    for (key, entry) in entries {
-      guard metadata[key] == nil else { throw bad("__metadata__ key \"\(key)\" appears twice") }
+    for (key, entry) in entries.members {
       guard case .string(let text) = entry else {
         throw bad("__metadata__ key \"\(key)\": the value is not a string")
       }
@@ -147,19 +141,19 @@ public enum Safetensors {
   }
 
   private static func parseLayout(
-    name: String, _ value: HeaderValue, dataSize: Int, bad: (String) -> CaptionError
+    name: String, _ value: JSONValue, dataSize: Int, bad: (String) -> CaptionError
   ) throws -> TensorLayout {
     func fail(_ reason: String) -> CaptionError { bad("tensor \"\(name)\": \(reason)") }
     guard case .object(let fields) = value else { throw fail("the entry is not a JSON object") }
-    var dtype: HeaderValue? = nil
-    var shapeValue: HeaderValue? = nil
-    var offsetsValue: HeaderValue? = nil
-    for (key, field) in fields {
+    var dtype: JSONValue? = nil
+    var shapeValue: JSONValue? = nil
+    var offsetsValue: JSONValue? = nil
+    for (key, field) in fields.members {
       switch key {
-      case "dtype" where dtype == nil: dtype = field
-      case "shape" where shapeValue == nil: shapeValue = field
-      case "data_offsets" where offsetsValue == nil: offsetsValue = field
-      default: throw fail("unexpected or repeated key \"\(key)\"")
+      case "dtype": dtype = field
+      case "shape": shapeValue = field
+      case "data_offsets": offsetsValue = field
+      default: throw fail("unexpected key \"\(key)\"")
       }
     }
     guard let dtype, let shapeValue, let offsetsValue else {
@@ -200,7 +194,7 @@ public enum Safetensors {
   }
 
   /// A short rendering of a header value for error messages.
-  private static func describe(_ value: HeaderValue) -> String {
+  private static func describe(_ value: JSONValue) -> String {
     switch value {
     case .object: return "{...}"
     case .array(let items):
@@ -321,233 +315,5 @@ private struct OpenFile {
       if got == 0 { throw CaptionError(.badModel, path: path, "the file ends inside \(what)") }
       done += got
     }
-  }
-}
-
-// MARK: - The header's JSON
-
-/// A JSON value as the header parser sees it: objects keep their key order and repeated keys
-/// (the caller rejects repeats), numbers are integers when they are written as such and fit.
-enum HeaderValue {
-  case object([(key: String, value: HeaderValue)])
-  case array([HeaderValue])
-  case string(String)
-  case integer(Int)
-  case number(Double)
-  case bool(Bool)
-  case null
-}
-
-/// A strict JSON (RFC 8259) parser over bytes, with a nesting limit so no input can exhaust the stack.
-struct HeaderParser {
-  struct Failure: Error {
-    var reason: String
-    var offset: Int
-  }
-
-  static let maximumDepth = 64
-  let bytes: UnsafeRawBufferPointer
-  var position = 0
-  var depth = 0
-
-  init(bytes: UnsafeRawBufferPointer) { self.bytes = bytes }
-
-  /// One value, surrounded only by whitespace.
-  mutating func parseDocument() throws -> HeaderValue {
-    let value = try parseValue()
-    skipWhitespace()
-    guard position == bytes.count else { throw fail("unexpected text after the JSON value") }
-    return value
-  }
-
-  private func fail(_ reason: String) -> Failure { Failure(reason: reason, offset: position) }
-
-  private var current: UInt8? { position < bytes.count ? bytes[position] : nil }
-
-  private mutating func skipWhitespace() {
-    while let byte = current, byte == 0x20 || byte == 0x0A || byte == 0x0D || byte == 0x09 { position += 1 }
-  }
-
-  private mutating func expect(_ literal: String) throws {
-    for byte in literal.utf8 {
-      guard current == byte else { throw fail("expected \"\(literal)\"") }
-      position += 1
-    }
-  }
-
-  private mutating func parseValue() throws -> HeaderValue {
-    skipWhitespace()
-    guard let byte = current else { throw fail("unexpected end") }
-    switch byte {
-    case UInt8(ascii: "{"): return try parseObject()
-    case UInt8(ascii: "["): return try parseArray()
-    case UInt8(ascii: "\""): return .string(try parseString())
-    case UInt8(ascii: "t"):
-      try expect("true")
-      return .bool(true)
-    case UInt8(ascii: "f"):
-      try expect("false")
-      return .bool(false)
-    case UInt8(ascii: "n"):
-      try expect("null")
-      return .null
-    case UInt8(ascii: "-"), UInt8(ascii: "0")...UInt8(ascii: "9"): return try parseNumber()
-    default: throw fail("unexpected character")
-    }
-  }
-
-  private mutating func enter() throws {
-    depth += 1
-    guard depth <= HeaderParser.maximumDepth else {
-      throw fail("nested deeper than \(HeaderParser.maximumDepth)")
-    }
-  }
-
-  private mutating func parseObject() throws -> HeaderValue {
-    try enter()
-    position += 1  // {
-    var entries: [(key: String, value: HeaderValue)] = []
-    skipWhitespace()
-    if current == UInt8(ascii: "}") {
-      position += 1
-      depth -= 1
-      return .object(entries)
-    }
-    while true {
-      skipWhitespace()
-      guard current == UInt8(ascii: "\"") else { throw fail("expected a string key") }
-      let key = try parseString()
-      skipWhitespace()
-      try expect(":")
-      entries.append((key, try parseValue()))
-      skipWhitespace()
-      if current == UInt8(ascii: ",") {
-        position += 1
-      } else if current == UInt8(ascii: "}") {
-        position += 1
-        depth -= 1
-        return .object(entries)
-      } else {
-        throw fail("expected \",\" or \"}\"")
-      }
-    }
-  }
-
-  private mutating func parseArray() throws -> HeaderValue {
-    try enter()
-    position += 1  // [
-    var items: [HeaderValue] = []
-    skipWhitespace()
-    if current == UInt8(ascii: "]") {
-      position += 1
-      depth -= 1
-      return .array(items)
-    }
-    while true {
-      items.append(try parseValue())
-      skipWhitespace()
-      if current == UInt8(ascii: ",") {
-        position += 1
-      } else if current == UInt8(ascii: "]") {
-        position += 1
-        depth -= 1
-        return .array(items)
-      } else {
-        throw fail("expected \",\" or \"]\"")
-      }
-    }
-  }
-
-  private mutating func parseHex4() throws -> UInt32 {
-    var value: UInt32 = 0
-    for _ in 0..<4 {
-      guard let byte = current else { throw fail("unexpected end in a \\u escape") }
-      let digit: UInt32
-      switch byte {
-      case UInt8(ascii: "0")...UInt8(ascii: "9"): digit = UInt32(byte - UInt8(ascii: "0"))
-      case UInt8(ascii: "a")...UInt8(ascii: "f"): digit = UInt32(byte - UInt8(ascii: "a") + 10)
-      case UInt8(ascii: "A")...UInt8(ascii: "F"): digit = UInt32(byte - UInt8(ascii: "A") + 10)
-      default: throw fail("bad hex digit in a \\u escape")
-      }
-      value = value << 4 | digit
-      position += 1
-    }
-    return value
-  }
-
-  /// A string literal; its bytes must be valid UTF-8 and control characters must be escaped.
-  private mutating func parseString() throws -> String {
-    position += 1  // "
-    var utf8: [UInt8] = []
-    while true {
-      guard let byte = current else { throw fail("unterminated string") }
-      position += 1
-      switch byte {
-      case UInt8(ascii: "\""):
-        guard let text = String(validating: utf8, as: UTF8.self) else {
-          throw fail("string is not valid UTF-8")
-        }
-        return text
-      case UInt8(ascii: "\\"):
-        guard let escape = current else { throw fail("unterminated string") }
-        position += 1
-        switch escape {
-        case UInt8(ascii: "\""), UInt8(ascii: "\\"), UInt8(ascii: "/"): utf8.append(escape)
-        case UInt8(ascii: "b"): utf8.append(0x08)
-        case UInt8(ascii: "f"): utf8.append(0x0C)
-        case UInt8(ascii: "n"): utf8.append(0x0A)
-        case UInt8(ascii: "r"): utf8.append(0x0D)
-        case UInt8(ascii: "t"): utf8.append(0x09)
-        case UInt8(ascii: "u"):
-          var code = try parseHex4()
-          if (0xD800..<0xDC00).contains(code) {
-            // A surrogate pair: \uD8xx\uDCxx.
-            try expect("\\u")
-            let low = try parseHex4()
-            guard (0xDC00..<0xE000).contains(low) else { throw fail("unpaired surrogate in a \\u escape") }
-            code = 0x10000 + ((code - 0xD800) << 10) + (low - 0xDC00)
-          }
-          guard let scalar = Unicode.Scalar(code) else { throw fail("unpaired surrogate in a \\u escape") }
-          utf8.append(contentsOf: Array(String(Character(scalar)).utf8))
-        default: throw fail("bad escape")
-        }
-      case 0..<0x20: throw fail("unescaped control character in a string")
-      default: utf8.append(byte)
-      }
-    }
-  }
-
-  /// `-? (0 | [1-9][0-9]*) (. [0-9]+)? ([eE] [+-]? [0-9]+)?`; an integer when it has neither part and fits.
-  private mutating func parseNumber() throws -> HeaderValue {
-    let start = position
-    func digits() -> Int {
-      var n = 0
-      while let byte = current, byte >= UInt8(ascii: "0"), byte <= UInt8(ascii: "9") {
-        position += 1
-        n += 1
-      }
-      return n
-    }
-    if current == UInt8(ascii: "-") { position += 1 }
-    if current == UInt8(ascii: "0") {
-      position += 1
-    } else if digits() == 0 {
-      throw fail("bad number")
-    }
-    var isInteger = true
-    if current == UInt8(ascii: ".") {
-      position += 1
-      isInteger = false
-      guard digits() > 0 else { throw fail("bad number") }
-    }
-    if current == UInt8(ascii: "e") || current == UInt8(ascii: "E") {
-      position += 1
-      isInteger = false
-      if current == UInt8(ascii: "+") || current == UInt8(ascii: "-") { position += 1 }
-      guard digits() > 0 else { throw fail("bad number") }
-    }
-    let text = String(decoding: UnsafeRawBufferPointer(rebasing: bytes[start..<position]), as: UTF8.self)
-    if isInteger, let value = Int(text) { return .integer(value) }
-    return .number(Double(text) ?? .nan)
   }
 }

@@ -9,6 +9,7 @@
 /// The resampling is done in exact integer arithmetic (every weight is a rational with a known
 /// denominator), so "round half up" is exact and the result does not depend on the axis order.
 public enum Preprocess {
+  /// ImageNet's statistics, the default normalisation (SPEC §4).
   public static let imagenetMean: [Float] = [0.485, 0.456, 0.406]
   public static let imagenetStd: [Float] = [0.229, 0.224, 0.225]
 
@@ -63,17 +64,26 @@ public enum Preprocess {
     _ image: RGBImage, mean: [Float] = imagenetMean, std: [Float] = imagenetStd,
     into output: UnsafeMutablePointer<Float>
   ) {
+    image.pixels.withUnsafeBufferPointer { pixels in
+      guard let first = pixels.baseAddress else { return }
+      normalize(pixels: first, count: image.width * image.height, mean: mean, std: std, into: output)
+    }
+  }
+
+  /// The normalisation of every image the network sees, in training and in inference: `count` RGB
+  /// pixels (HWC bytes) into three planes of `count` floats, [3, count]: (pixel/255 − mean[c]) / std[c].
+  public static func normalize(
+    pixels: UnsafePointer<UInt8>, count plane: Int, mean: [Float] = imagenetMean,
+    std: [Float] = imagenetStd, into output: UnsafeMutablePointer<Float>
+  ) {
     precondition(mean.count == 3 && std.count == 3, "Preprocess.normalize: mean and std need 3 values")
-    let plane = image.width * image.height
     // out = p·scale + shift with scale = 1/(255·std), shift = −mean/std.
     let scale = (0..<3).map { 1 / (255 * std[$0]) }
     let shift = (0..<3).map { -mean[$0] / std[$0] }
-    image.pixels.withUnsafeBufferPointer { pixels in
-      for c in 0..<3 {
-        let out = output + c * plane
-        let s = scale[c], b = shift[c]
-        for i in 0..<plane { out[i] = Float(pixels[3 * i + c]) * s + b }
-      }
+    for c in 0..<3 {
+      let out = output + c * plane
+      let s = scale[c], b = shift[c]
+      for i in 0..<plane { out[i] = Float(pixels[3 * i + c]) * s + b }
     }
   }
 

@@ -38,19 +38,13 @@ public final class Captioner {
     try Preprocess.load(path: path, size: modelFile.config.imageSize, decoder: decoder)
   }
 
-  /// The image vectors `v` ([n, Dv]) of preprocessed images.
+  /// The image vectors `v` ([n, Dv]) of preprocessed images (at least one, all of the model's size).
   public func encode(_ images: [RGBImage]) -> Tensor {
-    let size = modelFile.config.imageSize
-    let plane = size * size * 3
-    let batch = Tensor(zeros: [images.count, 3, size, size])
-    for (row, image) in images.enumerated() {
-      Preprocess.normalize(image, mean: modelFile.mean, std: modelFile.std, into: batch.pointer + row * plane)
-    }
-    return model.encode(batch)
+    model.encode(Preprocess.batch(images, mean: modelFile.mean, std: modelFile.std))
   }
 
   /// The words of a decoded caption.
   public func words(_ caption: DecodedCaption) -> [String] {
-    caption.tokens.map { vocabulary.word($0) }
+    caption.words(vocabulary)
   }
 }

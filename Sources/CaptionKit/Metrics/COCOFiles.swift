@@ -45,7 +45,7 @@ public enum COCOFiles {
 
   /// Parses a results array; two results for one image id are an error.
   public static func parseResults(_ data: Data, path: String) throws -> [COCOResult] {
-    guard let entries = try parseJSON(data, path: path, kind: .badResults) as? [Any] else {
+    guard case .array(let entries) = try JSONValue.parse(data, file: path, kind: .badResults) else {
       throw CaptionError(
         .badResults, path: path, "expected a JSON array of {\"image_id\", \"caption\"} objects")
     }
@@ -53,14 +53,10 @@ public enum COCOFiles {
     results.reserveCapacity(entries.count)
     var firstEntry: [Int: Int] = [:]
     for (index, entry) in entries.enumerated() {
-      guard let object = entry as? [String: Any] else {
-        throw CaptionError(.badResults, path: path, "entry \(index): not an object")
-      }
-      let imageID = try integer(
-        object["image_id"], path: path, place: "entry \(index)", key: "image_id", kind: .badResults)
-      guard let caption = object["caption"] as? String else {
-        throw CaptionError(.badResults, path: path, "entry \(index): \"caption\" is missing or not a string")
-      }
+      let place = JSONPlace(file: path, place: "entry \(index)", kind: .badResults)
+      let object = try place.object(entry)
+      let imageID = try place.child("image_id").integer(object["image_id"])
+      let caption = try place.child("caption").string(object["caption"])
       if let first = firstEntry[imageID] {
         throw CaptionError(
           .badResults, path: path,
@@ -84,42 +80,30 @@ public enum COCOFiles {
   }
 
   public static func parseReferences(_ data: Data, path: String) throws -> COCOReferences {
-    guard let root = try parseJSON(data, path: path, kind: .badDataset) as? [String: Any] else {
+    guard case .object(let root) = try JSONValue.parse(data, file: path) else {
       throw CaptionError(
         .badDataset, path: path, "expected a COCO captions object with \"images\" and \"annotations\"")
     }
+    let top = JSONPlace(file: path, place: "")
     var references = COCOReferences()
     if let images = root["images"] {
-      guard let images = images as? [Any] else {
-        throw CaptionError(.badDataset, path: path, "\"images\" is not an array")
-      }
-      for (index, image) in images.enumerated() {
-        guard let object = image as? [String: Any] else {
-          throw CaptionError(.badDataset, path: path, "images[\(index)]: not an object")
-        }
-        let id = try integer(
-          object["id"], path: path, place: "images[\(index)]", key: "id", kind: .badDataset)
+      for (index, image) in try top.child("images").array(images).enumerated() {
+        let place = top.child("images").index(index)
+        let object = try place.object(image)
+        let id = try place.child("id").integer(object["id"])
         guard references.captions[id] == nil else {
-          throw CaptionError(.badDataset, path: path, "images[\(index)]: image id \(id) is listed twice")
+          throw place.fail("image id \(id) is listed twice")
         }
         references.imageIDs.append(id)
         references.captions[id] = []
-        if let name = object["file_name"] as? String { references.fileNames[id] = name }
+        if case .string(let name)? = object["file_name"] { references.fileNames[id] = name }
       }
     }
-    guard let annotations = root["annotations"] as? [Any] else {
-      throw CaptionError(.badDataset, path: path, "\"annotations\" is missing or not an array")
-    }
-    for (index, annotation) in annotations.enumerated() {
-      guard let object = annotation as? [String: Any] else {
-        throw CaptionError(.badDataset, path: path, "annotations[\(index)]: not an object")
-      }
-      let id = try integer(
-        object["image_id"], path: path, place: "annotations[\(index)]", key: "image_id", kind: .badDataset)
-      guard let caption = object["caption"] as? String else {
-        throw CaptionError(
-          .badDataset, path: path, "annotations[\(index)]: \"caption\" is missing or not a string")
-      }
+    for (index, annotation) in try top.child("annotations").array(root["annotations"]).enumerated() {
+      let place = top.child("annotations").index(index)
+      let object = try place.object(annotation)
+      let id = try place.child("image_id").integer(object["image_id"])
+      let caption = try place.child("caption").string(object["caption"])
       if references.captions[id] == nil {
         references.imageIDs.append(id)
         references.captions[id] = []
@@ -203,28 +187,6 @@ public enum COCOFiles {
     } catch {
       throw CaptionError(.unreadable, path: path, "cannot read: \(error.localizedDescription)")
     }
-  }
-
-  static func parseJSON(_ data: Data, path: String, kind: CaptionError.Kind) throws -> Any {
-    do {
-      return try JSONSerialization.jsonObject(with: data, options: [.fragmentsAllowed])
-    } catch {
-      let detail = (error as NSError).userInfo[NSDebugDescriptionErrorKey] as? String ?? "\(error)"
-      throw CaptionError(kind, path: path, "bad JSON: \(detail)")
-    }
-  }
-
-  /// An integral JSON number (image ids), or an error naming the place and key.
-  static func integer(_ value: Any?, path: String, place: String, key: String, kind: CaptionError.Kind) throws
-    -> Int
-  {
-    guard let value else { throw CaptionError(kind, path: path, "\(place): \"\(key)\" is missing") }
-    if let number = value as? NSNumber, let integer = Int(exactly: number.doubleValue),
-      Double(integer) == number.doubleValue, abs(number.doubleValue) < 9.0e15
-    {
-      return integer
-    }
-    throw CaptionError(kind, path: path, "\(place): \"\(key)\" is not an integer (\(value))")
   }
 
   static func writeJSON(_ object: Any, to path: String) throws {

@@ -75,16 +75,12 @@ public struct ModelFile {
   public var provenance: String?
   public var tensors: [String: Tensor]
 
-  /// ImageNet's statistics, the default normalisation (SPEC §4).
-  public static let imageNetMean: [Float] = [0.485, 0.456, 0.406]
-  public static let imageNetStd: [Float] = [0.229, 0.224, 0.225]
-
   public static let format = "caption-model"
   public static let version = "1"
 
   public init(
-    config: ModelConfig, vocabulary: Vocabulary, mean: [Float] = ModelFile.imageNetMean,
-    std: [Float] = ModelFile.imageNetStd, provenance: String? = nil, tensors: [String: Tensor]
+    config: ModelConfig, vocabulary: Vocabulary, mean: [Float] = CaptionKit.Preprocess.imagenetMean,
+    std: [Float] = CaptionKit.Preprocess.imagenetStd, provenance: String? = nil, tensors: [String: Tensor]
   ) {
     self.config = config
     self.vocabulary = vocabulary

@@ -44,17 +44,6 @@ public struct Scene: Equatable, Sendable {
 }
 
 public enum Scenes {
-  private struct File: Decodable {
-    struct Image: Decodable {
-      var image_id: Int
-      var filename: String
-      var width: Int?
-      var height: Int?
-      var objects: [SceneObject]
-    }
-    var images: [Image]
-  }
-
   /// Reads scenes.json, keyed by image id.
   public static func load(path: String) throws -> [Int: Scene] {
     guard let data = FileManager.default.contents(atPath: path) else {
@@ -63,65 +52,43 @@ public enum Scenes {
     return try parse(data, path: path)
   }
 
-  /// Parses the content of a scenes.json (`path` names it in errors).
+  /// Parses the content of a scenes.json (`path` names it in errors):
+  /// `{"images": [{"image_id", "filename", "width"?, "height"?, "objects": [{"shape", "color",
+  /// "size", "x", "y", "bbox"}]}]}`.
   public static func parse(_ data: Data, path: String) throws -> [Int: Scene] {
-    let file: File
-    do {
-      file = try JSONDecoder().decode(File.self, from: data)
-    } catch let error as DecodingError {
-      throw CaptionError(.badDataset, path: path, describe(error))
-    } catch {
-      throw CaptionError(.badDataset, path: path, "not valid JSON")
-    }
+    let top = JSONPlace(file: path, place: "")
+    let root = try top.object(try JSONValue.parse(data, file: path))
     var scenes: [Int: Scene] = [:]
-    for (position, image) in file.images.enumerated() {
-      let width = image.width ?? 64
-      let height = image.height ?? 64
-      guard width > 0, height > 0 else {
-        throw CaptionError(.badDataset, path: path, "images[\(position)]: width and height must be positive")
-      }
-      for (k, object) in image.objects.enumerated() {
-        guard object.x.isFinite, object.y.isFinite, object.bbox.count == 4, object.bbox.allSatisfy(\.isFinite)
-        else {
-          throw CaptionError(
-            .badDataset, path: path,
-            "images[\(position)].objects[\(k)]: x, y must be numbers and bbox four numbers")
+    for (position, entry) in try top.child("images").array(root["images"]).enumerated() {
+      let place = top.child("images").index(position)
+      let image = try place.object(entry)
+      let imageId = try place.child("image_id").integer(image["image_id"])
+      let filename = try place.child("filename").string(image["filename"])
+      let width = try place.child("width").optionalInteger(image["width"]) ?? 64
+      let height = try place.child("height").optionalInteger(image["height"]) ?? 64
+      guard width > 0, height > 0 else { throw place.fail("width and height must be positive") }
+      var objects: [SceneObject] = []
+      for (k, entry) in try place.child("objects").array(image["objects"]).enumerated() {
+        let at = place.child("objects").index(k)
+        let object = try at.object(entry)
+        let shape = try at.child("shape").string(object["shape"])
+        let color = try at.child("color").string(object["color"])
+        let size = try at.child("size").string(object["size"])
+        let x = try at.child("x").number(object["x"])
+        let y = try at.child("y").number(object["y"])
+        let bbox = try at.child("bbox").array(object["bbox"]).enumerated().map {
+          try at.child("bbox").index($0.offset).number($0.element)
         }
+        guard x.isFinite, y.isFinite, bbox.count == 4, bbox.allSatisfy(\.isFinite) else {
+          throw at.fail("x, y must be numbers and bbox four numbers")
+        }
+        objects.append(SceneObject(shape: shape, color: color, size: size, x: x, y: y, bbox: bbox))
       }
-      guard scenes[image.image_id] == nil else {
-        throw CaptionError(
-          .badDataset, path: path, "images[\(position)]: image_id \(image.image_id) appears twice")
-      }
-      scenes[image.image_id] = Scene(
-        imageId: image.image_id, filename: image.filename, width: width, height: height,
-        objects: image.objects)
+      guard scenes[imageId] == nil else { throw place.fail("image_id \(imageId) appears twice") }
+      scenes[imageId] = Scene(
+        imageId: imageId, filename: filename, width: width, height: height, objects: objects)
     }
     return scenes
-  }
-
-  private static func describe(_ error: DecodingError) -> String {
-    func place(_ path: [CodingKey]) -> String {
-      var text = ""
-      for key in path {
-        if let index = key.intValue {
-          text += "[\(index)]"
-        } else {
-          text += (text.isEmpty ? "" : ".") + key.stringValue
-        }
-      }
-      return text.isEmpty ? "top level" : text
-    }
-    switch error {
-    case .keyNotFound(let key, let context):
-      return "\(place(context.codingPath)): missing key \"\(key.stringValue)\""
-    case .typeMismatch(_, let context), .valueNotFound(_, let context):
-      return "\(place(context.codingPath)): \(context.debugDescription)"
-    case .dataCorrupted(let context):
-      return context.codingPath.isEmpty
-        ? "not valid JSON" : "\(place(context.codingPath)): \(context.debugDescription)"
-    @unknown default:
-      return "malformed scenes file"
-    }
   }
 }
 

@@ -32,8 +32,8 @@ public final class MentionLoss: ObjectiveTerm {
   public var parameters: [(String, Parameter)] { auxiliary.namedParameters }
   public let shapes: [String]
   public let colors: [String]
-  /// Token id → word (the training vocabulary).
-  private let words: [String]
+  /// The training vocabulary (token id → word).
+  private let vocabulary: Vocabulary
   /// Image id → its scene (the training images only).
   private let scenes: [Int: Scene]
   private var rowMask: [Bool] = []  // [T·R]: whether the step has a current object
@@ -42,9 +42,10 @@ public final class MentionLoss: ObjectiveTerm {
   static let relations = PairRelation.allCases
 
   /// For training on the images `imageIds`, each of which must have a scene (`path` names the scenes
-  /// file in the error otherwise); `words` is the vocabulary (id → word).
+  /// file in the error otherwise); `vocabulary` reads the captions' tokens.
   public init(
-    scenes: [Int: Scene], imageIds: [Int], words: [String], hiddenSize: Int, weight: Float, path: String
+    scenes: [Int: Scene], imageIds: [Int], vocabulary: Vocabulary, hiddenSize: Int, weight: Float,
+    path: String
   ) throws {
     var used: [Int: Scene] = [:]
     for id in imageIds {
@@ -57,7 +58,7 @@ public final class MentionLoss: ObjectiveTerm {
     let objects = used.values.flatMap(\.objects)
     shapes = Set(objects.map(\.shape)).sorted()
     colors = Set(objects.map(\.color)).sorted()
-    self.words = words
+    self.vocabulary = vocabulary
     self.scenes = used
     let groupSizes = [
       Self.regions.count, shapes.count * Self.relations.count, colors.count * Self.relations.count,
@@ -127,7 +128,7 @@ public final class MentionLoss: ObjectiveTerm {
     for t in 0..<steps {
       let id = targetTokens[t * rows + r]
       if id == Vocabulary.end || id == Vocabulary.pad { break }
-      tokens.append(id < words.count ? words[id] : "<unk>")
+      tokens.append(vocabulary.word(id))
     }
     var current = [Int?](repeating: nil, count: steps)
     let mentions = GroundedParser.parse(tokens).mentions

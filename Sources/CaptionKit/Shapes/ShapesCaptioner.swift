@@ -59,7 +59,7 @@ public enum ShapesCaptioner {
 
   /// `count` captions (distinct when the grammar allows) for the objects of one scene.
   public static func captions(
-    for objects: [SceneObject], imageSize: Int, count: Int = 5, random: inout ShapesRandom
+    for objects: [SceneObject], imageSize: Int, count: Int = 5, random: inout SeededGenerator
   ) -> [String] {
     let groups = makeGroups(objects, imageSize: imageSize)
     guard !groups.isEmpty else { return [String](repeating: "An empty picture.", count: count) }
@@ -93,7 +93,7 @@ public enum ShapesCaptioner {
 
   /// One caption; tries again until it fits in `maxTokens` words (the plain list always does for
   /// four objects: at most 4·4 + 3 words).
-  static func oneCaption(_ groups: [Group], random: inout ShapesRandom, plainOnly: Bool) -> String {
+  static func oneCaption(_ groups: [Group], random: inout SeededGenerator, plainOnly: Bool) -> String {
     for attempt in 0..<20 {
       let simple = plainOnly || attempt >= 15
       let clauses = planClauses(
@@ -114,7 +114,9 @@ public enum ShapesCaptioner {
   }
 
   /// Chooses which groups are described together and how.
-  static func planClauses(_ groups: [Group], random: inout ShapesRandom, relationChance: Double) -> [Clause] {
+  static func planClauses(_ groups: [Group], random: inout SeededGenerator, relationChance: Double)
+    -> [Clause]
+  {
     var remaining = Array(groups.indices)
     random.shuffle(&remaining)
     var clauses: [Clause] = []
@@ -159,7 +161,7 @@ public enum ShapesCaptioner {
 
   /// The most specific region all of a group's members are strictly in: a corner, else a side, else
   /// the centre.
-  static func region(of group: Group, random: inout ShapesRandom) -> Region? {
+  static func region(of group: Group, random: inout SeededGenerator) -> Region? {
     func holding(_ regions: [Region]) -> [Region] {
       regions.filter { r in group.positions.allSatisfy { r.holds(x: $0.x, y: $0.y, size: 1, strict: true) } }
     }
@@ -173,14 +175,14 @@ public enum ShapesCaptioner {
   }
 
   /// Words for a group: [count] [size] colour shape.
-  static func mention(_ group: Group, sizeChance: Double, random: inout ShapesRandom) -> String {
+  static func mention(_ group: Group, sizeChance: Double, random: inout SeededGenerator) -> String {
     var words: [String] = []
     if random.chance(sizeChance) { words.append(random.pick(sizeWords[group.size] ?? [group.size])) }
     words.append(group.color)
     words.append(group.count == 1 ? group.shape : group.plural)
     let body = words.joined(separator: " ")
     if group.count == 1 {
-      let roll = random.below(20)
+      let roll = random.below32(20)
       if roll == 0 { return "one " + body }
       if roll == 1 { return "a single " + body }
       return (["a", "e", "i", "o", "u"].contains(body.first.map(String.init) ?? "") ? "an " : "a ") + body
@@ -189,7 +191,7 @@ public enum ShapesCaptioner {
     return numberWords[min(group.count, numberWords.count - 1)] + " " + body
   }
 
-  static func write(_ clauses: [Clause], _ groups: [Group], sizeChance: Double, random: inout ShapesRandom)
+  static func write(_ clauses: [Clause], _ groups: [Group], sizeChance: Double, random: inout SeededGenerator)
     -> String
   {
     func m(_ g: Int) -> String { mention(groups[g], sizeChance: sizeChance, random: &random) }

@@ -23,7 +23,7 @@ public enum ShapesDataset {
 
   /// Renders image `index` (scene, pixels, captions) without writing anything.
   public static func item(index: Int, seed: UInt64, imageSize: Int) -> Item {
-    var random = ShapesRandom(seed: seed, stream: UInt64(index))
+    var random = SeededGenerator.shapes(seed: seed, stream: UInt64(index))
     let shapes = ShapesRenderer.placeShapes(imageSize: imageSize, random: &random)
     let (image, objects) = ShapesRenderer.render(shapes, imageSize: imageSize, random: &random)
     let captions = ShapesCaptioner.captions(
@@ -77,7 +77,7 @@ public enum ShapesDataset {
     let testCount = Int((Double(count) * testFraction).rounded())
     let valCount = min(count - testCount, Int((Double(count) * valFraction).rounded()))
     var order = Array(0..<count)
-    var random = ShapesRandom(seed: seed, stream: UInt64.max)
+    var random = SeededGenerator.shapes(seed: seed, stream: UInt64.max)
     random.shuffle(&order)
     var splits = [String](repeating: "train", count: count)
     for (rank, index) in order.enumerated() {

@@ -2,11 +2,11 @@
 /// vectors and the mention loss on the decoder's top states, both answered from `scenes.json`.
 public enum ShapesObjective {
   /// The terms whose weight is above 0, with fresh heads (each drawn from its own seed, so the
-  /// model's weights do not depend on which are on). `imageIds` are the training images, `words`
-  /// the vocabulary (id → word); `scenesPath` names the scenes file in errors.
+  /// model's weights do not depend on which are on). `imageIds` are the training images,
+  /// `vocabulary` theirs; `scenesPath` names the scenes file in errors.
   public static func terms(
     sceneWeight: Float, mentionWeight: Float, scenes: [Int: Scene], scenesPath: String, imageIds: [Int],
-    words: [String], imageSize dv: Int, hiddenSize: Int, seed: UInt64, log: (String) -> Void
+    vocabulary: Vocabulary, imageSize dv: Int, hiddenSize: Int, seed: UInt64, log: (String) -> Void
   ) throws -> [any ObjectiveTerm] {
     var terms: [any ObjectiveTerm] = []
     if sceneWeight > 0 {
@@ -19,7 +19,8 @@ public enum ShapesObjective {
     }
     if mentionWeight > 0 {
       let mentionLoss = try MentionLoss(
-        scenes: scenes, imageIds: imageIds, words: words, hiddenSize: hiddenSize, weight: mentionWeight,
+        scenes: scenes, imageIds: imageIds, vocabulary: vocabulary, hiddenSize: hiddenSize,
+        weight: mentionWeight,
         path: scenesPath)
       var generator = SeededGenerator(seed: seed &+ 0x3E_7C10)
       mentionLoss.auxiliary.initialize(using: &generator)

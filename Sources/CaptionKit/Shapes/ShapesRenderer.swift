@@ -1,6 +1,7 @@
 /// Renders one synthetic scene: 1–4 objects on a plain, gradient, noisy or textured background, with
-/// anti-aliased edges (4×4 supersampling per pixel). Deterministic: every random choice comes from a
-/// `ShapesRandom`, positions and radii are multiples of 1/4 and 1/8 pixel, blending is integer.
+/// anti-aliased edges (4×4 supersampling per pixel). Deterministic: every random choice is one of the
+/// shapes draws (ShapesRandom.swift), positions and radii are multiples of 1/4 and 1/8 pixel,
+/// blending is integer.
 
 /// An object the renderer placed: its names, its exact colour, centre and radius in pixels.
 public struct PlacedShape: Equatable, Sendable {
@@ -20,8 +21,8 @@ public enum ShapesRenderer {
   /// Draws a scene's objects: how many (1: 20%, 2: 30%, 3: 30%, 4: 20%), what and where. Objects of the
   /// same shape and colour always share their size (so captions can count them: "two red circles"),
   /// and centres keep 0.75·(r₁ + r₂) apart: objects may touch or overlap a little but stay recognisable.
-  public static func placeShapes(imageSize: Int, random: inout ShapesRandom) -> [PlacedShape] {
-    let roll = random.below(10)
+  public static func placeShapes(imageSize: Int, random: inout SeededGenerator) -> [PlacedShape] {
+    let roll = random.below32(10)
     let wanted = roll < 2 ? 1 : roll < 5 ? 2 : roll < 8 ? 3 : 4
     let side = Double(imageSize)
     var placed: [PlacedShape] = []
@@ -40,14 +41,15 @@ public enum ShapesRenderer {
       let j = ShapeColor.jitter
       let rgb = [r0, g0, b0].map { min(255, max(0, $0 + random.int(in: -j...j))) }
       // Radius: the size's fraction of the side, ±4%, in 1/8 pixel.
-      let radius = (side * size.radiusFraction * (0.96 + 0.08 * random.unit()) * 8).rounded(.down) / 8
+      let radius =
+        (side * size.radiusFraction * (0.96 + 0.08 * random.nextUnitDouble()) * 8).rounded(.down) / 8
       for _ in 0..<60 {
         // Centre in 1/4 pixel, the whole shape inside the image with a pixel to spare.
         let low = radius + 1
         let span = side - 2 * low
         guard span > 0 else { break }
-        let x = low + Double(random.below(Int(span * 4) + 1)) / 4
-        let y = low + Double(random.below(Int(span * 4) + 1)) / 4
+        let x = low + Double(random.below32(Int(span * 4) + 1)) / 4
+        let y = low + Double(random.below32(Int(span * 4) + 1)) / 4
         let clear = placed.allSatisfy { other in
           let dx = other.x - x
           let dy = other.y - y
@@ -66,7 +68,7 @@ public enum ShapesRenderer {
 
   /// Renders the background and the objects in order (later ones on top). Returns the image and each
   /// object's scenes.json record (bbox = the pixels its shape covers, whatever lies on top).
-  public static func render(_ shapes: [PlacedShape], imageSize: Int, random: inout ShapesRandom)
+  public static func render(_ shapes: [PlacedShape], imageSize: Int, random: inout SeededGenerator)
     -> (image: RGBImage, objects: [SceneObject])
   {
     var pixels = [UInt8](repeating: 0, count: imageSize * imageSize * 3)
@@ -86,24 +88,24 @@ public enum ShapesRenderer {
 
   /// One pseudo-random background tone: a mid grey (95–165) with a mild tint, so every object colour
   /// (from black to white) stands out.
-  static func backgroundTone(_ random: inout ShapesRandom) -> [Int] {
+  static func backgroundTone(_ random: inout SeededGenerator) -> [Int] {
     let grey = random.int(in: 95...165)
     return (0..<3).map { _ in grey + random.int(in: -14...14) }
   }
 
   static func drawBackground(
-    _ pixels: UnsafeMutableBufferPointer<UInt8>, side: Int, random: inout ShapesRandom
+    _ pixels: UnsafeMutableBufferPointer<UInt8>, side: Int, random: inout SeededGenerator
   ) {
     let tone = backgroundTone(&random)
     func put(_ x: Int, _ y: Int, _ c: Int, _ value: Int) {
       pixels[(y * side + x) * 3 + c] = UInt8(min(255, max(0, value)))
     }
-    switch random.below(4) {
+    switch random.below32(4) {
     case 0:  // plain
       for y in 0..<side { for x in 0..<side { for c in 0..<3 { put(x, y, c, tone[c]) } } }
     case 1:  // linear gradient between two tones, along one of four directions
       let other = backgroundTone(&random)
-      let direction = random.below(4)
+      let direction = random.below32(4)
       let span = max(1, direction < 2 ? side - 1 : 2 * (side - 1))
       for y in 0..<side {
         for x in 0..<side {
@@ -120,7 +122,7 @@ public enum ShapesRenderer {
         }
       }
     default:  // texture: stripes (three orientations) or a checkerboard, low contrast
-      let pattern = random.below(4)
+      let pattern = random.below32(4)
       let period = random.int(in: 4...9)
       let amplitude = random.int(in: 7...14)
       for y in 0..<side {

@@ -25,8 +25,8 @@ extension ModelFile {
   /// The optimiser step recorded in the provenance of a model written by `caption train`.
   var provenanceStep: Int? {
     guard let provenance,
-      let object = try? JSONSerialization.jsonObject(with: Data(provenance.utf8)) as? [String: Any]
+      case .object(let object)? = try? JSONValue.parse(Array(provenance.utf8), file: "provenance")
     else { return nil }
-    return (object["step"] as? NSNumber)?.intValue
+    return object["step"]?.integerValue
   }
 }

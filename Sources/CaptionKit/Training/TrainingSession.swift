@@ -53,7 +53,7 @@ final class TrainingSession {
     if let scenesPath, sceneWeight > 0 || mentionWeight > 0 {
       terms += try ShapesObjective.terms(
         sceneWeight: sceneWeight, mentionWeight: mentionWeight, scenes: try Scenes.load(path: scenesPath),
-        scenesPath: scenesPath, imageIds: prepared.train.map(\.id), words: prepared.vocabulary.words,
+        scenesPath: scenesPath, imageIds: prepared.train.map(\.id), vocabulary: prepared.vocabulary,
         imageSize: model.config.dv, hiddenSize: model.config.hidden, seed: options.seed, log: log)
     }
     objective = TrainingObjective(model: model, terms: terms)
@@ -170,9 +170,10 @@ final class TrainingSession {
     session.bestEpoch = Int(state.metadata["best_epoch"] ?? "")
     session.epochsWithoutImprovement = Int(try meta("stale_epochs")) ?? 0
     if let best = state.metadata["best_metrics"],
-      let metrics = try? JSONDecoder().decode([String: Double].self, from: Data(best.utf8))
+      case .object(let metrics)? = try? JSONValue.parse(Array(best.utf8), file: files.state)
     {
-      session.bestMetrics = metrics
+      session.bestMetrics = [:]
+      for (key, value) in metrics.members { session.bestMetrics[key] = value.doubleValue }
     }
     try session.optimizer.restore(
       from: state.tensors, names: session.objective.namedTrainableParameters.map { $0.0 },
@@ -187,9 +188,8 @@ final class TrainingSession {
     // Keep the log up to the resumed step.
     if let text = try? String(contentsOfFile: files.log, encoding: .utf8) {
       session.logLines = text.split(separator: "\n").map(String.init).filter { line in
-        guard let data = line.data(using: .utf8),
-          let object = try? JSONSerialization.jsonObject(with: data) as? [String: Any],
-          let lineStep = object["step"] as? Int
+        guard case .object(let object)? = try? JSONValue.parse(Array(line.utf8), file: files.log),
+          let lineStep = object["step"]?.integerValue
         else { return false }
         return lineStep <= savedStep
       }
