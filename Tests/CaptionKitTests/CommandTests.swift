@@ -54,6 +54,22 @@ final class CommandTests: XCTestCase {
     XCTAssertTrue(lines[1].hasPrefix(second + ": "))
   }
 
+  /// A folder without images, or empty standard input: one line naming it, exit 1 (not silence).
+  func testDescribeWithNothingToCaptionIsAnError() throws {
+    let empty = temporaryFolder()
+    _ = FileManager.default.createFile(atPath: empty + "/notes.txt", contents: Data([1]))
+    let nothing: [(arguments: [String], stdin: String?, subject: String)] = [
+      ([empty], nil, empty), (["-"], "", "-"), (["-"], "\n \n", "-"),
+    ]
+    for (arguments, stdin, subject) in nothing {
+      let run = try runCaption(["describe", "--model", CommandTests.model] + arguments, stdin: stdin)
+      XCTAssertEqual(run.status, 1, "\(arguments)")
+      XCTAssertEqual(run.stdout, "")
+      XCTAssertEqual(run.stderr.split(separator: "\n").count, 1, run.stderr)
+      XCTAssertTrue(run.stderr.hasPrefix("caption: \(subject): no images found"), run.stderr)
+    }
+  }
+
   func testBadModelAndUsageErrors() throws {
     let folder = temporaryFolder()
     let bad = folder + "/bad.safetensors"

@@ -519,7 +519,19 @@ final class DecodingTests: XCTestCase {
     XCTAssertEqual(
       mixed,
       ["missing.jpg", "one.jpg", folder + "/b.png", "two words.png", folder + "/sub.jpg/inner.png", "x.png"])
-    XCTAssertEqual(try DescribeInput.expand(arguments: ["-"], readStdin: { nil }), [])
+    // Nothing to caption is an error naming the folder (or standard input).
+    try FileManager.default.createDirectory(atPath: folder + "/empty", withIntermediateDirectories: true)
+    _ = FileManager.default.createFile(atPath: folder + "/empty/notes.txt", contents: Data([1]))
+    let nothing: [(arguments: [String], stdin: String?, subject: String)] = [
+      (["-"], nil, "-"), (["-"], " \n\r\n", "-"),
+      ([folder + "/sub.jpg", folder + "/empty"], nil, folder + "/empty"),
+    ]
+    for (arguments, stdin, subject) in nothing {
+      XCTAssertThrowsError(try DescribeInput.expand(arguments: arguments, readStdin: { stdin })) {
+        XCTAssertEqual(($0 as? CaptionError)?.path, subject)
+        XCTAssertTrue(($0 as? CaptionError)?.reason.hasPrefix("no images found") ?? false, "\($0)")
+      }
+    }
 
     XCTAssertTrue(DescribeInput.namesSingleFile(["missing.jpg"]))
     XCTAssertTrue(DescribeInput.namesSingleFile([folder + "/b.png"]))
