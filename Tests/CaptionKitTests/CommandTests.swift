@@ -70,6 +70,18 @@ final class CommandTests: XCTestCase {
     }
   }
 
+  /// A train whose output folder cannot be made: one line naming the folder, exit 1.
+  func testTrainOutputFolderErrorIsOneLine() throws {
+    let blocker = temporaryFolder() + "/file"
+    XCTAssertTrue(FileManager.default.createFile(atPath: blocker, contents: Data([1])))
+    let run = try runCaption([
+      "train", "--data", TrainerTests.dataFolder, "--out", blocker + "/runs/m.safetensors", "--max-steps",
+      "1",
+    ])
+    XCTAssertEqual(run.status, 1)
+    XCTAssertEqual(run.stderr, "caption: \(blocker): exists and is not a folder\n")
+  }
+
   func testBadModelAndUsageErrors() throws {
     let folder = temporaryFolder()
     let bad = folder + "/bad.safetensors"
