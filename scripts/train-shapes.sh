@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Renders the shapes training set and trains on it: how models/shapes.safetensors was made.
 #
-#   bash scripts/train-shapes.sh [OUT_DIR]        (default: runs/shapes)
+#   bash scripts/train-shapes.sh [--force] [OUT_DIR]        (default: runs/shapes)
 #
 # 110 000 scenes (seed 1: 88 000 train, 11 000 val, 11 000 test), then `caption train` with its
 # default settings: 14 epochs, 2 captions per image, the auxiliary word loss (weight 10) and, since
@@ -10,17 +10,44 @@
 # Writes OUT_DIR/shapes.safetensors (best by validation CIDEr-D), its .latest files and JSON-lines
 # log. The bundled models/shapes.safetensors is OUT_DIR/shapes.latest.safetensors, the weights at
 # the end of training (README says why).
+#
+# Run again after an interruption, it continues the run (`caption train --resume`, from
+# OUT_DIR/shapes.latest.state); over files of a run it cannot continue it stops, unless --force,
+# which starts the run over. The rendering is skipped once data/shapes-110k is complete (a stopped
+# rendering leaves nothing there). CAPTION=path/to/caption uses that executable instead of building.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-out=${1:-runs/shapes}
-if ! pkg-config --exists libpng libjpeg openblas 2>/dev/null; then
-  apt-get update -qq && apt-get install -y -qq libpng-dev libjpeg-dev libopenblas-dev pkg-config >/dev/null
+force=0
+if [ "${1:-}" = "--force" ]; then
+  force=1
+  shift
 fi
-swift build -c release 2>&1 | tail -1 >&2
-caption=.build/release/caption
+out=${1:-runs/shapes}
+if [ -z "${CAPTION:-}" ]; then
+  if ! pkg-config --exists libpng libjpeg openblas 2>/dev/null; then
+    apt-get update -qq && apt-get install -y -qq libpng-dev libjpeg-dev libopenblas-dev pkg-config >/dev/null
+  fi
+  swift build -c release 2>&1 | tail -1 >&2
+fi
+caption=${CAPTION:-.build/release/caption}
 data=data/shapes-110k
 if [ ! -f "$data/captions.json" ]; then
-  "$caption" dataset shapes --out "$data" --count 110000 --seed 1
+  # --force: a folder left by an older, unfinished rendering holds images without captions.json.
+  "$caption" dataset shapes --out "$data" --count 110000 --seed 1 --force
 fi
-"$caption" train --data "$data" --out "$out/shapes.safetensors"
+resume=()
+if [ "$force" = 0 ]; then
+  if [ -f "$out/shapes.latest.state" ]; then
+    echo "continuing the run in $out (--force starts it over)" >&2
+    resume=(--resume)
+  else
+    for file in "$out/shapes.safetensors" "$out/shapes.latest.safetensors" "$out/shapes.log.jsonl"; do
+      if [ -e "$file" ]; then
+        echo "train-shapes.sh: $file exists without the state to continue its run; --force starts over" >&2
+        exit 1
+      fi
+    done
+  fi
+fi
+"$caption" train --data "$data" --out "$out/shapes.safetensors" ${resume[@]+"${resume[@]}"}
 echo "the bundled model corresponds to $out/shapes.latest.safetensors (the weights at the end of training)"

@@ -22,7 +22,36 @@ typedef struct {
   int ran_out;  // the read function was asked for bytes past the end
   int error;    // CAPTION_IMAGE_* chosen before calling png_error, or 0 (then: corrupt)
   char message[240];
+  size_t library_bytes;  // what libpng holds now, through shim_png_malloc
+  size_t library_peak;   // the most it held at once
 } png_reader;
+
+/// libpng's allocations, counted in the reader: each block carries its size in front of it.
+typedef union {
+  size_t size;
+  max_align_t alignment;
+} png_block_header;
+
+static png_voidp shim_png_malloc(png_structp png, png_alloc_size_t size) {
+  png_reader *reader = (png_reader *)png_get_mem_ptr(png);
+  if (size > SIZE_MAX - sizeof(png_block_header)) return NULL;
+  png_block_header *block = malloc(sizeof(png_block_header) + size);
+  if (!block) return NULL;
+  block->size = size;
+  if (reader) {
+    reader->library_bytes += size;
+    if (reader->library_bytes > reader->library_peak) reader->library_peak = reader->library_bytes;
+  }
+  return block + 1;
+}
+
+static void shim_png_free(png_structp png, png_voidp pointer) {
+  if (!pointer) return;
+  png_reader *reader = (png_reader *)png_get_mem_ptr(png);
+  png_block_header *block = (png_block_header *)pointer - 1;
+  if (reader) reader->library_bytes -= block->size;
+  free(block);
+}
 
 static void shim_png_error(png_structp png, png_const_charp message) {
   png_reader *reader = (png_reader *)png_get_error_ptr(png);
@@ -73,7 +102,8 @@ void caption_png_decode(const uint8_t *data, size_t size, int64_t max_pixels,
   uint8_t *volatile pixels = NULL;
   png_bytep *volatile rows = NULL;
 
-  png = png_create_read_struct(PNG_LIBPNG_VER_STRING, &reader, shim_png_error, shim_png_warning);
+  png = png_create_read_struct_2(PNG_LIBPNG_VER_STRING, &reader, shim_png_error, shim_png_warning,
+                                 &reader, shim_png_malloc, shim_png_free);
   if (png) info = png_create_info_struct(png);
   if (!png || !info) {
     png_destroy_read_struct(png ? &png : NULL, NULL, NULL);
@@ -85,6 +115,7 @@ void caption_png_decode(const uint8_t *data, size_t size, int64_t max_pixels,
     free(pixels);
     free(rows);
     png_destroy_read_struct(&png, &info, NULL);
+    result->library_peak_bytes = reader.library_peak;
     result->error = reader.error ? reader.error : CAPTION_IMAGE_CORRUPT;
     snprintf(result->message, sizeof result->message, "%s", reader.message);
     return;
@@ -136,6 +167,7 @@ void caption_png_decode(const uint8_t *data, size_t size, int64_t max_pixels,
 
   png_destroy_read_struct(&png, &info, NULL);
   free(rows);
+  result->library_peak_bytes = reader.library_peak;
   result->pixels = pixels;
   result->width = (int)width;
   result->height = (int)height;

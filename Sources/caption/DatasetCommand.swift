@@ -19,7 +19,7 @@ struct DatasetCommand: ParsableCommand {
           caption dataset shapes --out data/shapes-test --count 1000 --seed 2 --val 0 --test 1
         """)
 
-    @Option(help: "The folder to write (created if missing).")
+    @Option(help: "The folder to write (created if missing; an existing dataset there needs --force).")
     var out: String
 
     @Option(help: "How many images to render.")
@@ -40,6 +40,9 @@ struct DatasetCommand: ParsableCommand {
     @Option(help: "Fraction of the images in the test split.")
     var test: Double = 0.1
 
+    @Flag(help: "Replace the dataset at --out (kept until the new one is complete).")
+    var force = false
+
     func validate() throws {
       guard count >= 1 && count <= 1_000_000 else {
         throw ValidationError("--count must be between 1 and 1000000.")
@@ -58,16 +61,22 @@ struct DatasetCommand: ParsableCommand {
     }
 
     func run() throws {
-      let onTerminal = isatty(STDERR_FILENO) == 1
+      let line = TerminalLine()
+      var completed = true
       try reportingErrors {
-        try ShapesDataset.generate(
+        defer { line.clear() }
+        completed = try ShapesDataset.generate(
           outputFolder: out, count: count, seed: seed, imageSize: imageSize, format: format, valFraction: val,
-          testFraction: test
-        ) { line in
-          let progress = line.hasPrefix("rendered")
-          let text = onTerminal && progress ? "\r" + line : (onTerminal ? "\r" : "") + line + "\n"
-          FileHandle.standardError.write(Data(text.utf8))
-        }
+          testFraction: test, replace: force,
+          log: { text in
+            line.clear()
+            printError(text, prefix: "")
+          },
+          progress: { done, total in line.show("rendering \(done)/\(total) images") })
+      }
+      if !completed {
+        printError("interrupted: nothing was written to \(out)", prefix: "")
+        throw ExitCode(130)
       }
     }
   }

@@ -40,10 +40,13 @@ struct Evaluate: ParsableCommand {
 
   func run() throws {
     try reportingErrors {
+      let line = TerminalLine()
+      defer { line.clear() }
       BLAS.setThreads(threads)
       let modelPath = try ModelLocator.locate(explicit: model)
       let captioner = try Captioner(modelPath: modelPath)
       let chosenSplit = Split(rawValue: split)!
+      line.show("loading \(data)")
       let dataset = try Dataset.load(
         data: data, images: images, testList: testList, evaluating: chosenSplit)
       var chosen = dataset.split(chosenSplit)
@@ -51,17 +54,18 @@ struct Evaluate: ParsableCommand {
       guard !chosen.isEmpty else {
         throw CaptionError(.badDataset, path: data, "the \(split) split has no images")
       }
+      if let scenesPath = dataset.scenesPath { line.show("reading \(scenesPath)") }
       let scenes = try dataset.scenesPath.map { try Scenes.load(path: $0) }
       var options = DecodingOptions()
       options.beamSize = beam
       options.maxLength = maxLength
-      let tty = isatty(2) != 0
       let result = Evaluator.run(
         captioner: captioner, images: chosen, options: options, scenes: scenes, batchSize: batchSize,
         progress: { done, total in
-          if tty { FileHandle.standardError.write(Data("\r captioning \(done)/\(total) ".utf8)) }
+          // the references are tokenised and scored once the last batch is captioned
+          line.show(done < total ? "captioning \(done)/\(total)" : "scoring \(total) captions")
         })
-      if tty { FileHandle.standardError.write(Data("\r\u{1B}[K".utf8)) }
+      line.clear()
       for (path, reason) in result.skipped { printError("skipped \(path): \(reason)") }
       if !result.skipped.isEmpty {
         printError("skipped \(result.skipped.count) images that could not be read")

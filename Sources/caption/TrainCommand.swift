@@ -87,14 +87,15 @@ struct Train: ParsableCommand {
     let options = try options()
     var summary: TrainSummary?
     try reportingErrors {
-      let bar = isatty(2) != 0 ? ProgressBar() : nil
+      let bar = TerminalLine().enabled ? ProgressBar() : nil
       let trainer = Trainer(
         options: options,
         log: { line in
           bar?.clear()
           printError(line, prefix: "")
         },
-        progress: bar.map { bar in { bar.draw($0) } })
+        progress: bar.map { bar in { bar.draw($0) } },
+        status: { bar?.line.show($0) })
       summary = try trainer.run(resume: checkpoints.resume)
       bar?.clear()
     }
@@ -120,7 +121,9 @@ struct Train: ParsableCommand {
       }
       lines.append("best epoch \(best): " + metrics.joined(separator: ", "))
     }
-    lines.append("best model: \(s.files.best)")
+    lines.append(
+      s.bestEpoch == nil
+        ? "best model: none yet (written after the first validation)" : "best model: \(s.files.best)")
     lines.append("latest model and state: \(s.files.latest), \(s.files.state)")
     lines.append("log: \(s.files.log)")
     if s.skippedImages > 0 { lines.append("skipped \(s.skippedImages) images that could not be read") }
@@ -217,26 +220,20 @@ extension CellType: ExpressibleByArgument {}
 extension ImageInput: ExpressibleByArgument {}
 extension LearningRateSchedule: ExpressibleByArgument {}
 
-/// One line redrawn in place on a terminal: epoch, step, loss, images/s, ETA.
+/// One line redrawn in place on a terminal: epoch, step, loss, images/s, ETA (once known).
 final class ProgressBar {
-  private var drawn = false
+  let line = TerminalLine()
 
   func draw(_ p: TrainProgress) {
     let width = 24
     let filled = min(width, p.batch * width / max(p.batchesPerEpoch, 1))
     let bar = String(repeating: "#", count: filled) + String(repeating: ".", count: width - filled)
-    let eta = Int(p.secondsLeft)
-    let line = String(
-      format: "\r epoch %d/%d [%@] %d/%d loss %.3f %.0f img/s ETA %d:%02d:%02d ", p.epoch, p.epochs, bar,
-      p.batch, p.batchesPerEpoch, p.loss, p.imagesPerSecond, eta / 3600, eta / 60 % 60, eta % 60)
-    FileHandle.standardError.write(Data(line.utf8))
-    drawn = true
+    // The ETA before the figures, so that a narrow terminal cuts those first.
+    let eta = p.secondsLeft.map { " ETA " + TrainProgress.clock($0) } ?? ""
+    line.show(
+      String(format: "epoch %d/%d [%@] %d/%d", p.epoch, p.epochs, bar, p.batch, p.batchesPerEpoch) + eta
+        + String(format: " loss %.3f %.0f img/s", p.loss, p.imagesPerSecond))
   }
 
-  func clear() {
-    if drawn {
-      FileHandle.standardError.write(Data("\r\u{1B}[K".utf8))
-      drawn = false
-    }
-  }
+  func clear() { line.clear() }
 }

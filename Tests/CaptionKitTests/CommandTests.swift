@@ -54,6 +54,34 @@ final class CommandTests: XCTestCase {
     XCTAssertTrue(lines[1].hasPrefix(second + ": "))
   }
 
+  /// A folder without images, or empty standard input: one line naming it, exit 1 (not silence).
+  func testDescribeWithNothingToCaptionIsAnError() throws {
+    let empty = temporaryFolder()
+    _ = FileManager.default.createFile(atPath: empty + "/notes.txt", contents: Data([1]))
+    let nothing: [(arguments: [String], stdin: String?, subject: String)] = [
+      ([empty], nil, empty), (["-"], "", "-"), (["-"], "\n \n", "-"),
+    ]
+    for (arguments, stdin, subject) in nothing {
+      let run = try runCaption(["describe", "--model", CommandTests.model] + arguments, stdin: stdin)
+      XCTAssertEqual(run.status, 1, "\(arguments)")
+      XCTAssertEqual(run.stdout, "")
+      XCTAssertEqual(run.stderr.split(separator: "\n").count, 1, run.stderr)
+      XCTAssertTrue(run.stderr.hasPrefix("caption: \(subject): no images found"), run.stderr)
+    }
+  }
+
+  /// A train whose output folder cannot be made: one line naming the folder, exit 1.
+  func testTrainOutputFolderErrorIsOneLine() throws {
+    let blocker = temporaryFolder() + "/file"
+    XCTAssertTrue(FileManager.default.createFile(atPath: blocker, contents: Data([1])))
+    let run = try runCaption([
+      "train", "--data", TrainerTests.dataFolder, "--out", blocker + "/runs/m.safetensors", "--max-steps",
+      "1",
+    ])
+    XCTAssertEqual(run.status, 1)
+    XCTAssertEqual(run.stderr, "caption: \(blocker): exists and is not a folder\n")
+  }
+
   func testBadModelAndUsageErrors() throws {
     let folder = temporaryFolder()
     let bad = folder + "/bad.safetensors"

@@ -1,3 +1,4 @@
+import CShims
 import Foundation
 import XCTest
 
@@ -309,6 +310,87 @@ final class ShapesTests: XCTestCase {
     XCTAssertEqual(Set(dataset.images.map(\.split)), [.train, .val, .test])
   }
 
+  // MARK: A render is complete or absent
+
+  /// Stopped (as by Ctrl-C) or failing part-way, a render leaves neither the output folder nor its
+  /// temporary folder; a temporary folder left by a killed render is removed by the next one.
+  func testAStoppedOrFailedRenderLeavesNoOutput() throws {
+    let out = temporaryFolder() + "/data"
+    let temporary = ShapesDataset.temporaryFolder(for: out)
+    var calls: [[Int]] = []
+    let stopped = try ShapesDataset.generate(
+      outputFolder: out, count: 2500, seed: 1, imageSize: 16, format: .png, log: { _ in },
+      progress: { done, count in
+        calls.append([done, count])
+        caption_set_interrupt_requested(1)
+      })
+    caption_set_interrupt_requested(0)
+    XCTAssertFalse(stopped)
+    XCTAssertEqual(calls, [[1000, 2500]])
+    XCTAssertFalse(FileManager.default.fileExists(atPath: out))
+    XCTAssertFalse(FileManager.default.fileExists(atPath: temporary))
+
+    // A write fails after the first thousand images: a file stands where the images go.
+    XCTAssertThrowsError(
+      try ShapesDataset.generate(
+        outputFolder: out, count: 2500, seed: 1, imageSize: 16, format: .png, log: { _ in },
+        progress: { _, _ in
+          try? FileManager.default.removeItem(atPath: temporary + "/images")
+          FileManager.default.createFile(atPath: temporary + "/images", contents: Data([1]))
+        })
+    ) { XCTAssertEqual(($0 as? CaptionError)?.kind, .io, "\($0)") }
+    XCTAssertFalse(FileManager.default.fileExists(atPath: out))
+    XCTAssertFalse(FileManager.default.fileExists(atPath: temporary))
+
+    // What a killed render leaves: a temporary folder with some images.
+    try FileManager.default.createDirectory(atPath: temporary + "/images", withIntermediateDirectories: true)
+    FileManager.default.createFile(atPath: temporary + "/images/000007.png", contents: Data([1]))
+    var lines: [String] = []
+    calls = []
+    XCTAssertTrue(
+      try ShapesDataset.generate(
+        outputFolder: out, count: 3, seed: 1, imageSize: 16, format: .png, log: { lines.append($0) },
+        progress: { calls.append([$0, $1]) }))
+    XCTAssertEqual(calls, [[3, 3]])
+    XCTAssertTrue(lines.first?.contains("did not finish") ?? false, "\(lines)")
+    XCTAssertFalse(FileManager.default.fileExists(atPath: temporary))
+    XCTAssertEqual(
+      try FileManager.default.contentsOfDirectory(atPath: out + "/images").sorted(),
+      ["000000.png", "000001.png", "000002.png"])
+  }
+
+  /// An existing dataset is refused unless replacing is asked for, and a folder holding anything
+  /// else is never replaced; an empty folder is simply filled.
+  func testAnExistingDatasetIsReplacedOnlyWhenAsked() throws {
+    let out = temporaryFolder() + "/data"
+    try FileManager.default.createDirectory(atPath: out, withIntermediateDirectories: false)  // empty
+    try ShapesDataset.generate(
+      outputFolder: out, count: 3, seed: 1, imageSize: 16, format: .png, log: { _ in })
+    XCTAssertThrowsError(
+      try ShapesDataset.generate(
+        outputFolder: out, count: 4, seed: 1, imageSize: 16, format: .png, log: { _ in })
+    ) {
+      XCTAssertEqual(($0 as? CaptionError)?.path, out)
+      XCTAssertTrue(($0 as? CaptionError)?.reason.contains("--force") ?? false, "\($0)")
+    }
+    XCTAssertEqual(try Scenes.load(path: out + "/scenes.json").count, 3)
+    try ShapesDataset.generate(
+      outputFolder: out, count: 4, seed: 1, imageSize: 16, format: .png, replace: true, log: { _ in })
+    XCTAssertEqual(try Scenes.load(path: out + "/scenes.json").count, 4)
+    XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: out + "/images").count, 4)
+    let parent = (out as NSString).deletingLastPathComponent
+    XCTAssertEqual(
+      try FileManager.default.contentsOfDirectory(atPath: parent).filter { $0.hasPrefix(".") }, [],
+      "nothing left beside the output")
+
+    FileManager.default.createFile(atPath: out + "/notes.txt", contents: Data([1]))
+    XCTAssertThrowsError(
+      try ShapesDataset.generate(
+        outputFolder: out, count: 2, seed: 1, imageSize: 16, format: .png, replace: true, log: { _ in })
+    ) { XCTAssertTrue(($0 as? CaptionError)?.reason.contains("notes.txt") ?? false, "\($0)") }
+    XCTAssertEqual(try Scenes.load(path: out + "/scenes.json").count, 4)
+  }
+
   func testBadArgumentsAreErrors() {
     let folder = temporaryFolder()
     defer { try? FileManager.default.removeItem(atPath: folder) }
@@ -346,7 +428,9 @@ final class ShapesCommandTests: XCTestCase {
       "32",
     ])
     XCTAssertEqual(run.status, 0, run.stderr)
-    XCTAssertTrue(run.stderr.contains("rendered 12/12 images"), run.stderr)
+    // stderr is not a terminal: no progress line, only the summary.
+    XCTAssertEqual(
+      run.stderr, "wrote 12 images (10 train, 1 val, 1 test), captions.json and scenes.json to \(out)\n")
     XCTAssertEqual(try Scenes.load(path: out + "/scenes.json").count, 12)
     XCTAssertTrue(FileManager.default.fileExists(atPath: out + "/images/000011.jpg"))
 
@@ -367,5 +451,16 @@ final class ShapesCommandTests: XCTestCase {
     ])
     XCTAssertEqual(blocked.status, 1)
     XCTAssertEqual(blocked.stderr, "caption: \(folder)/file: exists and is not a folder\n")
+
+    // Rendering again over the dataset: refused without --force, replaced with it.
+    let again = ["dataset", "shapes", "--out", out, "--count", "3", "--seed", "4", "--image-size", "16"]
+    let refused = try runCaption(again)
+    XCTAssertEqual(refused.status, 1)
+    XCTAssertEqual(
+      refused.stderr, "caption: \(out): already exists and is not empty (--force replaces a dataset)\n")
+    XCTAssertEqual(try Scenes.load(path: out + "/scenes.json").count, 12)
+    let forced = try runCaption(again + ["--force"])
+    XCTAssertEqual(forced.status, 0, forced.stderr)
+    XCTAssertEqual(try Scenes.load(path: out + "/scenes.json").count, 3)
   }
 }

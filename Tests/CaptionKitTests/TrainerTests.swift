@@ -36,6 +36,15 @@ final class TrainerTests: XCTestCase {
     return options
   }
 
+  /// The log's lines without their timing (`images_per_s`), for comparing two runs.
+  func untimedLogLines(_ logPath: String) throws -> [NSDictionary] {
+    try String(contentsOfFile: logPath, encoding: .utf8).split(separator: "\n").map {
+      var object = try XCTUnwrap(JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any])
+      object["images_per_s"] = nil
+      return object as NSDictionary
+    }
+  }
+
   func losses(_ logPath: String) throws -> [Double] {
     try String(contentsOfFile: logPath, encoding: .utf8).split(separator: "\n").compactMap {
       let object = try JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any]
@@ -77,10 +86,12 @@ final class TrainerTests: XCTestCase {
       options.wordLoss = 5
       options.sceneLoss = 2
       options.mentionLoss = 1
+      options.logEvery = 3  // lines whose steps straddle the stops: their means must not change
       return options
     }
     let straightOut = temporaryFolder() + "/straight.safetensors"
     _ = try Trainer(options: tinyOptions(out: straightOut), log: { _ in }).run(resume: false)
+    let straightLines = try untimedLogLines(TrainingFiles(out: straightOut).log)
     let straight = try ModelFile.load(path: TrainingFiles(out: straightOut).latest)
     let straightLog = try String(contentsOfFile: TrainingFiles(out: straightOut).log, encoding: .utf8)
     XCTAssertTrue(
@@ -96,7 +107,7 @@ final class TrainerTests: XCTestCase {
     XCTAssertEqual(first.steps, 1)
     let files = TrainingFiles(out: out)
     XCTAssertEqual(try ModelFile.load(path: files.latest).provenanceStep, 1)
-    XCTAssertNoThrow(try ModelFile.load(path: files.best))
+    XCTAssertFalse(FileManager.default.fileExists(atPath: files.best), "no validation has chosen a model")
 
     // Resume with a step limit part-way into the second epoch, then resume again to the end.
     var limited = tinyOptions(out: out)
@@ -107,10 +118,90 @@ final class TrainerTests: XCTestCase {
     XCTAssertFalse(third.interrupted)
     let resumed = try ModelFile.load(path: files.latest)
     XCTAssertEqual(resumed.provenanceStep, straight.provenanceStep)
+    // The log is the uninterrupted run's, line for line (timings aside).
+    XCTAssertEqual(try untimedLogLines(files.log), straightLines)
+    XCTAssertEqual(straightLines.count, 6)  // steps 3, 4, 6, 8 and two validations
     for (name, tensor) in straight.tensors {
       let other = try XCTUnwrap(resumed.tensors[name])
       let differing = zip(other.array, tensor.array).filter { $0 != $1 }.count
       XCTAssertEqual(differing, 0, "\(name): \(differing) of \(tensor.count) weights differ after resume")
+    }
+  }
+
+  /// A run stopped before its first validation (by a step limit or Ctrl-C) writes its latest model
+  /// and state but no best model; the validation that follows writes it. Without a validation split
+  /// the epoch's training loss chooses it, at the epoch's end.
+  func testNoBestModelBeforeAValidationChoseOne() throws {
+    for valImages in [8, 0] {
+      let out = temporaryFolder() + "/m.safetensors"
+      let files = TrainingFiles(out: out)
+      var options = tinyOptions(out: out)
+      options.valImages = valImages
+      options.maxSteps = 3  // of 4 per epoch
+      let stopped = try Trainer(options: options, log: { _ in }).run(resume: false)
+      XCTAssertNil(stopped.bestEpoch)
+      XCTAssertTrue(FileManager.default.fileExists(atPath: files.latest))
+      XCTAssertFalse(FileManager.default.fileExists(atPath: files.best), "valImages \(valImages)")
+
+      caption_set_interrupt_requested(1)
+      options.maxSteps = 0
+      let interrupted = try Trainer(options: options, log: { _ in }).run(resume: true)
+      caption_set_interrupt_requested(0)
+      XCTAssertTrue(interrupted.interrupted)
+      XCTAssertEqual(interrupted.steps, 4)  // the epoch's last step, then the stop before validating
+      XCTAssertFalse(FileManager.default.fileExists(atPath: files.best), "valImages \(valImages)")
+
+      let finished = try Trainer(options: options, log: { _ in }).run(resume: true)
+      XCTAssertNotNil(finished.bestEpoch)
+      // The same choice as a run never stopped (the epoch's loss so far is kept with the state).
+      let straight = try Trainer(
+        options: options.with(out: temporaryFolder() + "/straight.safetensors"), log: { _ in }
+      ).run(resume: false)
+      XCTAssertEqual(finished.bestEpoch, straight.bestEpoch, "valImages \(valImages)")
+      let best = try ModelFile.load(path: files.best)
+      XCTAssertEqual(best.provenanceStep, 4 * (finished.bestEpoch ?? 0))
+      // Only a validation's metrics go with it (none without a validation split).
+      XCTAssertEqual(best.provenance?.contains("val_loss"), valImages > 0)
+    }
+  }
+
+  /// Before the first step the trainer names what it is doing (for a terminal's status line); the
+  /// time left is unknown after one step and known from the second, in the progress and in the
+  /// plain log lines.
+  func testStatusBeforeTheFirstStepAndTheTimeLeft() throws {
+    var options = tinyOptions(out: temporaryFolder() + "/m.safetensors")
+    options.maxSteps = 3
+    var statuses: [String] = []
+    var progress: [TrainProgress] = []
+    _ = try Trainer(
+      options: options, log: { _ in }, progress: { progress.append($0) }, status: { statuses.append($0) }
+    ).run(resume: false)
+    XCTAssertEqual(statuses.first, "loading \(TrainerTests.dataFolder)")
+    XCTAssertEqual(statuses.last, "preparing captions 40/40 images")  // 32 train and 8 val
+    XCTAssertEqual(progress.map { $0.secondsLeft == nil }, [true, false, false])
+    XCTAssertEqual(progress.last?.secondsLeft, 0)
+
+    var lines: [String] = []
+    _ = try Trainer(options: options, log: { lines.append($0) }).run(resume: false)
+    let stepLines = lines.filter { $0.hasPrefix("epoch 1/2 step") }
+    XCTAssertEqual(stepLines.count, 3)
+    XCTAssertFalse(stepLines[0].contains("ETA"), stepLines[0])
+    XCTAssertTrue(stepLines[1].contains(" ETA 0:00:"), stepLines[1])
+    XCTAssertTrue(stepLines[2].hasSuffix(" ETA 0:00:00"), stepLines[2])
+    XCTAssertEqual(TrainProgress.clock(3725.4), "1:02:05")
+  }
+
+  /// An output folder that cannot be made is a CaptionError naming it (not Foundation's text).
+  func testAnOutputFolderThatCannotBeMadeNamesIt() throws {
+    let blocker = temporaryFolder() + "/file"
+    XCTAssertTrue(FileManager.default.createFile(atPath: blocker, contents: Data([1])))
+    XCTAssertThrowsError(
+      try Trainer(options: tinyOptions(out: blocker + "/runs/m.safetensors"), log: { _ in }).run(
+        resume: false)
+    ) {
+      let error = $0 as? CaptionError
+      XCTAssertEqual(error?.kind, .io)
+      XCTAssertTrue(error?.path.hasPrefix(blocker) ?? false, "\($0)")
     }
   }
 
@@ -145,6 +236,12 @@ extension TrainOptions {
   func with(data: String) -> TrainOptions {
     var copy = self
     copy.data = data
+    return copy
+  }
+
+  func with(out: String) -> TrainOptions {
+    var copy = self
+    copy.out = out
     return copy
   }
 }

@@ -26,6 +26,7 @@ typedef struct {
   size_t exif_length;
   int error;           // CAPTION_IMAGE_*
   char message[240];   // the library's reason when error != 0
+  size_t library_peak_bytes;  // PNG only: the most bytes libpng held at once (pixels aside)
 } caption_image_result;
 
 /// Frees the buffers of a result (safe on a zeroed or failed result).

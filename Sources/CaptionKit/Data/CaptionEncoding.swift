@@ -39,15 +39,22 @@ public struct EncodingSummary: Equatable, Sendable, CustomStringConvertible {
 
 /// Tokenising and encoding captions for training (SPEC §3, §6).
 public enum CaptionEncoding {
-  /// `PTBTokenizer.tokenize` of every caption: `[image][caption][word]`. Runs on all cores.
-  public static func tokenize(_ images: [DatasetImage]) -> [[[String]]] {
+  /// `PTBTokenizer.tokenize` of every caption: `[image][caption][word]`. Runs on all cores, a slice
+  /// of images at a time; `progress(done, count)` follows the images tokenised.
+  public static func tokenize(_ images: [DatasetImage], progress: ((Int, Int) -> Void)? = nil) -> [[[String]]]
+  {
     let results = ResultSlots<[[String]]>(count: images.count)
     let chunk = 256
-    let chunks = (images.count + chunk - 1) / chunk
-    DispatchQueue.concurrentPerform(iterations: chunks) { c in
-      for i in c * chunk..<min((c + 1) * chunk, images.count) {
-        results.set(i, images[i].captions.map { PTBTokenizer.tokenize($0) })
+    let slice = 64 * chunk
+    for sliceStart in stride(from: 0, to: images.count, by: slice) {
+      let sliceEnd = min(images.count, sliceStart + slice)
+      let chunks = (sliceEnd - sliceStart + chunk - 1) / chunk
+      DispatchQueue.concurrentPerform(iterations: chunks) { c in
+        for i in sliceStart + c * chunk..<min(sliceStart + (c + 1) * chunk, sliceEnd) {
+          results.set(i, images[i].captions.map { PTBTokenizer.tokenize($0) })
+        }
       }
+      progress?(sliceEnd, images.count)
     }
     return results.values
   }
@@ -133,23 +140,30 @@ public struct PreparedCaptions {
 
   /// Builds the vocabulary from the train split (`minCount`), unless `vocabulary` is given (a model
   /// loaded with `--init` keeps its own), and encodes both splits with at most `maxLength − 1` words.
-  /// An error when the train split has no images, or no caption with a word.
+  /// An error when the train split has no images, or no caption with a word. `progress(done, count)`
+  /// follows the images whose captions are tokenised, train and val together.
   public static func prepare(
-    _ dataset: Dataset, minCount: Int, maxLength: Int, vocabulary: Vocabulary? = nil, data: String = "dataset"
+    _ dataset: Dataset, minCount: Int, maxLength: Int, vocabulary: Vocabulary? = nil,
+    data: String = "dataset",
+    progress: ((Int, Int) -> Void)? = nil
   ) throws -> PreparedCaptions {
     let train = try dataset.nonEmptySplit(.train, data: data)
     let val = dataset.split(.val)
     guard minCount >= 1 else {
       throw CaptionError(.invalidArgument, path: "--min-count", "must be at least 1, not \(minCount)")
     }
-    let tokenized = CaptionEncoding.tokenize(train)
+    let total = train.count + val.count
+    let tokenized = CaptionEncoding.tokenize(train) { done, _ in progress?(done, total) }
     guard tokenized.contains(where: { $0.contains { !$0.isEmpty } }) else {
       throw CaptionError(.badDataset, path: data, "no caption of the train split holds a word")
     }
     let words = vocabulary ?? VocabularyBuilder.build(tokenized: tokenized, minCount: minCount)
     let encodedTrain = try CaptionEncoding.encode(
       tokenized: tokenized, vocabulary: words, maxLength: maxLength)
-    let encodedVal = try CaptionEncoding.encode(images: val, vocabulary: words, maxLength: maxLength)
+    let encodedVal = try CaptionEncoding.encode(
+      tokenized: CaptionEncoding.tokenize(val) { done, _ in progress?(train.count + done, total) },
+      vocabulary: words,
+      maxLength: maxLength)
     return PreparedCaptions(
       vocabulary: words, train: train, trainCaptions: encodedTrain.captions,
       trainSummary: encodedTrain.summary,

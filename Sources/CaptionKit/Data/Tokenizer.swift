@@ -12,7 +12,12 @@ import Foundation
 public enum PTBTokenizer {
   /// The tokens of one caption, lowercased, punctuation tokens removed.
   public static func tokenize(_ text: String) -> [String] {
-    var scanner = PTBScanner(Array(text.unicodeScalars))
+    tokenize(text, reads: nil)
+  }
+
+  /// `tokenize`, adding to `reads` the scalars the scanner looked at (tests bound its work with it).
+  static func tokenize(_ text: String, reads: UnsafeMutablePointer<Int>?) -> [String] {
+    var scanner = PTBScanner(Array(text.unicodeScalars), reads: reads)
     scanner.run()
     return scanner.tokens
   }
@@ -58,16 +63,25 @@ struct PTBScanner {
   let hasAt: Bool
   var position = 0
   var tokens: [String] = []
+  /// Counts the calls of `scalar(_:)`, the token shapes' only way of looking ahead, when set.
+  let reads: UnsafeMutablePointer<Int>?
+  /// Positions before which a hyphenated word, or an e-mail address, is known not to start.
+  var noHyphenatedBefore = 0
+  var noEmailBefore = 0
 
-  init(_ text: [Unicode.Scalar]) {
+  init(_ text: [Unicode.Scalar], reads: UnsafeMutablePointer<Int>? = nil) {
     // Soft hyphens vanish from words; dropping them everywhere is the same for the tokens that remain.
     self.text = text.contains("\u{AD}") ? text.filter { $0 != "\u{AD}" } : text
     hasAt = text.contains("@")
+    self.reads = reads
   }
 
   // MARK: Character classes
 
-  @inline(__always) func scalar(_ index: Int) -> Unicode.Scalar? { index < text.count ? text[index] : nil }
+  @inline(__always) func scalar(_ index: Int) -> Unicode.Scalar? {
+    reads?.pointee += 1
+    return index < text.count ? text[index] : nil
+  }
 
   static func isLetter(_ s: Unicode.Scalar) -> Bool {
     if s.isASCII { return (s >= "a" && s <= "z") || (s >= "A" && s <= "Z") }
@@ -210,16 +224,19 @@ struct PTBScanner {
 
   /// ASCII letters, digits, dots and commas, then one or more hyphenated parts: `3.5well-kept`,
   /// `1,000-pound`, `st.ice-cream`.
-  func hyphenatedEnd(_ start: Int) -> Int? {
-    guard isASCIIAlnum(at: start) else { return nil }
+  mutating func hyphenatedEnd(_ start: Int) -> Int? {
+    guard start >= noHyphenatedBefore, isASCIIAlnum(at: start) else { return nil }
     var i = start + 1
     while isASCIIAlnum(at: i) || isOneOf(i, ".,") { i += 1 }
+    // A start later in this run reaches the same i: no match from there either (`a,a,a,…` stays linear).
+    noHyphenatedBefore = i
     var end: Int? = nil
     while scalar(i) == "-", isASCIIAlnum(at: i + 1) {
       i += 1
       while isASCIIAlnum(at: i) { i += 1 }
       end = i
     }
+    if end != nil { noHyphenatedBefore = 0 }
     return end
   }
 
@@ -322,10 +339,11 @@ struct PTBScanner {
   }
 
   /// `name@host.tld`.
-  func emailEnd(_ start: Int) -> Int? {
-    guard isASCIIAlnum(at: start) else { return nil }
+  mutating func emailEnd(_ start: Int) -> Int? {
+    guard start >= noEmailBefore, isASCIIAlnum(at: start) else { return nil }
     var i = start
     while let s = scalar(i), !PTBScanner.isSpace(s), !"\"<>|()@".unicodeScalars.contains(s) { i += 1 }
+    noEmailBefore = i  // as for hyphenatedEnd; undone below when there is an address
     guard scalar(i) == "@" else { return nil }
     i += 1
     var end: Int? = nil
@@ -338,6 +356,7 @@ struct PTBScanner {
       while let s = scalar(i + letters), s.isASCII, PTBScanner.isLetter(s) { letters += 1 }
       if letters >= 2 && letters <= 4 { end = i + letters }
     }
+    if end != nil { noEmailBefore = 0 }
     return end
   }
 

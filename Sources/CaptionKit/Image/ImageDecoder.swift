@@ -65,6 +65,15 @@ public struct ImageDecoder: Sendable {
     return image
   }
 
+  /// The most bytes libpng held at once while decoding `bytes` as a PNG (the pixel buffer aside),
+  /// whether or not it decoded: what tests bound for malformed files.
+  static func pngLibraryPeakBytes(_ bytes: [UInt8], maxPixels: Int = 64_000_000) -> Int {
+    var result = caption_image_result()
+    bytes.withUnsafeBufferPointer { caption_png_decode($0.baseAddress, $0.count, Int64(maxPixels), &result) }
+    defer { caption_image_result_free(&result) }
+    return result.library_peak_bytes
+  }
+
   private static func message(of result: inout caption_image_result) -> String {
     withUnsafeBytes(of: &result.message) { raw in
       let bytes = raw.bindMemory(to: UInt8.self)

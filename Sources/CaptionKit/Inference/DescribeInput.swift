@@ -10,16 +10,22 @@ public enum DescribeInput {
   /// `-` reads paths from `readStdin()`, one per line (LF or CRLF; blank lines ignored),
   /// each expanded in turn like an argument; any other path is returned as it is, even when it does
   /// not exist (its error is reported with the image's caption, later).
-  /// Throws when a directory cannot be listed.
+  /// Throws when a directory cannot be listed, when a directory holds no images, and when `-` reads
+  /// no paths (nothing to caption is an error, not an empty output).
   public static func expand(arguments: [String], readStdin: () -> String?) throws -> [String] {
     var paths: [String] = []
     for argument in arguments {
       if argument == "-" {
         let text = readStdin() ?? ""
+        var named = 0
         // "\r\n" is one Character in Swift: split on any line break
         for line in text.split(omittingEmptySubsequences: true, whereSeparator: \.isNewline) {
           if line.allSatisfy({ $0.isWhitespace }) { continue }
           paths += try expandPath(String(line))
+          named += 1
+        }
+        if named == 0 {
+          throw CaptionError(.invalidArgument, path: "-", "no images found (standard input names no files)")
         }
       } else {
         paths += try expandPath(argument)
@@ -71,6 +77,9 @@ public enum DescribeInput {
         continue
       }
       images.append(full)
+    }
+    if images.isEmpty {
+      throw CaptionError(.invalidArgument, path: path, "no images found (no .jpg, .jpeg or .png files in it)")
     }
     return images
   }

@@ -34,8 +34,14 @@ public enum CaptionMetrics {
   /// document frequencies come from their references alone (as the COCO code does when its image ids
   /// are those of the results). A candidate whose image has no references is left out.
   public static func score(candidates: [Int: [String]], references: [Int: [[String]]]) -> CaptionScores {
+    score(candidates: candidates, references: references, table: NGramTable())
+  }
+
+  /// `score`, interning into `table` (tests count its work).
+  static func score(candidates: [Int: [String]], references: [Int: [[String]]], table: NGramTable)
+    -> CaptionScores
+  {
     let imageIDs = candidates.keys.filter { !(references[$0] ?? []).isEmpty }.sorted()
-    let table = NGramTable()
     // ROUGE-L splits the space-joined caption on " ": an empty caption is one empty word.
     let emptyWord = table.wordID("")
     func rougeWords(_ tokens: [String]) -> [Int32] { tokens.isEmpty ? [emptyWord] : table.words(tokens) }

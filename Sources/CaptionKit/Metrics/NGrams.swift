@@ -21,6 +21,8 @@ final class NGramTable {
   private(set) var ngramOrder: [UInt8] = []
   private var scratch: [(id: Int32, order: UInt8)] = []
   private var prefixes: [Int32] = []
+  /// N-grams looked up so far (the interning work, which tests bound).
+  private(set) var lookups = 0
 
   var ngramCount: Int { ngramOrder.count }
 
@@ -34,6 +36,7 @@ final class NGramTable {
   func words(_ tokens: [String]) -> [Int32] { tokens.map(wordID) }
 
   private func ngramID(prefix: Int32, word: Int32, order: Int) -> Int32 {
+    lookups += 1
     let key = UInt64(UInt32(bitPattern: prefix &+ 1)) << 32 | UInt64(UInt32(bitPattern: word))
     if let id = ngramIDs[key] { return id }
     let id = Int32(ngramOrder.count)

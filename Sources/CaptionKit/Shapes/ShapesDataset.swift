@@ -1,3 +1,4 @@
+import CShims
 import Dispatch
 import Foundation
 
@@ -31,14 +32,105 @@ public enum ShapesDataset {
     return Item(image: image, objects: objects, captions: captions, prefersJPEG: random.chance(0.5))
   }
 
+  /// Renders the dataset into `outputFolder`. The files are written into a temporary folder beside it
+  /// (`temporaryFolder(for:)`) that is renamed into place only when complete, so a render that fails
+  /// or is stopped leaves no `outputFolder` behind (and a temporary folder left by a killed render is
+  /// removed first). An existing `outputFolder` must be empty, unless `replace`: then it may hold a
+  /// dataset (`images/`, `captions.json`, `scenes.json`, nothing else), replaced once the new one is
+  /// complete. Ctrl-C or SIGTERM stops the render: it returns false, having written nothing.
+  /// `progress(done, count)` follows the images rendered; `log` receives the lines to print.
+  @discardableResult
   public static func generate(
     outputFolder: String, count: Int, seed: UInt64, imageSize: Int = 64, format: ShapesImageFormat,
-    valFraction: Double = 0.1, testFraction: Double = 0.1, log: (String) -> Void
-  ) throws {
+    valFraction: Double = 0.1, testFraction: Double = 0.1, replace: Bool = false, log: (String) -> Void,
+    progress: (_ done: Int, _ count: Int) -> Void = { _, _ in }
+  ) throws -> Bool {
     try validate(count: count, imageSize: imageSize, valFraction: valFraction, testFraction: testFraction)
+    try checkOutput(outputFolder, replace: replace)
+    caption_install_interrupt_handlers()
+    let temporary = temporaryFolder(for: outputFolder)
+    if FileManager.default.fileExists(atPath: temporary) {
+      try Folders.remove(temporary)
+      log("removed \(temporary), left by a render that did not finish")
+    }
+    do {
+      try Folders.make(temporary)
+      guard
+        try render(
+          into: temporary, count: count, seed: seed, imageSize: imageSize, format: format,
+          valFraction: valFraction, testFraction: testFraction, progress: progress)
+      else {
+        try Folders.remove(temporary)
+        return false
+      }
+      try moveIntoPlace(temporary, outputFolder)
+    } catch {
+      try? Folders.remove(temporary)
+      throw error
+    }
+    let (valCount, testCount) = splitSizes(count: count, valFraction: valFraction, testFraction: testFraction)
+    log(
+      "wrote \(count) images (\(count - testCount - valCount) train, \(valCount) val, \(testCount) test), "
+        + "captions.json and scenes.json to \(outputFolder)")
+    return true
+  }
+
+  /// How many images go to the val and test splits.
+  static func splitSizes(count: Int, valFraction: Double, testFraction: Double) -> (val: Int, test: Int) {
+    let test = Int((Double(count) * testFraction).rounded())
+    return (min(count - test, Int((Double(count) * valFraction).rounded())), test)
+  }
+
+  /// Where a render of `outputFolder` is built: `.NAME.partial` beside it.
+  static func temporaryFolder(for outputFolder: String) -> String {
+    let url = URL(fileURLWithPath: outputFolder).standardizedFileURL
+    return url.deletingLastPathComponent().path + "/." + url.lastPathComponent + ".partial"
+  }
+
+  /// The files of a dataset folder: what `replace` may replace.
+  static let datasetEntries: Set<String> = ["images", "captions.json", "scenes.json"]
+
+  /// Refuses an output folder that is a file, or holds anything but (with `replace`) a dataset.
+  static func checkOutput(_ folder: String, replace: Bool) throws {
+    var isFolder: ObjCBool = false
+    guard FileManager.default.fileExists(atPath: folder, isDirectory: &isFolder) else { return }
+    guard isFolder.boolValue else { throw CaptionError(.io, path: folder, "exists and is not a folder") }
+    let entries = try Folders.entries(folder).sorted()
+    if entries.isEmpty { return }
+    guard replace else {
+      throw CaptionError(.io, path: folder, "already exists and is not empty (--force replaces a dataset)")
+    }
+    if let foreign = entries.first(where: { !datasetEntries.contains($0) }) {
+      throw CaptionError(
+        .io, path: folder, "holds \(foreign), which is not part of a shapes dataset: it is not replaced")
+    }
+  }
+
+  /// Puts the finished `temporary` folder at `outputFolder`; a dataset there is removed after.
+  static func moveIntoPlace(_ temporary: String, _ outputFolder: String) throws {
+    if try Folders.entries(outputFolder).isEmpty {
+      try Folders.move(temporary, to: outputFolder)  // a folder replaces an empty one
+      return
+    }
+    let old = temporaryFolder(for: outputFolder) + ".old"
+    try Folders.remove(old)
+    try Folders.move(outputFolder, to: old)
+    do {
+      try Folders.move(temporary, to: outputFolder)
+    } catch {
+      try? Folders.move(old, to: outputFolder)  // the previous dataset stays
+      throw error
+    }
+    try Folders.remove(old)
+  }
+
+  /// Writes the images, captions.json and scenes.json into `outputFolder`; false when interrupted.
+  static func render(
+    into outputFolder: String, count: Int, seed: UInt64, imageSize: Int, format: ShapesImageFormat,
+    valFraction: Double, testFraction: Double, progress: (Int, Int) -> Void
+  ) throws -> Bool {
     let imagesFolder = outputFolder + "/images"
-    try makeFolder(outputFolder)
-    try makeFolder(imagesFolder)
+    try Folders.make(imagesFolder)
 
     let digits = max(6, String(count - 1).count)
     let results = Results(count: count)
@@ -52,7 +144,7 @@ public enum ShapesDataset {
       runThreads(workers) { worker in
         var index = first + worker
         while index < end {
-          if !results.failed {
+          if !results.failed && caption_interrupt_requested() == 0 {
             let item = item(index: index, seed: seed, imageSize: imageSize)
             let useJPEG = format == .jpg || (format == .mixed && item.prefersJPEG)
             let number = String(index)
@@ -69,13 +161,13 @@ public enum ShapesDataset {
         }
       }
       if let error = results.firstError { throw error }
+      if caption_interrupt_requested() != 0 { return false }
       start = end
-      log("rendered \(start)/\(count) images")
+      progress(start, count)
     }
 
     // Splits: a seeded permutation; the first images of it are test, the next val, the rest train.
-    let testCount = Int((Double(count) * testFraction).rounded())
-    let valCount = min(count - testCount, Int((Double(count) * valFraction).rounded()))
+    let (valCount, testCount) = splitSizes(count: count, valFraction: valFraction, testFraction: testFraction)
     var order = Array(0..<count)
     var random = SeededGenerator.shapes(seed: seed, stream: UInt64.max)
     random.shuffle(&order)
@@ -115,9 +207,7 @@ public enum ShapesDataset {
     scenesJSON += "]}\n"
     try AtomicFile.write(Array(captionsJSON.utf8), to: outputFolder + "/captions.json")
     try AtomicFile.write(Array(scenesJSON.utf8), to: outputFolder + "/scenes.json")
-    log(
-      "wrote \(count) images (\(count - testCount - valCount) train, \(valCount) val, \(testCount) test), "
-        + "captions.json and scenes.json to \(outputFolder)")
+    return caption_interrupt_requested() == 0
   }
 
   static func validate(count: Int, imageSize: Int, valFraction: Double, testFraction: Double) throws {
@@ -150,20 +240,6 @@ public enum ShapesDataset {
       }.start()
     }
     group.wait()
-  }
-
-  /// Creates a folder and its missing parents; the error names the folder and the system's reason.
-  static func makeFolder(_ path: String) throws {
-    var isFolder: ObjCBool = false
-    if FileManager.default.fileExists(atPath: path, isDirectory: &isFolder) {
-      guard isFolder.boolValue else { throw CaptionError(.io, path: path, "exists and is not a folder") }
-      return
-    }
-    let parent = (path as NSString).deletingLastPathComponent
-    if !parent.isEmpty && parent != path { try makeFolder(parent) }
-    guard mkdir(path, 0o755) == 0 || errno == EEXIST else {
-      throw CaptionError(.io, path: path, "cannot create the folder: \(String(cString: strerror(errno)))")
-    }
   }
 
   /// The one place that turns pixels into file bytes: PNG, or JPEG at quality 92.

@@ -11,7 +11,14 @@ public struct TrainProgress: Sendable {
   public var totalSteps: Int
   public var loss: Float
   public var imagesPerSecond: Double
-  public var secondsLeft: Double
+  /// The time the remaining steps will take at the speed so far; nil until that speed is known.
+  public var secondsLeft: Double?
+
+  /// `h:mm:ss` of a duration in seconds.
+  public static func clock(_ seconds: Double) -> String {
+    let whole = seconds.isFinite ? Int(max(seconds, 0).rounded()) : 0
+    return String(format: "%d:%02d:%02d", whole / 3600, whole / 60 % 60, whole % 60)
+  }
 }
 
 /// The end of a run.
@@ -59,17 +66,21 @@ public final class Trainer {
   public let files: TrainingFiles
   let log: (String) -> Void
   let progress: ((TrainProgress) -> Void)?
+  let status: (String) -> Void
 
   /// `log` receives one line at a time (warnings, validation results, the plain progress lines when
-  /// `progress` is nil); `progress` is called after every step when the caller draws a bar.
+  /// `progress` is nil); `progress` is called after every step when the caller draws a bar; `status`
+  /// names what is under way before the first step (`loading DATA`, `preparing captions 4096/8000
+  /// images`), for a line redrawn on a terminal.
   public init(
     options: TrainOptions, log: @escaping (String) -> Void,
-    progress: ((TrainProgress) -> Void)? = nil
+    progress: ((TrainProgress) -> Void)? = nil, status: @escaping (String) -> Void = { _ in }
   ) {
     self.options = options
     self.files = TrainingFiles(out: options.out)
     self.log = log
     self.progress = progress
+    self.status = status
   }
 
   /// Trains from scratch (or from `--init`), or continues the run whose state is at `files.state`.
@@ -78,8 +89,8 @@ public final class Trainer {
     let started = Date()
     let session =
       try resume
-      ? TrainingSession.resume(files: files, overriding: options, log: log)
-      : TrainingSession.start(options: options, files: files, log: log)
+      ? TrainingSession.resume(files: files, overriding: options, log: log, status: status)
+      : TrainingSession.start(options: options, files: files, log: log, status: status)
     return try session.train(log: log, progress: progress, started: started)
   }
 }

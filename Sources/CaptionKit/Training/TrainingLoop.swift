@@ -13,18 +13,12 @@ extension TrainingSession {
     let totalSteps = options.maxSteps > 0 ? min(options.maxSteps, scheduleSteps) : scheduleSteps
     var imagesSeen = 0
     var trainSeconds = 0.0
-    var recentLoss: Float = 0  // the caption cross-entropy
-    var recentObjective: Float = 0  // the weighted total
-    var recentTermLoss = [Float](repeating: 0, count: objective.terms.count)
-    var recentTermCount = [Int](repeating: 0, count: objective.terms.count)
-    var recentCount = 0
+    var stepsThisRun = 0
     var interrupted = false
     var stoppedEarly = false
 
     epochLoop: while epoch < options.epochs {
       trainLoader.startEpoch(epoch, fromBatch: batchInEpoch)
-      var epochLoss = 0.0  // for choosing the best model when there is no validation split
-      var epochSteps = 0
       var stepStart = Date()  // includes the wait for the batch: the pipeline's speed shows too
       while let batch = trainLoader.next() {
         let lr = options.schedule.rate(
@@ -43,49 +37,42 @@ extension TrainingSession {
         stepStart = Date()
         trainSeconds += seconds
         imagesSeen += batch.imageIds.count
-        recentLoss += loss
-        recentObjective += objective.total
-        for (i, termLoss) in objective.termLosses.enumerated() {
-          if let termLoss {
-            recentTermLoss[i] += termLoss
-            recentTermCount[i] += 1
-          }
-        }
-        recentCount += 1
+        stepsThisRun += 1
+        interval.add(loss: loss, objective: objective.total, termLosses: objective.termLosses)
         epochLoss += Double(loss)
         epochSteps += 1
         let imagesPerSecond = trainSeconds > 0 ? Double(imagesSeen) / trainSeconds : 0
         let stepsLeft = Double(totalSteps - step)
-        let secondsLeft = stepsLeft * trainSeconds / Double(max(imagesSeen, 1)) * Double(options.batchSize)
+        // Known once a step after the first (which includes the start-up) has been timed.
+        let secondsLeft =
+          stepsThisRun >= 2
+          ? stepsLeft * trainSeconds / Double(max(imagesSeen, 1)) * Double(options.batchSize) : nil
         progress?(
           TrainProgress(
             epoch: epoch + 1, epochs: options.epochs, batch: batchInEpoch,
             batchesPerEpoch: batchesPerEpoch, step: step, totalSteps: totalSteps, loss: loss,
             imagesPerSecond: imagesPerSecond, secondsLeft: secondsLeft))
         if step % options.logEvery == 0 || batchInEpoch == batchesPerEpoch {
-          let meanLoss = recentLoss / Float(max(recentCount, 1))
+          let meanLoss = interval.loss / Float(max(interval.steps, 1))
           var line: [String: Any] = [
             "step": step, "epoch": epoch + 1, "loss": Double(meanLoss), "lr": Double(lr),
             "images_per_s": imagesPerSecond,
           ]
           if !objective.terms.isEmpty {
-            line["objective"] = Double(recentObjective / Float(max(recentCount, 1)))
-            for (i, term) in objective.terms.enumerated() where recentTermCount[i] > 0 {
-              line[term.name + "_loss"] = Double(recentTermLoss[i] / Float(recentTermCount[i]))
+            line["objective"] = Double(interval.objective / Float(max(interval.steps, 1)))
+            for (i, term) in objective.terms.enumerated() where interval.termSteps[i] > 0 {
+              line[term.name + "_loss"] = Double(interval.termLoss[i] / Float(interval.termSteps[i]))
             }
           }
-          appendLog(line)
+          try appendLog(line)
           if progress == nil {
             log(
               String(
                 format: "epoch %d/%d step %d/%d loss %.4f lr %.2e %.1f images/s", epoch + 1,
-                options.epochs, step, totalSteps, meanLoss, lr, imagesPerSecond))
+                options.epochs, step, totalSteps, meanLoss, lr, imagesPerSecond)
+                + (secondsLeft.map { " ETA " + TrainProgress.clock($0) } ?? ""))
           }
-          recentLoss = 0
-          recentObjective = 0
-          recentTermLoss = recentTermLoss.map { _ in 0 }
-          recentTermCount = recentTermCount.map { _ in 0 }
-          recentCount = 0
+          interval = LoggedInterval(terms: objective.terms.count)
         }
         if caption_interrupt_requested() != 0 {
           interrupted = true
@@ -103,7 +90,7 @@ extension TrainingSession {
         let metrics = try validate()
         var line: [String: Any] = ["step": step, "epoch": epoch]
         for (key, value) in metrics { line[key] = value }
-        appendLog(line)
+        try appendLog(line)
         log(
           "epoch \(epoch): "
             + metrics.sorted { $0.key < $1.key }.map { String(format: "%@ %.4f", $0.key, $0.value) }.joined(
@@ -120,6 +107,7 @@ extension TrainingSession {
           epochsWithoutImprovement += 1
         }
       }
+      (epochLoss, epochSteps) = (0, 0)
       if options.keepEvery > 0 && epoch % options.keepEvery == 0 {
         try saveModel(to: files.snapshot(epoch: epoch), metrics: [:])
       }
@@ -129,11 +117,8 @@ extension TrainingSession {
         break
       }
     }
-    if interrupted || stoppedEarly {
-      try saveLatest()
-      if bestEpoch == nil { try saveModel(to: files.best, metrics: [:]) }
-    }
-    try writeLog()
+    // The best model is only ever one a validation (or, without one, an epoch's loss) chose.
+    if interrupted || stoppedEarly { try saveLatest() }
     return TrainSummary(
       interrupted: interrupted, epochsDone: epoch, steps: step, bestEpoch: bestEpoch,
       bestMetrics: bestMetrics, seconds: Date().timeIntervalSince(started),
@@ -184,7 +169,7 @@ extension TrainingSession {
       "command": "caption train", "data": options.data, "epochs": epoch, "step": step,
       "seed": options.seed,
     ]
-    if !metrics.isEmpty { object["metrics"] = metrics }
+    if !metrics.isEmpty { object["metrics"] = metrics.filter { $0.value.isFinite } }  // JSON has no NaN
     let data = try! JSONSerialization.data(withJSONObject: object, options: [.sortedKeys])
     return String(decoding: data, as: UTF8.self)
   }
@@ -200,31 +185,124 @@ extension TrainingSession {
   /// The latest model, then the state that points at it (optimiser moments, counters, generator).
   func saveLatest() throws {
     try saveModel(to: files.latest, metrics: [:])
-    let optionsJSON = String(decoding: try JSONEncoder().encode(options), as: UTF8.self)
-    let bestJSON = String(decoding: try JSONEncoder().encode(bestMetrics), as: UTF8.self)
+    let optionsJSON: String
+    let bestJSON: String
+    do {
+      optionsJSON = String(decoding: try JSONEncoder().encode(options), as: UTF8.self)
+      bestJSON = String(
+        decoding: try JSONEncoder().encode(bestMetrics.filter { $0.value.isFinite }), as: UTF8.self)
+    } catch {
+      throw CaptionError(.io, path: files.state, "cannot encode the training options: \(error)")
+    }
     var metadata: [String: String] = [
       "format": "caption-train-state", "version": "1", "options": optionsJSON,
       "step": String(step), "epoch": String(epoch), "batch": String(batchInEpoch),
       "rng": String(dropoutGenerator.state), "best_score": String(bestScore),
       "stale_epochs": String(epochsWithoutImprovement), "best_metrics": bestJSON,
-      "adam_steps": String(optimizer.stepCount),
+      "adam_steps": String(optimizer.stepCount), "log_interval": interval.saved,
+      "epoch_loss": "\(epochLoss) \(epochSteps)",
     ]
     if let bestEpoch { metadata["best_epoch"] = String(bestEpoch) }
     let names = objective.namedTrainableParameters.map { $0.0 }
     let heads = objective.termParameters.map { (name: $0.0, tensor: $0.1.value) }
     try Safetensors.write(
       path: files.state, tensors: optimizer.namedMoments(names: names) + heads, metadata: metadata)
-    try writeLog()
   }
 
-  func appendLog(_ object: [String: Any]) {
-    if let data = try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys]) {
-      logLines.append(String(decoding: data, as: UTF8.self))
-      try? writeLog()
+  /// Adds one line to the log with a single write (a stopped run leaves whole lines only).
+  func appendLog(_ object: [String: Any]) throws {
+    guard let data = try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys]) else {
+      return  // a NaN loss has no JSON form: that line is left out
+    }
+    try TrainingLog.append(String(decoding: data, as: UTF8.self), to: files.log)
+  }
+}
+
+/// The JSON-lines log of a run (SPEC §8): appended a line at a time; on `--resume`, cut back once
+/// to the lines up to the resumed step.
+enum TrainingLog {
+  static func append(_ line: String, to path: String) throws {
+    let descriptor = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0o644)
+    guard descriptor >= 0 else {
+      throw CaptionError(.io, path: path, "cannot open the log: \(String(cString: strerror(errno)))")
+    }
+    defer { close(descriptor) }
+    let bytes = Array((line + "\n").utf8)
+    var written = -1
+    repeat {
+      written = bytes.withUnsafeBytes { write(descriptor, $0.baseAddress, $0.count) }
+    } while written < 0 && errno == EINTR
+    guard written == bytes.count else {
+      let reason =
+        written < 0 ? String(cString: strerror(errno)) : "only \(written) of \(bytes.count) bytes written"
+      throw CaptionError(.io, path: path, "cannot write the log: \(reason)")
     }
   }
 
-  func writeLog() throws {
-    try AtomicFile.write(Data((logLines.joined(separator: "\n") + "\n").utf8), to: files.log)
+  /// Rewrites the log (atomically) with its lines whose `step` is at most `step`; a missing log
+  /// stays missing.
+  static func truncate(_ path: String, toStep step: Int) throws {
+    guard let text = try? String(contentsOfFile: path, encoding: .utf8) else { return }
+    let kept = text.split(separator: "\n").filter { line in
+      guard let object = try? JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any],
+        let lineStep = object["step"] as? Int
+      else { return false }
+      return lineStep <= step
+    }
+    try AtomicFile.write(Data(kept.map { $0 + "\n" }.joined().utf8), to: path)
+  }
+}
+
+/// The steps since the last logged line: their summed losses make the next line's means. Saved with
+/// the state, so that a resumed run logs the same lines as one that was never stopped.
+struct LoggedInterval {
+  var steps = 0
+  /// Σ caption cross-entropy.
+  var loss: Float = 0
+  /// Σ weighted total.
+  var objective: Float = 0
+  /// Per auxiliary term: Σ loss over the steps it was computed, and how many.
+  var termLoss: [Float]
+  var termSteps: [Int]
+
+  init(terms: Int) {
+    termLoss = [Float](repeating: 0, count: terms)
+    termSteps = [Int](repeating: 0, count: terms)
+  }
+
+  mutating func add(loss: Float, objective: Float, termLosses: [Float?]) {
+    steps += 1
+    self.loss += loss
+    self.objective += objective
+    for (i, termLoss) in termLosses.enumerated() {
+      if let termLoss {
+        self.termLoss[i] += termLoss
+        termSteps[i] += 1
+      }
+    }
+  }
+
+  /// `steps loss objective` then `loss steps` per term; Float's description reads back exactly.
+  var saved: String {
+    ([String(steps), String(loss), String(objective)]
+      + zip(termLoss, termSteps).flatMap { [String($0), String($1)] }).joined(separator: " ")
+  }
+
+  init?(saved: String, terms: Int) {
+    let fields = saved.split(separator: " ").map(String.init)
+    guard fields.count == 3 + 2 * terms, let steps = Int(fields[0]), let loss = Float(fields[1]),
+      let objective = Float(fields[2])
+    else { return nil }
+    self.init(terms: terms)
+    self.steps = steps
+    self.loss = loss
+    self.objective = objective
+    for i in 0..<terms {
+      guard let termLoss = Float(fields[3 + 2 * i]), let termSteps = Int(fields[4 + 2 * i]) else {
+        return nil
+      }
+      self.termLoss[i] = termLoss
+      self.termSteps[i] = termSteps
+    }
   }
 }

@@ -23,7 +23,12 @@ final class TrainingSession {
   var bestEpoch: Int? = nil
   var bestMetrics: [String: Double] = [:]
   var epochsWithoutImprovement = 0
-  var logLines: [String] = []
+  /// The steps since the last logged line.
+  var interval: LoggedInterval
+  /// Σ training loss and steps of the epoch so far: they choose the best model when there is no
+  /// validation split.
+  var epochLoss = 0.0
+  var epochSteps = 0
   /// Per-channel normalisation: ImageNet's for a new model, the model file's with --init or --resume.
   let mean: [Float]
   let std: [Float]
@@ -31,7 +36,7 @@ final class TrainingSession {
   private init(
     options: TrainOptions, files: TrainingFiles, prepared: PreparedCaptions, scenesPath: String?,
     model: CaptionModel, mean: [Float] = Preprocess.imagenetMean, std: [Float] = Preprocess.imagenetStd,
-    log: @escaping (String) -> Void
+    log: @escaping (String) -> Void, status: (String) -> Void
   ) throws {
     self.options = options
     self.mean = mean
@@ -51,12 +56,14 @@ final class TrainingSession {
     // The shapes data's terms, from its scenes file (read once for both).
     let (sceneWeight, mentionWeight) = (options.sceneLoss ?? 0, options.mentionLoss ?? 0)
     if let scenesPath, sceneWeight > 0 || mentionWeight > 0 {
+      status("reading \(scenesPath)")
       terms += try ShapesObjective.terms(
         sceneWeight: sceneWeight, mentionWeight: mentionWeight, scenes: try Scenes.load(path: scenesPath),
         scenesPath: scenesPath, imageIds: prepared.train.map(\.id), vocabulary: prepared.vocabulary,
         imageSize: model.config.dv, hiddenSize: model.config.hidden, seed: options.seed, log: log)
     }
     objective = TrainingObjective(model: model, terms: terms)
+    interval = LoggedInterval(terms: terms.count)
     optimizer = Adam(
       parameters: objective.trainableParameters, learningRate: options.learningRate,
       beta2: options.beta2 ?? 0.999, weightDecay: options.weightDecay)
@@ -88,10 +95,19 @@ final class TrainingSession {
   }
 
   /// A new run: the vocabulary from the training captions (or the `--init` model's), fresh weights.
-  static func start(options: TrainOptions, files: TrainingFiles, log: @escaping (String) -> Void) throws
-    -> TrainingSession
-  {
+  /// The status line of caption preparation.
+  static func preparingProgress(_ status: @escaping (String) -> Void) -> (Int, Int) -> Void {
+    { status("preparing captions \($0)/\($1) images") }
+  }
+
+  /// `status` names each phase before the first step (loading, preparing captions), for a terminal.
+  static func start(
+    options: TrainOptions, files: TrainingFiles, log: @escaping (String) -> Void,
+    status: @escaping (String) -> Void = { _ in }
+  ) throws -> TrainingSession {
     try options.validate()
+    try Folders.make(files.folder)  // before the data is read: a bad --out fails at once
+    status("loading \(options.data)")
     let dataset = try Dataset.load(
       data: options.data, images: options.images, valData: options.valData,
       trainList: options.trainList, valList: options.valList, testList: options.testList)
@@ -101,6 +117,7 @@ final class TrainingSession {
       options.sceneLoss = 0  // saved so, for --resume
       options.mentionLoss = 0
     }
+    let preparing = preparingProgress(status)
     let prepared: PreparedCaptions
     let model: CaptionModel
     var (mean, std) = (Preprocess.imagenetMean, Preprocess.imagenetStd)
@@ -109,29 +126,30 @@ final class TrainingSession {
       (mean, std) = (file.mean, file.std)
       prepared = try PreparedCaptions.prepare(
         dataset, minCount: options.minCount, maxLength: options.maxLength, vocabulary: file.vocabulary,
-        data: options.data)
+        data: options.data, progress: preparing)
       model = CaptionModel(config: file.config)
       try model.adopt(tensors: file.tensors, path: initPath)
       log("starting from \(initPath) (its vocabulary and architecture)")
     } else {
       prepared = try PreparedCaptions.prepare(
-        dataset, minCount: options.minCount, maxLength: options.maxLength, data: options.data)
+        dataset, minCount: options.minCount, maxLength: options.maxLength, data: options.data,
+        progress: preparing)
       model = CaptionModel(config: options.modelConfig(vocabSize: prepared.vocabulary.count))
       var generator = SeededGenerator(seed: options.seed)
       model.initialize(using: &generator)
     }
-    try FileManager.default.createDirectory(
-      atPath: files.folder, withIntermediateDirectories: true)
+    try AtomicFile.write(Data(), to: files.log)  // a new run, a new log
     return try TrainingSession(
       options: options, files: files, prepared: prepared, scenesPath: dataset.scenesPath, model: model,
-      mean: mean, std: std, log: log)
+      mean: mean, std: std, log: log, status: status)
   }
 
   /// The run whose latest model and state are beside `files.best`. Its saved options hold, except
   /// how the work is run (threads, workers, log interval, step limit), taken from `current`.
-  static func resume(files: TrainingFiles, overriding current: TrainOptions, log: @escaping (String) -> Void)
-    throws -> TrainingSession
-  {
+  static func resume(
+    files: TrainingFiles, overriding current: TrainOptions, log: @escaping (String) -> Void,
+    status: @escaping (String) -> Void = { _ in }
+  ) throws -> TrainingSession {
     let state = try Safetensors.read(path: files.state)
     func meta(_ key: String) throws -> String {
       guard let value = state.metadata[key] else {
@@ -142,7 +160,14 @@ final class TrainingSession {
     guard state.metadata["format"] == "caption-train-state" else {
       throw CaptionError(.badModel, path: files.state, "not a caption training state")
     }
-    var options = try JSONDecoder().decode(TrainOptions.self, from: Data(try meta("options").utf8))
+    var options: TrainOptions
+    do {
+      options = try JSONDecoder().decode(TrainOptions.self, from: Data(try meta("options").utf8))
+    } catch let error as CaptionError {
+      throw error
+    } catch {
+      throw CaptionError(.badModel, path: files.state, "the options in the training state do not decode")
+    }
     options.threads = current.threads
     options.workers = current.workers
     options.logEvery = current.logEvery
@@ -151,6 +176,7 @@ final class TrainingSession {
     guard let savedStep = Int(try meta("step")), latest.provenanceStep == savedStep else {
       throw CaptionError(.badModel, path: files.state, "the state does not match \(files.latest)")
     }
+    status("loading \(options.data)")
     let dataset = try Dataset.load(
       data: options.data, images: options.images, valData: options.valData,
       trainList: options.trainList, valList: options.valList, testList: options.testList)
@@ -158,10 +184,10 @@ final class TrainingSession {
     try model.adopt(tensors: latest.tensors, path: files.latest)
     let prepared = try PreparedCaptions.prepare(
       dataset, minCount: options.minCount, maxLength: options.maxLength, vocabulary: latest.vocabulary,
-      data: options.data)
+      data: options.data, progress: preparingProgress(status))
     let session = try TrainingSession(
       options: options, files: files, prepared: prepared, scenesPath: dataset.scenesPath, model: model,
-      mean: latest.mean, std: latest.std, log: log)
+      mean: latest.mean, std: latest.std, log: log, status: status)
     session.step = savedStep
     session.epoch = Int(try meta("epoch")) ?? 0
     session.batchInEpoch = Int(try meta("batch")) ?? 0
@@ -185,15 +211,21 @@ final class TrainingSession {
       parameter.value.copy(from: saved)
     }
     session.optimizer.stepCount = Int(try meta("adam_steps")) ?? savedStep
-    // Keep the log up to the resumed step.
-    if let text = try? String(contentsOfFile: files.log, encoding: .utf8) {
-      session.logLines = text.split(separator: "\n").map(String.init).filter { line in
-        guard case .object(let object)? = try? JSONValue.parse(Array(line.utf8), file: files.log),
-          let lineStep = object["step"]?.integerValue
-        else { return false }
-        return lineStep <= savedStep
+    if let saved = state.metadata["log_interval"] {
+      guard let restored = LoggedInterval(saved: saved, terms: session.objective.terms.count) else {
+        throw CaptionError(.badModel, path: files.state, "log_interval in the training state is malformed")
       }
+      session.interval = restored
     }
+    if let saved = state.metadata["epoch_loss"] {
+      let fields = saved.split(separator: " ")
+      guard fields.count == 2, let loss = Double(fields[0]), let steps = Int(fields[1]) else {
+        throw CaptionError(.badModel, path: files.state, "epoch_loss in the training state is malformed")
+      }
+      (session.epochLoss, session.epochSteps) = (loss, steps)
+    }
+    // Keep the log up to the resumed step; later lines are appended from here.
+    try TrainingLog.truncate(files.log, toStep: savedStep)
     log("resuming \(files.latest) at epoch \(session.epoch + 1), step \(savedStep)")
     return session
   }
