@@ -107,6 +107,7 @@ final class TrainingSession {
     if let initPath = options.initModel {
       let file = try ModelFile.load(path: initPath)
       (mean, std) = (file.mean, file.std)
+      try TrainingMemory(config: file.config, options: options).check()
       prepared = try PreparedCaptions.prepare(
         dataset, minCount: options.minCount, maxLength: options.maxLength, vocabulary: file.vocabulary,
         data: options.data)
@@ -116,6 +117,8 @@ final class TrainingSession {
     } else {
       prepared = try PreparedCaptions.prepare(
         dataset, minCount: options.minCount, maxLength: options.maxLength, data: options.data)
+      try TrainingMemory(config: options.modelConfig(vocabSize: prepared.vocabulary.count), options: options)
+        .check()
       model = CaptionModel(config: options.modelConfig(vocabSize: prepared.vocabulary.count))
       var generator = SeededGenerator(seed: options.seed)
       model.initialize(using: &generator)
@@ -154,6 +157,7 @@ final class TrainingSession {
     let dataset = try Dataset.load(
       data: options.data, images: options.images, valData: options.valData,
       trainList: options.trainList, valList: options.valList, testList: options.testList)
+    try TrainingMemory(config: latest.config, options: options).check()
     let model = CaptionModel(config: latest.config)
     try model.adopt(tensors: latest.tensors, path: files.latest)
     let prepared = try PreparedCaptions.prepare(
