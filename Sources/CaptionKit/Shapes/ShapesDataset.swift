@@ -37,8 +37,8 @@ public enum ShapesDataset {
   ) throws {
     try validate(count: count, imageSize: imageSize, valFraction: valFraction, testFraction: testFraction)
     let imagesFolder = outputFolder + "/images"
-    try makeFolder(outputFolder)
-    try makeFolder(imagesFolder)
+    try AtomicFile.makeFolder(outputFolder)
+    try AtomicFile.makeFolder(imagesFolder)
 
     let digits = max(6, String(count - 1).count)
     let results = Results(count: count)
@@ -150,20 +150,6 @@ public enum ShapesDataset {
       }.start()
     }
     group.wait()
-  }
-
-  /// Creates a folder and its missing parents; the error names the folder and the system's reason.
-  static func makeFolder(_ path: String) throws {
-    var isFolder: ObjCBool = false
-    if FileManager.default.fileExists(atPath: path, isDirectory: &isFolder) {
-      guard isFolder.boolValue else { throw CaptionError(.io, path: path, "exists and is not a folder") }
-      return
-    }
-    let parent = (path as NSString).deletingLastPathComponent
-    if !parent.isEmpty && parent != path { try makeFolder(parent) }
-    guard mkdir(path, 0o755) == 0 || errno == EEXIST else {
-      throw CaptionError(.io, path: path, "cannot create the folder: \(String(cString: strerror(errno)))")
-    }
   }
 
   /// The one place that turns pixels into file bytes: PNG, or JPEG at quality 92.

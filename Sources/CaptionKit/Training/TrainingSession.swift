@@ -123,8 +123,7 @@ final class TrainingSession {
       var generator = SeededGenerator(seed: options.seed)
       model.initialize(using: &generator)
     }
-    try FileManager.default.createDirectory(
-      atPath: files.folder, withIntermediateDirectories: true)
+    try AtomicFile.makeFolder(files.folder)
     return try TrainingSession(
       options: options, files: files, prepared: prepared, scenesPath: dataset.scenesPath, model: model,
       mean: mean, std: std, log: log)
