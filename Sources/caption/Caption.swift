@@ -26,15 +26,24 @@ struct Caption: ParsableCommand {
 let captionVersion = "0.1.0"
 
 /// Runs a command body, turning a library error into one line on stderr and exit status 1 (SPEC §2).
+/// Any other error but the command line's own (exit, usage) is also one line and status 1.
 func reportingErrors(_ body: () throws -> Void) throws {
   do {
     try body()
   } catch let error as CaptionError {
     printError(error.description)
     throw ExitCode(1)
+  } catch let error where error is ExitCode || error is ValidationError || error is CleanExit {
+    throw error
+  } catch {
+    printError((error as? LocalizedError)?.errorDescription ?? "\(error)")
+    throw ExitCode(1)
   }
 }
 
+/// One line on stderr, control characters escaped and cut to a readable length (SPEC §2).
 func printError(_ line: String, prefix: String = "caption: ") {
-  FileHandle.standardError.write(Data((prefix + line + "\n").utf8))
+  let text = PrintableText.escaped(
+    prefix + line, limit: PrintableText.maximumNameLength + PrintableText.maximumReasonLength)
+  FileHandle.standardError.write(Data((text + "\n").utf8))
 }

@@ -66,7 +66,8 @@ final class TrainingSession {
     let size = model.config.imageSize  // the model's own (with --init, the file's)
     let load: @Sendable (String) throws -> RGBImage = { path in try Preprocess.load(path: path, size: size) }
     let onSkip: @Sendable (String, String) -> Void = { path, reason in
-      FileHandle.standardError.write(Data("caption: skipped \(path): \(reason)\n".utf8))
+      let line = "caption: skipped " + CaptionError(.unreadable, path: path, reason).description  // escaped
+      FileHandle.standardError.write(Data((line + "\n").utf8))
     }
     trainLoader = try BatchLoader(
       images: prepared.train, captions: prepared.trainCaptions, batchSize: options.batchSize,
@@ -144,7 +145,12 @@ final class TrainingSession {
     guard state.metadata["format"] == "caption-train-state" else {
       throw CaptionError(.badModel, path: files.state, "not a caption training state")
     }
-    var options = try JSONDecoder().decode(TrainOptions.self, from: Data(try meta("options").utf8))
+    var options: TrainOptions
+    do {
+      options = try JSONDecoder().decode(TrainOptions.self, from: Data(try meta("options").utf8))
+    } catch let error as DecodingError {
+      throw CaptionError(.badModel, path: files.state, "options: \(CaptionError.decodingReason(error))")
+    }
     options.threads = current.threads
     options.workers = current.workers
     options.logEvery = current.logEvery
