@@ -28,6 +28,8 @@ let captionVersion = "0.1.0"
 /// Runs a command body, turning a library error into one line on stderr and exit status 1 (SPEC §2).
 /// Any other error but the command line's own (exit, usage) is also one line and status 1.
 func reportingErrors(_ body: () throws -> Void) throws {
+  // A closed pipe is an error from write(2), not a signal: StandardOutput and file writes see it.
+  signal(SIGPIPE, SIG_IGN)
   do {
     try body()
   } catch let error as CaptionError {
@@ -46,4 +48,37 @@ func printError(_ line: String, prefix: String = "caption: ") {
   let text = PrintableText.escaped(
     prefix + line, limit: PrintableText.maximumNameLength + PrintableText.maximumReasonLength)
   FileHandle.standardError.write(Data((text + "\n").utf8))
+}
+
+/// stdout, line by line, unbuffered, through one writer: a closed pipe (`| head`) ends the process
+/// quietly with status 0; any other failed write (a full disk, /dev/full) is one line on stderr and
+/// status 1, so that no output is lost silently.
+enum StandardOutput {
+  /// One line; control characters escaped.
+  static func line(_ text: String) {
+    write(PrintableText.escaped(text) + "\n")
+  }
+
+  /// Lines, each escaped; a final line break is added when missing.
+  static func lines(_ text: String) {
+    let lines = text.split(separator: "\n", omittingEmptySubsequences: false)
+    let kept = text.hasSuffix("\n") ? lines.dropLast() : lines[...]
+    write(kept.map { PrintableText.escaped(String($0)) + "\n" }.joined())
+  }
+
+  private static func write(_ text: String) {
+    signal(SIGPIPE, SIG_IGN)
+    var bytes = Array(text.utf8)[...]
+    while !bytes.isEmpty {
+      let written = bytes.withUnsafeBytes { Glibc.write(STDOUT_FILENO, $0.baseAddress, $0.count) }
+      if written < 0 && errno == EINTR { continue }
+      if written < 0 && errno == EPIPE { exit(0) }  // the reader is gone
+      guard written > 0 else {
+        let reason = written < 0 ? String(cString: strerror(errno)) : "nothing written"
+        printError("standard output: write failed: \(reason)")
+        exit(1)
+      }
+      bytes = bytes.dropFirst(written)
+    }
+  }
 }
