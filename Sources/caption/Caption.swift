@@ -45,8 +45,8 @@ func reportingErrors(_ body: () throws -> Void) throws {
 
 /// One line on stderr, control characters escaped and cut to a readable length (SPEC §2).
 func printError(_ line: String, prefix: String = "caption: ") {
-  let text = PrintableText.escaped(
-    prefix + line, limit: PrintableText.maximumNameLength + PrintableText.maximumReasonLength)
+  let longest = prefix.count + PrintableText.maximumNameLength + 2 + PrintableText.maximumReasonLength
+  let text = PrintableText.escaped(prefix + line, limit: longest)
   FileHandle.standardError.write(Data((text + "\n").utf8))
 }
 

@@ -62,7 +62,7 @@ struct Evaluate: ParsableCommand {
           if tty { FileHandle.standardError.write(Data("\r captioning \(done)/\(total) ".utf8)) }
         })
       if tty { FileHandle.standardError.write(Data("\r\u{1B}[K".utf8)) }
-      for (path, reason) in result.skipped { printError("skipped \(path): \(reason)") }
+      for (path, reason) in result.skipped { printError("skipped \(PrintableText.name(path)): \(reason)") }
       if !result.skipped.isEmpty {
         printError("skipped \(result.skipped.count) images that could not be read")
       }

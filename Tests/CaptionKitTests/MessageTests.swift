@@ -83,7 +83,7 @@ final class MessageTests: XCTestCase {
     XCTAssertTrue(lines[2].contains("…"))
   }
 
-  func testDatasetFileNamesAreEscapedInEvaluate() throws {
+  func testDatasetFileNamesAreEscapedAndCutInEvaluate() throws {
     let copy = temporaryFolder() + "/data"
     try FileManager.default.copyItem(atPath: TrainerTests.dataFolder, toPath: copy)
     let captions = copy + "/captions.json"
@@ -91,7 +91,7 @@ final class MessageTests: XCTestCase {
     guard let range = text.range(of: "\"filename\":\"images/") else {
       return XCTFail("no filename in \(captions)")
     }
-    text.insert(contentsOf: "bad\\u001b[2J\\nname", at: range.upperBound)
+    text.insert(contentsOf: "bad\\u001b[2J\\nname" + String(repeating: "n", count: 300), at: range.upperBound)
     try text.write(toFile: captions, atomically: true, encoding: .utf8)
     for split in ["train", "val"] {
       let run = try runCaption([
@@ -100,7 +100,10 @@ final class MessageTests: XCTestCase {
       guard run.stderr.contains("bad") else { continue }  // the renamed image is in the other split
       XCTAssertEqual(run.status, 0, run.stderr)
       XCTAssertFalse(run.stderr.contains("\u{1B}"), run.stderr)
-      XCTAssertTrue(run.stderr.contains("bad\\u{1b}[2J\\nname"), run.stderr)
+      let line = run.stderr.split(separator: "\n").first { $0.contains("bad") } ?? ""
+      XCTAssertTrue(
+        line.hasPrefix("caption: skipped " + copy + "/images/bad\\u{1b}[2J\\nnamennn"), run.stderr)
+      XCTAssertTrue(line.hasSuffix("…: cannot open: File name too long"), run.stderr)
       return
     }
     XCTFail("no split reported the renamed image")

@@ -5,8 +5,8 @@ import XCTest
 
 /// The memory estimate of a training configuration, and the refusal of one that cannot fit.
 final class TrainingMemoryTests: XCTestCase {
-  /// A small configuration counted by hand from SPEC §3's tensors and the estimate's activations.
-  func testTheEstimateMatchesAHandCount() {
+  /// The small configuration of the hand count (vocabulary 10).
+  func smallOptions() -> TrainOptions {
     var options = TrainOptions(data: "", out: "")
     options.imageSize = 8
     options.layers = [.conv(4), .maxPool, .conv(6)]
@@ -20,6 +20,12 @@ final class TrainingMemoryTests: XCTestCase {
     options.captionsPerImage = 3
     options.maxLength = 4
     options.wordLoss = 1
+    return options
+  }
+
+  /// A small configuration counted by hand from SPEC §3's tensors and the estimate's activations.
+  func testTheEstimateMatchesAHandCount() {
+    var options = smallOptions()
     let memory = TrainingMemory(config: options.modelConfig(vocabSize: 10), options: options)
     // conv0 4·3·9+4 = 112, conv1 6·4·9+6 = 222, fc 5·(6·4·4)+5 = 485, embed 10·3 = 30,
     // rnn.0 8·3+8·2+8·5+8+8 = 96, rnn.1 8·2+8·2+8·5+8+8 = 88, out 10·2+10 = 30,
@@ -37,18 +43,7 @@ final class TrainingMemoryTests: XCTestCase {
   }
 
   func testAConfigurationThatCannotFitIsRefusedWithItsEstimate() throws {
-    var options = TrainOptions(data: "", out: "")
-    options.imageSize = 8
-    options.layers = [.conv(4), .maxPool, .conv(6)]
-    options.pool = .flatten
-    options.dv = 5
-    options.embed = 3
-    options.hidden = 2
-    options.rnnLayers = 2
-    options.batchSize = 2
-    options.captionsPerImage = 3
-    options.maxLength = 4
-    options.wordLoss = 1
+    let options = smallOptions()
     let memory = TrainingMemory(config: options.modelConfig(vocabSize: 10), options: options)
     XCTAssertNoThrow(try memory.check(availableBytes: 33_072))
     XCTAssertNoThrow(try memory.check(availableBytes: nil))
