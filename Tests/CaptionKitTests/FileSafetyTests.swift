@@ -162,6 +162,9 @@ final class FileSafetyTests: XCTestCase {
     XCTAssertThrowsError(try RegularFile.read(folder + "/small", maximumBytes: 3, what: "a test file")) {
       XCTAssertEqual(($0 as? CaptionError)?.kind, .tooLarge)
     }
+    // The size limit of an image file cannot overflow, whatever the pixel budget.
+    let image = TrainerTests.dataFolder + "/images/000000.png"
+    XCTAssertEqual(try ImageDecoder(maxPixels: .max).decode(path: image).width, 16)
     // A NUL byte would make the system open "small".
     XCTAssertThrowsError(try RegularFile.read(folder + "/small\0.png", maximumBytes: 100, what: "an image")) {
       XCTAssertTrue(($0 as? CaptionError)?.reason.contains("NUL") ?? false)
