@@ -50,7 +50,7 @@ struct Bench: ParsableCommand {
 
   func run() throws {
     try reportingErrors {
-      let log: (String) -> Void = { print($0) }
+      let log: (String) -> Void = { StandardOutput.line($0) }
       if decode { return try ImageBenchmark.run(log: log) }
       if metrics { return MetricsBenchmark.run(log: log) }
       var options = BenchmarkOptions()

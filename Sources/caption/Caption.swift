@@ -26,23 +26,61 @@ struct Caption: ParsableCommand {
 let captionVersion = "0.1.0"
 
 /// Runs a command body, turning a library error into one line on stderr and exit status 1 (SPEC §2).
+/// Any other error but the command line's own (exit, usage) is also one line and status 1.
 func reportingErrors(_ body: () throws -> Void) throws {
+  // A closed pipe is an error from write(2), not a signal: StandardOutput and file writes see it.
+  signal(SIGPIPE, SIG_IGN)
   do {
     try body()
   } catch let error as CaptionError {
     printError(error.description)
     throw ExitCode(1)
-  } catch let error as ExitCode {
+  } catch let error where error is ExitCode || error is ValidationError || error is CleanExit {
     throw error
   } catch {
-    // The library reports its failures as CaptionError; anything else still gets one line.
-    printError(CaptionError(.io, path: "", "\((error as NSError).localizedDescription)").description)
+    printError((error as? LocalizedError)?.errorDescription ?? "\(error)")
     throw ExitCode(1)
   }
 }
 
+/// One line on stderr, control characters escaped and cut to a readable length (SPEC §2).
 func printError(_ line: String, prefix: String = "caption: ") {
-  FileHandle.standardError.write(Data((prefix + line + "\n").utf8))
+  let longest = prefix.count + PrintableText.maximumNameLength + 2 + PrintableText.maximumReasonLength
+  let text = PrintableText.escaped(prefix + line, limit: longest)
+  FileHandle.standardError.write(Data((text + "\n").utf8))
+}
+
+/// stdout, line by line, unbuffered, through one writer: a closed pipe (`| head`) ends the process
+/// quietly with status 0; any other failed write (a full disk, /dev/full) is one line on stderr and
+/// status 1, so that no output is lost silently.
+enum StandardOutput {
+  /// One line; control characters escaped.
+  static func line(_ text: String) {
+    write(PrintableText.escaped(text) + "\n")
+  }
+
+  /// Lines, each escaped; a final line break is added when missing.
+  static func lines(_ text: String) {
+    let lines = text.split(separator: "\n", omittingEmptySubsequences: false)
+    let kept = text.hasSuffix("\n") ? lines.dropLast() : lines[...]
+    write(kept.map { PrintableText.escaped(String($0)) + "\n" }.joined())
+  }
+
+  private static func write(_ text: String) {
+    signal(SIGPIPE, SIG_IGN)
+    var bytes = Array(text.utf8)[...]
+    while !bytes.isEmpty {
+      let written = bytes.withUnsafeBytes { Glibc.write(STDOUT_FILENO, $0.baseAddress, $0.count) }
+      if written < 0 && errno == EINTR { continue }
+      if written < 0 && errno == EPIPE { exit(0) }  // the reader is gone
+      guard written > 0 else {
+        let reason = written < 0 ? String(cString: strerror(errno)) : "nothing written"
+        printError("standard output: write failed: \(reason)")
+        exit(1)
+      }
+      bytes = bytes.dropFirst(written)
+    }
+  }
 }
 
 /// One status line redrawn in place on stderr when stderr is a terminal; nothing otherwise.

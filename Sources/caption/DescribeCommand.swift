@@ -71,17 +71,3 @@ struct Describe: ParsableCommand {
     if failures > 0 { throw ExitCode(1) }
   }
 }
-
-/// stdout, line by line; a closed pipe (`| head`) ends the process quietly.
-enum StandardOutput {
-  static func line(_ text: String) {
-    signal(SIGPIPE, SIG_IGN)
-    var bytes = Array((text + "\n").utf8)[...]
-    while !bytes.isEmpty {
-      let written = bytes.withUnsafeBytes { write(1, $0.baseAddress, $0.count) }
-      if written < 0 && errno == EINTR { continue }
-      if written <= 0 { exit(0) }  // EPIPE: the reader is gone
-      bytes = bytes.dropFirst(written)
-    }
-  }
-}

@@ -66,7 +66,7 @@ struct Evaluate: ParsableCommand {
           line.show(done < total ? "captioning \(done)/\(total)" : "scoring \(total) captions")
         })
       line.clear()
-      for (path, reason) in result.skipped { printError("skipped \(path): \(reason)") }
+      for (path, reason) in result.skipped { printError("skipped \(PrintableText.name(path)): \(reason)") }
       if !result.skipped.isEmpty {
         printError("skipped \(result.skipped.count) images that could not be read")
       }

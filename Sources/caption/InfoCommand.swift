@@ -19,7 +19,7 @@ struct Info: ParsableCommand {
   func run() throws {
     try reportingErrors {
       let file = try ModelFile.load(path: model)
-      print(file.summary(path: model), terminator: "")
+      StandardOutput.lines(file.summary(path: model))
     }
   }
 }

@@ -38,12 +38,12 @@ struct Score: ParsableCommand {
       let values = run.scores.jsonObject()
       if json {
         let fields = CaptionScores.keys.map { "\"\($0)\": \(values[$0]!)" }
-        print("{" + fields.joined(separator: ", ") + "}")
+        StandardOutput.line("{" + fields.joined(separator: ", ") + "}")
       } else {
-        print("images scored: \(run.scores.imageCount)")
+        StandardOutput.line("images scored: \(run.scores.imageCount)")
         for key in CaptionScores.keys {
           let padded = key.padding(toLength: 8, withPad: " ", startingAt: 0)
-          print("\(padded) \(String(format: "%.4f", values[key]!))")
+          StandardOutput.line("\(padded) \(String(format: "%.4f", values[key]!))")
         }
       }
     }

@@ -105,9 +105,12 @@ struct CommandRun {
 }
 
 /// Runs the `caption` executable built beside the test bundle (`swift test` builds it), with
-/// OPENBLAS_NUM_THREADS=1 and no CAPTION_MODEL, feeding `stdin` when given.
+/// OPENBLAS_NUM_THREADS=1 and no CAPTION_MODEL, feeding `stdin` when given. With `stdoutFile`, its
+/// stdout goes to that file (e.g. /dev/full) instead of being collected. With `timeout`, a run
+/// still going after that many seconds is killed and fails the test (a hang becomes a failure).
 func runCaption(
-  _ arguments: [String], stdin: String? = nil, file: StaticString = #filePath, line: UInt = #line
+  _ arguments: [String], stdin: String? = nil, stdoutFile: String? = nil, timeout: Double? = nil,
+  file: StaticString = #filePath, line: UInt = #line
 ) throws -> CommandRun {
   let folder = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent()
   let executable = folder.appendingPathComponent("caption")
@@ -125,10 +128,30 @@ func runCaption(
   let output = Pipe()
   let errors = Pipe()
   let input = Pipe()
-  process.standardOutput = output
+  if let stdoutFile {
+    guard let handle = FileHandle(forWritingAtPath: stdoutFile) else {
+      throw CaptionError(.unreadable, path: stdoutFile, "cannot open for the command's stdout")
+    }
+    process.standardOutput = handle
+  } else {
+    process.standardOutput = output
+  }
   process.standardError = errors
   process.standardInput = input
   try process.run()
+  if stdoutFile != nil { try output.fileHandleForWriting.close() }
+  let killed = LockedData()
+  if let timeout {
+    let pid = process.processIdentifier
+    Thread.detachNewThread {
+      let deadline = Date(timeIntervalSinceNow: timeout)
+      while process.isRunning && Date() < deadline { usleep(20_000) }
+      if process.isRunning {
+        killed.set(Data())
+        kill(pid, SIGKILL)
+      }
+    }
+  }
   if let stdin { input.fileHandleForWriting.write(Data(stdin.utf8)) }
   try input.fileHandleForWriting.close()
   // Read stderr on another thread so that neither pipe can fill up and block the child.
@@ -138,6 +161,10 @@ func runCaption(
   let out = output.fileHandleForReading.readDataToEndOfFile()
   process.waitUntilExit()
   while !errorData.isSet { usleep(1000) }
+  if killed.isSet {
+    XCTFail(
+      "caption \(arguments.joined(separator: " ")) still ran after \(timeout ?? 0) s", file: file, line: line)
+  }
   return CommandRun(
     status: process.terminationStatus, stdout: String(decoding: out, as: UTF8.self),
     stderr: String(decoding: errorData.value, as: UTF8.self))

@@ -2,7 +2,19 @@ import Foundation
 
 /// Writes files atomically: to a temporary file in the same folder, then a rename, so a crash
 /// mid-write never leaves a half-written model, image or results file at the destination.
+///
+/// Only a regular file (or a new name) is replaced so. A symbolic link is followed and its target
+/// replaced beside it (the link stays a link); a character device or a FIFO (`/dev/null`, a pipe
+/// made with mkfifo) is written through, in place; a directory, block device or socket is refused.
 public enum AtomicFile {
+  /// How a write to a name reaches the disk.
+  public enum Destination: Equatable, Sendable {
+    /// A regular file or a new name, replaced by a rename at this path (symbolic links resolved).
+    case replace(String)
+    /// A character device or FIFO at this path, written directly.
+    case stream(String)
+  }
+
   public static func write(_ bytes: [UInt8], to path: String) throws {
     try bytes.withUnsafeBytes { try write(UnsafeRawBufferPointer($0), to: path) }
   }
@@ -12,7 +24,64 @@ public enum AtomicFile {
   }
 
   public static func write(_ bytes: UnsafeRawBufferPointer, to path: String) throws {
-    let url = URL(fileURLWithPath: path)
+    switch try destination(of: path) {
+    case .stream(let target): try writeThrough(bytes, to: target, path: path)
+    case .replace(let target): try replace(target, with: bytes, path: path)
+    }
+  }
+
+  /// Where a write to `path` goes: its final symbolic links followed (up to 40), then by the kind of
+  /// file found there. Errors name `path`.
+  public static func destination(of path: String) throws -> Destination {
+    try RegularFile.checkName(path)
+    var target = path
+    for _ in 0..<40 {
+      var info = stat()
+      guard lstat(target, &info) == 0 else {
+        if errno == ENOENT { return .replace(target) }  // a new file (a missing folder fails at creation)
+        throw CaptionError(.io, path: path, "cannot write: \(String(cString: strerror(errno)))")
+      }
+      switch info.st_mode & S_IFMT {
+      case S_IFREG: return .replace(target)
+      case S_IFCHR, S_IFIFO: return .stream(target)
+      case S_IFLNK: target = try linkTarget(target, path: path)
+      case S_IFDIR: throw CaptionError(.notAFile, path: path, "is a directory, not a file")
+      default:
+        throw CaptionError(
+          .notAFile, path: path, "not a regular file (\(RegularFile.kind(info.st_mode))): not written")
+      }
+    }
+    throw CaptionError(.io, path: path, "cannot write: too many levels of symbolic links")
+  }
+
+  /// The regular file a write to `path` replaces (`destination(of:)`'s `.replace`), for files that are
+  /// read back and so cannot be a device or FIFO (a cache).
+  public static func regularDestination(of path: String) throws -> String {
+    switch try destination(of: path) {
+    case .replace(let target): return target
+    case .stream(let target):
+      var info = stat()
+      _ = stat(target, &info)
+      throw CaptionError(.notAFile, path: path, "not a regular file (\(RegularFile.kind(info.st_mode)))")
+    }
+  }
+
+  /// The name a symbolic link points to, relative names taken from the link's folder.
+  private static func linkTarget(_ link: String, path: String) throws -> String {
+    var buffer = [CChar](repeating: 0, count: Int(PATH_MAX) + 1)
+    let length = readlink(link, &buffer, buffer.count - 1)
+    guard length >= 0 else {
+      throw CaptionError(.io, path: path, "cannot read the link: \(String(cString: strerror(errno)))")
+    }
+    let pointee = String(decoding: buffer[0..<length].map { UInt8(bitPattern: $0) }, as: UTF8.self)
+    if pointee.hasPrefix("/") { return pointee }
+    let folder = (link as NSString).deletingLastPathComponent
+    return folder.isEmpty ? pointee : folder + "/" + pointee
+  }
+
+  /// Writes to a temporary file beside `target`, syncs it and renames it over `target`.
+  private static func replace(_ target: String, with bytes: UnsafeRawBufferPointer, path: String) throws {
+    let url = URL(fileURLWithPath: target)
     let folder = url.deletingLastPathComponent().path
     let temporary = folder + "/.\(url.lastPathComponent).tmp-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
     guard let file = fopen(temporary, "wb") else {
@@ -27,10 +96,30 @@ public enum AtomicFile {
       unlink(temporary)
       throw CaptionError(.io, path: path, "write failed: \(reason)")
     }
-    guard rename(temporary, path) == 0 else {
+    guard rename(temporary, target) == 0 else {
       let reason = String(cString: strerror(errno))
       unlink(temporary)
       throw CaptionError(.io, path: path, "cannot rename into place: \(reason)")
+    }
+  }
+
+  /// Writes the bytes to a device or FIFO as they are (opening a FIFO waits for its reader).
+  private static func writeThrough(_ bytes: UnsafeRawBufferPointer, to target: String, path: String) throws {
+    let descriptor = open(target, O_WRONLY | O_CLOEXEC)
+    guard descriptor >= 0 else {
+      throw CaptionError(.io, path: path, "cannot open for writing: \(String(cString: strerror(errno)))")
+    }
+    defer { close(descriptor) }
+    var done = 0
+    while done < bytes.count {
+      let written = Glibc.write(descriptor, bytes.baseAddress! + done, bytes.count - done)
+      if written < 0 && errno == EINTR { continue }
+      guard written > 0 else {
+        throw CaptionError(
+          .io, path: path,
+          "write failed: \(written < 0 ? String(cString: strerror(errno)) : "nothing written")")
+      }
+      done += written
     }
   }
 }

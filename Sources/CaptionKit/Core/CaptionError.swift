@@ -29,9 +29,28 @@ public struct CaptionError: Error, CustomStringConvertible, Equatable, Sendable 
     self.reason = reason
   }
 
-  /// One line: `path: reason`.
+  /// One line: `path: reason`, control characters escaped, the path cut to
+  /// `PrintableText.maximumNameLength` characters and the reason to `maximumReasonLength`.
   public var description: String {
-    let oneLine = reason.replacingOccurrences(of: "\n", with: " ")
-    return path.isEmpty ? oneLine : "\(path): \(oneLine)"
+    let oneLine = PrintableText.escaped(reason, limit: PrintableText.maximumReasonLength)
+    return path.isEmpty ? oneLine : PrintableText.name(path) + ": " + oneLine
+  }
+
+  /// A failure to decode JSON into a Swift type (`JSONDecoder`) in a few words: the key path and
+  /// what was wrong, without the decoder's dump of its context.
+  public static func decodingReason(_ error: Error) -> String {
+    guard let error = error as? DecodingError else { return "\(error)" }
+    func path(_ context: DecodingError.Context) -> String {
+      let keys = context.codingPath.map { $0.intValue.map { "[\($0)]" } ?? $0.stringValue }
+      return keys.isEmpty ? "" : "at \(keys.joined(separator: ".")): "
+    }
+    switch error {
+    case .typeMismatch(_, let context), .valueNotFound(_, let context), .dataCorrupted(let context):
+      return path(context) + context.debugDescription
+    case .keyNotFound(let key, let context):
+      return path(context) + "key \"\(key.stringValue)\" is missing"
+    @unknown default:
+      return "\(error)"
+    }
   }
 }

@@ -5,9 +5,12 @@ import Foundation
 public enum Folders {
   /// Creates a folder and its missing parents (nothing when it exists).
   public static func make(_ path: String) throws {
-    var isFolder: ObjCBool = false
-    if FileManager.default.fileExists(atPath: path, isDirectory: &isFolder) {
-      guard isFolder.boolValue else { throw CaptionError(.io, path: path, "exists and is not a folder") }
+    try RegularFile.checkName(path)
+    var info = stat()
+    if stat(path, &info) == 0 {
+      guard info.st_mode & S_IFMT == S_IFDIR else {
+        throw CaptionError(.io, path: path, "exists and is not a folder")
+      }
       return
     }
     let parent = (path as NSString).deletingLastPathComponent

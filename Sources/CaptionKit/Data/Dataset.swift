@@ -168,31 +168,7 @@ enum DatasetFile {
 
   /// The bytes of a regular file (a device or pipe could be endless; a folder is not a file).
   static func read(_ path: String) throws -> [UInt8] {
-    let fd = open(path, O_RDONLY | O_CLOEXEC)
-    guard fd >= 0 else {
-      throw CaptionError(.unreadable, path: path, "cannot open: \(String(cString: strerror(errno)))")
-    }
-    defer { close(fd) }
-    var info = stat()
-    guard fstat(fd, &info) == 0, (info.st_mode & S_IFMT) == S_IFREG else {
-      throw CaptionError(.notAFile, path: path, "not a regular file")
-    }
-    let size = Int(info.st_size)
-    guard size <= maximumBytes else {
-      throw CaptionError(.tooLarge, path: path, "\(size) bytes is larger than a dataset file may be")
-    }
-    var bytes = [UInt8](repeating: 0, count: size)
-    var done = 0
-    while done < size {
-      let n = bytes.withUnsafeMutableBytes { pread(fd, $0.baseAddress! + done, size - done, off_t(done)) }
-      if n < 0 && errno == EINTR { continue }
-      guard n >= 0 else {
-        throw CaptionError(.unreadable, path: path, "read failed: \(String(cString: strerror(errno)))")
-      }
-      if n == 0 { break }  // the file shrank while being read
-      done += n
-    }
-    return Array(bytes.prefix(done))
+    try RegularFile.read(path, maximumBytes: maximumBytes, what: "a dataset file")
   }
 
   static func readJSON(_ path: String) throws -> JSONObject {

@@ -21,6 +21,8 @@ final class ImageCache: @unchecked Sendable {
   enum Status: UInt8 { case missing = 0, stored = 1, failed = 2 }
 
   let path: String
+  /// The regular file the cache lives in: `path`, symbolic links followed.
+  private let target: String
   let imageSize: Int
   let count: Int
   let imageBytes: Int
@@ -39,6 +41,7 @@ final class ImageCache: @unchecked Sendable {
   /// Opens a valid cache at `path` or starts building one beside it; throws when neither is possible.
   init(path: String, imageSize: Int, ids: [Int], paths: [String]) throws {
     self.path = path
+    self.target = try AtomicFile.regularDestination(of: path)
     self.imageSize = imageSize
     self.count = ids.count
     self.imageBytes = imageSize * imageSize * 3
@@ -55,7 +58,7 @@ final class ImageCache: @unchecked Sendable {
       descriptor = stored.descriptor
       return
     }
-    let url = URL(fileURLWithPath: path)
+    let url = URL(fileURLWithPath: target)
     let folder = url.deletingLastPathComponent().path
     let temporary =
       folder + "/.\(url.lastPathComponent).tmp-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
@@ -185,7 +188,7 @@ final class ImageCache: @unchecked Sendable {
       error = CaptionError(.io, path: path, "cache write failed: \(String(cString: strerror(errno)))")
       return
     }
-    guard rename(temporary, path) == 0 else {
+    guard rename(temporary, target) == 0 else {
       error = CaptionError(
         .io, path: path, "cannot rename the cache into place: \(String(cString: strerror(errno)))")
       return
@@ -195,12 +198,10 @@ final class ImageCache: @unchecked Sendable {
 
   /// The statuses and an open descriptor when `path` holds a complete cache of these images.
   private func readValidHeader() -> (statuses: [Status], descriptor: Int32)? {
-    let fd = open(path, O_RDONLY | O_CLOEXEC)
-    guard fd >= 0 else { return nil }
+    guard let (fd, size) = try? RegularFile.open(target) else { return nil }
     var keep = false
     defer { if !keep { close(fd) } }
-    var info = stat()
-    guard fstat(fd, &info) == 0, Int(info.st_size) == dataOffset + count * imageBytes else { return nil }
+    guard size == dataOffset + count * imageBytes else { return nil }
     var header = [UInt8](repeating: 0, count: 32 + count * 9)
     let n = header.withUnsafeMutableBytes { pread(fd, $0.baseAddress, $0.count, 0) }
     guard n == header.count, Array(header[0..<8]) == ImageCache.magic else { return nil }

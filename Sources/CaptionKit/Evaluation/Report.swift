@@ -89,7 +89,10 @@ public enum HTMLReport {
 
   /// Two small SVG plots from the training log (SPEC §8): loss and validation CIDEr-D against step.
   static func curvesSVG(logPath: String) -> String? {
-    guard let text = try? String(contentsOfFile: logPath, encoding: .utf8) else { return nil }
+    guard let bytes = try? RegularFile.read(logPath, maximumBytes: 1 << 30, what: "a training log") else {
+      return nil
+    }
+    let text = String(decoding: bytes, as: UTF8.self)
     var loss: [(Double, Double)] = []
     var cider: [(Double, Double)] = []
     for line in text.split(separator: "\n") {

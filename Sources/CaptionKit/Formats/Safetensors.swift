@@ -279,22 +279,7 @@ private struct OpenFile {
 
   init(path: String) throws {
     self.path = path
-    let descriptor = open(path, O_RDONLY)
-    guard descriptor >= 0 else {
-      throw CaptionError(.unreadable, path: path, "cannot open: \(String(cString: strerror(errno)))")
-    }
-    var status = stat()
-    guard fstat(descriptor, &status) == 0 else {
-      let reason = String(cString: strerror(errno))
-      _ = Glibc.close(descriptor)
-      throw CaptionError(.unreadable, path: path, "cannot read: \(reason)")
-    }
-    guard (status.st_mode & S_IFMT) == S_IFREG else {
-      _ = Glibc.close(descriptor)
-      throw CaptionError(.notAFile, path: path, "not a regular file")
-    }
-    self.descriptor = descriptor
-    self.size = Int(status.st_size)
+    (descriptor, size) = try RegularFile.open(path)
   }
 
   func close() { _ = Glibc.close(descriptor) }

@@ -102,43 +102,10 @@ public struct ImageDecoder: Sendable {
     }
   }
 
-  /// The whole file, refusing directories, devices and files too big to be an image within budget.
+  /// The whole file, refusing directories, devices, FIFOs and files too big to be an image within budget.
   private func readFile(path: String) throws -> [UInt8] {
-    let descriptor = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC)
-    if descriptor < 0 {
-      let reason = String(cString: strerror(errno))
-      if errno == EISDIR { throw CaptionError(.notAFile, path: path, "is a directory, not an image file") }
-      throw CaptionError(.unreadable, path: path, "cannot open: \(reason)")
-    }
-    defer { close(descriptor) }
-    var status = stat()
-    guard fstat(descriptor, &status) == 0 else {
-      throw CaptionError(.unreadable, path: path, "cannot stat: \(String(cString: strerror(errno)))")
-    }
-    let type = status.st_mode & S_IFMT
-    if type == S_IFDIR { throw CaptionError(.notAFile, path: path, "is a directory, not an image file") }
-    guard type == S_IFREG else { throw CaptionError(.notAFile, path: path, "not a regular file") }
-    let size = Int(status.st_size)
     // A compressed image is never bigger than ~8 bytes per pixel (16-bit RGBA) plus its chunks.
-    let maxBytes = maxPixels * 8 + (64 << 20)
-    guard size <= maxBytes else {
-      throw CaptionError(
-        .tooLarge, path: path, "file of \(size) bytes is larger than an image within the limit")
-    }
-    var bytes = [UInt8](repeating: 0, count: size)
-    var filled = 0
-    try bytes.withUnsafeMutableBytes { buffer in
-      while filled < size {
-        let got = read(descriptor, buffer.baseAddress! + filled, size - filled)
-        if got < 0 {
-          if errno == EINTR { continue }
-          throw CaptionError(.unreadable, path: path, "read failed: \(String(cString: strerror(errno)))")
-        }
-        if got == 0 { break }
-        filled += got
-      }
-    }
-    if filled < size { bytes.removeSubrange(filled...) }
-    return bytes
+    try RegularFile.read(
+      path, maximumBytes: min(maxPixels, Int.max >> 5) * 8 + (64 << 20), what: "an image within the limit")
   }
 }

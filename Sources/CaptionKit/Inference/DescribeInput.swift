@@ -9,7 +9,7 @@ public enum DescribeInput {
   /// inside it (files with a .jpg/.jpeg/.png extension, any case, not hidden ones, sorted by name);
   /// `-` reads paths from `readStdin()`, one per line (LF or CRLF; blank lines ignored),
   /// each expanded in turn like an argument; any other path is returned as it is, even when it does
-  /// not exist (its error is reported with the image's caption, later).
+  /// not exist or holds a NUL byte (its error is reported with the image's caption, later).
   /// Throws when a directory cannot be listed, when a directory holds no images, and when `-` reads
   /// no paths (nothing to caption is an error, not an empty output).
   public static func expand(arguments: [String], readStdin: () -> String?) throws -> [String] {
@@ -55,6 +55,8 @@ public enum DescribeInput {
   }
 
   private static func expandPath(_ path: String) throws -> [String] {
+    // A NUL byte would cut the name short for the system: the image's load refuses it.
+    if path.utf8.contains(0) { return [path] }
     var isDirectory: ObjCBool = false
     guard FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory),
       isDirectory.boolValue

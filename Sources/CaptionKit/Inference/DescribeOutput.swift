@@ -1,8 +1,9 @@
 /// The lines `caption describe` prints (SPEC §2).
 public enum DescribeOutput {
-  /// `PATH: caption`, or the bare caption (`bare`: exactly one file argument was given).
+  /// `PATH: caption`, or the bare caption (`bare`: exactly one file argument was given); control
+  /// characters in either are escaped (`PrintableText`), so that one image is always one line.
   public static func plainLine(path: String, caption: String, bare: Bool) -> String {
-    bare ? caption : path + ": " + caption
+    PrintableText.escaped(bare ? caption : path + ": " + caption)
   }
 
   /// `{"image": PATH, "caption": TEXT, "tokens": [WORDS], "logprob": FLOAT}`: these keys in this

@@ -172,21 +172,8 @@ public enum COCOFiles {
   static let maximumFileBytes: Int64 = 2 << 30
 
   static func readFile(_ path: String) throws -> Data {
-    var isDirectory: ObjCBool = false
-    guard FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory) else {
-      throw CaptionError(.unreadable, path: path, "no such file")
-    }
-    guard !isDirectory.boolValue else { throw CaptionError(.notAFile, path: path, "is a directory") }
-    let size = (try? FileManager.default.attributesOfItem(atPath: path)[.size] as? NSNumber)?.int64Value ?? 0
-    guard size <= maximumFileBytes else {
-      throw CaptionError(
-        .tooLarge, path: path, "\(size) bytes: larger than the \(maximumFileBytes >> 20) MiB allowed")
-    }
-    do {
-      return try Data(contentsOf: URL(fileURLWithPath: path))
-    } catch {
-      throw CaptionError(.unreadable, path: path, "cannot read: \(error.localizedDescription)")
-    }
+    Data(
+      try RegularFile.read(path, maximumBytes: Int(maximumFileBytes), what: "a results or references file"))
   }
 
   static func writeJSON(_ object: Any, to path: String) throws {

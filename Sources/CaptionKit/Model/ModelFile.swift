@@ -127,7 +127,7 @@ public struct ModelFile {
     } catch let error as CaptionError {
       throw error
     } catch {
-      throw bad("metadata config is not a valid model configuration: \(decodingReason(error))")
+      throw bad("metadata config is not a valid model configuration: \(CaptionError.decodingReason(error))")
     }
     do {
       try config.validate()
@@ -146,7 +146,7 @@ public struct ModelFile {
     } catch let error as CaptionError {
       throw error
     } catch {
-      throw bad("metadata vocab is not a JSON array of strings: \(decodingReason(error))")
+      throw bad("metadata vocab is not a JSON array of strings: \(CaptionError.decodingReason(error))")
     }
     guard words.count == config.vocabSize else {
       throw bad("metadata vocab holds \(words.count) words but config vocab_size is \(config.vocabSize)")
@@ -165,7 +165,9 @@ public struct ModelFile {
     } catch let error as CaptionError {
       throw error
     } catch {
-      throw bad("metadata preprocess is not {\"image_size\", \"mean\", \"std\"}: \(decodingReason(error))")
+      throw bad(
+        "metadata preprocess is not {\"image_size\", \"mean\", \"std\"}: \(CaptionError.decodingReason(error))"
+      )
     }
     guard preprocess.image_size == config.imageSize else {
       throw bad(
@@ -209,23 +211,6 @@ public struct ModelFile {
     let names = Set(expected.map(\.name))
     if let extra = tensors.keys.sorted().first(where: { !names.contains($0) }) {
       throw bad("tensor \"\(extra)\" is not part of a \(config.cell.rawValue) model of this configuration")
-    }
-  }
-
-  /// A `DecodingError` in a few words (the key path and what was wrong).
-  private static func decodingReason(_ error: Error) -> String {
-    guard let error = error as? DecodingError else { return "\(error)" }
-    func path(_ context: DecodingError.Context) -> String {
-      let keys = context.codingPath.map { $0.intValue.map { "[\($0)]" } ?? $0.stringValue }
-      return keys.isEmpty ? "" : "at \(keys.joined(separator: ".")): "
-    }
-    switch error {
-    case .typeMismatch(_, let context), .valueNotFound(_, let context), .dataCorrupted(let context):
-      return path(context) + context.debugDescription
-    case .keyNotFound(let key, let context):
-      return path(context) + "key \"\(key.stringValue)\" is missing"
-    @unknown default:
-      return "\(error)"
     }
   }
 

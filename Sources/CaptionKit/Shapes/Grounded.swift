@@ -46,10 +46,8 @@ public struct Scene: Equatable, Sendable {
 public enum Scenes {
   /// Reads scenes.json, keyed by image id.
   public static func load(path: String) throws -> [Int: Scene] {
-    guard let data = FileManager.default.contents(atPath: path) else {
-      throw CaptionError(.unreadable, path: path, "cannot read the scenes file")
-    }
-    return try parse(data, path: path)
+    return try parse(
+      Data(try RegularFile.read(path, maximumBytes: 2 << 30, what: "a scenes file")), path: path)
   }
 
   /// Parses the content of a scenes.json (`path` names it in errors):

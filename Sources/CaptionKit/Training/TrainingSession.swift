@@ -73,7 +73,8 @@ final class TrainingSession {
     let size = model.config.imageSize  // the model's own (with --init, the file's)
     let load: @Sendable (String) throws -> RGBImage = { path in try Preprocess.load(path: path, size: size) }
     let onSkip: @Sendable (String, String) -> Void = { path, reason in
-      FileHandle.standardError.write(Data("caption: skipped \(path): \(reason)\n".utf8))
+      let line = "caption: skipped " + CaptionError(.unreadable, path: path, reason).description  // escaped
+      FileHandle.standardError.write(Data((line + "\n").utf8))
     }
     trainLoader = try BatchLoader(
       images: prepared.train, captions: prepared.trainCaptions, batchSize: options.batchSize,
@@ -124,6 +125,7 @@ final class TrainingSession {
     if let initPath = options.initModel {
       let file = try ModelFile.load(path: initPath)
       (mean, std) = (file.mean, file.std)
+      try TrainingMemory(config: file.config, options: options).check()
       prepared = try PreparedCaptions.prepare(
         dataset, minCount: options.minCount, maxLength: options.maxLength, vocabulary: file.vocabulary,
         data: options.data, progress: preparing)
@@ -134,6 +136,8 @@ final class TrainingSession {
       prepared = try PreparedCaptions.prepare(
         dataset, minCount: options.minCount, maxLength: options.maxLength, data: options.data,
         progress: preparing)
+      try TrainingMemory(config: options.modelConfig(vocabSize: prepared.vocabulary.count), options: options)
+        .check()
       model = CaptionModel(config: options.modelConfig(vocabSize: prepared.vocabulary.count))
       var generator = SeededGenerator(seed: options.seed)
       model.initialize(using: &generator)
@@ -165,6 +169,8 @@ final class TrainingSession {
       options = try JSONDecoder().decode(TrainOptions.self, from: Data(try meta("options").utf8))
     } catch let error as CaptionError {
       throw error
+    } catch let error as DecodingError {
+      throw CaptionError(.badModel, path: files.state, "options: \(CaptionError.decodingReason(error))")
     } catch {
       throw CaptionError(.badModel, path: files.state, "the options in the training state do not decode")
     }
@@ -180,6 +186,7 @@ final class TrainingSession {
     let dataset = try Dataset.load(
       data: options.data, images: options.images, valData: options.valData,
       trainList: options.trainList, valList: options.valList, testList: options.testList)
+    try TrainingMemory(config: latest.config, options: options).check()
     let model = CaptionModel(config: latest.config)
     try model.adopt(tensors: latest.tensors, path: files.latest)
     let prepared = try PreparedCaptions.prepare(
