@@ -255,7 +255,7 @@ final class MetricsTests: XCTestCase {
   /// Scoring 5 000 images × 5 references is linear: every caption's n-grams are interned once
   /// (counted: the n-grams of n ≤ 4 of each caption, no more), not once per comparison.
   func testScoringInternsEachCaptionsNGramsOnce() {
-    var generator = MetricsBenchmark.SeededGenerator(seed: 1)
+    var generator = SeededGenerator(seed: 1)
     var candidates: [Int: [String]] = [:]
     var references: [Int: [[String]]] = [:]
     var ngrams = 0
