@@ -100,4 +100,61 @@ final class CommandTests: XCTestCase {
       XCTAssertNotNil(object[key], key)
     }
   }
+
+  /// `describe` and `evaluate` take one set of decoding flags, with the same help.
+  func testDescribeAndEvaluateShareTheDecodingFlags() throws {
+    func decodingSection(_ command: String) throws -> String {
+      let help = try runCaption([command, "--help"], environment: ["COLUMNS": "80"]).stdout
+      let start = try XCTUnwrap(help.range(of: "DECODING:\n"), "\(command) --help has a decoding group")
+      return String(help[start.upperBound...]).components(separatedBy: "\n\n")[0]
+    }
+    let describe = try decodingSection("describe")
+    XCTAssertEqual(try decodingSection("evaluate"), describe)
+    for flag in [
+      "--beam", "--max-length", "--sample", "--temperature", "--top-k", "--seed", "--forbid-unk",
+      "--block-trigrams",
+    ] {
+      XCTAssertTrue(describe.contains(flag + " ") || describe.contains(flag + "\n"), flag)
+    }
+    XCTAssertTrue(describe.contains("(default: 3)"), "beam 3 by default for both")
+  }
+
+  /// Decoding values out of range are usage errors (64) naming the flag, found before any model or
+  /// image is read.
+  func testDecodingRangesAreCheckedWhenParsed() throws {
+    for command in [["describe", "missing.png"], ["evaluate", "--data", "missing"]] {
+      for (flag, value) in [
+        ("--beam", "1000000"), ("--beam", "0"), ("--beam", "\(DecodingOptions.maximumBeamSize + 1)"),
+        ("--max-length", "0"), ("--max-length", "\(DecodingOptions.maximumLength + 1)"),
+        ("--temperature", "0"), ("--temperature", "nan"), ("--top-k", "-1"),
+      ] {
+        let run = try runCaption(command + ["--model", "missing.safetensors", flag, value])
+        XCTAssertEqual(run.status, 64, "\(command[0]) \(flag) \(value)")
+        XCTAssertTrue(run.stderr.contains(flag), "\(command[0]) \(flag) \(value): \(run.stderr)")
+      }
+    }
+    let widest = try runCaption([
+      "describe", "--model", CommandTests.model, "--beam", "\(DecodingOptions.maximumBeamSize)", image,
+    ])
+    XCTAssertEqual(widest.status, 0, widest.stderr)
+  }
+
+  /// `evaluate --sample`: each image draws from its own stream, so the captions do not depend on the
+  /// batch size.
+  func testEvaluateSamplesIndependentlyOfTheBatchSize() throws {
+    let folder = temporaryFolder()
+    var results: [String] = []
+    for batch in ["1", "3", "32"] {
+      let path = folder + "/results-\(batch).json"
+      let run = try runCaption([
+        "evaluate", "--model", CommandTests.model, "--data", TrainerTests.dataFolder, "--split", "val",
+        "--sample", "--temperature", "3", "--seed", "7", "--batch-size", batch, "--results", path,
+      ])
+      XCTAssertEqual(run.status, 0, run.stderr)
+      XCTAssertTrue(run.stdout.contains("sampled"), run.stdout)
+      results.append(try String(contentsOfFile: path, encoding: .utf8))
+    }
+    XCTAssertEqual(results[0], results[1])
+    XCTAssertEqual(results[0], results[2])
+  }
 }

@@ -122,9 +122,11 @@ struct CommandRun {
 }
 
 /// Runs the `caption` executable built beside the test bundle (`swift test` builds it), with
-/// OPENBLAS_NUM_THREADS=1 and no CAPTION_MODEL, feeding `stdin` when given.
+/// OPENBLAS_NUM_THREADS=1 and no CAPTION_MODEL (plus `environment`), in `directory` when given,
+/// feeding `stdin` when given.
 func runCaption(
-  _ arguments: [String], stdin: String? = nil, file: StaticString = #filePath, line: UInt = #line
+  _ arguments: [String], stdin: String? = nil, environment extra: [String: String] = [:],
+  directory: String? = nil, file: StaticString = #filePath, line: UInt = #line
 ) throws -> CommandRun {
   let folder = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent()
   let executable = folder.appendingPathComponent("caption")
@@ -138,7 +140,9 @@ func runCaption(
   var environment = ProcessInfo.processInfo.environment
   environment["OPENBLAS_NUM_THREADS"] = "1"
   environment.removeValue(forKey: "CAPTION_MODEL")
+  environment.merge(extra) { $1 }
   process.environment = environment
+  if let directory { process.currentDirectoryURL = URL(fileURLWithPath: directory) }
   let output = Pipe()
   let errors = Pipe()
   let input = Pipe()

@@ -91,7 +91,9 @@ public struct TrainOptions: Codable, Equatable, Sendable {
     if batchSize < 1 { try fail("--batch-size must be at least 1") }
     if captionsPerImage < 1 { try fail("--captions-per-image must be at least 1") }
     if !(learningRate > 0 && learningRate.isFinite) { try fail("--lr must be positive") }
-    if maxLength < 2 { try fail("--max-length must be at least 2") }
+    if maxLength < 2 || maxLength > DecodingOptions.maximumLength {
+      try fail("--max-length must be from 2 to \(DecodingOptions.maximumLength)")  // validation decodes
+    }
     if minCount < 1 { try fail("--min-count must be at least 1") }
     if threads < 1 || workers < 0 { try fail("--threads must be at least 1 and --workers at least 0") }
     if !(clip >= 0) || !(weightDecay >= 0) { try fail("--clip and --weight-decay must not be negative") }
