@@ -157,4 +157,99 @@ final class CommandTests: XCTestCase {
     XCTAssertEqual(results[0], results[1])
     XCTAssertEqual(results[0], results[2])
   }
+
+  /// Every `train` flag sets the `TrainOptions` field of its name (read back from the saved state),
+  /// and `--resume` continues from that state without `--data`.
+  func testTrainFlagsSetTheirOptionsAndResumeContinues() throws {
+    let folder = temporaryFolder()
+    var expected = TrainOptions(data: TrainerTests.dataFolder, out: folder + "/m.safetensors")
+    expected.cache = folder + "/cache"
+    expected.workers = 1
+    expected.minCount = 1
+    expected.maxLength = 12
+    expected.initModel = CommandTests.model
+    expected.imageSize = 16
+    expected.layers = [.conv(4), .maxPool, .conv(6)]
+    expected.pool = .avg
+    expected.dv = 8
+    expected.embed = 6
+    expected.hidden = 10
+    expected.cell = .gru
+    expected.rnnLayers = 2
+    expected.imageInput = .first
+    expected.dropout = 0.2
+    expected.epochs = 3
+    expected.batchSize = 8
+    expected.captionsPerImage = 1
+    expected.learningRate = 0.003
+    expected.schedule = .step
+    expected.warmupSteps = 2
+    expected.stepEpochs = 2
+    expected.stepGamma = 0.25
+    expected.weightDecay = 0.01
+    expected.beta2 = 0.99
+    expected.wordLoss = 2
+    expected.sceneLoss = 1
+    expected.mentionLoss = 0.5
+    expected.clip = 2
+    expected.seed = 9
+    expected.threads = 1
+    expected.valEvery = 2
+    expected.valImages = 4
+    expected.patience = 3
+    expected.keepEvery = 5
+    expected.logEvery = 1
+    expected.maxSteps = 1
+    let run = try runCaption([
+      "train", "--data", TrainerTests.dataFolder, "--out", folder + "/m.safetensors", "--cache",
+      folder + "/cache", "--workers", "1", "--min-count", "1", "--max-length", "12", "--init",
+      CommandTests.model, "--image-size", "16", "--layers", "4,M,6", "--pool", "avg", "--dv", "8",
+      "--embed", "6", "--hidden", "10", "--cell", "gru", "--rnn-layers", "2", "--image-input", "first",
+      "--dropout", "0.2", "--epochs", "3", "--batch-size", "8", "--captions-per-image", "1", "--lr",
+      "0.003", "--schedule", "step", "--warmup", "2", "--step-epochs", "2", "--step-gamma", "0.25",
+      "--weight-decay", "0.01", "--beta2", "0.99", "--word-loss", "2", "--scene-loss", "1",
+      "--mention-loss", "0.5", "--clip", "2", "--seed", "9", "--threads", "1", "--val-every", "2",
+      "--val-images", "4", "--patience", "3", "--keep-every", "5", "--log-every", "1", "--max-steps", "1",
+    ])
+    XCTAssertEqual(run.status, 0, run.stderr)
+    let files = TrainingFiles(out: folder + "/m.safetensors")
+    func saved() throws -> (options: TrainOptions, step: String?) {
+      let state = try Safetensors.read(path: files.state)
+      let json = try XCTUnwrap(state.metadata["options"])
+      return (try JSONDecoder().decode(TrainOptions.self, from: Data(json.utf8)), state.metadata["step"])
+    }
+    XCTAssertEqual(try saved().options, expected)
+    XCTAssertEqual(try saved().step, "1")
+
+    let resumed = try runCaption([
+      "train", "--out", folder + "/m.safetensors", "--resume", "--max-steps", "2", "--threads", "1",
+    ])
+    XCTAssertEqual(resumed.status, 0, resumed.stderr)
+    XCTAssertEqual(try saved().step, "2")
+    expected.maxSteps = 2
+    expected.workers = 2  // how the work runs comes from the resuming command line
+    expected.logEvery = 20
+    XCTAssertEqual(try saved().options, expected)
+  }
+
+  /// Bad `train` values are usage errors (64) naming the flag, found before any file is read.
+  func testTrainRangesAreCheckedWhenParsed() throws {
+    let base = ["train", "--data", "missing", "--out", temporaryFolder() + "/m.safetensors"]
+    for (flag, value) in [
+      ("--layers", "3,X"), ("--layers", "M"), ("--image-size", "0"), ("--image-size", "8"),
+      ("--rnn-layers", "0"), ("--dropout", "1"), ("--max-length", "1"), ("--max-length", "101"),
+      ("--epochs", "0"), ("--log-every", "0"), ("--val-every", "0"), ("--step-epochs", "0"),
+      ("--val-images", "-1"), ("--warmup", "-1"), ("--step-gamma", "nan"), ("--lr", "0"),
+      ("--clip", "-1"), ("--word-loss", "-1"), ("--scene-loss", "inf"), ("--mention-loss", "-1"),
+      ("--beta2", "1"), ("--workers", "-1"), ("--threads", "0"), ("--pool", "max"),
+    ] {
+      let run = try runCaption(base + ["\(flag)=\(value)"])
+      XCTAssertEqual(run.status, 64, "\(flag) \(value)")
+      XCTAssertTrue(run.stderr.contains(flag), "\(flag) \(value): \(run.stderr)")
+    }
+    let noData = try runCaption(["train", "--out", temporaryFolder() + "/m.safetensors"])
+    XCTAssertEqual(noData.status, 64)
+    XCTAssertTrue(noData.stderr.contains("--data"), noData.stderr)
+    XCTAssertEqual(try runCaption(["train", "--data", "missing", "--out", ""]).status, 64)
+  }
 }
