@@ -7,14 +7,15 @@ struct Describe: ParsableCommand {
     commandName: "describe",
     abstract: "Caption images.",
     discussion: """
-      Prints `PATH: caption` per image, or the bare caption when exactly one file is given.
-      Directories expand to their .jpg/.jpeg/.png files (sorted); `-` reads paths from stdin.
-      The model is --model, else $CAPTION_MODEL, else models/shapes.safetensors (here or beside
-      the executable). Exit status 1 if any image could not be captioned.
+      Prints `PATH: caption` per image, or the bare caption when exactly one file \
+      is given. Directories expand to their .jpg/.jpeg/.png files (sorted); `-` \
+      reads paths from stdin. The model is --model, else $CAPTION_MODEL, else \
+      models/shapes.safetensors (here or beside the executable). Exit status 1 if \
+      any image could not be captioned.
 
       Examples:
-        caption describe datasets/shapes/examples/0001.png
-        caption describe --beam 5 photos/
+        caption describe datasets/shapes/examples/000001.png
+        caption describe --beam 5 datasets/shapes/examples
         caption describe --json photos/*.jpg > captions.jsonl
         caption describe --sample --temperature 0.8 --top-k 10 --seed 3 photo.jpg
         find photos -name '*.jpg' | caption describe -

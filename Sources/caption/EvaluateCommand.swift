@@ -7,14 +7,15 @@ struct Evaluate: ParsableCommand {
     commandName: "evaluate",
     abstract: "Caption a dataset split and score it (BLEU-1..4, ROUGE-L, CIDEr-D, grounded scores).",
     discussion: """
-      Captions are decoded as describe decodes them: beam 3 unless --beam or --sample says otherwise.
-      Grounded scores (object F1, attribute, count and relation accuracy) are added where the
-      dataset folder holds scenes.json.
+      Captions are decoded as describe decodes them: beam 3 unless --beam or \
+      --sample says otherwise. Grounded scores (object F1, attribute, count and \
+      relation accuracy) are added where the dataset folder holds scenes.json.
 
       Examples:
         caption evaluate --data datasets/shapes/sample --split test
-        caption evaluate --model runs/shapes.safetensors --data data/shapes --beam 1 --json
-        caption evaluate --data data/shapes --results results.json --references-out refs.json --report report.html
+        caption evaluate --data datasets/shapes/sample --beam 1 --json
+        caption evaluate --model runs/shapes.safetensors --data data/shapes \\
+          --results results.json --references-out refs.json --report report.html
       """)
 
   @Option(help: "The model file (default: as describe finds it).") var model: String?

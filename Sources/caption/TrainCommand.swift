@@ -7,15 +7,17 @@ struct Train: ParsableCommand {
     commandName: "train",
     abstract: "Train a model on a captioning dataset.",
     discussion: """
-      Writes the best model (by validation CIDEr-D) to --out, and beside it NAME.latest.safetensors,
-      NAME.latest.state (for --resume) and NAME.log.jsonl (one JSON object per logged step).
-      Ctrl-C saves the latest state and exits with status 130; --resume continues exactly.
+      Writes the best model (by validation CIDEr-D) to --out, and beside it \
+      NAME.latest.safetensors, NAME.latest.state (for --resume) and \
+      NAME.log.jsonl (one JSON object per logged step). Ctrl-C saves the latest \
+      state and exits with status 130; --resume continues exactly.
 
       Examples:
         caption dataset shapes --out data/shapes --count 10000 --seed 1
         caption train --data data/shapes --out runs/shapes.safetensors
-        caption train --data dataset_flickr8k.json --images Flicker8k_Dataset --out runs/f8k.safetensors
         caption train --data data/shapes --out runs/shapes.safetensors --resume
+        caption train --data dataset_flickr8k.json --images Flicker8k_Dataset \\
+          --out runs/f8k.safetensors
       """)
 
   @OptionGroup(title: "Data") var data: DataOptions

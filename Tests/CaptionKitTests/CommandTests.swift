@@ -252,4 +252,62 @@ final class CommandTests: XCTestCase {
     XCTAssertTrue(noData.stderr.contains("--data"), noData.stderr)
     XCTAssertEqual(try runCaption(["train", "--data", "missing", "--out", ""]).status, 64)
   }
+
+  /// Every command's help (found through the SUBCOMMANDS lists) fits in 80 columns, and every
+  /// `caption ...` example in it that names bundled files (under datasets/ or models/) names files
+  /// that exist and runs as written from the repository's folder, unless it writes files (then only
+  /// the paths are checked).
+  func testHelpExamplesNameBundledFilesThatExistAndRun() throws {
+    let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+      .deletingLastPathComponent().path
+    var commands: [[String]] = [[]]
+    var examples: [String] = []
+    var next = 0
+    while next < commands.count {
+      let command = commands[next]
+      next += 1
+      let name = (["caption"] + command).joined(separator: " ")
+      let help = try runCaption(command + ["--help"], environment: ["COLUMNS": "80"])
+      XCTAssertEqual(help.status, 0, name)
+      for line in help.stdout.split(separator: "\n") {
+        XCTAssertLessThanOrEqual(line.count, 80, "\(name) --help: \(line)")
+      }
+      if let section = help.stdout.components(separatedBy: "SUBCOMMANDS:\n").dropFirst().first {
+        for line in section.components(separatedBy: "\n\n")[0].split(separator: "\n")
+        where line.hasPrefix("  ") && !line.hasPrefix("   ") {
+          commands.append(command + [String(line.split(separator: " ")[0])])
+        }
+      }
+      // Example lines start with `caption`; a trailing backslash continues one on the next line.
+      var example: String?
+      for line in help.stdout.split(separator: "\n").map({ $0.trimmingCharacters(in: .whitespaces) }) {
+        if example == nil && !line.hasPrefix("caption ") { continue }
+        let text = (example.map { $0 + " " } ?? "") + line
+        if text.hasSuffix("\\") {
+          example = String(text.dropLast()).trimmingCharacters(in: .whitespaces)
+        } else {
+          examples.append(text)
+          example = nil
+        }
+      }
+    }
+    XCTAssertGreaterThanOrEqual(commands.count, 10, "every command and subcommand")
+
+    let writers: Set<String> = ["--out", "--results", "--references-out", "--report", "--cache"]
+    var ran = 0
+    for example in Set(examples).sorted() {
+      let words = example.components(separatedBy: " #")[0].split(separator: " ").map(String.init)
+      let bundled = words.filter { $0.hasPrefix("datasets/") || $0.hasPrefix("models/") }
+      if bundled.isEmpty { continue }
+      for path in bundled {
+        XCTAssertTrue(FileManager.default.fileExists(atPath: root + "/" + path), "\(example): \(path)")
+      }
+      if !writers.isDisjoint(with: words) { continue }
+      let run = try runCaption(Array(words.dropFirst()), directory: root)
+      XCTAssertEqual(run.status, 0, "\(example): \(run.stderr)")
+      XCTAssertFalse(run.stdout.isEmpty, example)
+      ran += 1
+    }
+    XCTAssertGreaterThanOrEqual(ran, 4, "the examples on bundled files run")
+  }
 }
