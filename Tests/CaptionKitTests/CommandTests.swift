@@ -310,4 +310,20 @@ final class CommandTests: XCTestCase {
     }
     XCTAssertGreaterThanOrEqual(ran, 4, "the examples on bundled files run")
   }
+
+  /// `bench --forward-only` times the encoder's forward alone and prints its figure last.
+  func testBenchForwardOnlyPrintsItsFigureLast() throws {
+    let run = try runCaption([
+      "bench", "--forward-only", "--image-size", "16", "--layers", "4,M,8", "--dv", "8", "--batch", "3",
+      "--steps", "2", "--threads", "1",
+    ])
+    XCTAssertEqual(run.status, 0, run.stderr)
+    let last = try XCTUnwrap(run.stdout.split(separator: "\n").last)
+    XCTAssertTrue(last.hasPrefix("forward_images_per_s="), String(last))
+    let figure = try XCTUnwrap(Double(last.dropFirst("forward_images_per_s=".count)), String(last))
+    XCTAssertGreaterThan(figure, 0)
+    XCTAssertFalse(run.stdout.contains("train_images_per_s"), "the forward alone")
+    let both = try runCaption(["bench", "--forward-only", "--decode"])
+    XCTAssertEqual(both.status, 64)
+  }
 }
