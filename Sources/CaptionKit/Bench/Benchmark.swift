@@ -34,31 +34,6 @@ public enum Benchmark {
     BLAS.setThreads(options.threads)
     let config = options.config
     let model = CaptionModel(config: config)
-    // For comparing kernels in one binary (default: each layer's own choice):
-    // CAPTION_BENCH_CONV=im2col|winograd forces every conv layer's algorithm,
-    // CAPTION_BENCH_WINOGRAD=blocked|gemm how Winograd layers run (Conv2D.WinogradKernel), and
-    // CAPTION_BENCH_WINOGRAD_MIN_BATCH, CAPTION_BENCH_BLOCKED_BUDGET, CAPTION_BENCH_CONV_BUDGET
-    // override the layers' thresholds and workspace bounds.
-    let environment = ProcessInfo.processInfo.environment
-    func integer(_ name: String) -> Int? { environment[name].flatMap(Int.init) }
-    for conv in model.encoder.convolutions {
-      switch environment["CAPTION_BENCH_CONV"] {
-      case "im2col": conv.algorithm = .im2col
-      case "winograd": conv.algorithm = .winograd
-      default: break
-      }
-      switch environment["CAPTION_BENCH_WINOGRAD"] {
-      case "blocked": conv.winogradKernel = .blocked
-      case "gemm": conv.winogradKernel = .gemm
-      default: break
-      }
-      if let batch = integer("CAPTION_BENCH_WINOGRAD_MIN_BATCH") { conv.winogradMinBatch = batch }
-      if let budget = integer("CAPTION_BENCH_BLOCKED_BUDGET") { conv.blockedBudget = budget }
-      if let budget = integer("CAPTION_BENCH_CONV_BUDGET") {
-        conv.columnBudget = budget
-        conv.winogradBudget = budget
-      }
-    }
     var generator = SeededGenerator(seed: 1)
     model.initialize(using: &generator)
     let optimizer = Adam(parameters: model.parameters, learningRate: 1e-4)
