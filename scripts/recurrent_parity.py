@@ -12,9 +12,6 @@ How each cell is computed, independently of the Swift code:
   m_t = [t = 0] for `first`; for the GRU, W_in [x; v] = W_in x + W_iv,n v joins the input side).
   Layer l > 0 reads [h_{l−1,t} ; m_t·v].
 - peephole, coupled: SPEC §3's equations written out with torch autograd.
-- bidirectional (lstm, gru, rnn, `every`): nn.LSTM/GRU/RNN(bidirectional=True) over
-  pack_padded_sequence, so the backward direction starts at each row's last real token and
-  pad_packed_sequence gives zero output at padding.
 Everything in float64. The loss is Σ out ⊙ R with a fixed random R; its gradients are stored.
 """
 import json
@@ -145,44 +142,11 @@ def stack_case(cell, mode):
     return record(f"{cell} {mode}", cell, mode, False, None, x, v, named, h)
 
 
-def bidirectional_case(cell, lengths):
-    x = uniform(T, B, IN, scale=1.0)
-    v = uniform(B, DV, scale=1.0)
-    cls = {"lstm": torch.nn.LSTM, "gru": torch.nn.GRU, "rnn": torch.nn.RNN}[cell]
-    named = []
-    h = x
-    for l in range(LAYERS):
-        in_l = IN if l == 0 else 2 * H
-        module = cls(in_l + DV, H, num_layers=1, bidirectional=True, dtype=DT)
-        weights = {}
-        for direction, suffix in (("forward", ""), ("backward", "_reverse")):
-            g = GATES[cell] * H
-            p = {
-                "weight_ih": uniform(g, in_l),
-                "weight_hh": uniform(g, H),
-                "weight_iv": uniform(g, DV),
-                "bias_ih": uniform(g),
-                "bias_hh": uniform(g),
-            }
-            named += [(f"{l}.{direction}.{k}", t) for k, t in p.items()]
-            weights[f"weight_ih_l0{suffix}"] = torch.cat([p["weight_ih"], p["weight_iv"]], dim=1)
-            weights[f"weight_hh_l0{suffix}"] = p["weight_hh"]
-            weights[f"bias_ih_l0{suffix}"] = p["bias_ih"]
-            weights[f"bias_hh_l0{suffix}"] = p["bias_hh"]
-        xv = torch.cat([h, v.unsqueeze(0).expand(T, B, DV)], dim=2)
-        packed = torch.nn.utils.rnn.pack_padded_sequence(xv, torch.tensor(lengths), enforce_sorted=False)
-        out, _ = torch.func.functional_call(module, weights, (packed,))
-        h, _ = torch.nn.utils.rnn.pad_packed_sequence(out, total_length=T)
-    return record(f"bidirectional {cell} every lengths {lengths}", cell, "every", True, lengths, x, v, named, h)
-
-
 def main():
     cases = []
     for cell in ("lstm", "gru", "rnn", "peephole", "coupled"):
         for mode in ("every", "first"):
             cases.append(stack_case(cell, mode))
-    for cell in ("lstm", "gru", "rnn"):
-        cases.append(bidirectional_case(cell, [4, 2, 3]))
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     folder = os.path.join(root, "Tests", "CaptionKitTests", "Fixtures", "recurrent")
     os.makedirs(folder, exist_ok=True)

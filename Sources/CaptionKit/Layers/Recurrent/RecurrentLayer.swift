@@ -13,10 +13,10 @@
 ///   the gate gradients summed over the image steps.
 /// Workspaces are sized once per (T, B) and reused; nothing is allocated per step.
 ///
-/// `reverse` runs backward in time (the second direction of a bidirectional layer): step order
-/// T−1, …, 0, the state after time t feeding time t−1. With `lengths`, row b's positions t ≥ lengths[b]
-/// are padding: the state there is forced to zero (so the reverse direction starts at each sequence's
-/// last real token, and the output at padding is zero in either direction).
+/// `reverse` runs backward in time: step order T−1, …, 0, the state after time t feeding time t−1.
+/// With `lengths`, row b's positions t ≥ lengths[b] are padding: the state there is forced to zero
+/// (so the reverse direction starts at each sequence's last real token, and the output at padding
+/// is zero in either direction).
 ///
 /// The tensors `forward` returns and `backward` returns are this layer's workspaces: valid until the
 /// next call. The input and image given to `forward` must stay unchanged until `backward`.
