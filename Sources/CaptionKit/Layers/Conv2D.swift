@@ -19,7 +19,7 @@ public final class Conv2D {
     case im2col
     case winograd
   }
-  /// Below this many input channels the Winograd GEMMs are too thin (K = Cin) to pay off.
+  /// Below this many input channels the Winograd products are too thin (K = Cin) to pay off.
   public static let winogradMinChannels = 8
   /// The algorithm used by forward and backward (the same for both).
   public var algorithm: Algorithm
