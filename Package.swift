@@ -15,7 +15,7 @@ let systemLibraries: [Target] = [
     providers: [.apt(["libopenblas-dev"])]),
 ]
 
-// MARK: - C shims: only what Swift cannot do (setjmp/longjmp error recovery, vectorised math)
+// MARK: - C shims: only what Swift cannot do (setjmp/longjmp error recovery, signal handlers)
 
 let shims: Target = .target(
   name: "CShims",

@@ -7,14 +7,17 @@ struct Bench: ParsableCommand {
     commandName: "bench",
     abstract: "Measure training and captioning throughput (SPEC §7).",
     discussion: """
-      Trains on random data of a fixed shape and prints, last, `train_images_per_s=` (forward,
-      backward and an Adam step; median over timed steps after a warm-up) and `describe_ms=` (one
-      image: encoder plus exactly --length greedy steps; median).
+      Trains on random data of a fixed shape and prints, last, `train_images_per_s=` \
+      (forward, backward and an Adam step; median over timed steps after a warm-up) \
+      and `describe_ms=` (one image: encoder plus exactly --length greedy steps; \
+      median). With --forward-only it prints, last, `forward_images_per_s=` (the \
+      encoder's forward alone at --batch, as feature extraction runs it; median).
 
       Examples:
         caption bench
         caption bench --threads 1 --cell gru
         caption bench --profile
+        caption bench --forward-only  # the encoder's forward alone
         caption bench --decode        # image decoding and preprocessing instead
         caption bench --metrics       # scoring 5 000 images × 5 references instead
       """)
@@ -33,6 +36,7 @@ struct Bench: ParsableCommand {
   @Flag(help: "Print the time of each part of a training step.") var profile = false
   @Flag(help: "Benchmark JPEG decoding and preprocessing instead.") var decode = false
   @Flag(help: "Benchmark the caption metrics instead.") var metrics = false
+  @Flag(help: "Benchmark the encoder's forward alone at --batch instead.") var forwardOnly = false
 
   func validate() throws {
     if EncoderLayer.parseList(layers) == nil {
@@ -46,6 +50,9 @@ struct Bench: ParsableCommand {
       throw ValidationError("--\(name) must be at least 1")
     }
     if vocab < 5 { throw ValidationError("--vocab must be at least 5") }
+    if [decode, metrics, forwardOnly].filter({ $0 }).count > 1 {
+      throw ValidationError("--decode, --metrics and --forward-only exclude each other")
+    }
   }
 
   func run() throws {
@@ -67,6 +74,7 @@ struct Bench: ParsableCommand {
       options.timedSteps = steps
       options.profile = profile
       try options.config.validate()
+      if forwardOnly { return Benchmark.runForwardOnly(options, log: log) }
       Benchmark.run(options, log: log)
     }
   }

@@ -9,10 +9,10 @@ struct Caption: ParsableCommand {
     abstract: "Caption images with a CNN encoder and a recurrent decoder, trained on your CPU.",
     discussion: """
       Examples:
-        caption describe photo.jpg
+        caption describe datasets/shapes/examples/000001.png
         caption dataset shapes --out data/shapes --count 10000 --seed 1
         caption train --data data/shapes --out runs/shapes.safetensors
-        caption evaluate --model runs/shapes.safetensors --data data/shapes --split test
+        caption evaluate --model runs/shapes.safetensors --data data/shapes
         caption preprocess photo.jpg --out seen.png
       """,
     version: captionVersion,

@@ -9,6 +9,7 @@ struct DatasetCommand: ParsableCommand {
   struct Shapes: ParsableCommand {
     static let configuration = CommandConfiguration(
       commandName: "shapes", abstract: "Render the synthetic shapes dataset (SPEC §9).",
+      usage: "caption dataset shapes --out <dir> --count <n> --seed <seed> [<options>]",
       discussion: """
         Writes DIR/images/, DIR/captions.json (Karpathy layout, 5 captions per image, train/val/test \
         splits) and DIR/scenes.json (every object's shape, colour, size, centre and bounding box). \
@@ -16,7 +17,8 @@ struct DatasetCommand: ParsableCommand {
 
         Examples:
           caption dataset shapes --out data/shapes --count 10000 --seed 1
-          caption dataset shapes --out data/shapes-test --count 1000 --seed 2 --val 0 --test 1
+          caption dataset shapes --out data/shapes-test --count 1000 --seed 2 \\
+            --val 0 --test 1
         """)
 
     @Option(help: "The folder to write (created if missing; an existing dataset there needs --force).")

@@ -7,13 +7,15 @@ struct Evaluate: ParsableCommand {
     commandName: "evaluate",
     abstract: "Caption a dataset split and score it (BLEU-1..4, ROUGE-L, CIDEr-D, grounded scores).",
     discussion: """
-      Grounded scores (object F1, attribute, count and relation accuracy) are added where the
-      dataset folder holds scenes.json.
+      Captions are decoded as describe decodes them: beam 3 unless --beam or \
+      --sample says otherwise. Grounded scores (object F1, attribute, count and \
+      relation accuracy) are added where the dataset folder holds scenes.json.
 
       Examples:
         caption evaluate --data datasets/shapes/sample --split test
-        caption evaluate --model runs/shapes.safetensors --data data/shapes --beam 1 --json
-        caption evaluate --data data/shapes --results results.json --references-out refs.json --report report.html
+        caption evaluate --data datasets/shapes/sample --beam 1 --json
+        caption evaluate --model runs/shapes.safetensors --data data/shapes \\
+          --results results.json --references-out refs.json --report report.html
       """)
 
   @Option(help: "The model file (default: as describe finds it).") var model: String?
@@ -21,8 +23,6 @@ struct Evaluate: ParsableCommand {
   @Option(help: "The folder image paths are relative to.") var images: String?
   @Option(help: "The split to evaluate: train, val or test.") var split: String = "test"
   @Option(help: "Flickr8k: the test list.") var testList: String?
-  @Option(help: "Beam width (1: greedy).") var beam: Int = 3
-  @Option(help: "At most this many decoder steps.") var maxLength: Int = 20
   @Option(help: "Evaluate at most this many images (0: all).") var limit: Int = 0
   @Option(help: "Write COCO-format results here.") var results: String?
   @Option(help: "Write the split's references here as COCO captions JSON.") var referencesOut: String?
@@ -30,12 +30,12 @@ struct Evaluate: ParsableCommand {
   @Flag(help: "Print one JSON object with the scores.") var json = false
   @Option(help: "Images per batch.") var batchSize: Int = 32
   @Option(help: "Compute threads.") var threads: Int = 2
+  @OptionGroup(title: "Decoding") var decoding: DecodingFlags
 
   func validate() throws {
     if Split(rawValue: split) == nil { throw ValidationError("--split must be train, val or test") }
-    if beam < 1 || maxLength < 1 || batchSize < 1 || threads < 1 || limit < 0 {
-      throw ValidationError("--beam, --max-length, --batch-size and --threads must be at least 1")
-    }
+    if batchSize < 1 || threads < 1 { throw ValidationError("--batch-size and --threads must be at least 1") }
+    if limit < 0 { throw ValidationError("--limit must not be negative") }
   }
 
   func run() throws {
@@ -56,9 +56,7 @@ struct Evaluate: ParsableCommand {
       }
       if let scenesPath = dataset.scenesPath { line.show("reading \(scenesPath)") }
       let scenes = try dataset.scenesPath.map { try Scenes.load(path: $0) }
-      var options = DecodingOptions()
-      options.beamSize = beam
-      options.maxLength = maxLength
+      let options = decoding.options
       let result = Evaluator.run(
         captioner: captioner, images: chosen, options: options, scenes: scenes, batchSize: batchSize,
         progress: { done, total in
@@ -96,7 +94,9 @@ struct Evaluate: ParsableCommand {
         let data = try JSONSerialization.data(withJSONObject: object, options: [.sortedKeys])
         StandardOutput.line(String(decoding: data, as: UTF8.self))
       } else {
-        StandardOutput.line("\(result.images.count) images of the \(split) split, beam \(beam)")
+        let how =
+          options.sample ? "sampled at temperature \(decoding.temperature)" : "beam \(options.beamSize)"
+        StandardOutput.line("\(result.images.count) images of the \(split) split, \(how)")
         let keys = [
           "BLEU-1", "BLEU-2", "BLEU-3", "BLEU-4", "ROUGE-L", "CIDEr-D", "object-F1", "attribute-accuracy",
           "count-accuracy", "relation-accuracy",

@@ -5,6 +5,7 @@ struct Preprocess: ParsableCommand {
   static let configuration = CommandConfiguration(
     commandName: "preprocess",
     abstract: "Write an image as the network sees it.",
+    usage: "caption preprocess <image> --out <out> [<options>]",
     discussion: """
       Decodes IMAGE (JPEG or PNG), applies its EXIF orientation, resizes so the shorter side is \
       SIZE and centre-crops to SIZE×SIZE (SPEC §4), and writes the 8-bit pixels the network sees \

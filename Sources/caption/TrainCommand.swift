@@ -7,15 +7,17 @@ struct Train: ParsableCommand {
     commandName: "train",
     abstract: "Train a model on a captioning dataset.",
     discussion: """
-      Writes the best model (by validation CIDEr-D) to --out, and beside it NAME.latest.safetensors,
-      NAME.latest.state (for --resume) and NAME.log.jsonl (one JSON object per logged step).
-      Ctrl-C saves the latest state and exits with status 130; --resume continues exactly.
+      Writes the best model (by validation CIDEr-D) to --out, and beside it \
+      NAME.latest.safetensors, NAME.latest.state (for --resume) and \
+      NAME.log.jsonl (one JSON object per logged step). Ctrl-C saves the latest \
+      state and exits with status 130; --resume continues exactly.
 
       Examples:
         caption dataset shapes --out data/shapes --count 10000 --seed 1
         caption train --data data/shapes --out runs/shapes.safetensors
-        caption train --data dataset_flickr8k.json --images Flicker8k_Dataset --out runs/f8k.safetensors
         caption train --data data/shapes --out runs/shapes.safetensors --resume
+        caption train --data dataset_flickr8k.json --images Flicker8k_Dataset \\
+          --out runs/f8k.safetensors
       """)
 
   @OptionGroup(title: "Data") var data: DataOptions
@@ -24,67 +26,15 @@ struct Train: ParsableCommand {
   @OptionGroup(title: "Checkpoints and validation") var checkpoints: CheckpointOptions
 
   func validate() throws {
-    if checkpoints.out.isEmpty { throw ValidationError("--out must name a file") }
-    if !checkpoints.resume && data.data == nil {
-      throw ValidationError("--data is required (unless --resume)")
+    do { try options().validate(resuming: checkpoints.resume) } catch let error as CaptionError {
+      throw ValidationError(error.reason)
     }
   }
 
-  func options() throws -> TrainOptions {
-    var o = TrainOptions(data: data.data ?? "", out: checkpoints.out)
-    o.images = data.images
-    o.valData = data.valData
-    o.trainList = data.trainList
-    o.valList = data.valList
-    o.testList = data.testList
-    o.cache = data.cache
-    o.workers = data.workers
-    o.minCount = data.minCount
-    o.maxLength = data.maxLength
-    o.initModel = model.initModel
-    if let size = model.imageSize { o.imageSize = size }
-    if let text = model.layers {
-      guard let layers = EncoderLayer.parseList(text) else {
-        throw ValidationError("--layers takes a list like 32,32,M,64,64,M")
-      }
-      o.layers = layers
-    }
-    if let pool = model.pool { o.pool = pool }
-    if let dv = model.dv { o.dv = dv }
-    if let embed = model.embed { o.embed = embed }
-    if let hidden = model.hidden { o.hidden = hidden }
-    if let cell = model.cell { o.cell = cell }
-    if let layers = model.rnnLayers { o.rnnLayers = layers }
-    if let input = model.imageInput { o.imageInput = input }
-    if let dropout = model.dropout { o.dropout = dropout }
-    if let epochs = optimisation.epochs { o.epochs = epochs }
-    if let batch = optimisation.batchSize { o.batchSize = batch }
-    if let k = optimisation.captionsPerImage { o.captionsPerImage = k }
-    if let lr = optimisation.lr { o.learningRate = lr }
-    if let schedule = optimisation.schedule { o.schedule = schedule }
-    if let warmup = optimisation.warmup { o.warmupSteps = warmup }
-    if let stepEpochs = optimisation.stepEpochs { o.stepEpochs = stepEpochs }
-    if let gamma = optimisation.stepGamma { o.stepGamma = gamma }
-    if let decay = optimisation.weightDecay { o.weightDecay = decay }
-    if let beta2 = optimisation.beta2 { o.beta2 = beta2 }
-    o.wordLoss = optimisation.wordLoss ?? TrainOptions.defaultWordLoss
-    o.sceneLoss = optimisation.sceneLoss ?? TrainOptions.defaultSceneLoss
-    o.mentionLoss = optimisation.mentionLoss ?? TrainOptions.defaultMentionLoss
-    if let clip = optimisation.clip { o.clip = clip }
-    if let seed = optimisation.seed { o.seed = seed }
-    o.threads = optimisation.threads
-    o.valEvery = checkpoints.valEvery
-    o.valImages = checkpoints.valImages
-    o.patience = checkpoints.patience
-    o.keepEvery = checkpoints.keepEvery
-    o.logEvery = checkpoints.logEvery
-    o.maxSteps = checkpoints.maxSteps
-    do { try o.validate() } catch let error as CaptionError { throw ValidationError(error.reason) }
-    return o
-  }
+  func options() -> TrainOptions { TrainOptions(flags: [data, model, optimisation, checkpoints]) }
 
   func run() throws {
-    let options = try options()
+    let options = options()
     var summary: TrainSummary?
     try reportingErrors {
       let bar = TerminalLine().enabled ? ProgressBar() : nil
@@ -131,12 +81,17 @@ struct Train: ParsableCommand {
   }
 }
 
+/// `TrainOptions`' defaults, which the flags' defaults are.
+private let defaults = TrainOptions(data: "", out: "")
+
+// Each flag below is named as the `TrainOptions` field it sets (`TrainOptions(flags:)`).
+
 struct DataOptions: ParsableArguments {
   @Option(
     help:
       "The dataset: a folder with captions.json, a Karpathy-split JSON, a COCO captions JSON, or a Flickr8k token file."
   )
-  var data: String?
+  var data = ""
   @Option(help: "The folder the dataset's image paths are relative to.") var images: String?
   @Option(help: "A separate validation file (COCO captions JSON).") var valData: String?
   @Option(help: "Flickr8k: the training image list.") var trainList: String?
@@ -144,75 +99,151 @@ struct DataOptions: ParsableArguments {
   @Option(help: "Flickr8k: the test image list.") var testList: String?
   @Option(help: "Cache the preprocessed images in this file (written once, read in later epochs).") var cache:
     String?
-  @Option(help: "Image decoding threads.") var workers: Int = 2
-  @Option(help: "Words seen fewer times than this become <unk>.") var minCount: Int = 2
-  @Option(help: "Decoder steps per caption (words + <end>).") var maxLength: Int = 20
+  @Option(help: "Image decoding threads.") var workers = defaults.workers
+  @Option(help: "Words seen fewer times than this become <unk>.") var minCount = defaults.minCount
+  @Option(help: "Decoder steps per caption (words + <end>).") var maxLength = defaults.maxLength
 }
 
 struct ModelOptions: ParsableArguments {
   @Option(
     name: .customLong("init"), help: "Start from this model's weights (and its vocabulary and architecture).")
   var initModel: String?
-  @Option(help: "Image side in pixels (default 64).") var imageSize: Int?
-  @Option(
-    help:
-      "Encoder layers: conv channel counts and M for 2×2 max-pool (default 16,16,M,32,32,M,64,64,M,128,M).")
-  var layers: String?
-  @Option(help: "Encoder pooling: avg or flatten (default flatten, which keeps where things are).") var pool:
-    PoolMode?
-  @Option(help: "Image vector size (default 256).") var dv: Int?
-  @Option(help: "Word embedding size (default 128).") var embed: Int?
-  @Option(help: "Recurrent hidden size (default 256).") var hidden: Int?
-  @Option(help: "Recurrent cell: lstm, gru, rnn, peephole, coupled (default lstm).") var cell: CellType?
-  @Option(help: "Stacked recurrent layers (default 1).") var rnnLayers: Int?
-  @Option(help: "Image input: every step or first step only (default every).") var imageInput: ImageInput?
-  @Option(help: "Dropout on embeddings and hidden states (default 0.1).") var dropout: Float?
+  @Option(help: "Image side in pixels.") var imageSize = defaults.imageSize
+  @Option(help: "Encoder layers: conv channel counts and M for 2×2 max-pool.")
+  var layers = EncoderLayers(defaults.layers)
+  @Option(help: "Encoder pooling: avg, or flatten (which keeps where things are).") var pool = defaults.pool
+  @Option(help: "Image vector size.") var dv = defaults.dv
+  @Option(help: "Word embedding size.") var embed = defaults.embed
+  @Option(help: "Recurrent hidden size.") var hidden = defaults.hidden
+  @Option(help: "Recurrent cell.") var cell = defaults.cell
+  @Option(help: "Stacked recurrent layers.") var rnnLayers = defaults.rnnLayers
+  @Option(help: "Image input: every step or first step only.") var imageInput = defaults.imageInput
+  @Option(help: "Dropout on embeddings and hidden states.") var dropout = defaults.dropout
 }
 
 struct OptimisationOptions: ParsableArguments {
-  @Option(help: "Passes over the training images (default 14).") var epochs: Int?
-  @Option(help: "Images per batch (default 32).") var batchSize: Int?
-  @Option(help: "Captions trained per image in a batch, sharing one encoder pass (default 2).")
-  var captionsPerImage: Int?
-  @Option(help: "Adam learning rate (default 2e-3).") var lr: Float?
-  @Option(help: "Learning-rate schedule after warm-up: cosine, step, constant (default cosine).")
-  var schedule: LearningRateSchedule?
-  @Option(help: "Linear warm-up steps (default 200).") var warmup: Int?
-  @Option(help: "Step schedule: epochs between drops (default 10).") var stepEpochs: Int?
-  @Option(help: "Step schedule: factor per drop (default 0.5).") var stepGamma: Float?
-  @Option(help: "Decoupled weight decay (AdamW; default 0).") var weightDecay: Float?
+  @Option(help: "Passes over the training images.") var epochs = defaults.epochs
+  @Option(help: "Images per batch.") var batchSize = defaults.batchSize
+  @Option(help: "Captions trained per image in a batch, sharing one encoder pass.")
+  var captionsPerImage = defaults.captionsPerImage
+  @Option(name: .customLong("lr"), help: "Adam learning rate.") var learningRate = defaults.learningRate
+  @Option(help: "Learning-rate schedule after warm-up.") var schedule = defaults.schedule
+  @Option(name: .customLong("warmup"), help: "Linear warm-up steps.") var warmupSteps = defaults.warmupSteps
+  @Option(help: "Step schedule: epochs between drops.") var stepEpochs = defaults.stepEpochs
+  @Option(help: "Step schedule: factor per drop.") var stepGamma = defaults.stepGamma
+  @Option(help: "Decoupled weight decay (AdamW).") var weightDecay = defaults.weightDecay
   @Option(help: "Adam's β₂, the decay of its squared-gradient average (default 0.999).") var beta2: Float?
   @Option(
     help:
-      "Weight of the auxiliary word loss: the image vector alone predicts which words the captions use (0: off; default 10)."
-  ) var wordLoss: Float?
+      "Weight of the auxiliary word loss: the image vector alone predicts which words the captions use (0: off)."
+  ) var wordLoss = TrainOptions.defaultWordLoss
   @Option(
     help: """
       Weight of the auxiliary scene loss, used when the data has scenes.json (as `caption dataset \
       shapes` writes it): the image vector alone answers which shapes, colour-shape pairs, \
-      positions and relations the scene holds (0: off; default 3).
+      positions and relations the scene holds (0: off).
       """
-  ) var sceneLoss: Float?
+  ) var sceneLoss = TrainOptions.defaultSceneLoss
   @Option(
     help: """
       Weight of the auxiliary mention loss, used when the data has scenes.json: after each object \
-      the caption names, the decoder's state alone answers where that object is (0: off; default 0.05).
+      the caption names, the decoder's state alone answers where that object is (0: off).
       """
-  ) var mentionLoss: Float?
-  @Option(help: "Clip the gradient's global norm to this (0: off; default 5).") var clip: Float?
-  @Option(help: "Seed for initialisation, shuffling and dropout (default 1).") var seed: UInt64?
-  @Option(help: "Compute threads.") var threads: Int = 2
+  ) var mentionLoss = TrainOptions.defaultMentionLoss
+  @Option(help: "Clip the gradient's global norm to this (0: off).") var clip = defaults.clip
+  @Option(help: "Seed for initialisation, shuffling and dropout.") var seed = defaults.seed
+  @Option(help: "Compute threads.") var threads = defaults.threads
 }
 
 struct CheckpointOptions: ParsableArguments {
   @Option(help: "Where the best model goes (NAME.safetensors); the other files go beside it.") var out: String
   @Flag(help: "Continue the run saved beside --out.") var resume = false
-  @Option(help: "Validate every N epochs.") var valEvery: Int = 1
-  @Option(help: "Validation images captioned for CIDEr-D at most.") var valImages: Int = 500
-  @Option(help: "Stop after N validations without improvement (0: never).") var patience: Int = 0
-  @Option(help: "Also keep NAME.epochEEE.safetensors every K epochs (0: never).") var keepEvery: Int = 0
-  @Option(help: "Log every N steps.") var logEvery: Int = 20
-  @Option(help: "Stop after N steps in all (0: no limit).") var maxSteps: Int = 0
+  @Option(help: "Validate every N epochs.") var valEvery = defaults.valEvery
+  @Option(help: "Validation images captioned for CIDEr-D at most.") var valImages = defaults.valImages
+  @Option(help: "Stop after N validations without improvement (0: never).") var patience = defaults.patience
+  @Option(help: "Also keep NAME.epochEEE.safetensors every K epochs (0: never).") var keepEvery =
+    defaults.keepEvery
+  @Option(help: "Log every N steps.") var logEvery = defaults.logEvery
+  @Option(help: "Stop after N steps in all (0: no limit).") var maxSteps = defaults.maxSteps
+}
+
+extension TrainOptions {
+  /// The options `train`'s flag groups hold. Every flag is named as the field it sets, which is
+  /// also the field's key in the saved state, so the values go over by name: written as one JSON
+  /// object and decoded. Flags and fields must match one to one (a flag without a field, or a
+  /// field without a flag, is a mistake in this file).
+  init(flags groups: [any ParsableArguments]) {
+    var flags = FlagValues()
+    for group in groups {
+      for child in Mirror(reflecting: group).children {
+        // A property wrapper's storage is `_name`; flags that are not options (`--resume`) are Flags.
+        if let label = child.label, let option = child.value as? any ParsedOption {
+          flags.values[String(label.dropFirst())] = option.parsedValue
+        }
+      }
+    }
+    let fields = Set(Mirror(reflecting: defaults).children.compactMap(\.label))
+    precondition(
+      Set(flags.values.keys) == fields,
+      "train: flags without a field \(Set(flags.values.keys).subtracting(fields)), "
+        + "fields without a flag \(fields.subtracting(flags.values.keys))")
+    let encoder = JSONEncoder()
+    encoder.nonConformingFloatEncodingStrategy = .convertToString(
+      positiveInfinity: "inf", negativeInfinity: "-inf", nan: "nan")
+    let decoder = JSONDecoder()
+    decoder.nonConformingFloatDecodingStrategy = .convertFromString(
+      positiveInfinity: "inf", negativeInfinity: "-inf", nan: "nan")
+    do {
+      self = try decoder.decode(TrainOptions.self, from: encoder.encode(flags))
+    } catch {
+      preconditionFailure("train: the flags do not decode as TrainOptions: \(error)")
+    }
+  }
+}
+
+/// An option's parsed value, whatever its type.
+protocol ParsedOption {
+  var parsedValue: any Encodable { get }
+}
+
+extension Option: ParsedOption where Value: Encodable {
+  var parsedValue: any Encodable { wrappedValue }
+}
+
+/// Named values, encoded as one keyed object.
+struct FlagValues: Encodable {
+  var values: [String: any Encodable] = [:]
+
+  struct Key: CodingKey {
+    var stringValue: String
+    var intValue: Int? { nil }
+    init(stringValue: String) { self.stringValue = stringValue }
+    init?(intValue: Int) { nil }
+  }
+
+  func encode(to encoder: Swift.Encoder) throws {
+    var container = encoder.container(keyedBy: Key.self)
+    for (name, value) in values { try container.encode(value, forKey: Key(stringValue: name)) }
+  }
+}
+
+/// `--layers 32,32,M,64`: the encoder's layer list.
+struct EncoderLayers: ExpressibleByArgument, Encodable {
+  var layers: [EncoderLayer]
+
+  init(_ layers: [EncoderLayer]) { self.layers = layers }
+
+  init?(argument: String) {
+    guard let layers = EncoderLayer.parseList(argument) else { return nil }
+    self.layers = layers
+  }
+
+  var defaultValueDescription: String { layers.map(\.description).joined(separator: ",") }
+
+  func encode(to encoder: Swift.Encoder) throws {
+    var container = encoder.singleValueContainer()
+    try container.encode(layers)
+  }
 }
 
 extension PoolMode: ExpressibleByArgument {}

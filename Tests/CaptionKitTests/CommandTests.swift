@@ -128,4 +128,230 @@ final class CommandTests: XCTestCase {
       XCTAssertNotNil(object[key], key)
     }
   }
+
+  /// `describe` and `evaluate` take one set of decoding flags, with the same help.
+  func testDescribeAndEvaluateShareTheDecodingFlags() throws {
+    func decodingSection(_ command: String) throws -> String {
+      let help = try runCaption([command, "--help"], environment: ["COLUMNS": "80"]).stdout
+      let start = try XCTUnwrap(help.range(of: "DECODING:\n"), "\(command) --help has a decoding group")
+      return String(help[start.upperBound...]).components(separatedBy: "\n\n")[0]
+    }
+    let describe = try decodingSection("describe")
+    XCTAssertEqual(try decodingSection("evaluate"), describe)
+    for flag in [
+      "--beam", "--max-length", "--sample", "--temperature", "--top-k", "--seed", "--forbid-unk",
+      "--block-trigrams",
+    ] {
+      XCTAssertTrue(describe.contains(flag + " ") || describe.contains(flag + "\n"), flag)
+    }
+    XCTAssertTrue(describe.contains("(default: 3)"), "beam 3 by default for both")
+  }
+
+  /// Decoding values out of range are usage errors (64) naming the flag, found before any model or
+  /// image is read.
+  func testDecodingRangesAreCheckedWhenParsed() throws {
+    for command in [["describe", "missing.png"], ["evaluate", "--data", "missing"]] {
+      for (flag, value) in [
+        ("--beam", "1000000"), ("--beam", "0"), ("--beam", "\(DecodingOptions.maximumBeamSize + 1)"),
+        ("--max-length", "0"), ("--max-length", "\(DecodingOptions.maximumLength + 1)"),
+        ("--temperature", "0"), ("--temperature", "nan"), ("--top-k", "-1"),
+      ] {
+        let run = try runCaption(command + ["--model", "missing.safetensors", flag, value])
+        XCTAssertEqual(run.status, 64, "\(command[0]) \(flag) \(value)")
+        XCTAssertTrue(run.stderr.contains(flag), "\(command[0]) \(flag) \(value): \(run.stderr)")
+      }
+    }
+    let widest = try runCaption([
+      "describe", "--model", CommandTests.model, "--beam", "\(DecodingOptions.maximumBeamSize)", image,
+    ])
+    XCTAssertEqual(widest.status, 0, widest.stderr)
+  }
+
+  /// `evaluate --sample`: each image draws from its own stream, so the captions do not depend on the
+  /// batch size.
+  func testEvaluateSamplesIndependentlyOfTheBatchSize() throws {
+    let folder = temporaryFolder()
+    var results: [String] = []
+    for batch in ["1", "3", "32"] {
+      let path = folder + "/results-\(batch).json"
+      let run = try runCaption([
+        "evaluate", "--model", CommandTests.model, "--data", TrainerTests.dataFolder, "--split", "val",
+        "--sample", "--temperature", "3", "--seed", "7", "--batch-size", batch, "--results", path,
+      ])
+      XCTAssertEqual(run.status, 0, run.stderr)
+      XCTAssertTrue(run.stdout.contains("sampled"), run.stdout)
+      results.append(try String(contentsOfFile: path, encoding: .utf8))
+    }
+    XCTAssertEqual(results[0], results[1])
+    XCTAssertEqual(results[0], results[2])
+  }
+
+  /// Every `train` flag sets the `TrainOptions` field of its name (read back from the saved state),
+  /// and `--resume` continues from that state without `--data`.
+  func testTrainFlagsSetTheirOptionsAndResumeContinues() throws {
+    let folder = temporaryFolder()
+    var expected = TrainOptions(data: TrainerTests.dataFolder, out: folder + "/m.safetensors")
+    expected.cache = folder + "/cache"
+    expected.workers = 1
+    expected.minCount = 1
+    expected.maxLength = 12
+    expected.initModel = CommandTests.model
+    expected.imageSize = 16
+    expected.layers = [.conv(4), .maxPool, .conv(6)]
+    expected.pool = .avg
+    expected.dv = 8
+    expected.embed = 6
+    expected.hidden = 10
+    expected.cell = .gru
+    expected.rnnLayers = 2
+    expected.imageInput = .first
+    expected.dropout = 0.2
+    expected.epochs = 3
+    expected.batchSize = 8
+    expected.captionsPerImage = 1
+    expected.learningRate = 0.003
+    expected.schedule = .step
+    expected.warmupSteps = 2
+    expected.stepEpochs = 2
+    expected.stepGamma = 0.25
+    expected.weightDecay = 0.01
+    expected.beta2 = 0.99
+    expected.wordLoss = 2
+    expected.sceneLoss = 1
+    expected.mentionLoss = 0.5
+    expected.clip = 2
+    expected.seed = 9
+    expected.threads = 1
+    expected.valEvery = 2
+    expected.valImages = 4
+    expected.patience = 3
+    expected.keepEvery = 5
+    expected.logEvery = 1
+    expected.maxSteps = 1
+    let run = try runCaption([
+      "train", "--data", TrainerTests.dataFolder, "--out", folder + "/m.safetensors", "--cache",
+      folder + "/cache", "--workers", "1", "--min-count", "1", "--max-length", "12", "--init",
+      CommandTests.model, "--image-size", "16", "--layers", "4,M,6", "--pool", "avg", "--dv", "8",
+      "--embed", "6", "--hidden", "10", "--cell", "gru", "--rnn-layers", "2", "--image-input", "first",
+      "--dropout", "0.2", "--epochs", "3", "--batch-size", "8", "--captions-per-image", "1", "--lr",
+      "0.003", "--schedule", "step", "--warmup", "2", "--step-epochs", "2", "--step-gamma", "0.25",
+      "--weight-decay", "0.01", "--beta2", "0.99", "--word-loss", "2", "--scene-loss", "1",
+      "--mention-loss", "0.5", "--clip", "2", "--seed", "9", "--threads", "1", "--val-every", "2",
+      "--val-images", "4", "--patience", "3", "--keep-every", "5", "--log-every", "1", "--max-steps", "1",
+    ])
+    XCTAssertEqual(run.status, 0, run.stderr)
+    let files = TrainingFiles(out: folder + "/m.safetensors")
+    func saved() throws -> (options: TrainOptions, step: String?) {
+      let state = try Safetensors.read(path: files.state)
+      let json = try XCTUnwrap(state.metadata["options"])
+      return (try JSONDecoder().decode(TrainOptions.self, from: Data(json.utf8)), state.metadata["step"])
+    }
+    XCTAssertEqual(try saved().options, expected)
+    XCTAssertEqual(try saved().step, "1")
+
+    let resumed = try runCaption([
+      "train", "--out", folder + "/m.safetensors", "--resume", "--max-steps", "2", "--threads", "1",
+    ])
+    XCTAssertEqual(resumed.status, 0, resumed.stderr)
+    XCTAssertEqual(try saved().step, "2")
+    expected.maxSteps = 2
+    expected.workers = 2  // how the work runs comes from the resuming command line
+    expected.logEvery = 20
+    XCTAssertEqual(try saved().options, expected)
+  }
+
+  /// Bad `train` values are usage errors (64) naming the flag, found before any file is read.
+  func testTrainRangesAreCheckedWhenParsed() throws {
+    let base = ["train", "--data", "missing", "--out", temporaryFolder() + "/m.safetensors"]
+    for (flag, value) in [
+      ("--layers", "3,X"), ("--layers", "M"), ("--image-size", "0"), ("--image-size", "8"),
+      ("--rnn-layers", "0"), ("--dropout", "1"), ("--max-length", "1"), ("--max-length", "101"),
+      ("--epochs", "0"), ("--log-every", "0"), ("--val-every", "0"), ("--step-epochs", "0"),
+      ("--val-images", "-1"), ("--warmup", "-1"), ("--step-gamma", "nan"), ("--lr", "0"),
+      ("--clip", "-1"), ("--word-loss", "-1"), ("--scene-loss", "inf"), ("--mention-loss", "-1"),
+      ("--beta2", "1"), ("--workers", "-1"), ("--threads", "0"), ("--pool", "max"),
+    ] {
+      let run = try runCaption(base + ["\(flag)=\(value)"])
+      XCTAssertEqual(run.status, 64, "\(flag) \(value)")
+      XCTAssertTrue(run.stderr.contains(flag), "\(flag) \(value): \(run.stderr)")
+    }
+    let noData = try runCaption(["train", "--out", temporaryFolder() + "/m.safetensors"])
+    XCTAssertEqual(noData.status, 64)
+    XCTAssertTrue(noData.stderr.contains("--data"), noData.stderr)
+    XCTAssertEqual(try runCaption(["train", "--data", "missing", "--out", ""]).status, 64)
+  }
+
+  /// Every command's help (found through the SUBCOMMANDS lists) fits in 80 columns, and every
+  /// `caption ...` example in it that names bundled files (under datasets/ or models/) names files
+  /// that exist and runs as written from the repository's folder, unless it writes files (then only
+  /// the paths are checked).
+  func testHelpExamplesNameBundledFilesThatExistAndRun() throws {
+    let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+      .deletingLastPathComponent().path
+    var commands: [[String]] = [[]]
+    var examples: [String] = []
+    var next = 0
+    while next < commands.count {
+      let command = commands[next]
+      next += 1
+      let name = (["caption"] + command).joined(separator: " ")
+      let help = try runCaption(command + ["--help"], environment: ["COLUMNS": "80"])
+      XCTAssertEqual(help.status, 0, name)
+      for line in help.stdout.split(separator: "\n") {
+        XCTAssertLessThanOrEqual(line.count, 80, "\(name) --help: \(line)")
+      }
+      if let section = help.stdout.components(separatedBy: "SUBCOMMANDS:\n").dropFirst().first {
+        for line in section.components(separatedBy: "\n\n")[0].split(separator: "\n")
+        where line.hasPrefix("  ") && !line.hasPrefix("   ") {
+          commands.append(command + [String(line.split(separator: " ")[0])])
+        }
+      }
+      // Example lines start with `caption`; a trailing backslash continues one on the next line.
+      var example: String?
+      for line in help.stdout.split(separator: "\n").map({ $0.trimmingCharacters(in: .whitespaces) }) {
+        if example == nil && !line.hasPrefix("caption ") { continue }
+        let text = (example.map { $0 + " " } ?? "") + line
+        if text.hasSuffix("\\") {
+          example = String(text.dropLast()).trimmingCharacters(in: .whitespaces)
+        } else {
+          examples.append(text)
+          example = nil
+        }
+      }
+    }
+    XCTAssertGreaterThanOrEqual(commands.count, 10, "every command and subcommand")
+
+    let writers: Set<String> = ["--out", "--results", "--references-out", "--report", "--cache"]
+    var ran = 0
+    for example in Set(examples).sorted() {
+      let words = example.components(separatedBy: " #")[0].split(separator: " ").map(String.init)
+      let bundled = words.filter { $0.hasPrefix("datasets/") || $0.hasPrefix("models/") }
+      if bundled.isEmpty { continue }
+      for path in bundled {
+        XCTAssertTrue(FileManager.default.fileExists(atPath: root + "/" + path), "\(example): \(path)")
+      }
+      if !writers.isDisjoint(with: words) { continue }
+      let run = try runCaption(Array(words.dropFirst()), directory: root)
+      XCTAssertEqual(run.status, 0, "\(example): \(run.stderr)")
+      XCTAssertFalse(run.stdout.isEmpty, example)
+      ran += 1
+    }
+    XCTAssertGreaterThanOrEqual(ran, 4, "the examples on bundled files run")
+  }
+
+  /// `bench --forward-only` times the encoder's forward alone and prints its figure last.
+  func testBenchForwardOnlyPrintsItsFigureLast() throws {
+    let run = try runCaption([
+      "bench", "--forward-only", "--image-size", "16", "--layers", "4,M,8", "--dv", "8", "--batch", "3",
+      "--steps", "2", "--threads", "1",
+    ])
+    XCTAssertEqual(run.status, 0, run.stderr)
+    let last = try XCTUnwrap(run.stdout.split(separator: "\n").last)
+    XCTAssertTrue(last.hasPrefix("forward_images_per_s="), String(last))
+    let figure = try XCTUnwrap(Double(last.dropFirst("forward_images_per_s=".count)), String(last))
+    XCTAssertGreaterThan(figure, 0)
+    XCTAssertFalse(run.stdout.contains("train_images_per_s"), "the forward alone")
+    let both = try runCaption(["bench", "--forward-only", "--decode"])
+    XCTAssertEqual(both.status, 64)
+  }
 }

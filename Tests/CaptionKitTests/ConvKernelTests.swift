@@ -20,22 +20,19 @@ final class ConvKernelTests: XCTestCase {
 
   private func check(
     algorithm: Conv2D.Algorithm, batch: Int, cin: Int, cout: Int, height: Int, width: Int,
-    relu: Bool = true, budget: Int? = nil, threads: Int = 1, kernel: Conv2D.WinogradKernel = .gemm,
-    file: StaticString = #filePath, line: UInt = #line
+    relu: Bool = true, budget: Int? = nil, threads: Int = 1, file: StaticString = #filePath,
+    line: UInt = #line
   ) {
     let label =
-      "\(algorithm) \(kernel) (ISA \(ck_isa())) B\(batch) "
+      "\(algorithm) (ISA \(ck_isa())) B\(batch) "
       + "\(cin)→\(cout) \(height)×\(width) relu \(relu) budget \(budget ?? 0) threads \(threads)"
     BLAS.setThreads(threads)
     defer { BLAS.setThreads(1) }
     let conv = Conv2D(inChannels: cin, outChannels: cout, relu: relu)
     conv.algorithm = algorithm
-    conv.winogradMinBatch = 1
-    conv.winogradKernel = kernel
-    if let budget = budget { conv.blockedBudget = budget }
     if let budget = budget {
+      conv.blockedBudget = budget
       conv.columnBudget = budget
-      conv.winogradBudget = budget
     }
     var generator = SeededGenerator(seed: UInt64(cin * 1000 + cout * 10 + height))
     conv.initialize(using: &generator)
@@ -63,28 +60,6 @@ final class ConvKernelTests: XCTestCase {
     }
   }
 
-  func testWinogradMatchesDoubleReferenceOnOddAndEvenShapes() {
-    for (batch, cin, cout, height, width) in [
-      (2, 8, 5, 7, 5), (3, 16, 12, 6, 6), (1, 9, 4, 1, 1), (2, 3, 6, 5, 9), (1, 12, 16, 3, 8),
-      (2, 32, 8, 13, 11), (2, 1, 1, 2, 3),
-      // Wide enough for the 8-tile SIMD groups, with odd remainders beside them.
-      (2, 8, 6, 17, 33), (1, 16, 8, 16, 16), (1, 8, 4, 5, 32), (1, 8, 3, 16, 17),
-    ] {
-      check(algorithm: .winograd, batch: batch, cin: cin, cout: cout, height: height, width: width)
-      check(
-        algorithm: .winograd, batch: batch, cin: cin, cout: cout, height: height, width: width, relu: false)
-    }
-  }
-
-  func testWinogradChunkingAndThreads() {
-    // One image per chunk, two per chunk, and two threads (disjoint planes per thread).
-    check(algorithm: .winograd, batch: 5, cin: 8, cout: 6, height: 9, width: 7, budget: 1)
-    check(algorithm: .winograd, batch: 5, cin: 8, cout: 6, height: 9, width: 7, budget: 2 * 16 * 8 * 20)
-    check(algorithm: .winograd, batch: 5, cin: 8, cout: 6, height: 9, width: 7, threads: 2)
-    check(algorithm: .winograd, batch: 3, cin: 8, cout: 6, height: 9, width: 7, budget: 1, threads: 2)
-    check(algorithm: .winograd, batch: 3, cin: 8, cout: 6, height: 16, width: 18, budget: 1, threads: 2)
-  }
-
   /// CKernels' blocked Winograd under every instruction set the CPU has (AVX-512, AVX2 + FMA, the
   /// baseline build): odd and even shapes, tile rows not a multiple of the 16-tile vectors, one
   /// tile row per block up to several whole images, 1 and 2 threads (images or tile rows shared
@@ -103,27 +78,24 @@ final class ConvKernelTests: XCTestCase {
         for budget in [1, 16 * (cin + cout) * 40, 1 << 20] {
           check(
             algorithm: .winograd, batch: batch, cin: cin, cout: cout, height: height, width: width,
-            budget: budget, kernel: .blocked)
+            budget: budget)
         }
         check(
           algorithm: .winograd, batch: batch, cin: cin, cout: cout, height: height, width: width,
-          relu: false, kernel: .blocked)
+          relu: false)
       }
+      check(algorithm: .winograd, batch: 5, cin: 8, cout: 6, height: 9, width: 7, threads: 2)
       check(
-        algorithm: .winograd, batch: 5, cin: 8, cout: 6, height: 9, width: 7, threads: 2, kernel: .blocked)
-      check(
-        algorithm: .winograd, batch: 3, cin: 16, cout: 24, height: 20, width: 36, budget: 1, threads: 2,
-        kernel: .blocked)
+        algorithm: .winograd, batch: 3, cin: 16, cout: 24, height: 20, width: 36, budget: 1, threads: 2)
       // One image on two threads: the forward shares out tile rows.
       for budget in [1, 1 << 20] {
         check(
-          algorithm: .winograd, batch: 1, cin: 8, cout: 6, height: 21, width: 19, budget: budget, threads: 2,
-          kernel: .blocked)
+          algorithm: .winograd, batch: 1, cin: 8, cout: 6, height: 21, width: 19, budget: budget, threads: 2)
       }
       // Several whole images per block, the last block short.
       check(
         algorithm: .winograd, batch: 5, cin: 16, cout: 8, height: 8, width: 8, budget: 16 * 24 * 16 * 2,
-        threads: 2, kernel: .blocked)
+        threads: 2)
     }
     print("blocked Winograd: largest relative L2 error \(largestError) (bound 1e-4)")
   }
@@ -190,15 +162,12 @@ final class ConvKernelTests: XCTestCase {
       input: image, weight: single.weight.value, bias: single.bias.value,
       outputGrad: randomTensor([1, 4, 6, 6], seed: 9), relu: true)
     XCTAssertLessThanOrEqual(relativeError(single.forward(image), expected.output), 1e-4)
-    XCTAssertNil(single.winogradV)
     XCTAssertNotNil(single.blockedScratch)
     let singleGrad = single.backward(randomTensor([1, 4, 6, 6], seed: 9))!
     XCTAssertLessThanOrEqual(relativeError(singleGrad, expected.input), 1e-4)
     XCTAssertLessThanOrEqual(relativeError(single.weight.grad, expected.weight), 1e-4)
     // A bench-like layer at batch 4 (the 8×8 map of the last block, 64→64 channels).
     check(algorithm: .winograd, batch: 4, cin: 64, cout: 64, height: 8, width: 8, threads: 2)
-    check(
-      algorithm: .winograd, batch: 4, cin: 64, cout: 64, height: 8, width: 8, threads: 2, kernel: .blocked)
   }
 
   /// The max-pool's 8-window SIMD path against a direct loop: values quantised to a few levels so

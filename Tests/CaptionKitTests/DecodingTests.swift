@@ -460,11 +460,10 @@ final class DecodingTests: XCTestCase {
     ] {
       XCTAssertEqual(
         CaptionDecoder.decode(model: model, imageVectors: Tensor(zeros: [0, 2]), options: options), [])
-      var zeroLength = options
-      zeroLength.maxLength = 0
+      var oneStep = options
+      oneStep.maxLength = 1
       XCTAssertEqual(
-        CaptionDecoder.decode(model: model, imageVectors: images([0]), options: zeroLength),
-        [DecodedCaption(tokens: [], logprob: 0, endedWithEnd: false)])
+        CaptionDecoder.decode(model: model, imageVectors: images([0]), options: oneStep)[0].steps, 1)
     }
     // only the specials: the only allowed word is <end>
     let specialsOnly = randomModel(vocabularySize: 4, seed: 2)
@@ -475,12 +474,12 @@ final class DecodingTests: XCTestCase {
       XCTAssertTrue(caption.endedWithEnd)
     }
     XCTAssertThrowsError(try DecodingOptions(maxLength: 0).validate())
+    XCTAssertThrowsError(try DecodingOptions(maxLength: DecodingOptions.maximumLength + 1).validate())
+    XCTAssertNoThrow(try DecodingOptions(maxLength: DecodingOptions.maximumLength).validate())
     XCTAssertThrowsError(try DecodingOptions(beamSize: 0).validate())
+    XCTAssertThrowsError(try DecodingOptions(beamSize: DecodingOptions.maximumBeamSize + 1).validate())
+    XCTAssertNoThrow(try DecodingOptions(beamSize: DecodingOptions.maximumBeamSize).validate())
     XCTAssertThrowsError(try DecodingOptions(beamSize: 1_000_000).validate())
-    // unvalidated, a huge beam is clamped rather than allocating B·K·V floats
-    let huge = CaptionDecoder.beamSearch(
-      model: model, imageVectors: images([0]), options: DecodingOptions(maxLength: 2, beamSize: Int.max))
-    XCTAssertEqual(huge.count, 1)
     XCTAssertThrowsError(try DecodingOptions(temperature: 0).validate())
     XCTAssertThrowsError(try DecodingOptions(temperature: .nan).validate())
     XCTAssertThrowsError(try DecodingOptions(topK: -1).validate())

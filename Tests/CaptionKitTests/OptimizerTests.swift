@@ -57,19 +57,6 @@ final class OptimizerTests: XCTestCase {
     XCTAssertEqual(a.value.array, b.value.array)
   }
 
-  func testSGDWithMomentumMatchesHandComputation() {
-    // lr 0.1, μ 0.9, g = 1 twice: b = 1, p = 0.9; b = 1.9, p = 0.71.
-    let p = Parameter(name: "p", shape: [1])
-    p.value[0] = 1
-    p.grad[0] = 1
-    let sgd = SGD(parameters: [p], learningRate: 0.1, momentum: 0.9)
-    sgd.step()
-    XCTAssertEqual(p.value[0], 0.9, accuracy: 1e-6)
-    sgd.step()
-    XCTAssertEqual(p.value[0], 0.71, accuracy: 1e-6)
-    XCTAssertEqual(sgd.velocities[0][0], 1.9, accuracy: 1e-6)
-  }
-
   func testClipGradientNorm() {
     let a = Parameter(name: "a", shape: [2])
     let b = Parameter(name: "b", shape: [1])

@@ -105,11 +105,13 @@ struct CommandRun {
 }
 
 /// Runs the `caption` executable built beside the test bundle (`swift test` builds it), with
-/// OPENBLAS_NUM_THREADS=1 and no CAPTION_MODEL, feeding `stdin` when given. With `stdoutFile`, its
-/// stdout goes to that file (e.g. /dev/full) instead of being collected. With `timeout`, a run
-/// still going after that many seconds is killed and fails the test (a hang becomes a failure).
+/// OPENBLAS_NUM_THREADS=1 and no CAPTION_MODEL (plus `environment`), in `directory` when given,
+/// feeding `stdin` when given. With `stdoutFile`, its stdout goes to that file (e.g. /dev/full)
+/// instead of being collected. With `timeout`, a run still going after that many seconds is killed
+/// and fails the test (a hang becomes a failure).
 func runCaption(
   _ arguments: [String], stdin: String? = nil, stdoutFile: String? = nil, timeout: Double? = nil,
+  environment extra: [String: String] = [:], directory: String? = nil,
   file: StaticString = #filePath, line: UInt = #line
 ) throws -> CommandRun {
   let folder = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent()
@@ -124,7 +126,9 @@ func runCaption(
   var environment = ProcessInfo.processInfo.environment
   environment["OPENBLAS_NUM_THREADS"] = "1"
   environment.removeValue(forKey: "CAPTION_MODEL")
+  environment.merge(extra) { $1 }
   process.environment = environment
+  if let directory { process.currentDirectoryURL = URL(fileURLWithPath: directory) }
   let output = Pipe()
   let errors = Pipe()
   let input = Pipe()

@@ -1,7 +1,7 @@
 // C shims: only what Swift cannot do itself.
 // - libjpeg and libpng report fatal errors by longjmp (or exit()); Swift cannot call setjmp,
 //   so decoding runs inside these functions, which turn those errors into return codes.
-// - vectorised transcendental functions (glibc's libmvec) for the recurrent cells.
+// - signal handlers that only set a flag (signal_shims.h), which Swift cannot write safely.
 #ifndef CSHIMS_H
 #define CSHIMS_H
 #include <stddef.h>

@@ -34,39 +34,13 @@ public enum Benchmark {
     BLAS.setThreads(options.threads)
     let config = options.config
     let model = CaptionModel(config: config)
-    // For comparing kernels in one binary (default: each layer's own choice):
-    // CAPTION_BENCH_CONV=im2col|winograd forces every conv layer's algorithm,
-    // CAPTION_BENCH_WINOGRAD=blocked|gemm how Winograd layers run (Conv2D.WinogradKernel), and
-    // CAPTION_BENCH_WINOGRAD_MIN_BATCH, CAPTION_BENCH_BLOCKED_BUDGET, CAPTION_BENCH_CONV_BUDGET
-    // override the layers' thresholds and workspace bounds.
-    let environment = ProcessInfo.processInfo.environment
-    func integer(_ name: String) -> Int? { environment[name].flatMap(Int.init) }
-    for conv in model.encoder.convolutions {
-      switch environment["CAPTION_BENCH_CONV"] {
-      case "im2col": conv.algorithm = .im2col
-      case "winograd": conv.algorithm = .winograd
-      default: break
-      }
-      switch environment["CAPTION_BENCH_WINOGRAD"] {
-      case "blocked": conv.winogradKernel = .blocked
-      case "gemm": conv.winogradKernel = .gemm
-      default: break
-      }
-      if let batch = integer("CAPTION_BENCH_WINOGRAD_MIN_BATCH") { conv.winogradMinBatch = batch }
-      if let budget = integer("CAPTION_BENCH_BLOCKED_BUDGET") { conv.blockedBudget = budget }
-      if let budget = integer("CAPTION_BENCH_CONV_BUDGET") {
-        conv.columnBudget = budget
-        conv.winogradBudget = budget
-      }
-    }
     var generator = SeededGenerator(seed: 1)
     model.initialize(using: &generator)
     let optimizer = Adam(parameters: model.parameters, learningRate: 1e-4)
 
     // Random normalised images and random captions of exactly `length` decoder steps.
     let (b, s, t) = (options.batch, options.imageSize, options.length)
-    let images = Tensor(zeros: [b, 3, s, s])
-    for i in 0..<images.count { images[i] = Float.random(in: -2...2, using: &generator) }
+    let images = randomImages(options, using: &generator)
     var inputs = [Int](repeating: 0, count: t * b)
     var targets = [Int](repeating: 0, count: t * b)
     for r in 0..<b {
@@ -132,6 +106,37 @@ public enum Benchmark {
     }
     log(String(format: "train_images_per_s=%.1f", trainImagesPerSecond))
     log(String(format: "describe_ms=%.2f", median(describeTimes) * 1000))
+  }
+
+  /// `caption bench --forward-only`: the encoder's forward alone on a batch of `batch` random images,
+  /// as feature extraction (describe, evaluate) runs it; `log` gets, last, `forward_images_per_s=`
+  /// (batch / the median time of a forward, after a warm-up).
+  public static func runForwardOnly(_ options: BenchmarkOptions, log: (String) -> Void) {
+    BLAS.setThreads(options.threads)
+    let model = CaptionModel(config: options.config)
+    var generator = SeededGenerator(seed: 1)
+    model.initialize(using: &generator)
+    let images = randomImages(options, using: &generator)
+    log(
+      "bench --forward-only: image \(options.imageSize), layers "
+        + "\(options.layers.map(\.description).joined(separator: ",")), dv \(options.dv), "
+        + "batch \(options.batch), threads \(options.threads)")
+    var times: [Double] = []
+    for index in 0..<(options.warmupSteps + options.timedSteps) {
+      let start = DispatchTime.now().uptimeNanoseconds
+      _ = model.encode(images)
+      let seconds = Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
+      if index >= options.warmupSteps { times.append(seconds) }
+    }
+    log(String(format: "forward_images_per_s=%.1f", Double(options.batch) / median(times)))
+  }
+
+  /// A batch of random normalised images [batch, 3, S, S].
+  static func randomImages(_ options: BenchmarkOptions, using generator: inout SeededGenerator) -> Tensor {
+    let (b, s) = (options.batch, options.imageSize)
+    let images = Tensor(zeros: [b, 3, s, s])
+    for i in 0..<images.count { images[i] = Float.random(in: -2...2, using: &generator) }
+    return images
   }
 
   /// Time of each part of a training step, medians over the timed steps; each conv layer with its

@@ -26,14 +26,14 @@ extension CaptionDecoder {
   /// when its beam is empty, or when its best finished score is at least the best score any live
   /// hypothesis could still reach: a live log-probability lp ≤ 0 can only decrease and its length
   /// grows up to maxLength, so its final score is at most lp / maxLength^α (for α ≥ 0).
-  /// `beamSize` is clamped to `DecodingOptions.maximumBeamSize`.
   public static func beamSearch<M: StepModel>(
     model: M, imageVectors: Tensor, options: DecodingOptions
   ) -> [DecodedCaption] {
+    options.require()
     let imageCount = imageVectors.shape.first ?? 0
     var best = emptyCaptions(imageCount)
-    guard imageCount > 0, options.maxLength > 0 else { return best }
-    let K = min(max(options.beamSize, 1), DecodingOptions.maximumBeamSize)
+    guard imageCount > 0 else { return best }
+    let K = options.beamSize
     let V = model.vocabularySize
     let alpha = options.lengthPenaltyAlpha
     func score(_ logprob: Double, steps: Int) -> Double {

@@ -4,7 +4,8 @@
 /// live rows, then O(rows·V) work on the logits. Rows whose caption is finished leave the batch
 /// through `model.gather`.
 public enum CaptionDecoder {
-  /// Greedy, beam search or sampling, as `options` say (`sample`, else `beamSize` ≤ 1 is greedy).
+  /// Greedy, beam search or sampling, as `options` say (`sample`, else `beamSize` 1 is greedy).
+  /// Every decoder traps on options that `DecodingOptions.validate` refuses.
   public static func decode<M: StepModel>(
     model: M, imageVectors: Tensor, options: DecodingOptions
   ) -> [DecodedCaption] {
@@ -20,7 +21,8 @@ public enum CaptionDecoder {
   public static func greedy<M: StepModel>(
     model: M, imageVectors: Tensor, options: DecodingOptions
   ) -> [DecodedCaption] {
-    chooseEachStep(model: model, imageVectors: imageVectors, options: options) { row, count, _ in
+    options.require()
+    return chooseEachStep(model: model, imageVectors: imageVectors, options: options) { row, count, _ in
       TokenChoice.argmax(row, count: count)
     }
   }
@@ -39,7 +41,7 @@ public enum CaptionDecoder {
   ) -> [DecodedCaption] {
     let imageCount = imageVectors.shape.first ?? 0
     var captions = emptyCaptions(imageCount)
-    guard imageCount > 0, options.maxLength > 0 else { return captions }
+    guard imageCount > 0 else { return captions }
     let V = model.vocabularySize
     var state = model.initialState(imageVectors: imageVectors)
     let logitsStorage = Tensor(zeros: [imageCount, V])  // [B, V], reused every step

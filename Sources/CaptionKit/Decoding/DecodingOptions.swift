@@ -72,14 +72,19 @@ public struct DecodingOptions: Equatable, Sendable {
   }
 
   /// The widest beam accepted (the logits alone take B·K·V floats).
-  public static let maximumBeamSize = 1000
+  public static let maximumBeamSize = 100
+  /// The longest caption asked for, in decoder steps.
+  public static let maximumLength = 100
 
-  /// Throws `invalidArgument` naming the first option out of range.
+  /// Throws `invalidArgument` naming the first option out of range (by its `describe` flag). The
+  /// command line checks this when it parses; the decoders trap on options that do not pass.
   public func validate() throws {
     func bad(_ option: String, _ reason: String) -> CaptionError {
       CaptionError(.invalidArgument, path: option, reason)
     }
-    guard maxLength >= 1 else { throw bad("--max-length", "must be at least 1, got \(maxLength)") }
+    guard maxLength >= 1 && maxLength <= DecodingOptions.maximumLength else {
+      throw bad("--max-length", "must be from 1 to \(DecodingOptions.maximumLength), got \(maxLength)")
+    }
     guard beamSize >= 1 && beamSize <= DecodingOptions.maximumBeamSize else {
       throw bad("--beam", "must be from 1 to \(DecodingOptions.maximumBeamSize), got \(beamSize)")
     }
@@ -90,5 +95,10 @@ public struct DecodingOptions: Equatable, Sendable {
       throw bad("--temperature", "must be a number > 0, got \(temperature)")
     }
     guard topK >= 0 else { throw bad("--top-k", "must be 0 (all) or more, got \(topK)") }
+  }
+
+  /// Traps unless `validate()` passes: a caller passing options no flag lets through is a mistake.
+  func require() {
+    do { try validate() } catch { preconditionFailure("DecodingOptions: \(error)") }
   }
 }

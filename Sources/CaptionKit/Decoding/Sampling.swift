@@ -6,15 +6,11 @@ extension CaptionDecoder {
   /// caption depends only on (seed, streamOffset + i, the model), not on the other images of the
   /// batch.
   /// The reported log-probability is still that of the plain softmax (T = 1, no top-k).
-  /// A temperature ≤ 0 (or not finite) is taken as its limit T → 0: the greedy choice.
   public static func sample<M: StepModel>(
     model: M, imageVectors: Tensor, options: DecodingOptions
   ) -> [DecodedCaption] {
+    options.require()
     let imageCount = imageVectors.shape.first ?? 0
-    let temperature = options.temperature
-    guard temperature > 0 && temperature.isFinite else {
-      return greedy(model: model, imageVectors: imageVectors, options: options)
-    }
     // Image i's stream starts at seed ⊕ (s·0xD1B5…) ⊕ 0x5851…, s = streamOffset + i: distinct starting
     // points for distinct (seed, stream) pairs.
     var streams = (0..<imageCount).map {
@@ -26,7 +22,7 @@ extension CaptionDecoder {
     let V = model.vocabularySize
     pool.reserveCapacity(V)
     weights.reserveCapacity(V)
-    let inverseT = 1 / temperature
+    let inverseT = 1 / options.temperature
 
     return chooseEachStep(model: model, imageVectors: imageVectors, options: options) {
       row, count, image in

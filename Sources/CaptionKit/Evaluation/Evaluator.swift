@@ -42,7 +42,10 @@ public enum Evaluator {
     var start = 0
     while start < images.count {
       let chunk = Array(images[start..<min(images.count, start + batchSize)])
-      let results = captioner.caption(paths: chunk.map(\.path), options: options, batchSize: batchSize)
+      var chunkOptions = options
+      chunkOptions.streamOffset = options.streamOffset &+ start  // sampling: as one batch
+      let results = captioner.caption(
+        paths: chunk.map(\.path), options: chunkOptions, batchSize: batchSize)
       for (image, result) in zip(chunk, results) {
         switch result {
         case .success(let caption):

@@ -7,17 +7,19 @@
 /// A chunk holds as many images as fit in `columnBudget` floats, so late layers with small maps
 /// still get wide GEMMs, and early layers do not need a huge column buffer.
 ///
-/// Layers with at least `winogradMinChannels` input channels use Winograd F(2×2, 3×3) instead:
-/// 2.25× fewer multiplies, by default through CKernels' cache-blocked C kernels (AVX-512, AVX2 or
-/// baseline, picked at run time; Conv2DBlocked.swift), or as 16 BLAS GEMMs per chunk of images
-/// (`winogradKernel = .gemm`, Conv2DWinograd.swift). All paths are tested against a
-/// Double-precision reference (ConvKernelTests).
+/// Layers with at least `winogradMinChannels` input channels use Winograd F(2×2, 3×3) instead
+/// (Conv2DWinograd.swift): 2.25× fewer multiplies, through CKernels' cache-blocked C kernels
+/// (AVX-512, AVX2 or baseline, picked at run time; Conv2DBlocked.swift), at any batch size: one
+/// image (describe) too, since the kernels share out an image's tile rows and the weight transform
+/// is cached (measured at the bench shapes, 2 threads: describe's encoder 2.0 ms with it, 4.1 ms
+/// with im2col). Both paths are tested
+/// against a Double-precision reference (ConvKernelTests).
 public final class Conv2D {
   public enum Algorithm: Sendable {
     case im2col
     case winograd
   }
-  /// Below this many input channels the Winograd GEMMs are too thin (K = Cin) to pay off.
+  /// Below this many input channels the Winograd products are too thin (K = Cin) to pay off.
   public static let winogradMinChannels = 8
   /// The algorithm used by forward and backward (the same for both).
   public var algorithm: Algorithm
@@ -33,29 +35,12 @@ public final class Conv2D {
   /// at least one image per chunk. Measured at the bench config (1 thread, CPU time of all convs'
   /// forward + backward): 0.25–1 M ≈ 400–410 ms, 2 M 446 ms, 8 M ~500 ms (cache misses).
   public var columnBudget = 1 << 20
-  /// The same bound for each of Winograd's V and M (1 M = 4 MB: measured faster than 8 M at
-  /// batch 32, the chunks staying nearer the caches).
-  public var winogradBudget = 1 << 20
-  /// Winograd only from this batch size on. One image (describe) takes it too since the blocked
-  /// kernels share out an image's tile rows and the weight transform is cached (measured at the
-  /// bench shapes, 2 threads: describe's encoder 2.0 ms with it, 4.1 ms with im2col).
-  public var winogradMinBatch = 1
-  /// How the Winograd path runs: CKernels' cache-blocked kernels (Conv2DBlocked.swift) or 16 BLAS
-  /// GEMMs per chunk of images (Conv2DWinograd.swift).
-  public enum WinogradKernel: Sendable {
-    case blocked
-    case gemm
-  }
-  public var winogradKernel = WinogradKernel.blocked
   /// The blocked kernels' bound on the floats of one block's V and M together (per thread).
   public var blockedBudget = 1 << 18
   /// Up to this many input channels, an im2col layer's backward without an input gradient (the
   /// first layer's) computes the weight gradient directly (Conv2DBlocked.swift): im2col's product
   /// has only Cin·9 = 27 columns there.
   public var directWeightGradMaxChannels = 4
-  /// Whether the last forward ran the Winograd path (backward must take the same one), and which.
-  private var forwardUsedWinograd = false
-  private var forwardKernel = WinogradKernel.blocked
 
   private var input: Tensor?  // [B, Cin, H, W], kept for backward
   private var output: Tensor?  // [B, Cout, H, W]
@@ -65,15 +50,10 @@ public final class Conv2D {
   private var columns: Tensor?  // [K, G·HW]
   private var chunkOutput: Tensor?  // [Cout, G·HW]
   private let packed = PackedMatrix()  // the right operand of the product being computed (Gemm)
-  // Winograd workspaces (Conv2DWinograd.swift).
+  // Winograd workspaces (Conv2DWinograd.swift, Conv2DBlocked.swift).
   var winogradU: Tensor?  // [16, Cout, Cin]
   var winogradUSource: Tensor?  // the weights winogradU was computed from
   var winogradUGrad: Tensor?  // [16, Cout, Cin]
-  var winogradV: Tensor?  // [16, Cin, T]
-  var winogradM: Tensor?  // [16, Cout, T] (dM in backward)
-  var winogradVGrad: Tensor?  // [16, Cin, T]
-  var paddedPlanes: Tensor?  // [threads, Hp, Wp], borders always zero
-  var paddedGradPlanes: Tensor?  // [threads, Hp, Wp]
   var biasPartials: Tensor?  // [threads, Cout]
   var blockedScratch: Tensor?  // [threads, ck_winograd_scratch]
   var blockedUGrad: Tensor?  // [threads, 16·Cout·round16(Cin)]
@@ -108,17 +88,11 @@ public final class Conv2D {
     precondition(
       input.shape.count == 4 && input.shape[1] == inChannels,
       "Conv2D: input \(input.shape), expected [B, \(inChannels), H, W]")
-    forwardUsedWinograd = algorithm == .winograd && input.shape[0] >= winogradMinBatch
-    if forwardUsedWinograd {
+    if algorithm == .winograd {
       self.input = input
       let output = reuseWorkspace(
         &self.output, shape: [input.shape[0], outChannels, input.shape[2], input.shape[3]])
-      forwardKernel = winogradKernel
-      if forwardKernel == .blocked {
-        forwardBlocked(input, output)
-      } else {
-        forwardWinograd(input, output)
-      }
+      forwardBlocked(input, output)
       return output
     }
     let (batch, height, width) = (input.shape[0], input.shape[2], input.shape[3])
@@ -167,14 +141,10 @@ public final class Conv2D {
       preconditionFailure("Conv2D.backward before forward")
     }
     precondition(outputGrad.shape == output.shape, "Conv2D.backward: \(outputGrad.shape) vs \(output.shape)")
-    if forwardUsedWinograd {
+    if algorithm == .winograd {
       let inputGrad: Tensor? =
         needInputGrad ? reuseWorkspace(&self.inputGrad, shape: input.shape) : nil
-      if forwardKernel == .blocked {
-        backwardBlocked(input, output, outputGrad, inputGrad)
-      } else {
-        backwardWinograd(input, output, outputGrad, inputGrad)
-      }
+      backwardBlocked(input, output, outputGrad, inputGrad)
       return inputGrad
     }
     if !needInputGrad && inChannels <= directWeightGradMaxChannels {

@@ -3,8 +3,8 @@ import CKernels
 // Winograd F(2×2, 3×3) through CKernels' cache-blocked kernels (Sources/CKernels/winograd.c):
 // each thread takes a contiguous share of the batch and runs transforms and products block by
 // block (a few rows of tiles of one image), so the transformed tiles stay in the core's cache
-// instead of streaming through memory between 16 BLAS calls. Same transforms and adjoints as the
-// GEMM form in Conv2DWinograd.swift; the weight transforms (U = G g Gᵀ, dg = Gᵀ dU G) are shared.
+// instead of streaming through memory between products. The transforms and adjoints are those of
+// Conv2DWinograd.swift, which holds the weight transforms (U = G g Gᵀ, dg = Gᵀ dU G).
 
 extension Conv2D {
   /// The C kernels' description of this layer on an H×W map: blocks of as many tile rows (or, on

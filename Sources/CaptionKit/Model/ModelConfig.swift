@@ -127,21 +127,26 @@ public struct ModelConfig: Codable, Equatable, Sendable {
     return (channels, size, size)
   }
 
-  /// Checks the values a model file or the command line may get wrong; the reason names the key.
-  public func validate() throws {
+  /// Checks the values a model file or the command line may get wrong; the reason names the key,
+  /// as `naming` spells it (the command line passes its flags' names).
+  public func validate(naming name: (String) -> String = { $0 }) throws {
     func fail(_ reason: String) throws -> Never {
       throw CaptionError(.invalidArgument, path: "config", reason)
     }
-    if imageSize < 1 || imageSize > 4096 { try fail("image_size \(imageSize) is outside 1...4096") }
+    if imageSize < 1 || imageSize > 4096 {
+      try fail("\(name("image_size")) \(imageSize) is outside 1...4096")
+    }
     if !layers.contains(where: { if case .conv = $0 { return true } else { return false } }) {
-      try fail("layers must hold at least one conv layer")
+      try fail("\(name("layers")) must hold at least one conv layer")
     }
-    if encoderOutputShape.height < 1 { try fail("layers pool image_size \(imageSize) below 1 pixel") }
-    for (name, value) in [("dv", dv), ("embed", embed), ("hidden", hidden), ("rnn_layers", rnnLayers)]
+    if encoderOutputShape.height < 1 {
+      try fail("\(name("layers")) pool \(name("image_size")) \(imageSize) below 1 pixel")
+    }
+    for (key, value) in [("dv", dv), ("embed", embed), ("hidden", hidden), ("rnn_layers", rnnLayers)]
     where value < 1 || value > 65536 {
-      try fail("\(name) \(value) is outside 1...65536")
+      try fail("\(name(key)) \(value) is outside 1...65536")
     }
-    if vocabSize < 4 { try fail("vocab_size \(vocabSize) is below 4 (the special tokens)") }
-    if !(dropout >= 0 && dropout < 1) { try fail("dropout \(dropout) is outside [0, 1)") }
+    if vocabSize < 4 { try fail("\(name("vocab_size")) \(vocabSize) is below 4 (the special tokens)") }
+    if !(dropout >= 0 && dropout < 1) { try fail("\(name("dropout")) \(dropout) is outside [0, 1)") }
   }
 }

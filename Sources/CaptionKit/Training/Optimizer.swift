@@ -72,44 +72,6 @@ public final class Adam {
   }
 }
 
-/// SGD with momentum, as PyTorch's `torch.optim.SGD` (dampening 0, not Nesterov):
-///   g ← g + λp (coupled weight decay, when λ > 0);  b ← μb + g (b = g at the first step);  p ← p − lr·b
-public final class SGD {
-  public let parameters: [Parameter]
-  public var learningRate: Float
-  public var momentum: Float
-  public var weightDecay: Float
-  public var stepCount = 0
-  /// The momentum buffers, one per parameter (save/restore them to resume).
-  public let velocities: [Tensor]
-
-  public init(parameters: [Parameter], learningRate: Float, momentum: Float = 0.9, weightDecay: Float = 0) {
-    self.parameters = parameters
-    self.learningRate = learningRate
-    self.momentum = momentum
-    self.weightDecay = weightDecay
-    velocities = parameters.map { Tensor(zeros: $0.shape) }
-  }
-
-  public func step() { step(learningRate: learningRate) }
-
-  public func step(learningRate: Float) {
-    let first = stepCount == 0
-    stepCount += 1
-    let (mu, lambda) = (momentum, weightDecay)
-    for (parameter, velocity) in zip(parameters, velocities) {
-      let p = parameter.value.pointer
-      let g = parameter.grad.pointer
-      let b = velocity.pointer
-      for i in 0..<parameter.value.count {
-        let gradient = g[i] + lambda * p[i]
-        b[i] = first ? gradient : mu * b[i] + gradient
-        p[i] -= learningRate * b[i]
-      }
-    }
-  }
-}
-
 /// Scales every gradient so that their global L2 norm is at most `maxNorm` (PyTorch's
 /// `clip_grad_norm_`: factor maxNorm / (norm + 1e-6) when norm > maxNorm). Returns the norm before
 /// clipping. A non-finite norm is returned as is and nothing is scaled (the caller decides).

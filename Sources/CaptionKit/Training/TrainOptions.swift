@@ -82,26 +82,42 @@ public struct TrainOptions: Codable, Equatable, Sendable {
       rnnLayers: rnnLayers, vocabSize: vocabSize, imageInput: imageInput, pool: pool, dropout: dropout)
   }
 
-  /// Checks values a user may get wrong; the reason names the option.
-  public func validate() throws {
+  /// Checks every value a user may get wrong (the one place `caption train` checks them); the
+  /// reason names the flag. `resuming`: the data comes from the saved state.
+  public func validate(resuming: Bool = false) throws {
     func fail(_ reason: String) throws -> Never {
       throw CaptionError(.invalidArgument, path: "train", reason)
     }
-    if epochs < 1 { try fail("--epochs must be at least 1") }
-    if batchSize < 1 { try fail("--batch-size must be at least 1") }
-    if captionsPerImage < 1 { try fail("--captions-per-image must be at least 1") }
-    if !(learningRate > 0 && learningRate.isFinite) { try fail("--lr must be positive") }
-    if maxLength < 2 { try fail("--max-length must be at least 2") }
+    if out.isEmpty { try fail("--out must name a file") }
+    if data.isEmpty && !resuming { try fail("--data is required (unless --resume)") }
+    if workers < 0 { try fail("--workers must not be negative") }
     if minCount < 1 { try fail("--min-count must be at least 1") }
-    if threads < 1 || workers < 0 { try fail("--threads must be at least 1 and --workers at least 0") }
-    if !(clip >= 0) || !(weightDecay >= 0) { try fail("--clip and --weight-decay must not be negative") }
-    for (flag, weight) in [
-      ("--word-loss", wordLoss), ("--scene-loss", sceneLoss), ("--mention-loss", mentionLoss),
-    ] {
-      if let weight, !(weight >= 0 && weight.isFinite) { try fail("\(flag) must not be negative") }
+    if maxLength < 2 || maxLength > DecodingOptions.maximumLength {
+      try fail("--max-length must be from 2 to \(DecodingOptions.maximumLength)")  // validation decodes
+    }
+    try modelConfig(vocabSize: 4).validate(naming: { "--" + $0.replacingOccurrences(of: "_", with: "-") })
+    for (flag, value) in [
+      ("--epochs", epochs), ("--batch-size", batchSize), ("--captions-per-image", captionsPerImage),
+      ("--step-epochs", stepEpochs), ("--threads", threads), ("--val-every", valEvery),
+      ("--log-every", logEvery),
+    ] where value < 1 {
+      try fail("\(flag) must be at least 1")
+    }
+    for (flag, value) in [
+      ("--warmup", warmupSteps), ("--val-images", valImages), ("--patience", patience),
+      ("--keep-every", keepEvery), ("--max-steps", maxSteps),
+    ] where value < 0 {
+      try fail("\(flag) must not be negative")
+    }
+    if !(learningRate > 0 && learningRate.isFinite) { try fail("--lr must be positive") }
+    if !(stepGamma > 0 && stepGamma.isFinite) { try fail("--step-gamma must be positive") }
+    for (flag, value) in [
+      ("--weight-decay", weightDecay), ("--clip", clip), ("--word-loss", wordLoss ?? 0),
+      ("--scene-loss", sceneLoss ?? 0), ("--mention-loss", mentionLoss ?? 0),
+    ] where !(value >= 0 && value.isFinite) {
+      try fail("\(flag) must not be negative")
     }
     if let beta2, !(beta2 > 0 && beta2 < 1) { try fail("--beta2 must lie strictly between 0 and 1") }
-    try modelConfig(vocabSize: 4).validate()
   }
 }
 

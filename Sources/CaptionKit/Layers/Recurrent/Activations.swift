@@ -1,7 +1,7 @@
 import Foundation
 
-/// Pointwise nonlinearities of the recurrent cells, as tight loops over contiguous `Float`s.
-/// (A later performance pass can swap these for libmvec-vectorised versions.)
+/// Pointwise nonlinearities of the GRU, coupled and plain RNN cells, as tight loops over contiguous
+/// `Float`s (the LSTM and peephole cells run CKernels' vectorised σ and tanh, lstm.c and peephole.c).
 enum Activation {
   /// σ(x) = 1 / (1 + e^(−x)).
   @inline(__always)
