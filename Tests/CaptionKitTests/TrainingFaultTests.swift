@@ -59,8 +59,9 @@ final class TrainingFaultTests: XCTestCase {
 
     let out = temporaryFolder() + "/killed.safetensors"
     let files = TrainingFiles(out: out)
-    caption_set_interrupt_requested(1)
-    _ = try Trainer(options: tinyOptions(out: out), log: { _ in }).run(resume: false)  // saved at step 1
+    _ = try Trainer(
+      options: tinyOptions(out: out), log: { _ in }, progress: TrainerTests.interruptAfterEachStep
+    ).run(resume: false)  // saved at step 1
     caption_set_interrupt_requested(0)
     struct Killed: Error {}
     TrainingSession.beforeStateWrite = { throw Killed() }
@@ -152,5 +153,65 @@ final class TrainingFaultTests: XCTestCase {
     caption_set_interrupt_requested(1)
     defer { caption_set_interrupt_requested(0) }
     XCTAssertNil(try session.validate())
+  }
+
+  /// A scene of `count` objects drawn from `seed`.
+  func randomScene(count: Int, seed: UInt64) -> Scene {
+    var generator = SeededGenerator(seed: seed)
+    let shapes = ["circle", "square", "star"]
+    let colors = ["red", "blue"]
+    let objects = (0..<count).map { _ in
+      SceneObject(
+        shape: shapes[Int(generator.next() % 3)], color: colors[Int(generator.next() % 2)], size: "small",
+        x: Double(generator.next() % 64), y: Double(generator.next() % 64), bbox: [0, 0, 1, 1])
+    }
+    return Scene(imageId: 0, filename: "0.png", objects: objects)
+  }
+
+  /// The relations of a scene, found by testing every pair of objects.
+  func pairwiseRelations(_ scene: Scene, labels: SceneLabels) -> Set<Int> {
+    var yes = Set<Int>()
+    let relations = PairRelation.allCases
+    for a in scene.objects.indices {
+      for b in scene.objects.indices where b != a {
+        let (subject, object) = (scene.objects[a], scene.objects[b])
+        let sa = labels.shapes.firstIndex(of: subject.shape)!
+        let sb = labels.shapes.firstIndex(of: object.shape)!
+        for (r, relation) in relations.enumerated()
+        where relation.holds(subject: (subject.x, subject.y), object: (object.x, object.y), size: 64) {
+          yes.insert(labels.relationsStart + (sa * labels.shapes.count + sb) * relations.count + r)
+        }
+      }
+    }
+    return yes
+  }
+
+  /// The scene loss's answers: the same as testing every pair, with work that does not grow with
+  /// the square of the objects.
+  func testSceneAnswersAreLinearInTheObjects() throws {
+    for (count, seed) in [(1, 1), (2, 2), (3, 3), (5, 4), (12, 5), (40, 6)] as [(Int, UInt64)] {
+      let scene = randomScene(count: count, seed: seed)
+      let labels = SceneLabels(scenes: [scene])
+      let relations = Set(labels.answers(scene).filter { $0 >= labels.relationsStart })
+      XCTAssertEqual(relations, pairwiseRelations(scene, labels: labels), "\(count) objects")
+    }
+    let crowded = randomScene(count: 3000, seed: 7)
+    let labels = SceneLabels(scenes: [crowded])
+    SceneLabels.relationChecks = 0
+    _ = labels.answers(crowded)
+    // 3 shapes: 9 ordered pairs of shapes × 4 relations × 2 extremes, not 3000² pairs of objects.
+    XCTAssertLessThanOrEqual(SceneLabels.relationChecks, 9 * 4 * 2)
+  }
+
+  /// Ctrl-C/SIGTERM during set-up stops it with nothing written (the command line exits 130).
+  func testSetUpStopsWhenInterrupted() throws {
+    var options = tinyOptions(out: temporaryFolder() + "/m.safetensors")
+    options.sceneLoss = 1
+    caption_set_interrupt_requested(1)
+    defer { caption_set_interrupt_requested(0) }
+    XCTAssertThrowsError(try Trainer(options: options, log: { _ in }).run(resume: false)) { error in
+      XCTAssertTrue(error is Interrupted, "\(error)")
+    }
+    XCTAssertFalse(FileManager.default.fileExists(atPath: TrainingFiles(out: options.out).log))
   }
 }

@@ -102,6 +102,7 @@ public final class Trainer {
     BLAS.setThreads(options.threads)
     let started = Date()
     try options.validate(resuming: resume)
+    caption_install_interrupt_handlers()  // from here on Ctrl-C/SIGTERM stop the run (exit 130)
     try Folders.make(files.folder)  // before the data is read: a bad --out fails at once
     let lock = try TrainingLock(files: files)
     defer { withExtendedLifetime(lock) {} }

@@ -59,8 +59,10 @@ final class TrainingSession {
     let (sceneWeight, mentionWeight) = (options.sceneLoss ?? 0, options.mentionLoss ?? 0)
     if let scenesPath, sceneWeight > 0 || mentionWeight > 0 {
       status("reading \(scenesPath)")
+      let scenes = try Scenes.load(path: scenesPath)
+      try TrainingSession.stopIfInterrupted()
       terms += try ShapesObjective.terms(
-        sceneWeight: sceneWeight, mentionWeight: mentionWeight, scenes: try Scenes.load(path: scenesPath),
+        sceneWeight: sceneWeight, mentionWeight: mentionWeight, scenes: scenes,
         scenesPath: scenesPath, imageIds: prepared.train.map(\.id), vocabulary: prepared.vocabulary,
         imageSize: model.config.dv, hiddenSize: model.config.hidden, seed: options.seed, log: log)
     }
@@ -97,6 +99,11 @@ final class TrainingSession {
     }
   }
 
+  /// Set-up stops here on Ctrl-C/SIGTERM, with nothing saved.
+  static func stopIfInterrupted() throws {
+    if caption_interrupt_requested() != 0 { throw Interrupted() }
+  }
+
   /// A new run: the vocabulary from the training captions (or the `--init` model's), fresh weights.
   /// The status line of caption preparation.
   static func preparingProgress(_ status: @escaping (String) -> Void) -> (Int, Int) -> Void {
@@ -113,6 +120,7 @@ final class TrainingSession {
     let dataset = try Dataset.load(
       data: options.data, images: options.images, valData: options.valData,
       trainList: options.trainList, valList: options.valList, testList: options.testList)
+    try stopIfInterrupted()
     var options = options
     if dataset.scenesPath == nil, (options.sceneLoss ?? 0) > 0 || (options.mentionLoss ?? 0) > 0 {
       log("no scenes.json beside the training captions: the scene and mention losses are off")
@@ -143,6 +151,7 @@ final class TrainingSession {
       var generator = SeededGenerator(seed: options.seed)
       model.initialize(using: &generator)
     }
+    try stopIfInterrupted()
     try AtomicFile.write(Data(), to: files.log)  // a new run, a new log
     return try TrainingSession(
       options: options, files: files, prepared: prepared, scenesPath: dataset.scenesPath, model: model,
@@ -216,12 +225,14 @@ final class TrainingSession {
     let dataset = try Dataset.load(
       data: options.data, images: options.images, valData: options.valData,
       trainList: options.trainList, valList: options.valList, testList: options.testList)
+    try stopIfInterrupted()
     try TrainingMemory(config: latest.config, options: options).check()
     let model = CaptionModel(config: latest.config)
     try model.adopt(tensors: weights, path: files.state)
     let prepared = try PreparedCaptions.prepare(
       dataset, minCount: options.minCount, maxLength: options.maxLength, vocabulary: latest.vocabulary,
       data: options.data, progress: preparingProgress(status))
+    try stopIfInterrupted()
     let session = try TrainingSession(
       options: options, files: files, prepared: prepared, scenesPath: dataset.scenesPath, model: model,
       mean: latest.mean, std: latest.std, log: log, status: status)
