@@ -214,4 +214,27 @@ final class TrainingFaultTests: XCTestCase {
     }
     XCTAssertFalse(FileManager.default.fileExists(atPath: TrainingFiles(out: options.out).log))
   }
+
+  /// A huge caption costs its first `maximumCaptionCharacters` characters of words, not its size.
+  func testOnlyTheStartOfALongCaptionIsTokenised() {
+    let long = String(repeating: "a ", count: 500_000)
+    let image = DatasetImage(id: 0, path: "0.png", split: .train, captions: [long, "a red circle"])
+    let tokens = CaptionEncoding.tokenize([image])[0]
+    XCTAssertEqual(tokens[0].count, CaptionEncoding.maximumCaptionCharacters / 2)
+    XCTAssertEqual(tokens[1], ["a", "red", "circle"])
+  }
+
+  /// A JSON file over the limit is refused before it is read (a sparse file: no disk used).
+  func testJSONFilesOverTheLimitAreRefused() throws {
+    let folder = temporaryFolder() + "/huge"
+    try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
+    let big = folder + "/captions.json"
+    XCTAssertTrue(FileManager.default.createFile(atPath: big, contents: nil))
+    XCTAssertEqual(truncate(big, off_t(JSONValue.maximumFileBytes + 1)), 0)
+    let message = reason { _ = try Dataset.load(data: folder) }
+    XCTAssertTrue(message.contains("\(JSONValue.maximumFileBytes) bytes"), message)
+    let score = try runCaption(["score", "--results", big, "--references", big])
+    XCTAssertEqual(score.status, 1)
+    XCTAssertTrue(score.stderr.contains("\(JSONValue.maximumFileBytes) bytes"), score.stderr)
+  }
 }
