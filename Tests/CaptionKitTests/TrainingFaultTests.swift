@@ -237,4 +237,24 @@ final class TrainingFaultTests: XCTestCase {
     XCTAssertEqual(score.status, 1)
     XCTAssertTrue(score.stderr.contains("\(JSONValue.maximumFileBytes) bytes"), score.stderr)
   }
+
+  /// A folder the run cannot write its files in fails at the start, not at the first save.
+  func testAnUnwritableOutputFolderFailsAtOnce() throws {
+    let folder = temporaryFolder() + "/blocked"
+    let files = TrainingFiles(out: folder + "/m.safetensors")
+    try FileManager.default.createDirectory(atPath: files.lock, withIntermediateDirectories: true)
+    var options = tinyOptions(out: files.best)
+    let message = reason { _ = try Trainer(options: options, log: { _ in }).run(resume: false) }
+    XCTAssertTrue(message.hasPrefix(folder + ": cannot write the run's files here"), message)
+    XCTAssertFalse(FileManager.default.fileExists(atPath: files.log))
+    if geteuid() != 0 {  // a read-only folder binds everyone but root
+      let readOnly = temporaryFolder() + "/readonly"
+      try FileManager.default.createDirectory(atPath: readOnly, withIntermediateDirectories: true)
+      chmod(readOnly, 0o555)
+      defer { chmod(readOnly, 0o755) }
+      options.out = readOnly + "/m.safetensors"
+      let message = reason { _ = try Trainer(options: options, log: { _ in }).run(resume: false) }
+      XCTAssertTrue(message.contains("cannot write the run's files here"), message)
+    }
+  }
 }
