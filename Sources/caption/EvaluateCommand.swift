@@ -68,6 +68,10 @@ struct Evaluate: ParsableCommand {
       if !result.skipped.isEmpty {
         printError("skipped \(result.skipped.count) images that could not be read")
       }
+      guard !result.images.isEmpty else {
+        throw CaptionError(
+          .badDataset, path: data, "none of the \(chosen.count) images of the \(split) split could be read")
+      }
 
       if let results {
         try COCOFiles.writeResults(

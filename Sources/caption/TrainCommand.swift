@@ -46,7 +46,13 @@ struct Train: ParsableCommand {
         },
         progress: bar.map { bar in { bar.draw($0) } },
         status: { bar?.line.show($0) })
-      summary = try trainer.run(resume: checkpoints.resume)
+      do {
+        summary = try trainer.run(resume: checkpoints.resume)
+      } catch is Interrupted {
+        bar?.clear()
+        printError("interrupted before the first step: nothing was saved", prefix: "")
+        throw ExitCode(130)
+      }
       bar?.clear()
     }
     guard let summary else { return }

@@ -16,6 +16,11 @@ final class TrainerTests: XCTestCase {
 
   func tinyOptions(out: String) -> TrainOptions { TrainerTests.tinyOptions(out: out) }
 
+  /// A progress callback that stands for Ctrl-C after a step (set-up is not interrupted).
+  static let interruptAfterEachStep: @Sendable (TrainProgress) -> Void = { _ in
+    caption_set_interrupt_requested(1)
+  }
+
   static func tinyOptions(out: String) -> TrainOptions {
     var options = TrainOptions(data: TrainerTests.dataFolder, out: out)
     options.imageSize = 16
@@ -100,8 +105,9 @@ final class TrainerTests: XCTestCase {
 
     // Interrupted after its first step (as by Ctrl-C), then resumed.
     let out = temporaryFolder() + "/resumed.safetensors"
-    caption_set_interrupt_requested(1)
-    let first = try Trainer(options: tinyOptions(out: out), log: { _ in }).run(resume: false)
+    let first = try Trainer(
+      options: tinyOptions(out: out), log: { _ in }, progress: TrainerTests.interruptAfterEachStep
+    ).run(resume: false)
     caption_set_interrupt_requested(0)
     XCTAssertTrue(first.interrupted)
     XCTAssertEqual(first.steps, 1)
@@ -143,9 +149,10 @@ final class TrainerTests: XCTestCase {
       XCTAssertTrue(FileManager.default.fileExists(atPath: files.latest))
       XCTAssertFalse(FileManager.default.fileExists(atPath: files.best), "valImages \(valImages)")
 
-      caption_set_interrupt_requested(1)
       options.maxSteps = 0
-      let interrupted = try Trainer(options: options, log: { _ in }).run(resume: true)
+      let interrupted = try Trainer(
+        options: options, log: { _ in }, progress: TrainerTests.interruptAfterEachStep
+      ).run(resume: true)
       caption_set_interrupt_requested(0)
       XCTAssertTrue(interrupted.interrupted)
       XCTAssertEqual(interrupted.steps, 4)  // the epoch's last step, then the stop before validating

@@ -79,6 +79,21 @@ public enum AtomicFile {
     return folder.isEmpty ? pointee : folder + "/" + pointee
   }
 
+  /// Removes the temporary files (`.NAME.tmp-*`) that writes killed mid-way left in `folder`, for
+  /// the names `NAME` that `owned` accepts; returns how many were removed. Only for files no other
+  /// process is writing (a caller holding a lock on them).
+  @discardableResult
+  public static func removeLeftovers(in folder: String, owned: (String) -> Bool) -> Int {
+    guard let entries = try? FileManager.default.contentsOfDirectory(atPath: folder) else { return 0 }
+    var removed = 0
+    for entry in entries where entry.hasPrefix(".") {
+      guard let range = entry.range(of: ".tmp-", options: .backwards) else { continue }
+      let name = String(entry[entry.index(after: entry.startIndex)..<range.lowerBound])
+      if owned(name) && unlink(folder + "/" + entry) == 0 { removed += 1 }
+    }
+    return removed
+  }
+
   /// Writes to a temporary file beside `target`, syncs it and renames it over `target`.
   private static func replace(_ target: String, with bytes: UnsafeRawBufferPointer, path: String) throws {
     let url = URL(fileURLWithPath: target)

@@ -54,3 +54,8 @@ public struct CaptionError: Error, CustomStringConvertible, Equatable, Sendable 
     }
   }
 }
+
+/// Ctrl-C/SIGTERM stopped work that had nothing to save yet (the command line exits 130).
+public struct Interrupted: Error, Sendable {
+  public init() {}
+}

@@ -53,6 +53,9 @@ public final class Tensor {
   /// A copy of the elements as an array (for tests and file output; not for hot loops).
   public var array: [Float] { Array(buffer) }
 
+  /// No NaN and no infinity among the values.
+  public var allFinite: Bool { buffer.allSatisfy { $0.isFinite } }
+
   public subscript(index: Int) -> Float {
     get { pointer[index] }
     set { pointer[index] = newValue }

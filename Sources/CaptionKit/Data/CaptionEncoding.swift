@@ -39,6 +39,10 @@ public struct EncodingSummary: Equatable, Sendable, CustomStringConvertible {
 
 /// Tokenising and encoding captions for training (SPEC §3, §6).
 public enum CaptionEncoding {
+  /// Only a caption's first characters are tokenised (SPEC §5): training keeps at most
+  /// `--max-length` − 1 words, and a longer text would only cost memory.
+  public static let maximumCaptionCharacters = 10_000
+
   /// `PTBTokenizer.tokenize` of every caption: `[image][caption][word]`. Runs on all cores, a slice
   /// of images at a time; `progress(done, count)` follows the images tokenised.
   public static func tokenize(_ images: [DatasetImage], progress: ((Int, Int) -> Void)? = nil) -> [[[String]]]
@@ -51,7 +55,8 @@ public enum CaptionEncoding {
       let chunks = (sliceEnd - sliceStart + chunk - 1) / chunk
       DispatchQueue.concurrentPerform(iterations: chunks) { c in
         for i in sliceStart + c * chunk..<min(sliceStart + (c + 1) * chunk, sliceEnd) {
-          results.set(i, images[i].captions.map { PTBTokenizer.tokenize($0) })
+          results.set(
+            i, images[i].captions.map { PTBTokenizer.tokenize(String($0.prefix(maximumCaptionCharacters))) })
         }
       }
       progress?(sliceEnd, images.count)

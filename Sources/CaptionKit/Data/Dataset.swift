@@ -164,7 +164,7 @@ public struct Dataset: Sendable {
 /// Reading and parsing dataset files with errors that name the file and the place.
 enum DatasetFile {
   /// Larger dataset files are refused rather than read into memory (dataset_coco.json is ~150 MB).
-  static let maximumBytes = 2 << 30
+  static let maximumBytes = JSONValue.maximumFileBytes
 
   /// The bytes of a regular file (a device or pipe could be endless; a folder is not a file).
   static func read(_ path: String) throws -> [UInt8] {

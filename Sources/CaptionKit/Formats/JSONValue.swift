@@ -22,6 +22,10 @@ enum JSONValue {
 
   static let maximumDepth = 512
 
+  /// The largest JSON file read (dataset, scenes, results and references files: SPEC §5). Parsed
+  /// whole, a file takes a few times its size in memory; larger ones are refused before reading.
+  public static let maximumFileBytes = 256 << 20
+
   /// Parses a whole document; a defect is a `kind` error naming `file`:
   /// `bad JSON: line 2, column 6: expected ':' after a key (byte 15)`.
   static func parse(_ bytes: some ContiguousBytes, file: String, kind: CaptionError.Kind = .badDataset)

@@ -169,7 +169,7 @@ public enum COCOFiles {
   // MARK: Helpers
 
   /// Largest results or references file read (COCO's biggest captions file is ~90 MB).
-  static let maximumFileBytes: Int64 = 2 << 30
+  static let maximumFileBytes = Int64(JSONValue.maximumFileBytes)
 
   static func readFile(_ path: String) throws -> Data {
     Data(

@@ -47,7 +47,8 @@ public enum Scenes {
   /// Reads scenes.json, keyed by image id.
   public static func load(path: String) throws -> [Int: Scene] {
     return try parse(
-      Data(try RegularFile.read(path, maximumBytes: 2 << 30, what: "a scenes file")), path: path)
+      Data(try RegularFile.read(path, maximumBytes: JSONValue.maximumFileBytes, what: "a scenes file")),
+      path: path)
   }
 
   /// Parses the content of a scenes.json (`path` names it in errors):

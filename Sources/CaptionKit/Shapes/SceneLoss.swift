@@ -1,3 +1,5 @@
+import CShims
+
 /// The auxiliary scene loss (training only, for datasets with scenes.json, SPEC §9): from the image
 /// vector alone, answer yes/no questions about the scene's ground truth, in five groups:
 ///
@@ -40,7 +42,10 @@ public final class SceneLoss: ObjectiveTerm {
       used.append(scene)
     }
     labels = SceneLabels(scenes: used)
-    for scene in used { answers[scene.imageId] = labels.answers(scene) }
+    for scene in used {
+      if caption_interrupt_requested() != 0 { throw Interrupted() }
+      answers[scene.imageId] = labels.answers(scene)
+    }
     self.answers = answers
     auxiliary = AuxiliaryHead(
       name: "scene_head", inputSize: dv, columnWeights: labels.columnWeights, weight: weight)
@@ -114,6 +119,9 @@ public struct SceneLabels: Equatable, Sendable {
       + "\(Region.allCases.count) regions, \(PairRelation.allCases.count) relations between shapes)"
   }
 
+  /// How many relations `answers` has tested (its work, for a test).
+  nonisolated(unsafe) static var relationChecks = 0
+
   /// The indices of the questions whose answer is yes for `scene` (sorted, without repeats).
   public func answers(_ scene: Scene) -> [Int] {
     var yes = Set<Int>()
@@ -131,19 +139,30 @@ public struct SceneLabels: Equatable, Sendable {
         yes.insert(regionsStart + pair * Region.allCases.count + r)
       }
     }
-    // Relations between two objects, as "the <subject shape> is <relation> the <object shape>".
+    // Relations between two objects, as "the <subject shape> is <relation> the <object shape>". Each
+    // relation compares one axis with a positive margin, so some pair of shapes (a, b) holds it iff
+    // the extreme pair does: a's lowest and b's highest coordinate, or a's highest and b's lowest
+    // (an object with itself never does). Linear in the objects, not quadratic.
+    var low = [(x: Double, y: Double)?](repeating: nil, count: shapes.count)
+    var high = low
+    for object in scene.objects where !object.x.isNaN && !object.y.isNaN {
+      guard let s = shapes.firstIndex(of: object.shape) else { continue }
+      low[s] = (min(low[s]?.x ?? object.x, object.x), min(low[s]?.y ?? object.y, object.y))
+      high[s] = (max(high[s]?.x ?? object.x, object.x), max(high[s]?.y ?? object.y, object.y))
+    }
     let relations = PairRelation.allCases
     let side = Double(max(scene.width, 1))
-    for a in scene.objects.indices {
-      for b in scene.objects.indices where b != a {
-        let (subject, object) = (scene.objects[a], scene.objects[b])
-        guard let sa = shapes.firstIndex(of: subject.shape), let sb = shapes.firstIndex(of: object.shape)
-        else {
-          continue
-        }
-        for (r, relation) in relations.enumerated()
-        where relation.holds(subject: (subject.x, subject.y), object: (object.x, object.y), size: side) {
-          yes.insert(relationsStart + (sa * shapes.count + sb) * relations.count + r)
+    for sa in shapes.indices {
+      guard let lowA = low[sa], let highA = high[sa] else { continue }
+      for sb in shapes.indices {
+        guard let lowB = low[sb], let highB = high[sb] else { continue }
+        for (r, relation) in relations.enumerated() {
+          SceneLabels.relationChecks += 2
+          if relation.holds(subject: lowA, object: highB, size: side)
+            || relation.holds(subject: highA, object: lowB, size: side)
+          {
+            yes.insert(relationsStart + (sa * shapes.count + sb) * relations.count + r)
+          }
         }
       }
     }

@@ -40,6 +40,8 @@ public struct TrainingFiles: Sendable {
   public var latest: String
   public var state: String
   public var log: String
+  /// Held (`flock`) by the run writing these files; the kernel releases it when the run ends.
+  public var lock: String
   public var folder: String
   public var stem: String
 
@@ -53,6 +55,18 @@ public struct TrainingFiles: Sendable {
     latest = folder + "/" + name + ".latest.safetensors"
     state = folder + "/" + name + ".latest.state"
     log = folder + "/" + name + ".log.jsonl"
+    lock = folder + "/" + name + ".lock"
+  }
+
+  /// Whether `name` (in `folder`) is one of this run's files: a temporary copy of it is this run's.
+  func owns(_ name: String) -> Bool {
+    let own = [best, latest, state, log].map { URL(fileURLWithPath: $0).lastPathComponent }
+    if own.contains(name) { return true }
+    // NAME.epochEEE.safetensors
+    let prefix = stem + ".epoch"
+    guard name.hasPrefix(prefix), name.hasSuffix(".safetensors") else { return false }
+    let digits = name.dropFirst(prefix.count).dropLast(".safetensors".count)
+    return !digits.isEmpty && digits.allSatisfy { $0.isASCII && $0.isNumber }
   }
 
   public func snapshot(epoch: Int) -> String {
@@ -87,10 +101,45 @@ public final class Trainer {
   public func run(resume: Bool) throws -> TrainSummary {
     BLAS.setThreads(options.threads)
     let started = Date()
+    try options.validate(resuming: resume)
+    caption_install_interrupt_handlers()  // from here on Ctrl-C/SIGTERM stop the run (exit 130)
+    try Folders.make(files.folder)  // before the data is read: a bad --out fails at once
+    let lock = try TrainingLock(files: files)
+    defer { withExtendedLifetime(lock) {} }
+    AtomicFile.removeLeftovers(in: files.folder, owned: files.owns)
     let session =
       try resume
       ? TrainingSession.resume(files: files, overriding: options, log: log, status: status)
       : TrainingSession.start(options: options, files: files, log: log, status: status)
     return try session.train(log: log, progress: progress, started: started)
   }
+}
+
+/// An exclusive `flock` on `NAME.lock` beside the output, held while a run writes its files: a
+/// second run with the same `--out` is refused. Opening it also shows at once that the folder is
+/// writable. The kernel drops the lock when the process ends, however it ends.
+final class TrainingLock {
+  private let descriptor: Int32
+
+  init(files: TrainingFiles) throws {
+    descriptor = open(files.lock, O_RDWR | O_CREAT | O_CLOEXEC, 0o644)
+    guard descriptor >= 0 else {
+      throw CaptionError(
+        .io, path: files.folder, "cannot write the run's files here: \(String(cString: strerror(errno)))")
+    }
+    var result: Int32
+    repeat { result = flock(descriptor, LOCK_EX | LOCK_NB) } while result != 0 && errno == EINTR
+    guard result == 0 else {
+      let busy = errno == EWOULDBLOCK
+      let reason = String(cString: strerror(errno))
+      close(descriptor)
+      throw CaptionError(
+        .io, path: files.best,
+        busy
+          ? "another training run is writing this output (it holds \(files.lock))"
+          : "cannot lock \(files.lock): \(reason)")
+    }
+  }
+
+  deinit { close(descriptor) }
 }

@@ -2,6 +2,12 @@ import CShims
 import Foundation
 
 extension TrainingSession {
+  /// The prefix of the model's weights in the state file (`model.<tensor>`).
+  static let weightPrefix = "model."
+
+  /// Called between writing the latest model and its state (a test stands a kill in there).
+  nonisolated(unsafe) static var beforeStateWrite: (() throws -> Void)?
+
   /// The loop: epochs of steps, validation, checkpoints; stops early on Ctrl-C/SIGTERM (saving first).
   func train(
     log: @escaping (String) -> Void, progress: ((TrainProgress) -> Void)?, started: Date
@@ -19,12 +25,17 @@ extension TrainingSession {
 
     epochLoop: while epoch < options.epochs {
       trainLoader.startEpoch(epoch, fromBatch: batchInEpoch)
+      let firstBatch = batchInEpoch
+      var stepsThisEpoch = 0
       var stepStart = Date()  // includes the wait for the batch: the pipeline's speed shows too
       while let batch = trainLoader.next() {
         let lr = options.schedule.rate(
           base: options.learningRate, step: step, totalSteps: scheduleSteps, epoch: epoch, options: options)
         zeroGradients(objective.trainableParameters)
         let loss = objective.forward(batch, training: true, generator: &dropoutGenerator)
+        guard loss.isFinite, objective.total.isFinite else {
+          throw diverged(atStep: step + 1, "the loss is not finite")
+        }
         objective.backward()
         // global-norm clipping, applied by Adam as it reads the gradients
         let clip =
@@ -38,6 +49,7 @@ extension TrainingSession {
         trainSeconds += seconds
         imagesSeen += batch.imageIds.count
         stepsThisRun += 1
+        stepsThisEpoch += 1
         interval.add(loss: loss, objective: objective.total, termLosses: objective.termLosses)
         epochLoss += Double(loss)
         epochSteps += 1
@@ -83,11 +95,22 @@ extension TrainingSession {
           break epochLoop
         }
       }
+      if firstBatch == 0 && stepsThisEpoch == 0 {
+        throw CaptionError(
+          .badDataset, path: options.data,
+          "none of the training images could be read: nothing to learn from")
+      }
       // End of an epoch: validate, keep the best, save the latest.
+      let lastBatch = batchInEpoch
       epoch += 1
       batchInEpoch = 0
       if epoch % options.valEvery == 0 || epoch == options.epochs {
-        let metrics = try validate()
+        guard let metrics = try validate() else {
+          // Stopped during validation: saved as at the epoch's last step, so that --resume validates.
+          (epoch, batchInEpoch) = (epoch - 1, lastBatch)
+          interrupted = true
+          break epochLoop
+        }
         var line: [String: Any] = ["step": step, "epoch": epoch]
         for (key, value) in metrics { line[key] = value }
         try appendLog(line)
@@ -126,8 +149,9 @@ extension TrainingSession {
       skippedImages: trainLoader.skippedCount + (valLoader?.skippedCount ?? 0), files: files)
   }
 
-  /// Validation loss, and greedy captions scored with CIDEr-D and BLEU-4 against the references.
-  func validate() throws -> [String: Double] {
+  /// Validation loss, and greedy captions scored with CIDEr-D and BLEU-4 against the references;
+  /// nil when Ctrl-C/SIGTERM stopped it (checked before each batch).
+  func validate() throws -> [String: Double]? {
     guard let valLoader else { return [:] }
     valLoader.startEpoch(0, fromBatch: 0)
     var lossSum = 0.0
@@ -135,7 +159,7 @@ extension TrainingSession {
     var candidates: [Int: [String]] = [:]
     var noDropout = SeededGenerator(seed: 0)
     let options = DecodingOptions(maxLength: self.options.maxLength, beamSize: 1)
-    while let batch = valLoader.next() {
+    while caption_interrupt_requested() == 0, let batch = valLoader.next() {
       let loss = model.forward(
         images: batch.images, captionsPerImage: batch.captionsPerImage, steps: batch.steps,
         inputTokens: batch.inputTokens, targetTokens: batch.targetTokens, training: false,
@@ -149,7 +173,13 @@ extension TrainingSession {
         candidates[id] = caption.tokens.map { vocabulary.word($0) }
       }
     }
-    var metrics: [String: Double] = ["val_loss": lossSum / Double(max(batches, 1))]
+    if caption_interrupt_requested() != 0 { return nil }
+    guard batches > 0 else {
+      throw CaptionError(
+        .badDataset, path: self.options.valData ?? self.options.data,
+        "none of the \(valImages.count) validation images could be read")
+    }
+    var metrics: [String: Double] = ["val_loss": lossSum / Double(batches)]
     if !candidates.isEmpty {
       var references: [Int: [[String]]] = [:]
       for image in valImages where candidates[image.id] != nil {
@@ -170,11 +200,30 @@ extension TrainingSession {
       "seed": options.seed,
     ]
     if !metrics.isEmpty { object["metrics"] = metrics.filter { $0.value.isFinite } }  // JSON has no NaN
-    let data = try! JSONSerialization.data(withJSONObject: object, options: [.sortedKeys])
+    guard let data = try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys]) else {
+      return "{}"
+    }
     return String(decoding: data, as: UTF8.self)
   }
 
+  /// The error that ends a run whose loss or weights stopped being finite: nothing is saved over
+  /// the latest finite checkpoint, which the message names.
+  func diverged(atStep step: Int, _ cause: String) -> CaptionError {
+    let kept =
+      savedStep.map { "the latest finite checkpoint is \(files.latest) (step \($0))" }
+      ?? "no checkpoint was saved"
+    return CaptionError(.invalidArgument, path: "", "training diverged at step \(step) (\(cause)); \(kept)")
+  }
+
+  /// Refuses to save weights (or trained heads) that hold a NaN or an infinity.
+  func checkFinite() throws {
+    if let (name, _) = objective.namedTrainableParameters.first(where: { !$0.1.value.allFinite }) {
+      throw diverged(atStep: step, "\(name) is not finite")
+    }
+  }
+
   func saveModel(to path: String, metrics: [String: Double]) throws {
+    try checkFinite()
     var file = ModelFile(
       config: model.config, vocabulary: vocabulary, mean: mean, std: std,
       provenance: provenance(metrics: metrics), tensors: [:])
@@ -185,6 +234,7 @@ extension TrainingSession {
   /// The latest model, then the state that points at it (optimiser moments, counters, generator).
   func saveLatest() throws {
     try saveModel(to: files.latest, metrics: [:])
+    try TrainingSession.beforeStateWrite?()
     let optionsJSON: String
     let bestJSON: String
     do {
@@ -205,8 +255,10 @@ extension TrainingSession {
     if let bestEpoch { metadata["best_epoch"] = String(bestEpoch) }
     let names = objective.namedTrainableParameters.map { $0.0 }
     let heads = objective.termParameters.map { (name: $0.0, tensor: $0.1.value) }
+    let weights = model.namedTensors.map { (name: TrainingSession.weightPrefix + $0.name, tensor: $0.tensor) }
     try Safetensors.write(
-      path: files.state, tensors: optimizer.namedMoments(names: names) + heads, metadata: metadata)
+      path: files.state, tensors: optimizer.namedMoments(names: names) + heads + weights, metadata: metadata)
+    savedStep = step
   }
 
   /// Adds one line to the log with a single write (a stopped run leaves whole lines only).

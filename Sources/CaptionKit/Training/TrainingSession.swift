@@ -29,6 +29,8 @@ final class TrainingSession {
   /// validation split.
   var epochLoss = 0.0
   var epochSteps = 0
+  /// The step of the latest model and state saved (or resumed from): the last finite checkpoint.
+  var savedStep: Int?
   /// Per-channel normalisation: ImageNet's for a new model, the model file's with --init or --resume.
   let mean: [Float]
   let std: [Float]
@@ -57,8 +59,10 @@ final class TrainingSession {
     let (sceneWeight, mentionWeight) = (options.sceneLoss ?? 0, options.mentionLoss ?? 0)
     if let scenesPath, sceneWeight > 0 || mentionWeight > 0 {
       status("reading \(scenesPath)")
+      let scenes = try Scenes.load(path: scenesPath)
+      try TrainingSession.stopIfInterrupted()
       terms += try ShapesObjective.terms(
-        sceneWeight: sceneWeight, mentionWeight: mentionWeight, scenes: try Scenes.load(path: scenesPath),
+        sceneWeight: sceneWeight, mentionWeight: mentionWeight, scenes: scenes,
         scenesPath: scenesPath, imageIds: prepared.train.map(\.id), vocabulary: prepared.vocabulary,
         imageSize: model.config.dv, hiddenSize: model.config.hidden, seed: options.seed, log: log)
     }
@@ -95,6 +99,11 @@ final class TrainingSession {
     }
   }
 
+  /// Set-up stops here on Ctrl-C/SIGTERM, with nothing saved.
+  static func stopIfInterrupted() throws {
+    if caption_interrupt_requested() != 0 { throw Interrupted() }
+  }
+
   /// A new run: the vocabulary from the training captions (or the `--init` model's), fresh weights.
   /// The status line of caption preparation.
   static func preparingProgress(_ status: @escaping (String) -> Void) -> (Int, Int) -> Void {
@@ -107,11 +116,11 @@ final class TrainingSession {
     status: @escaping (String) -> Void = { _ in }
   ) throws -> TrainingSession {
     try options.validate()
-    try Folders.make(files.folder)  // before the data is read: a bad --out fails at once
     status("loading \(options.data)")
     let dataset = try Dataset.load(
       data: options.data, images: options.images, valData: options.valData,
       trainList: options.trainList, valList: options.valList, testList: options.testList)
+    try stopIfInterrupted()
     var options = options
     if dataset.scenesPath == nil, (options.sceneLoss ?? 0) > 0 || (options.mentionLoss ?? 0) > 0 {
       log("no scenes.json beside the training captions: the scene and mention losses are off")
@@ -142,6 +151,7 @@ final class TrainingSession {
       var generator = SeededGenerator(seed: options.seed)
       model.initialize(using: &generator)
     }
+    try stopIfInterrupted()
     try AtomicFile.write(Data(), to: files.log)  // a new run, a new log
     return try TrainingSession(
       options: options, files: files, prepared: prepared, scenesPath: dataset.scenesPath, model: model,
@@ -178,35 +188,83 @@ final class TrainingSession {
     options.workers = current.workers
     options.logEvery = current.logEvery
     options.maxSteps = current.maxSteps
+    /// A saved count: a whole number, at least 0.
+    func count(_ key: String) throws -> Int {
+      let text = try meta(key)
+      guard let value = Int(text), value >= 0 else {
+        throw CaptionError(
+          .badModel, path: files.state, "\(key) in the training state is not a count: \"\(text.prefix(40))\"")
+      }
+      return value
+    }
+    let savedStep = try count("step")
+    // The model's configuration, vocabulary and normalisation, which a run never changes.
     let latest = try ModelFile.load(path: files.latest)
-    guard let savedStep = Int(try meta("step")), latest.provenanceStep == savedStep else {
-      throw CaptionError(.badModel, path: files.state, "the state does not match \(files.latest)")
+    // The weights of `savedStep`: saved in the state itself, so that the state is whole even when a
+    // save was cut short after the latest model was replaced; a state without them (older) is
+    // paired with the latest model by its step.
+    var weights: [String: Tensor] = [:]
+    for (name, tensor) in state.tensors where name.hasPrefix(TrainingSession.weightPrefix) {
+      guard tensor.allFinite else {
+        throw CaptionError(
+          .badModel, path: files.state, "tensor \"\(name)\" holds a value that is not finite")
+      }
+      weights[String(name.dropFirst(TrainingSession.weightPrefix.count))] = tensor
+    }
+    if weights.isEmpty {
+      guard latest.provenanceStep == savedStep else {
+        throw CaptionError(.badModel, path: files.state, "the state does not match \(files.latest)")
+      }
+      weights = latest.tensors
+    } else if latest.provenanceStep != savedStep {
+      log(
+        "\(files.latest) is from step \(latest.provenanceStep.map(String.init) ?? "?") but the state from step "
+          + "\(savedStep) (a save was cut short): resuming from the state")
     }
     status("loading \(options.data)")
     let dataset = try Dataset.load(
       data: options.data, images: options.images, valData: options.valData,
       trainList: options.trainList, valList: options.valList, testList: options.testList)
+    try stopIfInterrupted()
     try TrainingMemory(config: latest.config, options: options).check()
     let model = CaptionModel(config: latest.config)
-    try model.adopt(tensors: latest.tensors, path: files.latest)
+    try model.adopt(tensors: weights, path: files.state)
     let prepared = try PreparedCaptions.prepare(
       dataset, minCount: options.minCount, maxLength: options.maxLength, vocabulary: latest.vocabulary,
       data: options.data, progress: preparingProgress(status))
+    try stopIfInterrupted()
     let session = try TrainingSession(
       options: options, files: files, prepared: prepared, scenesPath: dataset.scenesPath, model: model,
       mean: latest.mean, std: latest.std, log: log, status: status)
+    func malformed(_ key: String) -> CaptionError {
+      CaptionError(
+        .badModel, path: files.state,
+        "\(key) in the training state is malformed: \"\((state.metadata[key] ?? "").prefix(40))\"")
+    }
     session.step = savedStep
-    session.epoch = Int(try meta("epoch")) ?? 0
-    session.batchInEpoch = Int(try meta("batch")) ?? 0
-    session.dropoutGenerator.state = UInt64(try meta("rng")) ?? 0
-    session.bestScore = Double(try meta("best_score")) ?? -Double.infinity
-    session.bestEpoch = Int(state.metadata["best_epoch"] ?? "")
-    session.epochsWithoutImprovement = Int(try meta("stale_epochs")) ?? 0
-    if let best = state.metadata["best_metrics"],
-      case .object(let metrics)? = try? JSONValue.parse(Array(best.utf8), file: files.state)
-    {
+    session.savedStep = savedStep
+    session.epoch = try count("epoch")
+    session.batchInEpoch = try count("batch")
+    guard let rng = UInt64(try meta("rng")) else { throw malformed("rng") }
+    session.dropoutGenerator.state = rng
+    guard let bestScore = Double(try meta("best_score")), !bestScore.isNaN else {
+      throw malformed("best_score")
+    }
+    session.bestScore = bestScore
+    if let bestEpoch = state.metadata["best_epoch"] {
+      guard let value = Int(bestEpoch), value >= 1 else { throw malformed("best_epoch") }
+      session.bestEpoch = value
+    }
+    session.epochsWithoutImprovement = try count("stale_epochs")
+    if let best = state.metadata["best_metrics"] {
+      guard case .object(let metrics)? = try? JSONValue.parse(Array(best.utf8), file: files.state) else {
+        throw malformed("best_metrics")
+      }
       session.bestMetrics = [:]
-      for (key, value) in metrics.members { session.bestMetrics[key] = value.doubleValue }
+      for (key, value) in metrics.members {
+        guard let number = value.doubleValue else { throw malformed("best_metrics") }
+        session.bestMetrics[key] = number
+      }
     }
     try session.optimizer.restore(
       from: state.tensors, names: session.objective.namedTrainableParameters.map { $0.0 },
@@ -217,7 +275,7 @@ final class TrainingSession {
       }
       parameter.value.copy(from: saved)
     }
-    session.optimizer.stepCount = Int(try meta("adam_steps")) ?? savedStep
+    session.optimizer.stepCount = try count("adam_steps")
     if let saved = state.metadata["log_interval"] {
       guard let restored = LoggedInterval(saved: saved, terms: session.objective.terms.count) else {
         throw CaptionError(.badModel, path: files.state, "log_interval in the training state is malformed")
@@ -226,7 +284,7 @@ final class TrainingSession {
     }
     if let saved = state.metadata["epoch_loss"] {
       let fields = saved.split(separator: " ")
-      guard fields.count == 2, let loss = Double(fields[0]), let steps = Int(fields[1]) else {
+      guard fields.count == 2, let loss = Double(fields[0]), let steps = Int(fields[1]), steps >= 0 else {
         throw CaptionError(.badModel, path: files.state, "epoch_loss in the training state is malformed")
       }
       (session.epochLoss, session.epochSteps) = (loss, steps)
