@@ -4,7 +4,7 @@ extension CaptionDecoder {
   /// Samples each token from softmax(logits / T) over the allowed tokens (with `topK` > 0, over the
   /// k most likely of them), T = `temperature`. Image i draws from its own seeded stream, so a
   /// caption depends only on (seed, streamOffset + i, the model), not on the other images of the
-  /// batch.
+  /// batch (`imageStreams[i]` replaces streamOffset + i when given).
   /// The reported log-probability is still that of the plain softmax (T = 1, no top-k).
   /// A temperature ≤ 0 (or not finite) is taken as its limit T → 0: the greedy choice.
   public static func sample<M: StepModel>(
@@ -16,7 +16,8 @@ extension CaptionDecoder {
       return greedy(model: model, imageVectors: imageVectors, options: options)
     }
     var streams = (0..<imageCount).map {
-      SamplingStream(seed: options.seed, stream: UInt64(bitPattern: Int64(options.streamOffset &+ $0)))
+      let stream = options.imageStreams?[$0] ?? options.streamOffset &+ $0
+      return SamplingStream(seed: options.seed, stream: UInt64(bitPattern: Int64(stream)))
     }
     var pool: [Int] = []  // the tokens drawn from, at one row
     var weights: [Double] = []  // their unnormalised probabilities exp((logit − max) / T)
