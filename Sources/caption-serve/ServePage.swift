@@ -15,7 +15,7 @@ enum ServePage {
       #drop { border: 2px dashed #888; border-radius: 8px; padding: 2rem; text-align: center;
               background: #fff; cursor: pointer; }
       #drop.over { border-color: #06c; background: #eef5ff; }
-      #preview { display: block; max-width: 100%; max-height: 16rem; margin: 1rem auto;
+      #preview { display: block; width: 12rem; max-width: 100%; height: auto; margin: 1rem auto;
                  image-rendering: pixelated; }
       #caption { font-size: 1.3rem; min-height: 1.6em; }
       #details { color: #666; font-size: 0.9rem; }
