@@ -89,9 +89,14 @@ final class ServeProcessTests: XCTestCase {
     XCTAssertEqual(connections.count, 16)
     for connection in connections {
       connection.send(
-        rawRequest("POST", "/v1/captions?beam=5", headers: ["Content-Type: image/png"], body: image))
+        rawRequest("POST", "/v1/captions?beam=20", headers: ["Content-Type: image/png"], body: image))
     }
-    usleep(100_000)  // let the server read them
+    // signal once the server has taken them in (or after 2 s)
+    for _ in 0..<200 {
+      let metrics = exchange(port: server.port, rawRequest("GET", "/metrics"))?.bodyText ?? ""
+      if let depth = metricValue(metrics, "caption_queue_depth"), depth > 0 { break }
+      usleep(10_000)
+    }
     let start = Date()
     let status = server.stop(signal: signal, timeout: 5)
     XCTAssertEqual(status, 0, "exit status (nil: still running after 5 s)")
@@ -125,8 +130,7 @@ final class ServeProcessTests: XCTestCase {
   func hostileProbes() throws -> [Probe] {
     let png = try bytes(of: try sampleImagePaths(1)[0])
     let jpeg = try bytes(of: Self.corpus + "/jpeg/testorig.jpg")
-    var random = SplitMix(seed: 5)
-    let noise = (0..<20_000).map { _ in UInt8(truncatingIfNeeded: random.next()) }
+    let randomBytes = noise(count: 20_000, seed: 5)
     func post(_ name: String, _ target: String, _ type: String, _ body: [UInt8], _ status: Int) -> Probe {
       Probe(
         name: name,
@@ -155,7 +159,7 @@ final class ServeProcessTests: XCTestCase {
       post("truncated JPEG", "/v1/captions", "image/jpeg", Array(jpeg.prefix(jpeg.count / 3)), 422),
       post("PNG bomb", "/v1/captions", "image/png", pngClaiming(png, width: 60_000, height: 60_000), 422),
       post("JPEG bomb", "/v1/captions", "image/jpeg", jpegClaiming(jpeg, width: 65_000, height: 65_000), 422),
-      post("random bytes", "/v1/captions", "image/jpeg", noise, 415),
+      post("random bytes", "/v1/captions", "image/jpeg", randomBytes, 415),
       post("wrong type", "/v1/captions", "text/plain", png, 415),
       post("bad beam", "/v1/captions?beam=-3", "image/png", png, 400),
       post("unknown parameter", "/v1/captions?path=/etc/passwd", "image/png", png, 400),

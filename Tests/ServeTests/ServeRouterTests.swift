@@ -70,8 +70,7 @@ final class ServeRouterTests: XCTestCase {
     settings.maxPixels = 1000  // below the 64×64 samples
     let app = try makeApplication(settings)
     let png = try bytes(of: try sampleImagePaths(1)[0])
-    var random = SplitMix(seed: 3)
-    let noise = (0..<5000).map { _ in UInt8(truncatingIfNeeded: random.next()) }
+    let randomBytes = noise(count: 5000, seed: 3)
     let cases: [(String, HTTPRequest.Method, String?, [UInt8]?, HTTPResponse.Status)] = [
       ("/nowhere", .get, nil, nil, .notFound),
       ("/v1/captions", .get, nil, nil, .methodNotAllowed),
@@ -89,7 +88,7 @@ final class ServeRouterTests: XCTestCase {
       ("/v1/captions", .post, "multipart/form-data; boundary=x", Array("--x--\r\n".utf8), .badRequest),
       ("/v1/captions", .post, "text/plain", png, .unsupportedMediaType),
       ("/v1/captions", .post, "application/json", Array("{}".utf8), .unsupportedMediaType),
-      ("/v1/captions", .post, "image/png", noise, .unsupportedMediaType),
+      ("/v1/captions", .post, "image/png", randomBytes, .unsupportedMediaType),
       ("/v1/captions", .post, "image/png", Array(png.prefix(100)), .unprocessableContent),
       ("/v1/captions", .post, "image/png", png, .unprocessableContent),  // over the pixel budget
       (
@@ -224,15 +223,11 @@ func metricValue(_ report: String, _ name: String) -> Double? {
   return nil
 }
 
-/// SplitMix64, for test noise.
-struct SplitMix {
-  var state: UInt64
-  init(seed: UInt64) { state = seed }
-  mutating func next() -> UInt64 {
-    state &+= 0x9E37_79B9_7F4A_7C15
-    var z = state
-    z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-    z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-    return z ^ (z >> 31)
+/// `count` bytes of seeded noise (a 64-bit linear congruential generator's high bytes).
+func noise(count: Int, seed: UInt64) -> [UInt8] {
+  var state = seed
+  return (0..<count).map { _ in
+    state = state &* 6_364_136_223_846_793_005 &+ 1_442_695_040_888_963_407
+    return UInt8(truncatingIfNeeded: state >> 56)
   }
 }
