@@ -115,6 +115,36 @@ final class ServeRouterTests: XCTestCase {
     }
   }
 
+  func testAFullQueueIsNotReadyAndRefusesWithRetryAfter() async throws {
+    var settings = testSettings()
+    settings.queue = 1
+    let metrics = ServeMetrics()
+    let captioner = try Captioner(modelPath: bundledModel)
+    let queue = CaptionQueue(captioner: captioner, settings: settings, metrics: metrics)
+    let router = buildRouter(queue: queue, modelJSON: "{}", settings: settings, metrics: metrics)
+    let app = Application(router: router, configuration: .init(address: .hostname("127.0.0.1", port: 0)))
+    let image = try bytes(of: try sampleImagePaths(1)[0])
+    XCTAssertTrue(queue.admit())  // the one slot, taken
+    try await app.test(.router) { client in
+      try await client.execute(uri: "/readyz", method: .get) {
+        XCTAssertEqual($0.status, .serviceUnavailable)
+      }
+      try await client.execute(
+        uri: "/v1/captions", method: .post, headers: [.contentType: "image/png"],
+        body: ByteBuffer(bytes: image)
+      ) { response in
+        XCTAssertEqual(response.status, .serviceUnavailable)
+        XCTAssertEqual(response.headers[.retryAfter], "1")
+      }
+      queue.leave()
+      try await client.execute(uri: "/readyz", method: .get) { XCTAssertEqual($0.status, .ok) }
+      try await client.execute(
+        uri: "/v1/captions", method: .post, headers: [.contentType: "image/png"],
+        body: ByteBuffer(bytes: image)
+      ) { XCTAssertEqual($0.status, .ok) }
+    }
+  }
+
   func testMultipartFieldNamedImage() async throws {
     let app = try makeApplication()
     let path = try sampleImagePaths(1)[0]

@@ -180,6 +180,7 @@ final class RawConnection {
     return true
   }
 
+  @discardableResult
   func send(_ text: String) -> Bool { send(Array(text.utf8)) }
 
   /// Reads one response (Content-Length framed); nil on timeout or a connection closed first.
