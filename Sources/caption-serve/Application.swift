@@ -15,6 +15,8 @@ struct ServeSettings: Sendable {
   /// Caption requests admitted at once (decoding, waiting or being captioned); more get 503.
   var queue = 64
   var maxBodyBytes = 20 << 20
+  /// Bytes of request bodies the server holds at once (being received or waiting to be decoded).
+  var bodyBudget: Int { 8 * maxBodyBytes }
   /// The most pixels an uploaded image may have (width × height as its header claims).
   var maxPixels = 16_777_216
   /// Seconds a body may take to arrive in full; a connection silent for a second longer is closed.
@@ -109,7 +111,8 @@ func captionResponse(request: Request, context: ServeContext, queue: CaptionQueu
   if let length = request.headers[.contentLength].flatMap({ Int($0) }), length > settings.maxBodyBytes {
     throw tooLarge(settings)
   }
-  let body = try await readBody(request, context: context, settings: settings)
+  let body = try await readBody(request, context: context, queue: queue, settings: settings)
+  defer { queue.releaseBody(body.count) }
   let bytes = try CaptionRequest.image(body: body, contentType: contentType)
   guard !bytes.isEmpty else { throw ServeError(.badRequest, "the body is empty: send an image") }
   guard queue.admit() else {
@@ -125,18 +128,31 @@ func captionResponse(request: Request, context: ServeContext, queue: CaptionQueu
   return jsonResponse(CaptionResponse.json(caption, vocabulary: queue.vocabulary))
 }
 
-/// The body, at most `maxBodyBytes`, arriving in full within the idle timeout (else 413 or 408; the
-/// connection is then closed, as the rest of the body is not read).
-func readBody(_ request: Request, context: ServeContext, settings: ServeSettings) async throws -> [UInt8] {
+/// The body, at most `maxBodyBytes`, arriving in full within the idle timeout (else 413 or 408), its
+/// bytes counted in the queue's body budget (503 when that is spent; the caller gives them back).
+/// After a failure the connection is closed, as the rest of the body is not read.
+func readBody(_ request: Request, context: ServeContext, queue: CaptionQueue, settings: ServeSettings)
+  async throws -> [UInt8]
+{
   let limit = settings.maxBodyBytes
   let body = request.body
   do {
     return try await withThrowingTaskGroup(of: [UInt8]?.self) { group in
       group.addTask {
         var bytes: [UInt8] = []
-        for try await buffer in body {
-          guard bytes.count + buffer.readableBytes <= limit else { throw tooLarge(settings) }
-          bytes += buffer.readableBytesView
+        do {
+          for try await buffer in body {
+            guard bytes.count + buffer.readableBytes <= limit else { throw tooLarge(settings) }
+            guard queue.holdBody(buffer.readableBytes) else {
+              throw ServeError(
+                .serviceUnavailable, "the server holds too many uploads; try again",
+                headers: [.retryAfter: "1"])
+            }
+            bytes += buffer.readableBytesView
+          }
+        } catch {
+          queue.releaseBody(bytes.count)
+          throw error
         }
         return bytes
       }
@@ -145,10 +161,13 @@ func readBody(_ request: Request, context: ServeContext, settings: ServeSettings
         return nil
       }
       defer { group.cancelAll() }
-      guard let first = try await group.next(), let bytes = first else {
-        throw ServeError(.requestTimeout, "the body did not arrive within \(settings.idleTimeout) s")
+      if let first = try await group.next(), let bytes = first { return bytes }
+      // the deadline came first: stop reading, give back what was read
+      group.cancelAll()
+      while let rest = try? await group.next() {
+        if let partial = rest { queue.releaseBody(partial.count) }
       }
-      return bytes
+      throw ServeError(.requestTimeout, "the body did not arrive within \(settings.idleTimeout) s")
     }
   } catch let error as ServeError {
     closeSoon(context.channel)

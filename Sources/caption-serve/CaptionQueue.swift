@@ -57,6 +57,8 @@ final class CaptionQueue: @unchecked Sendable {
   }
 
   let capacity: Int
+  /// Bytes of request bodies held at once (being received, or waiting to be decoded) at most.
+  let bodyBudget: Int
   let maxBatch: Int
   let maxDelay: TimeInterval
   private let captioner: Captioner  // its model is used on the model thread only
@@ -65,11 +67,13 @@ final class CaptionQueue: @unchecked Sendable {
   private let condition = NSCondition()
   private var admitted = 0  // requests holding a slot: decoding, waiting or being captioned
   private var decoding = 0  // images being decoded for admitted requests
+  private var heldBodyBytes = 0
   private var waiting: [Job] = []
 
   init(captioner: Captioner, settings: ServeSettings, metrics: ServeMetrics) {
     self.captioner = captioner
     capacity = settings.queue
+    bodyBudget = settings.bodyBudget
     maxBatch = settings.maxBatch
     maxDelay = Double(settings.maxDelayMilliseconds) / 1000
     decoders = WorkerThreads(count: settings.decoders, name: "decode")
@@ -98,6 +102,23 @@ final class CaptionQueue: @unchecked Sendable {
     condition.lock()
     admitted -= 1
     metrics.queueDepth.set(Double(admitted))
+    condition.unlock()
+  }
+
+  /// Counts `count` more bytes of a body held in memory; false (nothing counted) when that would go
+  /// over the budget.
+  func holdBody(_ count: Int) -> Bool {
+    condition.lock()
+    defer { condition.unlock() }
+    guard heldBodyBytes + count <= bodyBudget else { return false }
+    heldBodyBytes += count
+    return true
+  }
+
+  /// Gives back bytes counted by `holdBody`.
+  func releaseBody(_ count: Int) {
+    condition.lock()
+    heldBodyBytes -= count
     condition.unlock()
   }
 

@@ -115,14 +115,21 @@ final class ServeRouterTests: XCTestCase {
     }
   }
 
+  /// An application over a queue the test holds.
+  func makeApplication(queueing settings: ServeSettings) throws -> (some ApplicationProtocol, CaptionQueue) {
+    let metrics = ServeMetrics()
+    let queue = CaptionQueue(
+      captioner: try Captioner(modelPath: bundledModel), settings: settings, metrics: metrics)
+    let router = buildRouter(queue: queue, modelJSON: "{}", settings: settings, metrics: metrics)
+    return (
+      Application(router: router, configuration: .init(address: .hostname("127.0.0.1", port: 0))), queue
+    )
+  }
+
   func testAFullQueueIsNotReadyAndRefusesWithRetryAfter() async throws {
     var settings = testSettings()
     settings.queue = 1
-    let metrics = ServeMetrics()
-    let captioner = try Captioner(modelPath: bundledModel)
-    let queue = CaptionQueue(captioner: captioner, settings: settings, metrics: metrics)
-    let router = buildRouter(queue: queue, modelJSON: "{}", settings: settings, metrics: metrics)
-    let app = Application(router: router, configuration: .init(address: .hostname("127.0.0.1", port: 0)))
+    let (app, queue) = try makeApplication(queueing: settings)
     let image = try bytes(of: try sampleImagePaths(1)[0])
     XCTAssertTrue(queue.admit())  // the one slot, taken
     try await app.test(.router) { client in
@@ -143,6 +150,32 @@ final class ServeRouterTests: XCTestCase {
         body: ByteBuffer(bytes: image)
       ) { XCTAssertEqual($0.status, .ok) }
     }
+  }
+
+  func testBodiesBeyondTheMemoryBudgetAreRefused() async throws {
+    var settings = testSettings()
+    settings.maxBodyBytes = 1 << 20
+    let (app, queue) = try makeApplication(queueing: settings)
+    let image = try bytes(of: try sampleImagePaths(1)[0])
+    XCTAssertEqual(queue.bodyBudget, 8 << 20)
+    XCTAssertTrue(queue.holdBody(queue.bodyBudget - 100))  // other uploads hold nearly all of it
+    try await app.test(.router) { client in
+      try await client.execute(
+        uri: "/v1/captions", method: .post, headers: [.contentType: "image/png"],
+        body: ByteBuffer(bytes: image)
+      ) { response in
+        XCTAssertEqual(response.status, .serviceUnavailable)
+        XCTAssertEqual(response.headers[.retryAfter], "1")
+      }
+      queue.releaseBody(queue.bodyBudget - 100)
+      for _ in 0..<3 {  // each request gives its bytes back
+        try await client.execute(
+          uri: "/v1/captions", method: .post, headers: [.contentType: "image/png"],
+          body: ByteBuffer(bytes: image)
+        ) { XCTAssertEqual($0.status, .ok) }
+      }
+    }
+    XCTAssertTrue(queue.holdBody(queue.bodyBudget), "every byte given back")
   }
 
   func testMultipartFieldNamedImage() async throws {
