@@ -33,10 +33,7 @@ final class ServeRouterTests: XCTestCase {
         XCTAssertEqual(text(response.body), expected)
       }
       let image = try bytes(of: try sampleImagePaths(1)[0])
-      try await client.execute(
-        uri: "/v1/captions", method: .post, headers: [.contentType: "image/png"],
-        body: ByteBuffer(bytes: image)
-      ) { XCTAssertEqual($0.status, .ok) }
+      try await post(image, to: client, expecting: .ok)
       try await client.execute(uri: "/nowhere", method: .get) { XCTAssertEqual($0.status, .notFound) }
       try await client.execute(uri: "/metrics", method: .get) { response in
         XCTAssertEqual(response.status, .ok)
@@ -136,19 +133,10 @@ final class ServeRouterTests: XCTestCase {
       try await client.execute(uri: "/readyz", method: .get) {
         XCTAssertEqual($0.status, .serviceUnavailable)
       }
-      try await client.execute(
-        uri: "/v1/captions", method: .post, headers: [.contentType: "image/png"],
-        body: ByteBuffer(bytes: image)
-      ) { response in
-        XCTAssertEqual(response.status, .serviceUnavailable)
-        XCTAssertEqual(response.headers[.retryAfter], "1")
-      }
+      try await post(image, to: client, expecting: .serviceUnavailable)
       queue.leave()
       try await client.execute(uri: "/readyz", method: .get) { XCTAssertEqual($0.status, .ok) }
-      try await client.execute(
-        uri: "/v1/captions", method: .post, headers: [.contentType: "image/png"],
-        body: ByteBuffer(bytes: image)
-      ) { XCTAssertEqual($0.status, .ok) }
+      try await post(image, to: client, expecting: .ok)
     }
   }
 
@@ -160,19 +148,10 @@ final class ServeRouterTests: XCTestCase {
     XCTAssertEqual(queue.bodyBudget, 8 << 20)
     XCTAssertTrue(queue.holdBody(queue.bodyBudget - 100))  // other uploads hold nearly all of it
     try await app.test(.router) { client in
-      try await client.execute(
-        uri: "/v1/captions", method: .post, headers: [.contentType: "image/png"],
-        body: ByteBuffer(bytes: image)
-      ) { response in
-        XCTAssertEqual(response.status, .serviceUnavailable)
-        XCTAssertEqual(response.headers[.retryAfter], "1")
-      }
+      try await post(image, to: client, expecting: .serviceUnavailable)
       queue.releaseBody(queue.bodyBudget - 100)
       for _ in 0..<3 {  // each request gives its bytes back
-        try await client.execute(
-          uri: "/v1/captions", method: .post, headers: [.contentType: "image/png"],
-          body: ByteBuffer(bytes: image)
-        ) { XCTAssertEqual($0.status, .ok) }
+        try await post(image, to: client, expecting: .ok)
       }
     }
     XCTAssertTrue(queue.holdBody(queue.bodyBudget), "every byte given back")
@@ -273,6 +252,18 @@ final class ServeRouterTests: XCTestCase {
         XCTAssertTrue(object["familiar"] is NSNull)
       }
     }
+  }
+}
+
+/// POSTs a PNG to /v1/captions and checks the answer's status (and `Retry-After: 1` with a 503).
+func post(_ image: [UInt8], to client: some TestClientProtocol, expecting status: HTTPResponse.Status)
+  async throws
+{
+  try await client.execute(
+    uri: "/v1/captions", method: .post, headers: [.contentType: "image/png"], body: ByteBuffer(bytes: image)
+  ) { response in
+    XCTAssertEqual(response.status, status, text(response.body))
+    if status == .serviceUnavailable { XCTAssertEqual(response.headers[.retryAfter], "1") }
   }
 }
 
