@@ -91,10 +91,13 @@ final class ServeProcessTests: XCTestCase {
       connection.send(
         rawRequest("POST", "/v1/captions?beam=20", headers: ["Content-Type: image/png"], body: image))
     }
-    // signal once the server has taken them in (or after 2 s)
-    for _ in 0..<200 {
+    // signal once the server has read all 16 (each is then being captioned or answered), or after 5 s
+    for _ in 0..<500 {
       let metrics = exchange(port: server.port, rawRequest("GET", "/metrics"))?.bodyText ?? ""
-      if let depth = metricValue(metrics, "caption_queue_depth"), depth > 0 { break }
+      let held = metricValue(metrics, "caption_queue_depth") ?? 0
+      let answered =
+        metricValue(metrics, #"caption_http_requests_total{endpoint="/v1/captions",status="200"}"#) ?? 0
+      if held + answered >= 16 { break }
       usleep(10_000)
     }
     let start = Date()
