@@ -41,10 +41,15 @@ let package = Package(
   platforms: [.macOS(.v13)],
   products: [
     .executable(name: "caption", targets: ["caption"]),
+    .executable(name: "caption-serve", targets: ["caption-serve"]),
     .library(name: "CaptionKit", targets: ["CaptionKit"]),
   ],
   dependencies: [
-    .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0")
+    .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+    // the HTTP server (`caption-serve` and its tests only; `caption` does not link them)
+    .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.28.1"),
+    .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.13.0"),
+    .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.4.1"),
   ],
   targets: systemLibraries + [
     shims,
@@ -61,6 +66,28 @@ let package = Package(
         .product(name: "ArgumentParser", package: "swift-argument-parser"),
       ],
       path: "Sources/caption"
+    ),
+    // `caption serve` hands over to this executable, so that the server's libraries do not slow the
+    // build or the start-up of `caption`
+    .executableTarget(
+      name: "caption-serve",
+      dependencies: [
+        "CaptionKit",
+        .product(name: "ArgumentParser", package: "swift-argument-parser"),
+        .product(name: "Hummingbird", package: "hummingbird"),
+        .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+        .product(name: "Prometheus", package: "swift-prometheus"),
+      ],
+      path: "Sources/caption-serve"
+    ),
+    .testTarget(
+      name: "ServeTests",
+      dependencies: [
+        "caption-serve", "CaptionKit",
+        .product(name: "Hummingbird", package: "hummingbird"),
+        .product(name: "HummingbirdTesting", package: "hummingbird"),
+      ],
+      path: "Tests/ServeTests"
     ),
     .testTarget(
       name: "CaptionKitTests",

@@ -18,9 +18,18 @@ struct Caption: ParsableCommand {
     version: captionVersion,
     subcommands: [
       Describe.self, Train.self, Evaluate.self, Score.self, DatasetCommand.self, Preprocess.self,
-      Info.self, Bench.self,
+      Info.self, Bench.self, Serve.self,
     ]
   )
+}
+
+extension Caption {
+  /// `caption serve ...` hands every argument to the server executable before any parsing here.
+  static func main() {
+    let arguments = Array(CommandLine.arguments.dropFirst())
+    if arguments.first == "serve" { Serve.handOver(Array(arguments.dropFirst())) }
+    main(nil)
+  }
 }
 
 let captionVersion = "0.1.0"

@@ -53,6 +53,10 @@ public struct DecodingOptions: Equatable, Sendable {
   /// The stream of the batch's first image: a caller cutting a long list into batches passes each
   /// batch's position in the list, so that captions do not depend on the batch size.
   public var streamOffset: Int
+  /// When set (one entry per image), image i draws from stream `imageStreams[i]` instead of
+  /// `streamOffset + i`: images of several requests decoded together keep the streams they would
+  /// have alone.
+  public var imageStreams: [Int]? = nil
 
   public init(
     maxLength: Int = 20, forbidUnk: Bool = false, blockRepeatedTrigrams: Bool = false,

@@ -4,7 +4,7 @@ extension CaptionDecoder {
   /// Samples each token from softmax(logits / T) over the allowed tokens (with `topK` > 0, over the
   /// k most likely of them), T = `temperature`. Image i draws from its own seeded stream, so a
   /// caption depends only on (seed, streamOffset + i, the model), not on the other images of the
-  /// batch.
+  /// batch (`imageStreams[i]` replaces streamOffset + i when given).
   /// The reported log-probability is still that of the plain softmax (T = 1, no top-k).
   public static func sample<M: StepModel>(
     model: M, imageVectors: Tensor, options: DecodingOptions
@@ -14,7 +14,7 @@ extension CaptionDecoder {
     // Image i's stream starts at seed ⊕ (s·0xD1B5…) ⊕ 0x5851…, s = streamOffset + i: distinct starting
     // points for distinct (seed, stream) pairs.
     var streams = (0..<imageCount).map {
-      let stream = UInt64(bitPattern: Int64(options.streamOffset &+ $0))
+      let stream = UInt64(bitPattern: Int64(options.imageStreams?[$0] ?? options.streamOffset &+ $0))
       return SeededGenerator(seed: options.seed ^ (stream &* 0xD1B5_4A32_D192_ED03) ^ 0x5851_F42D_4C95_7F2D)
     }
     var pool: [Int] = []  // the tokens drawn from, at one row

@@ -33,9 +33,51 @@ public final class Captioner {
     return results
   }
 
+  /// Captions of preprocessed images, each with its own options (a server's requests gathered into
+  /// one batch): one encoder pass for all images, then one decode per distinct set of options, so
+  /// that greedy and beam rows of several requests run in the same steps. Image i's caption is the
+  /// one it gets alone with `options[i]`: sampling draws it from stream `options[i].streamOffset`.
+  public func caption(images: [RGBImage], options: [DecodingOptions]) -> [DecodedCaption] {
+    precondition(images.count == options.count, "one set of options per image")
+    guard !images.isEmpty else { return [] }
+    let vectors = encode(images)  // [n, dv]
+    let dv = vectors.shape[1]
+    var groups: [(options: DecodingOptions, images: [Int])] = []
+    for (image, imageOptions) in options.enumerated() {
+      var key = imageOptions
+      key.streamOffset = 0
+      key.imageStreams = nil
+      if let group = groups.firstIndex(where: { $0.options == key }) {
+        groups[group].images.append(image)
+      } else {
+        groups.append((key, [image]))
+      }
+    }
+    var captions = CaptionDecoder.emptyCaptions(images.count)
+    for group in groups {
+      var groupOptions = group.options
+      groupOptions.imageStreams = group.images.map { options[$0].streamOffset }
+      var groupVectors = vectors
+      if group.images.count < images.count {
+        groupVectors = Tensor(zeros: [group.images.count, dv])  // [g, dv]: the group's rows
+        for (row, image) in group.images.enumerated() {
+          (groupVectors.pointer + row * dv).update(from: vectors.pointer + image * dv, count: dv)
+        }
+      }
+      let decoded = CaptionDecoder.decode(model: model, imageVectors: groupVectors, options: groupOptions)
+      for (caption, image) in zip(decoded, group.images) { captions[image] = caption }
+    }
+    return captions
+  }
+
   /// An image file as the network sees it (SPEC §4), before normalisation.
   public func load(path: String) throws -> RGBImage {
     try Preprocess.load(path: path, size: modelFile.config.imageSize, decoder: decoder)
+  }
+
+  /// An image held in memory (an upload) as the network sees it; `name` only names it in errors.
+  public func load(bytes: [UInt8], name: String) throws -> RGBImage {
+    try Preprocess.load(bytes: bytes, path: name, size: modelFile.config.imageSize, decoder: decoder)
   }
 
   /// The image vectors `v` ([n, Dv]) of preprocessed images (at least one, all of the model's size).

@@ -309,6 +309,38 @@ public struct ModelFile {
     return out
   }
 
+  /// What `caption info --json` prints (and a server's model endpoint): the summary as one JSON
+  /// object with sorted keys: `model` (the path), `config` (as the file's metadata holds it),
+  /// `vocabulary` {`size`, `first`: up to 10 words after the 4 special ones}, `parameters`
+  /// {`groups`: [{`group`, `count`}], `total`}, `preprocessing` {`size`, `mean`, `std`} and
+  /// `provenance` (the kept JSON, the text when it is not JSON, or null).
+  public func summaryJSON(path: String) -> String {
+    func number(_ value: Float) -> Double { Double("\(value)") ?? Double(value) }  // 0.485, not 0.48500001
+    let configObject =
+      (try? JSONEncoder().encode(config)).flatMap { try? JSONSerialization.jsonObject(with: $0) } ?? [:]
+    let groups = config.parameterGroups()
+    var provenanceObject: Any = NSNull()
+    if let provenance {
+      provenanceObject =
+        (try? JSONSerialization.jsonObject(with: Data(provenance.utf8), options: [.fragmentsAllowed]))
+        ?? provenance
+    }
+    let object: [String: Any] = [
+      "model": path,
+      "config": configObject,
+      "vocabulary": ["size": vocabulary.count, "first": Array(vocabulary.words.dropFirst(4).prefix(10))],
+      "parameters": [
+        "groups": groups.map { ["group": $0.group, "count": $0.count] as [String: Any] },
+        "total": groups.reduce(0) { $0 + $1.count },
+      ],
+      "preprocessing": ["size": config.imageSize, "mean": mean.map(number), "std": std.map(number)],
+      "provenance": provenanceObject,
+    ]
+    let data = try? JSONSerialization.data(
+      withJSONObject: object, options: [.sortedKeys, .withoutEscapingSlashes])
+    return data.map { String(decoding: $0, as: UTF8.self) } ?? "{}"
+  }
+
   /// 1234567 → "1,234,567".
   static func grouped(_ value: Int) -> String {
     let digits = Array(String(value))

@@ -1,0 +1,39 @@
+import ArgumentParser
+import CaptionKit
+import Foundation
+
+/// `caption serve ARGS` runs the `caption-serve` executable built beside `caption` with the same
+/// arguments, so that the server's libraries cost `caption` nothing in build or start-up time.
+struct Serve: ParsableCommand {
+  static let configuration = CommandConfiguration(
+    commandName: "serve",
+    abstract: "Caption images over HTTP (runs caption-serve; see caption serve --help).",
+    discussion: """
+      Examples:
+        caption serve
+        caption serve --port 9000 --max-batch 32
+      """)
+
+  @Argument(parsing: .allUnrecognized, help: "The server's options (caption serve --help lists them).")
+  var arguments: [String] = []
+
+  func run() throws { Self.handOver(arguments) }
+
+  /// Replaces this process with `caption-serve ARGUMENTS` (all of them, `--help` included, are the
+  /// server's); exit 1 with a line saying how to build it when it is missing.
+  static func handOver(_ arguments: [String]) -> Never {
+    let folder = URL(fileURLWithPath: ModelLocator.executablePath() ?? CommandLine.arguments[0])
+      .deletingLastPathComponent()
+    let server = folder.appendingPathComponent("caption-serve").path
+    guard FileManager.default.isExecutableFile(atPath: server) else {
+      printError(
+        "\(server): the server is not built beside caption; build it with "
+          + "swift build -c release --product caption-serve")
+      Foundation.exit(1)
+    }
+    var argv = ([server] + arguments).map { strdup($0) } + [nil]
+    execv(server, &argv)
+    printError("\(server): cannot run: \(String(cString: strerror(errno)))")
+    Foundation.exit(1)
+  }
+}
