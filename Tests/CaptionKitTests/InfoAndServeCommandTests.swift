@@ -47,7 +47,8 @@ final class InfoAndServeCommandTests: XCTestCase {
     let folder = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent()
     guard FileManager.default.isExecutableFile(atPath: folder.appendingPathComponent("caption-serve").path)
     else {
-      throw XCTSkip("caption-serve is not built beside caption")
+      XCTFail("caption-serve is not built beside caption in \(folder.path) (swift test builds it)")
+      return
     }
     let help = try runCaption(["serve", "--help"])
     XCTAssertEqual(help.status, 0, help.stderr)
