@@ -11,7 +11,7 @@ struct ServeCommand: AsyncParsableCommand {
   static let configuration = CommandConfiguration(
     commandName: "caption serve",
     abstract: "Caption images over HTTP (SPEC §10).",
-    usage: "caption serve [--model <model>] [--host <host>] [--port <port>] [<options>]",
+    usage: "caption serve [--model <model>] [--port <port>] [<options>]",
     discussion: """
       Loads the model once and answers POST /v1/captions (the body is the image), GET /v1/model,
       /healthz, /readyz, /metrics, and a page at / to try it in a browser. Concurrent requests are
