@@ -16,14 +16,17 @@ final class TrainingObjective {
     self.model = model
     self.terms = terms
     termLosses = [Float?](repeating: nil, count: terms.count)
+    termParameters = terms.flatMap(\.parameters)
+    namedTrainableParameters = model.namedParameters + termParameters
+    trainableParameters = namedTrainableParameters.map { $0.1 }
   }
 
   /// The terms' heads under their training-state names.
-  var termParameters: [(String, Parameter)] { terms.flatMap(\.parameters) }
-
-  /// What training updates: the model's parameters, then the terms' heads.
-  var namedTrainableParameters: [(String, Parameter)] { model.namedParameters + termParameters }
-  var trainableParameters: [Parameter] { namedTrainableParameters.map { $0.1 } }
+  let termParameters: [(String, Parameter)]
+  /// What training updates: the model's parameters, then the terms' heads (listed once: every step
+  /// zeroes and clips them).
+  let namedTrainableParameters: [(String, Parameter)]
+  let trainableParameters: [Parameter]
 
   /// The weighted total of the last `forward`.
   var total: Float {

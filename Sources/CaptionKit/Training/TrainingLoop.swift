@@ -294,10 +294,12 @@ enum TrainingLog {
   /// Rewrites the log (atomically) with its lines whose `step` is at most `step`; a missing log
   /// stays missing.
   static func truncate(_ path: String, toStep step: Int) throws {
-    guard let text = try? String(contentsOfFile: path, encoding: .utf8) else { return }
+    guard FileManager.default.fileExists(atPath: path) else { return }
+    let text = String(
+      decoding: try RegularFile.read(path, maximumBytes: Int.max, what: "training log"), as: UTF8.self)
     let kept = text.split(separator: "\n").filter { line in
-      guard let object = try? JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any],
-        let lineStep = object["step"] as? Int
+      guard case .object(let object)? = try? JSONValue.parse(Array(line.utf8), file: path),
+        let lineStep = object["step"]?.integerValue
       else { return false }
       return lineStep <= step
     }
