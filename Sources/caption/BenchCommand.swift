@@ -18,18 +18,23 @@ struct Bench: ParsableCommand {
         caption bench --threads 1 --cell gru
         caption bench --profile
         caption bench --forward-only  # the encoder's forward alone
+        caption bench --preset vgg16-224 --steps 3  # VGG-16's convolutions at 224 px
         caption bench --decode        # image decoding and preprocessing instead
         caption bench --metrics       # scoring 5 000 images × 5 references instead
       """)
 
-  @Option(help: "Image side.") var imageSize: Int = 64
-  @Option(help: "Encoder layers.") var layers: String = "32,32,M,64,64,M,128,128,M,256,256,M"
+  @Option(
+    help: ArgumentHelp("A named configuration; other flags replace its values.", valueName: "name"))
+  var preset: BenchmarkPreset = .standard
+  @Option(help: "Image side (default: 64, or the preset's).") var imageSize: Int?
+  @Option(help: "Encoder layers (default: 32,32,M,64,64,M,128,128,M,256,256,M, or the preset's).")
+  var layers: String?
   @Option(help: "Image vector size.") var dv: Int = 256
   @Option(help: "Embedding size.") var embed: Int = 256
   @Option(help: "Hidden size.") var hidden: Int = 512
   @Option(help: "Vocabulary size.") var vocab: Int = 1000
   @Option(help: "Decoder steps per caption.") var length: Int = 16
-  @Option(help: "Images per batch.") var batch: Int = 32
+  @Option(help: "Images per batch (default: 32, or the preset's).") var batch: Int?
   @Option(help: "Recurrent cell.") var cell: CellType = .lstm
   @Option(help: "Compute threads.") var threads: Int = 2
   @Option(help: "Timed training steps.") var steps: Int = 10
@@ -39,12 +44,12 @@ struct Bench: ParsableCommand {
   @Flag(help: "Benchmark the encoder's forward alone at --batch instead.") var forwardOnly = false
 
   func validate() throws {
-    if EncoderLayer.parseList(layers) == nil {
+    if let layers, EncoderLayer.parseList(layers) == nil {
       throw ValidationError("--layers takes a list like 32,32,M,64")
     }
     for (name, value) in [
-      ("image-size", imageSize), ("dv", dv), ("embed", embed), ("hidden", hidden), ("length", length),
-      ("batch", batch), ("threads", threads), ("steps", steps),
+      ("image-size", imageSize ?? 1), ("dv", dv), ("embed", embed), ("hidden", hidden),
+      ("length", length), ("batch", batch ?? 1), ("threads", threads), ("steps", steps),
     ]
     where value < 1 {
       throw ValidationError("--\(name) must be at least 1")
@@ -60,15 +65,15 @@ struct Bench: ParsableCommand {
       let log: (String) -> Void = { StandardOutput.line($0) }
       if decode { return try ImageBenchmark.run(log: log) }
       if metrics { return MetricsBenchmark.run(log: log) }
-      var options = BenchmarkOptions()
-      options.imageSize = imageSize
-      options.layers = EncoderLayer.parseList(layers)!
+      var options = preset.options(forwardOnly: forwardOnly)
+      if let imageSize { options.imageSize = imageSize }
+      if let layers { options.layers = EncoderLayer.parseList(layers)! }
       options.dv = dv
       options.embed = embed
       options.hidden = hidden
       options.vocab = vocab
       options.length = length
-      options.batch = batch
+      if let batch { options.batch = batch }
       options.cell = cell
       options.threads = threads
       options.timedSteps = steps
@@ -79,3 +84,5 @@ struct Bench: ParsableCommand {
     }
   }
 }
+
+extension BenchmarkPreset: ExpressibleByArgument {}

@@ -354,4 +354,18 @@ final class CommandTests: XCTestCase {
     let both = try runCaption(["bench", "--forward-only", "--decode"])
     XCTAssertEqual(both.status, 64)
   }
+
+  /// `bench --preset` names a configuration; a flag given beside it replaces the preset's value.
+  func testBenchPresetSetsTheConfigurationAndFlagsReplaceItsValues() throws {
+    let run = try runCaption([
+      "bench", "--preset", "vgg16-224", "--forward-only", "--image-size", "32", "--batch", "1", "--dv",
+      "8", "--steps", "1", "--threads", "1",
+    ])
+    XCTAssertEqual(run.status, 0, run.stderr)
+    XCTAssertTrue(
+      run.stdout.contains(
+        "image 32, layers 64,64,M,128,128,M,256,256,256,M,512,512,512,M,512,512,512,M, dv 8, batch 1,"),
+      run.stdout)
+    XCTAssertEqual(try runCaption(["bench", "--preset", "vgg99-224"]).status, 64)
+  }
 }

@@ -28,6 +28,42 @@ public struct BenchmarkOptions: Sendable {
   }
 }
 
+/// Named configurations of `caption bench --preset` (SPEC §7), so that each row of the performance
+/// table is one flag; flags given beside a preset replace its values one by one.
+public enum BenchmarkPreset: String, CaseIterable, Sendable {
+  /// SPEC §7's defaults.
+  case standard = "default"
+  /// SPEC §7's layers at 128 px.
+  case standard128 = "default-128"
+  /// VGG-11's convolutions at 224 px.
+  case vgg11 = "vgg11-224"
+  /// VGG-16's convolutions at 224 px.
+  case vgg16 = "vgg16-224"
+
+  /// The preset's options. The VGG presets train on batches of 8 (what fits a CPU step of a few
+  /// seconds) and extract features, `forwardOnly`, in batches of 32.
+  public func options(forwardOnly: Bool) -> BenchmarkOptions {
+    var options = BenchmarkOptions()
+    let vggBatch = forwardOnly ? 32 : 8
+    switch self {
+    case .standard:
+      break
+    case .standard128:
+      options.imageSize = 128
+    case .vgg11:
+      options.imageSize = 224
+      options.layers = EncoderLayer.parseList("64,M,128,M,256,256,M,512,512,M,512,512,M")!
+      options.batch = vggBatch
+    case .vgg16:
+      options.imageSize = 224
+      options.layers = EncoderLayer.parseList(
+        "64,64,M,128,128,M,256,256,256,M,512,512,512,M,512,512,512,M")!
+      options.batch = vggBatch
+    }
+    return options
+  }
+}
+
 public enum Benchmark {
   /// Runs both measurements; `log` gets progress and, last, the two SPEC lines.
   public static func run(_ options: BenchmarkOptions, log: (String) -> Void) {

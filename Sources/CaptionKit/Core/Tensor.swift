@@ -1,3 +1,5 @@
+import Foundation
+
 /// A dense, row-major `Float` tensor over one contiguous allocation.
 ///
 /// A class, so that kernels can hold its pointer while writing and workspaces are reused without
@@ -17,8 +19,13 @@ public final class Tensor {
     precondition(shape.allSatisfy { $0 >= 0 }, "Tensor: negative dimension in \(shape)")
     self.shape = shape
     self.count = shape.reduce(1, *)
-    self.pointer = UnsafeMutablePointer<Float>.allocate(capacity: max(count, 1))
-    self.pointer.initialize(repeating: 0, count: max(count, 1))
+    // calloc: a large block comes zeroed from the kernel and its pages are only touched when
+    // first written, so a model's parameters (replaced when a file is loaded) and gradients
+    // (untouched by inference) cost no page faults until they are used.
+    guard let memory = calloc(max(count, 1), MemoryLayout<Float>.stride) else {
+      fatalError("Tensor: out of memory allocating \(count) floats for shape \(shape)")
+    }
+    self.pointer = memory.bindMemory(to: Float.self, capacity: max(count, 1))
     self.base = nil
   }
 
@@ -38,7 +45,7 @@ public final class Tensor {
   }
 
   deinit {
-    if base == nil { pointer.deallocate() }
+    if base == nil { free(pointer) }
   }
 
   /// A view of `count(shape)` elements starting at `offset`; writes go to this tensor.
