@@ -13,6 +13,10 @@ let systemLibraries: [Target] = [
   .systemLibrary(
     name: "COpenBLAS", path: "Sources/COpenBLAS", pkgConfig: "openblas",
     providers: [.apt(["libopenblas-dev"])]),
+  // Open MPI, for `caption-train-mpi` only (data-parallel training under mpirun)
+  .systemLibrary(
+    name: "CMPI", path: "Sources/CMPI", pkgConfig: "ompi-c",
+    providers: [.apt(["libopenmpi-dev", "openmpi-bin"])]),
 ]
 
 // MARK: - C shims: only what Swift cannot do (setjmp/longjmp error recovery, signal handlers)
@@ -42,6 +46,7 @@ let package = Package(
   products: [
     .executable(name: "caption", targets: ["caption"]),
     .executable(name: "caption-serve", targets: ["caption-serve"]),
+    .executable(name: "caption-train-mpi", targets: ["caption-train-mpi"]),
     .library(name: "CaptionKit", targets: ["CaptionKit"]),
   ],
   dependencies: [
@@ -83,6 +88,18 @@ let package = Package(
         .product(name: "Prometheus", package: "swift-prometheus"),
       ],
       path: "Sources/caption-serve"
+    ),
+    // `caption train` under mpirun hands over to this executable, so that `caption` itself does not
+    // link MPI (and runs where Open MPI is not installed)
+    .executableTarget(
+      name: "caption-train-mpi",
+      dependencies: ["CaptionKit", "CMPI"],
+      path: "Sources/caption-train-mpi"
+    ),
+    .testTarget(
+      name: "TrainMPITests",
+      dependencies: ["caption-train-mpi", "CaptionKit"],
+      path: "Tests/TrainMPITests"
     ),
     .testTarget(
       name: "ServeTests",

@@ -20,20 +20,8 @@ struct Serve: ParsableCommand {
   func run() throws { Self.handOver(arguments) }
 
   /// Replaces this process with `caption-serve ARGUMENTS` (all of them, `--help` included, are the
-  /// server's); exit 1 with a line saying how to build it when it is missing.
+  /// server's).
   static func handOver(_ arguments: [String]) -> Never {
-    let folder = URL(fileURLWithPath: ModelLocator.executablePath() ?? CommandLine.arguments[0])
-      .deletingLastPathComponent()
-    let server = folder.appendingPathComponent("caption-serve").path
-    guard FileManager.default.isExecutableFile(atPath: server) else {
-      printError(
-        "\(server): the server is not built beside caption; build it with "
-          + "swift build -c release --product caption-serve")
-      Foundation.exit(1)
-    }
-    var argv = ([server] + arguments).map { strdup($0) } + [nil]
-    execv(server, &argv)
-    printError("\(server): cannot run: \(String(cString: strerror(errno)))")
-    Foundation.exit(1)
+    caption.handOver(to: "caption-serve", what: "the server", arguments)
   }
 }

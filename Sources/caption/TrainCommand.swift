@@ -35,6 +35,16 @@ struct Train: ParsableCommand {
 
   func run() throws {
     let options = options()
+    if let ranks = ProcessInfo.processInfo.environment["OMPI_COMM_WORLD_SIZE"].flatMap(Int.init), ranks >= 2 {
+      // One rank of `mpirun -np N`: the data-parallel trainer, which links MPI (SPEC §8).
+      let encoder = JSONEncoder()
+      encoder.nonConformingFloatEncodingStrategy = .convertToString(
+        positiveInfinity: "inf", negativeInfinity: "-inf", nan: "nan")
+      let json = String(decoding: (try? encoder.encode(options)) ?? Data(), as: UTF8.self)
+      handOver(
+        to: "caption-train-mpi", what: "the data-parallel trainer",
+        ["--options", json] + (checkpoints.resume ? ["--resume"] : []))
+    }
     var summary: TrainSummary?
     try reportingErrors {
       let bar = TerminalLine().enabled ? ProgressBar() : nil

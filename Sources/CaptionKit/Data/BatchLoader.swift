@@ -36,7 +36,8 @@ public final class BatchLoader {
     images: [DatasetImage], captions: [[EncodedCaption]], batchSize: Int, captionsPerImage: Int,
     imageSize: Int, mean: [Float] = Preprocess.imagenetMean, std: [Float] = Preprocess.imagenetStd,
     shuffle: Bool, seed: UInt64, workers: Int = 2, prefetch: Int = 4, dropLast: Bool = false,
-    cachePath: String? = nil, load: @escaping @Sendable (String) throws -> RGBImage,
+    cachePath: String? = nil, shard: LoaderShard = LoaderShard(),
+    load: @escaping @Sendable (String) throws -> RGBImage,
     onSkip: @escaping @Sendable (String, String) -> Void
   ) throws {
     func invalid(_ what: String, _ reason: String) -> CaptionError {
@@ -72,7 +73,7 @@ public final class BatchLoader {
       images: images, captions: captions, samples: samples, batchSize: batchSize,
       captionsPerImage: captionsPerImage, imageSize: imageSize, mean: mean, std: std, shuffle: shuffle,
       seed: seed, workers: workers, prefetch: max(prefetch, workers, 1), dropLast: dropLast,
-      cache: cache, load: load, onSkip: onSkip)
+      cache: cache, shard: shard, load: load, onSkip: onSkip)
     pipeline.startWorkers()
   }
 
@@ -118,6 +119,7 @@ final class LoaderPipeline: @unchecked Sendable {
   let prefetch: Int
   let batchesPerEpoch: Int
   let cache: ImageCache?
+  let shard: LoaderShard
   let load: @Sendable (String) throws -> RGBImage
   let onSkip: @Sendable (String, String) -> Void
   /// The normalisation (`Preprocess.normalize`), per channel.
@@ -144,7 +146,7 @@ final class LoaderPipeline: @unchecked Sendable {
   init(
     images: [DatasetImage], captions: [[EncodedCaption]], samples: [Int], batchSize: Int,
     captionsPerImage: Int, imageSize: Int, mean: [Float], std: [Float], shuffle: Bool, seed: UInt64,
-    workers: Int, prefetch: Int, dropLast: Bool, cache: ImageCache?,
+    workers: Int, prefetch: Int, dropLast: Bool, cache: ImageCache?, shard: LoaderShard,
     load: @escaping @Sendable (String) throws -> RGBImage,
     onSkip: @escaping @Sendable (String, String) -> Void
   ) {
@@ -161,6 +163,7 @@ final class LoaderPipeline: @unchecked Sendable {
     self.batchesPerEpoch =
       dropLast ? samples.count / batchSize : (samples.count + batchSize - 1) / batchSize
     self.cache = cache
+    self.shard = shard
     self.load = load
     self.onSkip = onSkip
     self.mean = mean
@@ -310,15 +313,20 @@ final class LoaderPipeline: @unchecked Sendable {
     return failed.contains(sample)
   }
 
-  /// Builds batch `batch` of an epoch: loads its images into `scratch` (B·S·S·3 bytes), draws the
-  /// captions, normalises. Nil when every image of the batch failed.
+  /// Builds batch `batch` of an epoch (with a shard: this rank's share of it): loads its images into
+  /// `scratch` (B·S·S·3 bytes), draws the captions, normalises. Nil when every image of the batch
+  /// failed; with a shard of several ranks, an empty batch instead (the ranks must stay in step).
   func build(epoch: Int, batch: Int, order: [Int], scratch: UnsafeMutablePointer<UInt8>) -> TrainingBatch? {
-    let members = Array(order[batch * batchSize..<min((batch + 1) * batchSize, order.count)])
+    let wholeBatch = Array(order[batch * batchSize..<min((batch + 1) * batchSize, order.count)])
     let pixelsPerImage = imageSize * imageSize * 3
 
-    // Captions first, for every member, so that a failed image does not change the others' draws.
+    // Captions first, for every member of the whole batch, so that neither a failed image nor the
+    // shard changes the others' draws.
     var random = SeededGenerator(mixing: seed, UInt64(bitPattern: Int64(epoch)), UInt64(batch))
-    let chosen = members.map { chooseCaptions(captions[samples[$0]], &random) }
+    let allChosen = wholeBatch.map { chooseCaptions(captions[samples[$0]], &random) }
+    let share = shard.rows(of: wholeBatch.count)
+    let members = Array(wholeBatch[share])
+    let chosen = Array(allChosen[share])
 
     var kept: [Int] = []  // positions in `members` whose pixels are in scratch[kept.count]
     for (m, sample) in members.enumerated() {
@@ -357,7 +365,7 @@ final class LoaderPipeline: @unchecked Sendable {
         fail(sample: sample, reason: reason)
       }
     }
-    guard !kept.isEmpty else { return nil }
+    guard !kept.isEmpty || shard.ranks > 1 else { return nil }
 
     // [B, 3, S, S] from B HWC images [S, S, 3].
     let tensor = Tensor(zeros: [kept.count, 3, imageSize, imageSize])
@@ -390,4 +398,20 @@ final class LoaderPipeline: @unchecked Sendable {
     while result.count < k { result.append(available[random.below(available.count)].tokens) }
     return result
   }
+}
+
+/// The share of every batch one rank of a data-parallel run loads: rank r of N takes rows
+/// ⌊r·b/N⌋ ..< ⌊(r+1)·b/N⌋ of a batch of b, so the shares differ by at most one image (also in an
+/// epoch's short last batch, where a share may be empty).
+public struct LoaderShard: Sendable {
+  public var rank: Int
+  public var ranks: Int
+
+  public init(rank: Int = 0, ranks: Int = 1) {
+    precondition(ranks >= 1 && rank >= 0 && rank < ranks, "LoaderShard: rank \(rank) of \(ranks)")
+    self.rank = rank
+    self.ranks = ranks
+  }
+
+  public func rows(of count: Int) -> Range<Int> { rank * count / ranks..<(rank + 1) * count / ranks }
 }

@@ -16,7 +16,10 @@ public final class SigmoidBinaryCrossEntropy {
   private var targets: Tensor?  // [N, C], each 0 or 1
   private var columnWeights: [Float] = []  // [C]
   private var rowMask: [Bool]? = nil  // [N]: true for the rows kept (nil: every row)
-  private var keptRows = 0
+  /// The rows the last forward kept.
+  public private(set) var keptRows = 0
+  /// What `backward` divides by in place of `keptRows` (nil: that), as `SoftmaxCrossEntropy`'s.
+  public var normaliser: Int?
 
   public init() {}
 
@@ -59,7 +62,7 @@ public final class SigmoidBinaryCrossEntropy {
     }
     let (rows, columns) = (probabilities.shape[0], probabilities.shape[1])
     let grad = reuseWorkspace(&self.logitsGrad, shape: probabilities.shape)
-    let inverseRows = 1 / Float(max(keptRows, 1))
+    let inverseRows = 1 / Float(max(normaliser ?? keptRows, 1))
     for r in 0..<rows {
       let p = probabilities.pointer + r * columns
       let y = targets.pointer + r * columns

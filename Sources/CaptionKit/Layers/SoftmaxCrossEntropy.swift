@@ -16,6 +16,10 @@ public final class SoftmaxCrossEntropy {
   private var rowSums: [Float] = []  // [N] Σ_j e^(z_ij − max)
   /// The number of rows counted in the last forward (targets ≠ ignoreIndex).
   public private(set) var countedTargets = 0
+  /// What `backward` divides by in place of `countedTargets` (nil: that): a data-parallel run sets
+  /// the count over every rank's share of the batch, so that the ranks' gradients sum to the whole
+  /// batch's.
+  public var normaliser: Int?
 
   public init() {}
 
@@ -67,7 +71,8 @@ public final class SoftmaxCrossEntropy {
     }
     let (rows, classes) = (probabilities.shape[0], probabilities.shape[1])
     let grad = reuseWorkspace(&self.logitsGrad, shape: probabilities.shape)
-    let scale: Float = countedTargets == 0 ? 0 : 1 / Float(countedTargets)
+    let divisor = normaliser ?? countedTargets
+    let scale: Float = divisor == 0 ? 0 : 1 / Float(divisor)
     for r in 0..<rows {
       let g = grad.pointer + r * classes
       let target = targets[r]

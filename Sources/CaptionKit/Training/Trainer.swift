@@ -81,6 +81,8 @@ public final class Trainer {
   let log: (String) -> Void
   let progress: ((TrainProgress) -> Void)?
   let status: (String) -> Void
+  /// The processes of a data-parallel run (SingleProcess: this one alone).
+  let group: any TrainingGroup
 
   /// `log` receives one line at a time (warnings, validation results, the plain progress lines when
   /// `progress` is nil); `progress` is called after every step when the caller draws a bar; `status`
@@ -88,8 +90,10 @@ public final class Trainer {
   /// images`), for a line redrawn on a terminal.
   public init(
     options: TrainOptions, log: @escaping (String) -> Void,
-    progress: ((TrainProgress) -> Void)? = nil, status: @escaping (String) -> Void = { _ in }
+    progress: ((TrainProgress) -> Void)? = nil, status: @escaping (String) -> Void = { _ in },
+    group: any TrainingGroup = SingleProcess()
   ) {
+    self.group = group
     self.options = options
     self.files = TrainingFiles(out: options.out)
     self.log = log
@@ -103,14 +107,19 @@ public final class Trainer {
     let started = Date()
     try options.validate(resuming: resume)
     caption_install_interrupt_handlers()  // from here on Ctrl-C/SIGTERM stop the run (exit 130)
-    try Folders.make(files.folder)  // before the data is read: a bad --out fails at once
-    let lock = try TrainingLock(files: files)
+    // Only rank 0 of a data-parallel run writes the files (and holds the lock).
+    var lock: TrainingLock?
+    if group.isWriter {
+      try Folders.make(files.folder)  // before the data is read: a bad --out fails at once
+      lock = try TrainingLock(files: files)
+      AtomicFile.removeLeftovers(in: files.folder, owned: files.owns)
+    }
     defer { withExtendedLifetime(lock) {} }
-    AtomicFile.removeLeftovers(in: files.folder, owned: files.owns)
     let session =
       try resume
-      ? TrainingSession.resume(files: files, overriding: options, log: log, status: status)
-      : TrainingSession.start(options: options, files: files, log: log, status: status)
+      ? TrainingSession.resume(files: files, overriding: options, log: log, status: status, group: group)
+      : TrainingSession.start(options: options, files: files, log: log, status: status, group: group)
+    try session.joinGroup()
     return try session.train(log: log, progress: progress, started: started)
   }
 }

@@ -31,12 +31,36 @@ extension TrainingSession {
       while let batch = trainLoader.next() {
         let lr = options.schedule.rate(
           base: options.learningRate, step: step, totalSteps: scheduleSteps, epoch: epoch, options: options)
-        zeroGradients(objective.trainableParameters)
-        let loss = objective.forward(batch, training: true, generator: &dropoutGenerator)
-        guard loss.isFinite, objective.total.isFinite else {
+        // One process: forward and backward of the batch. Several: of this rank's share, the
+        // gradients then summed over the ranks (DataParallel.swift).
+        var stopRequested = false
+        let loss: Float
+        let objectiveTotal: Float
+        let termLosses: [Float?]
+        var batchImages = batch.imageIds.count
+        if group.size > 1 {
+          let summed = try stepInGroup(batch)
+          (loss, objectiveTotal, termLosses) = (summed.loss, summed.objective, summed.termLosses)
+          (batchImages, stopRequested) = (summed.images, summed.stop)
+        } else {
+          zeroGradients(objective.trainableParameters)
+          loss = objective.forward(batch, training: true, generator: &dropoutGenerator)
+          (objectiveTotal, termLosses) = (objective.total, objective.termLosses)
+        }
+        guard loss.isFinite, objectiveTotal.isFinite else {
           throw diverged(atStep: step + 1, "the loss is not finite")
         }
-        objective.backward()
+        if group.size == 1 {
+          objective.backward()
+        } else if batchImages == 0 {
+          // every image of the batch failed on every rank: no step, as in a single process
+          batchInEpoch = batch.index + 1
+          if stopRequested {
+            interrupted = true
+            break epochLoop
+          }
+          continue
+        }
         // global-norm clipping, applied by Adam as it reads the gradients
         let clip =
           options.clip > 0
@@ -47,10 +71,10 @@ extension TrainingSession {
         let seconds = Date().timeIntervalSince(stepStart)
         stepStart = Date()
         trainSeconds += seconds
-        imagesSeen += batch.imageIds.count
+        imagesSeen += batchImages
         stepsThisRun += 1
         stepsThisEpoch += 1
-        interval.add(loss: loss, objective: objective.total, termLosses: objective.termLosses)
+        interval.add(loss: loss, objective: objectiveTotal, termLosses: termLosses)
         epochLoss += Double(loss)
         epochSteps += 1
         let imagesPerSecond = trainSeconds > 0 ? Double(imagesSeen) / trainSeconds : 0
@@ -59,17 +83,20 @@ extension TrainingSession {
         let secondsLeft =
           stepsThisRun >= 2
           ? stepsLeft * trainSeconds / Double(max(imagesSeen, 1)) * Double(options.batchSize) : nil
-        progress?(
-          TrainProgress(
-            epoch: epoch + 1, epochs: options.epochs, batch: batchInEpoch,
-            batchesPerEpoch: batchesPerEpoch, step: step, totalSteps: totalSteps, loss: loss,
-            imagesPerSecond: imagesPerSecond, secondsLeft: secondsLeft))
+        if group.isWriter {
+          progress?(
+            TrainProgress(
+              epoch: epoch + 1, epochs: options.epochs, batch: batchInEpoch,
+              batchesPerEpoch: batchesPerEpoch, step: step, totalSteps: totalSteps, loss: loss,
+              imagesPerSecond: imagesPerSecond, secondsLeft: secondsLeft))
+        }
         if step % options.logEvery == 0 || batchInEpoch == batchesPerEpoch {
           let meanLoss = interval.loss / Float(max(interval.steps, 1))
           var line: [String: Any] = [
             "step": step, "epoch": epoch + 1, "loss": Double(meanLoss), "lr": Double(lr),
             "images_per_s": imagesPerSecond,
           ]
+          if group.size > 1 { line["ranks"] = group.size }
           if !objective.terms.isEmpty {
             line["objective"] = Double(interval.objective / Float(max(interval.steps, 1)))
             for (i, term) in objective.terms.enumerated() where interval.termSteps[i] > 0 {
@@ -77,7 +104,7 @@ extension TrainingSession {
             }
           }
           try appendLog(line)
-          if progress == nil {
+          if progress == nil && group.isWriter {
             log(
               String(
                 format: "epoch %d/%d step %d/%d loss %.4f lr %.2e %.1f images/s", epoch + 1,
@@ -86,7 +113,7 @@ extension TrainingSession {
           }
           interval = LoggedInterval(terms: objective.terms.count)
         }
-        if caption_interrupt_requested() != 0 {
+        if group.size > 1 ? stopRequested : caption_interrupt_requested() != 0 {
           interrupted = true
           break epochLoop
         }
@@ -112,12 +139,15 @@ extension TrainingSession {
           break epochLoop
         }
         var line: [String: Any] = ["step": step, "epoch": epoch]
+        if group.size > 1 { line["ranks"] = group.size }
         for (key, value) in metrics { line[key] = value }
         try appendLog(line)
-        log(
-          "epoch \(epoch): "
-            + metrics.sorted { $0.key < $1.key }.map { String(format: "%@ %.4f", $0.key, $0.value) }.joined(
-              separator: ", "))
+        if group.isWriter {
+          log(
+            "epoch \(epoch): "
+              + metrics.sorted { $0.key < $1.key }.map { String(format: "%@ %.4f", $0.key, $0.value) }.joined(
+                separator: ", "))
+        }
         let score =
           metrics["val_CIDEr-D"] ?? -(metrics["val_loss"] ?? epochLoss / Double(max(epochSteps, 1)))
         if score > bestScore {
@@ -136,7 +166,7 @@ extension TrainingSession {
       }
       try saveLatest()
       if options.patience > 0 && epochsWithoutImprovement >= options.patience {
-        log("no improvement for \(options.patience) validations: stopping early")
+        if group.isWriter { log("no improvement for \(options.patience) validations: stopping early") }
         break
       }
     }
@@ -159,7 +189,10 @@ extension TrainingSession {
     var candidates: [Int: [String]] = [:]
     var noDropout = SeededGenerator(seed: 0)
     let options = DecodingOptions(maxLength: self.options.maxLength, beamSize: 1)
-    while caption_interrupt_requested() == 0, let batch = valLoader.next() {
+    // In a group every rank validates all of it (the same weights give the same metrics on each),
+    // and a stop is agreed at the next step instead.
+    let stops = group.size == 1
+    while !stops || caption_interrupt_requested() == 0, let batch = valLoader.next() {
       let loss = model.forward(
         images: batch.images, captionsPerImage: batch.captionsPerImage, steps: batch.steps,
         inputTokens: batch.inputTokens, targetTokens: batch.targetTokens, training: false,
@@ -173,7 +206,7 @@ extension TrainingSession {
         candidates[id] = caption.tokens.map { vocabulary.word($0) }
       }
     }
-    if caption_interrupt_requested() != 0 { return nil }
+    if stops && caption_interrupt_requested() != 0 { return nil }
     guard batches > 0 else {
       throw CaptionError(
         .badDataset, path: self.options.valData ?? self.options.data,
@@ -199,6 +232,7 @@ extension TrainingSession {
       "command": "caption train", "data": options.data, "epochs": epoch, "step": step,
       "seed": options.seed,
     ]
+    if group.size > 1 { object["ranks"] = group.size }
     if !metrics.isEmpty { object["metrics"] = metrics.filter { $0.value.isFinite } }  // JSON has no NaN
     guard let data = try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys]) else {
       return "{}"
@@ -224,6 +258,7 @@ extension TrainingSession {
 
   func saveModel(to path: String, metrics: [String: Double]) throws {
     try checkFinite()
+    guard group.isWriter else { return }
     var file = ModelFile(
       config: model.config, vocabulary: vocabulary, mean: mean, std: std,
       provenance: provenance(metrics: metrics), tensors: [:])
@@ -234,6 +269,10 @@ extension TrainingSession {
   /// The latest model, then the state that points at it (optimiser moments, counters, generator).
   func saveLatest() throws {
     try saveModel(to: files.latest, metrics: [:])
+    guard group.isWriter else {
+      savedStep = step
+      return
+    }
     try TrainingSession.beforeStateWrite?()
     let optionsJSON: String
     let bestJSON: String
@@ -263,6 +302,7 @@ extension TrainingSession {
 
   /// Adds one line to the log with a single write (a stopped run leaves whole lines only).
   func appendLog(_ object: [String: Any]) throws {
+    guard group.isWriter else { return }
     guard let data = try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys]) else {
       return  // a NaN loss has no JSON form: that line is left out
     }

@@ -13,6 +13,12 @@ final class TrainingSession {
   let trainLoader: BatchLoader
   let valLoader: BatchLoader?
   let valImages: [DatasetImage]
+  /// The processes of a data-parallel run; rank 0 alone writes files.
+  let group: any TrainingGroup
+  /// Workspaces of the data-parallel exchange (flat gradients; rank 0's gathered copies).
+  var flatGradients: [Float] = []
+  var gatheredGradients: [Float] = []
+  var gatheredTotals: [Double] = []
 
   // Counters and generators: saved in the state file.
   var step = 0
@@ -38,8 +44,9 @@ final class TrainingSession {
   private init(
     options: TrainOptions, files: TrainingFiles, prepared: PreparedCaptions, scenesPath: String?,
     model: CaptionModel, mean: [Float] = Preprocess.imagenetMean, std: [Float] = Preprocess.imagenetStd,
-    log: @escaping (String) -> Void, status: (String) -> Void
+    log: @escaping (String) -> Void, status: (String) -> Void, group: any TrainingGroup
   ) throws {
+    self.group = group
     self.options = options
     self.mean = mean
     self.std = std
@@ -83,8 +90,9 @@ final class TrainingSession {
     trainLoader = try BatchLoader(
       images: prepared.train, captions: prepared.trainCaptions, batchSize: options.batchSize,
       captionsPerImage: options.captionsPerImage, imageSize: size, mean: mean, std: std, shuffle: true,
-      seed: options.seed, workers: options.workers, cachePath: options.cache.map { $0 + ".train" },
-      load: load, onSkip: onSkip)
+      seed: options.seed, workers: options.workers,
+      cachePath: options.cache.map { $0 + (group.size > 1 ? ".train.rank\(group.rank)" : ".train") },
+      shard: LoaderShard(rank: group.rank, ranks: group.size), load: load, onSkip: onSkip)
     valImages = Array(prepared.val.prefix(options.valImages))
     if valImages.isEmpty {
       valLoader = nil
@@ -113,7 +121,7 @@ final class TrainingSession {
   /// `status` names each phase before the first step (loading, preparing captions), for a terminal.
   static func start(
     options: TrainOptions, files: TrainingFiles, log: @escaping (String) -> Void,
-    status: @escaping (String) -> Void = { _ in }
+    status: @escaping (String) -> Void = { _ in }, group: any TrainingGroup = SingleProcess()
   ) throws -> TrainingSession {
     try options.validate()
     status("loading \(options.data)")
@@ -152,17 +160,17 @@ final class TrainingSession {
       model.initialize(using: &generator)
     }
     try stopIfInterrupted()
-    try AtomicFile.write(Data(), to: files.log)  // a new run, a new log
+    if group.isWriter { try AtomicFile.write(Data(), to: files.log) }  // a new run, a new log
     return try TrainingSession(
       options: options, files: files, prepared: prepared, scenesPath: dataset.scenesPath, model: model,
-      mean: mean, std: std, log: log, status: status)
+      mean: mean, std: std, log: log, status: status, group: group)
   }
 
   /// The run whose latest model and state are beside `files.best`. Its saved options hold, except
   /// how the work is run (threads, workers, log interval, step limit), taken from `current`.
   static func resume(
     files: TrainingFiles, overriding current: TrainOptions, log: @escaping (String) -> Void,
-    status: @escaping (String) -> Void = { _ in }
+    status: @escaping (String) -> Void = { _ in }, group: any TrainingGroup = SingleProcess()
   ) throws -> TrainingSession {
     let state = try Safetensors.read(path: files.state)
     func meta(_ key: String) throws -> String {
@@ -235,7 +243,7 @@ final class TrainingSession {
     try stopIfInterrupted()
     let session = try TrainingSession(
       options: options, files: files, prepared: prepared, scenesPath: dataset.scenesPath, model: model,
-      mean: latest.mean, std: latest.std, log: log, status: status)
+      mean: latest.mean, std: latest.std, log: log, status: status, group: group)
     func malformed(_ key: String) -> CaptionError {
       CaptionError(
         .badModel, path: files.state,
@@ -290,7 +298,7 @@ final class TrainingSession {
       (session.epochLoss, session.epochSteps) = (loss, steps)
     }
     // Keep the log up to the resumed step; later lines are appended from here.
-    try TrainingLog.truncate(files.log, toStep: savedStep)
+    if group.isWriter { try TrainingLog.truncate(files.log, toStep: savedStep) }
     log("resuming \(files.latest) at epoch \(session.epoch + 1), step \(savedStep)")
     return session
   }

@@ -1,0 +1,103 @@
+import CShims
+import Foundation
+
+/// What one step of a data-parallel run adds up over the ranks.
+struct GroupStep {
+  /// The whole batch's caption cross-entropy (mean over all its target tokens) and objective.
+  var loss: Float
+  var objective: Float
+  var termLosses: [Float?]
+  /// Images of the whole batch (0: every image failed on every rank; no step is taken).
+  var images: Int
+  /// Some rank was asked to stop (Ctrl-C/SIGTERM): every rank stops after this step.
+  var stop: Bool
+}
+
+extension TrainingSession {
+  /// Before the first step of a run of several processes: the ranks must have been started alike
+  /// (options, data, model), then all take rank 0's weights, heads and optimiser moments.
+  func joinGroup() throws {
+    guard group.size > 1 else { return }
+    var fingerprint = Fingerprint()
+    var shared = options
+    // How the work is run may differ per host.
+    (shared.threads, shared.workers) = (0, 0)
+    let encoder = JSONEncoder()
+    encoder.outputFormatting = .sortedKeys  // the same text in every process
+    if let json = try? encoder.encode(shared) { fingerprint.add(String(decoding: json, as: UTF8.self)) }
+    fingerprint.add(String(describing: model.config))
+    for index in 0..<vocabulary.count { fingerprint.add(vocabulary.word(index)) }
+    fingerprint.add("\(trainLoader.sampleCount) \(valImages.count) \(step) \(epoch) \(batchInEpoch)")
+    try group.agree(on: fingerprint.value, what: "set of options, data or model")
+    try group.broadcast(
+      objective.trainableParameters.map(\.value) + optimizer.moments.flatMap { [$0.m, $0.v] })
+  }
+
+  /// The forward and backward pass of this rank's share of `batch`, then the gradients summed over
+  /// the ranks (every rank ends with the same gradient: the whole batch's). The losses are
+  /// normalised by the whole batch's counts (target tokens; auxiliary rows), so that the sum equals
+  /// a single process's gradient of the whole batch.
+  func stepInGroup(_ batch: TrainingBatch) throws -> GroupStep {
+    let terms = objective.terms
+    let hasImages = batch.batchSize > 0
+    if hasImages { _ = objective.forward(batch, training: true, generator: &dropoutGenerator) }
+    // [caption tokens, Σ caption loss, images, stop requests, then per term: rows, Σ loss]
+    var totals = [Double](repeating: 0, count: 4 + 2 * terms.count)
+    if hasImages {
+      let tokens = Double(model.crossEntropy.countedTargets)
+      (totals[0], totals[1], totals[2]) = (
+        tokens, Double(objective.captionLoss) * tokens, Double(batch.batchSize)
+      )
+      for (i, term) in terms.enumerated() {
+        if let termLoss = objective.termLosses[i], let head = (term as? AuxiliaryTerm)?.auxiliary {
+          let rows = Double(head.crossEntropy.keptRows)
+          (totals[4 + 2 * i], totals[5 + 2 * i]) = (rows, Double(termLoss) * rows)
+        }
+      }
+    }
+    totals[3] = caption_interrupt_requested() != 0 ? 1 : 0
+    try totals.withUnsafeMutableBufferPointer { try group.sum($0, scratch: &gatheredTotals) }
+
+    model.crossEntropy.normaliser = Int(totals[0])
+    var termLosses = [Float?](repeating: nil, count: terms.count)
+    for (i, term) in terms.enumerated() {
+      (term as? AuxiliaryTerm)?.auxiliary.crossEntropy.normaliser = Int(totals[4 + 2 * i])
+      if totals[4 + 2 * i] > 0 { termLosses[i] = Float(totals[5 + 2 * i] / totals[4 + 2 * i]) }
+    }
+    let parameters = objective.trainableParameters
+    zeroGradients(parameters)
+    if hasImages { objective.backward() }
+
+    // All gradients as one flat buffer, summed over the ranks, and back.
+    let count = parameters.reduce(0) { $0 + $1.grad.count }
+    if flatGradients.count != count { flatGradients = [Float](repeating: 0, count: count) }
+    try flatGradients.withUnsafeMutableBufferPointer { flat in
+      var offset = 0
+      for parameter in parameters {
+        (flat.baseAddress! + offset).update(from: parameter.grad.pointer, count: parameter.grad.count)
+        offset += parameter.grad.count
+      }
+      try group.sum(flat, scratch: &gatheredGradients)
+      offset = 0
+      for parameter in parameters {
+        parameter.grad.pointer.update(from: flat.baseAddress! + offset, count: parameter.grad.count)
+        offset += parameter.grad.count
+      }
+    }
+    let loss = totals[0] > 0 ? Float(totals[1] / totals[0]) : 0
+    let objectiveTotal = zip(terms, termLosses).reduce(loss) { $0 + $1.0.weight * ($1.1 ?? 0) }
+    return GroupStep(
+      loss: loss, objective: objectiveTotal, termLosses: termLosses, images: Int(totals[2]),
+      stop: totals[3] > 0)
+  }
+}
+
+/// An objective term scored by an `AuxiliaryHead` (all of today's): its row count is what a
+/// data-parallel run adds up over the ranks.
+protocol AuxiliaryTerm {
+  var auxiliary: AuxiliaryHead { get }
+}
+
+extension WordLoss: AuxiliaryTerm {}
+extension SceneLoss: AuxiliaryTerm {}
+extension MentionLoss: AuxiliaryTerm {}
