@@ -230,7 +230,8 @@ extension Option: ParsedOption where Value: Encodable {
 }
 
 extension Flag: ParsedOption where Value == Bool {
-  var parsedValue: any Encodable { wrappedValue }
+  /// An unset flag is an absent setting (nil), as in a state saved before the flag existed.
+  var parsedValue: any Encodable { wrappedValue ? true : nil as Bool? }
 }
 
 /// Named values, encoded as one keyed object.
