@@ -135,6 +135,16 @@ struct ModelOptions: ParsableArguments {
   @Option(help: "Stacked recurrent layers.") var rnnLayers = defaults.rnnLayers
   @Option(help: "Image input: every step or first step only.") var imageInput = defaults.imageInput
   @Option(help: "Dropout on embeddings and hidden states.") var dropout = defaults.dropout
+  @Option(
+    help: """
+      Start the convolutions from this file: a caption encoder file \
+      (scripts/import_torchvision_vgg.py), a torchvision VGG safetensors, or a caption model. Its \
+      layer list, image size, mean and std are used; the decoder, encoder fc and vocabulary are new.
+      """) var encoderInit: String?
+  @Flag(help: "Do not train the convolutions.") var freezeEncoder = false
+  @Option(help: "Freeze the convolutions for E epochs, then train them.") var finetuneEncoderAfter: Int?
+  @Option(name: .customLong("encoder-lr"), help: "The convolutions' learning rate (default: --lr).")
+  var encoderLearningRate: Float?
 }
 
 struct OptimisationOptions: ParsableArguments {
@@ -190,15 +200,18 @@ extension TrainOptions {
   /// field without a flag, is a mistake in this file).
   init(flags groups: [any ParsableArguments]) {
     var flags = FlagValues()
+    let fields = Set(Mirror(reflecting: defaults).children.compactMap(\.label))
     for group in groups {
       for child in Mirror(reflecting: group).children {
-        // A property wrapper's storage is `_name`; flags that are not options (`--resume`) are Flags.
+        // A property wrapper's storage is `_name`; a Flag is a setting when a field has its name
+        // (`--freeze-encoder`), else it says how to run (`--resume`).
         if let label = child.label, let option = child.value as? any ParsedOption {
-          flags.values[String(label.dropFirst())] = option.parsedValue
+          let name = String(label.dropFirst())
+          if option is Flag<Bool> && !fields.contains(name) { continue }
+          flags.values[name] = option.parsedValue
         }
       }
     }
-    let fields = Set(Mirror(reflecting: defaults).children.compactMap(\.label))
     precondition(
       Set(flags.values.keys) == fields,
       "train: flags without a field \(Set(flags.values.keys).subtracting(fields)), "
@@ -224,6 +237,11 @@ protocol ParsedOption {
 
 extension Option: ParsedOption where Value: Encodable {
   var parsedValue: any Encodable { wrappedValue }
+}
+
+extension Flag: ParsedOption where Value == Bool {
+  /// An unset flag is an absent setting (nil), as in a state saved before the flag existed.
+  var parsedValue: any Encodable { wrappedValue ? true : nil as Bool? }
 }
 
 /// Named values, encoded as one keyed object.

@@ -206,6 +206,8 @@ final class CommandTests: XCTestCase {
     expected.rnnLayers = 2
     expected.imageInput = .first
     expected.dropout = 0.2
+    expected.freezeEncoder = true
+    expected.encoderLearningRate = 0.0005
     expected.epochs = 3
     expected.batchSize = 8
     expected.captionsPerImage = 1
@@ -233,7 +235,8 @@ final class CommandTests: XCTestCase {
       folder + "/cache", "--workers", "1", "--min-count", "1", "--max-length", "12", "--init",
       CommandTests.model, "--image-size", "16", "--layers", "4,M,6", "--pool", "avg", "--dv", "8",
       "--embed", "6", "--hidden", "10", "--cell", "gru", "--rnn-layers", "2", "--image-input", "first",
-      "--dropout", "0.2", "--epochs", "3", "--batch-size", "8", "--captions-per-image", "1", "--lr",
+      "--dropout", "0.2", "--freeze-encoder", "--encoder-lr", "0.0005", "--epochs", "3", "--batch-size", "8",
+      "--captions-per-image", "1", "--lr",
       "0.003", "--schedule", "step", "--warmup", "2", "--step-epochs", "2", "--step-gamma", "0.25",
       "--weight-decay", "0.01", "--beta2", "0.99", "--word-loss", "2", "--scene-loss", "1",
       "--mention-loss", "0.5", "--clip", "2", "--seed", "9", "--threads", "1", "--val-every", "2",

@@ -41,11 +41,12 @@ final class TrainerTests: XCTestCase {
     return options
   }
 
-  /// The log's lines without their timing (`images_per_s`), for comparing two runs.
+  /// The log's lines without their timings (`images_per_s`, `epoch_s`), for comparing two runs.
   func untimedLogLines(_ logPath: String) throws -> [NSDictionary] {
     try String(contentsOfFile: logPath, encoding: .utf8).split(separator: "\n").map {
       var object = try XCTUnwrap(JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any])
       object["images_per_s"] = nil
+      object["epoch_s"] = nil
       return object as NSDictionary
     }
   }
@@ -79,6 +80,17 @@ final class TrainerTests: XCTestCase {
     let log = try String(contentsOfFile: files.log, encoding: .utf8)
     XCTAssertTrue(
       log.contains("\"val_CIDEr-D\"") && log.contains("\"val_loss\"") && log.contains("\"images_per_s\""))
+    // Each validation line has the epoch's wall time; no step line has it.
+    let lines = log.split(separator: "\n").map {
+      try! JSONSerialization.jsonObject(with: Data($0.utf8)) as! [String: Any]
+    }
+    let validations = lines.filter { $0["val_loss"] != nil }
+    XCTAssertEqual(validations.count, 20)
+    for line in validations {
+      let seconds = try XCTUnwrap((line["epoch_s"] as? NSNumber)?.doubleValue)
+      XCTAssertTrue(seconds > 0 && seconds < 600, "epoch_s \(seconds)")
+    }
+    XCTAssertTrue(lines.filter { $0["val_loss"] == nil }.allSatisfy { $0["epoch_s"] == nil })
     let best = try ModelFile.load(path: files.best)
     XCTAssertNotNil(best.provenanceStep)
   }

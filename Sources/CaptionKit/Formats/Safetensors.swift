@@ -19,10 +19,13 @@ public struct SafetensorsFile {
   public let metadata: [String: String]
   /// Each tensor with the shape its header gives.
   public let tensors: [String: Tensor]
+  /// The names of the tensors a selective read left out (their bytes were not read).
+  public let skipped: [String]
 
-  public init(metadata: [String: String], tensors: [String: Tensor]) {
+  public init(metadata: [String: String], tensors: [String: Tensor], skipped: [String] = []) {
     self.metadata = metadata
     self.tensors = tensors
+    self.skipped = skipped
   }
 }
 
@@ -35,6 +38,13 @@ public enum Safetensors {
   /// Reads and validates a whole file. Every defect is a `.badModel` error naming the file and, where
   /// one is at fault, the tensor or key; an unreadable file is `.unreadable`.
   public static func read(path: String) throws -> SafetensorsFile {
+    try read(path: path, selecting: { _ in true })
+  }
+
+  /// As `read(path:)`, but reads the bytes of the tensors `selecting` accepts only (a torchvision
+  /// VGG's `features.*` without its 470 MB classifier). The header is checked whole; a tensor left
+  /// out may have any dtype the format defines (a batch-norm counter is I64).
+  public static func read(path: String, selecting: (String) -> Bool) throws -> SafetensorsFile {
     let file = try OpenFile(path: path)
     defer { file.close() }
     func bad(_ reason: String) -> CaptionError { CaptionError(.badModel, path: path, reason) }
@@ -80,7 +90,8 @@ public enum Safetensors {
       if name == "__metadata__" {
         metadata = try parseMetadata(value, bad: bad)
       } else {
-        layouts.append(try parseLayout(name: name, value, dataSize: dataSize, bad: bad))
+        layouts.append(
+          try parseLayout(name: name, value, dataSize: dataSize, selected: selecting(name), bad: bad))
       }
     }
 
@@ -108,14 +119,19 @@ public enum Safetensors {
 
     // One copy of each tensor's bytes, from the file into the tensor's storage.
     var tensors: [String: Tensor] = [:]
+    var skipped: [String] = []
     for layout in layouts {
+      guard layout.selected else {
+        skipped.append(layout.name)
+        continue
+      }
       let tensor = Tensor(zeros: layout.shape)
       try file.read(
         into: UnsafeMutableRawBufferPointer(start: tensor.pointer, count: layout.end - layout.begin),
         at: dataStart + layout.begin, what: "tensor \"\(layout.name)\"")
       tensors[layout.name] = tensor
     }
-    return SafetensorsFile(metadata: metadata, tensors: tensors)
+    return SafetensorsFile(metadata: metadata, tensors: tensors, skipped: skipped)
   }
 
   private struct TensorLayout {
@@ -123,7 +139,14 @@ public enum Safetensors {
     var shape: [Int]
     var begin: Int
     var end: Int
+    var selected: Bool
   }
+
+  /// Bytes per element of each dtype the format defines (only F32 is ever read).
+  private static let elementSizes: [String: Int] = [
+    "F64": 8, "F32": 4, "F16": 2, "BF16": 2, "I64": 8, "I32": 4, "I16": 2, "I8": 1, "U64": 8, "U32": 4,
+    "U16": 2, "U8": 1, "BOOL": 1, "F8_E4M3": 1, "F8_E5M2": 1,
+  ]
 
   private static func parseMetadata(
     _ value: JSONValue, bad: (String) -> CaptionError
@@ -141,7 +164,7 @@ public enum Safetensors {
   }
 
   private static func parseLayout(
-    name: String, _ value: JSONValue, dataSize: Int, bad: (String) -> CaptionError
+    name: String, _ value: JSONValue, dataSize: Int, selected: Bool, bad: (String) -> CaptionError
   ) throws -> TensorLayout {
     func fail(_ reason: String) -> CaptionError { bad("tensor \"\(name)\": \(reason)") }
     guard case .object(let fields) = value else { throw fail("the entry is not a JSON object") }
@@ -160,7 +183,10 @@ public enum Safetensors {
       throw fail("the entry needs dtype, shape and data_offsets")
     }
     guard case .string(let dtypeName) = dtype else { throw fail("dtype is not a string") }
-    guard dtypeName == "F32" else { throw fail("dtype \(dtypeName) is not supported (only F32)") }
+    guard dtypeName == "F32" || (!selected && elementSizes[dtypeName] != nil) else {
+      throw fail("dtype \(dtypeName.prefix(40)) is not supported (only F32)")
+    }
+    let elementSize = elementSizes[dtypeName]!
 
     guard case .array(let dimensions) = shapeValue else { throw fail("shape is not a list") }
     var shape: [Int] = []
@@ -170,7 +196,7 @@ public enum Safetensors {
         throw fail("shape \(describe(shapeValue)) is not a list of non-negative integers")
       }
       let (product, overflow) = count.multipliedReportingOverflow(by: size)
-      guard !overflow, product <= Int.max / 4 else {
+      guard !overflow, product <= Int.max / 8 else {
         throw fail("shape \(describe(shapeValue)) is absurdly large")
       }
       shape.append(size)
@@ -185,12 +211,12 @@ public enum Safetensors {
     guard end <= dataSize else {
       throw fail("data_offsets [\(begin), \(end)] run past the end of the data (\(dataSize) bytes)")
     }
-    guard end - begin == count * 4 else {
+    guard end - begin == count * elementSize else {
       throw fail(
-        "data_offsets [\(begin), \(end)] hold \(end - begin) bytes, but shape \(shape) of F32 needs \(count * 4)"
+        "data_offsets [\(begin), \(end)] hold \(end - begin) bytes, but shape \(shape) of \(dtypeName) needs \(count * elementSize)"
       )
     }
-    return TensorLayout(name: name, shape: shape, begin: begin, end: end)
+    return TensorLayout(name: name, shape: shape, begin: begin, end: end, selected: selected)
   }
 
   /// A short rendering of a header value for error messages.

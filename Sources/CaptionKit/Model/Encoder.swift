@@ -17,6 +17,9 @@ public final class Encoder {
   public let globalPool: GlobalAvgPool?  // pool `avg` only
   public let fc: Linear
 
+  /// False while the convolutions are frozen (`--freeze-encoder`): `backward` then stops at `fc`.
+  public var trainsConvolutions = true
+
   private var featureShape: [Int] = []  // [B, C, h, w] of the last stage's output
   private var flattened: Tensor?  // the [B, C·h·w] view handed to fc (pool `flatten`)
   private var flattenedBase: Tensor?
@@ -71,8 +74,9 @@ public final class Encoder {
 
   public var parameters: [Parameter] { namedParameters.map { $0.1 } }
 
-  /// images [B, 3, S, S] (normalised) → v [B, dv] (a workspace of `fc`).
-  public func forward(_ images: Tensor) -> Tensor {
+  /// images [B, 3, S, S] (normalised) → the last stage's feature map [B, C, h, w] (a workspace of
+  /// that stage): the convolutional features, what torchvision's VGG `features` gives.
+  public func features(_ images: Tensor) -> Tensor {
     precondition(
       images.shape == [images.shape.first ?? 0, 3, config.imageSize, config.imageSize],
       "Encoder: images \(images.shape), expected [B, 3, \(config.imageSize), \(config.imageSize)]")
@@ -83,6 +87,12 @@ public final class Encoder {
       case .maxPool(let pool): x = pool.forward(x)  // [B, C, h/2, w/2]
       }
     }
+    return x
+  }
+
+  /// images [B, 3, S, S] (normalised) → v [B, dv] (a workspace of `fc`).
+  public func forward(_ images: Tensor) -> Tensor {
+    let x = features(images)
     featureShape = x.shape
     let pooled: Tensor
     if let globalPool = globalPool {
@@ -106,6 +116,10 @@ public final class Encoder {
   /// As `backward(_:)`, and returns dL/dimages [B, 3, S, S] when `needInputGrad` (for tests).
   @discardableResult
   public func backward(_ vGrad: Tensor, needInputGrad: Bool) -> Tensor? {
+    if !trainsConvolutions && !needInputGrad {
+      fc.backward(vGrad, needInputGrad: false)  // dL/dfc only: the frozen convolutions need nothing
+      return nil
+    }
     var grad = fc.backward(vGrad, needInputGrad: true)!  // [B, F]
     if let globalPool = globalPool {
       grad = globalPool.backward(grad)  // [B, C, h, w]

@@ -30,6 +30,15 @@ public struct TrainOptions: Codable, Equatable, Sendable {
   public var rnnLayers: Int = 1
   public var imageInput: ImageInput = .every
   public var dropout: Float = 0.1
+  /// Pretrained convolutions (an encoder file, a torchvision VGG, a caption model; `EncoderFile`):
+  /// their layer list, image size, mean and std replace `layers` and `imageSize`.
+  public var encoderInit: String? = nil
+  /// The convolutions are not trained (nil: false; optional so that older states still decode).
+  public var freezeEncoder: Bool? = nil
+  /// The convolutions are frozen for this many epochs, then trained (nil: never frozen).
+  public var finetuneEncoderAfter: Int? = nil
+  /// The convolutions' own Adam learning rate (nil: `learningRate`), on the same schedule.
+  public var encoderLearningRate: Float? = nil
 
   // Optimisation
   public var epochs: Int = 14
@@ -75,6 +84,35 @@ public struct TrainOptions: Codable, Equatable, Sendable {
     self.out = out
   }
 
+  /// Whether the convolutions are frozen in `epoch` (0-based).
+  public func encoderFrozen(inEpoch epoch: Int) -> Bool {
+    if freezeEncoder == true { return true }
+    if let after = finetuneEncoderAfter { return epoch < after }
+    return false
+  }
+
+  /// Takes the layer list and image size of pretrained convolutions (`--encoder-init`); a
+  /// `--layers` or `--image-size` other than the default that differs from the file's is an error
+  /// naming the file.
+  public mutating func adoptEncoder(_ file: EncoderFile, path: String) throws {
+    let defaults = TrainOptions(data: "", out: "")
+    func list(_ layers: [EncoderLayer]) -> String { layers.map(\.description).joined(separator: ",") }
+    if layers != defaults.layers && layers != file.layers {
+      throw CaptionError(
+        .badModel, path: path, "its layers \(list(file.layers)) differ from --layers \(list(layers))")
+    }
+    if imageSize != defaults.imageSize && imageSize != file.imageSize {
+      throw CaptionError(
+        .badModel, path: path, "its image size \(file.imageSize) differs from --image-size \(imageSize)")
+    }
+    (layers, imageSize) = (file.layers, file.imageSize)
+    do {
+      try modelConfig(vocabSize: 4).validate()
+    } catch let error as CaptionError {
+      throw CaptionError(.badModel, path: path, error.reason)
+    }
+  }
+
   /// The model configuration these options describe, for a vocabulary of `vocabSize` words.
   public func modelConfig(vocabSize: Int) -> ModelConfig {
     ModelConfig(
@@ -118,6 +156,16 @@ public struct TrainOptions: Codable, Equatable, Sendable {
       try fail("\(flag) must not be negative")
     }
     if let beta2, !(beta2 > 0 && beta2 < 1) { try fail("--beta2 must lie strictly between 0 and 1") }
+    if encoderInit != nil && initModel != nil { try fail("--encoder-init and --init exclude each other") }
+    if freezeEncoder == true && finetuneEncoderAfter != nil {
+      try fail("--freeze-encoder and --finetune-encoder-after exclude each other")
+    }
+    if let after = finetuneEncoderAfter, after < 0 {
+      try fail("--finetune-encoder-after must not be negative")
+    }
+    if let rate = encoderLearningRate, !(rate > 0 && rate.isFinite) {
+      try fail("--encoder-lr must be positive")
+    }
   }
 }
 

@@ -26,6 +26,12 @@ extension TrainingSession {
     epochLoop: while epoch < options.epochs {
       trainLoader.startEpoch(epoch, fromBatch: batchInEpoch)
       let firstBatch = batchInEpoch
+      epochStarted = Date()
+      // Frozen convolutions: no gradient, no update, no place in the clipping norm.
+      let frozen = options.encoderFrozen(inEpoch: epoch)
+      model.encoder.trainsConvolutions = !frozen
+      let trained =
+        frozen ? namedParameters.map(\.1) : objective.trainableParameters
       var stepsThisEpoch = 0
       var stepStart = Date()  // includes the wait for the batch: the pipeline's speed shows too
       while let batch = trainLoader.next() {
@@ -43,7 +49,7 @@ extension TrainingSession {
           (loss, objectiveTotal, termLosses) = (summed.loss, summed.objective, summed.termLosses)
           (batchImages, stopRequested) = (summed.images, summed.stop)
         } else {
-          zeroGradients(objective.trainableParameters)
+          zeroGradients(trained)
           loss = objective.forward(batch, training: true, generator: &dropoutGenerator)
           (objectiveTotal, termLosses) = (objective.total, objective.termLosses)
         }
@@ -63,9 +69,14 @@ extension TrainingSession {
         }
         // global-norm clipping, applied by Adam as it reads the gradients
         let clip =
-          options.clip > 0
-          ? clippingFactor(norm: gradientNorm(objective.trainableParameters), maxNorm: options.clip) : 1
+          options.clip > 0 ? clippingFactor(norm: gradientNorm(trained), maxNorm: options.clip) : 1
         optimizer.step(learningRate: lr, gradientScale: clip)
+        if !frozen {
+          let encoderRate = options.schedule.rate(
+            base: options.encoderLearningRate ?? options.learningRate, step: step, totalSteps: scheduleSteps,
+            epoch: epoch, options: options)
+          encoderOptimizer.step(learningRate: encoderRate, gradientScale: clip)
+        }
         step += 1
         batchInEpoch = batch.index + 1  // a batch whose images all failed is skipped by the loader
         let seconds = Date().timeIntervalSince(stepStart)
@@ -138,7 +149,7 @@ extension TrainingSession {
           interrupted = true
           break epochLoop
         }
-        var line: [String: Any] = ["step": step, "epoch": epoch]
+        var line: [String: Any] = ["step": step, "epoch": epoch, "epoch_s": currentEpochSeconds]
         if group.size > 1 { line["ranks"] = group.size }
         for (key, value) in metrics { line[key] = value }
         try appendLog(line)
@@ -160,7 +171,8 @@ extension TrainingSession {
           epochsWithoutImprovement += 1
         }
       }
-      (epochLoss, epochSteps) = (0, 0)
+      (epochLoss, epochSteps, epochSeconds) = (0, 0, 0)
+      epochStarted = Date()
       if options.keepEvery > 0 && epoch % options.keepEvery == 0 {
         try saveModel(to: files.snapshot(epoch: epoch), metrics: [:])
       }
@@ -289,16 +301,22 @@ extension TrainingSession {
       "rng": String(dropoutGenerator.state), "best_score": String(bestScore),
       "stale_epochs": String(epochsWithoutImprovement), "best_metrics": bestJSON,
       "adam_steps": String(optimizer.stepCount), "log_interval": interval.saved,
-      "epoch_loss": "\(epochLoss) \(epochSteps)",
+      "epoch_loss": "\(epochLoss) \(epochSteps)", "epoch_seconds": String(currentEpochSeconds),
+      "encoder_adam_steps": String(encoderOptimizer.stepCount),
     ]
     if let bestEpoch { metadata["best_epoch"] = String(bestEpoch) }
-    let names = objective.namedTrainableParameters.map { $0.0 }
+    let moments =
+      optimizer.namedMoments(names: namedParameters.map { $0.0 })
+      + encoderOptimizer.namedMoments(names: namedConvolutionParameters.map { $0.0 })
     let heads = objective.termParameters.map { (name: $0.0, tensor: $0.1.value) }
     let weights = model.namedTensors.map { (name: TrainingSession.weightPrefix + $0.name, tensor: $0.tensor) }
     try Safetensors.write(
-      path: files.state, tensors: optimizer.namedMoments(names: names) + heads + weights, metadata: metadata)
+      path: files.state, tensors: moments + heads + weights, metadata: metadata)
     savedStep = step
   }
+
+  /// The wall time of the current epoch so far, also across a `--resume` (SPEC §8's `epoch_s`).
+  var currentEpochSeconds: Double { epochSeconds + Date().timeIntervalSince(epochStarted) }
 
   /// Adds one line to the log with a single write (a stopped run leaves whole lines only).
   func appendLog(_ object: [String: Any]) throws {

@@ -9,7 +9,14 @@ final class TrainingSession {
   let model: CaptionModel
   /// The caption loss and the auxiliary terms that are on.
   let objective: TrainingObjective
+  /// Adam over everything trained but the convolutions (decoder, `encoder.fc`, the terms' heads).
   let optimizer: Adam
+  /// Adam over the convolutions (`encoder.conv*`): its own learning rate (`--encoder-lr`) and step
+  /// count, which stops while they are frozen.
+  let encoderOptimizer: Adam
+  /// The names and parameters of each optimiser, in `objective.namedTrainableParameters`' order.
+  let namedParameters: [(String, Parameter)]
+  let namedConvolutionParameters: [(String, Parameter)]
   let trainLoader: BatchLoader
   let valLoader: BatchLoader?
   let valImages: [DatasetImage]
@@ -35,6 +42,10 @@ final class TrainingSession {
   /// validation split.
   var epochLoss = 0.0
   var epochSteps = 0
+  /// Wall time spent in the current epoch before this process took it up (from the state).
+  var epochSeconds = 0.0
+  /// When this process took up the current epoch.
+  var epochStarted = Date()
   /// The step of the latest model and state saved (or resumed from): the last finite checkpoint.
   var savedStep: Int?
   /// Per-channel normalisation: ImageNet's for a new model, the model file's with --init or --resume.
@@ -75,9 +86,16 @@ final class TrainingSession {
     }
     objective = TrainingObjective(model: model, terms: terms)
     interval = LoggedInterval(terms: terms.count)
+    let isConvolution: ((String, Parameter)) -> Bool = { $0.0.hasPrefix("encoder.conv") }
+    namedParameters = objective.namedTrainableParameters.filter { !isConvolution($0) }
+    namedConvolutionParameters = objective.namedTrainableParameters.filter(isConvolution)
     optimizer = Adam(
-      parameters: objective.trainableParameters, learningRate: options.learningRate,
+      parameters: namedParameters.map(\.1), learningRate: options.learningRate,
       beta2: options.beta2 ?? 0.999, weightDecay: options.weightDecay)
+    encoderOptimizer = Adam(
+      parameters: namedConvolutionParameters.map(\.1),
+      learningRate: options.encoderLearningRate ?? options.learningRate, beta2: options.beta2 ?? 0.999,
+      weightDecay: options.weightDecay)
     dropoutGenerator = SeededGenerator(seed: options.seed &+ 0x5EED)
 
     log("training captions: \(prepared.trainSummary)")
@@ -150,6 +168,14 @@ final class TrainingSession {
       try model.adopt(tensors: file.tensors, path: initPath)
       log("starting from \(initPath) (its vocabulary and architecture)")
     } else {
+      var encoderFile: EncoderFile? = nil
+      if let path = options.encoderInit {
+        status("reading \(path)")
+        let file = try EncoderFile.load(path: path)
+        try options.adoptEncoder(file, path: path)
+        (mean, std) = (file.mean, file.std)
+        encoderFile = file
+      }
       prepared = try PreparedCaptions.prepare(
         dataset, minCount: options.minCount, maxLength: options.maxLength, data: options.data,
         progress: preparing)
@@ -158,6 +184,13 @@ final class TrainingSession {
       model = CaptionModel(config: options.modelConfig(vocabSize: prepared.vocabulary.count))
       var generator = SeededGenerator(seed: options.seed)
       model.initialize(using: &generator)
+      if let encoderFile, let path = options.encoderInit {
+        encoderFile.copyConvolutions(into: model.encoder)
+        let name = encoderFile.torchvisionName.map { " " + $0 } ?? ""
+        log(
+          "convolutions from \(path) (\(encoderFile.source.rawValue)\(name), \(encoderFile.imageSize) px, "
+            + "its mean and std); the decoder, encoder fc and vocabulary are new")
+      }
     }
     try stopIfInterrupted()
     if group.isWriter { try AtomicFile.write(Data(), to: files.log) }  // a new run, a new log
@@ -275,8 +308,9 @@ final class TrainingSession {
       }
     }
     try session.optimizer.restore(
-      from: state.tensors, names: session.objective.namedTrainableParameters.map { $0.0 },
-      path: files.state)
+      from: state.tensors, names: session.namedParameters.map { $0.0 }, path: files.state)
+    try session.encoderOptimizer.restore(
+      from: state.tensors, names: session.namedConvolutionParameters.map { $0.0 }, path: files.state)
     for (name, parameter) in session.objective.termParameters {
       guard let saved = state.tensors[name], saved.shape == parameter.shape else {
         throw CaptionError(.badModel, path: files.state, "\(name) is missing or has the wrong shape")
@@ -284,6 +318,16 @@ final class TrainingSession {
       parameter.value.copy(from: saved)
     }
     session.optimizer.stepCount = try count("adam_steps")
+    // One optimiser before the convolutions had their own: then both took every step.
+    session.encoderOptimizer.stepCount =
+      state.metadata["encoder_adam_steps"] == nil
+      ? session.optimizer.stepCount : try count("encoder_adam_steps")
+    if let saved = state.metadata["epoch_seconds"] {
+      guard let seconds = Double(saved), seconds >= 0, seconds.isFinite else {
+        throw malformed("epoch_seconds")
+      }
+      session.epochSeconds = seconds
+    }
     if let saved = state.metadata["log_interval"] {
       guard let restored = LoggedInterval(saved: saved, terms: session.objective.terms.count) else {
         throw CaptionError(.badModel, path: files.state, "log_interval in the training state is malformed")
