@@ -62,10 +62,12 @@ func train(options: TrainOptions, resume: Bool) -> Never {
     say("interrupted before the first step: nothing was saved")
     group.finish()
     exit(130)
-  } catch let error as CaptionError {
-    group.stop(PrintableText.escaped(error.description, limit: 2000))
   } catch {
-    group.stop("\(error)")
+    // An error every rank meets alike (a start-up mismatch, a bad model) is best told once: the
+    // other ranks give rank 0 a moment to say it and end the job; one of their own, they tell.
+    if !group.isWriter { sleep(2) }
+    group.stop(
+      (error as? CaptionError).map { PrintableText.escaped($0.description, limit: 2000) } ?? "\(error)")
   }
 }
 

@@ -141,11 +141,13 @@ final class TrainMPITests: XCTestCase {
 
   /// The ranks' processes (caption-train-mpi) of the run writing `out`, in rank order.
   func rankProcesses(writing out: String) -> [pid_t] {
+    // The run's folder name (unique; the options' JSON on the command line escapes slashes).
+    let folder = URL(fileURLWithPath: out).deletingLastPathComponent().lastPathComponent
     let entries = (try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? []
     return entries.compactMap { pid_t($0) }.sorted().filter { pid in
       guard let data = FileManager.default.contents(atPath: "/proc/\(pid)/cmdline") else { return false }
       let text = String(decoding: data, as: UTF8.self)
-      return text.contains("caption-train-mpi") && text.contains(out)
+      return text.contains("caption-train-mpi") && text.contains(folder)
     }
   }
 
