@@ -47,9 +47,11 @@ final class InterruptTests: XCTestCase {
       _ = try COCOReader.read(json: coco, file: "d.json", imageFolder: "", split: .train)
     }
     let tokens = (0..<count).map { "\($0 % 10).jpg#\($0 / 10)\ta dog" }.joined(separator: "\n")
+    let trainList = temporaryFolder() + "/train.txt"
+    try Data((0..<10).map { "\($0).jpg\n" }.joined().utf8).write(to: URL(fileURLWithPath: trainList))
     assertStopsWhenInterrupted("Flickr8k") {
       _ = try Flickr8kReader.read(
-        text: tokens, file: "t.txt", imageFolder: "", trainList: nil, valList: nil, testList: nil)
+        text: tokens, file: "t.txt", imageFolder: "", trainList: trainList, valList: nil, testList: nil)
     }
     let scenes = Data("{\"images\": [{\"image_id\": 0, \"filename\": \"0.png\", \"objects\": []}]}".utf8)
     assertStopsWhenInterrupted("scenes") { _ = try Scenes.parse(scenes, path: "scenes.json") }
