@@ -118,3 +118,17 @@ let package = Package(
     ),
   ]
 )
+
+// MARK: - Fuzzing: only when CAPTION_FUZZ=1 (scripts/fuzz.sh, its own scratch path .build-fuzz), so
+// normal builds never see the libFuzzer target. caption serve's request parsing is compiled in from
+// its own file (Sources/caption-fuzz/CaptionRequest.swift is a link to it), reached without a socket.
+
+if Context.environment["CAPTION_FUZZ"] == "1" {
+  package.dependencies.append(.package(url: "https://github.com/apple/swift-http-types", from: "1.0.0"))
+  package.targets.append(
+    .executableTarget(
+      name: "caption-fuzz",
+      dependencies: ["CaptionKit", .product(name: "HTTPTypes", package: "swift-http-types")],
+      path: "Sources/caption-fuzz"
+    ))
+}

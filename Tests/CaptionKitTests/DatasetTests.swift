@@ -421,11 +421,11 @@ final class DatasetTests: XCTestCase {
     XCTAssertEqual(again.trainCaptions[0][0].tokens, [3, 3, 4, 3, 3, 3, 3])
   }
 
-  func testTokenizeUsesTheSharedTokenizerInOrder() {
+  func testTokenizeUsesTheSharedTokenizerInOrder() throws {
     let images = (0..<600).map {
       DatasetImage(id: $0, path: "", split: .train, captions: ["Image \($0) here.", "second \($0)"])
     }
-    let tokenized = CaptionEncoding.tokenize(images)
+    let tokenized = try CaptionEncoding.tokenize(images)
     XCTAssertEqual(tokenized.count, 600)
     for (i, image) in images.enumerated() {
       XCTAssertEqual(tokenized[i], image.captions.map { PTBTokenizer.tokenize($0) })

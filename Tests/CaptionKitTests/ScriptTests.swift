@@ -14,23 +14,10 @@ final class ScriptTests: XCTestCase {
     let fake = folder + "/caption"
     try Data("#!/usr/bin/env bash\necho \"$*\" >> \"\(record)\"\n".utf8).write(to: URL(fileURLWithPath: fake))
     chmod(fake, 0o755)
-    let process = Process()
-    process.executableURL = URL(fileURLWithPath: "/bin/bash")
-    process.arguments = [packageRoot + "/scripts/train-shapes.sh"] + arguments
-    var environment = ProcessInfo.processInfo.environment
-    environment["CAPTION"] = fake
-    process.environment = environment
-    let errors = Pipe()
-    process.standardError = errors
-    process.standardOutput = FileHandle.nullDevice
-    try process.run()
-    let stderr = errors.fileHandleForReading.readDataToEndOfFile()
-    process.waitUntilExit()
+    let run = try runBash(
+      [packageRoot + "/scripts/train-shapes.sh"] + arguments, environment: ["CAPTION": fake])
     let calls = (try? String(contentsOfFile: record, encoding: .utf8)) ?? ""
-    return (
-      process.terminationStatus, String(decoding: stderr, as: UTF8.self),
-      calls.split(separator: "\n").map(String.init)
-    )
+    return (run.status, run.stderr, calls.split(separator: "\n").map(String.init))
   }
 
   func trainCall(_ calls: [String]) -> String? { calls.first { $0.hasPrefix("train ") } }

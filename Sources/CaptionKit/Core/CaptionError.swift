@@ -1,3 +1,5 @@
+import CShims
+
 /// Every failure the library reports to a user: the file (or other subject) and the reason, on one line.
 ///
 /// The command line prints `description` on stderr and exits with status 1.
@@ -58,4 +60,14 @@ public struct CaptionError: Error, CustomStringConvertible, Equatable, Sendable 
 /// Ctrl-C/SIGTERM stopped work that had nothing to save yet (the command line exits 130).
 public struct Interrupted: Error, Sendable {
   public init() {}
+
+  /// Throws once Ctrl-C/SIGTERM arrived: the flag of CShims/signals.c, which only a command that can
+  /// stop cleanly sets (train, dataset shapes). Long loops over input (the JSON reader, the dataset
+  /// readers, tokenising) call it every few thousand items, so that set-up stops within a second.
+  public static func check() throws {
+    if caption_interrupt_requested() != 0 { throw Interrupted() }
+  }
+
+  /// How many items a loop handles between two checks (a power of two).
+  static let checkEvery = 4096
 }

@@ -19,6 +19,7 @@ enum COCOReader {
     var names: [String] = []
     var positionOfId: [Int: Int] = [:]
     for (position, entry) in imageEntries.enumerated() {
+      if position & (Interrupted.checkEvery - 1) == 0 { try Interrupted.check() }
       let place = top.child("images").index(position)
       let object = try place.object(entry)
       let id = try place.child("id").integer(object["id"])
@@ -34,6 +35,7 @@ enum COCOReader {
 
     var captions = [[String]](repeating: [], count: ids.count)
     for (k, entry) in annotations.enumerated() {
+      if k & (Interrupted.checkEvery - 1) == 0 { try Interrupted.check() }
       let place = top.child("annotations").index(k)
       let object = try place.object(entry)
       let imageId = try place.child("image_id").integer(object["image_id"])

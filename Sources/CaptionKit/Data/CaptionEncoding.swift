@@ -1,3 +1,4 @@
+import CShims
 import Foundation
 
 /// A caption as token ids, without `<start>` and `<end>` (the batches add them).
@@ -44,8 +45,10 @@ public enum CaptionEncoding {
   public static let maximumCaptionCharacters = 10_000
 
   /// `PTBTokenizer.tokenize` of every caption: `[image][caption][word]`. Runs on all cores, a slice
-  /// of images at a time; `progress(done, count)` follows the images tokenised.
-  public static func tokenize(_ images: [DatasetImage], progress: ((Int, Int) -> Void)? = nil) -> [[[String]]]
+  /// of images at a time; `progress(done, count)` follows the images tokenised. Ctrl-C/SIGTERM stops
+  /// it (`Interrupted`) within a slice.
+  public static func tokenize(_ images: [DatasetImage], progress: ((Int, Int) -> Void)? = nil) throws
+    -> [[[String]]]
   {
     let results = ResultSlots<[[String]]>(count: images.count)
     let chunk = 256
@@ -54,11 +57,13 @@ public enum CaptionEncoding {
       let sliceEnd = min(images.count, sliceStart + slice)
       let chunks = (sliceEnd - sliceStart + chunk - 1) / chunk
       DispatchQueue.concurrentPerform(iterations: chunks) { c in
+        if caption_interrupt_requested() != 0 { return }  // the slice is dropped below
         for i in sliceStart + c * chunk..<min(sliceStart + (c + 1) * chunk, sliceEnd) {
           results.set(
             i, images[i].captions.map { PTBTokenizer.tokenize(String($0.prefix(maximumCaptionCharacters))) })
         }
       }
+      try Interrupted.check()
       progress?(sliceEnd, images.count)
     }
     return results.values
@@ -104,7 +109,7 @@ public enum CaptionEncoding {
   public static func encode(images: [DatasetImage], vocabulary: Vocabulary, maxLength: Int) throws
     -> (captions: [[EncodedCaption]], summary: EncodingSummary)
   {
-    try encode(tokenized: tokenize(images), vocabulary: vocabulary, maxLength: maxLength)
+    try encode(tokenized: try tokenize(images), vocabulary: vocabulary, maxLength: maxLength)
   }
 }
 
@@ -158,7 +163,7 @@ public struct PreparedCaptions {
       throw CaptionError(.invalidArgument, path: "--min-count", "must be at least 1, not \(minCount)")
     }
     let total = train.count + val.count
-    let tokenized = CaptionEncoding.tokenize(train) { done, _ in progress?(done, total) }
+    let tokenized = try CaptionEncoding.tokenize(train) { done, _ in progress?(done, total) }
     guard tokenized.contains(where: { $0.contains { !$0.isEmpty } }) else {
       throw CaptionError(.badDataset, path: data, "no caption of the train split holds a word")
     }
@@ -166,7 +171,7 @@ public struct PreparedCaptions {
     let encodedTrain = try CaptionEncoding.encode(
       tokenized: tokenized, vocabulary: words, maxLength: maxLength)
     let encodedVal = try CaptionEncoding.encode(
-      tokenized: CaptionEncoding.tokenize(val) { done, _ in progress?(train.count + done, total) },
+      tokenized: try CaptionEncoding.tokenize(val) { done, _ in progress?(train.count + done, total) },
       vocabulary: words,
       maxLength: maxLength)
     return PreparedCaptions(

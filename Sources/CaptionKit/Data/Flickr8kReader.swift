@@ -33,6 +33,7 @@ enum Flickr8kReader {
     var lineNumber = 0
     for rawLine in text.split(separator: "\n", omittingEmptySubsequences: false) {
       lineNumber += 1
+      if lineNumber & (Interrupted.checkEvery - 1) == 0 { try Interrupted.check() }
       let line = rawLine.hasSuffix("\r") ? rawLine.dropLast() : rawLine
       if line.allSatisfy({ $0 == " " || $0 == "\t" }) { continue }
       guard let tab = line.firstIndex(of: "\t"), let hash = line[..<tab].lastIndex(of: "#") else {

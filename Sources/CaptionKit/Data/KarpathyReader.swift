@@ -16,6 +16,7 @@ enum KarpathyReader {
     images.reserveCapacity(entries.count)
     var positionOfId: [Int: Int] = [:]
     for (position, entry) in entries.enumerated() {
+      if position & (Interrupted.checkEvery - 1) == 0 { try Interrupted.check() }
       let place = top.child("images").index(position)
       let object = try place.object(entry)
       let filename = try place.child("filename").string(object["filename"])

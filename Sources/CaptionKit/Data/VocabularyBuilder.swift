@@ -31,7 +31,7 @@ public enum VocabularyBuilder {
     guard minCount >= 1 else {
       throw CaptionError(.invalidArgument, path: "--min-count", "must be at least 1, not \(minCount)")
     }
-    let tokenized = CaptionEncoding.tokenize(images)
+    let tokenized = try CaptionEncoding.tokenize(images)
     guard tokenized.contains(where: { $0.contains { !$0.isEmpty } }) else {
       throw CaptionError(.badDataset, path: "training split", "no caption holds a word")
     }

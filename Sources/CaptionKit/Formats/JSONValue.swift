@@ -167,6 +167,8 @@ struct JSONParser {
   let bytes: UnsafeRawBufferPointer
   var offset = 0
   var depth = 0
+  /// Values read so far: every `Interrupted.checkEvery` of them, Ctrl-C/SIGTERM is looked for.
+  var values = 0
 
   init(bytes: UnsafeRawBufferPointer) { self.bytes = bytes }
 
@@ -201,6 +203,8 @@ struct JSONParser {
   }
 
   private mutating func parseValue() throws -> JSONValue {
+    values &+= 1
+    if values & (Interrupted.checkEvery - 1) == 0 { try Interrupted.check() }
     guard let byte = peek() else { throw fail("unexpected end of file, expected a value") }
     switch byte {
     case UInt8(ascii: "{"): return try parseObject()

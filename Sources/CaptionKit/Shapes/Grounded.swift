@@ -59,6 +59,7 @@ public enum Scenes {
     let root = try top.object(try JSONValue.parse(data, file: path))
     var scenes: [Int: Scene] = [:]
     for (position, entry) in try top.child("images").array(root["images"]).enumerated() {
+      if position & (Interrupted.checkEvery - 1) == 0 { try Interrupted.check() }
       let place = top.child("images").index(position)
       let image = try place.object(entry)
       let imageId = try place.child("image_id").integer(image["image_id"])
@@ -68,6 +69,7 @@ public enum Scenes {
       guard width > 0, height > 0 else { throw place.fail("width and height must be positive") }
       var objects: [SceneObject] = []
       for (k, entry) in try place.child("objects").array(image["objects"]).enumerated() {
+        if k & (Interrupted.checkEvery - 1) == 0 { try Interrupted.check() }
         let at = place.child("objects").index(k)
         let object = try at.object(entry)
         let shape = try at.child("shape").string(object["shape"])
