@@ -40,6 +40,17 @@ let kernels: Target = .target(
 
 // MARK: - The library (all logic) and the command line (a thin skin over it)
 
+// `caption` links the Swift runtime and Foundation in: each run then skips loading and relocating a
+// dozen shared libraries (ICU's among them), about a third of a short command's time. Not under
+// scripts/sanitize.sh (CAPTION_SANITIZE=1): a static executable does not export the address
+// sanitizer's malloc and free, so libjpeg's buffers would come from the C library's malloc and be
+// freed by the sanitizer's free, which it reports as a bad free.
+let sanitizing = Context.environment["CAPTION_SANITIZE"] == "1"
+let staticStandardLibrary = (
+  compile: sanitizing ? [] : [SwiftSetting.unsafeFlags(["-static-stdlib"])],
+  link: sanitizing ? [] : [LinkerSetting.unsafeFlags(["-static-stdlib"])]
+)
+
 let package = Package(
   name: "caption",
   platforms: [.macOS(.v13)],
@@ -71,10 +82,8 @@ let package = Package(
         .product(name: "ArgumentParser", package: "swift-argument-parser"),
       ],
       path: "Sources/caption",
-      // The Swift runtime and Foundation linked in: each run then skips loading and relocating a
-      // dozen shared libraries (ICU's among them), about a third of a short command's time.
-      swiftSettings: [.unsafeFlags(["-static-stdlib"])],
-      linkerSettings: [.unsafeFlags(["-static-stdlib"])]
+      swiftSettings: staticStandardLibrary.compile,
+      linkerSettings: staticStandardLibrary.link
     ),
     // `caption serve` hands over to this executable, so that the server's libraries do not slow the
     // build or the start-up of `caption`

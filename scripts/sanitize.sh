@@ -24,7 +24,8 @@ kernels() {
 tests() {
   # Its own scratch path: the instrumented build does not replace the normal one. Leak checking is
   # off: the Swift runtime's and Foundation's caches live until exit and would be reported.
-  OPENBLAS_NUM_THREADS=1 ASAN_OPTIONS=detect_leaks=0 \
+  # CAPTION_SANITIZE=1 links `caption` dynamically (Package.swift says why).
+  CAPTION_SANITIZE=1 OPENBLAS_NUM_THREADS=1 ASAN_OPTIONS=detect_leaks=0 \
     swift test -c release --sanitize address --scratch-path .build-sanitize "$@"
 }
 
