@@ -36,8 +36,9 @@ extension TrainingSession {
   /// The forward and backward pass of this rank's share of `batch`, then the gradients summed over
   /// the ranks (every rank ends with the same gradient: the whole batch's). The losses are
   /// normalised by the whole batch's counts (target tokens; auxiliary rows), so that the sum equals
-  /// a single process's gradient of the whole batch.
-  func stepInGroup(_ batch: TrainingBatch) throws -> GroupStep {
+  /// a single process's gradient of the whole batch. Only the gradients of `parameters`, those the
+  /// step trains (not frozen convolutions), are computed and exchanged.
+  func stepInGroup(_ batch: TrainingBatch, parameters: [Parameter]) throws -> GroupStep {
     let terms = objective.terms
     let hasImages = batch.batchSize > 0
     if hasImages { _ = objective.forward(batch, training: true, generator: &dropoutGenerator) }
@@ -64,7 +65,6 @@ extension TrainingSession {
       (term as? AuxiliaryTerm)?.auxiliary.crossEntropy.normaliser = Int(totals[4 + 2 * i])
       if totals[4 + 2 * i] > 0 { termLosses[i] = Float(totals[5 + 2 * i] / totals[4 + 2 * i]) }
     }
-    let parameters = objective.trainableParameters
     zeroGradients(parameters)
     if hasImages { objective.backward() }
 

@@ -30,8 +30,7 @@ extension TrainingSession {
       // Frozen convolutions: no gradient, no update, no place in the clipping norm.
       let frozen = options.encoderFrozen(inEpoch: epoch)
       model.encoder.trainsConvolutions = !frozen
-      let trained =
-        frozen ? namedParameters.map(\.1) : objective.trainableParameters
+      let trained = frozen ? namedParameters.map(\.1) : objective.trainableParameters
       var stepsThisEpoch = 0
       var stepStart = Date()  // includes the wait for the batch: the pipeline's speed shows too
       while let batch = trainLoader.next() {
@@ -45,7 +44,7 @@ extension TrainingSession {
         let termLosses: [Float?]
         var batchImages = batch.imageIds.count
         if group.size > 1 {
-          let summed = try stepInGroup(batch)
+          let summed = try stepInGroup(batch, parameters: trained)
           (loss, objectiveTotal, termLosses) = (summed.loss, summed.objective, summed.termLosses)
           (batchImages, stopRequested) = (summed.images, summed.stop)
         } else {
