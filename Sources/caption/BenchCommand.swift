@@ -17,6 +17,7 @@ struct Bench: ParsableCommand {
         caption bench
         caption bench --threads 1 --cell gru
         caption bench --profile
+        caption bench --isa avx2      # the AVX2 kernels on an AVX-512 machine
         caption bench --forward-only  # the encoder's forward alone
         caption bench --preset vgg16-224 --steps 3  # VGG-16's convolutions at 224 px
         caption bench --decode        # image decoding and preprocessing instead
@@ -38,7 +39,13 @@ struct Bench: ParsableCommand {
   @Option(help: "Recurrent cell.") var cell: CellType = .lstm
   @Option(help: "Compute threads.") var threads: Int = 2
   @Option(help: "Timed training steps.") var steps: Int = 10
-  @Flag(help: "Print the time of each part of a training step.") var profile = false
+  @Option(
+    help: ArgumentHelp(
+      "Instruction set of the project's kernels: avx512, avx2 or baseline (default: the best the CPU has).",
+      valueName: "isa"))
+  var isa: PeakFlops.ISA?
+  @Flag(help: "Print the time of each part of a training step and each convolution's share of the peak.")
+  var profile = false
   @Flag(help: "Benchmark JPEG decoding and preprocessing instead.") var decode = false
   @Flag(help: "Benchmark the caption metrics instead.") var metrics = false
   @Flag(help: "Benchmark the encoder's forward alone at --batch instead.") var forwardOnly = false
@@ -63,6 +70,9 @@ struct Bench: ParsableCommand {
   func run() throws {
     try reportingErrors {
       let log: (String) -> Void = { StandardOutput.line($0) }
+      if let isa, !PeakFlops.force(isa) {
+        throw CaptionError(.invalidArgument, path: "--isa", "this CPU has no \(isa.rawValue) instructions")
+      }
       if decode { return try ImageBenchmark.run(log: log) }
       if metrics { return MetricsBenchmark.run(log: log) }
       var options = preset.options(forwardOnly: forwardOnly)
@@ -86,3 +96,4 @@ struct Bench: ParsableCommand {
 }
 
 extension BenchmarkPreset: ExpressibleByArgument {}
+extension PeakFlops.ISA: ExpressibleByArgument {}

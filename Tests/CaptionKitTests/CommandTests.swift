@@ -358,6 +358,24 @@ final class CommandTests: XCTestCase {
     XCTAssertEqual(both.status, 64)
   }
 
+  /// `bench --isa` runs the kernels at the level it names, and `--profile` reports the measured peak
+  /// and each convolution's share of it (a Winograd layer also by the multiplies it does).
+  func testBenchIsaAndProfileReportThePeakAndEachConvolutionsShare() throws {
+    let run = try runCaption([
+      "bench", "--isa", "baseline", "--profile", "--image-size", "16", "--layers", "8,8,M", "--dv", "8",
+      "--embed", "8", "--hidden", "8", "--vocab", "10", "--length", "2", "--batch", "2", "--steps", "1",
+      "--threads", "1",
+    ])
+    XCTAssertEqual(run.status, 0, run.stderr)
+    XCTAssertTrue(run.stdout.contains("threads 1, kernels baseline x86-64"), run.stdout)
+    XCTAssertTrue(run.stdout.contains("GFLOP/s FP32 (baseline x86-64, 1 threads"), run.stdout)
+    let conv1 = try XCTUnwrap(run.stdout.split(separator: "\n").first { $0.contains("conv1 8→8 16×16 fwd") })
+    XCTAssertTrue(conv1.contains("% of peak (Winograd: "), String(conv1))
+    let conv0 = try XCTUnwrap(run.stdout.split(separator: "\n").first { $0.contains("conv0 3→8 16×16 fwd") })
+    XCTAssertTrue(conv0.contains("% of peak") && !conv0.contains("Winograd"), String(conv0))
+    XCTAssertEqual(try runCaption(["bench", "--isa", "sse9"]).status, 64)
+  }
+
   /// `bench --preset` names a configuration; a flag given beside it replaces the preset's value.
   func testBenchPresetSetsTheConfigurationAndFlagsReplaceItsValues() throws {
     let run = try runCaption([

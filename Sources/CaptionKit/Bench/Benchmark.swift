@@ -91,7 +91,8 @@ public enum Benchmark {
     log(
       "bench: image \(s), layers \(config.layers.map(\.description).joined(separator: ",")), dv \(options.dv), "
         + "embed \(options.embed), hidden \(options.hidden), vocab \(options.vocab), length \(t), "
-        + "batch \(b), cell \(options.cell.rawValue), threads \(options.threads)")
+        + "batch \(b), cell \(options.cell.rawValue), threads \(options.threads), kernels \(PeakFlops.isaName)"
+    )
 
     var stepTimes: [Double] = []
     for index in 0..<(options.warmupSteps + options.timedSteps) {
@@ -156,7 +157,7 @@ public enum Benchmark {
     log(
       "bench --forward-only: image \(options.imageSize), layers "
         + "\(options.layers.map(\.description).joined(separator: ",")), dv \(options.dv), "
-        + "batch \(options.batch), threads \(options.threads)")
+        + "batch \(options.batch), threads \(options.threads), kernels \(PeakFlops.isaName)")
     var times: [Double] = []
     for index in 0..<(options.warmupSteps + options.timedSteps) {
       let start = DispatchTime.now().uptimeNanoseconds
@@ -177,7 +178,8 @@ public enum Benchmark {
 
   /// Time of each part of a training step, medians over the timed steps; each conv layer with its
   /// GFLOP/s (direct-convolution count: 2·B·Cout·Cin·9·H·W per pass; backward counts two passes,
-  /// one for the first layer, which needs no input gradient).
+  /// one for the first layer, which needs no input gradient) and its share of the threads' measured
+  /// peak (`PeakFlops`); a Winograd layer also by the multiplies it does (16 of every 36).
   static func profile(
     model: CaptionModel, images: Tensor, inputs: [Int], targets: [Int], options: BenchmarkOptions,
     log: (String) -> Void
@@ -185,6 +187,13 @@ public enum Benchmark {
     var parts: [String: [Double]] = [:]
     var order: [String] = []
     var flops: [String: Double] = [:]
+    // Winograd F(2×2, 3×3) layers do 16 multiplies per 2×2 output tile where direct convolution
+    // does 36: their rate is also reported by the multiplies done.
+    var winograd: Set<String> = []
+    let peak = PeakFlops.measure()
+    log(
+      String(format: "  peak %.1f GFLOP/s FP32", peak)
+        + " (\(PeakFlops.isaName), \(Parallel.workers) threads: independent multiply-adds)")
     func time(_ name: String, flop: Double = 0, _ body: () -> Void) {
       let start = DispatchTime.now().uptimeNanoseconds
       body()
@@ -212,6 +221,7 @@ public enum Benchmark {
             let name = "conv\(convIndex) \(conv.inChannels)→\(conv.outChannels) \(h)×\(w)"
             stageNames.append(name)
             stageFlops.append(flop * (convIndex == 0 ? 1 : 2))
+            if conv.algorithm == .winograd { winograd.insert(name) }
             time(name + " fwd", flop: flop) { x = conv.forward(x) }
             convIndex += 1
           case .maxPool(let pool):
@@ -282,7 +292,16 @@ public enum Benchmark {
         encoderSeconds += seconds
       }
       var line = pad(name, 30) + String(format: "%9.2f ms  %5.1f%%", seconds * 1000, seconds / total * 100)
-      if let flop = flops[name], flop > 0 { line += String(format: "  %6.1f GFLOP/s", flop / seconds / 1e9) }
+      if let flop = flops[name], flop > 0 {
+        let rate = flop / seconds / 1e9
+        line += String(format: "  %6.1f GFLOP/s %3.0f%% of peak", rate, rate / peak * 100)
+        let stage = String(name.dropLast(4))  // without " fwd" / " bwd"
+        if winograd.contains(stage) {
+          let done = rate * 16 / 36
+          line += String(
+            format: " (Winograd: %.1f GFLOP/s of multiplies done, %.0f%%)", done, done / peak * 100)
+        }
+      }
       log("  " + line)
     }
     log(

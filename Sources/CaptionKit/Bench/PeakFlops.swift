@@ -1,0 +1,65 @@
+import CKernels
+import Dispatch
+
+/// The FP32 peak of the compute threads at the instruction set in use, measured by CKernels' loop of
+/// independent multiply-adds (PeakFlops.h) rather than taken from a data sheet: the two vCPUs of
+/// some machines share one core's FMA pipes, so cores × width × clock would overstate it.
+/// `caption bench --profile` reports each convolution's share of it.
+public enum PeakFlops {
+  /// The instruction sets `caption bench --isa` can force on the project's kernels (OpenBLAS picks
+  /// its own: `OPENBLAS_CORETYPE=Haswell` in the environment makes it use AVX2).
+  public enum ISA: String, CaseIterable, Sendable {
+    case avx512, avx2, baseline
+
+    var level: Int32 {
+      switch self {
+      case .avx512: return Int32(CK_ISA_AVX512)
+      case .avx2: return Int32(CK_ISA_AVX2)
+      case .baseline: return Int32(CK_ISA_GENERIC)
+      }
+    }
+  }
+
+  /// Makes the kernels use `isa`; false (and the best the CPU has stays in use) when the CPU lacks it.
+  public static func force(_ isa: ISA) -> Bool {
+    ck_set_isa(isa.level)
+    if ck_isa() == isa.level { return true }
+    ck_set_isa(-1)
+    return false
+  }
+
+  /// The instruction set the kernels use now (`ck_isa`), as the reports name it.
+  public static var isaName: String {
+    switch Int(ck_isa()) {
+    case Int(CK_ISA_AVX512): return "AVX-512"
+    case Int(CK_ISA_AVX2): return "AVX2"
+    default: return "baseline x86-64"
+    }
+  }
+
+  /// GFLOP/s of the compute threads (`Parallel.workers`) together: the best of `trials` runs of
+  /// about `seconds` each. Each run hands out 16 parts per thread, so that a thread that starts
+  /// late takes fewer parts instead of leaving one thread's share to the end.
+  public static func measure(seconds: Double = 0.05, trials: Int = 5) -> Double {
+    let flopsPerIteration = Double(ck_peak_flops_per_iteration())
+    // Calibrate on one thread: iterations per second.
+    var calibration = 10_000
+    var perSecond = 0.0
+    while perSecond == 0 {
+      let start = DispatchTime.now().uptimeNanoseconds
+      _ = ck_peak_flops_run(calibration)
+      let elapsed = Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
+      if elapsed > 0.002 { perSecond = Double(calibration) / elapsed } else { calibration *= 4 }
+    }
+    let parts = 16 * Parallel.workers
+    let iterationsPerPart = max(1, Int(perSecond * seconds / 16))
+    var best = 0.0
+    for _ in 0..<trials {
+      let start = DispatchTime.now().uptimeNanoseconds
+      Parallel.run(parts: parts) { _ in _ = ck_peak_flops_run(iterationsPerPart) }
+      let elapsed = Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
+      best = max(best, Double(parts * iterationsPerPart) * flopsPerIteration / elapsed / 1e9)
+    }
+    return best
+  }
+}
