@@ -11,6 +11,10 @@ public struct TrainOptions: Codable, Equatable, Sendable {
   public var valList: String? = nil
   public var testList: String? = nil
   public var cache: String? = nil
+  /// The feature cache of a frozen encoder (nil: `NAME.features` beside `out`; SPEC §8).
+  public var featureCache: String? = nil
+  /// No feature cache: a frozen encoder runs on the pixels every epoch (nil: false).
+  public var noFeatureCache: Bool? = nil
   public var workers: Int = 2
   public var minCount: Int = 2
   public var maxLength: Int = 20
@@ -165,6 +169,9 @@ public struct TrainOptions: Codable, Equatable, Sendable {
     }
     if let rate = encoderLearningRate, !(rate > 0 && rate.isFinite) {
       try fail("--encoder-lr must be positive")
+    }
+    if featureCache != nil && noFeatureCache == true {
+      try fail("--feature-cache and --no-feature-cache exclude each other")
     }
   }
 }
