@@ -3,18 +3,23 @@ import XCTest
 
 @testable import CaptionKit
 
+/// 40 shapes images of 16 px in a folder of their own (8 validation images); without scenes.json,
+/// data as a photo dataset has it.
+private func tinyData(seed: UInt64, format: ShapesImageFormat, scenes: Bool = true) throws -> String {
+  let folder = temporaryFolder() + "/shapes"
+  try ShapesDataset.generate(
+    outputFolder: folder, count: 40, seed: seed, imageSize: 16, format: format, valFraction: 0.2,
+    testFraction: 0, log: { _ in })
+  if !scenes { try FileManager.default.removeItem(atPath: folder + "/scenes.json") }
+  return folder
+}
+
 /// The feature cache of a frozen encoder (SPEC §8 `NAME.features`): the same training as without
 /// it, no image read once it is filled, kept across a stop, and one-line refusals of a cache made
 /// for another encoder or cut short.
 final class FeatureCacheTests: XCTestCase {
   /// Tiny shapes data of its own (the tests move its images away).
-  private func dataFolder() throws -> String {
-    let folder = temporaryFolder() + "/shapes"
-    try ShapesDataset.generate(
-      outputFolder: folder, count: 40, seed: 5, imageSize: 16, format: .png, valFraction: 0.2,
-      testFraction: 0, log: { _ in })
-    return folder
-  }
+  private func dataFolder() throws -> String { try tinyData(seed: 5, format: .png) }
 
   private func frozenOptions(data: String, out: String, seed: UInt64 = 1) -> TrainOptions {
     var options = TrainerTests.tinyOptions(out: out)
@@ -195,5 +200,73 @@ final class FeatureCacheTests: XCTestCase {
       path: path, key: 43, featureCount: 3, count: 5, replaceStale: true, stale: { replaced.append($0) })
     XCTAssertEqual(fresh.filledCount, 0)
     XCTAssertEqual(replaced.count, 1)
+  }
+}
+
+/// Data without scenes.json (photos) gets the photo defaults (SPEC §8), only where an option still
+/// holds the shapes default; the run logs which were applied, and explicit values win.
+final class PhotoDefaultsTests: XCTestCase {
+  private func photoData() throws -> String { try tinyData(seed: 8, format: .jpg, scenes: false) }
+
+  private func savedOptions(_ out: String) throws -> TrainOptions {
+    let state = try Safetensors.read(path: TrainingFiles(out: out).state)
+    return try JSONDecoder().decode(
+      TrainOptions.self, from: Data(try XCTUnwrap(state.metadata["options"]).utf8))
+  }
+
+  func testPhotoDefaultsApplyOnlyWhereNotSet() throws {
+    let data = try photoData()
+    let folder = temporaryFolder()
+    let shapes = TrainOptions(data: "", out: "")
+    var generator = SeededGenerator(seed: 3)
+    let weight = Tensor(zeros: [4, 3, 3, 3])
+    Initialization.uniform(weight, bound: 0.3, using: &generator)
+    let encoder = folder + "/tiny.encoder.safetensors"
+    try EncoderFile(
+      source: .encoder, layers: [.conv(4), .maxPool], imageSize: 16, mean: [0.5, 0.5, 0.5],
+      std: [0.25, 0.25, 0.25], convolutions: [(weight, Tensor(zeros: [4]))]
+    ).save(path: encoder)
+
+    var plain = TrainOptions(data: data, out: folder + "/plain.safetensors")
+    (plain.encoderInit, plain.dv, plain.embed, plain.hidden) = (encoder, 8, 8, 8)
+    (plain.batchSize, plain.threads, plain.workers, plain.maxSteps) = (8, 1, 1, 1)
+    var lines: [String] = []
+    _ = try Trainer(options: plain, log: { lines.append($0) }).run(resume: false)
+    XCTAssertTrue(
+      lines.contains(
+        "no scenes.json: the defaults for photos apply (docs/photos.md): --min-count 5 --lr 0.0004 "
+          + "--epochs 20 --freeze-encoder --pool avg"), "\(lines)")
+    let applied = try savedOptions(plain.out)
+    XCTAssertEqual(applied.minCount, 5)
+    XCTAssertEqual(applied.learningRate, 4e-4)
+    XCTAssertEqual(applied.epochs, 20)
+    XCTAssertEqual(applied.freezeEncoder, true)
+    XCTAssertEqual(applied.pool, .avg)
+    XCTAssertTrue(
+      FileManager.default.fileExists(atPath: folder + "/plain.features"), "frozen: features cached")
+
+    // Given values win; fine-tuning gets the convolutions' own small rate.
+    var given = plain.with(out: folder + "/given.safetensors")
+    (given.minCount, given.learningRate, given.epochs, given.finetuneEncoderAfter) = (3, 1e-3, 2, 1)
+    lines = []
+    _ = try Trainer(options: given, log: { lines.append($0) }).run(resume: false)
+    XCTAssertTrue(
+      lines.contains(
+        "no scenes.json: the defaults for photos apply (docs/photos.md): --pool avg --encoder-lr 1e-5"),
+      "\(lines)")
+    let kept = try savedOptions(given.out)
+    XCTAssertEqual([kept.minCount, kept.epochs], [3, 2])
+    XCTAssertEqual(kept.learningRate, 1e-3)
+    XCTAssertNil(kept.freezeEncoder)
+    XCTAssertEqual(kept.encoderLearningRate, 1e-5)
+    XCTAssertNotEqual(shapes.minCount, 5, "the shapes defaults differ")
+
+    // Shapes data (scenes.json present) keeps the shapes defaults.
+    var onShapes = plain.with(data: TrainerTests.dataFolder).with(out: folder + "/shapes.safetensors")
+    onShapes.minCount = 1
+    lines = []
+    _ = try Trainer(options: onShapes, log: { lines.append($0) }).run(resume: false)
+    XCTAssertFalse(lines.contains { $0.hasPrefix("no scenes.json") }, "\(lines)")
+    XCTAssertEqual(try savedOptions(onShapes.out).learningRate, shapes.learningRate)
   }
 }

@@ -95,6 +95,42 @@ public struct TrainOptions: Codable, Equatable, Sendable {
     return false
   }
 
+  /// The defaults for data without scenes.json (photos: Flickr8k, COCO; docs/photos.md says why),
+  /// each applied only where the option still holds the shapes default (a flag given with that
+  /// very value cannot be told apart). Returns the settings applied, as flags.
+  public mutating func applyPhotoDefaults() -> [String] {
+    let shapes = TrainOptions(data: "", out: "")
+    var applied: [String] = []
+    if minCount == shapes.minCount {
+      minCount = 5
+      applied.append("--min-count 5")
+    }
+    if learningRate == shapes.learningRate {
+      learningRate = 4e-4
+      applied.append("--lr 0.0004")
+    }
+    if epochs == shapes.epochs {
+      epochs = 20
+      applied.append("--epochs 20")
+    }
+    if encoderInit != nil {
+      // Pretrained convolutions: frozen (their features cached), averaged to 512 numbers.
+      if freezeEncoder == nil && finetuneEncoderAfter == nil {
+        freezeEncoder = true
+        applied.append("--freeze-encoder")
+      }
+      if pool == shapes.pool {
+        pool = .avg
+        applied.append("--pool avg")
+      }
+      if finetuneEncoderAfter != nil && encoderLearningRate == nil {
+        encoderLearningRate = 1e-5
+        applied.append("--encoder-lr 1e-5")
+      }
+    }
+    return applied
+  }
+
   /// Takes the layer list and image size of pretrained convolutions (`--encoder-init`); a
   /// `--layers` or `--image-size` other than the default that differs from the file's is an error
   /// naming the file.

@@ -159,6 +159,13 @@ final class TrainingSession {
       options.sceneLoss = 0  // saved so, for --resume
       options.mentionLoss = 0
     }
+    if dataset.scenesPath == nil {
+      let applied = options.applyPhotoDefaults()
+      if !applied.isEmpty {
+        log(
+          "no scenes.json: the defaults for photos apply (docs/photos.md): " + applied.joined(separator: " "))
+      }
+    }
     let preparing = preparingProgress(status)
     let prepared: PreparedCaptions
     let model: CaptionModel
