@@ -11,7 +11,9 @@ struct Bench: ParsableCommand {
       (forward, backward and an Adam step; median over timed steps after a warm-up) \
       and `describe_ms=` (one image: encoder plus exactly --length greedy steps; \
       median). With --forward-only it prints, last, `forward_images_per_s=` (the \
-      encoder's forward alone at --batch, as feature extraction runs it; median).
+      encoder's forward alone at --batch, as feature extraction runs it; median). With \
+      --from-features it prints, last, `features_train_images_per_s=` (training from the \
+      feature cache: frozen convolutions, fc and the decoder; median).
 
       Examples:
         caption bench
@@ -20,6 +22,7 @@ struct Bench: ParsableCommand {
         caption bench --isa avx2      # the AVX2 kernels on an AVX-512 machine
         caption bench --forward-only  # the encoder's forward alone
         caption bench --preset vgg16-224 --steps 3  # VGG-16's convolutions at 224 px
+        caption bench --preset vgg16-224 --from-features  # the decoder on cached VGG-16 features
         caption bench --decode        # image decoding and preprocessing instead
         caption bench --metrics       # scoring 5 000 images × 5 references instead
       """)
@@ -49,6 +52,8 @@ struct Bench: ParsableCommand {
   @Flag(help: "Benchmark JPEG decoding and preprocessing instead.") var decode = false
   @Flag(help: "Benchmark the caption metrics instead.") var metrics = false
   @Flag(help: "Benchmark the encoder's forward alone at --batch instead.") var forwardOnly = false
+  @Flag(help: "Benchmark training from cached features (frozen convolutions) instead.") var fromFeatures =
+    false
 
   func validate() throws {
     if let layers, EncoderLayer.parseList(layers) == nil {
@@ -62,8 +67,8 @@ struct Bench: ParsableCommand {
       throw ValidationError("--\(name) must be at least 1")
     }
     if vocab < 5 { throw ValidationError("--vocab must be at least 5") }
-    if [decode, metrics, forwardOnly].filter({ $0 }).count > 1 {
-      throw ValidationError("--decode, --metrics and --forward-only exclude each other")
+    if [decode, metrics, forwardOnly, fromFeatures].filter({ $0 }).count > 1 {
+      throw ValidationError("--decode, --metrics, --forward-only and --from-features exclude each other")
     }
   }
 
@@ -75,7 +80,7 @@ struct Bench: ParsableCommand {
       }
       if decode { return try ImageBenchmark.run(log: log) }
       if metrics { return MetricsBenchmark.run(log: log) }
-      var options = preset.options(forwardOnly: forwardOnly)
+      var options = preset.options(forwardOnly: forwardOnly || fromFeatures)
       if let imageSize { options.imageSize = imageSize }
       if let layers { options.layers = EncoderLayer.parseList(layers)! }
       options.dv = dv
@@ -90,6 +95,7 @@ struct Bench: ParsableCommand {
       options.profile = profile
       try options.config.validate()
       if forwardOnly { return Benchmark.runForwardOnly(options, log: log) }
+      if fromFeatures { return Benchmark.runFromFeatures(options, log: log) }
       Benchmark.run(options, log: log)
     }
   }

@@ -19,6 +19,8 @@ struct DatasetCommand: ParsableCommand {
           caption dataset shapes --out data/shapes --count 10000 --seed 1
           caption dataset shapes --out data/shapes-test --count 1000 --seed 2 \\
             --val 0 --test 1
+          caption dataset shapes --out /tmp/photos --count 10000 --seed 3 \\
+            --image-size 500x375 --format jpg --jpeg-quality 85
         """)
 
     @Option(help: "The folder to write (created if missing; an existing dataset there needs --force).")
@@ -30,8 +32,14 @@ struct DatasetCommand: ParsableCommand {
     @Option(help: "The random seed (a non-negative integer).")
     var seed: UInt64
 
-    @Option(help: "Side of the square images in pixels (16–1024).")
-    var imageSize: Int = 64
+    @Option(
+      help: ArgumentHelp(
+        "Side of the square images in pixels (16–1024), or WIDTHxHEIGHT (shorter side 16–1024, longer at most 4096): the square scene in the middle, its edges continued.",
+        valueName: "size"))
+    var imageSize: ShapesImageSize = ShapesImageSize(width: 64, height: 64)
+
+    @Option(help: "JPEG quality of the jpg images (1–100).")
+    var jpegQuality: Int = 92
 
     @Option(help: "Image file format: png, jpg or mixed (half of each, chosen per image).")
     var format: ShapesImageFormat = .png
@@ -49,8 +57,14 @@ struct DatasetCommand: ParsableCommand {
       guard count >= 1 && count <= 1_000_000 else {
         throw ValidationError("--count must be between 1 and 1000000.")
       }
-      guard imageSize >= 16 && imageSize <= 1024 else {
+      guard imageSize.shorter >= 16 && imageSize.shorter <= 1024 else {
         throw ValidationError("--image-size must be between 16 and 1024.")
+      }
+      guard max(imageSize.width, imageSize.height) <= 4096 else {
+        throw ValidationError("--image-size: the longer side must be at most 4096.")
+      }
+      guard jpegQuality >= 1 && jpegQuality <= 100 else {
+        throw ValidationError("--jpeg-quality must be between 1 and 100.")
       }
       guard val.isFinite && val >= 0 && val <= 1 else {
         throw ValidationError("--val must be between 0 and 1.")
@@ -68,8 +82,9 @@ struct DatasetCommand: ParsableCommand {
       try reportingErrors {
         defer { line.clear() }
         completed = try ShapesDataset.generate(
-          outputFolder: out, count: count, seed: seed, imageSize: imageSize, format: format, valFraction: val,
-          testFraction: test, replace: force,
+          outputFolder: out, count: count, seed: seed, imageSize: imageSize.shorter, format: format,
+          valFraction: val, testFraction: test, replace: force,
+          canvas: imageSize.isSquare ? nil : (imageSize.width, imageSize.height), jpegQuality: jpegQuality,
           log: { text in
             line.clear()
             printError(text, prefix: "")
@@ -85,3 +100,26 @@ struct DatasetCommand: ParsableCommand {
 }
 
 extension ShapesImageFormat: ExpressibleByArgument {}
+
+/// `--image-size 64` (a square) or `--image-size 500x375` (width × height).
+struct ShapesImageSize: ExpressibleByArgument {
+  var width: Int
+  var height: Int
+
+  init(width: Int, height: Int) {
+    (self.width, self.height) = (width, height)
+  }
+
+  init?(argument: String) {
+    let parts = argument.split(separator: "x", omittingEmptySubsequences: false)
+    guard parts.count == 1 || parts.count == 2, let width = Int(parts[0]), let height = Int(parts.last!)
+    else {
+      return nil
+    }
+    (self.width, self.height) = (width, height)
+  }
+
+  var defaultValueDescription: String { width == height ? "\(width)" : "\(width)x\(height)" }
+  var shorter: Int { min(width, height) }
+  var isSquare: Bool { width == height }
+}

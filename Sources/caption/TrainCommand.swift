@@ -115,6 +115,12 @@ struct DataOptions: ParsableArguments {
   @Option(help: "Flickr8k: the test image list.") var testList: String?
   @Option(help: "Cache the preprocessed images in this file (written once, read in later epochs).") var cache:
     String?
+  @Option(
+    help:
+      "The feature cache of a frozen encoder: its features, computed once (default: NAME.features beside --out)."
+  ) var featureCache: String?
+  @Flag(help: "Run a frozen encoder on the images every epoch instead of caching its features.")
+  var noFeatureCache = false
   @Option(help: "Image decoding threads.") var workers = defaults.workers
   @Option(help: "Words seen fewer times than this become <unk>.") var minCount = defaults.minCount
   @Option(help: "Decoder steps per caption (words + <end>).") var maxLength = defaults.maxLength

@@ -376,6 +376,56 @@ final class CommandTests: XCTestCase {
     XCTAssertEqual(try runCaption(["bench", "--isa", "sse9"]).status, 64)
   }
 
+  /// `bench --from-features` times training from cached features and prints its figure last.
+  func testBenchFromFeaturesPrintsItsFigureLast() throws {
+    let run = try runCaption([
+      "bench", "--from-features", "--image-size", "16", "--layers", "4,M,8", "--dv", "8", "--embed", "8",
+      "--hidden", "8", "--vocab", "20", "--length", "4", "--batch", "3", "--steps", "2", "--threads", "1",
+    ])
+    XCTAssertEqual(run.status, 0, run.stderr)
+    XCTAssertTrue(run.stdout.contains("pool avg (8 features)"), run.stdout)
+    let last = try XCTUnwrap(run.stdout.split(separator: "\n").last)
+    XCTAssertTrue(last.hasPrefix("features_train_images_per_s="), String(last))
+    XCTAssertGreaterThan(try XCTUnwrap(Double(last.dropFirst("features_train_images_per_s=".count))), 0)
+    XCTAssertEqual(try runCaption(["bench", "--from-features", "--forward-only"]).status, 64)
+  }
+
+  /// `dataset shapes --image-size WxH --jpeg-quality Q`: photo-sized images whose centre crop is the
+  /// square scene; a lower quality makes smaller files; a bad size or quality is a usage error.
+  func testDatasetShapesMakesPhotoSizedJPEGs() throws {
+    let folder = temporaryFolder()
+    func render(_ name: String, _ extra: [String]) throws -> String {
+      let out = folder + "/" + name
+      let run = try runCaption(["dataset", "shapes", "--out", out, "--count", "3", "--seed", "4"] + extra)
+      XCTAssertEqual(run.status, 0, run.stderr)
+      return out
+    }
+    let square = try render("square", ["--image-size", "30"])
+    let wide = try render("wide", ["--image-size", "40x30"])
+    for index in 0..<3 {
+      let name = "/images/00000\(index).png"
+      let decoded = try ImageDecoder().decode(path: wide + name)
+      XCTAssertEqual([decoded.width, decoded.height], [40, 30])
+      XCTAssertEqual(
+        try Preprocess.load(path: wide + name, size: 30), try Preprocess.load(path: square + name, size: 30))
+    }
+    let scenes = try String(contentsOfFile: wide + "/scenes.json", encoding: .utf8)
+    XCTAssertTrue(scenes.contains("\"width\":40,\"height\":30"), scenes)
+    func jpegBytes(_ out: String) throws -> Int {
+      try FileManager.default.contentsOfDirectory(atPath: out + "/images").reduce(0) {
+        $0 + (try FileManager.default.attributesOfItem(atPath: out + "/images/" + $1)[.size] as! Int)
+      }
+    }
+    let low = try render("low", ["--image-size", "50x40", "--format", "jpg", "--jpeg-quality", "20"])
+    let high = try render("high", ["--image-size", "50x40", "--format", "jpg", "--jpeg-quality", "98"])
+    XCTAssertLessThan(try jpegBytes(low), try jpegBytes(high))
+    for bad in [["--image-size", "40x"], ["--image-size", "8x30"], ["--jpeg-quality", "0"]] {
+      let run = try runCaption(
+        ["dataset", "shapes", "--out", folder + "/bad", "--count", "1", "--seed", "1"] + bad)
+      XCTAssertEqual(run.status, 64, "\(bad)")
+    }
+  }
+
   /// `bench --preset` names a configuration; a flag given beside it replaces the preset's value.
   func testBenchPresetSetsTheConfigurationAndFlagsReplaceItsValues() throws {
     let run = try runCaption([

@@ -77,17 +77,7 @@ public enum Benchmark {
     // Random normalised images and random captions of exactly `length` decoder steps.
     let (b, s, t) = (options.batch, options.imageSize, options.length)
     let images = randomImages(options, using: &generator)
-    var inputs = [Int](repeating: 0, count: t * b)
-    var targets = [Int](repeating: 0, count: t * b)
-    for r in 0..<b {
-      var previous = Vocabulary.start
-      for step in 0..<t {
-        let word = step == t - 1 ? Vocabulary.end : Int.random(in: 4..<options.vocab, using: &generator)
-        inputs[step * b + r] = previous
-        targets[step * b + r] = word
-        previous = word
-      }
-    }
+    let (inputs, targets) = randomCaptions(options, using: &generator)
     log(
       "bench: image \(s), layers \(config.layers.map(\.description).joined(separator: ",")), dv \(options.dv), "
         + "embed \(options.embed), hidden \(options.hidden), vocab \(options.vocab), length \(t), "
@@ -166,6 +156,68 @@ public enum Benchmark {
       if index >= options.warmupSteps { times.append(seconds) }
     }
     log(String(format: "forward_images_per_s=%.1f", Double(options.batch) / median(times)))
+  }
+
+  /// `caption bench --from-features`: training as it runs from the feature cache, the convolutions
+  /// frozen: each step copies `batch` records of F floats (what `encoder.fc` reads) from a table
+  /// of 4096 random ones into the batch, then runs `fc` and the decoder forward and backward and an
+  /// Adam step over what is trained. `log` gets, last, `features_train_images_per_s=` (batch / the
+  /// median step time, after a warm-up).
+  public static func runFromFeatures(_ options: BenchmarkOptions, log: (String) -> Void) {
+    BLAS.setThreads(options.threads)
+    let model = CaptionModel(config: options.config)
+    var generator = SeededGenerator(seed: 1)
+    model.initialize(using: &generator)
+    model.encoder.trainsConvolutions = false
+    let trained = model.namedParameters.filter { !$0.0.hasPrefix("encoder.conv") }.map(\.1)
+    let optimizer = Adam(parameters: trained, learningRate: 1e-4)
+    let (b, width, records) = (options.batch, model.encoder.fcInputWidth, 4096)
+    let table = Tensor(zeros: [records, width])  // stands for the memory-mapped cache
+    for i in 0..<table.count { table[i] = Float.random(in: 0...2, using: &generator) }
+    let features = Tensor(zeros: [b, width])
+    let (inputs, targets) = randomCaptions(options, using: &generator)
+    log(
+      "bench --from-features: image \(options.imageSize), layers "
+        + "\(options.layers.map(\.description).joined(separator: ",")), pool \(options.config.pool.rawValue) "
+        + "(\(width) features), dv \(options.dv), embed \(options.embed), hidden \(options.hidden), "
+        + "vocab \(options.vocab), length \(options.length), batch \(b), threads \(options.threads)")
+    var times: [Double] = []
+    let none = Tensor(zeros: [0])
+    for index in 0..<(options.warmupSteps + options.timedSteps) {
+      let start = DispatchTime.now().uptimeNanoseconds
+      for row in 0..<b {
+        let record = Int.random(in: 0..<records, using: &generator)
+        (features.pointer + row * width).update(from: table.pointer + record * width, count: width)
+      }
+      zeroGradients(trained)
+      _ = model.forward(
+        images: none, features: features, captionsPerImage: 1, steps: options.length, inputTokens: inputs,
+        targetTokens: targets, training: true, generator: &generator)
+      model.backward()
+      optimizer.step(learningRate: 1e-4)
+      let seconds = Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
+      if index >= options.warmupSteps { times.append(seconds) }
+    }
+    log(String(format: "features_train_images_per_s=%.1f", Double(b) / median(times)))
+  }
+
+  /// Random captions of exactly `length` decoder steps for `batch` rows: time-major inputs and targets.
+  static func randomCaptions(
+    _ options: BenchmarkOptions, using generator: inout SeededGenerator
+  ) -> (inputs: [Int], targets: [Int]) {
+    let (b, t) = (options.batch, options.length)
+    var inputs = [Int](repeating: 0, count: t * b)
+    var targets = [Int](repeating: 0, count: t * b)
+    for r in 0..<b {
+      var previous = Vocabulary.start
+      for step in 0..<t {
+        let word = step == t - 1 ? Vocabulary.end : Int.random(in: 4..<options.vocab, using: &generator)
+        inputs[step * b + r] = previous
+        targets[step * b + r] = word
+        previous = word
+      }
+    }
+    return (inputs, targets)
   }
 
   /// A batch of random normalised images [batch, 3, S, S].

@@ -5,8 +5,9 @@ import Foundation
 /// block `open` until a writer came, and a device could give endless bytes. Every failure is a
 /// `CaptionError` naming the file with the system's reason.
 public enum RegularFile {
-  /// An open descriptor for reading (the caller closes it) and the file's size in bytes.
-  public static func open(_ path: String) throws -> (descriptor: Int32, size: Int) {
+  /// An open descriptor for reading (and writing when `writable`; the caller closes it) and the
+  /// file's size in bytes.
+  public static func open(_ path: String, writable: Bool = false) throws -> (descriptor: Int32, size: Int) {
     try checkName(path)
     var info = stat()
     guard stat(path, &info) == 0 else {
@@ -15,7 +16,7 @@ public enum RegularFile {
     }
     try checkType(info, path: path)
     // Non-blocking, in case the name was replaced by a FIFO since the look above.
-    let descriptor = Glibc.open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC)
+    let descriptor = Glibc.open(path, (writable ? O_RDWR : O_RDONLY) | O_NONBLOCK | O_CLOEXEC)
     guard descriptor >= 0 else {
       throw CaptionError(.unreadable, path: path, "cannot open: \(String(cString: strerror(errno)))")
     }

@@ -26,6 +26,9 @@ import Foundation
 ///   never builds ahead past the end of its epoch, so it decodes nothing between validations.
 /// - Cache (`cachePath`): see `ImageCache`. The first pass writes every image it loads; later epochs and
 ///   runs read them from the file without calling `load`.
+/// - Features (`useFeatures`): in the epochs it names, an image whose record the feature cache holds
+///   is not loaded: the batch carries its features instead (`TrainingBatch.features`), and the
+///   images of the other rows (`rowsToEncode`) for the trainer to encode and store.
 /// - Threads: `workers` threads (0 builds each batch on the caller's thread, in `next()`). `stop()` or
 ///   deinit ends them; `next()` and `startEpoch` must be called from one thread at a time, never
 ///   from `load` or `onSkip`.
@@ -90,6 +93,15 @@ public final class BatchLoader {
   /// Why the cache could not be finished, if it could not (the loader goes on without it).
   public var cacheError: CaptionError? { pipeline.cache?.error }
 
+  /// From now on, batches of the epochs for which `epochs` is true read the features of the images
+  /// whose records `cache` holds (record `firstRecord + i` for image i of the loader's list) instead
+  /// of loading them. Call before `startEpoch`; batches already built stay as they are.
+  public func useFeatures(
+    _ cache: FeatureCache, firstRecord: Int, inEpochs epochs: @escaping @Sendable (Int) -> Bool
+  ) {
+    pipeline.setFeatures(LoaderFeatures(cache: cache, firstRecord: firstRecord, inEpochs: epochs))
+  }
+
   /// Starts (or continues) epoch `epoch` at batch `fromBatch` (0...batchesPerEpoch).
   public func startEpoch(_ epoch: Int, fromBatch: Int = 0) {
     pipeline.start(epoch: epoch, batch: min(max(fromBatch, 0), pipeline.batchesPerEpoch))
@@ -128,6 +140,7 @@ final class LoaderPipeline: @unchecked Sendable {
 
   // Mutable state, under `condition`.
   private let condition = NSCondition()
+  private var features: LoaderFeatures?
   private var stopped = false
   private var generation = 0
   /// The stream of batches: (startEpoch, startBatch), then on through later epochs.
@@ -211,6 +224,18 @@ final class LoaderPipeline: @unchecked Sendable {
     return (epoch0 + 1 + later / batchesPerEpoch, later % batchesPerEpoch)
   }
 
+  func setFeatures(_ features: LoaderFeatures) {
+    condition.lock()
+    self.features = features
+    condition.unlock()
+  }
+
+  /// The feature cache when epoch `epoch` reads from it (under the lock).
+  private func features(inEpoch epoch: Int) -> LoaderFeatures? {
+    guard let features, features.inEpochs(epoch) else { return nil }
+    return features
+  }
+
   func start(epoch: Int, batch: Int) {
     condition.lock()
     defer { condition.unlock() }
@@ -239,9 +264,10 @@ final class LoaderPipeline: @unchecked Sendable {
       let built: TrainingBatch?
       if workers == 0 {
         let order = self.order(epoch)
+        let features = self.features(inEpoch: epoch)
         condition.unlock()
         let scratch = UnsafeMutablePointer<UInt8>.allocate(capacity: batchSize * imageSize * imageSize * 3)
-        built = build(epoch: epoch, batch: batch, order: order, scratch: scratch)
+        built = build(epoch: epoch, batch: batch, order: order, features: features, scratch: scratch)
         scratch.deallocate()
         condition.lock()
       } else {
@@ -288,8 +314,9 @@ final class LoaderPipeline: @unchecked Sendable {
       let claimedGeneration = generation
       let (epoch, batch) = position(s)
       let order = self.order(epoch)
+      let features = self.features(inEpoch: epoch)
       condition.unlock()
-      let built = build(epoch: epoch, batch: batch, order: order, scratch: scratch)
+      let built = build(epoch: epoch, batch: batch, order: order, features: features, scratch: scratch)
       condition.lock()
       if generation == claimedGeneration && !stopped {
         ready[s] = .some(built)
@@ -316,7 +343,10 @@ final class LoaderPipeline: @unchecked Sendable {
   /// Builds batch `batch` of an epoch (with a shard: this rank's share of it): loads its images into
   /// `scratch` (B·S·S·3 bytes), draws the captions, normalises. Nil when every image of the batch
   /// failed; with a shard of several ranks, an empty batch instead (the ranks must stay in step).
-  func build(epoch: Int, batch: Int, order: [Int], scratch: UnsafeMutablePointer<UInt8>) -> TrainingBatch? {
+  /// With `features`, the images whose records the cache holds are read from it, not loaded.
+  func build(
+    epoch: Int, batch: Int, order: [Int], features: LoaderFeatures?, scratch: UnsafeMutablePointer<UInt8>
+  ) -> TrainingBatch? {
     let wholeBatch = Array(order[batch * batchSize..<min((batch + 1) * batchSize, order.count)])
     let pixelsPerImage = imageSize * imageSize * 3
 
@@ -328,10 +358,17 @@ final class LoaderPipeline: @unchecked Sendable {
     let members = Array(wholeBatch[share])
     let chosen = Array(allChosen[share])
 
-    var kept: [Int] = []  // positions in `members` whose pixels are in scratch[kept.count]
+    var kept: [Int] = []  // positions in `members` of the batch's rows
+    var loaded: [Int] = []  // rows whose pixels are in scratch[loaded.count]
+    var cached: [Int] = []  // rows whose features the cache holds
     for (m, sample) in members.enumerated() {
       if isFailed(sample) { continue }
-      let slot = scratch + kept.count * pixelsPerImage
+      if let features, features.cache.isFilled(features.firstRecord + samples[sample]) {
+        cached.append(kept.count)
+        kept.append(m)
+        continue
+      }
+      let slot = scratch + loaded.count * pixelsPerImage
       if let cache, cache.status(sample) != .missing {
         if cache.status(sample) == .failed {
           fail(sample: sample, reason: "failed to load when the cache \(cache.path) was built")
@@ -339,6 +376,7 @@ final class LoaderPipeline: @unchecked Sendable {
         }
         do {
           try cache.read(sample, into: slot)
+          loaded.append(kept.count)
           kept.append(m)
           continue
         } catch {
@@ -357,6 +395,7 @@ final class LoaderPipeline: @unchecked Sendable {
         }
         image.pixels.withUnsafeBufferPointer { slot.update(from: $0.baseAddress!, count: pixelsPerImage) }
         cache?.store(sample, pixels: slot)
+        loaded.append(kept.count)
         kept.append(m)
       } catch {
         let reason =
@@ -367,9 +406,9 @@ final class LoaderPipeline: @unchecked Sendable {
     }
     guard !kept.isEmpty || shard.ranks > 1 else { return nil }
 
-    // [B, 3, S, S] from B HWC images [S, S, 3].
-    let tensor = Tensor(zeros: [kept.count, 3, imageSize, imageSize])
-    for row in 0..<kept.count {
+    // [M, 3, S, S] from the M loaded HWC images [S, S, 3] (M = B without the feature cache).
+    let tensor = Tensor(zeros: [loaded.count, 3, imageSize, imageSize])
+    for row in 0..<loaded.count {
       Preprocess.normalize(
         pixels: scratch + row * pixelsPerImage, count: imageSize * imageSize, mean: mean, std: std,
         into: tensor.pointer + row * pixelsPerImage)
@@ -378,11 +417,23 @@ final class LoaderPipeline: @unchecked Sendable {
     rowsOfWords.reserveCapacity(kept.count * captionsPerImage)
     for m in kept { rowsOfWords.append(contentsOf: chosen[m]) }
     let layout = TrainingBatch.tokenLayout(rowsOfWords)
-    return TrainingBatch(
+    let imageIndices = kept.map { samples[members[$0]] }
+    var result = TrainingBatch(
       epoch: epoch, index: batch, images: tensor,
       imageIds: kept.map { images[samples[members[$0]]].id },
-      imageIndices: kept.map { samples[members[$0]] }, captionsPerImage: captionsPerImage,
+      imageIndices: imageIndices, captionsPerImage: captionsPerImage,
       steps: layout.steps, inputTokens: layout.input, targetTokens: layout.target)
+    if let features {
+      // [B, F]: the cached rows now, the loaded ones once the trainer has encoded them.
+      let width = features.cache.featureCount
+      let rows = Tensor(zeros: [kept.count, width])
+      for row in cached {
+        features.cache.read(features.firstRecord + imageIndices[row], into: rows.pointer + row * width)
+      }
+      result.features = rows
+      result.rowsToEncode = loaded
+    }
+    return result
   }
 
   /// K captions of one image: without replacement when it has at least K, else all of them (in a
@@ -398,6 +449,13 @@ final class LoaderPipeline: @unchecked Sendable {
     while result.count < k { result.append(available[random.below(available.count)].tokens) }
     return result
   }
+}
+
+/// A loader's view of the feature cache: where its records start, and the epochs that read them.
+struct LoaderFeatures: Sendable {
+  let cache: FeatureCache
+  let firstRecord: Int
+  let inEpochs: @Sendable (Int) -> Bool
 }
 
 /// The share of every batch one rank of a data-parallel run loads: rank r of N takes rows

@@ -10,6 +10,11 @@ public struct TrainingBatch {
   /// `[B, 3, S, S]`, normalised with the model's mean and std. B may be below the loader's batch
   /// size at the end of an epoch or when images failed to load.
   public var images: Tensor
+  /// With the feature cache: `[B, F]`, what the frozen encoder's `fc` reads for each image. The rows
+  /// `rowsToEncode` are not in the cache yet: their images are `images` (`[M, 3, S, S]`, in that
+  /// order), and the training step computes and stores them. Nil: every image is in `images`.
+  public var features: Tensor? = nil
+  public var rowsToEncode: [Int] = []
   /// The dataset ids of the B images, and their positions in the loader's image list.
   public var imageIds: [Int]
   public var imageIndices: [Int]

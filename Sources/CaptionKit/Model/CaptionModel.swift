@@ -66,18 +66,19 @@ public final class CaptionModel {
   // MARK: Teacher-forced training
 
   /// The mean cross-entropy of `targetTokens` given `inputTokens` (both `[T, B·K]`, time-major) and
-  /// the images (`[B, 3, S, S]`). Keeps what `backward` needs; `lastImageVectors` and `lastTopStates`
-  /// hold v and h for the objective's other terms.
+  /// the images (`[B, 3, S, S]`), or, with frozen convolutions, the encoder's `fc` input `features`
+  /// (`[B, F]`, from the feature cache; `images` is then not read). Keeps what `backward` needs;
+  /// `lastImageVectors` and `lastTopStates` hold v and h for the objective's other terms.
   public func forward(
-    images: Tensor, captionsPerImage: Int, steps: Int, inputTokens: [Int], targetTokens: [Int],
-    training: Bool, generator: inout SeededGenerator
+    images: Tensor, features: Tensor? = nil, captionsPerImage: Int, steps: Int, inputTokens: [Int],
+    targetTokens: [Int], training: Bool, generator: inout SeededGenerator
   ) -> Float {
-    let batch = images.shape[0]
+    let batch = features?.shape[0] ?? images.shape[0]
     let rows = batch * captionsPerImage
     precondition(inputTokens.count == steps * rows && targetTokens.count == steps * rows)
     self.captionsPerImage = captionsPerImage
 
-    let v = encoder.forward(images)  // [B, Dv]
+    let v = features.map { encoder.forward(fcInput: $0) } ?? encoder.forward(images)  // [B, Dv]
     lastImageVectors = v
     let vRows = replicateRows(v, times: captionsPerImage)  // [R, Dv]
     var x = embed.forward(tokens: inputTokens)  // [T·R, E]
@@ -180,7 +181,6 @@ extension CaptionModel {
     state.gathered(rows: rows)
   }
 }
-
 
 // MARK: Weights in and out
 

@@ -90,22 +90,35 @@ public final class Encoder {
     return x
   }
 
-  /// images [B, 3, S, S] (normalised) → v [B, dv] (a workspace of `fc`).
-  public func forward(_ images: Tensor) -> Tensor {
+  /// F, the width of what `fc` reads: C (pool `avg`) or C·h·w (`flatten`).
+  public var fcInputWidth: Int { fc.inFeatures }
+
+  /// images [B, 3, S, S] (normalised) → what `fc` reads, [B, F] (a workspace): the feature map
+  /// averaged (`avg`) or flattened (`flatten`). What the feature cache holds per image.
+  public func fcInput(_ images: Tensor) -> Tensor {
     let x = features(images)
     featureShape = x.shape
-    let pooled: Tensor
     if let globalPool = globalPool {
-      pooled = globalPool.forward(x)  // [B, C]
-    } else {
-      // flatten(1) on NCHW is the same memory seen as [B, C·h·w]; keep the view while x is unchanged.
-      if flattenedBase !== x {
-        flattenedBase = x
-        flattened = x.reshaped([x.shape[0], x.shape[1] * x.shape[2] * x.shape[3]])
-      }
-      pooled = flattened!
+      return globalPool.forward(x)  // [B, C]
     }
-    return fc.forward(pooled)  // [B, dv]
+    // flatten(1) on NCHW is the same memory seen as [B, C·h·w]; keep the view while x is unchanged.
+    if flattenedBase !== x {
+      flattenedBase = x
+      flattened = x.reshaped([x.shape[0], x.shape[1] * x.shape[2] * x.shape[3]])
+    }
+    return flattened!
+  }
+
+  /// images [B, 3, S, S] (normalised) → v [B, dv] (a workspace of `fc`).
+  public func forward(_ images: Tensor) -> Tensor {
+    fc.forward(fcInput(images))  // [B, dv]
+  }
+
+  /// `fc`'s input [B, F] (from the feature cache) → v [B, dv]. Only while the convolutions are
+  /// frozen: `backward` then goes no further than `fc`.
+  public func forward(fcInput: Tensor) -> Tensor {
+    precondition(!trainsConvolutions, "Encoder: features in place of images need frozen convolutions")
+    return fc.forward(fcInput)
   }
 
   /// Accumulates every parameter's gradient from dL/dv [B, dv]; no image gradient.

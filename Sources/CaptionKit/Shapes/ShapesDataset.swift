@@ -32,6 +32,34 @@ public enum ShapesDataset {
     return Item(image: image, objects: objects, captions: captions, prefersJPEG: random.chance(0.5))
   }
 
+  /// A photo-sized canvas: the square scene (side = the shorter side) in the middle of a
+  /// `width` × `height` image, its edge pixels continued outwards (SPEC §4's centre crop gives back
+  /// the scene); objects' centres and boxes in canvas pixels.
+  public static func placed(_ item: Item, width: Int, height: Int) -> Item {
+    let side = item.image.width
+    let (left, top) = ((width - side) / 2, (height - side) / 2)
+    var pixels = [UInt8](repeating: 0, count: width * height * 3)
+    for y in 0..<height {
+      let sourceY = min(max(y - top, 0), side - 1)
+      for x in 0..<width {
+        let sourceX = min(max(x - left, 0), side - 1)
+        for c in 0..<3 {
+          pixels[(y * width + x) * 3 + c] = item.image.pixels[(sourceY * side + sourceX) * 3 + c]
+        }
+      }
+    }
+    var result = item
+    result.image = RGBImage(width: width, height: height, pixels: pixels)
+    result.objects = item.objects.map { object in
+      var moved = object
+      moved.x += Double(left)
+      moved.y += Double(top)
+      moved.bbox = zip(object.bbox, [left, top, left, top]).map { $0 + Double($1) }
+      return moved
+    }
+    return result
+  }
+
   /// Renders the dataset into `outputFolder`. The files are written into a temporary folder beside it
   /// (`temporaryFolder(for:)`) that is renamed into place only when complete, so a render that fails
   /// or is stopped leaves no `outputFolder` behind (and a temporary folder left by a killed render is
@@ -39,13 +67,27 @@ public enum ShapesDataset {
   /// dataset (`images/`, `captions.json`, `scenes.json`, nothing else), replaced once the new one is
   /// complete. Ctrl-C or SIGTERM stops the render: it returns false, having written nothing.
   /// `progress(done, count)` follows the images rendered; `log` receives the lines to print.
+  /// `canvas`: images of that width and height instead of `imageSize` squares (`placed`; the scene's
+  /// side is then the shorter one). `jpegQuality`: of the JPEG files (1–100).
   @discardableResult
   public static func generate(
     outputFolder: String, count: Int, seed: UInt64, imageSize: Int = 64, format: ShapesImageFormat,
-    valFraction: Double = 0.1, testFraction: Double = 0.1, replace: Bool = false, log: (String) -> Void,
+    valFraction: Double = 0.1, testFraction: Double = 0.1, replace: Bool = false,
+    canvas: (width: Int, height: Int)? = nil, jpegQuality: Int = 92, log: (String) -> Void,
     progress: (_ done: Int, _ count: Int) -> Void = { _, _ in }
   ) throws -> Bool {
+    let imageSize = canvas.map { min($0.width, $0.height) } ?? imageSize
     try validate(count: count, imageSize: imageSize, valFraction: valFraction, testFraction: testFraction)
+    if let canvas, max(canvas.width, canvas.height) > 4096 {
+      throw CaptionError(
+        .invalidArgument, path: "dataset shapes",
+        "image sides must be at most 4096, got \(canvas.width)x\(canvas.height)")
+    }
+    guard (1...100).contains(jpegQuality) else {
+      throw CaptionError(
+        .invalidArgument, path: "dataset shapes", "JPEG quality must be between 1 and 100, got \(jpegQuality)"
+      )
+    }
     try checkOutput(outputFolder, replace: replace)
     caption_install_interrupt_handlers()
     let temporary = temporaryFolder(for: outputFolder)
@@ -57,7 +99,8 @@ public enum ShapesDataset {
       try Folders.make(temporary)
       guard
         try render(
-          into: temporary, count: count, seed: seed, imageSize: imageSize, format: format,
+          into: temporary, count: count, seed: seed, imageSize: imageSize, canvas: canvas,
+          jpegQuality: jpegQuality, format: format,
           valFraction: valFraction, testFraction: testFraction, progress: progress)
       else {
         try Folders.remove(temporary)
@@ -126,7 +169,8 @@ public enum ShapesDataset {
 
   /// Writes the images, captions.json and scenes.json into `outputFolder`; false when interrupted.
   static func render(
-    into outputFolder: String, count: Int, seed: UInt64, imageSize: Int, format: ShapesImageFormat,
+    into outputFolder: String, count: Int, seed: UInt64, imageSize: Int,
+    canvas: (width: Int, height: Int)?, jpegQuality: Int, format: ShapesImageFormat,
     valFraction: Double, testFraction: Double, progress: (Int, Int) -> Void
   ) throws -> Bool {
     let imagesFolder = outputFolder + "/images"
@@ -145,12 +189,13 @@ public enum ShapesDataset {
         var index = first + worker
         while index < end {
           if !results.failed && caption_interrupt_requested() == 0 {
-            let item = item(index: index, seed: seed, imageSize: imageSize)
+            let square = item(index: index, seed: seed, imageSize: imageSize)
+            let item = canvas.map { placed(square, width: $0.width, height: $0.height) } ?? square
             let useJPEG = format == .jpg || (format == .mixed && item.prefersJPEG)
             let number = String(index)
             let filename = "images/" + String(repeating: "0", count: max(0, digits - number.count)) + number
             do {
-              let (bytes, fileExtension) = try encode(item.image, jpeg: useJPEG)
+              let (bytes, fileExtension) = try encode(item.image, jpeg: useJPEG, quality: jpegQuality)
               try AtomicFile.write(bytes, to: outputFolder + "/" + filename + "." + fileExtension)
               results.store(index, filename: filename + "." + fileExtension, item: item)
             } catch {
@@ -199,8 +244,8 @@ public enum ShapesDataset {
           + "\"x\":\(o.x),\"y\":\(o.y),\"bbox\":[\(o.bbox.map { String(Int($0)) }.joined(separator: ","))]}"
       }
       scenesJSON +=
-        "{\"image_id\":\(index),\"filename\":\(jsonString(filename)),\"width\":\(imageSize),"
-        + "\"height\":\(imageSize),\"objects\":[\(objects.joined(separator: ","))]}"
+        "{\"image_id\":\(index),\"filename\":\(jsonString(filename)),\"width\":\(canvas?.width ?? imageSize),"
+        + "\"height\":\(canvas?.height ?? imageSize),\"objects\":[\(objects.joined(separator: ","))]}"
         + (index == count - 1 ? "\n" : ",\n")
     }
     captionsJSON += "]}\n"
@@ -242,9 +287,11 @@ public enum ShapesDataset {
     group.wait()
   }
 
-  /// The one place that turns pixels into file bytes: PNG, or JPEG at quality 92.
-  static func encode(_ image: RGBImage, jpeg: Bool) throws -> (bytes: [UInt8], fileExtension: String) {
-    jpeg ? (try JPEGWriter.encode(image, quality: 92), "jpg") : (try PNGWriter.encode(image), "png")
+  /// The one place that turns pixels into file bytes: PNG, or JPEG at `quality` (92 by default).
+  static func encode(_ image: RGBImage, jpeg: Bool, quality: Int = 92) throws -> (
+    bytes: [UInt8], fileExtension: String
+  ) {
+    jpeg ? (try JPEGWriter.encode(image, quality: quality), "jpg") : (try PNGWriter.encode(image), "png")
   }
 
   static func jsonString(_ text: String) -> String { JSONText.quoted(text) }

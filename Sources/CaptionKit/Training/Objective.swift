@@ -36,7 +36,8 @@ final class TrainingObjective {
   /// Runs the model and every term on `batch`; returns the caption cross-entropy.
   func forward(_ batch: TrainingBatch, training: Bool, generator: inout SeededGenerator) -> Float {
     captionLoss = model.forward(
-      images: batch.images, captionsPerImage: batch.captionsPerImage, steps: batch.steps,
+      images: batch.images, features: batch.features, captionsPerImage: batch.captionsPerImage,
+      steps: batch.steps,
       inputTokens: batch.inputTokens, targetTokens: batch.targetTokens, training: training,
       generator: &generator)
     if !terms.isEmpty {

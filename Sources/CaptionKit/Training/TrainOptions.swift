@@ -11,6 +11,10 @@ public struct TrainOptions: Codable, Equatable, Sendable {
   public var valList: String? = nil
   public var testList: String? = nil
   public var cache: String? = nil
+  /// The feature cache of a frozen encoder (nil: `NAME.features` beside `out`; SPEC §8).
+  public var featureCache: String? = nil
+  /// No feature cache: a frozen encoder runs on the pixels every epoch (nil: false).
+  public var noFeatureCache: Bool? = nil
   public var workers: Int = 2
   public var minCount: Int = 2
   public var maxLength: Int = 20
@@ -91,6 +95,42 @@ public struct TrainOptions: Codable, Equatable, Sendable {
     return false
   }
 
+  /// The defaults for data without scenes.json (photos: Flickr8k, COCO; docs/photos.md says why),
+  /// each applied only where the option still holds the shapes default (a flag given with that
+  /// very value cannot be told apart). Returns the settings applied, as flags.
+  public mutating func applyPhotoDefaults() -> [String] {
+    let shapes = TrainOptions(data: "", out: "")
+    var applied: [String] = []
+    if minCount == shapes.minCount {
+      minCount = 5
+      applied.append("--min-count 5")
+    }
+    if learningRate == shapes.learningRate {
+      learningRate = 4e-4
+      applied.append("--lr 0.0004")
+    }
+    if epochs == shapes.epochs {
+      epochs = 20
+      applied.append("--epochs 20")
+    }
+    if encoderInit != nil {
+      // Pretrained convolutions: frozen (their features cached), averaged to 512 numbers.
+      if freezeEncoder == nil && finetuneEncoderAfter == nil {
+        freezeEncoder = true
+        applied.append("--freeze-encoder")
+      }
+      if pool == shapes.pool {
+        pool = .avg
+        applied.append("--pool avg")
+      }
+      if finetuneEncoderAfter != nil && encoderLearningRate == nil {
+        encoderLearningRate = 1e-5
+        applied.append("--encoder-lr 1e-5")
+      }
+    }
+    return applied
+  }
+
   /// Takes the layer list and image size of pretrained convolutions (`--encoder-init`); a
   /// `--layers` or `--image-size` other than the default that differs from the file's is an error
   /// naming the file.
@@ -165,6 +205,9 @@ public struct TrainOptions: Codable, Equatable, Sendable {
     }
     if let rate = encoderLearningRate, !(rate > 0 && rate.isFinite) {
       try fail("--encoder-lr must be positive")
+    }
+    if featureCache != nil && noFeatureCache == true {
+      try fail("--feature-cache and --no-feature-cache exclude each other")
     }
   }
 }

@@ -23,6 +23,7 @@ extension TrainingSession {
     var interrupted = false
     var stoppedEarly = false
 
+    try openFeatureCache(log: log)
     epochLoop: while epoch < options.epochs {
       trainLoader.startEpoch(epoch, fromBatch: batchInEpoch)
       let firstBatch = batchInEpoch
@@ -33,7 +34,8 @@ extension TrainingSession {
       let trained = frozen ? namedParameters.map(\.1) : objective.trainableParameters
       var stepsThisEpoch = 0
       var stepStart = Date()  // includes the wait for the batch: the pipeline's speed shows too
-      while let batch = trainLoader.next() {
+      while var batch = trainLoader.next() {
+        encodeMissingFeatures(&batch, firstRecord: 0)
         let lr = options.schedule.rate(
           base: options.learningRate, step: step, totalSteps: scheduleSteps, epoch: epoch, options: options)
         // One process: forward and backward of the batch. Several: of this rank's share, the
@@ -194,6 +196,11 @@ extension TrainingSession {
   /// nil when Ctrl-C/SIGTERM stopped it (checked before each batch).
   func validate() throws -> [String: Double]? {
     guard let valLoader else { return [:] }
+    if let featureCache {
+      // The validation images' records follow the training images'; read while still frozen.
+      let frozen = !model.encoder.trainsConvolutions
+      valLoader.useFeatures(featureCache, firstRecord: trainImages.count, inEpochs: { _ in frozen })
+    }
     valLoader.startEpoch(0, fromBatch: 0)
     var lossSum = 0.0
     var batches = 0
@@ -203,9 +210,11 @@ extension TrainingSession {
     // In a group every rank validates all of it (the same weights give the same metrics on each),
     // and a stop is agreed at the next step instead.
     let stops = group.size == 1
-    while !stops || caption_interrupt_requested() == 0, let batch = valLoader.next() {
+    while !stops || caption_interrupt_requested() == 0, var batch = valLoader.next() {
+      encodeMissingFeatures(&batch, firstRecord: trainImages.count)
       let loss = model.forward(
-        images: batch.images, captionsPerImage: batch.captionsPerImage, steps: batch.steps,
+        images: batch.images, features: batch.features, captionsPerImage: batch.captionsPerImage,
+        steps: batch.steps,
         inputTokens: batch.inputTokens, targetTokens: batch.targetTokens, training: false,
         generator: &noDropout)
       lossSum += Double(loss)
@@ -280,6 +289,7 @@ extension TrainingSession {
   /// The latest model, then the state that points at it (optimiser moments, counters, generator).
   func saveLatest() throws {
     try saveModel(to: files.latest, metrics: [:])
+    featureCache?.synchronize()  // the features stored so far survive with the checkpoint
     guard group.isWriter else {
       savedStep = step
       return

@@ -20,6 +20,11 @@ final class TrainingSession {
   let trainLoader: BatchLoader
   let valLoader: BatchLoader?
   let valImages: [DatasetImage]
+  let trainImages: [DatasetImage]
+  /// The frozen encoder's features (SPEC §8), open while the convolutions are frozen.
+  var featureCache: FeatureCache?
+  /// Set when the feature cache could not be written: training goes on without storing.
+  var featureCacheFailed = false
   /// The processes of a data-parallel run; rank 0 alone writes files.
   let group: any TrainingGroup
   /// Workspaces of the data-parallel exchange (flat gradients; rank 0's gathered copies).
@@ -111,6 +116,7 @@ final class TrainingSession {
       seed: options.seed, workers: options.workers,
       cachePath: options.cache.map { $0 + (group.size > 1 ? ".train.rank\(group.rank)" : ".train") },
       shard: LoaderShard(rank: group.rank, ranks: group.size), load: load, onSkip: onSkip)
+    trainImages = prepared.train
     valImages = Array(prepared.val.prefix(options.valImages))
     if valImages.isEmpty {
       valLoader = nil
@@ -152,6 +158,13 @@ final class TrainingSession {
       log("no scenes.json beside the training captions: the scene and mention losses are off")
       options.sceneLoss = 0  // saved so, for --resume
       options.mentionLoss = 0
+    }
+    if dataset.scenesPath == nil {
+      let applied = options.applyPhotoDefaults()
+      if !applied.isEmpty {
+        log(
+          "no scenes.json: the defaults for photos apply (docs/photos.md): " + applied.joined(separator: " "))
+      }
     }
     let preparing = preparingProgress(status)
     let prepared: PreparedCaptions
@@ -229,6 +242,10 @@ final class TrainingSession {
     options.workers = current.workers
     options.logEvery = current.logEvery
     options.maxSteps = current.maxSteps
+    // Where the features are cached changes no result: the command line's, when it says.
+    if current.featureCache != nil || current.noFeatureCache == true {
+      (options.featureCache, options.noFeatureCache) = (current.featureCache, current.noFeatureCache)
+    }
     /// A saved count: a whole number, at least 0.
     func count(_ key: String) throws -> Int {
       let text = try meta(key)
