@@ -168,12 +168,66 @@ class Decoder(nn.Module):
         return torch.stack(logits, 1)
 
 
+# ---------------------------------------------------------------------------------------------------
+# The retrieval part (SPEC §3b): a sentence encoder (embedding, deep bidirectional RNN over the real
+# words, per word [forward ; backward], mean over the words, text_proj, L2 normalisation) and an image
+# projection (image_proj on v, L2 normalisation) into one joint space; score = cosine. The recurrent
+# cells are the decoder's with no image term (a one-wide zero image, so no weight_iv is kept).
+
+class BidirectionalLayer(nn.Module):
+    def __init__(self, kind, input_size, hidden):
+        super().__init__()
+        self.fwd = Cell(kind, input_size, hidden, 1)
+        self.bwd = Cell(kind, input_size, hidden, 1)
+        del self.fwd.weight_iv, self.bwd.weight_iv      # the retrieval cells read no image
+
+    def run(self, cell, x, lengths, reverse):           # x [B, T, In] -> [B, T, H], zero at padding
+        B, T, _ = x.shape
+        H = cell.hidden
+        out = x.new_zeros(B, T, H)
+        no_image = x.new_zeros(B, GATES[cell.kind] * H)
+        for b in range(B):                               # each sentence alone: it starts at its end
+            state = cell.zero_state(1, x)
+            steps = range(lengths[b] - 1, -1, -1) if reverse else range(lengths[b])
+            for t in steps:
+                state = cell(x[b:b + 1, t], state, no_image[b:b + 1])
+                out[b, t] = state[0][0]
+        return out
+
+    def forward(self, x, lengths):                       # [B, T, In] -> [B, T, 2H]
+        return torch.cat([self.run(self.fwd, x, lengths, False), self.run(self.bwd, x, lengths, True)], 2)
+
+
+class Retrieval(nn.Module):
+    def __init__(self, config):
+        super().__init__()
+        r = config["retrieval"]
+        self.embed = nn.Embedding(config["vocab_size"], r["embed"])
+        self.rnn = nn.ModuleList([BidirectionalLayer(r["cell"], r["embed"] if l == 0 else 2 * r["hidden"],
+                                                     r["hidden"]) for l in range(r["layers"])])
+        self.text_proj = nn.Linear(2 * r["hidden"], r["dim"])
+        self.image_proj = nn.Linear(config["dv"], r["dim"])
+
+    def sentences(self, words, lengths):                 # words [B, T] (padded), lengths [B] -> [B, dim]
+        x = self.embed(words)
+        for layer in self.rnn:
+            x = layer(x, lengths)
+        mask = (torch.arange(words.shape[1])[None, :] < torch.tensor(lengths)[:, None]).to(x.dtype)
+        pooled = (x * mask[:, :, None]).sum(1) / mask.sum(1, keepdim=True).clamp(min=1)
+        return F.normalize(self.text_proj(pooled), dim=1)
+
+    def images(self, v):                                 # v [B, Dv] -> [B, dim]
+        return F.normalize(self.image_proj(v), dim=1)
+
+
 class CaptionModel(nn.Module):
     def __init__(self, config):
         super().__init__()
         self.config = config
         self.encoder = Encoder(config)
         self.decoder = Decoder(config)
+        if config.get("retrieval") is not None:
+            self.retrieval = Retrieval(config)
 
     def forward(self, images, inputs):                         # -> logits [B, T, V]
         return self.decoder(self.encoder(images), inputs)

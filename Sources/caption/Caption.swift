@@ -18,7 +18,7 @@ struct Caption: ParsableCommand {
     version: captionVersion,
     subcommands: [
       Describe.self, Train.self, Evaluate.self, Score.self, DatasetCommand.self, Preprocess.self,
-      Info.self, Bench.self, Serve.self, Features.self,
+      Info.self, Bench.self, Serve.self, Features.self, Embed.self, IndexCommand.self, Search.self,
     ]
   )
 }

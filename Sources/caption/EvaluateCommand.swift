@@ -28,6 +28,8 @@ struct Evaluate: ParsableCommand {
   @Option(help: "Write the split's references here as COCO captions JSON.") var referencesOut: String?
   @Option(help: "Write a self-contained HTML report here.") var report: String?
   @Flag(help: "Print one JSON object with the scores.") var json = false
+  @Flag(help: "Also rank the split's images and captions in the joint space (R@1, R@5, R@10, medr, rsum).")
+  var retrieval = false
   @Option(help: "Images per batch.") var batchSize: Int = 32
   @Option(help: "Compute threads.") var threads: Int = 2
   @OptionGroup(title: "Decoding") var decoding: DecodingFlags
@@ -45,6 +47,7 @@ struct Evaluate: ParsableCommand {
       BLAS.setThreads(threads)
       let modelPath = try ModelLocator.locate(explicit: model)
       let captioner = try Captioner(modelPath: modelPath)
+      let space = retrieval ? try JointSpace(captioner: captioner, modelPath: modelPath) : nil
       let chosenSplit = Split(rawValue: split)!
       line.show("loading \(data)")
       let dataset = try Dataset.load(
@@ -93,7 +96,16 @@ struct Evaluate: ParsableCommand {
           result, modelPath: modelPath, dataPath: data, split: split,
           trainingLogPath: FileManager.default.fileExists(atPath: logPath) ? logPath : nil, to: report)
       }
-      let object = result.jsonObject()
+      var object = result.jsonObject()
+      if let space {
+        line.show("ranking \(result.images.count) images and their captions")
+        for (key, value) in space.retrievalMetrics(images: result.images.map(\.image), batchSize: batchSize)
+          ?? [:]
+        {
+          object[key] = value
+        }
+        line.clear()
+      }
       if json {
         let data = try JSONSerialization.data(withJSONObject: object, options: [.sortedKeys])
         StandardOutput.line(String(decoding: data, as: UTF8.self))
@@ -103,7 +115,8 @@ struct Evaluate: ParsableCommand {
         StandardOutput.line("\(result.images.count) images of the \(split) split, \(how)")
         let keys = [
           "BLEU-1", "BLEU-2", "BLEU-3", "BLEU-4", "ROUGE-L", "CIDEr-D", "object-F1", "attribute-accuracy",
-          "count-accuracy", "relation-accuracy",
+          "count-accuracy", "relation-accuracy", "i2t-R@1", "i2t-R@5", "i2t-R@10", "i2t-medr", "t2i-R@1",
+          "t2i-R@5", "t2i-R@10", "t2i-medr", "rsum",
         ]
         for key in keys {
           if let value = object[key] {

@@ -36,6 +36,10 @@ struct Train: ParsableCommand {
   func run() throws {
     let options = options()
     if let ranks = ProcessInfo.processInfo.environment["OMPI_COMM_WORLD_SIZE"].flatMap(Int.init), ranks >= 2 {
+      if (options.retrieval ?? 0) > 0 {
+        printError("train: --retrieval is not available under mpirun (SPEC §8)")
+        throw ExitCode(64)
+      }
       // One rank of `mpirun -np N`: the data-parallel trainer, which links MPI (SPEC §8).
       let encoder = JSONEncoder()
       encoder.nonConformingFloatEncodingStrategy = .convertToString(
@@ -182,6 +186,22 @@ struct OptimisationOptions: ParsableArguments {
       the caption names, the decoder's state alone answers where that object is (0: off).
       """
   ) var mentionLoss = TrainOptions.defaultMentionLoss
+  @Option(
+    help: """
+      Weight of the image–sentence ranking loss: a bidirectional RNN embeds each caption and a \
+      projection each image vector into one joint space (`caption search`, `embed`; 0: off).
+      """
+  ) var retrieval: Float?
+  @Flag(help: "Train only the retrieval part; the --init model's captioner is kept exactly.")
+  var retrievalOnly = false
+  @Option(help: "The ranking loss's margin (default 0.2).") var retrievalMargin: Float?
+  @Option(help: "Epochs of summed negatives before the ranking loss takes only the hardest (default 2).")
+  var retrievalHardAfter: Int?
+  @Option(help: "Retrieval part: recurrent cell (default gru).") var retrievalCell: CellType?
+  @Option(help: "Retrieval part: word embedding size (default 64).") var retrievalEmbed: Int?
+  @Option(help: "Retrieval part: hidden size of each direction (default 128).") var retrievalHidden: Int?
+  @Option(help: "Retrieval part: bidirectional layers (default 1).") var retrievalLayers: Int?
+  @Option(help: "Retrieval part: joint space size (default 128).") var retrievalDim: Int?
   @Option(help: "Clip the gradient's global norm to this (0: off).") var clip = defaults.clip
   @Option(help: "Seed for initialisation, shuffling and dropout.") var seed = defaults.seed
   @Option(help: "Compute threads.") var threads = defaults.threads

@@ -18,7 +18,7 @@ final class InfoAndServeCommandTests: XCTestCase {
     XCTAssertEqual(config["image_size"] as? Int, 64)
     XCTAssertEqual(config["cell"] as? String, "lstm")
     XCTAssertEqual((object["vocabulary"] as? [String: Any])?["size"] as? Int, 91)
-    XCTAssertEqual((object["parameters"] as? [String: Any])?["total"] as? Int, 1_362_923)
+    XCTAssertEqual((object["parameters"] as? [String: Any])?["total"] as? Int, 1_583_531)
     let preprocessing = try XCTUnwrap(object["preprocessing"] as? [String: Any])
     XCTAssertEqual(preprocessing["mean"] as? [Double], [0.485, 0.456, 0.406])
     XCTAssertEqual((object["provenance"] as? [String: Any])?["epochs"] as? Int, 14)

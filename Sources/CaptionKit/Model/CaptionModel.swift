@@ -16,6 +16,9 @@ public final class CaptionModel {
   public let embed: Embedding
   public let rnn: RecurrentStack
   public let out: Linear
+  /// The image–sentence matching model of the joint space, when the configuration has one
+  /// (`retrieval.*` tensors; trained by the objective's retrieval term).
+  public let retrieval: RetrievalModel?
   let embedDropout: Dropout
   let hiddenDropout: Dropout
   let crossEntropy = SoftmaxCrossEntropy()
@@ -41,6 +44,9 @@ public final class CaptionModel {
       cell: config.cell, inputSize: config.embed, hiddenSize: config.hidden, imageSize: config.dv,
       layers: config.rnnLayers, imageInput: config.imageInput)
     out = Linear(inFeatures: config.hidden, outFeatures: config.vocabSize)
+    retrieval = config.retrieval.map {
+      RetrievalModel(config: $0, vocabularySize: config.vocabSize, imageSize: config.dv)
+    }
     embedDropout = Dropout(probability: config.dropout)
     hiddenDropout = Dropout(probability: config.dropout)
   }
@@ -51,6 +57,7 @@ public final class CaptionModel {
       + [("decoder.embed.weight", embed.weight)]
       + rnn.namedParameters.map { ("decoder.rnn." + $0.0, $0.1) }
       + [("decoder.out.weight", out.weight), ("decoder.out.bias", out.bias)]
+      + (retrieval?.namedParameters ?? [])
   }
 
   public var parameters: [Parameter] { namedParameters.map { $0.1 } }
@@ -61,6 +68,7 @@ public final class CaptionModel {
     embed.initialize(using: &generator)
     rnn.initialize(using: &generator)
     out.initialize(using: &generator)
+    retrieval?.initialize(seed: generator.next())  // after the captioner's draws: they do not change
   }
 
   // MARK: Teacher-forced training
@@ -187,8 +195,10 @@ extension CaptionModel {
 extension CaptionModel {
   /// Takes the weights of a model file: each tensor becomes the parameter's value (no copy).
   /// Names and shapes must match exactly (ModelFile.load has checked them already).
-  public func adopt(tensors: [String: Tensor], path: String) throws {
+  /// With `keepingNewRetrieval`, a file without the retrieval part leaves this model's (fresh) one.
+  public func adopt(tensors: [String: Tensor], path: String, keepingNewRetrieval: Bool = false) throws {
     for (name, parameter) in namedParameters {
+      if keepingNewRetrieval && name.hasPrefix("retrieval.") && tensors[name] == nil { continue }
       guard let tensor = tensors[name] else {
         throw CaptionError(.badModel, path: path, "tensor \(name) is missing")
       }

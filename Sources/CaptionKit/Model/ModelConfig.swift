@@ -70,6 +70,8 @@ public struct ModelConfig: Codable, Equatable, Sendable {
   public var pool: PoolMode
   /// Dropout probability on the decoder's embeddings and top hidden state (training only).
   public var dropout: Float
+  /// The image–sentence retrieval part (SPEC §3), when the model has one.
+  public var retrieval: RetrievalConfig?
 
   enum CodingKeys: String, CodingKey {
     case imageSize = "image_size"
@@ -77,7 +79,7 @@ public struct ModelConfig: Codable, Equatable, Sendable {
     case rnnLayers = "rnn_layers"
     case vocabSize = "vocab_size"
     case imageInput = "image_input"
-    case pool, dropout
+    case pool, dropout, retrieval
   }
 
   public init(
@@ -112,6 +114,7 @@ public struct ModelConfig: Codable, Equatable, Sendable {
     imageInput = try c.decodeIfPresent(ImageInput.self, forKey: .imageInput) ?? .every
     pool = try c.decodeIfPresent(PoolMode.self, forKey: .pool) ?? .avg
     dropout = try c.decodeIfPresent(Float.self, forKey: .dropout) ?? 0
+    retrieval = try c.decodeIfPresent(RetrievalConfig.self, forKey: .retrieval)
   }
 
   /// The feature map after the encoder's layers: (channels, height, width). Pools floor odd sizes.
@@ -148,5 +151,6 @@ public struct ModelConfig: Codable, Equatable, Sendable {
     }
     if vocabSize < 4 { try fail("\(name("vocab_size")) \(vocabSize) is below 4 (the special tokens)") }
     if !(dropout >= 0 && dropout < 1) { try fail("\(name("dropout")) \(dropout) is outside [0, 1)") }
+    try retrieval?.validate()
   }
 }

@@ -32,6 +32,7 @@ extension ModelConfig {
     }
     result.append(("decoder.out.weight", [vocabSize, hidden]))
     result.append(("decoder.out.bias", [vocabSize]))
+    if let retrieval { result += retrieval.expectedTensorShapes(vocabSize: vocabSize, dv: dv) }
     return result
   }
 
@@ -49,6 +50,8 @@ extension ModelConfig {
         group = "embedding"
       } else if name.hasPrefix("decoder.rnn.") {
         group = "rnn layer " + name.split(separator: ".")[2]
+      } else if name.hasPrefix("retrieval.") {
+        group = "retrieval"
       } else {
         group = "output"
       }

@@ -12,9 +12,14 @@ final class TrainingObjective {
   private(set) var captionLoss: Float = 0
   private(set) var termLosses: [Float?]
 
-  init(model: CaptionModel, terms: [any ObjectiveTerm]) {
+  /// Only the terms train (`--retrieval-only`): backward skips the captioner and the encoder.
+  let captionerFrozen: Bool
+  private var frozenImageGrad = Tensor(zeros: [0])  // [B, Dv]: the terms' dv, unused
+
+  init(model: CaptionModel, terms: [any ObjectiveTerm], captionerFrozen: Bool = false) {
     self.model = model
     self.terms = terms
+    self.captionerFrozen = captionerFrozen
     termLosses = [Float?](repeating: nil, count: terms.count)
     termParameters = terms.flatMap(\.parameters)
     namedTrainableParameters = model.namedParameters + termParameters
@@ -31,6 +36,11 @@ final class TrainingObjective {
   /// The weighted total of the last `forward`.
   var total: Float {
     zip(terms, termLosses).reduce(captionLoss) { sum, pair in sum + pair.0.weight * (pair.1 ?? 0) }
+  }
+
+  /// The retrieval term's negatives in `epoch` (0-based): summed before `hardAfter`, then the hardest.
+  func startEpoch(_ epoch: Int, retrievalHardAfter hardAfter: Int) {
+    for case let term as RetrievalTerm in terms { term.negatives = epoch < hardAfter ? .sum : .hardest }
   }
 
   /// Runs the model and every term on `batch`; returns the caption cross-entropy.
@@ -54,7 +64,14 @@ final class TrainingObjective {
   /// `imageGrad`, also returns its gradient with respect to the input images.
   @discardableResult
   func backward(imageGrad: Bool = false) -> Tensor? {
-    model.backward(
+    if captionerFrozen {
+      let shape = model.lastImageVectors.shape
+      if frozenImageGrad.shape != shape { frozenImageGrad = Tensor(zeros: shape) }
+      frozenImageGrad.fill(0)
+      addTermGradients(from: .imageVectors, into: frozenImageGrad)
+      return nil
+    }
+    return model.backward(
       imageGrad: imageGrad,
       addToTopStatesGrad: { dh in self.addTermGradients(from: .topStates, into: dh) },
       addToImageVectorsGrad: { dv in self.addTermGradients(from: .imageVectors, into: dv) })

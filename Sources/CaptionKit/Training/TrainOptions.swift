@@ -69,6 +69,34 @@ public struct TrainOptions: Codable, Equatable, Sendable {
   /// otherwise; nil keeps older saved states decoding.
   public var mentionLoss: Float? = nil
   public static let defaultMentionLoss: Float = 0.05
+  /// Weight of the image–sentence ranking loss (RetrievalTerm; nil or 0: off). On, the model gains
+  /// the retrieval part (`retrievalArchitecture`, or the `--init` model's own).
+  public var retrieval: Float? = nil
+  /// Only the retrieval part trains; the captioner's tensors are kept exactly (needs `initModel`).
+  public var retrievalOnly: Bool? = nil
+  /// The ranking loss's margin (nil: `defaultRetrievalMargin`).
+  public var retrievalMargin: Float? = nil
+  public static let defaultRetrievalMargin: Float = 0.2
+  /// From this epoch on (0-based: after this many epochs) the ranking loss takes the hardest
+  /// negative only (nil: `defaultRetrievalHardAfter`).
+  public var retrievalHardAfter: Int? = nil
+  public static let defaultRetrievalHardAfter = 2
+  /// The retrieval part's cell and sizes for a model that does not have one yet (nil: RetrievalConfig's
+  /// defaults).
+  public var retrievalCell: CellType? = nil
+  public var retrievalEmbed: Int? = nil
+  public var retrievalHidden: Int? = nil
+  public var retrievalLayers: Int? = nil
+  public var retrievalDim: Int? = nil
+
+  /// The retrieval part these options describe, for a model that does not have one yet.
+  public var retrievalArchitecture: RetrievalConfig {
+    let base = RetrievalConfig()
+    return RetrievalConfig(
+      cell: retrievalCell ?? base.cell, embed: retrievalEmbed ?? base.embed,
+      hidden: retrievalHidden ?? base.hidden, layers: retrievalLayers ?? base.layers,
+      dim: retrievalDim ?? base.dim)
+  }
   public var clip: Float = 5
   public var seed: UInt64 = 1
   public var threads: Int = 2
@@ -155,9 +183,11 @@ public struct TrainOptions: Codable, Equatable, Sendable {
 
   /// The model configuration these options describe, for a vocabulary of `vocabSize` words.
   public func modelConfig(vocabSize: Int) -> ModelConfig {
-    ModelConfig(
+    var config = ModelConfig(
       imageSize: imageSize, layers: layers, dv: dv, embed: embed, hidden: hidden, cell: cell,
       rnnLayers: rnnLayers, vocabSize: vocabSize, imageInput: imageInput, pool: pool, dropout: dropout)
+    if (retrieval ?? 0) > 0 { config.retrieval = retrievalArchitecture }
+    return config
   }
 
   /// Checks every value a user may get wrong (the one place `caption train` checks them); the
@@ -192,6 +222,7 @@ public struct TrainOptions: Codable, Equatable, Sendable {
     for (flag, value) in [
       ("--weight-decay", weightDecay), ("--clip", clip), ("--word-loss", wordLoss ?? 0),
       ("--scene-loss", sceneLoss ?? 0), ("--mention-loss", mentionLoss ?? 0),
+      ("--retrieval", retrieval ?? 0), ("--retrieval-margin", retrievalMargin ?? 0),
     ] where !(value >= 0 && value.isFinite) {
       try fail("\(flag) must not be negative")
     }
@@ -202,6 +233,14 @@ public struct TrainOptions: Codable, Equatable, Sendable {
     }
     if let after = finetuneEncoderAfter, after < 0 {
       try fail("--finetune-encoder-after must not be negative")
+    }
+    try retrievalArchitecture.validate()
+    if let after = retrievalHardAfter, after < 0 { try fail("--retrieval-hard-after must not be negative") }
+    if retrievalOnly == true {
+      if initModel == nil && !resuming {
+        try fail("--retrieval-only needs --init MODEL (the captioner it keeps)")
+      }
+      if (retrieval ?? 0) <= 0 { try fail("--retrieval-only needs --retrieval W above 0") }
     }
     if let rate = encoderLearningRate, !(rate > 0 && rate.isFinite) {
       try fail("--encoder-lr must be positive")

@@ -29,8 +29,10 @@ extension TrainingSession {
       let firstBatch = batchInEpoch
       epochStarted = Date()
       // Frozen convolutions: no gradient, no update, no place in the clipping norm.
-      let frozen = options.encoderFrozen(inEpoch: epoch)
+      let frozen = options.encoderFrozen(inEpoch: epoch) || options.retrievalOnly == true
       model.encoder.trainsConvolutions = !frozen
+      objective.startEpoch(
+        epoch, retrievalHardAfter: options.retrievalHardAfter ?? TrainOptions.defaultRetrievalHardAfter)
       let trained = frozen ? namedParameters.map(\.1) : objective.trainableParameters
       var stepsThisEpoch = 0
       var stepStart = Date()  // includes the wait for the batch: the pipeline's speed shows too
@@ -160,8 +162,10 @@ extension TrainingSession {
               + metrics.sorted { $0.key < $1.key }.map { String(format: "%@ %.4f", $0.key, $0.value) }.joined(
                 separator: ", "))
         }
+        // --retrieval-only keeps the captioner, so its captions cannot choose: the retrieval rsum does
         let score =
-          metrics["val_CIDEr-D"] ?? -(metrics["val_loss"] ?? epochLoss / Double(max(epochSteps, 1)))
+          (options.retrievalOnly == true ? metrics["val_rsum"] : nil) ?? metrics["val_CIDEr-D"]
+          ?? -(metrics["val_loss"] ?? epochLoss / Double(max(epochSteps, 1)))
         if score > bestScore {
           bestScore = score
           bestEpoch = epoch
@@ -210,6 +214,7 @@ extension TrainingSession {
     // In a group every rank validates all of it (the same weights give the same metrics on each),
     // and a stop is agreed at the next step instead.
     let stops = group.size == 1
+    var joint = (images: [Float](), sentences: [Float](), imageOf: [Int]())  // the retrieval part's vectors
     while !stops || caption_interrupt_requested() == 0, var batch = valLoader.next() {
       encodeMissingFeatures(&batch, firstRecord: trainImages.count)
       let loss = model.forward(
@@ -224,6 +229,17 @@ extension TrainingSession {
         model: model, imageVectors: model.lastImageVectors, options: options)
       for (id, caption) in zip(batch.imageIds, captions) {
         candidates[id] = caption.tokens.map { vocabulary.word($0) }
+      }
+      if let retrieval = model.retrieval {
+        let rows = batch.imageIds.count * batch.captionsPerImage
+        let lengths = RetrievalModel.lengths(targets: batch.targetTokens, steps: batch.steps, rows: rows)
+        let firstImage = joint.images.count / retrieval.config.dim
+        joint.imageOf += (0..<rows).map { firstImage + $0 / batch.captionsPerImage }
+        joint.sentences +=
+          retrieval.sentences.forward(
+            tokens: batch.targetTokens, steps: batch.steps, lengths: lengths
+          ).array
+        joint.images += retrieval.images.forward(model.lastImageVectors).array
       }
     }
     if stops && caption_interrupt_requested() != 0 { return nil }
@@ -241,6 +257,12 @@ extension TrainingSession {
       let scores = CaptionMetrics.score(candidates: candidates, references: references)
       metrics["val_CIDEr-D"] = scores.ciderD
       metrics["val_BLEU-4"] = scores.bleu[3]
+    }
+    if let dim = model.retrieval?.config.dim, !joint.imageOf.isEmpty {
+      let recalls = RetrievalMetrics.evaluate(
+        images: Tensor(shape: [joint.images.count / dim, dim], values: joint.images),
+        sentences: Tensor(shape: [joint.imageOf.count, dim], values: joint.sentences), imageOf: joint.imageOf)
+      for (key, value) in recalls { metrics["val_" + key] = value }
     }
     return metrics
   }

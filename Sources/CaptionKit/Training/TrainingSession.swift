@@ -89,11 +89,24 @@ final class TrainingSession {
         scenesPath: scenesPath, imageIds: prepared.train.map(\.id), vocabulary: prepared.vocabulary,
         imageSize: model.config.dv, hiddenSize: model.config.hidden, seed: options.seed, log: log)
     }
-    objective = TrainingObjective(model: model, terms: terms)
+    if let weight = options.retrieval, weight > 0, let retrieval = model.retrieval {
+      terms.append(
+        RetrievalTerm(
+          model: retrieval, weight: weight,
+          margin: options.retrievalMargin ?? TrainOptions.defaultRetrievalMargin))
+    }
+    let retrievalOnly = options.retrievalOnly == true
+    objective = TrainingObjective(model: model, terms: terms, captionerFrozen: retrievalOnly)
     interval = LoggedInterval(terms: terms.count)
     let isConvolution: ((String, Parameter)) -> Bool = { $0.0.hasPrefix("encoder.conv") }
-    namedParameters = objective.namedTrainableParameters.filter { !isConvolution($0) }
-    namedConvolutionParameters = objective.namedTrainableParameters.filter(isConvolution)
+    if retrievalOnly {
+      // the captioner's tensors are kept exactly: only the retrieval part is in an optimiser
+      namedParameters = objective.namedTrainableParameters.filter { $0.0.hasPrefix("retrieval.") }
+      namedConvolutionParameters = []
+    } else {
+      namedParameters = objective.namedTrainableParameters.filter { !isConvolution($0) }
+      namedConvolutionParameters = objective.namedTrainableParameters.filter(isConvolution)
+    }
     optimizer = Adam(
       parameters: namedParameters.map(\.1), learningRate: options.learningRate,
       beta2: options.beta2 ?? 0.999, weightDecay: options.weightDecay)
@@ -177,9 +190,15 @@ final class TrainingSession {
       prepared = try PreparedCaptions.prepare(
         dataset, minCount: options.minCount, maxLength: options.maxLength, vocabulary: file.vocabulary,
         data: options.data, progress: preparing)
-      model = CaptionModel(config: file.config)
-      try model.adopt(tensors: file.tensors, path: initPath)
-      log("starting from \(initPath) (its vocabulary and architecture)")
+      var config = file.config
+      let addsRetrieval = (options.retrieval ?? 0) > 0 && config.retrieval == nil
+      if addsRetrieval { config.retrieval = options.retrievalArchitecture }
+      model = CaptionModel(config: config)
+      if addsRetrieval { model.retrieval?.initialize(seed: options.seed) }
+      try model.adopt(tensors: file.tensors, path: initPath, keepingNewRetrieval: addsRetrieval)
+      log(
+        "starting from \(initPath) (its vocabulary and architecture)"
+          + (addsRetrieval ? "; its retrieval part is new" : ""))
     } else {
       var encoderFile: EncoderFile? = nil
       if let path = options.encoderInit {

@@ -1,0 +1,266 @@
+import Foundation
+
+/// A loaded model's joint image–sentence space (SPEC §2 `embed`, `index`, `search`): unit vectors of
+/// texts and images, and the model's hash that ties an index to it.
+public final class JointSpace {
+  public let captioner: Captioner
+  public let retrieval: RetrievalModel
+  public let modelPath: String
+  /// FNV-1a (64 bits) of the model file's bytes, 16 lower-case hexadecimal digits.
+  public let modelHash: String
+  /// A query keeps its first words only (captions are far shorter).
+  public static let maximumQueryWords = 100
+
+  public convenience init(modelPath: String) throws {
+    try self.init(captioner: try Captioner(modelPath: modelPath), modelPath: modelPath)
+  }
+
+  public init(captioner: Captioner, modelPath: String) throws {
+    guard let retrieval = captioner.model.retrieval else {
+      throw CaptionError(
+        .badModel, path: modelPath,
+        "the model has no retrieval part (train one: caption train --init MODEL --retrieval 1 --retrieval-only …)"
+      )
+    }
+    self.captioner = captioner
+    self.retrieval = retrieval
+    self.modelPath = modelPath
+    modelHash = JointSpace.hash(try RegularFile.read(modelPath, maximumBytes: Int.max, what: "model"))
+  }
+
+  public var dimension: Int { retrieval.config.dim }
+
+  static func hash(_ data: [UInt8]) -> String {
+    var h: UInt64 = 0xcbf2_9ce4_8422_2325
+    for byte in data {
+      h ^= UInt64(byte)
+      h = h &* 0x100_0000_01b3
+    }
+    let digits = String(h, radix: 16)
+    return String(repeating: "0", count: 16 - digits.count) + digits
+  }
+
+  /// The word ids of a text as training reads captions (PTB tokenisation of its first 10 000
+  /// characters, unknown words → `<unk>`), its first `maximumQueryWords` words. An empty text, or one
+  /// of no known word, is an error naming it as `what`.
+  public func words(_ text: String, what: String = "query") throws -> [Int] {
+    let tokens = PTBTokenizer.tokenize(String(text.prefix(CaptionEncoding.maximumCaptionCharacters)))
+    guard !tokens.isEmpty else { throw CaptionError(.invalidArgument, path: what, "the text holds no word") }
+    let ids = tokens.prefix(JointSpace.maximumQueryWords).map { captioner.vocabulary.id($0) }
+    guard ids.contains(where: { $0 != Vocabulary.unk }) else {
+      throw CaptionError(
+        .invalidArgument, path: what,
+        "no word of the text is in the model's vocabulary (\(captioner.vocabulary.count - 4) words, e.g. "
+          + captioner.vocabulary.words.dropFirst(4).prefix(5).joined(separator: ", ") + ")")
+    }
+    return ids
+  }
+
+  /// The unit vector [D] of one text.
+  public func textVector(_ text: String, what: String = "query") throws -> [Float] {
+    let ids = try words(text, what: what)
+    return retrieval.sentences.forward(tokens: ids, steps: ids.count, lengths: [ids.count]).array
+  }
+
+  /// The unit vectors [n, D] of preprocessed images (at least one).
+  public func imageVectors(_ images: [RGBImage]) -> Tensor {
+    retrieval.images.forward(captioner.encode(images)).clone()
+  }
+
+  /// The unit vectors of image files, `batchSize` at a time: per path its vector or its error.
+  public func imageVectors(paths: [String], batchSize: Int = 32) -> [Result<[Float], CaptionError>] {
+    var results: [Result<[Float], CaptionError>] = []
+    var start = 0
+    while start < paths.count {
+      let batch = paths[start..<min(start + batchSize, paths.count)]
+      var loaded: [RGBImage] = []
+      var slots: [Result<[Float], CaptionError>?] = []
+      for path in batch {
+        do {
+          loaded.append(try captioner.load(path: path))
+          slots.append(nil)
+        } catch {
+          slots.append(.failure(error as? CaptionError ?? CaptionError(.unreadable, path: path, "\(error)")))
+        }
+      }
+      if !loaded.isEmpty {
+        let vectors = imageVectors(loaded)
+        var next = 0
+        for i in slots.indices where slots[i] == nil {
+          slots[i] = .success(Array(vectors.buffer[next * dimension..<(next + 1) * dimension]))
+          next += 1
+        }
+      }
+      results += slots.map { $0! }
+      start += batch.count
+    }
+    return results
+  }
+
+  /// SPEC §2 `evaluate --retrieval`: the images (each with its captions) ranked against the
+  /// captions and back, in folds of 1 000 images. Images that cannot be read are left out; captions
+  /// with no word are left out.
+  public func retrievalMetrics(images: [DatasetImage], batchSize: Int = 32) -> [String: Double]? {
+    var imageRows: [Float] = []
+    var sentenceRows: [Float] = []
+    var imageOf: [Int] = []
+    var count = 0
+    for (image, outcome) in zip(images, imageVectors(paths: images.map(\.path), batchSize: batchSize)) {
+      guard case .success(let vector) = outcome else { continue }
+      var described = false
+      for caption in image.captions {
+        guard let vector = try? textVector(caption, what: image.path) else { continue }
+        sentenceRows += vector
+        imageOf.append(count)
+        described = true
+      }
+      if described {
+        imageRows += vector
+        count += 1
+      }
+    }
+    guard count > 0 else { return nil }
+    return RetrievalMetrics.evaluate(
+      images: Tensor(shape: [count, dimension], values: imageRows),
+      sentences: Tensor(shape: [imageOf.count, dimension], values: sentenceRows), imageOf: imageOf)
+  }
+
+  /// The `top` best of `vectors` (n rows of D) for a unit query vector: (row, cosine), best first,
+  /// ties by row.
+  public static func rank(query: [Float], vectors: UnsafePointer<Float>, count n: Int, top: Int) -> [(
+    row: Int, score: Float
+  )] {
+    let d = query.count
+    var scored: [(row: Int, score: Float)] = []
+    scored.reserveCapacity(n)
+    query.withUnsafeBufferPointer { q in
+      for row in 0..<n {
+        var dot: Float = 0
+        let v = vectors + row * d
+        for j in 0..<d { dot += q[j] * v[j] }
+        scored.append((row, dot))
+      }
+    }
+    let best = scored.sorted { $0.score != $1.score ? $0.score > $1.score : $0.row < $1.row }
+    return Array(best.prefix(top))
+  }
+}
+
+/// An image index (SPEC §2 `index`): a safetensors file holding `embeddings` [N, D] (the images' unit
+/// vectors) and the metadata `format` = `caption-index`, `version` = `1`, `model_hash`, `dim`, and
+/// `images` = a JSON array of `{"path", "size", "mtime"}` (bytes; modification time in whole
+/// nanoseconds), row i describing embedding row i.
+public struct ImageIndex {
+  public struct Entry: Codable, Equatable {
+    public var path: String
+    public var size: Int
+    public var mtime: Int
+  }
+  public var modelHash: String
+  public var dim: Int
+  public var entries: [Entry]
+  /// [N·D] row-major.
+  public var embeddings: [Float]
+
+  public static let format = "caption-index"
+
+  public init(modelHash: String, dim: Int, entries: [Entry] = [], embeddings: [Float] = []) {
+    self.modelHash = modelHash
+    self.dim = dim
+    self.entries = entries
+    self.embeddings = embeddings
+  }
+
+  /// Reads and checks an index; every defect is one error naming the file.
+  public static func load(path: String) throws -> ImageIndex {
+    func bad(_ reason: String) -> CaptionError { CaptionError(.badModel, path: path, reason) }
+    let file: SafetensorsFile
+    do {
+      file = try Safetensors.read(path: path)
+    } catch let error as CaptionError {
+      throw CaptionError(error.kind, path: path, "not an image index: " + error.reason)
+    }
+    guard file.metadata["format"] == format, file.metadata["version"] == "1" else {
+      throw bad("not an image index (metadata format is not \"\(format)\" version 1)")
+    }
+    guard let hash = file.metadata["model_hash"], let dim = file.metadata["dim"].flatMap(Int.init), dim >= 1,
+      let imagesText = file.metadata["images"]
+    else { throw bad("the index metadata lacks model_hash, dim or images") }
+    let entries: [Entry]
+    do {
+      entries = try JSONDecoder().decode([Entry].self, from: Data(imagesText.utf8))
+    } catch {
+      throw bad("the index's images list is malformed: \(CaptionError.decodingReason(error))")
+    }
+    guard let tensor = file.tensors["embeddings"], file.tensors.count == 1 else {
+      throw bad("the index must hold exactly one tensor, \"embeddings\"")
+    }
+    guard tensor.shape == [entries.count, dim] || (entries.isEmpty && tensor.count == 0) else {
+      throw bad("embeddings have shape \(tensor.shape), expected [\(entries.count), \(dim)]")
+    }
+    guard tensor.allFinite else { throw bad("embeddings hold a value that is not finite") }
+    return ImageIndex(modelHash: hash, dim: dim, entries: entries, embeddings: tensor.array)
+  }
+
+  /// Writes the index atomically.
+  public func save(path: String) throws {
+    let encoder = JSONEncoder()
+    encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+    let images = String(decoding: try encoder.encode(entries), as: UTF8.self)
+    let tensor = Tensor(shape: [entries.count, dim], values: embeddings)
+    try Safetensors.write(
+      path: path, tensors: [("embeddings", tensor)],
+      metadata: [
+        "format": ImageIndex.format, "version": "1", "model_hash": modelHash, "dim": String(dim),
+        "images": images,
+      ])
+  }
+
+  /// The size and modification time of a file now (nil when it cannot be read).
+  public static func stamp(path: String) -> (size: Int, mtime: Int)? {
+    var info = stat()
+    guard stat(path, &info) == 0 else { return nil }
+    return (Int(info.st_size), Int(info.st_mtim.tv_sec) * 1_000_000_000 + Int(info.st_mtim.tv_nsec))
+  }
+
+  /// Brings the index up to `paths`: entries of files no longer listed are dropped, files whose size
+  /// and modification time are unchanged keep their vectors, and only new or changed files are
+  /// encoded (`encode`). Returns the updated index, the count encoded and the failures (skipped).
+  public func updated(
+    paths: [String], encode: ([String]) -> [Result<[Float], CaptionError>]
+  ) -> (index: ImageIndex, encoded: Int, failures: [CaptionError]) {
+    var known: [String: Int] = [:]
+    for (i, entry) in entries.enumerated() { known[entry.path] = i }
+    var result = ImageIndex(modelHash: modelHash, dim: dim)
+    var pending: [(path: String, stamp: (size: Int, mtime: Int)?)] = []
+    var order: [String] = []
+    var kept: [String: [Float]] = [:]
+    for path in paths {
+      let stamp = ImageIndex.stamp(path: path)
+      order.append(path)
+      if let i = known[path], let stamp, entries[i].size == stamp.size, entries[i].mtime == stamp.mtime {
+        kept[path] = Array(embeddings[i * dim..<(i + 1) * dim])
+      } else {
+        pending.append((path, stamp))
+      }
+    }
+    var failures: [CaptionError] = []
+    var fresh: [String: ([Float], (size: Int, mtime: Int))] = [:]
+    for ((path, stamp), outcome) in zip(pending, encode(pending.map(\.path))) {
+      switch outcome {
+      case .success(let vector): fresh[path] = (vector, stamp ?? (0, 0))
+      case .failure(let error): failures.append(error)
+      }
+    }
+    for path in order {
+      if let vector = kept[path], let i = known[path] {
+        result.entries.append(entries[i])
+        result.embeddings += vector
+      } else if let encoded = fresh[path] {
+        result.entries.append(Entry(path: path, size: encoded.1.size, mtime: encoded.1.mtime))
+        result.embeddings += encoded.0
+      }
+    }
+    return (result, pending.count - failures.count, failures)
+  }
+}
