@@ -28,6 +28,12 @@ extension TrainingSession {
     fingerprint.add(String(describing: model.config))
     for index in 0..<vocabulary.count { fingerprint.add(vocabulary.word(index)) }
     fingerprint.add("\(trainLoader.sampleCount) \(valImages.count) \(step) \(epoch) \(batchInEpoch)")
+    // The data itself, not only its size: every image's id, file and captions (a few MB of text
+    // for COCO; the pixels are not read).
+    for image in trainLoader.images + valImages {
+      fingerprint.add("\(image.id) \(image.path)")
+      for caption in image.captions { fingerprint.add(caption) }
+    }
     try group.agree(on: fingerprint.value, what: "set of options, data or model")
     try group.broadcast(
       objective.trainableParameters.map(\.value) + optimizer.moments.flatMap { [$0.m, $0.v] })
@@ -66,24 +72,15 @@ extension TrainingSession {
       if totals[4 + 2 * i] > 0 { termLosses[i] = Float(totals[5 + 2 * i] / totals[4 + 2 * i]) }
     }
     zeroGradients(parameters)
-    if hasImages { objective.backward() }
-
-    // All gradients as one flat buffer, summed over the ranks, and back.
-    let count = parameters.reduce(0) { $0 + $1.grad.count }
-    if flatGradients.count != count { flatGradients = [Float](repeating: 0, count: count) }
-    try flatGradients.withUnsafeMutableBufferPointer { flat in
-      var offset = 0
-      for parameter in parameters {
-        (flat.baseAddress! + offset).update(from: parameter.grad.pointer, count: parameter.grad.count)
-        offset += parameter.grad.count
-      }
-      try group.sum(flat, scratch: &gatheredGradients)
-      offset = 0
-      for parameter in parameters {
-        parameter.grad.pointer.update(from: flat.baseAddress! + offset, count: parameter.grad.count)
-        offset += parameter.grad.count
-      }
+    // The gradients summed over the ranks, bucket by bucket: with overlap, each bucket's sum starts
+    // while the backward pass goes on below it.
+    if gradientBuckets?.parameters.count != parameters.count {
+      gradientBuckets = GradientBuckets(parameters: parameters, bucketBytes: group.bucketBytes, group: group)
     }
+    let buckets = gradientBuckets!
+    buckets.beginStep()
+    if hasImages { objective.backward(gradientsFinal: group.bucketBytes > 0 ? buckets.gradientsFinal : nil) }
+    try buckets.finish()
     let loss = totals[0] > 0 ? Float(totals[1] / totals[0]) : 0
     let objectiveTotal = zip(terms, termLosses).reduce(loss) { $0 + $1.0.weight * ($1.1 ?? 0) }
     return GroupStep(
