@@ -8,7 +8,7 @@
 #
 #   scripts/netns_scaling.sh RATE CAPTION_BINARY [caption train options…]
 #
-# Set CAPTION_MPI_BUCKET_MB to sum the gradients in buckets while the backward pass runs.
+# CAPTION_MPI_BUCKET_MB is passed on (the gradients' bucket size; 0: no overlap with the backward pass).
 set -euo pipefail
 if [ $# -lt 2 ]; then
   echo "usage: $0 RATE CAPTION_BINARY [caption train options...]" >&2
@@ -37,9 +37,19 @@ ip -n $b addr add 10.77.0.2/24 dev veth-b
 for ns in $a $b; do ip -n $ns link set lo up; done
 ip -n $a link set veth-a up
 ip -n $b link set veth-b up
-# The bucket must hold at least one tick's worth of bytes at the rate (Linux's HZ is 250 or 1000).
-tc -n $a qdisc add dev veth-a root tbf rate "$rate" burst 4mb latency 20ms
-tc -n $b qdisc add dev veth-b root tbf rate "$rate" burst 4mb latency 20ms
+# The token bucket holds 1 ms at the rate (RATE in gbit or mbit): a larger one lets a whole bucket
+# of gradients pass at memory speed.
+case $rate in
+*gbit) burst=$((${rate%gbit} * 125000)) ;;
+*mbit) burst=$((${rate%mbit} * 125)) ;;
+*) echo "RATE must be in gbit or mbit" >&2; exit 64 ;;
+esac
+[ "$burst" -ge 16000 ] || burst=16000
+for end in "$a veth-a" "$b veth-b"; do
+  ns=${end% *}
+  dev=${end#* }
+  tc -n "$ns" qdisc add dev "$dev" root tbf rate "$rate" burst "$burst" latency 20ms
+done
 
 bucket=()
 if [ -n "${CAPTION_MPI_BUCKET_MB:-}" ]; then bucket=(-x CAPTION_MPI_BUCKET_MB); fi

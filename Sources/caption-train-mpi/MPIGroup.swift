@@ -12,8 +12,8 @@ final class MPIGroup: TrainingGroup {
   let rank: Int
   let size: Int
   let timeout: Double
-  /// `CAPTION_MPI_BUCKET_MB`: the gradients' buckets, summed while the backward pass goes on (0, the
-  /// default: one sum after the backward pass).
+  /// `CAPTION_MPI_BUCKET_MB` (default 1): the gradients' buckets, summed while the backward pass
+  /// goes on (0: one sum after the backward pass). docs/distributed.md has the measurements.
   let bucketBytes: Int
   private var exchanges = 0
   private let world = caption_mpi_world()
@@ -35,7 +35,7 @@ final class MPIGroup: TrainingGroup {
     (self.rank, self.size) = (Int(rank), Int(size))
     let configured = ProcessInfo.processInfo.environment["CAPTION_MPI_TIMEOUT"].flatMap(Double.init)
     timeout = configured.map { max($0, 0.1) } ?? 30
-    let megabytes = ProcessInfo.processInfo.environment["CAPTION_MPI_BUCKET_MB"].flatMap(Double.init) ?? 0
+    let megabytes = ProcessInfo.processInfo.environment["CAPTION_MPI_BUCKET_MB"].flatMap(Double.init) ?? 1
     bucketBytes = megabytes.isFinite && megabytes > 0 ? Int(min(megabytes, 1e6) * 1e6) : 0
   }
 

@@ -21,12 +21,12 @@ final class TrainMPITests: XCTestCase {
   }
 
   /// A tiny model, dropout off, every auxiliary loss on; 5 epochs = 30 steps.
-  func trainArguments(out: String, epochs: Int = 5, seed: Int = 1) -> [String] {
+  func trainArguments(out: String, epochs: Int = 5, seed: Int = 1, valImages: Int = 2) -> [String] {
     [
       "train", "--data", TrainMPITests.dataFolder, "--out", out, "--min-count", "1", "--image-size", "16",
       "--layers", "4,M,6", "--pool", "avg", "--dv", "8", "--embed", "6", "--hidden", "10", "--dropout", "0",
       "--epochs", String(epochs), "--batch-size", "6", "--threads", "1", "--workers", "1", "--val-images",
-      "2",
+      String(valImages),
       "--seed", String(seed), "--clip", "1",
     ]
   }
@@ -154,17 +154,24 @@ final class TrainMPITests: XCTestCase {
     }
   }
 
+  /// Also the validation: 8 images make two batches of 6 and 2, validated by different ranks; the
+  /// lines the runs print after each epoch are the same.
   func testTwoAndThreeRanksGiveTheWeightsOfOneProcess() throws {
     let base = folder("equal")
-    let single = try run(ranks: 0, trainArguments(out: base + "/1/m.safetensors"))
+    let single = try run(ranks: 0, trainArguments(out: base + "/1/m.safetensors", valImages: 8))
     XCTAssertEqual(single.status, 0, single.output)
+    let validationLines = { (output: String) in
+      output.split(separator: "\n").filter { $0.hasPrefix("epoch ") && $0.contains("val_CIDEr-D") }
+    }
+    XCTAssertEqual(validationLines(single.output).count, 5, single.output)
     // Buckets of 2 kB: the gradients are summed in several pieces while the backward pass runs.
     for (ranks, buckets) in [(2, "0"), (2, "0.002"), (3, "0.002")] {
       let out = base + "/\(ranks)/m.safetensors"
       try? FileManager.default.removeItem(atPath: base + "/\(ranks)")
       let parallel = try run(
-        ranks: ranks, trainArguments(out: out), environment: ["CAPTION_MPI_BUCKET_MB": buckets])
+        ranks: ranks, trainArguments(out: out, valImages: 8), environment: ["CAPTION_MPI_BUCKET_MB": buckets])
       XCTAssertEqual(parallel.status, 0, parallel.output)
+      XCTAssertEqual(validationLines(parallel.output), validationLines(single.output), "\(ranks) ranks")
       XCTAssertTrue(parallel.output.contains("on \(ranks) ranks"), parallel.output)
       let difference = try worstDifference(
         base + "/1/m.latest.safetensors", base + "/\(ranks)/m.latest.safetensors")

@@ -198,12 +198,17 @@ extension TrainingSession {
     var lossSum = 0.0
     var batches = 0
     var candidates: [Int: [String]] = [:]
+    var candidateTokens: [Int32] = []  // in a group: [image id, length, tokens…] per caption
     var noDropout = SeededGenerator(seed: 0)
     let options = DecodingOptions(maxLength: self.options.maxLength, beamSize: 1)
-    // In a group every rank validates all of it (the same weights give the same metrics on each),
-    // and a stop is agreed at the next step instead.
+    // In a group rank r validates batches r, r+N, … (whole batches: the same losses and captions as
+    // one process), rank 0 adds them up (`validateInGroup`), and a stop is agreed at the next
+    // step instead.
     let stops = group.size == 1
+    var batchIndex = -1
     while !stops || caption_interrupt_requested() == 0, let batch = valLoader.next() {
+      batchIndex += 1
+      if batchIndex % group.size != group.rank { continue }
       let loss = model.forward(
         images: batch.images, captionsPerImage: batch.captionsPerImage, steps: batch.steps,
         inputTokens: batch.inputTokens, targetTokens: batch.targetTokens, training: false,
@@ -215,9 +220,21 @@ extension TrainingSession {
         model: model, imageVectors: model.lastImageVectors, options: options)
       for (id, caption) in zip(batch.imageIds, captions) {
         candidates[id] = caption.tokens.map { vocabulary.word($0) }
+        if group.size > 1 {
+          candidateTokens += [Int32(id), Int32(caption.tokens.count)] + caption.tokens.map(Int32.init)
+        }
       }
     }
     if stops && caption_interrupt_requested() != 0 { return nil }
+    if group.size > 1 {
+      return try validateInGroup(lossSum: lossSum, batches: batches, candidateTokens: candidateTokens)
+    }
+    return try scoreValidation(lossSum: lossSum, batches: batches, candidates: candidates)
+  }
+
+  /// The metrics of the validation split from the sum of its batches' losses and the captions.
+  func scoreValidation(lossSum: Double, batches: Int, candidates: [Int: [String]]) throws -> [String: Double]
+  {
     guard batches > 0 else {
       throw CaptionError(
         .badDataset, path: self.options.valData ?? self.options.data,
