@@ -53,10 +53,12 @@ done
 
 bucket=()
 if [ -n "${CAPTION_MPI_BUCKET_MB:-}" ]; then bucket=(-x CAPTION_MPI_BUCKET_MB); fi
+# Both "hosts" are this machine: without --bind-to none each one's daemon would bind its rank to
+# core 0, and the two ranks would share one core.
 hosts=$(mktemp)
 printf '10.77.0.1 slots=1\n10.77.0.2 slots=1\n' >"$hosts"
 ip netns exec $a mpirun --allow-run-as-root -np 2 --hostfile "$hosts" \
-  --mca plm_rsh_agent "$here/netns_rsh" --mca plm_rsh_no_tree_spawn 1 \
+  --mca plm_rsh_agent "$here/netns_rsh" --mca plm_rsh_no_tree_spawn 1 --bind-to none \
   --mca btl tcp,self --mca btl_tcp_if_include 10.77.0.0/24 --mca oob_tcp_if_include 10.77.0.0/24 \
   -x CAPTION_MPI_REPORT=1 "${bucket[@]}" -x OPENBLAS_NUM_THREADS=1 \
   "$caption" train "$@"
