@@ -8,8 +8,17 @@ import Foundation
 //
 // JSON is the run's TrainOptions (as the training state keeps them). Every rank trains its share of
 // each batch (SPEC §8, "Several processes"); rank 0 alone writes the files and prints.
+//
+//     caption-train-mpi --check-sum FOLDER PARTS
+//
+// checks the gradients' sum (for the tests): rank r reads FOLDER/in.r (Float32 values, little
+// endian), cuts them into PARTS consecutive parts summed together as a step's buckets are, and
+// writes the sums to FOLDER/out.r.
 
 let arguments = Array(CommandLine.arguments.dropFirst())
+if arguments.count == 3, arguments[0] == "--check-sum", let parts = Int(arguments[2]), parts > 0 {
+  checkSum(folder: arguments[1], parts: parts)
+}
 guard arguments.count >= 2, arguments[0] == "--options", arguments.count <= 3,
   arguments.count == 2 || arguments[2] == "--resume"
 else {
@@ -72,3 +81,29 @@ func train(options: TrainOptions, resume: Bool) -> Never {
 }
 
 train(options: options, resume: arguments.count == 3)
+
+/// The ring sum of FOLDER/in.RANK over the ranks, in `parts` sums in flight together, to
+/// FOLDER/out.RANK.
+func checkSum(folder: String, parts: Int) -> Never {
+  let group = MPIGroup()
+  let input = folder + "/in.\(group.rank)"
+  guard let data = FileManager.default.contents(atPath: input), data.count % 4 == 0 else {
+    group.stop("\(input): cannot read Float32 values")
+  }
+  var values = [Float](repeating: 0, count: data.count / 4)
+  _ = values.withUnsafeMutableBytes { data.copyBytes(to: $0) }
+  do {
+    try values.withUnsafeMutableBufferPointer { values in
+      for part in 0..<parts {
+        let range = (part * values.count / parts)..<((part + 1) * values.count / parts)
+        try group.startSum(UnsafeMutableBufferPointer(rebasing: values[range]))
+      }
+      try group.finishSums()
+      try AtomicFile.write(UnsafeRawBufferPointer(values), to: folder + "/out.\(group.rank)")
+    }
+  } catch {
+    group.stop("\(error)")
+  }
+  group.finish()
+  exit(0)
+}

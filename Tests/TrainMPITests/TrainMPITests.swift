@@ -21,12 +21,12 @@ final class TrainMPITests: XCTestCase {
   }
 
   /// A tiny model, dropout off, every auxiliary loss on; 5 epochs = 30 steps.
-  func trainArguments(out: String, epochs: Int = 5, seed: Int = 1) -> [String] {
+  func trainArguments(out: String, epochs: Int = 5, seed: Int = 1, valImages: Int = 2) -> [String] {
     [
       "train", "--data", TrainMPITests.dataFolder, "--out", out, "--min-count", "1", "--image-size", "16",
       "--layers", "4,M,6", "--pool", "avg", "--dv", "8", "--embed", "6", "--hidden", "10", "--dropout", "0",
       "--epochs", String(epochs), "--batch-size", "6", "--threads", "1", "--workers", "1", "--val-images",
-      "2",
+      String(valImages),
       "--seed", String(seed), "--clip", "1",
     ]
   }
@@ -101,18 +101,81 @@ final class TrainMPITests: XCTestCase {
     return worst
   }
 
+  /// The gradients' ring sum alone (`caption-train-mpi --check-sum`): every rank ends with the same
+  /// bits, those of adding each chunk's values in ring order (chunk c: x_c + x_{c+1} + …), within
+  /// rounding of the exact (Double) sum; with sizes that do not divide by N, smaller than N, empty,
+  /// and several sums in flight together.
+  func testRingSumAddsInAFixedOrderOnEveryRank() throws {
+    let executable = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent()
+      .appendingPathComponent("caption-train-mpi").path
+    var generator = SeededGenerator(seed: 5)
+    for ranks in [2, 3] {
+      for (count, parts) in [(0, 1), (1, 1), (2, 1), (7, 1), (1001, 3)] {
+        let base = folder("sum")
+        try FileManager.default.createDirectory(atPath: base, withIntermediateDirectories: true)
+        // Magnitudes from 1e-3 to 1e3, so that the order of the additions shows in the bits.
+        let inputs = (0..<ranks).map { _ in
+          (0..<count).map { _ in
+            Float.random(in: -1...1, using: &generator)
+              * powf(10, Float.random(in: -3...3, using: &generator))
+          }
+        }
+        for (rank, values) in inputs.enumerated() {
+          try values.withUnsafeBytes { try Data($0).write(to: URL(fileURLWithPath: base + "/in.\(rank)")) }
+        }
+        let summed = try run(
+          ranks: ranks, [],
+          mpirunArguments: ["-np", String(ranks), executable, "--check-sum", base, String(parts)])
+        XCTAssertEqual(summed.status, 0, summed.output)
+
+        // The reference: part by part, chunk c = ⌊c·n/N⌋ ..< ⌊(c+1)·n/N⌋ of the part adds the ranks
+        // c, c+1, …, c−1 (mod N) in this order.
+        var expected = [Float](repeating: 0, count: count)
+        var exact = [Double](repeating: 0, count: count)
+        for part in 0..<parts {
+          let (start, n) = (part * count / parts, (part + 1) * count / parts - part * count / parts)
+          for c in 0..<ranks {
+            for i in (start + c * n / ranks)..<(start + (c + 1) * n / ranks) {
+              expected[i] = inputs[c][i]
+              for k in 1..<ranks { expected[i] += inputs[(c + k) % ranks][i] }
+              exact[i] = inputs.reduce(0.0) { $0 + Double($1[i]) }
+            }
+          }
+        }
+        for rank in 0..<ranks {
+          let data = try Data(contentsOf: URL(fileURLWithPath: base + "/out.\(rank)"))
+          let got = data.withUnsafeBytes { Array($0.bindMemory(to: Float.self)) }
+          XCTAssertEqual(got.map(\.bitPattern), expected.map(\.bitPattern), "\(ranks) ranks, \(count) values")
+          let error = zip(got, exact).reduce(0.0) { $0 + (Double($1.0) - $1.1) * (Double($1.0) - $1.1) }
+          let norm = exact.reduce(0.0) { $0 + $1 * $1 }
+          XCTAssertLessThanOrEqual(error.squareRoot(), 1e-6 * norm.squareRoot(), "\(ranks) ranks")
+        }
+      }
+    }
+  }
+
+  /// Also the validation: 8 images make two batches of 6 and 2, validated by different ranks; the
+  /// lines the runs print after each epoch are the same.
   func testTwoAndThreeRanksGiveTheWeightsOfOneProcess() throws {
     let base = folder("equal")
-    let single = try run(ranks: 0, trainArguments(out: base + "/1/m.safetensors"))
+    let single = try run(ranks: 0, trainArguments(out: base + "/1/m.safetensors", valImages: 8))
     XCTAssertEqual(single.status, 0, single.output)
-    for ranks in [2, 3] {
+    let validationLines = { (output: String) in
+      output.split(separator: "\n").filter { $0.hasPrefix("epoch ") && $0.contains("val_CIDEr-D") }
+    }
+    XCTAssertEqual(validationLines(single.output).count, 5, single.output)
+    // Buckets of 2 kB: the gradients are summed in several pieces while the backward pass runs.
+    for (ranks, buckets) in [(2, "0"), (2, "0.002"), (3, "0.002")] {
       let out = base + "/\(ranks)/m.safetensors"
-      let parallel = try run(ranks: ranks, trainArguments(out: out))
+      try? FileManager.default.removeItem(atPath: base + "/\(ranks)")
+      let parallel = try run(
+        ranks: ranks, trainArguments(out: out, valImages: 8), environment: ["CAPTION_MPI_BUCKET_MB": buckets])
       XCTAssertEqual(parallel.status, 0, parallel.output)
+      XCTAssertEqual(validationLines(parallel.output), validationLines(single.output), "\(ranks) ranks")
       XCTAssertTrue(parallel.output.contains("on \(ranks) ranks"), parallel.output)
       let difference = try worstDifference(
         base + "/1/m.latest.safetensors", base + "/\(ranks)/m.latest.safetensors")
-      XCTAssertLessThan(difference, 1e-5, "\(ranks) ranks")
+      XCTAssertLessThan(difference, 1e-5, "\(ranks) ranks, buckets of \(buckets) MB")
       XCTAssertGreaterThan(
         difference, 0, "the runs differ in rounding only; equal files would mean one was not run")
       let log = try String(contentsOfFile: base + "/\(ranks)/m.log.jsonl", encoding: .utf8)
@@ -206,6 +269,37 @@ final class TrainMPITests: XCTestCase {
       ranks: 2, [],
       mpirunArguments: ["-np", "1", caption] + trainArguments(out: out, seed: 1) + [":", "-np", "1", caption]
         + trainArguments(out: out, seed: 2))
+    XCTAssertNotEqual(refused.status, 0, refused.output)
+    XCTAssertTrue(refused.output.contains("rank 1 was started with a different"), refused.output)
+  }
+
+  /// The same options and the same number of images, but two captions trade places in rank 1's
+  /// data file (the same vocabulary): refused at start.
+  func testRanksGivenDifferentDataAreRefused() throws {
+    let executable = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent()
+      .appendingPathComponent("caption").path
+    let base = folder("data")
+    let (first, second) = (base + "/a", base + "/b")
+    for copy in [first, second] {
+      try FileManager.default.createDirectory(atPath: copy, withIntermediateDirectories: true)
+      try FileManager.default.copyItem(atPath: TrainMPITests.dataFolder, toPath: copy + "/shapes")
+    }
+    let captions = URL(fileURLWithPath: second + "/shapes/captions.json")
+    var json = try XCTUnwrap(JSONSerialization.jsonObject(with: Data(contentsOf: captions)) as? [String: Any])
+    var images = try XCTUnwrap(json["images"] as? [[String: Any]])
+    let train = images.indices.filter { images[$0]["split"] as? String == "train" }
+    let (i, j) = (train[0], train[1])
+    (images[i]["sentences"], images[j]["sentences"]) = (images[j]["sentences"], images[i]["sentences"])
+    json["images"] = images
+    try JSONSerialization.data(withJSONObject: json).write(to: captions)
+
+    var arguments = trainArguments(out: base + "/m.safetensors")
+    arguments[arguments.firstIndex(of: "--data")! + 1] = "shapes"
+    let refused = try run(
+      ranks: 2, [],
+      mpirunArguments: ["-np", "1", "-wdir", first, executable] + arguments + [
+        ":", "-np", "1", "-wdir", second, executable,
+      ] + arguments)
     XCTAssertNotEqual(refused.status, 0, refused.output)
     XCTAssertTrue(refused.output.contains("rank 1 was started with a different"), refused.output)
   }

@@ -86,6 +86,8 @@ public final class BatchLoader {
   public var batchesPerEpoch: Int { pipeline.batchesPerEpoch }
   /// Images the batches draw from (those with at least one caption when K > 0).
   public var sampleCount: Int { pipeline.samples.count }
+  /// The images it loads from (all of them, whatever the shard).
+  var images: [DatasetImage] { pipeline.images }
   /// Distinct images that failed to load so far.
   public var skippedCount: Int { pipeline.skippedCount }
   /// True once the cache file is complete at its path (false without a cache).

@@ -104,25 +104,29 @@ public final class CaptionModel {
   /// The objective's other terms add their gradients through the two hooks: `addToTopStatesGrad`
   /// receives dh `[T·R, H]` (from the caption loss) before it enters the recurrence,
   /// `addToImageVectorsGrad` receives dv `[B, Dv]` before it enters the encoder.
+  /// `gradientsFinal` is told each layer's parameters as soon as their gradients are complete (the
+  /// output layer first, the first convolution last), so that a data-parallel run can start summing
+  /// them while the backward pass goes on.
   @discardableResult
   public func backward(
     imageGrad: Bool = false, addToTopStatesGrad: ((Tensor) -> Void)? = nil,
-    addToImageVectorsGrad: ((Tensor) -> Void)? = nil
+    addToImageVectorsGrad: ((Tensor) -> Void)? = nil, gradientsFinal: (([Parameter]) -> Void)? = nil
   ) -> Tensor? {
     let logitsGrad = crossEntropy.backward()  // [T·R, V]
     var hGrad = out.backward(logitsGrad)!  // [T·R, H]
+    gradientsFinal?(out.parameters)
     addToTopStatesGrad?(hGrad)
     hGrad = hiddenDropout.backward(hGrad)
     let steps = hGrad.count / (imageRows.shape[0] * config.hidden)
     let (xGrad, vRowsGrad) = rnn.backward(
       outputGrad: hGrad.view(shape: [steps, imageRows.shape[0], config.hidden]))
+    gradientsFinal?(rnn.namedParameters.map { $0.1 })
     let embedGrad = embedDropout.backward(xGrad.view(shape: [xGrad.count / config.embed, config.embed]))
     embed.backward(embedGrad)
+    gradientsFinal?([embed.weight])
     let vGrad = sumRowGroups(vRowsGrad, groupSize: captionsPerImage)  // [B, Dv]
     addToImageVectorsGrad?(vGrad)
-    if imageGrad { return encoder.backward(vGrad, needInputGrad: true) }
-    encoder.backward(vGrad)
-    return nil
+    return encoder.backward(vGrad, needInputGrad: imageGrad, gradientsFinal: gradientsFinal)
   }
 
   /// [B, D] → [B·K, D]: row r is row r / K.

@@ -127,13 +127,18 @@ public final class Encoder {
   }
 
   /// As `backward(_:)`, and returns dL/dimages [B, 3, S, S] when `needInputGrad` (for tests).
+  /// `gradientsFinal` is told each layer's parameters once their gradients are complete.
   @discardableResult
-  public func backward(_ vGrad: Tensor, needInputGrad: Bool) -> Tensor? {
+  public func backward(
+    _ vGrad: Tensor, needInputGrad: Bool, gradientsFinal: (([Parameter]) -> Void)? = nil
+  ) -> Tensor? {
     if !trainsConvolutions && !needInputGrad {
       fc.backward(vGrad, needInputGrad: false)  // dL/dfc only: the frozen convolutions need nothing
+      gradientsFinal?(fc.parameters)
       return nil
     }
     var grad = fc.backward(vGrad, needInputGrad: true)!  // [B, F]
+    gradientsFinal?(fc.parameters)
     if let globalPool = globalPool {
       grad = globalPool.backward(grad)  // [B, C, h, w]
     } else {
@@ -143,9 +148,9 @@ public final class Encoder {
       switch stage {
       case .conv(let conv):
         let isFirst = index == 0
-        guard let inputGrad = conv.backward(grad, needInputGrad: !isFirst || needInputGrad) else {
-          return nil
-        }
+        let convInputGrad = conv.backward(grad, needInputGrad: !isFirst || needInputGrad)
+        gradientsFinal?(conv.parameters)
+        guard let inputGrad = convInputGrad else { return nil }
         grad = inputGrad
       case .maxPool(let pool):
         grad = pool.backward(grad)

@@ -28,6 +28,12 @@ extension TrainingSession {
     fingerprint.add(String(describing: model.config))
     for index in 0..<vocabulary.count { fingerprint.add(vocabulary.word(index)) }
     fingerprint.add("\(trainLoader.sampleCount) \(valImages.count) \(step) \(epoch) \(batchInEpoch)")
+    // The data itself, not only its size: every image's id, file and captions (a few MB of text
+    // for COCO; the pixels are not read).
+    for image in trainLoader.images + valImages {
+      fingerprint.add("\(image.id) \(image.path)")
+      for caption in image.captions { fingerprint.add(caption) }
+    }
     try group.agree(on: fingerprint.value, what: "set of options, data or model")
     try group.broadcast(
       objective.trainableParameters.map(\.value) + optimizer.moments.flatMap { [$0.m, $0.v] })
@@ -66,29 +72,74 @@ extension TrainingSession {
       if totals[4 + 2 * i] > 0 { termLosses[i] = Float(totals[5 + 2 * i] / totals[4 + 2 * i]) }
     }
     zeroGradients(parameters)
-    if hasImages { objective.backward() }
-
-    // All gradients as one flat buffer, summed over the ranks, and back.
-    let count = parameters.reduce(0) { $0 + $1.grad.count }
-    if flatGradients.count != count { flatGradients = [Float](repeating: 0, count: count) }
-    try flatGradients.withUnsafeMutableBufferPointer { flat in
-      var offset = 0
-      for parameter in parameters {
-        (flat.baseAddress! + offset).update(from: parameter.grad.pointer, count: parameter.grad.count)
-        offset += parameter.grad.count
-      }
-      try group.sum(flat, scratch: &gatheredGradients)
-      offset = 0
-      for parameter in parameters {
-        parameter.grad.pointer.update(from: flat.baseAddress! + offset, count: parameter.grad.count)
-        offset += parameter.grad.count
-      }
+    // The gradients summed over the ranks, bucket by bucket: with overlap, each bucket's sum starts
+    // while the backward pass goes on below it.
+    if gradientBuckets?.parameters.count != parameters.count {
+      gradientBuckets = GradientBuckets(parameters: parameters, bucketBytes: group.bucketBytes, group: group)
     }
+    let buckets = gradientBuckets!
+    buckets.beginStep()
+    if hasImages { objective.backward(gradientsFinal: group.bucketBytes > 0 ? buckets.gradientsFinal : nil) }
+    try buckets.finish()
     let loss = totals[0] > 0 ? Float(totals[1] / totals[0]) : 0
     let objectiveTotal = zip(terms, termLosses).reduce(loss) { $0 + $1.0.weight * ($1.1 ?? 0) }
     return GroupStep(
       loss: loss, objective: objectiveTotal, termLosses: termLosses, images: Int(totals[2]),
       stop: totals[3] > 0)
+  }
+}
+
+extension TrainingSession {
+  /// After each rank has validated its batches: rank 0 gathers the sums of the batches' losses and
+  /// the captions ([image id, length, tokens…] each), scores them as one process would, and sends
+  /// the metrics to every rank (so that every rank keeps the same best model).
+  func validateInGroup(lossSum: Double, batches: Int, candidateTokens: [Int32]) throws -> [String: Double] {
+    // The counts first, then the captions, padded to the longest rank's (and one more value, so that
+    // no buffer is empty).
+    let counts = [lossSum, Double(batches), Double(candidateTokens.count)]
+    var allCounts = [Double](repeating: 0, count: 3 * group.size)
+    try counts.withUnsafeBytes { mine in
+      try allCounts.withUnsafeMutableBytes { try group.gather(mine, into: $0) }
+    }
+    var longest = [stride(from: 2, to: allCounts.count, by: 3).map { Int(allCounts[$0]) }.max()! + 1]
+    try longest.withUnsafeMutableBytes { try group.broadcast($0) }
+    let padded = candidateTokens + [Int32](repeating: 0, count: longest[0] - candidateTokens.count)
+    var allTokens = [Int32](repeating: 0, count: group.size * padded.count)
+    try padded.withUnsafeBytes { mine in
+      try allTokens.withUnsafeMutableBytes { try group.gather(mine, into: $0) }
+    }
+
+    // [batches, val_loss, has captions, CIDEr-D, BLEU-4], rank 0's, to every rank.
+    var result = [Double](repeating: 0, count: 5)
+    if group.isWriter {
+      var candidates: [Int: [String]] = [:]
+      for rank in 0..<group.size {
+        var i = rank * padded.count
+        let end = i + Int(allCounts[3 * rank + 2])
+        while i < end {
+          let (id, length) = (Int(allTokens[i]), Int(allTokens[i + 1]))
+          candidates[id] = allTokens[(i + 2)..<(i + 2 + length)].map { vocabulary.word(Int($0)) }
+          i += 2 + length
+        }
+      }
+      let totalBatches = stride(from: 1, to: allCounts.count, by: 3).reduce(0) { $0 + allCounts[$1] }
+      if totalBatches > 0 {
+        let totalLoss = stride(from: 0, to: allCounts.count, by: 3).reduce(0) { $0 + allCounts[$1] }
+        let metrics = try scoreValidation(
+          lossSum: totalLoss, batches: Int(totalBatches), candidates: candidates)
+        result = [
+          totalBatches, metrics["val_loss"]!, metrics["val_CIDEr-D"] == nil ? 0 : 1,
+          metrics["val_CIDEr-D"] ?? 0,
+          metrics["val_BLEU-4"] ?? 0,
+        ]
+      }
+    }
+    try result.withUnsafeMutableBytes { try group.broadcast($0) }
+    // No batch on any rank: every rank fails alike.
+    if result[0] == 0 { return try scoreValidation(lossSum: 0, batches: 0, candidates: [:]) }
+    var metrics = ["val_loss": result[1]]
+    if result[2] != 0 { (metrics["val_CIDEr-D"], metrics["val_BLEU-4"]) = (result[3], result[4]) }
+    return metrics
   }
 }
 

@@ -62,24 +62,29 @@ final class TrainingObjective {
 
   /// Accumulates the gradient of the last `forward`'s objective into every trainable parameter; with
   /// `imageGrad`, also returns its gradient with respect to the input images.
+  /// `gradientsFinal` is told each layer's and term's parameters once their gradients are complete.
   @discardableResult
-  func backward(imageGrad: Bool = false) -> Tensor? {
+  func backward(imageGrad: Bool = false, gradientsFinal: (([Parameter]) -> Void)? = nil) -> Tensor? {
     if captionerFrozen {
       let shape = model.lastImageVectors.shape
       if frozenImageGrad.shape != shape { frozenImageGrad = Tensor(zeros: shape) }
       frozenImageGrad.fill(0)
-      addTermGradients(from: .imageVectors, into: frozenImageGrad)
+      addTermGradients(from: .imageVectors, into: frozenImageGrad, gradientsFinal)
       return nil
     }
     return model.backward(
       imageGrad: imageGrad,
-      addToTopStatesGrad: { dh in self.addTermGradients(from: .topStates, into: dh) },
-      addToImageVectorsGrad: { dv in self.addTermGradients(from: .imageVectors, into: dv) })
+      addToTopStatesGrad: { dh in self.addTermGradients(from: .topStates, into: dh, gradientsFinal) },
+      addToImageVectorsGrad: { dv in self.addTermGradients(from: .imageVectors, into: dv, gradientsFinal) },
+      gradientsFinal: gradientsFinal)
   }
 
-  private func addTermGradients(from source: ObjectiveTermSource, into gradient: Tensor) {
+  private func addTermGradients(
+    from source: ObjectiveTermSource, into gradient: Tensor, _ gradientsFinal: (([Parameter]) -> Void)?
+  ) {
     for (term, loss) in zip(terms, termLosses) where term.source == source && loss != nil {
       term.backward(into: gradient)
+      gradientsFinal?(term.parameters.map { $0.1 })
     }
   }
 }

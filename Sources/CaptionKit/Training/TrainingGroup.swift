@@ -1,10 +1,12 @@
 import Foundation
 
 /// The processes of one data-parallel training run (SPEC §8, "Several processes"): N ranks, each
-/// computing the forward and backward pass of its share of every global batch. Rank 0 collects
-/// and hands out; the sums are formed on rank 0 in rank order (0, 1, …, N−1), so every rank gets
-/// the same bits whatever the timing. A rank that does not answer within the group's deadline ends
-/// the run (the implementation prints one line naming it and exits 1).
+/// computing the forward and backward pass of its share of every global batch. The gradients are
+/// summed by a ring (`startSum`); the few counts of a step and the start-up checks go through rank 0
+/// (`gather`, `broadcast`). Every sum is formed in an order fixed by the ranks and the buffer's
+/// size alone, so every rank gets the same bits whatever the timing. A rank that does not answer
+/// within the group's deadline ends the run (the implementation prints one line naming it and
+/// exits 1).
 ///
 /// A single process is the group `SingleProcess`: training then runs exactly as without a group.
 public protocol TrainingGroup: AnyObject {
@@ -15,6 +17,17 @@ public protocol TrainingGroup: AnyObject {
   func gather(_ bytes: UnsafeRawBufferPointer, into all: UnsafeMutableRawBufferPointer) throws
   /// Rank 0's `bytes` into every other rank's.
   func broadcast(_ bytes: UnsafeMutableRawBufferPointer) throws
+  /// Starts replacing `values` by their element-wise sum over the ranks; the sum is there on every
+  /// rank once `finishSums` returns, and `values` must stay untouched until then. Every rank starts
+  /// the same sums (same sizes) in the same order.
+  func startSum(_ values: UnsafeMutableBufferPointer<Float>) throws
+  /// Advances the sums started without waiting (between the layers of a backward pass).
+  func progressSums() throws
+  /// Waits until every sum started is complete.
+  func finishSums() throws
+  /// The size of the gradients' buckets summed while the backward pass goes on (0: one sum after
+  /// the backward pass).
+  var bucketBytes: Int { get }
 }
 
 /// One process: no one to exchange with.
@@ -26,6 +39,10 @@ public final class SingleProcess: TrainingGroup {
     all.copyMemory(from: bytes)
   }
   public func broadcast(_ bytes: UnsafeMutableRawBufferPointer) throws {}
+  public func startSum(_ values: UnsafeMutableBufferPointer<Float>) throws {}
+  public func progressSums() throws {}
+  public func finishSums() throws {}
+  public var bucketBytes: Int { 0 }
 }
 
 extension TrainingGroup {

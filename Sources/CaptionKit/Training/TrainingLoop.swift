@@ -209,13 +209,18 @@ extension TrainingSession {
     var lossSum = 0.0
     var batches = 0
     var candidates: [Int: [String]] = [:]
+    var candidateTokens: [Int32] = []  // in a group: [image id, length, tokens…] per caption
     var noDropout = SeededGenerator(seed: 0)
     let options = DecodingOptions(maxLength: self.options.maxLength, beamSize: 1)
-    // In a group every rank validates all of it (the same weights give the same metrics on each),
-    // and a stop is agreed at the next step instead.
+    // In a group rank r validates batches r, r+N, … (whole batches: the same losses and captions as
+    // one process), rank 0 adds them up (`validateInGroup`), and a stop is agreed at the next
+    // step instead.
     let stops = group.size == 1
     var joint = (images: [Float](), sentences: [Float](), imageOf: [Int]())  // the retrieval part's vectors
+    var batchIndex = -1
     while !stops || caption_interrupt_requested() == 0, var batch = valLoader.next() {
+      batchIndex += 1
+      if batchIndex % group.size != group.rank { continue }
       encodeMissingFeatures(&batch, firstRecord: trainImages.count)
       let loss = model.forward(
         images: batch.images, features: batch.features, captionsPerImage: batch.captionsPerImage,
@@ -229,6 +234,9 @@ extension TrainingSession {
         model: model, imageVectors: model.lastImageVectors, options: options)
       for (id, caption) in zip(batch.imageIds, captions) {
         candidates[id] = caption.tokens.map { vocabulary.word($0) }
+        if group.size > 1 {
+          candidateTokens += [Int32(id), Int32(caption.tokens.count)] + caption.tokens.map(Int32.init)
+        }
       }
       if let retrieval = model.retrieval {
         let rows = batch.imageIds.count * batch.captionsPerImage
@@ -243,6 +251,22 @@ extension TrainingSession {
       }
     }
     if stops && caption_interrupt_requested() != 0 { return nil }
+    if group.size > 1 {
+      return try validateInGroup(lossSum: lossSum, batches: batches, candidateTokens: candidateTokens)
+    }
+    var metrics = try scoreValidation(lossSum: lossSum, batches: batches, candidates: candidates)
+    if let dim = model.retrieval?.config.dim, !joint.imageOf.isEmpty {
+      let recalls = RetrievalMetrics.evaluate(
+        images: Tensor(shape: [joint.images.count / dim, dim], values: joint.images),
+        sentences: Tensor(shape: [joint.imageOf.count, dim], values: joint.sentences), imageOf: joint.imageOf)
+      for (key, value) in recalls { metrics["val_" + key] = value }
+    }
+    return metrics
+  }
+
+  /// The metrics of the validation split from the sum of its batches' losses and the captions.
+  func scoreValidation(lossSum: Double, batches: Int, candidates: [Int: [String]]) throws -> [String: Double]
+  {
     guard batches > 0 else {
       throw CaptionError(
         .badDataset, path: self.options.valData ?? self.options.data,
@@ -257,12 +281,6 @@ extension TrainingSession {
       let scores = CaptionMetrics.score(candidates: candidates, references: references)
       metrics["val_CIDEr-D"] = scores.ciderD
       metrics["val_BLEU-4"] = scores.bleu[3]
-    }
-    if let dim = model.retrieval?.config.dim, !joint.imageOf.isEmpty {
-      let recalls = RetrievalMetrics.evaluate(
-        images: Tensor(shape: [joint.images.count / dim, dim], values: joint.images),
-        sentences: Tensor(shape: [joint.imageOf.count, dim], values: joint.sentences), imageOf: joint.imageOf)
-      for (key, value) in recalls { metrics["val_" + key] = value }
     }
     return metrics
   }

@@ -27,9 +27,8 @@ final class TrainingSession {
   var featureCacheFailed = false
   /// The processes of a data-parallel run; rank 0 alone writes files.
   let group: any TrainingGroup
-  /// Workspaces of the data-parallel exchange (flat gradients; rank 0's gathered copies).
-  var flatGradients: [Float] = []
-  var gatheredGradients: [Float] = []
+  /// Workspaces of the data-parallel exchange (the gradients' buckets; rank 0's gathered counts).
+  var gradientBuckets: GradientBuckets?
   var gatheredTotals: [Double] = []
 
   // Counters and generators: saved in the state file.
@@ -139,7 +138,8 @@ final class TrainingSession {
         images: valImages, captions: Array(prepared.valCaptions.prefix(valImages.count)),
         batchSize: options.batchSize,
         captionsPerImage: 1, imageSize: size, mean: mean, std: std, shuffle: false,
-        seed: options.seed, workers: options.workers, cachePath: options.cache.map { $0 + ".val" },
+        seed: options.seed, workers: options.workers,
+        cachePath: options.cache.map { $0 + (group.size > 1 ? ".val.rank\(group.rank)" : ".val") },
         load: load, onSkip: onSkip)
     }
   }
