@@ -4,8 +4,8 @@ import XCTest
 @testable import CaptionKit
 
 /// Every fast convolution path against a Double-precision direct loop: the output and all three
-/// gradients within 1e-4 relative L2 error (issue 8's bound), on odd and even shapes, several
-/// chunkings and 1 or 2 threads.
+/// gradients within 1e-4 relative L2 error (the project's bound for fast kernels), on odd and even
+/// shapes, several chunkings and 1 or 2 threads.
 final class ConvKernelTests: XCTestCase {
 
   /// The largest relative error `relativeError` has seen (printed by the blocked test).

@@ -3,7 +3,7 @@ import Foundation
 /// The decode benchmark (`caption bench --decode`): decode and preprocess a 1024×768 and a
 /// 4000×3000 JPEG to 64×64 on one thread, median milliseconds. The photos are made here
 /// (smooth gradients, texture and noise, encoded at quality 90 by JPEGWriter), so the figure
-/// needs no data. Targets (issue 2): under 15 ms and under 60 ms.
+/// needs no data. Targets: under 15 ms and under 60 ms.
 public enum ImageBenchmark {
   /// Logs, per size, a readable line and then `decode_<W>x<H>_ms=<wall-clock median>` and
   /// `decode_<W>x<H>_cpu_ms=<this thread's CPU time, median>`: on a machine shared with other jobs
