@@ -33,6 +33,9 @@ extension ModelConfig {
     result.append(("decoder.out.weight", [vocabSize, hidden]))
     result.append(("decoder.out.bias", [vocabSize]))
     if let retrieval { result += retrieval.expectedTensorShapes(vocabSize: vocabSize, dv: dv) }
+    if familiarThreshold != nil {
+      result += [(Familiarity.meanName, [dv]), (Familiarity.whitenName, [dv, dv])]
+    }
     return result
   }
 
@@ -52,6 +55,8 @@ extension ModelConfig {
         group = "rnn layer " + name.split(separator: ".")[2]
       } else if name.hasPrefix("retrieval.") {
         group = "retrieval"
+      } else if name.hasPrefix("familiarity.") {
+        group = "familiarity"
       } else {
         group = "output"
       }

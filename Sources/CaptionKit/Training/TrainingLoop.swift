@@ -215,6 +215,7 @@ extension TrainingSession {
     // and a stop is agreed at the next step instead.
     let stops = group.size == 1
     var joint = (images: [Float](), sentences: [Float](), imageOf: [Int]())  // the retrieval part's vectors
+    var imageVectors: [Float] = []  // every validation image's v, for the familiarity calibration
     while !stops || caption_interrupt_requested() == 0, var batch = valLoader.next() {
       encodeMissingFeatures(&batch, firstRecord: trainImages.count)
       let loss = model.forward(
@@ -224,6 +225,7 @@ extension TrainingSession {
         generator: &noDropout)
       lossSum += Double(loss)
       batches += 1
+      imageVectors += model.lastImageVectors.array
       // v from the forward pass just made (the encoder runs once per batch).
       let captions = CaptionDecoder.greedy(
         model: model, imageVectors: model.lastImageVectors, options: options)
@@ -247,6 +249,11 @@ extension TrainingSession {
       throw CaptionError(
         .badDataset, path: self.options.valData ?? self.options.data,
         "none of the \(valImages.count) validation images could be read")
+    }
+    let dv = model.config.dv
+    if imageVectors.count >= 4 * dv {  // Familiarity.calibrate needs four images
+      let vectors = Tensor(shape: [imageVectors.count / dv, dv], values: imageVectors)
+      familiarity = (step, Familiarity.calibrate(vectors: vectors))
     }
     var metrics: [String: Double] = ["val_loss": lossSum / Double(batches)]
     if !candidates.isEmpty {
@@ -305,6 +312,12 @@ extension TrainingSession {
       config: model.config, vocabulary: vocabulary, mean: mean, std: std,
       provenance: provenance(metrics: metrics), tensors: [:])
     file.tensors = Dictionary(uniqueKeysWithValues: model.namedTensors.map { ($0.name, $0.tensor) })
+    // The calibration of these very weights, or none (an --init file's is for other weights).
+    if let familiarity, familiarity.step == step {
+      familiarity.calibration.store(in: &file)
+    } else {
+      Familiarity.remove(from: &file)
+    }
     try file.save(path: path)
   }
 
