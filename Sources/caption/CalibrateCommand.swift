@@ -8,6 +8,7 @@ struct Calibrate: ParsableCommand {
   static let configuration = CommandConfiguration(
     commandName: "calibrate",
     abstract: "Calibrate a model's familiarity score on images like its training images.",
+    usage: "caption calibrate <images>... --out <out> [<options>]",
     discussion: """
       Encodes the images (directories expand as for describe; unreadable ones are skipped and \
       counted), stores the mean and deviation of their image vectors and the threshold that \

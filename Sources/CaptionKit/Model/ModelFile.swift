@@ -43,7 +43,7 @@ extension ModelConfig {
   /// `encoder convs`, `encoder fc`, `embedding`, `rnn layer l` for each l, `output`.
   public func parameterGroups() -> [(group: String, count: Int)] {
     var groups: [(group: String, count: Int)] = []
-    for (name, shape) in expectedTensorShapes() {
+    for (name, shape) in expectedTensorShapes() where !name.hasPrefix("familiarity.") {  // not learnt
       let group: String
       if name.hasPrefix("encoder.conv") {
         group = "encoder convs"
@@ -55,8 +55,6 @@ extension ModelConfig {
         group = "rnn layer " + name.split(separator: ".")[2]
       } else if name.hasPrefix("retrieval.") {
         group = "retrieval"
-      } else if name.hasPrefix("familiarity.") {
-        group = "familiarity"
       } else {
         group = "output"
       }
