@@ -19,6 +19,7 @@ struct Caption: ParsableCommand {
     subcommands: [
       Describe.self, Train.self, Evaluate.self, Score.self, DatasetCommand.self, Preprocess.self,
       Info.self, Bench.self, Serve.self, Features.self, Embed.self, IndexCommand.self, Search.self,
+      Calibrate.self,
     ]
   )
 }

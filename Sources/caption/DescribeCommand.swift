@@ -42,6 +42,7 @@ struct Describe: ParsableCommand {
       failures = DescribeRun.run(
         paths: paths, batchSize: batchSize, model: captioner.model, vocabulary: captioner.vocabulary,
         options: decoding.options, json: json, bare: DescribeInput.namesSingleFile(images),
+        reportsFamiliar: true, familiarity: Familiarity(file: captioner.modelFile),
         load: { try captioner.load(path: $0) }, encode: { captioner.encode($0) },
         write: { stdout, stderr in
           if let stdout { StandardOutput.line(stdout) }

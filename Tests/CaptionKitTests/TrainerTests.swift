@@ -93,6 +93,9 @@ final class TrainerTests: XCTestCase {
     XCTAssertTrue(lines.filter { $0["val_loss"] == nil }.allSatisfy { $0["epoch_s"] == nil })
     let best = try ModelFile.load(path: files.best)
     XCTAssertNotNil(best.provenanceStep)
+    // every validation calibrates the familiarity score (SPEC §3c) of the weights it saves
+    XCTAssertNotNil(Familiarity(file: best))
+    XCTAssertNotNil(Familiarity(file: try ModelFile.load(path: files.latest)))
   }
 
   /// With the word, scene and mention losses on (their heads live only in the training state), so

@@ -18,21 +18,30 @@ public enum DescribeOutput {
 
   /// What `describe` prints for one image: a line for stdout (none in plain mode when the image
   /// failed) and a line for stderr (the error's `path: reason`, when it failed). With `json`, a
-  /// failure is also an error object on stdout, its message the error's reason.
+  /// failure is also an error object on stdout, its message the error's reason. `familiar` (SPEC
+  /// §3c): nil leaves it out; otherwise JSON gains the key `familiar` (true, false, or null when the
+  /// model has no calibration) and plain output an `unfamiliarNote` on stderr for an unfamiliar image.
   public static func lines(
     path: String, outcome: Result<(words: [String], logprob: Double), CaptionError>, json: Bool,
-    bare: Bool
+    bare: Bool, familiar: FamiliarVerdict? = nil
   ) -> (stdout: String?, stderr: String?) {
     switch outcome {
     case .success(let caption):
-      let line =
-        json
-        ? jsonLine(path: path, tokens: caption.words, logprob: caption.logprob)
-        : plainLine(path: path, caption: caption.words.joined(separator: " "), bare: bare)
-      return (line, nil)
+      if json {
+        var line = jsonLine(path: path, tokens: caption.words, logprob: caption.logprob)
+        if let familiar { line = String(line.dropLast()) + ", \"familiar\": " + familiar.json + "}" }
+        return (line, nil)
+      }
+      let line = plainLine(path: path, caption: caption.words.joined(separator: " "), bare: bare)
+      return (line, familiar == .unfamiliar ? unfamiliarNote(path: path) : nil)
     case .failure(let error):
       return (json ? jsonErrorLine(path: path, message: error.reason) : nil, error.description)
     }
+  }
+
+  /// The stderr line of plain `describe` for an image unlike the model's training images.
+  public static func unfamiliarNote(path: String) -> String {
+    path + ": the image is unlike the model's training images; the caption may be wrong"
   }
 
   /// `{"image": PATH, "error": MESSAGE}` for an image that failed.
@@ -46,5 +55,29 @@ public enum DescribeOutput {
   /// The shortest decimal that reads back as `value` (Swift's `description`), `null` when not finite.
   public static func jsonNumber(_ value: Double) -> String {
     value.isFinite ? "\(value)" : "null"
+  }
+}
+
+/// `describe`'s familiarity verdict for one image (SPEC §3c).
+public enum FamiliarVerdict: Equatable, Sendable {
+  case familiar, unfamiliar
+  /// The model has no familiarity calibration.
+  case unknown
+
+  public init(_ familiar: Bool?) {
+    switch familiar {
+    case true?: self = .familiar
+    case false?: self = .unfamiliar
+    case nil: self = .unknown
+    }
+  }
+
+  /// `true`, `false` or `null`.
+  public var json: String {
+    switch self {
+    case .familiar: return "true"
+    case .unfamiliar: return "false"
+    case .unknown: return "null"
+    }
   }
 }

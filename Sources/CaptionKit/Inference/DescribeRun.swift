@@ -6,20 +6,37 @@ public enum DescribeRun {
   /// giving `[n, dv]`) and decoded together (`CaptionDecoder.decode`). For every path, in order,
   /// `write` receives its lines (`DescribeOutput.lines`). Returns the number of images that failed
   /// (the command exits 1 when it is not 0). A non-`CaptionError` thrown is reported as unreadable.
+  /// With `reportsFamiliar`, each caption carries its image's verdict under `familiarity` (SPEC
+  /// §3c; `.unknown` for every image when it is nil).
   public static func run<M: StepModel, Image>(
     paths: [String], batchSize: Int = 16, model: M, vocabulary: Vocabulary,
     options: DecodingOptions, json: Bool, bare: Bool,
+    reportsFamiliar: Bool = false, familiarity: Familiarity? = nil,
     load: (_ path: String) throws -> Image,
     encode: (_ images: [Image]) throws -> Tensor,
     write: (_ stdout: String?, _ stderr: String?) -> Void
   ) -> Int {
     var failures = 0
+    // The verdicts of the encoded images not yet written: a batch's captions come back in the
+    // order of its encoded images, so each success takes the first.
+    var pendingVerdicts: [Bool] = []
+    pendingVerdicts.reserveCapacity(batchSize)
     caption(
-      paths: paths, batchSize: batchSize, model: model, options: options, load: load, encode: encode
+      paths: paths, batchSize: batchSize, model: model, options: options, load: load,
+      encode: { images in
+        let vectors = try encode(images)  // [n, dv]
+        if let familiarity { pendingVerdicts += familiarity.verdicts(vectors) }
+        return vectors
+      }
     ) { path, result in
       let outcome = result.map { (words: $0.words(vocabulary), logprob: $0.logprob) }
       if case .failure = outcome { failures += 1 }
-      let lines = DescribeOutput.lines(path: path, outcome: outcome, json: json, bare: bare)
+      var verdict: FamiliarVerdict? = nil
+      if reportsFamiliar, case .success = outcome {
+        verdict = FamiliarVerdict(pendingVerdicts.isEmpty ? nil : pendingVerdicts.removeFirst())
+      }
+      let lines = DescribeOutput.lines(
+        path: path, outcome: outcome, json: json, bare: bare, familiar: verdict)
       write(lines.stdout, lines.stderr)
     }
     return failures

@@ -25,18 +25,15 @@ public struct RetrievalConfig: Codable, Equatable, Sendable {
   public var dim: Int
   /// λ of `describe --rerank` (score = log p / length + λ · cosine), when calibrated.
   public var rerankWeight: Float?
-  /// `describe`'s familiarity threshold on the best cosine to the training captions, when calibrated.
-  public var familiarThreshold: Float?
 
   enum CodingKeys: String, CodingKey {
     case cell, embed, hidden, layers, dim
     case rerankWeight = "rerank_weight"
-    case familiarThreshold = "familiar_threshold"
   }
 
   public init(
     cell: CellType = .gru, embed: Int = 64, hidden: Int = 128, layers: Int = 1, dim: Int = 128,
-    rerankWeight: Float? = nil, familiarThreshold: Float? = nil
+    rerankWeight: Float? = nil
   ) {
     self.cell = cell
     self.embed = embed
@@ -44,7 +41,6 @@ public struct RetrievalConfig: Codable, Equatable, Sendable {
     self.layers = layers
     self.dim = dim
     self.rerankWeight = rerankWeight
-    self.familiarThreshold = familiarThreshold
   }
 
   /// The sizes a model file may hold; the reason names the key.

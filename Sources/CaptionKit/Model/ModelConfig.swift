@@ -72,6 +72,9 @@ public struct ModelConfig: Codable, Equatable, Sendable {
   public var dropout: Float
   /// The image–sentence retrieval part (SPEC §3), when the model has one.
   public var retrieval: RetrievalConfig?
+  /// `describe`'s familiarity threshold (SPEC §3c), when a run calibrated it; the file then holds
+  /// the tensors `familiarity.mean` and `familiarity.std`.
+  public var familiarThreshold: Float?
 
   enum CodingKeys: String, CodingKey {
     case imageSize = "image_size"
@@ -80,6 +83,7 @@ public struct ModelConfig: Codable, Equatable, Sendable {
     case vocabSize = "vocab_size"
     case imageInput = "image_input"
     case pool, dropout, retrieval
+    case familiarThreshold = "familiar_threshold"
   }
 
   public init(
@@ -115,6 +119,7 @@ public struct ModelConfig: Codable, Equatable, Sendable {
     pool = try c.decodeIfPresent(PoolMode.self, forKey: .pool) ?? .avg
     dropout = try c.decodeIfPresent(Float.self, forKey: .dropout) ?? 0
     retrieval = try c.decodeIfPresent(RetrievalConfig.self, forKey: .retrieval)
+    familiarThreshold = try c.decodeIfPresent(Float.self, forKey: .familiarThreshold)
   }
 
   /// The feature map after the encoder's layers: (channels, height, width). Pools floor odd sizes.
@@ -152,5 +157,8 @@ public struct ModelConfig: Codable, Equatable, Sendable {
     if vocabSize < 4 { try fail("\(name("vocab_size")) \(vocabSize) is below 4 (the special tokens)") }
     if !(dropout >= 0 && dropout < 1) { try fail("\(name("dropout")) \(dropout) is outside [0, 1)") }
     try retrieval?.validate()
+    if let familiarThreshold, !(familiarThreshold >= 0 && familiarThreshold.isFinite) {
+      try fail("familiar_threshold \(familiarThreshold) is not a finite number ≥ 0")
+    }
   }
 }

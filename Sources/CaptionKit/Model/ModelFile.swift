@@ -33,6 +33,9 @@ extension ModelConfig {
     result.append(("decoder.out.weight", [vocabSize, hidden]))
     result.append(("decoder.out.bias", [vocabSize]))
     if let retrieval { result += retrieval.expectedTensorShapes(vocabSize: vocabSize, dv: dv) }
+    if familiarThreshold != nil {
+      result += [(Familiarity.meanName, [dv]), (Familiarity.whitenName, [dv, dv])]
+    }
     return result
   }
 
@@ -40,7 +43,7 @@ extension ModelConfig {
   /// `encoder convs`, `encoder fc`, `embedding`, `rnn layer l` for each l, `output`.
   public func parameterGroups() -> [(group: String, count: Int)] {
     var groups: [(group: String, count: Int)] = []
-    for (name, shape) in expectedTensorShapes() {
+    for (name, shape) in expectedTensorShapes() where !name.hasPrefix("familiarity.") {  // not learnt
       let group: String
       if name.hasPrefix("encoder.conv") {
         group = "encoder convs"

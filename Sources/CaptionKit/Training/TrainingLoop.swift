@@ -218,6 +218,7 @@ extension TrainingSession {
     let stops = group.size == 1
     var joint = (images: [Float](), sentences: [Float](), imageOf: [Int]())  // the retrieval part's vectors
     var batchIndex = -1
+    var imageVectors: [Float] = []  // every validation image's v, for the familiarity calibration
     while !stops || caption_interrupt_requested() == 0, var batch = valLoader.next() {
       batchIndex += 1
       if batchIndex % group.size != group.rank { continue }
@@ -229,6 +230,7 @@ extension TrainingSession {
         generator: &noDropout)
       lossSum += Double(loss)
       batches += 1
+      imageVectors += model.lastImageVectors.array
       // v from the forward pass just made (the encoder runs once per batch).
       let captions = CaptionDecoder.greedy(
         model: model, imageVectors: model.lastImageVectors, options: options)
@@ -251,6 +253,13 @@ extension TrainingSession {
       }
     }
     if stops && caption_interrupt_requested() != 0 { return nil }
+    // In a group, each rank calibrates on the validation images of its own batches (rank 0's
+    // calibration is the one saved).
+    let dv = model.config.dv
+    if imageVectors.count >= 4 * dv {  // Familiarity.calibrate needs four images
+      let vectors = Tensor(shape: [imageVectors.count / dv, dv], values: imageVectors)
+      familiarity = (step, Familiarity.calibrate(vectors: vectors))
+    }
     if group.size > 1 {
       return try validateInGroup(lossSum: lossSum, batches: batches, candidateTokens: candidateTokens)
     }
@@ -323,6 +332,12 @@ extension TrainingSession {
       config: model.config, vocabulary: vocabulary, mean: mean, std: std,
       provenance: provenance(metrics: metrics), tensors: [:])
     file.tensors = Dictionary(uniqueKeysWithValues: model.namedTensors.map { ($0.name, $0.tensor) })
+    // The calibration of these very weights, or none (an --init file's is for other weights).
+    if let familiarity, familiarity.step == step {
+      familiarity.calibration.store(in: &file)
+    } else {
+      Familiarity.remove(from: &file)
+    }
     try file.save(path: path)
   }
 

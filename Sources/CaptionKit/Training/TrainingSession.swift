@@ -52,6 +52,9 @@ final class TrainingSession {
   var epochStarted = Date()
   /// The step of the latest model and state saved (or resumed from): the last finite checkpoint.
   var savedStep: Int?
+  /// The familiarity calibration (SPEC §3c) of the last validation's images, and the step of the
+  /// weights it was measured with: a model saved at that step carries it.
+  var familiarity: (step: Int, calibration: Familiarity)?
   /// Per-channel normalisation: ImageNet's for a new model, the model file's with --init or --resume.
   let mean: [Float]
   let std: [Float]
