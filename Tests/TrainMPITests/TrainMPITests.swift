@@ -88,7 +88,9 @@ final class TrainMPITests: XCTestCase {
     let (x, y) = (try ModelFile.load(path: a).tensors, try ModelFile.load(path: b).tensors)
     XCTAssertEqual(Set(x.keys), Set(y.keys))
     var worst = 0.0
-    for (name, tensor) in x {
+    // The familiarity calibration is not trained: a group saves rank 0's, made from the validation
+    // images of its own batches (SPEC §8), so it differs from one process's by design.
+    for (name, tensor) in x where !name.hasPrefix("familiarity.") {
       let other = try XCTUnwrap(y[name])
       var (difference, norm) = (0.0, 0.0)
       for i in 0..<tensor.count {
