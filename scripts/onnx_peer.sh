@@ -17,13 +17,14 @@ threads=${THREADS:-2}
 if [ ! -x .venv-onnx/bin/python ]; then python3 -m venv .venv-onnx; fi
 .venv-onnx/bin/python -c 'import torch, onnx, onnxruntime, numpy' 2>/dev/null \
   || .venv-onnx/bin/pip install -q torch onnx onnxruntime numpy
-swift build -c release --product caption >/dev/null
+swift build -c release --product caption >/dev/null 2>&1 || swift build -c release --product caption
 caption=.build/release/caption
 
 value() { sed -n "s/^$1=//p" | tail -1; }
 median() { sort -g | awk '{v[NR]=$1} END {print (NR%2 ? v[(NR+1)/2] : (v[NR/2]+v[NR/2+1])/2)}'; }
 
-echo "CPU: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'), kernels: $($caption bench --steps 1 --length 1 --batch 1 2>/dev/null | sed -n 's/.*kernels //p'), threads $threads, OPENBLAS_CORETYPE=${OPENBLAS_CORETYPE:-unset}"
+field() { grep -m1 "^$1" /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'; }
+echo "CPU: $(field 'model name') (family $(field 'cpu family') model $(field 'model')), kernels: $($caption bench --steps 1 --length 1 --batch 1 2>/dev/null | sed -n 's/.*kernels //p'), threads $threads, OPENBLAS_CORETYPE=${OPENBLAS_CORETYPE:-unset}"
 printf '%-12s %12s %14s %12s %10s\n' preset caption_ms onnxruntime_ms pytorch_ms ours/ort
 for preset in "${presets[@]}"; do
   ours=() ort=() eager=()
