@@ -31,7 +31,7 @@ import numpy as np
 import torch
 from safetensors.torch import save_file
 
-from torch_reference import CaptionModel, SPECIALS, load_caption_model, save_caption_model, self_check
+from torch_reference import CaptionModel, seeded_model, SPECIALS, load_caption_model, save_caption_model, self_check
 
 FOLDER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "Tests", "CaptionKitTests",
                       "Fixtures", "parity")
@@ -54,14 +54,7 @@ TOKENS = [[1, 4, 5, 7, 9, 2],
 
 
 def make(name, config, seed):
-    torch.manual_seed(seed)
-    model = CaptionModel(config)
-    with torch.no_grad():
-        # Non-trivial values everywhere (the default init leaves nothing at zero, but make the
-        # peephole weights and biases as large as the rest so their gradients are not tiny).
-        for p in model.parameters():
-            if p.dim() == 1 or p.shape[0] == 3:
-                p.uniform_(-0.5, 0.5)
+    model = seeded_model(config, seed)
     model_path = os.path.join(FOLDER, f"{name}.model.safetensors")
     save_caption_model(model_path, model, VOCAB,
                        provenance={"script": "scripts/make_parity_fixture.py", "seed": seed})

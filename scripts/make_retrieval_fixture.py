@@ -22,7 +22,7 @@ import os
 import torch
 from safetensors.torch import save_file
 
-from torch_reference import CaptionModel, SPECIALS, load_caption_model, save_caption_model
+from torch_reference import CaptionModel, seeded_model, SPECIALS, load_caption_model, save_caption_model
 
 FOLDER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "Tests", "CaptionKitTests",
                       "Fixtures", "parity")
@@ -40,12 +40,7 @@ LENGTHS = [4, 3, 1]
 
 
 def make(name, config, seed):
-    torch.manual_seed(seed)
-    model = CaptionModel(config)
-    with torch.no_grad():
-        for p in model.parameters():
-            if p.dim() == 1 or p.shape[0] == 3:
-                p.uniform_(-0.5, 0.5)
+    model = seeded_model(config, seed)
     model_path = os.path.join(FOLDER, f"retrieval_{name}.model.safetensors")
     save_caption_model(model_path, model, VOCAB,
                        provenance={"script": "scripts/make_retrieval_fixture.py", "seed": seed})

@@ -265,6 +265,19 @@ def default_config(**overrides):
     return config
 
 
+def seeded_model(config, seed):
+    """A CaptionModel seeded with `seed`, for fixtures: non-trivial values everywhere (the default
+    init leaves nothing at zero; biases and peephole weights are made as large as the rest, so that
+    their gradients are not tiny)."""
+    torch.manual_seed(seed)
+    model = CaptionModel(config)
+    with torch.no_grad():
+        for p in model.parameters():
+            if p.dim() == 1 or p.shape[0] == 3:
+                p.uniform_(-0.5, 0.5)
+    return model
+
+
 def save_caption_model(path, model, vocab, mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225),
                        provenance=None):
     from safetensors.torch import save_file
