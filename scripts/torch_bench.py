@@ -6,6 +6,9 @@
 Prints, last, `train_images_per_s=<float>` (forward, backward and an Adam step over batches of
 `--batch` images with captions of `--length` decoder steps; median over timed steps after warm-up)
 and `describe_ms=<float>` (one image: encoder plus exactly `--length` greedy decoder steps; median).
+With `--forward-only`, as `caption bench --forward-only`: the encoder's convolutions alone on batches
+of `--batch` images under `torch.no_grad()`, as feature extraction runs them, printing
+`forward_images_per_s=<float>` last.
 The network is scripts/torch_reference.py's, eager mode.
 """
 import argparse
@@ -43,6 +46,7 @@ def main():
     p.add_argument("--steps", type=int, default=10, help="timed training steps")
     p.add_argument("--describe-runs", type=int, default=30)
     p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--forward-only", action="store_true", help="time the encoder's forward alone")
     args = p.parse_args()
 
     torch.set_num_threads(args.threads)
@@ -63,6 +67,10 @@ def main():
     tokens = torch.cat([torch.full((B, 1), START), words, torch.full((B, 1), 2)], 1)  # [B, T+1]
     inputs, targets = tokens[:, :T], tokens[:, 1:]
     assert (targets != PAD).all()
+
+    if args.forward_only:
+        forward_only(model, images, args)
+        return
 
     def train_step():
         optimizer.zero_grad(set_to_none=True)
@@ -103,6 +111,24 @@ def main():
           f"load average {os.getloadavg()[0]:.2f} (figures are only meaningful on a quiet machine)")
     print(f"train_images_per_s={train_images_per_s:.1f}")
     print(f"describe_ms={statistics.median(describe) * 1000:.2f}")
+
+
+def forward_only(model, images, args):
+    """The convolutions' forward pass at batch `--batch` (the feature map, before pooling and fc)."""
+    model.eval()
+    times = []
+    with torch.no_grad():
+        for step in range(args.warmup + args.steps):
+            start = time.perf_counter()
+            features = model.encoder.features(images)
+            elapsed = time.perf_counter() - start
+            if step >= args.warmup:
+                times.append(elapsed)
+    print(f"forward: {args.steps} batches of {args.batch}, median {statistics.median(times) * 1000:.1f} ms "
+          f"(min {min(times) * 1000:.1f}, max {max(times) * 1000:.1f}), feature map {list(features.shape)}")
+    print(f"config: threads={args.threads} channels_last={args.channels_last} torch={torch.__version__} "
+          f"load average {os.getloadavg()[0]:.2f} (figures are only meaningful on a quiet machine)")
+    print(f"forward_images_per_s={args.batch / statistics.median(times):.2f}")
 
 
 if __name__ == "__main__":

@@ -43,13 +43,17 @@ class Encoder(nn.Module):
         features = channels if self.pool == "avg" else channels * size * size
         self.fc = nn.Linear(features, config["dv"])
 
-    def forward(self, images):                      # images [B, 3, S, S], normalised
+    def features(self, images):                     # images [B, 3, S, S] -> feature map [B, C, h, w]
         x = images
         for step in self.plan:
             if step == "M":
                 x = F.max_pool2d(x, 2, 2)             # [B, C, h/2, w/2]
             else:
                 x = F.relu(getattr(self, step)(x))    # [B, C_out, h, w]
+        return x
+
+    def forward(self, images):                      # images [B, 3, S, S], normalised
+        x = self.features(images)
         if self.pool == "avg":
             x = x.mean(dim=(2, 3))                    # [B, C_last]
         else:

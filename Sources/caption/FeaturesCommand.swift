@@ -57,7 +57,7 @@ struct Features: ParsableCommand {
       }
       let pixels = try images.map { try CaptionKit.Preprocess.load(path: $0, size: size) }
       let input = CaptionKit.Preprocess.batch(pixels, mean: file.mean, std: file.std)
-      let features = model.features(input)
+      let features = model.features(input, keepActivations: false)
       try Safetensors.write(
         path: out, tensors: [(name: "input", tensor: input), (name: "features", tensor: features)],
         metadata: ["format": "caption-features", "encoder": encoder])

@@ -140,3 +140,37 @@ final class EncoderTests: XCTestCase {
     XCTAssertEqual(encoder.forward(randomTensor([3, 3, 8, 8], seed: 1)).shape, [3, 4])
   }
 }
+
+extension EncoderTests {
+  /// An inference pass (two shared buffers) gives bitwise the features of a pass that keeps every
+  /// stage's output, through both convolution algorithms, pools of odd sizes and a change of batch;
+  /// and a training pass after it still gets the gradients of a fresh encoder.
+  func testInferencePassMatchesTheKeepingPass() {
+    let layers: [EncoderLayer] = [
+      .conv(4), .maxPool, .conv(Conv2D.winogradMinChannels), .conv(6), .maxPool, .conv(5),
+    ]
+    let reference = makeEncoder(imageSize: 11, layers: layers, dv: 3, pool: .flatten)
+    let encoder = makeEncoder(imageSize: 11, layers: layers, dv: 3, pool: .flatten)
+    XCTAssertTrue(encoder.convolutions.contains { $0.algorithm == .winograd })
+    XCTAssertTrue(encoder.convolutions.contains { $0.algorithm == .im2col })
+    for (batch, seed) in [(2, 1), (3, 2), (2, 3)] as [(Int, UInt64)] {
+      let images = randomTensor([batch, 3, 11, 11], seed: seed)
+      let kept = reference.features(images).array
+      let shared = encoder.features(images, keepActivations: false)
+      XCTAssertEqual(shared.shape, [batch, 5, 2, 2])
+      XCTAssertEqual(shared.array, kept, "batch \(batch)")
+      XCTAssertEqual(
+        encoder.forward(images, keepActivations: false).array, reference.forward(images).array)
+    }
+    let images = randomTensor([2, 3, 11, 11], seed: 4)
+    let vGrad = randomTensor([2, 3], seed: 5)
+    for model in [reference, encoder] {
+      _ = model.forward(images)
+      zeroGradients(model.parameters)
+      _ = model.backward(vGrad, needInputGrad: true)
+    }
+    for (a, b) in zip(encoder.parameters, reference.parameters) {
+      XCTAssertEqual(a.grad.array, b.grad.array, a.name)
+    }
+  }
+}

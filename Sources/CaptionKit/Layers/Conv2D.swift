@@ -43,7 +43,8 @@ public final class Conv2D {
   public var directWeightGradMaxChannels = 4
 
   private var input: Tensor?  // [B, Cin, H, W], kept for backward
-  private var output: Tensor?  // [B, Cout, H, W]
+  private var output: Tensor?  // [B, Cout, H, W]: the last forward's output, kept for backward
+  private var outputWorkspace: Tensor?  // what `forward(_:)` writes into
   /// The last forward's output (tests read the ReLU pattern from it).
   var lastOutput: Tensor? { output }
   private var inputGrad: Tensor?  // [B, Cin, H, W]
@@ -84,22 +85,35 @@ public final class Conv2D {
 
   // MARK: forward
 
+  /// input [B, Cin, H, W] → output [B, Cout, H, W] (this layer's workspace, kept for backward).
   public func forward(_ input: Tensor) -> Tensor {
     precondition(
       input.shape.count == 4 && input.shape[1] == inChannels,
       "Conv2D: input \(input.shape), expected [B, \(inChannels), H, W]")
+    let output = reuseWorkspace(
+      &outputWorkspace, shape: [input.shape[0], outChannels, input.shape[2], input.shape[3]])
+    forward(input, into: output)
+    return output
+  }
+
+  /// As `forward(_:)`, writing into `output` [B, Cout, H, W] (which must not overlap `input`), a
+  /// buffer the caller owns: the encoder's inference passes share two buffers among all layers.
+  public func forward(_ input: Tensor, into output: Tensor) {
+    precondition(
+      input.shape.count == 4 && input.shape[1] == inChannels,
+      "Conv2D: input \(input.shape), expected [B, \(inChannels), H, W]")
+    precondition(
+      output.shape == [input.shape[0], outChannels, input.shape[2], input.shape[3]],
+      "Conv2D: output \(output.shape) for input \(input.shape)")
+    self.input = input
+    self.output = output
     if algorithm == .winograd {
-      self.input = input
-      let output = reuseWorkspace(
-        &self.output, shape: [input.shape[0], outChannels, input.shape[2], input.shape[3]])
       forwardBlocked(input, output)
-      return output
+      return
     }
     let (batch, height, width) = (input.shape[0], input.shape[2], input.shape[3])
     let pixels = height * width
     let k = inChannels * 9
-    self.input = input
-    let output = reuseWorkspace(&self.output, shape: [batch, outChannels, height, width])
     let group = chunkSize(batch: batch, pixels: pixels)
     let columns = reuseWorkspace(&self.columns, shape: [k, group * pixels])
     let chunkOutput = reuseWorkspace(&self.chunkOutput, shape: [outChannels, group * pixels])
@@ -128,7 +142,6 @@ public final class Conv2D {
       }
       first += count
     }
-    return output
   }
 
   // MARK: backward

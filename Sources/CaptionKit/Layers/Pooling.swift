@@ -12,13 +12,29 @@ public final class MaxPool2D {
 
   public var parameters: [Parameter] { [] }
 
+  /// input [B, C, H, W] → output [B, C, H/2, W/2] (this layer's workspace).
   public func forward(_ input: Tensor) -> Tensor {
     precondition(input.shape.count == 4, "MaxPool2D: input \(input.shape), expected [B, C, H, W]")
-    let (batch, channels, height, width) = (input.shape[0], input.shape[1], input.shape[2], input.shape[3])
+    let output = reuseWorkspace(&self.output, shape: MaxPool2D.outputShape(input.shape))
+    forward(input, into: output)
+    return output
+  }
+
+  /// [B, C, H, W] → [B, C, H/2, W/2].
+  public static func outputShape(_ inputShape: [Int]) -> [Int] {
+    [inputShape[0], inputShape[1], inputShape[2] / 2, inputShape[3] / 2]
+  }
+
+  /// As `forward(_:)`, writing into `output` (not overlapping `input`), a buffer the caller owns.
+  public func forward(_ input: Tensor, into output: Tensor) {
+    precondition(input.shape.count == 4, "MaxPool2D: input \(input.shape), expected [B, C, H, W]")
+    precondition(
+      output.shape == MaxPool2D.outputShape(input.shape),
+      "MaxPool2D: output \(output.shape) for input \(input.shape)")
+    let (height, width) = (input.shape[2], input.shape[3])
     let (outHeight, outWidth) = (height / 2, width / 2)
     inputShape = input.shape
-    let output = reuseWorkspace(&self.output, shape: [batch, channels, outHeight, outWidth])
-    let planes = batch * channels
+    let planes = input.shape[0] * input.shape[1]
     if argmax.count != output.count { argmax = [Int32](repeating: 0, count: output.count) }
     argmax.withUnsafeMutableBufferPointer { argmax in
       let argmax = UncheckedSendable(argmax.baseAddress!)
@@ -65,17 +81,17 @@ public final class MaxPool2D {
         }
       }
     }
-    return output
   }
 
   /// dL/dinput: each output gradient added at its argmax, zero elsewhere.
   public func backward(_ outputGrad: Tensor) -> Tensor {
-    guard let output = output else { preconditionFailure("MaxPool2D.backward before forward") }
+    precondition(!inputShape.isEmpty, "MaxPool2D.backward before forward")
+    let outputShape = MaxPool2D.outputShape(inputShape)
     precondition(
-      outputGrad.shape == output.shape, "MaxPool2D.backward: \(outputGrad.shape) vs \(output.shape)")
+      outputGrad.shape == outputShape, "MaxPool2D.backward: \(outputGrad.shape) vs \(outputShape)")
     let inputGrad = reuseWorkspace(&self.inputGrad, shape: inputShape)
     let planeIn = inputShape[2] * inputShape[3]
-    let planeOut = output.shape[2] * output.shape[3]
+    let planeOut = outputShape[2] * outputShape[3]
     let planes = inputShape[0] * inputShape[1]
     argmax.withUnsafeBufferPointer { argmax in
       let argmax = UncheckedSendable(argmax.baseAddress!)

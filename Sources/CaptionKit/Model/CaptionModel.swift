@@ -86,7 +86,10 @@ public final class CaptionModel {
     precondition(inputTokens.count == steps * rows && targetTokens.count == steps * rows)
     self.captionsPerImage = captionsPerImage
 
-    let v = features.map { encoder.forward(fcInput: $0) } ?? encoder.forward(images)  // [B, Dv]
+    // Frozen convolutions need no activations for backward (it stops at encoder.fc).
+    let v =
+      features.map { encoder.forward(fcInput: $0) }
+      ?? encoder.forward(images, keepActivations: encoder.trainsConvolutions)  // [B, Dv]
     lastImageVectors = v
     let vRows = replicateRows(v, times: captionsPerImage)  // [R, Dv]
     var x = embed.forward(tokens: inputTokens)  // [T·R, E]
@@ -161,7 +164,7 @@ public final class CaptionModel {
 
   /// The image vectors `v` ([B, Dv]) of normalised images ([B, 3, S, S]).
   public func encode(_ images: Tensor) -> Tensor {
-    encoder.forward(images).clone()
+    encoder.forward(images, keepActivations: false).clone()
   }
 }
 

@@ -21,6 +21,14 @@ public final class Encoder {
   public var trainsConvolutions = true
 
   private var featureShape: [Int] = []  // [B, C, h, w] of the last stage's output
+  /// Whether the last forward kept every stage's output, as `backward` through the convolutions
+  /// needs (see `features(_:keepActivations:)`).
+  private var activationsKept = true
+  /// Inference passes: two buffers the stages write into in turn, and each stage's output as a view
+  /// of one of them, for `stageViewsBatch` images.
+  private var stageBuffers: [Tensor] = []
+  private var stageViews: [Tensor] = []
+  private var stageViewsBatch = -1
   private var flattened: Tensor?  // the [B, C·h·w] view handed to fc (pool `flatten`)
   private var flattenedBase: Tensor?
 
@@ -74,20 +82,58 @@ public final class Encoder {
 
   public var parameters: [Parameter] { namedParameters.map { $0.1 } }
 
-  /// images [B, 3, S, S] (normalised) → the last stage's feature map [B, C, h, w] (a workspace of
-  /// that stage): the convolutional features, what torchvision's VGG `features` gives.
-  public func features(_ images: Tensor) -> Tensor {
+  /// images [B, 3, S, S] (normalised) → the last stage's feature map [B, C, h, w] (a workspace):
+  /// the convolutional features, what torchvision's VGG `features` gives.
+  ///
+  /// `keepActivations` keeps every stage's output in its own workspace, as `backward` through the
+  /// convolutions needs. Without it (inference, frozen convolutions) the stages write into two
+  /// buffers in turn, so the pass holds two activations instead of all of them: for VGG-16 at
+  /// 224 px, 2 × 12.8 MB per image instead of 60 MB.
+  public func features(_ images: Tensor, keepActivations: Bool = true) -> Tensor {
     precondition(
       images.shape == [images.shape.first ?? 0, 3, config.imageSize, config.imageSize],
       "Encoder: images \(images.shape), expected [B, 3, \(config.imageSize), \(config.imageSize)]")
+    activationsKept = keepActivations
     var x = images
-    for stage in stages {
-      switch stage {
-      case .conv(let conv): x = conv.forward(x)  // [B, Cout, h, w]
-      case .maxPool(let pool): x = pool.forward(x)  // [B, C, h/2, w/2]
+    if keepActivations {
+      for stage in stages {
+        switch stage {
+        case .conv(let conv): x = conv.forward(x)  // [B, Cout, h, w]
+        case .maxPool(let pool): x = pool.forward(x)  // [B, C, h/2, w/2]
+        }
       }
+      return x
+    }
+    let outputs = stageOutputs(batch: images.shape[0])
+    for (stage, output) in zip(stages, outputs) {
+      switch stage {
+      case .conv(let conv): conv.forward(x, into: output)  // [B, Cout, h, w]
+      case .maxPool(let pool): pool.forward(x, into: output)  // [B, C, h/2, w/2]
+      }
+      x = output
     }
     return x
+  }
+
+  /// Each stage's output for a batch of `batch` images, as views of two buffers taken in turn (stage
+  /// k writes buffer k mod 2 while it reads the other), built once per batch size.
+  private func stageOutputs(batch: Int) -> [Tensor] {
+    if stageViewsBatch == batch { return stageViews }
+    var shapes: [[Int]] = []
+    var (channels, height, width) = (3, config.imageSize, config.imageSize)
+    for stage in stages {
+      switch stage {
+      case .conv(let conv): channels = conv.outChannels
+      case .maxPool: (height, width) = (height / 2, width / 2)
+      }
+      shapes.append([batch, channels, height, width])
+    }
+    let largest = shapes.map { $0.reduce(1, *) }.max() ?? 0
+    stageViews = []  // release the old views before their buffers
+    stageBuffers = [Tensor(zeros: [largest]), Tensor(zeros: [largest])]
+    stageViews = shapes.enumerated().map { k, shape in stageBuffers[k % 2].view(shape: shape) }
+    stageViewsBatch = batch
+    return stageViews
   }
 
   /// F, the width of what `fc` reads: C (pool `avg`) or C·h·w (`flatten`).
@@ -95,8 +141,8 @@ public final class Encoder {
 
   /// images [B, 3, S, S] (normalised) → what `fc` reads, [B, F] (a workspace): the feature map
   /// averaged (`avg`) or flattened (`flatten`). What the feature cache holds per image.
-  public func fcInput(_ images: Tensor) -> Tensor {
-    let x = features(images)
+  public func fcInput(_ images: Tensor, keepActivations: Bool = true) -> Tensor {
+    let x = features(images, keepActivations: keepActivations)
     featureShape = x.shape
     if let globalPool = globalPool {
       return globalPool.forward(x)  // [B, C]
@@ -109,9 +155,10 @@ public final class Encoder {
     return flattened!
   }
 
-  /// images [B, 3, S, S] (normalised) → v [B, dv] (a workspace of `fc`).
-  public func forward(_ images: Tensor) -> Tensor {
-    fc.forward(fcInput(images))  // [B, dv]
+  /// images [B, 3, S, S] (normalised) → v [B, dv] (a workspace of `fc`); `keepActivations` as in
+  /// `features`.
+  public func forward(_ images: Tensor, keepActivations: Bool = true) -> Tensor {
+    fc.forward(fcInput(images, keepActivations: keepActivations))  // [B, dv]
   }
 
   /// `fc`'s input [B, F] (from the feature cache) → v [B, dv]. Only while the convolutions are
@@ -137,6 +184,7 @@ public final class Encoder {
       gradientsFinal?(fc.parameters)
       return nil
     }
+    precondition(activationsKept, "Encoder.backward: the forward pass did not keep its activations")
     var grad = fc.backward(vGrad, needInputGrad: true)!  // [B, F]
     gradientsFinal?(fc.parameters)
     if let globalPool = globalPool {

@@ -55,7 +55,7 @@ extension TrainingSession {
   /// be written is reported once; training goes on without storing.
   func encodeMissingFeatures(_ batch: inout TrainingBatch, firstRecord: Int) {
     guard let features = batch.features, !batch.rowsToEncode.isEmpty else { return }
-    let computed = model.encoder.fcInput(batch.images)  // [M, F]
+    let computed = model.encoder.fcInput(batch.images, keepActivations: false)  // [M, F]
     let width = features.shape[1]
     for (i, row) in batch.rowsToEncode.enumerated() {
       let source = computed.pointer + i * width
