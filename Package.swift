@@ -1,7 +1,8 @@
 // swift-tools-version:6.0
 import PackageDescription
 
-// MARK: - System libraries (Debian: libjpeg-dev, libpng-dev, libopenblas-dev)
+// MARK: - System libraries (Debian: libjpeg-dev, libpng-dev). OpenBLAS (libopenblas0, which
+// libopenblas-dev installs) is not linked: Core/BLAS.swift loads it on the first product it takes.
 
 let systemLibraries: [Target] = [
   .systemLibrary(
@@ -10,9 +11,6 @@ let systemLibraries: [Target] = [
   .systemLibrary(
     name: "CPNG", path: "Sources/CPNG", pkgConfig: "libpng",
     providers: [.apt(["libpng-dev"])]),
-  .systemLibrary(
-    name: "COpenBLAS", path: "Sources/COpenBLAS", pkgConfig: "openblas",
-    providers: [.apt(["libopenblas-dev"])]),
   // Open MPI, for `caption-train-mpi` only (data-parallel training under mpirun)
   .systemLibrary(
     name: "CMPI", path: "Sources/CMPI", pkgConfig: "ompi-c",
@@ -72,7 +70,7 @@ let package = Package(
     kernels,
     .target(
       name: "CaptionKit",
-      dependencies: ["CShims", "CKernels", "CJPEG", "CPNG", "COpenBLAS"],
+      dependencies: ["CShims", "CKernels", "CJPEG", "CPNG"],
       path: "Sources/CaptionKit"
     ),
     .executableTarget(

@@ -1,13 +1,12 @@
 import CKernels
-import COpenBLAS
 
 /// Splits independent work over the compute threads (as many as OpenBLAS is set to use), for the
 /// convolutions' shares of a batch, the GEMM's panels and the memory-bound loops around them (bias,
 /// ReLU, pools, Adam). Each part gets one contiguous range of `0..<count`; parts must write
 /// disjoint memory.
 public enum Parallel {
-  /// The number of compute threads (OpenBLAS's setting, `BLAS.setThreads`).
-  public static var workers: Int { max(1, Int(openblas_get_num_threads())) }
+  /// The number of compute threads (OpenBLAS's too: `BLAS.setThreads`).
+  public static var workers: Int { BLAS.threads }
 
   /// The number of compute threads (`workers`), under the name the conv kernels use.
   public static var threads: Int { workers }
