@@ -104,6 +104,9 @@ def main():
     temporary = args.out + ".tmp"
     save_file(tensors, temporary, metadata=metadata)
     import os
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(temporary, 0o666 & ~umask)  # as any new file (safetensors writes it readable by its owner only)
     os.replace(temporary, args.out)  # atomic: a half-written encoder file is never left at OUT
     print(f"wrote {args.out}: {args.arch}, {len(tensors) // 2} convolutions", file=sys.stderr)
 
