@@ -59,7 +59,7 @@ struct Evaluate: ParsableCommand {
       }
       if let scenesPath = dataset.scenesPath { line.show("reading \(scenesPath)") }
       let scenes = try dataset.scenesPath.map { try Scenes.load(path: $0) }
-      let options = decoding.options
+      let options = try decoding.options(config: captioner.modelFile.config, path: modelPath)
       let result = Evaluator.run(
         captioner: captioner, images: chosen, options: options, scenes: scenes, batchSize: batchSize,
         progress: { done, total in
@@ -110,8 +110,9 @@ struct Evaluate: ParsableCommand {
         let data = try JSONSerialization.data(withJSONObject: object, options: [.sortedKeys])
         StandardOutput.line(String(decoding: data, as: UTF8.self))
       } else {
-        let how =
+        var how =
           options.sample ? "sampled at temperature \(decoding.temperature)" : "beam \(options.beamSize)"
+        if let weight = options.rerankWeight, options.rerank > 0 { how += ", reranked with λ \(weight)" }
         StandardOutput.line("\(result.images.count) images of the \(split) split, \(how)")
         let keys = [
           "BLEU-1", "BLEU-2", "BLEU-3", "BLEU-4", "ROUGE-L", "CIDEr-D", "object-F1", "attribute-accuracy",

@@ -17,10 +17,7 @@ public final class JointSpace {
 
   public init(captioner: Captioner, modelPath: String) throws {
     guard let retrieval = captioner.model.retrieval else {
-      throw CaptionError(
-        .badModel, path: modelPath,
-        "the model has no retrieval part (train one: caption train --init MODEL --retrieval 1 --retrieval-only …)"
-      )
+      throw CaptionError.noRetrievalPart(path: modelPath)
     }
     self.captioner = captioner
     self.retrieval = retrieval
