@@ -61,8 +61,8 @@ struct DecodingFlags: ParsableArguments {
 
   func validate() throws {
     if rerank == nil && rerankWeight != nil { throw ValidationError("--rerank-weight needs --rerank N") }
-    if rerank == 0 {
-      throw ValidationError("--rerank must be from 1 to \(DecodingOptions.maximumBeamSize), got 0")
+    if let rerank, rerank < 1 || rerank > DecodingOptions.maximumBeamSize {
+      throw ValidationError("--rerank must be from 1 to \(DecodingOptions.maximumBeamSize), got \(rerank)")
     }
     do { try options.validate() } catch let error as CaptionError { throw ValidationError(error.description) }
   }
