@@ -11,7 +11,7 @@ struct Calibrate: ParsableCommand {
     abstract: "Calibrate a model's familiarity score, or its rerank weight λ, without training.",
     usage: """
       caption calibrate <images>... --out <out> [<options>]
-        caption calibrate --rerank-data <data> --out <out> [<options>]
+      caption calibrate --rerank-data <data> --out <out> [<options>]
       """,
     discussion: """
       Image arguments: encodes the images (directories expand as for describe; unreadable ones \
