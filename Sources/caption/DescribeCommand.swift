@@ -18,6 +18,7 @@ struct Describe: ParsableCommand {
         caption describe --beam 5 datasets/shapes/examples
         caption describe --json photos/*.jpg > captions.jsonl
         caption describe --sample --temperature 0.8 --top-k 10 --seed 3 photo.jpg
+        caption describe --rerank 10 --json datasets/shapes/examples/000001.png
         find photos -name '*.jpg' | caption describe -
       """)
 
@@ -38,11 +39,14 @@ struct Describe: ParsableCommand {
       BLAS.setThreads(threads)
       let paths = try DescribeInput.expand(
         arguments: images, readStdin: { DescribeInput.standardInputText() })
-      let captioner = try Captioner(modelPath: try ModelLocator.locate(explicit: model))
+      let modelPath = try ModelLocator.locate(explicit: model)
+      let captioner = try Captioner(modelPath: modelPath)
+      let options = try decoding.options(config: captioner.modelFile.config, path: modelPath)
       failures = DescribeRun.run(
         paths: paths, batchSize: batchSize, model: captioner.model, vocabulary: captioner.vocabulary,
-        options: decoding.options, json: json, bare: DescribeInput.namesSingleFile(images),
+        options: options, json: json, bare: DescribeInput.namesSingleFile(images),
         reportsFamiliar: true, familiarity: Familiarity(file: captioner.modelFile),
+        reranker: captioner.reranker,
         load: { try captioner.load(path: $0) }, encode: { captioner.encode($0) },
         write: { stdout, stderr in
           if let stdout { StandardOutput.line(stdout) }

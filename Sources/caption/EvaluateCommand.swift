@@ -30,6 +30,16 @@ struct Evaluate: ParsableCommand {
   @Flag(help: "Print one JSON object with the scores.") var json = false
   @Flag(help: "Also rank the split's images and captions in the joint space (R@1, R@5, R@10, medr, rsum).")
   var retrieval = false
+  @Option(
+    help: ArgumentHelp(
+      "With --retrieval: score pairs by the cosine in the joint space (embedding) or by the captioner's log p(caption | image) per step (generative).",
+      valueName: "embedding|generative"))
+  var ranker: String = "embedding"
+  @Option(
+    help:
+      "With --retrieval: images per fold (the generative ranker scores every caption of a fold for every image)."
+  )
+  var retrievalFold: Int = RetrievalMetrics.foldSize
   @Option(help: "Images per batch.") var batchSize: Int = 32
   @Option(help: "Compute threads.") var threads: Int = 2
   @OptionGroup(title: "Decoding") var decoding: DecodingFlags
@@ -38,6 +48,13 @@ struct Evaluate: ParsableCommand {
     if Split(rawValue: split) == nil { throw ValidationError("--split must be train, val or test") }
     if batchSize < 1 || threads < 1 { throw ValidationError("--batch-size and --threads must be at least 1") }
     if limit < 0 { throw ValidationError("--limit must not be negative") }
+    if RetrievalRanker(rawValue: ranker) == nil {
+      throw ValidationError("--ranker must be embedding or generative")
+    }
+    if retrievalFold < 1 { throw ValidationError("--retrieval-fold must be at least 1") }
+    if !retrieval && (ranker != "embedding" || retrievalFold != RetrievalMetrics.foldSize) {
+      throw ValidationError("--ranker and --retrieval-fold need --retrieval")
+    }
   }
 
   func run() throws {
@@ -59,7 +76,7 @@ struct Evaluate: ParsableCommand {
       }
       if let scenesPath = dataset.scenesPath { line.show("reading \(scenesPath)") }
       let scenes = try dataset.scenesPath.map { try Scenes.load(path: $0) }
-      let options = decoding.options
+      let options = try decoding.options(config: captioner.modelFile.config, path: modelPath)
       let result = Evaluator.run(
         captioner: captioner, images: chosen, options: options, scenes: scenes, batchSize: batchSize,
         progress: { done, total in
@@ -99,9 +116,11 @@ struct Evaluate: ParsableCommand {
       var object = result.jsonObject()
       if let space {
         line.show("ranking \(result.images.count) images and their captions")
-        for (key, value) in space.retrievalMetrics(images: result.images.map(\.image), batchSize: batchSize)
-          ?? [:]
-        {
+        let metrics = space.retrievalMetrics(
+          images: result.images.map(\.image), batchSize: batchSize,
+          ranker: RetrievalRanker(rawValue: ranker)!,
+          foldSize: retrievalFold)
+        for (key, value) in metrics ?? [:] {
           object[key] = value
         }
         line.clear()
@@ -110,8 +129,9 @@ struct Evaluate: ParsableCommand {
         let data = try JSONSerialization.data(withJSONObject: object, options: [.sortedKeys])
         StandardOutput.line(String(decoding: data, as: UTF8.self))
       } else {
-        let how =
+        var how =
           options.sample ? "sampled at temperature \(decoding.temperature)" : "beam \(options.beamSize)"
+        if let weight = options.rerankWeight, options.rerank > 0 { how += ", reranked with λ \(weight)" }
         StandardOutput.line("\(result.images.count) images of the \(split) split, \(how)")
         let keys = [
           "BLEU-1", "BLEU-2", "BLEU-3", "BLEU-4", "ROUGE-L", "CIDEr-D", "object-F1", "attribute-accuracy",

@@ -140,11 +140,12 @@ final class CommandTests: XCTestCase {
     XCTAssertEqual(try decodingSection("evaluate"), describe)
     for flag in [
       "--beam", "--max-length", "--sample", "--temperature", "--top-k", "--seed", "--forbid-unk",
-      "--block-trigrams",
+      "--block-trigrams", "--rerank", "--rerank-weight",
     ] {
       XCTAssertTrue(describe.contains(flag + " ") || describe.contains(flag + "\n"), flag)
     }
-    XCTAssertTrue(describe.contains("(default: 3)"), "beam 3 by default for both")
+    // beam 3 by default for both (beam N with --rerank N)
+    XCTAssertTrue(describe.contains("(default: 3, or N with"), describe)
   }
 
   /// Decoding values out of range are usage errors (64) naming the flag, found before any model or

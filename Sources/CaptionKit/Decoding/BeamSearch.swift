@@ -29,10 +29,26 @@ extension CaptionDecoder {
   public static func beamSearch<M: StepModel>(
     model: M, imageVectors: Tensor, options: DecodingOptions
   ) -> [DecodedCaption] {
+    beamSearch(model: model, imageVectors: imageVectors, options: options, keepsAll: false).best
+  }
+
+  /// Every caption the beam search of `beamSearch` finishes, per image in the order finished (at most
+  /// `beamSize` each): the search does not stop early, so an image's beam runs until `beamSize`
+  /// captions ended with `<end>` or `maxLength` steps cut the live ones (SPEC §3b reranking).
+  public static func beamCandidates<M: StepModel>(
+    model: M, imageVectors: Tensor, options: DecodingOptions
+  ) -> [[DecodedCaption]] {
+    beamSearch(model: model, imageVectors: imageVectors, options: options, keepsAll: true).all
+  }
+
+  private static func beamSearch<M: StepModel>(
+    model: M, imageVectors: Tensor, options: DecodingOptions, keepsAll: Bool
+  ) -> (best: [DecodedCaption], all: [[DecodedCaption]]) {
     options.require()
     let imageCount = imageVectors.shape.first ?? 0
     var best = emptyCaptions(imageCount)
-    guard imageCount > 0 else { return best }
+    var all = [[DecodedCaption]](repeating: [], count: keepsAll ? imageCount : 0)
+    guard imageCount > 0 else { return (best, all) }
     let K = options.beamSize
     let V = model.vocabularySize
     let alpha = options.lengthPenaltyAlpha
@@ -57,6 +73,7 @@ extension CaptionDecoder {
     var parentRows: [Int] = []
 
     func finish(_ image: Int, _ caption: DecodedCaption) {
+      if keepsAll { all[image].append(caption) }
       let s = score(caption.logprob, steps: caption.steps)
       if !hasFinished[image] || s > bestScore[image] {  // ties keep the one found first
         best[image] = caption
@@ -120,7 +137,7 @@ extension CaptionDecoder {
           }
         }
         // stop this image when no live hypothesis can still beat its best finished caption
-        if hasFinished[image] && alpha >= 0 {
+        if !keepsAll && hasFinished[image] && alpha >= 0 {
           var bestReachable = -Double.infinity
           for h in nextLive[firstKept...] {
             bestReachable = max(bestReachable, h.logprob / bestReachableDivisor)
@@ -139,6 +156,6 @@ extension CaptionDecoder {
       feed.removeAll(keepingCapacity: true)
       for h in live { feed.append(h.tokens.last!) }
     }
-    return best
+    return (best, all)
   }
 }

@@ -7,6 +7,8 @@ public struct DecodedCaption: Equatable, Sendable {
   public var logprob: Double
   /// False when the caption was cut at `maxLength` steps (then `logprob` has no `<end>` term).
   public var endedWithEnd: Bool
+  /// Set when reranking chose it (SPEC §3b): its cosine with the image and its score.
+  public var rerank: RerankScore? = nil
 
   public init(tokens: [Int], logprob: Double, endedWithEnd: Bool) {
     self.tokens = tokens
@@ -20,6 +22,18 @@ public struct DecodedCaption: Equatable, Sendable {
   /// The words of `tokens` under `vocabulary`.
   public func words(_ vocabulary: Vocabulary) -> [String] {
     tokens.map(vocabulary.word)
+  }
+}
+
+/// A reranked caption's figures (SPEC §3b): `score = logprob / steps + λ · cosine`.
+public struct RerankScore: Equatable, Sendable {
+  /// The cosine of the caption's sentence vector and the image's vector in the joint space.
+  public var cosine: Double
+  public var score: Double
+
+  public init(cosine: Double, score: Double) {
+    self.cosine = cosine
+    self.score = score
   }
 }
 
@@ -57,6 +71,11 @@ public struct DecodingOptions: Equatable, Sendable {
   /// `streamOffset + i`: images of several requests decoded together keep the streams they would
   /// have alone.
   public var imageStreams: [Int]? = nil
+  /// Rerank this many beam candidates by `logprob / steps + rerankWeight · cosine` (SPEC §3b); 0:
+  /// off. Needs `beamSize == rerank`, no sampling, and a model with a retrieval part.
+  public var rerank: Int = 0
+  /// λ of reranking; nil takes the model's calibrated `retrieval.rerank_weight`.
+  public var rerankWeight: Double? = nil
 
   public init(
     maxLength: Int = 20, forbidUnk: Bool = false, blockRepeatedTrigrams: Bool = false,
@@ -99,6 +118,18 @@ public struct DecodingOptions: Equatable, Sendable {
       throw bad("--temperature", "must be a number > 0, got \(temperature)")
     }
     guard topK >= 0 else { throw bad("--top-k", "must be 0 (all) or more, got \(topK)") }
+    guard rerank >= 0 && rerank <= DecodingOptions.maximumBeamSize else {
+      throw bad("--rerank", "must be from 1 to \(DecodingOptions.maximumBeamSize), got \(rerank)")
+    }
+    if rerank > 0 {
+      guard !sample else { throw bad("--rerank", "reranks beam candidates and cannot be used with --sample") }
+      guard beamSize == rerank else {
+        throw bad("--rerank", "\(rerank) decodes with beam \(rerank), not --beam \(beamSize)")
+      }
+    }
+    if let rerankWeight, !(rerankWeight.isFinite && rerankWeight >= 0) {
+      throw bad("--rerank-weight", "must be a number ≥ 0, got \(rerankWeight)")
+    }
   }
 
   /// Traps unless `validate()` passes: a caller passing options no flag lets through is a mistake.

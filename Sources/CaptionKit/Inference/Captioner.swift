@@ -6,6 +6,8 @@ public final class Captioner {
   public let modelFile: ModelFile
   public var vocabulary: Vocabulary { modelFile.vocabulary }
   public let decoder: ImageDecoder
+  /// The reranker of a model with a retrieval part (SPEC §3b), for options with `rerank`.
+  public var reranker: Reranker? { model.retrieval.map(Reranker.init) }
 
   public init(modelPath: String, decoder: ImageDecoder = ImageDecoder()) throws {
     modelFile = try ModelFile.load(path: modelPath)
@@ -28,7 +30,7 @@ public final class Captioner {
     var results: [Result<DecodedCaption, CaptionError>] = []
     results.reserveCapacity(paths.count)
     DescribeRun.caption(
-      paths: paths, batchSize: batchSize, model: model, options: options,
+      paths: paths, batchSize: batchSize, model: model, options: options, reranker: reranker,
       load: { try load(path: $0) }, encode: { encode($0) }, each: { results.append($1) })
     return results
   }
@@ -37,6 +39,8 @@ public final class Captioner {
   /// one batch): one encoder pass for all images, then one decode per distinct set of options, so
   /// that greedy and beam rows of several requests run in the same steps. Image i's caption is the
   /// one it gets alone with `options[i]`: sampling draws it from stream `options[i].streamOffset`.
+  /// Options with `rerank` need a model with a retrieval part and a `rerankWeight`
+  /// (`Reranker.weight(given:config:path:)` resolves it).
   public func caption(images: [RGBImage], options: [DecodingOptions]) -> [DecodedCaption] {
     precondition(images.count == options.count, "one set of options per image")
     guard !images.isEmpty else { return [] }
@@ -64,7 +68,8 @@ public final class Captioner {
           (groupVectors.pointer + row * dv).update(from: vectors.pointer + image * dv, count: dv)
         }
       }
-      let decoded = CaptionDecoder.decode(model: model, imageVectors: groupVectors, options: groupOptions)
+      let decoded = DescribeRun.decode(
+        model: model, imageVectors: groupVectors, options: groupOptions, reranker: reranker)
       for (caption, image) in zip(decoded, group.images) { captions[image] = caption }
     }
     return captions

@@ -21,14 +21,20 @@ public enum DescribeOutput {
   /// failure is also an error object on stdout, its message the error's reason. `familiar` (SPEC
   /// §3c): nil leaves it out; otherwise JSON gains the key `familiar` (true, false, or null when the
   /// model has no calibration) and plain output an `unfamiliarNote` on stderr for an unfamiliar image.
+  /// `rerank` (a reranked caption, SPEC §3b) adds `"cosine"` and `"rerank_score"` after `logprob`.
   public static func lines(
     path: String, outcome: Result<(words: [String], logprob: Double), CaptionError>, json: Bool,
-    bare: Bool, familiar: FamiliarVerdict? = nil
+    bare: Bool, familiar: FamiliarVerdict? = nil, rerank: RerankScore? = nil
   ) -> (stdout: String?, stderr: String?) {
     switch outcome {
     case .success(let caption):
       if json {
         var line = jsonLine(path: path, tokens: caption.words, logprob: caption.logprob)
+        if let rerank {
+          line =
+            String(line.dropLast()) + ", \"cosine\": " + jsonNumber(rerank.cosine)
+            + ", \"rerank_score\": " + jsonNumber(rerank.score) + "}"
+        }
         if let familiar { line = String(line.dropLast()) + ", \"familiar\": " + familiar.json + "}" }
         return (line, nil)
       }

@@ -11,7 +11,7 @@ public enum DescribeRun {
   public static func run<M: StepModel, Image>(
     paths: [String], batchSize: Int = 16, model: M, vocabulary: Vocabulary,
     options: DecodingOptions, json: Bool, bare: Bool,
-    reportsFamiliar: Bool = false, familiarity: Familiarity? = nil,
+    reportsFamiliar: Bool = false, familiarity: Familiarity? = nil, reranker: Reranker? = nil,
     load: (_ path: String) throws -> Image,
     encode: (_ images: [Image]) throws -> Tensor,
     write: (_ stdout: String?, _ stderr: String?) -> Void
@@ -22,7 +22,7 @@ public enum DescribeRun {
     var pendingVerdicts: [Bool] = []
     pendingVerdicts.reserveCapacity(batchSize)
     caption(
-      paths: paths, batchSize: batchSize, model: model, options: options, load: load,
+      paths: paths, batchSize: batchSize, model: model, options: options, reranker: reranker, load: load,
       encode: { images in
         let vectors = try encode(images)  // [n, dv]
         if let familiarity { pendingVerdicts += familiarity.verdicts(vectors) }
@@ -36,16 +36,18 @@ public enum DescribeRun {
         verdict = FamiliarVerdict(pendingVerdicts.isEmpty ? nil : pendingVerdicts.removeFirst())
       }
       let lines = DescribeOutput.lines(
-        path: path, outcome: outcome, json: json, bare: bare, familiar: verdict)
+        path: path, outcome: outcome, json: json, bare: bare, familiar: verdict,
+        rerank: try? result.get().rerank)
       write(lines.stdout, lines.stderr)
     }
     return failures
   }
 
   /// The batching under `run` (and `Captioner`, which `evaluate` uses): `each` receives every path,
-  /// in order, with its caption or its error, one batch at a time.
+  /// in order, with its caption or its error, one batch at a time. With `options.rerank`, the
+  /// captions are `reranker`'s (which must then be given).
   public static func caption<M: StepModel, Image>(
-    paths: [String], batchSize: Int, model: M, options: DecodingOptions,
+    paths: [String], batchSize: Int, model: M, options: DecodingOptions, reranker: Reranker? = nil,
     load: (_ path: String) throws -> Image,
     encode: (_ images: [Image]) throws -> Tensor,
     each: (_ path: String, _ result: Result<DecodedCaption, CaptionError>) -> Void
@@ -72,8 +74,8 @@ public enum DescribeRun {
           let vectors = try encode(images)  // [n, dv]
           var batchOptions = options
           batchOptions.streamOffset = options.streamOffset &+ batchStart  // sampling: same as one batch
-          let captions = CaptionDecoder.decode(
-            model: model, imageVectors: vectors, options: batchOptions)
+          let captions = decode(
+            model: model, imageVectors: vectors, options: batchOptions, reranker: reranker)
           for (caption, slot) in zip(captions, imageSlots) { results[slot] = .success(caption) }
         } catch {
           for slot in imageSlots { results[slot] = .failure(asCaptionError(error, batch[slot])) }
@@ -87,5 +89,16 @@ public enum DescribeRun {
       }
       batchStart += batch.count
     }
+  }
+
+  /// `CaptionDecoder.decode`, or with `options.rerank` the reranker's choice among beam candidates.
+  public static func decode<M: StepModel>(
+    model: M, imageVectors: Tensor, options: DecodingOptions, reranker: Reranker?
+  ) -> [DecodedCaption] {
+    guard options.rerank > 0 else {
+      return CaptionDecoder.decode(model: model, imageVectors: imageVectors, options: options)
+    }
+    guard let reranker else { preconditionFailure("options.rerank needs a reranker") }
+    return reranker.decode(model: model, imageVectors: imageVectors, options: options)
   }
 }

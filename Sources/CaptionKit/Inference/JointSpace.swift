@@ -17,10 +17,7 @@ public final class JointSpace {
 
   public init(captioner: Captioner, modelPath: String) throws {
     guard let retrieval = captioner.model.retrieval else {
-      throw CaptionError(
-        .badModel, path: modelPath,
-        "the model has no retrieval part (train one: caption train --init MODEL --retrieval 1 --retrieval-only …)"
-      )
+      throw CaptionError.noRetrievalPart(path: modelPath)
     }
     self.captioner = captioner
     self.retrieval = retrieval
@@ -69,6 +66,14 @@ public final class JointSpace {
 
   /// The unit vectors of image files, `batchSize` at a time: per path its vector or its error.
   public func imageVectors(paths: [String], batchSize: Int = 32) -> [Result<[Float], CaptionError>] {
+    vectors(paths: paths, batchSize: batchSize) { retrieval.images.forward($0) }
+  }
+
+  /// Per path, `transform` of its image vector v (a row of `transform`'s [n, width] result), or its
+  /// error.
+  private func vectors(paths: [String], batchSize: Int, transform: (_ v: Tensor) -> Tensor)
+    -> [Result<[Float], CaptionError>]
+  {
     var results: [Result<[Float], CaptionError>] = []
     var start = 0
     while start < paths.count {
@@ -84,10 +89,11 @@ public final class JointSpace {
         }
       }
       if !loaded.isEmpty {
-        let vectors = imageVectors(loaded)
+        let vectors = transform(captioner.encode(loaded))
+        let width = vectors.shape[1]
         var next = 0
         for i in slots.indices where slots[i] == nil {
-          slots[i] = .success(Array(vectors.buffer[next * dimension..<(next + 1) * dimension]))
+          slots[i] = .success(Array(vectors.buffer[next * width..<(next + 1) * width]))
           next += 1
         }
       }
@@ -98,19 +104,32 @@ public final class JointSpace {
   }
 
   /// SPEC §2 `evaluate --retrieval`: the images (each with its captions) ranked against the
-  /// captions and back, in folds of 1 000 images. Images that cannot be read are left out; captions
-  /// with no word are left out.
-  public func retrievalMetrics(images: [DatasetImage], batchSize: Int = 32) -> [String: Double]? {
-    var imageRows: [Float] = []
-    var sentenceRows: [Float] = []
+  /// captions and back, in folds of `foldSize` images, by `ranker`. Images that cannot be read are
+  /// left out; captions with no word are left out.
+  public func retrievalMetrics(
+    images: [DatasetImage], batchSize: Int = 32, ranker: RetrievalRanker = .embedding,
+    foldSize: Int = RetrievalMetrics.foldSize
+  ) -> [String: Double]? {
+    let generative = ranker == .generative
+    var imageRows: [Float] = []  // u, or v for the generative ranker
+    var sentenceRows: [Float] = []  // s (embedding)
+    var sentenceWords: [[Int]] = []  // word ids (generative)
     var imageOf: [Int] = []
     var count = 0
-    for (image, outcome) in zip(images, imageVectors(paths: images.map(\.path), batchSize: batchSize)) {
+    let outcomes = vectors(paths: images.map(\.path), batchSize: batchSize) {
+      generative ? $0 : retrieval.images.forward($0)
+    }
+    for (image, outcome) in zip(images, outcomes) {
       guard case .success(let vector) = outcome else { continue }
       var described = false
       for caption in image.captions {
-        guard let vector = try? textVector(caption, what: image.path) else { continue }
-        sentenceRows += vector
+        guard let ids = try? words(caption, what: image.path) else { continue }
+        if generative {
+          sentenceWords.append(ids)
+        } else {
+          sentenceRows +=
+            retrieval.sentences.forward(tokens: ids, steps: ids.count, lengths: [ids.count]).array
+        }
         imageOf.append(count)
         described = true
       }
@@ -120,9 +139,27 @@ public final class JointSpace {
       }
     }
     guard count > 0 else { return nil }
-    return RetrievalMetrics.evaluate(
-      images: Tensor(shape: [count, dimension], values: imageRows),
-      sentences: Tensor(shape: [imageOf.count, dimension], values: sentenceRows), imageOf: imageOf)
+    guard generative else {
+      return RetrievalMetrics.evaluate(
+        images: Tensor(shape: [count, dimension], values: imageRows),
+        sentences: Tensor(shape: [imageOf.count, dimension], values: sentenceRows), imageOf: imageOf,
+        foldSize: foldSize)
+    }
+    // each image is scored against the captions of its fold only (captions are in image order)
+    var firstCaption = [Int](repeating: imageOf.count, count: count + 1)
+    for (m, n) in imageOf.enumerated().reversed() { firstCaption[n] = m }
+    let dv = imageRows.count / count
+    let scores = GenerativeRanker.scores(
+      model: captioner.model, imageVectors: Tensor(shape: [count, dv], values: imageRows),
+      captions: sentenceWords
+    ) { n in
+      let foldStart = n / foldSize * foldSize
+      return firstCaption[foldStart]..<firstCaption[min(foldStart + foldSize, count)]
+    }
+    let captionCount = imageOf.count
+    return RetrievalMetrics.evaluate(imageCount: count, imageOf: imageOf, foldSize: foldSize) {
+      scores[$0 * captionCount + $1]
+    }
   }
 
   /// The `top` best of `vectors` (n rows of D) for a unit query vector: (row, cosine), best first,
@@ -144,6 +181,14 @@ public final class JointSpace {
     let best = scored.sorted { $0.score != $1.score ? $0.score > $1.score : $0.row < $1.row }
     return Array(best.prefix(top))
   }
+}
+
+/// How `evaluate --retrieval` scores an image against a caption (SPEC §2).
+public enum RetrievalRanker: String, CaseIterable, Sendable {
+  /// The cosine in the joint space.
+  case embedding
+  /// The captioner's log-probability of the caption per step (`GenerativeRanker`).
+  case generative
 }
 
 /// An image index (SPEC §2 `index`): a safetensors file holding `embeddings` [N, D] (the images' unit

@@ -35,14 +35,16 @@ public enum RetrievalMetrics {
   }
 
   /// Cosine scores of unit vectors: images [N, D], sentences [M, D].
-  public static func evaluate(images: Tensor, sentences: Tensor, imageOf: [Int]) -> [String: Double] {
+  public static func evaluate(images: Tensor, sentences: Tensor, imageOf: [Int], foldSize: Int = foldSize)
+    -> [String: Double]
+  {
     let (N, D) = (images.shape[0], images.shape[1])
     let M = sentences.shape[0]
     let scores = Tensor(zeros: [N, M])
     Gemm.multiply(
       transA: false, transB: true, m: N, n: M, k: D, a: images.pointer, lda: D, b: sentences.pointer, ldb: D,
       accumulate: false, c: scores.pointer, ldc: M, workspace: PackedMatrix())
-    return evaluate(imageCount: N, imageOf: imageOf) { scores.pointer[$0 * M + $1] }
+    return evaluate(imageCount: N, imageOf: imageOf, foldSize: foldSize) { scores.pointer[$0 * M + $1] }
   }
 
   private static func foldMetrics(

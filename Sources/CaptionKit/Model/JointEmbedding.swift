@@ -267,3 +267,13 @@ public final class RetrievalModel {
     }
   }
 }
+
+extension CaptionError {
+  /// What a command that needs the retrieval part says of a model without one (SPEC §3b).
+  public static func noRetrievalPart(path: String) -> CaptionError {
+    CaptionError(
+      .badModel, path: path,
+      "the model has no retrieval part (train one: caption train --init MODEL --retrieval 1 --retrieval-only …)"
+    )
+  }
+}

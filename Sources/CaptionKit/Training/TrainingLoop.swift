@@ -219,6 +219,7 @@ extension TrainingSession {
     var joint = (images: [Float](), sentences: [Float](), imageOf: [Int]())  // the retrieval part's vectors
     var batchIndex = -1
     var imageVectors: [Float] = []  // every validation image's v, for the familiarity calibration
+    var imageIds: [Int] = []  // their ids, for the rerank calibration
     while !stops || caption_interrupt_requested() == 0, var batch = valLoader.next() {
       batchIndex += 1
       if batchIndex % group.size != group.rank { continue }
@@ -231,6 +232,7 @@ extension TrainingSession {
       lossSum += Double(loss)
       batches += 1
       imageVectors += model.lastImageVectors.array
+      imageIds += batch.imageIds
       // v from the forward pass just made (the encoder runs once per batch).
       let captions = CaptionDecoder.greedy(
         model: model, imageVectors: model.lastImageVectors, options: options)
@@ -264,11 +266,21 @@ extension TrainingSession {
       return try validateInGroup(lossSum: lossSum, batches: batches, candidateTokens: candidateTokens)
     }
     var metrics = try scoreValidation(lossSum: lossSum, batches: batches, candidates: candidates)
-    if let dim = model.retrieval?.config.dim, !joint.imageOf.isEmpty {
+    if let retrieval = model.retrieval, !joint.imageOf.isEmpty {
+      let dim = retrieval.config.dim
       let recalls = RetrievalMetrics.evaluate(
         images: Tensor(shape: [joint.images.count / dim, dim], values: joint.images),
         sentences: Tensor(shape: [joint.imageOf.count, dim], values: joint.sentences), imageOf: joint.imageOf)
       for (key, value) in recalls { metrics["val_" + key] = value }
+      // λ of reranking: beam candidates of every validation image, scored for each λ of the grid
+      var references: [Int: [[String]]] = [:]
+      for image in valImages { references[image.id] = image.captions.map { PTBTokenizer.tokenize($0) } }
+      let calibration = RerankCalibration.calibrate(
+        model: model, retrieval: retrieval,
+        imageVectors: Tensor(shape: [imageIds.count, dv], values: imageVectors), imageIds: imageIds,
+        references: references, vocabulary: vocabulary, maxLength: self.options.maxLength)
+      rerankCalibration = (step, calibration)
+      metrics["val_rerank_weight"] = calibration.weight
     }
     return metrics
   }
@@ -337,6 +349,11 @@ extension TrainingSession {
       familiarity.calibration.store(in: &file)
     } else {
       Familiarity.remove(from: &file)
+    }
+    if let rerankCalibration, rerankCalibration.step == step {
+      rerankCalibration.calibration.store(in: &file)
+    } else {
+      file.config.retrieval?.rerankWeight = nil
     }
     try file.save(path: path)
   }

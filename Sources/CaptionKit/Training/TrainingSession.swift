@@ -55,6 +55,8 @@ final class TrainingSession {
   /// The familiarity calibration (SPEC §3c) of the last validation's images, and the step of the
   /// weights it was measured with: a model saved at that step carries it.
   var familiarity: (step: Int, calibration: Familiarity)?
+  /// The rerank weight λ (SPEC §3b) chosen on the last validation's images, and its step, likewise.
+  var rerankCalibration: (step: Int, calibration: RerankCalibration)?
   /// Per-channel normalisation: ImageNet's for a new model, the model file's with --init or --resume.
   let mean: [Float]
   let std: [Float]

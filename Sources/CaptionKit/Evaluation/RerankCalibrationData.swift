@@ -1,0 +1,37 @@
+extension RerankCalibration {
+  /// Chooses λ for `captioner`'s model (which must have the retrieval part) on dataset images with
+  /// their references: the images are loaded and encoded `batchSize` at a time (unreadable ones
+  /// skipped and counted), then `calibrate` runs on their vectors. Nil when no image could be read.
+  public static func calibrate(
+    captioner: Captioner, images: [DatasetImage], maxLength: Int = 20,
+    candidateCount: Int = Reranker.calibrationCandidates, batchSize: Int = 32,
+    progress: ((_ done: Int, _ total: Int) -> Void)? = nil
+  ) -> (calibration: RerankCalibration?, skipped: Int) {
+    guard let retrieval = captioner.model.retrieval else { preconditionFailure("no retrieval part") }
+    var vectors: [Float] = []  // [n, Dv] row by row
+    var ids: [Int] = []
+    var references: [Int: [[String]]] = [:]
+    var skipped = 0
+    for start in stride(from: 0, to: images.count, by: batchSize) {
+      var loaded: [RGBImage] = []
+      for image in images[start..<min(start + batchSize, images.count)] {
+        guard let pixels = try? captioner.load(path: image.path) else {
+          skipped += 1
+          continue
+        }
+        loaded.append(pixels)
+        ids.append(image.id)
+        references[image.id] = image.captions.map { PTBTokenizer.tokenize($0) }
+      }
+      if !loaded.isEmpty { vectors += captioner.encode(loaded).array }
+      progress?(min(start + batchSize, images.count), images.count)
+    }
+    guard !ids.isEmpty else { return (nil, skipped) }
+    let calibration = calibrate(
+      model: captioner.model, retrieval: retrieval,
+      imageVectors: Tensor(shape: [ids.count, vectors.count / ids.count], values: vectors), imageIds: ids,
+      references: references, vocabulary: captioner.vocabulary, maxLength: maxLength,
+      candidateCount: candidateCount, batchSize: batchSize)
+    return (calibration, skipped)
+  }
+}
