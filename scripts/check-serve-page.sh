@@ -24,12 +24,13 @@ fi
 for product in caption caption-serve; do swift build -c release --product "$product" 2>&1 | tail -1 >&2; done
 
 log=$(mktemp)
-index=$(mktemp --suffix=.index)
+folder=$(mktemp -d)
+index=$folder/examples.index
 query="a black heart"
 .build/release/caption index datasets/shapes/examples --out "$index" 2>/dev/null
 .build/release/caption-serve --port 0 --index "$index" >"$log" 2>&1 &
 server=$!
-trap 'kill "$server" 2>/dev/null; rm -f "$log" "$index"' EXIT
+trap 'kill "$server" 2>/dev/null; rm -rf "$log" "$folder"' EXIT
 for _ in $(seq 100); do grep -q 'listening on' "$log" && break; sleep 0.1; done
 url=$(grep -o 'http://[0-9.:]*' "$log" | head -1)
 [ -n "$url" ] || { echo "check-serve-page: the server did not start: $(cat "$log")" >&2; exit 1; }
