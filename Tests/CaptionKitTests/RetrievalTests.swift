@@ -204,7 +204,8 @@ final class RetrievalTests: XCTestCase {
     let (n, d) = (300, 4)
     let query: [Float] = [0.5, -0.5, 0.5, 0.5]
     for order in ["random", "rising", "falling"] {
-      var vectors = (0..<(n * d)).map { _ in Float(Int.random(in: -3...3, using: &generator)) / 4 }  // many ties
+      // values in steps of 1/4: many ties
+      var vectors = (0..<(n * d)).map { _ in Float(Int.random(in: -3...3, using: &generator)) / 4 }
       if order != "random" {
         func score(_ row: [Float]) -> Float {
           var dot: Float = 0
