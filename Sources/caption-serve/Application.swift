@@ -42,12 +42,12 @@ struct ServeContext: RequestContext {
 /// Separate from the command line so that tests run it in-process.
 func buildApplication(
   captioner: Captioner, modelPath: String, settings: ServeSettings, metrics: ServeMetrics = ServeMetrics(),
-  onServerRunning: @escaping @Sendable (any Channel) async -> Void = { _ in }
+  search: ImageSearch? = nil, onServerRunning: @escaping @Sendable (any Channel) async -> Void = { _ in }
 ) -> some ApplicationProtocol {
   let queue = CaptionQueue(captioner: captioner, settings: settings, metrics: metrics)
   let router = buildRouter(
     queue: queue, modelJSON: captioner.modelFile.summaryJSON(path: modelPath), settings: settings,
-    metrics: metrics)
+    metrics: metrics, search: search)
   var logger = Logger(label: "caption-serve")
   logger.logLevel = .warning
   return Application(
@@ -63,15 +63,17 @@ func buildApplication(
 
 /// The endpoints (SPEC §10) behind one middleware that turns every failure into `{"error": ...}`
 /// and counts every answer.
-func buildRouter(queue: CaptionQueue, modelJSON: String, settings: ServeSettings, metrics: ServeMetrics)
-  -> Router<ServeContext>
-{
+func buildRouter(
+  queue: CaptionQueue, modelJSON: String, settings: ServeSettings, metrics: ServeMetrics,
+  search: ImageSearch? = nil
+) -> Router<ServeContext> {
   let router = Router(context: ServeContext.self)
   router.add(middleware: ErrorsAndMetrics(metrics: metrics))
+  let page = ServePage.html(search: search != nil)
   router.get("/") { _, _ in
     Response(
       status: .ok, headers: [.contentType: "text/html; charset=utf-8"],
-      body: .init(byteBuffer: ByteBuffer(string: ServePage.html)))
+      body: .init(byteBuffer: ByteBuffer(string: page)))
   }
   router.get("/healthz") { _, _ in jsonResponse(#"{"status": "ok"}"#) }
   router.get("/readyz") { _, _ in
@@ -86,8 +88,16 @@ func buildRouter(queue: CaptionQueue, modelJSON: String, settings: ServeSettings
       status: .ok, headers: [.contentType: "text/plain; version=0.0.4; charset=utf-8"],
       body: .init(byteBuffer: ByteBuffer(string: metrics.text())))
   }
-  router.get("/v1/search") { _, _ -> Response in
-    throw ServeError(.notFound, "this server has no image index to search")
+  router.get("/v1/search") { request, _ -> Response in
+    guard let search else {
+      throw ServeError(.notFound, "this server has no image index to search (start it with --index INDEX)")
+    }
+    let (text, top) = try SearchRequest.parameters(query: CaptionRequest.queryPairs(request.uri.query))
+    do {
+      return jsonResponse(SearchResponse.json(try await search.search(text, top: top)))
+    } catch let error as CaptionError {
+      throw ServeError(.badRequest, error.description)  // the text has no (known) word
+    }
   }
   router.post("/v1/captions") { request, context in
     try await captionResponse(request: request, context: context, queue: queue, settings: settings)
@@ -120,12 +130,13 @@ func captionResponse(request: Request, context: ServeContext, queue: CaptionQueu
   }
   defer { queue.leave() }
   let caption: DecodedCaption
+  let familiar: FamiliarVerdict
   do {
-    caption = try await queue.caption(bytes: bytes, options: options)
+    (caption, familiar) = try await queue.caption(bytes: bytes, options: options)
   } catch let error as CaptionError {
     throw CaptionRequest.decodeError(error)
   }
-  return jsonResponse(CaptionResponse.json(caption, vocabulary: queue.vocabulary))
+  return jsonResponse(CaptionResponse.json(caption, familiar: familiar, vocabulary: queue.vocabulary))
 }
 
 /// The body, at most `maxBodyBytes`, arriving in full within the idle timeout (else 413 or 408), its
@@ -192,14 +203,14 @@ func jsonResponse(_ text: String, status: HTTPResponse.Status = .ok, headers: HT
 
 /// The 200 body of `POST /v1/captions`.
 enum CaptionResponse {
-  /// `{"caption": TEXT, "tokens": [WORDS], "logprob": FLOAT, "familiar": null}`: describe --json's
-  /// keys and numbers without `image`; `familiar` is null (the model has no familiarity score).
-  static func json(_ caption: DecodedCaption, vocabulary: Vocabulary) -> String {
+  /// `{"caption": TEXT, "tokens": [WORDS], "logprob": FLOAT, "familiar": true|false|null}`:
+  /// describe --json's keys and values without `image`.
+  static func json(_ caption: DecodedCaption, familiar: FamiliarVerdict, vocabulary: Vocabulary) -> String {
     let words = caption.words(vocabulary)
     var line = "{\"caption\": " + DescribeOutput.jsonString(words.joined(separator: " "))
     line += ", \"tokens\": [" + words.map(DescribeOutput.jsonString).joined(separator: ", ") + "]"
     line += ", \"logprob\": " + DescribeOutput.jsonNumber(caption.logprob)
-    return line + ", \"familiar\": null}"
+    return line + ", \"familiar\": " + familiar.json + "}"
   }
 }
 

@@ -53,7 +53,7 @@ final class CaptionQueue: @unchecked Sendable {
     let image: RGBImage
     let options: DecodingOptions
     let arrived: Date
-    let done: CheckedContinuation<DecodedCaption, Never>
+    let done: CheckedContinuation<(DecodedCaption, FamiliarVerdict), Never>
   }
 
   let capacity: Int
@@ -62,6 +62,7 @@ final class CaptionQueue: @unchecked Sendable {
   let maxBatch: Int
   let maxDelay: TimeInterval
   private let captioner: Captioner  // its model is used on the model thread only
+  private let familiarity: Familiarity?  // the model's calibration (SPEC §3c), if it has one
   private let decoders: WorkerThreads
   private let metrics: ServeMetrics
   private let condition = NSCondition()
@@ -72,6 +73,7 @@ final class CaptionQueue: @unchecked Sendable {
 
   init(captioner: Captioner, settings: ServeSettings, metrics: ServeMetrics) {
     self.captioner = captioner
+    familiarity = Familiarity(file: captioner.modelFile)
     capacity = settings.queue
     bodyBudget = settings.bodyBudget
     maxBatch = settings.maxBatch
@@ -129,9 +131,10 @@ final class CaptionQueue: @unchecked Sendable {
     return admitted < capacity
   }
 
-  /// The caption of an uploaded image (the caller holds a slot): the image is decoded on a worker
-  /// thread, then captioned with the next batch. Throws the decoder's `CaptionError`.
-  func caption(bytes: [UInt8], options: DecodingOptions) async throws -> DecodedCaption {
+  /// The caption of an uploaded image (the caller holds a slot) and its familiarity verdict: the
+  /// image is decoded on a worker thread, then captioned with the next batch. Throws the decoder's
+  /// `CaptionError`.
+  func caption(bytes: [UInt8], options: DecodingOptions) async throws -> (DecodedCaption, FamiliarVerdict) {
     changeDecoding(by: 1)
     let image: RGBImage
     do {
@@ -178,10 +181,13 @@ final class CaptionQueue: @unchecked Sendable {
       waiting.removeFirst(batch.count)
       condition.unlock()
 
-      let captions = captioner.caption(images: batch.map(\.image), options: batch.map(\.options))
+      let (captions, familiar) = captioner.caption(
+        images: batch.map(\.image), options: batch.map(\.options), familiarity: familiarity)
       metrics.batchSize.record(Double(batch.count))
       metrics.imagesCaptioned.increment(by: Int64(batch.count))
-      for (job, caption) in zip(batch, captions) { job.done.resume(returning: caption) }
+      for (i, (job, caption)) in zip(batch, captions).enumerated() {
+        job.done.resume(returning: (caption, FamiliarVerdict(familiar?[i])))
+      }
     }
   }
 }

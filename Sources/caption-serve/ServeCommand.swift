@@ -15,11 +15,13 @@ struct ServeCommand: AsyncParsableCommand {
     discussion: """
       Loads the model once and answers POST /v1/captions (the body is the image), GET /v1/model,
       /healthz, /readyz, /metrics, and a page at / to try it in a browser. Concurrent requests are
-      captioned together in batches. SIGTERM or SIGINT stops it gracefully (exit 0).
+      captioned together in batches. With --index, GET /v1/search?q=TEXT&top=K searches an image
+      index made by `caption index` with the same model. SIGTERM or SIGINT stops it gracefully (exit 0).
 
       Examples:
         caption serve
         caption serve --port 9000 --max-batch 32 --threads 2
+        caption serve --index examples.index
         curl -H 'Content-Type: image/png' --data-binary @photo.png localhost:8080/v1/captions
       """)
 
@@ -35,6 +37,8 @@ struct ServeCommand: AsyncParsableCommand {
   var idleTimeout: Double = 30
   @Option(help: "Compute threads for the model.") var threads: Int = 1
   @Option(help: "Threads that decode uploaded images.") var decoders: Int = 2
+  @Option(help: "An image index (`caption index`, same model) that GET /v1/search searches.") var index:
+    String?
 
   func validate() throws {
     guard (0...65535).contains(port) else { throw ValidationError("--port must be from 0 to 65535") }
@@ -65,9 +69,11 @@ struct ServeCommand: AsyncParsableCommand {
 
     let captioner: Captioner
     let modelPath: String
+    var search: ImageSearch? = nil
     do {
       modelPath = try ModelLocator.locate(explicit: model)
       captioner = try Captioner(modelPath: modelPath, decoder: ImageDecoder(maxPixels: maxPixels))
+      if let index { search = try ImageSearch(indexPath: index, modelPath: modelPath, capacity: queue) }
     } catch let error as CaptionError {
       printError(error.description)
       throw ExitCode(1)
@@ -76,12 +82,15 @@ struct ServeCommand: AsyncParsableCommand {
 
     let started = Atomic<Bool>(false)
     let (host, port) = (settings.host, settings.port)
-    let app = buildApplication(captioner: captioner, modelPath: modelPath, settings: settings) { channel in
+    let searching = search.map { ", index \(index!) of \($0.count) images" } ?? ""
+    let app = buildApplication(captioner: captioner, modelPath: modelPath, settings: settings, search: search)
+    {
+      channel in
       started.store(true, ordering: .relaxed)
       let address = channel.localAddress
       let shown = "http://\(address?.ipAddress ?? host):\(address?.port ?? port)"
       FileHandle.standardOutput.write(
-        Data("caption-serve: listening on \(shown) (model \(modelPath))\n".utf8))
+        Data("caption-serve: listening on \(shown) (model \(modelPath)\(searching))\n".utf8))
     }
     var logger = Logger(label: "caption-serve")
     logger.logLevel = .warning

@@ -1,7 +1,12 @@
 /// `GET /`: one self-contained page (no external assets) where a person drops or picks an image and
-/// reads its caption, captioned through `POST /v1/captions`.
+/// reads its caption, captioned through `POST /v1/captions`; on a server with an image index, also a
+/// search box whose results (paths and scores, through `GET /v1/search`) are listed as text.
 enum ServePage {
-  static let html = """
+  static func html(search: Bool) -> String {
+    search ? page.replacingOccurrences(of: "<!-- search -->", with: searchPart) : page
+  }
+
+  private static let page = """
     <!doctype html>
     <html lang="en">
     <head>
@@ -21,6 +26,8 @@ enum ServePage {
       #details { color: #666; font-size: 0.9rem; }
       .error { color: #b00; }
       label { margin-right: 1rem; }
+      #query { width: 70%; }
+      #results { font-family: ui-monospace, monospace; font-size: 0.9rem; }
     </style>
     </head>
     <body>
@@ -35,6 +42,7 @@ enum ServePage {
     <img id="preview" alt="" hidden>
     <p id="caption" aria-live="polite"></p>
     <p id="details"></p>
+    <!-- search -->
     <script>
     const drop = document.getElementById("drop");
     const input = document.getElementById("file");
@@ -78,5 +86,36 @@ enum ServePage {
     </script>
     </body>
     </html>
+    """
+
+  /// The search box and its script, put in place of the page's `<!-- search -->`.
+  private static let searchPart = """
+    <h2>search the images</h2>
+    <form id="search"><input id="query" type="search" placeholder="two red circles left of a blue star">
+      <button type="submit">search</button></form>
+    <ol id="results"></ol>
+    <p id="search-error" class="error"></p>
+    <script>
+    document.getElementById("search").addEventListener("submit", async (event) => {
+      event.preventDefault();
+      const results = document.getElementById("results");
+      const failure = document.getElementById("search-error");
+      results.replaceChildren();
+      failure.textContent = "";
+      const query = new URLSearchParams({ q: document.getElementById("query").value, top: "10" });
+      try {
+        const response = await fetch("/v1/search?" + query);
+        const answer = await response.json();
+        if (!response.ok) throw new Error(answer.error || response.statusText);
+        for (const result of answer.results) {
+          const item = document.createElement("li");
+          item.textContent = result.score.toFixed(4) + " " + result.image;
+          results.appendChild(item);
+        }
+      } catch (error) {
+        failure.textContent = error.message;
+      }
+    });
+    </script>
     """
 }

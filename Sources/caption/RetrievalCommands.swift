@@ -153,16 +153,14 @@ struct Search: ParsableCommand {
   func run() throws {
     try reportingErrors {
       BLAS.setThreads(threads)
+      // the index is read while the model loads (its errors still come after the model's and the query's)
+      let reading = index.map { path in Background { try ImageIndex.load(path: path) } }
       let space = try jointSpace(model)
       let query = try space.textVector(arguments.last!)
       var paths: [String] = []
       var vectors: [Float] = []
-      if let index {
-        let file = try ImageIndex.load(path: index)
-        guard file.modelHash == space.modelHash, file.dim == space.dimension else {
-          throw CaptionError(
-            .badModel, path: index, "the index was made with another model than \(space.modelPath)")
-        }
+      if let index, let reading {
+        let file = try space.check(try reading.value(), path: index)
         (paths, vectors) = (file.entries.map(\.path), file.embeddings)
       } else {
         let all = try DescribeInput.expand(arguments: Array(arguments.dropLast()), readStdin: { nil })
@@ -188,7 +186,7 @@ struct Search: ParsableCommand {
       for (row, score) in best {
         StandardOutput.line(
           json
-            ? "{\"image\": \(JSONText.quoted(paths[row])), \"score\": \(DescribeOutput.jsonNumber(Double(score)))}"
+            ? JointSpace.resultJSON(path: paths[row], score: score)
             : String(format: "%.4f ", score) + paths[row])
       }
     }

@@ -184,4 +184,84 @@ final class RetrievalTests: XCTestCase {
     }
     for (key, value) in metrics { XCTAssertEqual(folded[key]!, value, accuracy: 1e-9, key) }
   }
+
+  /// FNV-1a 64 against its published test vectors and against its definition on a long buffer.
+  func testModelHashIsFNV1a64() {
+    XCTAssertEqual(JointSpace.hash([]), "cbf29ce484222325")
+    XCTAssertEqual(JointSpace.hash(Array("a".utf8)), "af63dc4c8601ec8c")
+    XCTAssertEqual(JointSpace.hash(Array("foobar".utf8)), "85944171f73967e8")
+    var generator = SeededGenerator(seed: 11)
+    let bytes = (0..<100_003).map { _ in UInt8.random(in: 0...255, using: &generator) }
+    var h: UInt64 = 0xcbf2_9ce4_8422_2325
+    for byte in bytes { h = (h ^ UInt64(byte)) &* 1_099_511_628_211 }
+    XCTAssertEqual(JointSpace.hash(bytes), String(format: "%016llx", h))
+  }
+
+  /// The partial selection equals a full sort (score descending, ties by row) for every `top`,
+  /// with many ties, and rows in rising, falling and random order of score.
+  func testRankEqualsAFullSortWithTies() {
+    var generator = SeededGenerator(seed: 5)
+    let (n, d) = (300, 4)
+    let query: [Float] = [0.5, -0.5, 0.5, 0.5]
+    for order in ["random", "rising", "falling"] {
+      // values in steps of 1/4: many ties
+      var vectors = (0..<(n * d)).map { _ in Float(Int.random(in: -3...3, using: &generator)) / 4 }
+      if order != "random" {
+        func score(_ row: [Float]) -> Float {
+          var dot: Float = 0
+          for j in 0..<d { dot += query[j] * row[j] }
+          return dot
+        }
+        let rows: [[Float]] = (0..<n).map { Array(vectors[$0 * d..<($0 + 1) * d]) }
+        let rising = rows.sorted { score($0) < score($1) }
+        vectors = (order == "rising" ? rising : Array(rising.reversed())).flatMap { $0 }
+      }
+      var scores: [(row: Int, score: Float)] = []
+      for row in 0..<n {
+        var dot: Float = 0
+        for j in 0..<d { dot += query[j] * vectors[row * d + j] }
+        scores.append((row, dot))
+      }
+      let expected = scores.sorted { $0.score != $1.score ? $0.score > $1.score : $0.row < $1.row }
+      for top in [1, 2, 7, 50, n - 1, n, n + 5] {
+        let ranked = vectors.withUnsafeBufferPointer {
+          JointSpace.rank(query: query, vectors: $0.baseAddress!, count: n, top: top)
+        }
+        XCTAssertEqual(ranked.map(\.row), expected.prefix(top).map(\.row), "\(order) top \(top)")
+        XCTAssertEqual(ranked.map(\.score), expected.prefix(top).map(\.score), "\(order) top \(top)")
+      }
+    }
+  }
+
+  /// The index's `images` list: what `save` writes reads back (escapes, non-ASCII, large numbers);
+  /// each defect is one error naming the file and the place.
+  func testIndexEntriesReadBackAndDefectsAreNamed() throws {
+    let entries = [
+      ImageIndex.Entry(path: "/a/\"quoted\" \\ back/slash.png", size: 0, mtime: 1_733_300_000_123_456_789),
+      ImageIndex.Entry(path: "/ü/日本/\u{1}\ttab.jpg", size: Int.max, mtime: -5),
+    ]
+    let encoder = JSONEncoder()
+    encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+    let text = String(decoding: try encoder.encode(entries), as: UTF8.self)
+    XCTAssertEqual(try ImageIndex.readEntries(text, path: "x.index"), entries)
+    XCTAssertEqual(try ImageIndex.readEntries("[]", path: "x.index"), [])
+    XCTAssertEqual(
+      try ImageIndex.readEntries(#"[{"path": "p", "size": 1, "mtime": 2, "extra": [1]}]"#, path: "x.index"),
+      [ImageIndex.Entry(path: "p", size: 1, mtime: 2)])
+    for (bad, reason) in [
+      (#"{"path": "p"}"#, "images: expected an array"),
+      (#"[{"path": "p", "size": 1}]"#, "images[0].mtime: missing"),
+      (#"[{"path": "p", "size": 1, "mtime": 2}, 7]"#, "images[1]: expected an object"),
+      (#"[{"path": 3, "size": 1, "mtime": 2}]"#, "images[0].path: expected a string"),
+      (#"[{"path": "p", "size": 1.5, "mtime": 2}]"#, "images[0].size: expected an integer"),
+      (#"[{"path": "p", "#, "the index's images list is malformed: "),
+    ] {
+      XCTAssertThrowsError(try ImageIndex.readEntries(bad, path: "x.index"), bad) { error in
+        let error = error as? CaptionError
+        XCTAssertEqual(error?.kind, .badModel)
+        XCTAssertEqual(error?.path, "x.index")
+        XCTAssertTrue(error?.reason.hasPrefix(reason) ?? false, "\(bad): \(error?.reason ?? "")")
+      }
+    }
+  }
 }

@@ -29,31 +29,58 @@ func bytes(of path: String) throws -> [UInt8] { [UInt8](try Data(contentsOf: URL
 struct CaptionLine: Equatable {
   var tokens: [String]
   var logprob: Double
+  /// `familiar`: true, false, or nil for null.
+  var familiar: Bool?
 
   init(json: Data) throws {
     let object = try XCTUnwrap(try JSONSerialization.jsonObject(with: json) as? [String: Any])
     tokens = try XCTUnwrap(
       object["tokens"] as? [String], "no tokens in \(String(decoding: json, as: UTF8.self))")
     logprob = try XCTUnwrap(object["logprob"] as? Double)
+    let verdict = try XCTUnwrap(object["familiar"], "no familiar in \(String(decoding: json, as: UTF8.self))")
+    familiar = verdict is NSNull ? nil : try XCTUnwrap(verdict as? Bool)
   }
+}
+
+/// A finished run of one of the built executables.
+struct ToolRun {
+  var status: Int32
+  var stdout: Data
+  var stderr: String
+}
+
+/// Runs `caption` or `caption-serve` with `arguments` (one compute thread), killed after `timeout`
+/// seconds.
+func runTool(_ name: String, _ arguments: [String], timeout: TimeInterval = 60) throws -> ToolRun {
+  let process = Process()
+  process.executableURL = URL(fileURLWithPath: builtExecutable(name))
+  process.arguments = arguments
+  var environment = ProcessInfo.processInfo.environment
+  environment["OPENBLAS_NUM_THREADS"] = "1"
+  process.environment = environment
+  // stderr into a file, so that neither pipe can fill up while the other is read
+  let errorPath = NSTemporaryDirectory() + "serve-tests-stderr-\(UUID().uuidString)"
+  FileManager.default.createFile(atPath: errorPath, contents: nil)
+  defer { try? FileManager.default.removeItem(atPath: errorPath) }
+  let output = Pipe()
+  process.standardOutput = output
+  process.standardError = FileHandle(forWritingAtPath: errorPath)
+  try process.run()
+  let pid = process.processIdentifier
+  let killer = DispatchWorkItem { kill(pid, SIGKILL) }
+  DispatchQueue.global().asyncAfter(deadline: .now() + timeout, execute: killer)
+  let data = output.fileHandleForReading.readDataToEndOfFile()
+  process.waitUntilExit()
+  killer.cancel()
+  let errors = (try? String(contentsOfFile: errorPath, encoding: .utf8)) ?? ""
+  return ToolRun(status: process.terminationStatus, stdout: data, stderr: errors)
 }
 
 /// `caption describe --json` of `paths` (one run, so the images share describe's batches).
 func describeJSON(_ paths: [String], options: [String]) throws -> [CaptionLine] {
-  let process = Process()
-  process.executableURL = URL(fileURLWithPath: builtExecutable("caption"))
-  process.arguments = ["describe", "--json", "--model", bundledModel] + options + paths
-  var environment = ProcessInfo.processInfo.environment
-  environment["OPENBLAS_NUM_THREADS"] = "1"
-  process.environment = environment
-  let output = Pipe()
-  process.standardOutput = output
-  process.standardError = FileHandle.nullDevice
-  try process.run()
-  let data = output.fileHandleForReading.readDataToEndOfFile()
-  process.waitUntilExit()
-  XCTAssertEqual(process.terminationStatus, 0)
-  return try data.split(separator: UInt8(ascii: "\n")).map { try CaptionLine(json: Data($0)) }
+  let run = try runTool("caption", ["describe", "--json", "--model", bundledModel] + options + paths)
+  XCTAssertEqual(run.status, 0, run.stderr)
+  return try run.stdout.split(separator: UInt8(ascii: "\n")).map { try CaptionLine(json: Data($0)) }
 }
 
 /// Settings for tests: loopback, any free port, short timeouts.

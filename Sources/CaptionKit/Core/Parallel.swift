@@ -1,4 +1,5 @@
 import CKernels
+import Foundation
 
 /// Splits independent work over the compute threads (as many as OpenBLAS is set to use), for the
 /// convolutions' shares of a batch, the GEMM's panels and the memory-bound loops around them (bias,
@@ -51,4 +52,26 @@ public enum Parallel {
 struct UncheckedSendable<Value>: @unchecked Sendable {
   let value: Value
   init(_ value: Value) { self.value = value }
+}
+
+/// A value computed on a thread of its own while the caller does other work (a search hashes the
+/// model file while it loads the model). `value()` waits for it.
+public final class Background<Value>: @unchecked Sendable {
+  private let done = DispatchSemaphore(value: 0)
+  private var result: Result<Value, Error>?  // written by the thread before `done` is signalled
+
+  public init(_ body: @escaping () throws -> Value) {
+    let work = UncheckedSendable(body)
+    Thread { [self] in
+      result = Result { try work.value() }
+      done.signal()
+    }.start()
+  }
+
+  /// The value, or what the work threw; waits for the thread to finish.
+  public func value() throws -> Value {
+    done.wait()
+    done.signal()  // a later call does not wait
+    return try result!.get()
+  }
 }

@@ -42,9 +42,18 @@ public final class Captioner {
   /// Options with `rerank` need a model with a retrieval part and a `rerankWeight`
   /// (`Reranker.weight(given:config:path:)` resolves it).
   public func caption(images: [RGBImage], options: [DecodingOptions]) -> [DecodedCaption] {
+    caption(images: images, options: options, familiarity: nil).captions
+  }
+
+  /// `caption(images:options:)`, and each image's familiarity verdict (SPEC §3c) from the same
+  /// image vectors: nil when `familiarity` is nil (the model has no calibration).
+  public func caption(images: [RGBImage], options: [DecodingOptions], familiarity: Familiarity?) -> (
+    captions: [DecodedCaption], familiar: [Bool]?
+  ) {
     precondition(images.count == options.count, "one set of options per image")
-    guard !images.isEmpty else { return [] }
+    guard !images.isEmpty else { return ([], familiarity.map { _ in [] }) }
     let vectors = encode(images)  // [n, dv]
+    let familiar = familiarity?.verdicts(vectors)
     let dv = vectors.shape[1]
     var groups: [(options: DecodingOptions, images: [Int])] = []
     for (image, imageOptions) in options.enumerated() {
@@ -72,7 +81,7 @@ public final class Captioner {
         model: model, imageVectors: groupVectors, options: groupOptions, reranker: reranker)
       for (caption, image) in zip(decoded, group.images) { captions[image] = caption }
     }
-    return captions
+    return (captions, familiar)
   }
 
   /// An image file as the network sees it (SPEC §4), before normalisation.
