@@ -115,7 +115,8 @@ let servedPaths: [String: String] = [
 func captionResponse(request: Request, context: ServeContext, queue: CaptionQueue, settings: ServeSettings)
   async throws -> Response
 {
-  let options = try CaptionRequest.options(query: CaptionRequest.queryPairs(request.uri.query))
+  var options = try CaptionRequest.options(query: CaptionRequest.queryPairs(request.uri.query))
+  if options.rerank > 0 { options.rerankWeight = try queue.rerankWeight(given: options.rerankWeight) }
   let contentType = request.headers[.contentType]
   try CaptionRequest.checkContentType(contentType)
   if let length = request.headers[.contentLength].flatMap({ Int($0) }), length > settings.maxBodyBytes {
@@ -203,13 +204,18 @@ func jsonResponse(_ text: String, status: HTTPResponse.Status = .ok, headers: HT
 
 /// The 200 body of `POST /v1/captions`.
 enum CaptionResponse {
-  /// `{"caption": TEXT, "tokens": [WORDS], "logprob": FLOAT, "familiar": true|false|null}`:
-  /// describe --json's keys and values without `image`.
+  /// `{"caption": TEXT, "tokens": [WORDS], "logprob": FLOAT, "familiar": true|false|null}`, with
+  /// `"cosine"` and `"rerank_score"` after `logprob` for a reranked caption: describe --json's keys
+  /// and values without `image`.
   static func json(_ caption: DecodedCaption, familiar: FamiliarVerdict, vocabulary: Vocabulary) -> String {
     let words = caption.words(vocabulary)
     var line = "{\"caption\": " + DescribeOutput.jsonString(words.joined(separator: " "))
     line += ", \"tokens\": [" + words.map(DescribeOutput.jsonString).joined(separator: ", ") + "]"
     line += ", \"logprob\": " + DescribeOutput.jsonNumber(caption.logprob)
+    if let rerank = caption.rerank {
+      line += ", \"cosine\": " + DescribeOutput.jsonNumber(rerank.cosine)
+      line += ", \"rerank_score\": " + DescribeOutput.jsonNumber(rerank.score)
+    }
     return line + ", \"familiar\": " + familiar.json + "}"
   }
 }

@@ -71,6 +71,16 @@ final class CaptionQueue: @unchecked Sendable {
   private var heldBodyBytes = 0
   private var waiting: [Job] = []
 
+  /// λ of a `rerank` request (SPEC §3b): `given`, else the model's calibrated weight. A 400 when the
+  /// model has no retrieval part or no calibrated weight.
+  func rerankWeight(given: Double?) throws -> Double {
+    do {
+      return try Reranker.weight(given: given, config: captioner.modelFile.config, path: "the model")
+    } catch let error as CaptionError {
+      throw ServeError(.badRequest, "rerank: " + error.reason)
+    }
+  }
+
   init(captioner: Captioner, settings: ServeSettings, metrics: ServeMetrics) {
     self.captioner = captioner
     familiarity = Familiarity(file: captioner.modelFile)

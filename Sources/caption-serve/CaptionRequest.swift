@@ -22,17 +22,26 @@ enum CaptionRequest {
   static let maximumLength = 100
 
   /// `describe`'s decoding options from query parameters (`beam`, `max_length`, `sample`,
-  /// `temperature`, `top_k`, `seed`, `forbid_unk`, `block_trigrams`), with `describe`'s defaults.
-  /// A flag is true when given bare or as `true`/`1`, false as `false`/`0`. An unknown, repeated or
-  /// bad parameter is a 400.
+  /// `temperature`, `top_k`, `seed`, `forbid_unk`, `block_trigrams`, `rerank`, `rerank_weight`),
+  /// with `describe`'s defaults and rules: `rerank=N` decodes with beam N (another `beam` or
+  /// `sample` is refused) and `rerank_weight` needs it. A flag is true when given bare or as
+  /// `true`/`1`, false as `false`/`0`. An unknown, repeated or bad parameter is a 400. A `rerank`
+  /// without `rerank_weight` leaves λ nil: the model's, resolved by the caller.
   static func options(query: [(name: String, value: String)]) throws -> DecodingOptions {
     var options = DecodingOptions()
     options.seed = 1  // describe's --seed default
+    var beam: Int?
     var seen: Set<String> = []
     for (name, value) in query {
       guard seen.insert(name).inserted else { throw bad("parameter \(name) is given more than once") }
       switch name {
-      case "beam": options.beamSize = try integer(name, value, in: 1...maximumBeam)
+      case "beam": beam = try integer(name, value, in: 1...maximumBeam)
+      case "rerank": options.rerank = try integer(name, value, in: 1...maximumBeam)
+      case "rerank_weight":
+        guard let weight = Double(value), weight.isFinite, weight >= 0 else {
+          throw bad("rerank_weight must be a number ≥ 0, got \(value)")
+        }
+        options.rerankWeight = weight
       case "max_length": options.maxLength = try integer(name, value, in: 1...maximumLength)
       case "top_k": options.topK = try integer(name, value, in: 0...Int(Int32.max))
       case "seed":
@@ -51,8 +60,20 @@ enum CaptionRequest {
       default:
         throw bad(
           "unknown parameter \(name); known: beam, max_length, sample, temperature, top_k, seed, forbid_unk, "
-            + "block_trigrams")
+            + "block_trigrams, rerank, rerank_weight")
       }
+    }
+    options.beamSize = beam ?? (options.rerank > 0 ? options.rerank : options.beamSize)
+    if options.rerank > 0 {
+      guard !options.sample else {
+        throw bad("rerank reranks beam candidates and cannot be used with sample")
+      }
+      guard options.beamSize == options.rerank else {
+        throw bad(
+          "rerank=\(options.rerank) decodes with beam \(options.rerank), not beam=\(options.beamSize)")
+      }
+    } else if options.rerankWeight != nil {
+      throw bad("rerank_weight needs rerank=N")
     }
     return options
   }

@@ -81,6 +81,12 @@ final class ServeRouterTests: XCTestCase {
       ("/v1/captions?sample=maybe", .post, "image/png", png, .badRequest),
       ("/v1/captions?seed=-1", .post, "image/png", png, .badRequest),
       ("/v1/captions?beam=1&beam=2", .post, "image/png", png, .badRequest),
+      ("/v1/captions?rerank=4&beam=3", .post, "image/png", png, .badRequest),
+      ("/v1/captions?rerank=4&sample", .post, "image/png", png, .badRequest),
+      ("/v1/captions?rerank_weight=1", .post, "image/png", png, .badRequest),
+      ("/v1/captions?rerank=0", .post, "image/png", png, .badRequest),
+      ("/v1/captions?rerank=3&rerank_weight=-1", .post, "image/png", png, .badRequest),
+      ("/v1/captions?rerank=3&rerank_weight=inf", .post, "image/png", png, .badRequest),
       ("/v1/captions", .post, "image/png", [], .badRequest),
       ("/v1/captions", .post, "multipart/form-data; boundary=x", Array("--x--\r\n".utf8), .badRequest),
       ("/v1/captions", .post, "text/plain", png, .unsupportedMediaType),
@@ -191,6 +197,8 @@ final class ServeRouterTests: XCTestCase {
       ),
       ("sample&seed=1", ["--sample", "--seed", "1"]),
       ("forbid_unk=1&block_trigrams=true&beam=2", ["--forbid-unk", "--block-trigrams", "--beam", "2"]),
+      ("rerank=4", ["--rerank", "4"]),
+      ("rerank=3&rerank_weight=5&beam=3", ["--rerank", "3", "--rerank-weight", "5"]),
     ]
     var expected: [[CaptionLine]] = []
     for options in optionSets {
@@ -219,6 +227,9 @@ final class ServeRouterTests: XCTestCase {
           XCTAssertEqual(line.tokens, want.tokens, "\(optionSets[set].query) image \(image)")
           XCTAssertEqual(
             line.logprob, want.logprob, accuracy: 1e-5, "\(optionSets[set].query) image \(image)")
+          XCTAssertEqual(line.cosine == nil, want.cosine == nil, "\(optionSets[set].query)")
+          XCTAssertEqual(line.cosine ?? 0, want.cosine ?? 0, accuracy: 1e-5, "\(optionSets[set].query)")
+          XCTAssertEqual(line.rerankScore ?? 0, want.rerankScore ?? 0, accuracy: 1e-5)
         }
       }
     }

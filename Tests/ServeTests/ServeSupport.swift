@@ -31,6 +31,9 @@ struct CaptionLine: Equatable {
   var logprob: Double
   /// `familiar`: true, false, or nil for null.
   var familiar: Bool?
+  /// `cosine` and `rerank_score`, present for a reranked caption only.
+  var cosine: Double?
+  var rerankScore: Double?
 
   init(json: Data) throws {
     let object = try XCTUnwrap(try JSONSerialization.jsonObject(with: json) as? [String: Any])
@@ -39,6 +42,9 @@ struct CaptionLine: Equatable {
     logprob = try XCTUnwrap(object["logprob"] as? Double)
     let verdict = try XCTUnwrap(object["familiar"], "no familiar in \(String(decoding: json, as: UTF8.self))")
     familiar = verdict is NSNull ? nil : try XCTUnwrap(verdict as? Bool)
+    cosine = object["cosine"] as? Double
+    rerankScore = object["rerank_score"] as? Double
+    XCTAssertEqual(cosine == nil, rerankScore == nil, String(decoding: json, as: UTF8.self))
   }
 }
 
