@@ -125,16 +125,9 @@ public enum AtomicFile {
       throw CaptionError(.io, path: path, "cannot open for writing: \(String(cString: strerror(errno)))")
     }
     defer { close(descriptor) }
-    var done = 0
-    while done < bytes.count {
-      let written = Glibc.write(descriptor, bytes.baseAddress! + done, bytes.count - done)
-      if written < 0 && errno == EINTR { continue }
-      guard written > 0 else {
-        throw CaptionError(
-          .io, path: path,
-          "write failed: \(written < 0 ? String(cString: strerror(errno)) : "nothing written")")
-      }
-      done += written
+    guard bytes.count > 0 else { return }
+    if let reason = writeFully(descriptor, bytes.baseAddress!, count: bytes.count) {
+      throw CaptionError(.io, path: path, "write failed: \(reason)")
     }
   }
 }

@@ -86,3 +86,20 @@ public enum RegularFile {
     }
   }
 }
+
+/// Writes all `count` bytes to `descriptor`, at `offset` (`pwrite`) or, when nil, at its position
+/// (`write`), retrying after interruptions. Nil once all are written; else why not (the system's
+/// reason, or "nothing written" when a call made no progress).
+func writeFully(_ descriptor: Int32, _ bytes: UnsafeRawPointer, count: Int, at offset: Int? = nil) -> String?
+{
+  var done = 0
+  while done < count {
+    let written =
+      offset.map { pwrite(descriptor, bytes + done, count - done, off_t($0 + done)) }
+      ?? Glibc.write(descriptor, bytes + done, count - done)
+    if written < 0 && errno == EINTR { continue }
+    guard written > 0 else { return written < 0 ? String(cString: strerror(errno)) : "nothing written" }
+    done += written
+  }
+  return nil
+}

@@ -138,16 +138,8 @@ public final class FeatureCache: @unchecked Sendable {
   }
 
   private func write(_ bytes: UnsafeRawPointer, bytes count: Int, at offset: Int) throws {
-    var done = 0
-    while done < count {
-      let n = pwrite(descriptor, bytes + done, count - done, off_t(offset + done))
-      if n < 0 && errno == EINTR { continue }
-      guard n > 0 else {
-        throw CaptionError(
-          .io, path: path,
-          "cannot write the feature cache: \(n < 0 ? String(cString: strerror(errno)) : "no progress")")
-      }
-      done += n
+    if let reason = writeFully(descriptor, bytes, count: count, at: offset) {
+      throw CaptionError(.io, path: path, "cannot write the feature cache: \(reason)")
     }
   }
 

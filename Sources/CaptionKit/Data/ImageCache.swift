@@ -123,16 +123,9 @@ final class ImageCache: @unchecked Sendable {
   /// Stores entry `index` (a no-op once the cache is complete or broken).
   func store(_ index: Int, pixels: UnsafePointer<UInt8>) {
     guard status(index) == .missing, isBuilding else { return }
-    var done = 0
-    while done < imageBytes {
-      let n = pwrite(
-        descriptor, pixels + done, imageBytes - done, off_t(dataOffset + index * imageBytes + done))
-      if n < 0 && errno == EINTR { continue }
-      guard n > 0 else {
-        abandon("cache write failed: \(String(cString: strerror(errno)))")
-        return
-      }
-      done += n
+    if let reason = writeFully(descriptor, pixels, count: imageBytes, at: dataOffset + index * imageBytes) {
+      abandon("cache write failed: \(reason)")
+      return
     }
     resolve(index, .stored)
   }
