@@ -52,6 +52,17 @@ class Encoder(nn.Module):
                 x = F.relu(getattr(self, step)(x))    # [B, C_out, h, w]
         return x
 
+    def block_means(self, images):                  # images [B, 3, S, S] -> [B, D] (SPEC §3c)
+        x, means = images, []
+        for k, step in enumerate(self.plan):
+            if step == "M":
+                x = F.max_pool2d(x, 2, 2)
+            else:
+                x = F.relu(getattr(self, step)(x))
+            if step == "M" or k == len(self.plan) - 1:
+                means.append(x.mean(dim=(2, 3)))      # each pool's output (and a last conv's)
+        return torch.cat(means, 1)
+
     def forward(self, images):                      # images [B, 3, S, S], normalised
         x = self.features(images)
         if self.pool == "avg":
@@ -224,6 +235,35 @@ class Retrieval(nn.Module):
         return F.normalize(self.image_proj(v), dim=1)
 
 
+class Familiarity(nn.Module):
+    """SPEC §3c: the calibration images' mean f and W = L⁻¹ (lower triangular); not trained. f is
+    the encoder's block means, or v in files without `familiar_features`."""
+    def __init__(self, config):
+        super().__init__()
+        self.features = config.get("familiar_features", "image_vector")
+        if self.features == "block_means":
+            width, channels = 0, 3
+            for item in config["layers"]:
+                if item == "M":
+                    width += channels
+                else:
+                    channels = int(item)
+            width += channels if config["layers"][-1] != "M" else 0
+        else:
+            width = config["dv"]
+        self.threshold = config["familiar_threshold"]
+        self.register_buffer("mean", torch.zeros(width))
+        self.register_buffer("whiten", torch.zeros(width, width))
+
+    def scores(self, f):                                 # f [B, D] -> [B]: (1/D) ‖W (f − mean)‖²
+        z = (f - self.mean) @ torch.tril(self.whiten).T
+        return (z * z).sum(1) / f.shape[1]
+
+    def verdicts(self, encoder, images):                 # images [B, 3, S, S], normalised -> [B] bool
+        f = encoder.block_means(images) if self.features == "block_means" else encoder(images)
+        return self.scores(f) <= self.threshold
+
+
 class CaptionModel(nn.Module):
     def __init__(self, config):
         super().__init__()
@@ -232,6 +272,8 @@ class CaptionModel(nn.Module):
         self.decoder = Decoder(config)
         if config.get("retrieval") is not None:
             self.retrieval = Retrieval(config)
+        if config.get("familiar_threshold") is not None:
+            self.familiarity = Familiarity(config)
 
     def forward(self, images, inputs):                         # -> logits [B, T, V]
         return self.decoder(self.encoder(images), inputs)

@@ -15,8 +15,8 @@ struct Calibrate: ParsableCommand {
       """,
     discussion: """
       Image arguments: encodes the images (directories expand as for describe; unreadable ones \
-      are skipped and counted), stores the mean and deviation of their image vectors and the \
-      threshold that describe's "familiar" uses.
+      are skipped and counted), stores the mean and whitening of their encoder block means and \
+      the threshold that describe's "familiar" uses.
 
       --rerank-data: decodes --rerank N beam candidates for each image of the dataset's --split \
       (default val), reranks them with every λ of 0, 0.5, 1, 2, 4, 8 and stores the λ whose \
@@ -105,7 +105,7 @@ struct Calibrate: ParsableCommand {
   func familiarityCalibration(_ captioner: Captioner) throws -> (calibration: Familiarity, count: Int) {
     let paths = try DescribeInput.expand(
       arguments: images, readStdin: { DescribeInput.standardInputText() })
-    var vectors: [Float] = []  // [n, dv] row by row
+    var vectors: [Float] = []  // the block means [n, D] row by row
     var skipped = 0
     let batchSize = 16
     for start in stride(from: 0, to: paths.count, by: batchSize) {
@@ -117,16 +117,22 @@ struct Calibrate: ParsableCommand {
           skipped += 1
         }
       }
-      if !batch.isEmpty { vectors += captioner.encode(batch).array }
+      if !batch.isEmpty {
+        _ = captioner.encode(batch)
+        vectors += captioner.model.encoder.blockMeans.array
+      }
     }
-    let dv = captioner.modelFile.config.dv
-    let count = vectors.count / dv
+    let width = captioner.modelFile.config.blockMeansWidth
+    let count = vectors.count / width
     if skipped > 0 { printError("\(skipped) of \(paths.count) images could not be read and were skipped") }
     guard count >= 4 else {
       throw CaptionError(
         .badDataset, path: images.joined(separator: " "),
         "calibrating needs at least 4 readable images, found \(count)")
     }
-    return (Familiarity.calibrate(vectors: Tensor(shape: [count, dv], values: vectors)), count)
+    return (
+      Familiarity.calibrate(vectors: Tensor(shape: [count, width], values: vectors), features: .blockMeans),
+      count
+    )
   }
 }

@@ -45,7 +45,10 @@ struct Describe: ParsableCommand {
       failures = DescribeRun.run(
         paths: paths, batchSize: batchSize, model: captioner.model, vocabulary: captioner.vocabulary,
         options: options, json: json, bare: DescribeInput.namesSingleFile(images),
-        reportsFamiliar: true, familiarity: Familiarity(file: captioner.modelFile),
+        reportsFamiliar: true,
+        familiar: Familiarity(file: captioner.modelFile).map { familiarity in
+          { familiarity.verdicts(imageVectors: $0, encoder: captioner.model.encoder) }
+        },
         reranker: captioner.reranker,
         load: { try captioner.load(path: $0) }, encode: { captioner.encode($0) },
         write: { stdout, stderr in

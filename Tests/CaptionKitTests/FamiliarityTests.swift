@@ -88,6 +88,88 @@ final class FamiliarityTests: XCTestCase {
     XCTAssertEqual(familiarity.verdicts(Tensor(shape: [1, dv], values: [0.5, 1, 2, 3, 4, 0.5])), [true])
   }
 
+  func testBlockMeansAreEachPoolsAndTheLastConvsChannelMeans() {
+    for layers: [EncoderLayer] in [
+      [.conv(3), .maxPool, .conv(4), .maxPool, .conv(5)], [.conv(2), .conv(3), .maxPool, .conv(4), .maxPool],
+    ] {
+      let config = ModelConfig(imageSize: 13, layers: layers, dv: 6, vocabSize: 10, pool: .flatten)
+      let encoder = Encoder(config: config)
+      var generator = SeededGenerator(seed: 5)
+      encoder.initialize(using: &generator)
+      let batch = 3
+      let images = Tensor(
+        shape: [batch, 3, 13, 13],
+        values: (0..<(batch * 3 * 169)).map { _ in Float.random(in: -1...1, using: &generator) })
+      _ = encoder.features(images, keepActivations: false)
+      let inference = encoder.blockMeans.clone()
+      _ = encoder.features(images, keepActivations: true)
+      XCTAssertEqual(encoder.blockMeans.array, inference.array, "\(layers)")
+      // the reference: the stages one by one, each pool's output (and the last conv's) averaged in Double
+      var x = images
+      var expected: [[Double]] = Array(repeating: [], count: batch)
+      for (index, stage) in encoder.stages.enumerated() {
+        var isPool = false
+        switch stage {
+        case .conv(let conv): x = conv.forward(x).clone()
+        case .maxPool(let pool):
+          x = pool.forward(x).clone()
+          isPool = true
+        }
+        guard isPool || index == encoder.stages.count - 1 else { continue }
+        let (channels, positions) = (x.shape[1], x.shape[2] * x.shape[3])
+        for b in 0..<batch {
+          for c in 0..<channels {
+            let start = (b * channels + c) * positions
+            expected[b].append(
+              x.array[start..<(start + positions)].reduce(0.0) { $0 + Double($1) } / Double(positions))
+          }
+        }
+      }
+      XCTAssertEqual(encoder.blockMeans.shape, [batch, config.blockMeansWidth])
+      XCTAssertEqual(config.blockMeansWidth, expected[0].count)
+      for (got, want) in zip(encoder.blockMeans.array, expected.flatMap { $0 }) {
+        XCTAssertEqual(Double(got), want, accuracy: 1e-5 * max(1, abs(want)))
+      }
+    }
+    // the default layers: the four pools' channels
+    XCTAssertEqual(
+      ModelConfig(
+        layers: [
+          .conv(16), .conv(16), .maxPool, .conv(32), .conv(32), .maxPool, .conv(64), .conv(64), .maxPool,
+          .conv(128), .maxPool,
+        ],
+        vocabSize: 10
+      ).blockMeansWidth, 240)
+  }
+
+  func testAFileCalibratedOnImageVectorsStillScoresThem() throws {
+    let plain = fixturePath("parity/lstm.model.safetensors")
+    let captioner = try Captioner(modelPath: plain)
+    let paths = (0..<6).map { String(format: "%@/%06d.png", examples, $0) }
+    let vectors = captioner.encode(try paths.map { try captioner.load(path: $0) })
+    var file = try ModelFile.load(path: plain)
+    Familiarity.calibrate(vectors: vectors, features: .imageVector).store(in: &file)
+    file.config.familiarFeatures = nil  // as the first calibrated files were written
+    let out = temporaryFolder() + "/by-v.safetensors"
+    try file.save(path: out)
+    let loaded = try ModelFile.load(path: out)
+    XCTAssertNil(loaded.config.familiarFeatures)
+    let familiarity = try XCTUnwrap(Familiarity(file: loaded))
+    XCTAssertEqual(familiarity.features, .imageVector)
+    XCTAssertEqual(familiarity.mean.count, file.config.dv)
+    let run = try runCaption(["describe", "--json", "--model", out, paths[2]])
+    XCTAssertEqual(run.status, 0, run.stderr)
+    XCTAssertTrue(run.stdout.hasSuffix(", \"familiar\": true}\n"), run.stdout)
+    // block-means tensors in a file that says image_vector are a defect the model's check names
+    var wrong = file
+    Familiarity.calibrate(vectors: captioner.model.encoder.blockMeans, features: .blockMeans).store(
+      in: &wrong)
+    wrong.config.familiarFeatures = .imageVector
+    XCTAssertThrowsError(try wrong.save(path: temporaryFolder() + "/wrong.safetensors")) { error in
+      XCTAssertTrue("\(error)".contains("familiarity.mean"), "\(error)")
+    }
+  }
+
   func testDescribeReportsNullWithoutCalibrationAndCalibrateKeepsTheRest() throws {
     let plain = fixturePath("parity/lstm.model.safetensors")
     let run = try runCaption(["describe", "--json", "--model", plain, examples + "/000000.png"])
@@ -111,8 +193,11 @@ final class FamiliarityTests: XCTestCase {
     XCTAssertNil(Familiarity(file: before))
     XCTAssertEqual(after.tensors.count, before.tensors.count + 2)
     for (name, tensor) in before.tensors { XCTAssertEqual(after.tensors[name]!.array, tensor.array, name) }
+    XCTAssertEqual(after.config.familiarFeatures, .blockMeans)
+    XCTAssertEqual(after.tensors[Familiarity.meanName]?.shape, [before.config.blockMeansWidth])
     var config = after.config
     config.familiarThreshold = nil
+    config.familiarFeatures = nil
     XCTAssertEqual(config, before.config)
     // the calibration images themselves are familiar (the threshold is above all their scores)
     let again = try runCaption(["describe", "--json", "--model", out, examples + "/000003.png"])

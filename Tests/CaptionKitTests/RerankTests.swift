@@ -229,15 +229,20 @@ final class RerankTests: XCTestCase {
     XCTAssertEqual(try runCaption(["calibrate", "--model", joint, "--out", out]).status, 64)
   }
 
-  func testTrainingWithTheRetrievalPartCalibratesTheWeight() throws {
-    let out = temporaryFolder() + "/joint.safetensors"
+  /// One epoch of the tiny training set with a tiny retrieval part.
+  func tinyJointOptions(out: String) -> TrainOptions {
     var options = TrainerTests.tinyOptions(out: out)
     options.epochs = 1
     options.retrieval = 1
     options.retrievalEmbed = 4
     options.retrievalHidden = 4
     options.retrievalDim = 4
-    _ = try Trainer(options: options, log: { _ in }).run(resume: false)
+    return options
+  }
+
+  func testTrainingWithTheRetrievalPartCalibratesTheWeight() throws {
+    let out = temporaryFolder() + "/joint.safetensors"
+    _ = try Trainer(options: tinyJointOptions(out: out), log: { _ in }).run(resume: false)
     let files = TrainingFiles(out: out)
     let best = try ModelFile.load(path: files.best)
     let weight = try XCTUnwrap(best.config.retrieval?.rerankWeight)
@@ -247,6 +252,44 @@ final class RerankTests: XCTestCase {
         as? NSNumber
     }
     XCTAssertEqual(logged.map(\.doubleValue), [Double(weight)])
+  }
+
+  func testRetrievalOnlyKeepsTheCaptionerAndTrainsOnlyTheRankingLoss() throws {
+    let folder = temporaryFolder()
+    let options = tinyJointOptions(out: folder + "/joint.safetensors")
+    _ = try Trainer(options: options, log: { _ in }).run(resume: false)
+    let joint = try ModelFile.load(path: TrainingFiles(out: options.out).latest)
+
+    var only = TrainerTests.tinyOptions(out: folder + "/only.safetensors")
+    only.initModel = TrainingFiles(out: options.out).latest
+    only.epochs = 1
+    only.retrieval = 1
+    only.retrievalOnly = true
+    _ = try Trainer(options: only, log: { _ in }).run(resume: false)
+    let trained = try ModelFile.load(path: TrainingFiles(out: only.out).latest)
+    XCTAssertEqual(Set(trained.tensors.keys), Set(joint.tensors.keys))
+    var retrievalChanged = false
+    for (name, tensor) in joint.tensors {
+      let after = try XCTUnwrap(trained.tensors[name]).array
+      if name.hasPrefix("retrieval.") {
+        retrievalChanged = retrievalChanged || after != tensor.array
+      } else {
+        XCTAssertEqual(after, tensor.array, "\(name) changed")
+      }
+    }
+    XCTAssertTrue(retrievalChanged, "no retrieval tensor trained")
+    // the terms that train only the captioner are off; the ranking loss and the caption loss are logged
+    let lines = try String(contentsOfFile: TrainingFiles(out: only.out).log, encoding: .utf8)
+      .split(separator: "\n").map {
+        try XCTUnwrap(JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any])
+      }
+    let training = lines.filter { $0["val_loss"] == nil }
+    XCTAssertFalse(training.isEmpty)
+    for line in training {
+      XCTAssertNotNil(line["retrieval_loss"])
+      XCTAssertNotNil(line["loss"])
+      for off in ["word_loss", "scene_loss", "mention_loss"] { XCTAssertNil(line[off], off) }
+    }
   }
 
   func testGenerativeScoresAreTheDecodersLogprobPerStep() throws {

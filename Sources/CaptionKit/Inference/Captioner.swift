@@ -46,14 +46,14 @@ public final class Captioner {
   }
 
   /// `caption(images:options:)`, and each image's familiarity verdict (SPEC §3c) from the same
-  /// image vectors: nil when `familiarity` is nil (the model has no calibration).
+  /// encoder pass: nil when `familiarity` is nil (the model has no calibration).
   public func caption(images: [RGBImage], options: [DecodingOptions], familiarity: Familiarity?) -> (
     captions: [DecodedCaption], familiar: [Bool]?
   ) {
     precondition(images.count == options.count, "one set of options per image")
     guard !images.isEmpty else { return ([], familiarity.map { _ in [] }) }
     let vectors = encode(images)  // [n, dv]
-    let familiar = familiarity?.verdicts(vectors)
+    let familiar = familiarity?.verdicts(imageVectors: vectors, encoder: model.encoder)
     let dv = vectors.shape[1]
     var groups: [(options: DecodingOptions, images: [Int])] = []
     for (image, imageOptions) in options.enumerated() {

@@ -6,12 +6,14 @@ public enum DescribeRun {
   /// giving `[n, dv]`) and decoded together (`CaptionDecoder.decode`). For every path, in order,
   /// `write` receives its lines (`DescribeOutput.lines`). Returns the number of images that failed
   /// (the command exits 1 when it is not 0). A non-`CaptionError` thrown is reported as unreadable.
-  /// With `reportsFamiliar`, each caption carries its image's verdict under `familiarity` (SPEC
-  /// §3c; `.unknown` for every image when it is nil).
+  /// With `reportsFamiliar`, each caption carries its image's verdict (SPEC §3c): `familiar` gives
+  /// the verdicts of the images just encoded from their image vectors (`Familiarity.verdicts(
+  /// imageVectors:encoder:)`); nil, the model has no calibration, gives `.unknown` for every image.
   public static func run<M: StepModel, Image>(
     paths: [String], batchSize: Int = 16, model: M, vocabulary: Vocabulary,
     options: DecodingOptions, json: Bool, bare: Bool,
-    reportsFamiliar: Bool = false, familiarity: Familiarity? = nil, reranker: Reranker? = nil,
+    reportsFamiliar: Bool = false, familiar: ((_ imageVectors: Tensor) -> [Bool])? = nil,
+    reranker: Reranker? = nil,
     load: (_ path: String) throws -> Image,
     encode: (_ images: [Image]) throws -> Tensor,
     write: (_ stdout: String?, _ stderr: String?) -> Void
@@ -25,7 +27,7 @@ public enum DescribeRun {
       paths: paths, batchSize: batchSize, model: model, options: options, reranker: reranker, load: load,
       encode: { images in
         let vectors = try encode(images)  // [n, dv]
-        if let familiarity { pendingVerdicts += familiarity.verdicts(vectors) }
+        if let familiar { pendingVerdicts += familiar(vectors) }
         return vectors
       }
     ) { path, result in

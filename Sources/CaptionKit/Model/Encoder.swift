@@ -20,6 +20,11 @@ public final class Encoder {
   /// False while the convolutions are frozen (`--freeze-encoder`): `backward` then stops at `fc`.
   public var trainsConvolutions = true
 
+  /// The last pass's block means [B, config.blockMeansWidth] (SPEC §3c): the output of each
+  /// max-pool, and of the last stage when it is a conv, averaged per channel over its positions,
+  /// concatenated in order. What the familiarity score reads; a workspace.
+  public private(set) var blockMeans = Tensor(zeros: [0, 0])
+
   private var featureShape: [Int] = []  // [B, C, h, w] of the last stage's output
   /// Whether the last forward kept every stage's output, as `backward` through the convolutions
   /// needs (see `features(_:keepActivations:)`).
@@ -94,25 +99,43 @@ public final class Encoder {
       images.shape == [images.shape.first ?? 0, 3, config.imageSize, config.imageSize],
       "Encoder: images \(images.shape), expected [B, 3, \(config.imageSize), \(config.imageSize)]")
     activationsKept = keepActivations
-    var x = images
-    if keepActivations {
-      for stage in stages {
-        switch stage {
-        case .conv(let conv): x = conv.forward(x)  // [B, Cout, h, w]
-        case .maxPool(let pool): x = pool.forward(x)  // [B, C, h/2, w/2]
-        }
-      }
-      return x
+    let batch = images.shape[0]
+    if blockMeans.shape != [batch, config.blockMeansWidth] {
+      blockMeans = Tensor(zeros: [batch, config.blockMeansWidth])
     }
-    let outputs = stageOutputs(batch: images.shape[0])
-    for (stage, output) in zip(stages, outputs) {
+    var x = images
+    var column = 0  // where the next block's means go in blockMeans' rows
+    let outputs = keepActivations ? [] : stageOutputs(batch: batch)
+    for (index, stage) in stages.enumerated() {
+      // each stage's own workspace when keeping activations, else one of the two shared buffers
+      var isPool = false
       switch stage {
-      case .conv(let conv): conv.forward(x, into: output)  // [B, Cout, h, w]
-      case .maxPool(let pool): pool.forward(x, into: output)  // [B, C, h/2, w/2]
+      case .conv(let conv):  // → [B, Cout, h, w]
+        if keepActivations { x = conv.forward(x) } else { conv.forward(x, into: outputs[index]) }
+      case .maxPool(let pool):  // → [B, C, h/2, w/2]
+        if keepActivations { x = pool.forward(x) } else { pool.forward(x, into: outputs[index]) }
+        isPool = true
       }
-      x = output
+      if !keepActivations { x = outputs[index] }
+      if isPool || index == stages.count - 1 { addBlockMeans(of: x, at: &column) }
     }
     return x
+  }
+
+  /// Writes the channel means of `x` [B, C, h, w] into columns column..<column+C of `blockMeans`.
+  private func addBlockMeans(of x: Tensor, at column: inout Int) {
+    let (batch, channels, positions) = (x.shape[0], x.shape[1], x.shape[2] * x.shape[3])
+    let width = blockMeans.shape[1]
+    let scale = 1 / Float(positions)
+    for b in 0..<batch {
+      for c in 0..<channels {
+        let plane = x.pointer + (b * channels + c) * positions
+        var sum: Float = 0
+        for p in 0..<positions { sum += plane[p] }
+        blockMeans.pointer[b * width + column + c] = sum * scale
+      }
+    }
+    column += channels
   }
 
   /// Each stage's output for a batch of `batch` images, as views of two buffers taken in turn (stage

@@ -1,14 +1,25 @@
-/// Whether an image is like the images a model was trained on (SPEC §3c), from its image vector v
-/// alone, so that every model can have it (no retrieval part needed): the Mahalanobis distance of
-/// v from the calibration images' v, per dimension,
+/// What the familiarity score reads (SPEC §3c `familiar_features`).
+public enum FamiliarityFeatures: String, Codable, Equatable, Sendable {
+  /// v [D_v] (the first calibrations; a file without the key).
+  case imageVector = "image_vector"
+  /// `Encoder.blockMeans` [ModelConfig.blockMeansWidth].
+  case blockMeans = "block_means"
+}
+
+/// Whether an image is like the images a model was trained on (SPEC §3c), from what the encoder
+/// computes anyway, so that every model can have it (no retrieval part needed): the Mahalanobis
+/// distance of the image's features f from the calibration images' f, per dimension,
 ///
-///     z     = W (v − mean)                      // W = L⁻¹, L Lᵀ = Σ + δI (Cholesky), Σ their covariance
-///     score = (1/Dv) ‖z‖²                       // ≈ 1 for an image like them, large for another kind
+///     z     = W (f − mean)                      // W = L⁻¹, L Lᵀ = Σ + δI (Cholesky), Σ their covariance
+///     score = (1/D) ‖z‖²                        // ≈ 1 for an image like them, large for another kind
 ///     familiar = score ≤ threshold              // threshold: a high percentile of their own scores
 ///
-/// A photograph does not move each of v's dimensions far outside its range (per-dimension z-scores
-/// miss half of them) but breaks the correlations between dimensions that synthetic scenes keep:
-/// the full covariance sees that. δ = 10⁻² × the mean variance keeps Σ invertible (units no
+/// f is the encoder's block means: each max-pool's output averaged per channel, the blocks
+/// concatenated (Lee et al.'s multi-layer Mahalanobis detector, with one Gaussian). A photograph
+/// still maps to a scene-like v (v is trained to say what is in a scene), but its mid-level
+/// statistics (textures, gradients, colour mixtures) lie far from any rendered scene's, and more in
+/// the correlations between channels than in each channel's range: the full covariance sees that.
+/// Older files score v itself. δ = 10⁻² × the mean variance keeps Σ invertible (channels no
 /// calibration image switches on) and the estimate from a few hundred images steady.
 public struct Familiarity: Equatable, Sendable {
   public static let meanName = "familiarity.mean"
@@ -23,18 +34,27 @@ public struct Familiarity: Equatable, Sendable {
   public var mean: [Float]
   public var whiten: [Float]
   public var threshold: Float
+  /// What the score reads.
+  public var features: FamiliarityFeatures
 
-  public init(mean: [Float], whiten: [Float], threshold: Float) {
-    precondition(whiten.count == mean.count * mean.count, "W must be Dv × Dv")
+  public init(mean: [Float], whiten: [Float], threshold: Float, features: FamiliarityFeatures = .blockMeans) {
+    precondition(whiten.count == mean.count * mean.count, "W must be D × D")
     self.mean = mean
     self.whiten = whiten
     self.threshold = threshold
+    self.features = features
   }
 
-  /// The score of each row of `vectors` ([n, Dv]).
+  /// The verdicts of the images whose encoder pass just gave `imageVectors` [n, Dv]: read from the
+  /// vectors or from `encoder.blockMeans` of that pass, as `features` says.
+  public func verdicts(imageVectors: Tensor, encoder: Encoder) -> [Bool] {
+    verdicts(features == .blockMeans ? encoder.blockMeans : imageVectors)
+  }
+
+  /// The score of each row of `vectors` ([n, D]).
   public func scores(_ vectors: Tensor) -> [Float] {
     let (rows, dv) = (vectors.shape[0], vectors.shape[1])
-    precondition(dv == mean.count, "image vectors of \(dv) dimensions, familiarity of \(mean.count)")
+    precondition(dv == mean.count, "features of \(dv) dimensions, familiarity of \(mean.count)")
     var centred = [Float](repeating: 0, count: dv)  // v − mean
     var result = [Float](repeating: 0, count: rows)
     for r in 0..<rows {
@@ -51,16 +71,17 @@ public struct Familiarity: Equatable, Sendable {
     return result
   }
 
-  /// Whether each row of `vectors` ([n, Dv]) is familiar.
+  /// Whether each row of `vectors` ([n, D]) is familiar.
   public func verdicts(_ vectors: Tensor) -> [Bool] {
     scores(vectors).map { $0 <= threshold }
   }
 
-  /// The calibration of `vectors` ([n, Dv], n ≥ 4: the validation images' v): their mean and W
+  /// The calibration of `vectors` ([n, D], n ≥ 4: the calibration images' features of the kind
+  /// `features`): their mean and W
   /// from their shrunk covariance, and a threshold of `margin` × the `percentile` of held-out
   /// scores: each half of the rows (even, odd) scored by the statistics of the other half. (Scores
   /// of the very images the statistics came from are too low when n is not ≫ Dv.)
-  public static func calibrate(vectors: Tensor) -> Familiarity {
+  public static func calibrate(vectors: Tensor, features: FamiliarityFeatures = .blockMeans) -> Familiarity {
     let (rows, dv) = (vectors.shape[0], vectors.shape[1])
     precondition(rows >= 4, "calibrating needs at least four images")
     func rowsOf(_ parity: Int) -> Tensor {
@@ -76,6 +97,7 @@ public struct Familiarity: Equatable, Sendable {
     var familiarity = statistics(vectors)
     let index = min(Int((percentile * Double(heldOut.count - 1)).rounded(.up)), heldOut.count - 1)
     familiarity.threshold = margin * heldOut[index]
+    familiarity.features = features
     return familiarity
   }
 
@@ -128,12 +150,15 @@ public struct Familiarity: Equatable, Sendable {
     guard let threshold = file.config.familiarThreshold, let mean = file.tensors[Familiarity.meanName],
       let whiten = file.tensors[Familiarity.whitenName]
     else { return nil }
-    self.init(mean: mean.array, whiten: whiten.array, threshold: threshold)
+    self.init(
+      mean: mean.array, whiten: whiten.array, threshold: threshold,
+      features: file.config.familiarFeatures ?? .imageVector)
   }
 
   /// Puts this calibration into `file` (config key and tensors), replacing any other.
   public func store(in file: inout ModelFile) {
     file.config.familiarThreshold = threshold
+    file.config.familiarFeatures = features
     file.tensors[Familiarity.meanName] = Tensor(shape: [mean.count], values: mean)
     file.tensors[Familiarity.whitenName] = Tensor(shape: [mean.count, mean.count], values: whiten)
   }
@@ -141,6 +166,7 @@ public struct Familiarity: Equatable, Sendable {
   /// Takes any calibration out of `file`.
   public static func remove(from file: inout ModelFile) {
     file.config.familiarThreshold = nil
+    file.config.familiarFeatures = nil
     file.tensors[meanName] = nil
     file.tensors[whitenName] = nil
   }

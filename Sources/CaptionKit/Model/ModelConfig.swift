@@ -73,8 +73,10 @@ public struct ModelConfig: Codable, Equatable, Sendable {
   /// The image–sentence retrieval part (SPEC §3), when the model has one.
   public var retrieval: RetrievalConfig?
   /// `describe`'s familiarity threshold (SPEC §3c), when a run calibrated it; the file then holds
-  /// the tensors `familiarity.mean` and `familiarity.std`.
+  /// the tensors `familiarity.mean` and `familiarity.whiten`.
   public var familiarThreshold: Float?
+  /// What the familiarity score reads (SPEC §3c); nil in a file means `imageVector`, the older kind.
+  public var familiarFeatures: FamiliarityFeatures?
 
   enum CodingKeys: String, CodingKey {
     case imageSize = "image_size"
@@ -84,6 +86,7 @@ public struct ModelConfig: Codable, Equatable, Sendable {
     case imageInput = "image_input"
     case pool, dropout, retrieval
     case familiarThreshold = "familiar_threshold"
+    case familiarFeatures = "familiar_features"
   }
 
   public init(
@@ -120,6 +123,7 @@ public struct ModelConfig: Codable, Equatable, Sendable {
     dropout = try c.decodeIfPresent(Float.self, forKey: .dropout) ?? 0
     retrieval = try c.decodeIfPresent(RetrievalConfig.self, forKey: .retrieval)
     familiarThreshold = try c.decodeIfPresent(Float.self, forKey: .familiarThreshold)
+    familiarFeatures = try c.decodeIfPresent(FamiliarityFeatures.self, forKey: .familiarFeatures)
   }
 
   /// The feature map after the encoder's layers: (channels, height, width). Pools floor odd sizes.
@@ -133,6 +137,25 @@ public struct ModelConfig: Codable, Equatable, Sendable {
       }
     }
     return (channels, size, size)
+  }
+
+  /// The width of the encoder's block means (SPEC §3c): the channels after each max-pool, and after
+  /// the last layer when it is not a pool.
+  public var blockMeansWidth: Int {
+    var (channels, width) = (3, 0)
+    for layer in layers {
+      switch layer {
+      case .conv(let out): channels = out
+      case .maxPool: width += channels
+      }
+    }
+    if case .conv = layers.last { width += channels }
+    return width
+  }
+
+  /// The width of what the familiarity score reads: v's (D_v) or the block means'.
+  public var familiarityWidth: Int {
+    (familiarFeatures ?? .imageVector) == .blockMeans ? blockMeansWidth : dv
   }
 
   /// Checks the values a model file or the command line may get wrong; the reason names the key,
@@ -159,6 +182,9 @@ public struct ModelConfig: Codable, Equatable, Sendable {
     try retrieval?.validate()
     if let familiarThreshold, !(familiarThreshold >= 0 && familiarThreshold.isFinite) {
       try fail("familiar_threshold \(familiarThreshold) is not a finite number ≥ 0")
+    }
+    if familiarFeatures != nil && familiarThreshold == nil {
+      try fail("familiar_features without familiar_threshold")
     }
   }
 }

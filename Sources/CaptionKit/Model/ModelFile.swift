@@ -34,7 +34,8 @@ extension ModelConfig {
     result.append(("decoder.out.bias", [vocabSize]))
     if let retrieval { result += retrieval.expectedTensorShapes(vocabSize: vocabSize, dv: dv) }
     if familiarThreshold != nil {
-      result += [(Familiarity.meanName, [dv]), (Familiarity.whitenName, [dv, dv])]
+      let width = familiarityWidth
+      result += [(Familiarity.meanName, [width]), (Familiarity.whitenName, [width, width])]
     }
     return result
   }

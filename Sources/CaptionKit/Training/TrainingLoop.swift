@@ -218,7 +218,10 @@ extension TrainingSession {
     let stops = group.size == 1
     var joint = (images: [Float](), sentences: [Float](), imageOf: [Int]())  // the retrieval part's vectors
     var batchIndex = -1
-    var imageVectors: [Float] = []  // every validation image's v, for the familiarity calibration
+    var imageVectors: [Float] = []  // every validation image's v (rerank and, from features, familiarity)
+    // Every validation image's block means, for the familiarity calibration, while every batch came
+    // through the convolutions (images read from the feature cache have none: v stands in).
+    var blockMeans: [Float]? = []
     var imageIds: [Int] = []  // their ids, for the rerank calibration
     while !stops || caption_interrupt_requested() == 0, var batch = valLoader.next() {
       batchIndex += 1
@@ -232,6 +235,7 @@ extension TrainingSession {
       lossSum += Double(loss)
       batches += 1
       imageVectors += model.lastImageVectors.array
+      if batch.features == nil { blockMeans? += model.encoder.blockMeans.array } else { blockMeans = nil }
       imageIds += batch.imageIds
       // v from the forward pass just made (the encoder runs once per batch).
       let captions = CaptionDecoder.greedy(
@@ -259,8 +263,14 @@ extension TrainingSession {
     // calibration is the one saved).
     let dv = model.config.dv
     if imageVectors.count >= 4 * dv {  // Familiarity.calibrate needs four images
-      let vectors = Tensor(shape: [imageVectors.count / dv, dv], values: imageVectors)
-      familiarity = (step, Familiarity.calibrate(vectors: vectors))
+      if let blockMeans {
+        let width = model.config.blockMeansWidth
+        let means = Tensor(shape: [blockMeans.count / width, width], values: blockMeans)
+        familiarity = (step, Familiarity.calibrate(vectors: means, features: .blockMeans))
+      } else {
+        let vectors = Tensor(shape: [imageVectors.count / dv, dv], values: imageVectors)
+        familiarity = (step, Familiarity.calibrate(vectors: vectors, features: .imageVector))
+      }
     }
     if group.size > 1 {
       return try validateInGroup(lossSum: lossSum, batches: batches, candidateTokens: candidateTokens)

@@ -74,7 +74,10 @@ final class TrainingSession {
     self.vocabulary = prepared.vocabulary
     self.model = model
     var terms: [any ObjectiveTerm] = []
-    if let weight = options.wordLoss, weight > 0 {
+    // With --retrieval-only the captioner does not train, so neither do the terms that train it
+    // (the word, scene and mention losses): they are left out rather than computed for nothing.
+    let retrievalOnly = options.retrievalOnly == true
+    if !retrievalOnly, let weight = options.wordLoss, weight > 0 {
       // Drawn from its own seed, so the model's weights do not depend on whether it is on.
       var generator = SeededGenerator(seed: options.seed &+ 0x3057_0D5)
       let wordLoss = WordLoss(
@@ -84,7 +87,7 @@ final class TrainingSession {
     }
     // The shapes data's terms, from its scenes file (read once for both).
     let (sceneWeight, mentionWeight) = (options.sceneLoss ?? 0, options.mentionLoss ?? 0)
-    if let scenesPath, sceneWeight > 0 || mentionWeight > 0 {
+    if !retrievalOnly, let scenesPath, sceneWeight > 0 || mentionWeight > 0 {
       status("reading \(scenesPath)")
       let scenes = try Scenes.load(path: scenesPath)
       try TrainingSession.stopIfInterrupted()
@@ -99,7 +102,6 @@ final class TrainingSession {
           model: retrieval, weight: weight,
           margin: options.retrievalMargin ?? TrainOptions.defaultRetrievalMargin))
     }
-    let retrievalOnly = options.retrievalOnly == true
     objective = TrainingObjective(model: model, terms: terms, captionerFrozen: retrievalOnly)
     interval = LoggedInterval(terms: terms.count)
     let isConvolution: ((String, Parameter)) -> Bool = { $0.0.hasPrefix("encoder.conv") }

@@ -81,8 +81,12 @@ public final class BidirectionalStack {
     }
     var x = inputs
     for (l, pair) in layers.enumerated() {
-      let hForward = pair.forward.forward(input: x, image: image, lengths: lengths).pointer
-      let hBackward = pair.backward.forward(input: x, image: image, lengths: lengths).pointer
+      let input = x
+      let (hForwardTensor, hBackwardTensor) = bothDirections(
+        { pair.forward.forward(input: input, image: image, lengths: lengths) },
+        { pair.backward.forward(input: input, image: image, lengths: lengths) })
+      let hForward = hForwardTensor.pointer
+      let hBackward = hBackwardTensor.pointer
       // concatenate per row: [T·B, H] ‖ [T·B, H] → [T·B, 2H]
       let out = outputs[l].pointer
       for row in 0..<(T * B) {
@@ -111,8 +115,10 @@ public final class BidirectionalStack {
         (dForward.pointer + row * H).update(from: d + row * 2 * H, count: H)
         (dBackward.pointer + row * H).update(from: d + row * 2 * H + H, count: H)
       }
-      let (dxF, dvF) = layers[l].forward.backward(outputGrad: dForward)
-      let (dxB, dvB) = layers[l].backward.backward(outputGrad: dBackward)
+      let (pair, gradForward, gradBackward) = (layers[l], dForward, dBackward)
+      let ((dxF, dvF), (dxB, dvB)) = bothDirections(
+        { pair.forward.backward(outputGrad: gradForward) },
+        { pair.backward.backward(outputGrad: gradBackward) })
       // both directions read the same input and image: their gradients add
       let dx = dInputs[l].pointer
       for k in 0..<dInputs[l].count { dx[k] = dxF[k] + dxB[k] }
@@ -121,5 +127,26 @@ public final class BidirectionalStack {
       grad = dInputs[l]
     }
     return (grad, dImage)
+  }
+
+  /// Runs the two directions' passes (`first` and `second`, which share no memory but their
+  /// read-only inputs) at once, one per compute thread, when our kernels do the products: each
+  /// direction's per-step products are too small to split well over two threads, and the two
+  /// directions never wait for each other. Their products then run on one thread each (a
+  /// fork-join call inside a job stays on its thread). With OpenBLAS doing the products (no
+  /// AVX-512), whose own threads would contend, they run one after the other.
+  private func bothDirections<A, B>(_ first: () -> A, _ second: () -> B) -> (A, B) {
+    guard Gemm.usesKernels && Parallel.workers >= 2 else { return (first(), second()) }
+    var a: A?
+    var b: B?
+    withUnsafeMutablePointer(to: &a) { aSlot in
+      withUnsafeMutablePointer(to: &b) { bSlot in
+        let slots = UncheckedSendable((aSlot, bSlot))
+        Parallel.run(parts: 2) { part in
+          if part == 0 { slots.value.0.pointee = first() } else { slots.value.1.pointee = second() }
+        }
+      }
+    }
+    return (a!, b!)
   }
 }
