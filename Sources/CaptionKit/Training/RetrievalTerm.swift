@@ -26,7 +26,10 @@ public final class RetrievalTerm: ObjectiveTerm {
     let rows = input.imageVectors.shape[0] * input.captionsPerImage
     guard input.imageVectors.shape[0] >= 2 else { return nil }  // no negatives in a batch of one
     let lengths = RetrievalModel.lengths(targets: input.targetTokens, steps: input.steps, rows: rows)
-    let s = model.sentences.forward(tokens: input.targetTokens, steps: input.steps, lengths: lengths)
+    // The decoder's last step is every row's <end> or padding: the sentences stop a step earlier.
+    let steps = max(lengths.max() ?? 0, 1)
+    let s = model.sentences.forward(
+      tokens: Array(input.targetTokens[0..<(steps * rows)]), steps: steps, lengths: lengths)
     let u = model.images.forward(input.imageVectors)
     return loss.forward(images: u, sentences: s, negatives: negatives)
   }
