@@ -15,6 +15,8 @@
 # OUT_DIR/shapes.latest.state); over files of a run it cannot continue it stops, unless --force,
 # which starts the run over. The rendering is skipped once data/shapes-110k is complete (a stopped
 # rendering leaves nothing there). CAPTION=path/to/caption uses that executable instead of building.
+# RETRIEVAL=W trains the retrieval part jointly with weight W (`--retrieval W`; docs/retrieval.md,
+# "Trained jointly"); a continued run keeps the settings it was started with.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 force=0
@@ -35,11 +37,11 @@ if [ ! -f "$data/captions.json" ]; then
   # --force: a folder left by an older, unfinished rendering holds images without captions.json.
   "$caption" dataset shapes --out "$data" --count 110000 --seed 1 --force
 fi
-resume=()
+flags=()
 if [ "$force" = 0 ]; then
   if [ -f "$out/shapes.latest.state" ]; then
     echo "continuing the run in $out (--force starts it over)" >&2
-    resume=(--resume)
+    flags=(--resume)
   else
     for file in "$out/shapes.safetensors" "$out/shapes.latest.safetensors" "$out/shapes.log.jsonl"; do
       if [ -e "$file" ]; then
@@ -49,5 +51,8 @@ if [ "$force" = 0 ]; then
     done
   fi
 fi
-"$caption" train --data "$data" --out "$out/shapes.safetensors" ${resume[@]+"${resume[@]}"}
+if [ ${#flags[@]} = 0 ] && [ -n "${RETRIEVAL:-}" ]; then
+  flags=(--retrieval "$RETRIEVAL")  # a continued run keeps the settings it started with
+fi
+"$caption" train --data "$data" --out "$out/shapes.safetensors" ${flags[@]+"${flags[@]}"}
 echo "the bundled model corresponds to $out/shapes.latest.safetensors (the weights at the end of training)"

@@ -8,14 +8,17 @@ import XCTest
 final class ScriptTests: XCTestCase {
   /// Runs the script with `arguments`; returns its exit status, stderr, and the argument lines the
   /// stand-in received (one line per call).
-  func runTrainShapes(_ arguments: [String]) throws -> (status: Int32, stderr: String, calls: [String]) {
+  func runTrainShapes(_ arguments: [String], environment: [String: String] = [:]) throws -> (
+    status: Int32, stderr: String, calls: [String]
+  ) {
     let folder = temporaryFolder()
     let record = folder + "/calls"
     let fake = folder + "/caption"
     try Data("#!/usr/bin/env bash\necho \"$*\" >> \"\(record)\"\n".utf8).write(to: URL(fileURLWithPath: fake))
     chmod(fake, 0o755)
     let run = try runBash(
-      [packageRoot + "/scripts/train-shapes.sh"] + arguments, environment: ["CAPTION": fake])
+      [packageRoot + "/scripts/train-shapes.sh"] + arguments,
+      environment: environment.merging(["CAPTION": fake]) { $1 })
     let calls = (try? String(contentsOfFile: record, encoding: .utf8)) ?? ""
     return (run.status, run.stderr, calls.split(separator: "\n").map(String.init))
   }
@@ -51,5 +54,15 @@ final class ScriptTests: XCTestCase {
       XCTAssertEqual(run.status, 0, run.stderr)
       XCTAssertEqual(trainCall(run.calls), "train --data data/shapes-110k --out \(folder)/shapes.safetensors")
     }
+    // RETRIEVAL=W: the retrieval part trained jointly; a continued run keeps its saved settings.
+    run = try runTrainShapes([fresh + "-joint"], environment: ["RETRIEVAL": "1"])
+    XCTAssertEqual(run.status, 0, run.stderr)
+    XCTAssertEqual(
+      trainCall(run.calls),
+      "train --data data/shapes-110k --out \(fresh)-joint/shapes.safetensors --retrieval 1")
+    run = try runTrainShapes([interrupted], environment: ["RETRIEVAL": "1"])
+    XCTAssertEqual(
+      trainCall(run.calls),
+      "train --data data/shapes-110k --out \(interrupted)/shapes.safetensors --resume")
   }
 }
