@@ -20,9 +20,9 @@ computed in float64 from the float32 weights stored in the file.
 import os
 
 import torch
-from safetensors.torch import save_file
-
-from torch_reference import CaptionModel, seeded_model, SPECIALS, load_caption_model, save_caption_model
+from torch_reference import CaptionModel, seeded_model, SPECIALS, load_caption_model, save_caption_model, \
+    save_expected, make_fixtures, \
+    saved_and_reloaded, fixture_images
 
 FOLDER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "Tests", "CaptionKitTests",
                       "Fixtures", "parity")
@@ -41,14 +41,9 @@ LENGTHS = [4, 3, 1]
 
 def make(name, config, seed):
     model = seeded_model(config, seed)
-    model_path = os.path.join(FOLDER, f"retrieval_{name}.model.safetensors")
-    save_caption_model(model_path, model, VOCAB,
-                       provenance={"script": "scripts/make_retrieval_fixture.py", "seed": seed})
-    model64, meta = load_caption_model(model_path)        # strict=True
-    assert meta["config"] == config
-    model64 = model64.double()
-    images = torch.randn(2, 3, 8, 8, generator=torch.Generator().manual_seed(seed + 1000))
-    images = images.to(torch.float32).double()
+    model64 = saved_and_reloaded(os.path.join(FOLDER, f"retrieval_{name}.model.safetensors"), model, VOCAB,
+                                 "scripts/make_retrieval_fixture.py", seed)
+    images = fixture_images(2, seed + 1000)
     words = torch.tensor(WORDS, dtype=torch.long)
     with torch.no_grad():
         u = model64.retrieval.images(model64.encoder(images))
@@ -58,14 +53,10 @@ def make(name, config, seed):
         "batch.lengths": torch.tensor(LENGTHS, dtype=torch.float64),
         "expected.images": u, "expected.sentences": s,
     }
-    out = {k: t.to(torch.float32).contiguous() for k, t in out.items()}
-    save_file(out, os.path.join(FOLDER, f"retrieval_{name}.expected.safetensors"),
-              metadata={"layout": "see scripts/make_retrieval_fixture.py"})
+    save_expected(os.path.join(FOLDER, f"retrieval_{name}.expected.safetensors"), out,
+                  "scripts/make_retrieval_fixture.py")
     print(f"retrieval_{name}: cosines {(u @ s.t()).flatten().tolist()}")
 
 
 if __name__ == "__main__":
-    os.makedirs(FOLDER, exist_ok=True)
-    torch.set_num_threads(1)
-    for index, (name, config) in enumerate(CONFIGS.items()):
-        make(name, config, seed=300 + index)
+    make_fixtures(FOLDER, CONFIGS, make, first_seed=300)

@@ -11,6 +11,7 @@ reads a model written by `caption train`, and `save_caption_model` writes one `c
 Shapes: B batch, T decoder steps, V vocabulary, E embedding, H hidden, Dv image vector, G gate blocks.
 """
 import json
+import os
 import math
 
 import torch
@@ -356,6 +357,36 @@ def load_caption_model(path):
     meta = dict(meta, config=config, vocab=json.loads(meta["vocab"]),
                 preprocess=json.loads(meta["preprocess"]))
     return model, meta
+
+
+def saved_and_reloaded(path, model, vocab, script, seed):
+    """Writes a fixture model in our file format, reads it back (strict=True) and returns it in
+    float64, with the F32 values the file holds."""
+    save_caption_model(path, model, vocab, provenance={"script": script, "seed": seed})
+    reloaded, meta = load_caption_model(path)
+    assert meta["config"] == model.config
+    return reloaded.double()
+
+
+def fixture_images(count, seed):
+    """`count` random normalised 8×8 images, F32 values in float64."""
+    images = torch.randn(count, 3, 8, 8, generator=torch.Generator().manual_seed(seed))
+    return images.to(torch.float32).double()
+
+
+def save_expected(path, tensors, script):
+    """A parity fixture's batch and expected values, stored as F32 (they were computed in float64)."""
+    from safetensors.torch import save_file
+    tensors = {k: t.to(torch.float32).contiguous() for k, t in tensors.items()}
+    save_file(tensors, path, metadata={"layout": f"see {script}"})
+
+
+def make_fixtures(folder, configs, make, first_seed):
+    """Runs `make(name, config, seed)` for each configuration, seeds first_seed, first_seed + 1, …"""
+    os.makedirs(folder, exist_ok=True)
+    torch.set_num_threads(1)
+    for index, (name, config) in enumerate(configs.items()):
+        make(name, config, seed=first_seed + index)
 
 
 def self_check():

@@ -142,6 +142,29 @@ final class FamiliarityTests: XCTestCase {
       ).blockMeansWidth, 240)
   }
 
+  func testBlockMeansAndScoresMatchPyTorch() throws {
+    // scripts/make_familiarity_fixture.py: float64 references, a model ending in a conv and one in a pool
+    for name in ["conv_last", "pool_last"] {
+      let captioner = try Captioner(modelPath: fixturePath("parity/familiarity_\(name).model.safetensors"))
+      let expected = try Safetensors.read(
+        path: fixturePath("parity/familiarity_\(name).expected.safetensors")
+      )
+      .tensors
+      let familiarity = try XCTUnwrap(Familiarity(file: captioner.modelFile))
+      XCTAssertEqual(familiarity.features, .blockMeans)
+      let vectors = captioner.model.encode(expected["batch.images"]!)
+      let means = captioner.model.encoder.blockMeans
+      XCTAssertLessThan(
+        relativeL2Error(means.array, expected["expected.block_means"]!.array.map(Double.init)), 1e-4, name)
+      XCTAssertLessThan(
+        relativeL2Error(familiarity.scores(means), expected["expected.scores"]!.array.map(Double.init)), 1e-4,
+        name)
+      XCTAssertEqual(
+        familiarity.verdicts(imageVectors: vectors, encoder: captioner.model.encoder),
+        expected["expected.scores"]!.array.map { $0 <= familiarity.threshold })
+    }
+  }
+
   func testAFileCalibratedOnImageVectorsStillScoresThem() throws {
     let plain = fixturePath("parity/lstm.model.safetensors")
     let captioner = try Captioner(modelPath: plain)
