@@ -106,22 +106,10 @@ struct Calibrate: ParsableCommand {
     let paths = try DescribeInput.expand(
       arguments: images, readStdin: { DescribeInput.standardInputText() })
     var vectors: [Float] = []  // the block means [n, D] row by row
-    var skipped = 0
-    let batchSize = 16
-    for start in stride(from: 0, to: paths.count, by: batchSize) {
-      var batch: [RGBImage] = []
-      for path in paths[start..<min(start + batchSize, paths.count)] {
-        do {
-          batch.append(try captioner.load(path: path))
-        } catch {
-          skipped += 1
-        }
-      }
-      if !batch.isEmpty {
-        _ = captioner.encode(batch)
-        vectors += captioner.model.encoder.blockMeans.array
-      }
+    let errors = captioner.encode(paths: paths, batchSize: 16) { _, _ in
+      vectors += captioner.model.encoder.blockMeans.array
     }
+    let skipped = errors.count(where: { $0 != nil })
     let width = captioner.modelFile.config.blockMeansWidth
     let count = vectors.count / width
     if skipped > 0 { printError("\(skipped) of \(paths.count) images could not be read and were skipped") }

@@ -11,21 +11,15 @@ extension RerankCalibration {
     var vectors: [Float] = []  // [n, Dv] row by row
     var ids: [Int] = []
     var references: [Int: [[String]]] = [:]
-    var skipped = 0
-    for start in stride(from: 0, to: images.count, by: batchSize) {
-      var loaded: [RGBImage] = []
-      for image in images[start..<min(start + batchSize, images.count)] {
-        guard let pixels = try? captioner.load(path: image.path) else {
-          skipped += 1
-          continue
-        }
-        loaded.append(pixels)
+    let errors = captioner.encode(paths: images.map(\.path), batchSize: batchSize) { indices, v in
+      vectors += v.array
+      for image in indices.map({ images[$0] }) {
         ids.append(image.id)
         references[image.id] = image.captions.map { PTBTokenizer.tokenize($0) }
       }
-      if !loaded.isEmpty { vectors += captioner.encode(loaded).array }
-      progress?(min(start + batchSize, images.count), images.count)
+      progress?(indices.last! + 1, images.count)
     }
+    let skipped = errors.count(where: { $0 != nil })
     guard !ids.isEmpty else { return (nil, skipped) }
     let calibration = calibrate(
       model: captioner.model, retrieval: retrieval,

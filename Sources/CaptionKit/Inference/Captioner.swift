@@ -84,6 +84,30 @@ public final class Captioner {
     return (captions, familiar)
   }
 
+  /// Loads and encodes image files `batchSize` at a time. For each batch of the files that could be
+  /// read, `each` gets their indices in `paths` and their image vectors v [n, Dv] (a workspace; the
+  /// encoder's `blockMeans` are that pass's too). Returns, per path, nil or why it could not be read.
+  public func encode(
+    paths: [String], batchSize: Int, each: (_ indices: [Int], _ imageVectors: Tensor) -> Void
+  ) -> [CaptionError?] {
+    var errors = [CaptionError?](repeating: nil, count: paths.count)
+    let batchSize = max(batchSize, 1)
+    for start in stride(from: 0, to: paths.count, by: batchSize) {
+      var loaded: [RGBImage] = []
+      var indices: [Int] = []
+      for i in start..<min(start + batchSize, paths.count) {
+        do {
+          loaded.append(try load(path: paths[i]))
+          indices.append(i)
+        } catch {
+          errors[i] = error as? CaptionError ?? CaptionError(.unreadable, path: paths[i], "\(error)")
+        }
+      }
+      if !loaded.isEmpty { each(indices, encode(loaded)) }
+    }
+    return errors
+  }
+
   /// An image file as the network sees it (SPEC §4), before normalisation.
   public func load(path: String) throws -> RGBImage {
     try Preprocess.load(path: path, size: modelFile.config.imageSize, decoder: decoder)

@@ -98,33 +98,15 @@ public final class JointSpace {
   private func vectors(paths: [String], batchSize: Int, transform: (_ v: Tensor) -> Tensor)
     -> [Result<[Float], CaptionError>]
   {
-    var results: [Result<[Float], CaptionError>] = []
-    var start = 0
-    while start < paths.count {
-      let batch = paths[start..<min(start + batchSize, paths.count)]
-      var loaded: [RGBImage] = []
-      var slots: [Result<[Float], CaptionError>?] = []
-      for path in batch {
-        do {
-          loaded.append(try captioner.load(path: path))
-          slots.append(nil)
-        } catch {
-          slots.append(.failure(error as? CaptionError ?? CaptionError(.unreadable, path: path, "\(error)")))
-        }
+    var vectors = [[Float]?](repeating: nil, count: paths.count)
+    let errors = captioner.encode(paths: paths, batchSize: batchSize) { indices, v in
+      let rows = transform(v)
+      let width = rows.shape[1]
+      for (row, i) in indices.enumerated() {
+        vectors[i] = Array(rows.buffer[row * width..<(row + 1) * width])
       }
-      if !loaded.isEmpty {
-        let vectors = transform(captioner.encode(loaded))
-        let width = vectors.shape[1]
-        var next = 0
-        for i in slots.indices where slots[i] == nil {
-          slots[i] = .success(Array(vectors.buffer[next * width..<(next + 1) * width]))
-          next += 1
-        }
-      }
-      results += slots.map { $0! }
-      start += batch.count
     }
-    return results
+    return zip(vectors, errors).map { vector, error in vector.map { .success($0) } ?? .failure(error!) }
   }
 
   /// The image index at `path` (`ImageIndex.load`), which must have been made with this model.

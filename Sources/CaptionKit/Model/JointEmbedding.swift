@@ -158,16 +158,16 @@ public final class SentenceEncoder {
     projection.initialize(using: &generator)
   }
 
-  /// The unit sentence vectors [R, D] of `tokens` ([T, R] time-major word ids, padded after each row's
-  /// `lengths[r]` words; what is there is not read). A row of no words gives normalise(bias).
-  /// The result is a workspace.
+  /// The unit sentence vectors [R, D] of the first `steps` time steps of `tokens` (time-major word
+  /// ids, [T', R] with T' ≥ `steps`, padded after each row's `lengths[r]` ≤ `steps` words; what is
+  /// there is not read). A row of no words gives normalise(bias). The result is a workspace.
   public func forward(tokens: [Int], steps: Int, lengths: [Int]) -> Tensor {
     let rows = lengths.count
-    precondition(tokens.count == steps * rows && steps >= 1)
+    precondition(tokens.count >= steps * rows && tokens.count % max(rows, 1) == 0 && steps >= 1)
     self.lengths = lengths
     self.steps = steps
     // Padding reads <pad>, so its (zero) gradient lands on a row no real word uses.
-    var words = tokens
+    var words = Array(tokens[0..<(steps * rows)])
     for t in 0..<steps { for r in 0..<rows where t >= lengths[r] { words[t * rows + r] = Vocabulary.pad } }
     let x = embed.forward(tokens: words).view(shape: [steps, rows, config.embed])
     if zeroImage.shape != [rows, 1] { zeroImage = Tensor(zeros: [rows, 1]) }

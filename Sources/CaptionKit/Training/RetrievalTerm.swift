@@ -28,8 +28,7 @@ public final class RetrievalTerm: ObjectiveTerm {
     let lengths = RetrievalModel.lengths(targets: input.targetTokens, steps: input.steps, rows: rows)
     // The decoder's last step is every row's <end> or padding: the sentences stop a step earlier.
     let steps = max(lengths.max() ?? 0, 1)
-    let s = model.sentences.forward(
-      tokens: Array(input.targetTokens[0..<(steps * rows)]), steps: steps, lengths: lengths)
+    let s = model.sentences.forward(tokens: input.targetTokens, steps: steps, lengths: lengths)
     let u = model.images.forward(input.imageVectors)
     return loss.forward(images: u, sentences: s, negatives: negatives)
   }
