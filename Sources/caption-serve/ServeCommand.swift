@@ -67,6 +67,10 @@ struct ServeCommand: AsyncParsableCommand {
     settings.threads = threads
     settings.decoders = decoders
 
+    if let problem = PeakFlops.forceFromEnvironment() {
+      printError(problem)
+      throw ExitCode(1)
+    }
     let captioner: Captioner
     let modelPath: String
     var search: ImageSearch? = nil

@@ -29,6 +29,10 @@ extension Caption {
   static func main() {
     let arguments = Array(CommandLine.arguments.dropFirst())
     if arguments.first == "serve" { Serve.handOver(Array(arguments.dropFirst())) }
+    if let problem = PeakFlops.forceFromEnvironment() {
+      printError(problem)
+      Glibc.exit(1)
+    }
     main(nil)
   }
 }

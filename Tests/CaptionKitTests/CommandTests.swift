@@ -377,6 +377,36 @@ final class CommandTests: XCTestCase {
     XCTAssertEqual(try runCaption(["bench", "--isa", "sse9"]).status, 64)
   }
 
+  /// `CAPTION_ISA` narrows every command's kernels (SPEC §2): `bench` names the level it ran at,
+  /// `describe` at the baseline level gives the default's caption and log-probability within the
+  /// kernels' bounds, and an unknown name is one line and exit 1.
+  func testCaptionIsaInTheEnvironmentNarrowsEveryCommandsKernels() throws {
+    let bench = try runCaption(
+      [
+        "bench", "--image-size", "16", "--layers", "8,M", "--dv", "8", "--embed", "8", "--hidden", "8",
+        "--vocab", "10", "--length", "2", "--batch", "2", "--steps", "1", "--threads", "1",
+      ], environment: ["CAPTION_ISA": "baseline"])
+    XCTAssertEqual(bench.status, 0, bench.stderr)
+    XCTAssertTrue(bench.stdout.contains("kernels baseline x86-64"), bench.stdout)
+    let image = packageRoot + "/datasets/shapes/examples/000004.png"
+    let model = packageRoot + "/models/shapes.safetensors"
+    func describe(_ isa: String?) throws -> [String: Any] {
+      let run = try runCaption(
+        ["describe", "--json", "--model", model, image], environment: isa.map { ["CAPTION_ISA": $0] } ?? [:])
+      XCTAssertEqual(run.status, 0, run.stderr)
+      return try XCTUnwrap(JSONSerialization.jsonObject(with: Data(run.stdout.utf8)) as? [String: Any])
+    }
+    let best = try describe(nil)
+    let narrow = try describe("baseline")
+    XCTAssertEqual(best["tokens"] as? [String], narrow["tokens"] as? [String])
+    let (a, b) = (try XCTUnwrap(best["logprob"] as? Double), try XCTUnwrap(narrow["logprob"] as? Double))
+    XCTAssertEqual(a, b, accuracy: 1e-4 * abs(a))
+    let unknown = try runCaption(["describe", "--model", model, image], environment: ["CAPTION_ISA": "sse9"])
+    XCTAssertEqual(unknown.status, 1)
+    XCTAssertEqual(
+      unknown.stderr, "caption: CAPTION_ISA: unknown instruction set 'sse9' (avx512, avx2 or baseline)\n")
+  }
+
   /// `bench --from-features` times training from cached features and prints its figure last.
   func testBenchFromFeaturesPrintsItsFigureLast() throws {
     let run = try runCaption([

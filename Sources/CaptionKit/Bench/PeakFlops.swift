@@ -1,5 +1,6 @@
 import CKernels
 import Dispatch
+import Foundation
 
 /// The FP32 peak of the compute threads at the instruction set in use, measured by CKernels' loop of
 /// independent multiply-adds (PeakFlops.h) rather than taken from a data sheet: the two vCPUs of
@@ -26,6 +27,17 @@ public enum PeakFlops {
     if ck_isa() == isa.level { return true }
     ck_set_isa(-1)
     return false
+  }
+
+  /// `CAPTION_ISA` (SPEC §2): every command's kernels at a narrower instruction set than the CPU's
+  /// best, to measure or test them on one machine. Nil when it is unset or applied; otherwise the
+  /// reason it cannot be (an unknown name, or an instruction set this CPU lacks).
+  public static func forceFromEnvironment() -> String? {
+    guard let value = ProcessInfo.processInfo.environment["CAPTION_ISA"], !value.isEmpty else { return nil }
+    guard let isa = ISA(rawValue: value) else {
+      return "CAPTION_ISA: unknown instruction set '\(value)' (avx512, avx2 or baseline)"
+    }
+    return force(isa) ? nil : "CAPTION_ISA: this CPU has no \(value) instructions"
   }
 
   /// The instruction set the kernels use now (`ck_isa`), as the reports name it.
