@@ -1,3 +1,4 @@
+import CKernels
 import Foundation
 import XCTest
 
@@ -401,6 +402,15 @@ final class CommandTests: XCTestCase {
     XCTAssertEqual(best["tokens"] as? [String], narrow["tokens"] as? [String])
     let (a, b) = (try XCTUnwrap(best["logprob"] as? Double), try XCTUnwrap(narrow["logprob"] as? Double))
     XCTAssertEqual(a, b, accuracy: 1e-4 * abs(a))
+    // Narrower than AVX-512, one image's only larger product (the first convolution's) is small
+    // enough for the project's kernel: OpenBLAS is never loaded (the loader's log names no such file).
+    for isa in ["avx2", "baseline"] where isa == "baseline" || ck_isa() >= CK_ISA_AVX2 {
+      let traced = try runCaption(
+        ["describe", "--model", model, image], environment: ["CAPTION_ISA": isa, "LD_DEBUG": "files"])
+      XCTAssertEqual(traced.status, 0, traced.stderr)
+      XCTAssertTrue(traced.stderr.contains("file=libpng"), "the loader's log: \(traced.stderr.prefix(300))")
+      XCTAssertFalse(traced.stderr.contains("libopenblas"), isa)
+    }
     let unknown = try runCaption(["describe", "--model", model, image], environment: ["CAPTION_ISA": "sse9"])
     XCTAssertEqual(unknown.status, 1)
     XCTAssertEqual(

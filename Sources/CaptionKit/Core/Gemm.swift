@@ -53,13 +53,25 @@ public final class PackedMatrix {
 /// OPENBLAS_CORETYPE=Haswell selects on the project's machines, run these shapes at about half the
 /// speed (single thread: ~125 against ~250 GFLOP/s at the bench's LSTM and output-layer shapes). The
 /// AVX2 and baseline variants are slower than OpenBLAS's there, so without AVX-512 (and for fewer
-/// than 8 rows, where a GEMV or OpenBLAS's small-matrix path does better) OpenBLAS takes the product.
+/// than 8 rows, where a GEMV or OpenBLAS's small-matrix path does better) OpenBLAS takes the product,
+/// unless it is small (`smallProductWork`).
 public enum Gemm {
   /// Whether products run on CKernels' kernel (the instruction set in use is AVX-512).
   static var usesKernels: Bool { ck_isa() == Int32(CK_ISA_AVX512) }
 
   /// Products below this many multiply-adds run on one thread (a dispatch costs ~10 µs).
   static let threadingWork = 1 << 19
+
+  /// Products of at most this many multiply-adds take the kernel at every instruction set: OpenBLAS
+  /// would save microseconds on them, and loading it costs a process milliseconds. `describe` of
+  /// one image then never loads it (its first convolution's product, 4 096 × 16 × 27 at 64 px, is
+  /// its only one of 8 rows or more).
+  static let smallProductWork = 1 << 21
+
+  /// Whether a product of m rows, n columns and depth k runs on the kernel (else on OpenBLAS).
+  static func takesKernel(m: Int, n: Int, k: Int) -> Bool {
+    m >= 8 && k > 0 && (usesKernels || m * n * k <= smallProductWork)
+  }
 
   /// Splits `panels` column panels into ranges with even bounds (the AVX-512 tile covers two) over
   /// the threads, when `work` multiply-adds are worth it.
@@ -101,7 +113,7 @@ public enum Gemm {
   ) {
     let (k, n) = (packed.k, packed.n)
     guard m > 0 && n > 0 else { return }
-    guard usesKernels && m >= 8 && k > 0 && (packFirst || packed.isPacked) else {
+    guard takesKernel(m: m, n: n, k: k) && (packFirst || packed.isPacked) else {
       BLAS.gemm(
         transA: transA, transB: packed.transB, m: m, n: n, k: k, a: a, lda: lda, b: packed.source!,
         ldb: packed.ldb, beta: accumulate ? 1 : 0, c: c, ldc: ldc)
