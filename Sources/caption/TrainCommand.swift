@@ -36,10 +36,6 @@ struct Train: ParsableCommand {
   func run() throws {
     let options = options()
     if let ranks = ProcessInfo.processInfo.environment["OMPI_COMM_WORLD_SIZE"].flatMap(Int.init), ranks >= 2 {
-      if (options.retrieval ?? 0) > 0 {
-        printError("train: --retrieval is not available under mpirun (SPEC §8)")
-        throw ExitCode(64)
-      }
       // One rank of `mpirun -np N`: the data-parallel trainer, which links MPI (SPEC §8).
       let encoder = JSONEncoder()
       encoder.nonConformingFloatEncodingStrategy = .convertToString(

@@ -187,6 +187,36 @@ final class TrainMPITests: XCTestCase {
     }
   }
 
+  /// With the retrieval part (`--retrieval 1`, the hardest negatives from the third epoch) the ranking
+  /// loss is the whole batch's on every rank: the same weights and validation figures (R@K, λ) as
+  /// one process, also where a rank's share of the last batch is empty.
+  func testTheRankingLossOverRanksIsOneProcesssLoss() throws {
+    let base = folder("retrieval")
+    let retrieval = [
+      "--retrieval", "1", "--retrieval-hidden", "6", "--retrieval-dim", "5", "--retrieval-hard-after", "2",
+    ]
+    let single = try run(ranks: 0, trainArguments(out: base + "/1/m.safetensors", valImages: 8) + retrieval)
+    XCTAssertEqual(single.status, 0, single.output)
+    let validationLines = { (output: String) in
+      output.split(separator: "\n").filter { $0.hasPrefix("epoch ") && $0.contains("val_rsum") }
+    }
+    XCTAssertEqual(validationLines(single.output).count, 5, single.output)
+    for ranks in [2, 3] {
+      let out = base + "/\(ranks)/m.safetensors"
+      let parallel = try run(ranks: ranks, trainArguments(out: out, valImages: 8) + retrieval)
+      XCTAssertEqual(parallel.status, 0, parallel.output)
+      XCTAssertEqual(validationLines(parallel.output), validationLines(single.output), "\(ranks) ranks")
+      let difference = try worstDifference(
+        base + "/1/m.latest.safetensors", base + "/\(ranks)/m.latest.safetensors")
+      XCTAssertLessThan(difference, 1e-5, "\(ranks) ranks")
+      XCTAssertGreaterThan(difference, 0, "the runs differ in rounding only")
+      let log = try String(contentsOfFile: base + "/\(ranks)/m.log.jsonl", encoding: .utf8)
+      XCTAssertTrue(log.contains("\"retrieval_loss\":"), log)
+      let tensors = try ModelFile.load(path: out).tensors
+      XCTAssertNotNil(tensors["retrieval.text_proj.weight"])
+    }
+  }
+
   func testResumeAcrossRankCountsContinuesExactly() throws {
     let base = folder("resume")
     XCTAssertEqual(try run(ranks: 0, trainArguments(out: base + "/whole/m.safetensors")).status, 0)

@@ -48,6 +48,7 @@ extension TrainingSession {
     let terms = objective.terms
     let hasImages = batch.batchSize > 0
     if hasImages { _ = objective.forward(batch, training: true, generator: &dropoutGenerator) }
+    try objective.exchangeRetrievalLosses(hasRows: hasImages)
     // [caption tokens, Σ caption loss, images, stop requests, then per term: rows, Σ loss]
     var totals = [Double](repeating: 0, count: 4 + 2 * terms.count)
     if hasImages {
@@ -70,6 +71,7 @@ extension TrainingSession {
     for (i, term) in terms.enumerated() {
       (term as? AuxiliaryTerm)?.auxiliary.crossEntropy.normaliser = Int(totals[4 + 2 * i])
       if totals[4 + 2 * i] > 0 { termLosses[i] = Float(totals[5 + 2 * i] / totals[4 + 2 * i]) }
+      if term is RetrievalTerm { termLosses[i] = objective.termLosses[i] }  // the whole batch's already
     }
     zeroGradients(parameters)
     // The gradients summed over the ranks, bucket by bucket: with overlap, each bucket's sum starts

@@ -43,6 +43,14 @@ final class TrainingObjective {
     for case let term as RetrievalTerm in terms { term.negatives = epoch < hardAfter ? .sum : .hardest }
   }
 
+  /// In a data-parallel run: the retrieval terms' losses of the whole batch (`RetrievalTerm.exchange`),
+  /// on every rank, also those whose share of the batch is empty.
+  func exchangeRetrievalLosses(hasRows: Bool) throws {
+    for (i, term) in terms.enumerated() {
+      if let retrieval = term as? RetrievalTerm { termLosses[i] = try retrieval.exchange(hasRows: hasRows) }
+    }
+  }
+
   /// Runs the model and every term on `batch`; returns the caption cross-entropy.
   func forward(_ batch: TrainingBatch, training: Bool, generator: inout SeededGenerator) -> Float {
     captionLoss = model.forward(

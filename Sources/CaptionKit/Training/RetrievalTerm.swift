@@ -15,6 +15,13 @@ public final class RetrievalTerm: ObjectiveTerm {
   public let loss: RankingLoss
   /// Which negatives the loss sums (`sum` while warming up, then `hardest`).
   public var negatives = RankingLoss.Negatives.sum
+  /// A data-parallel run's ranks (nil: one process). Every rank then scores the whole batch: its
+  /// vectors are joined with every other rank's (`exchange`), so the negatives are those of one
+  /// process, and each rank back-propagates its own rows.
+  var group: (any TrainingGroup)?
+  private var ownVectors = (images: Tensor(zeros: [0]), sentences: Tensor(zeros: [0]))
+  /// This rank's rows of the whole batch's images and sentences (in a group).
+  private var ownRows = (images: 0..<0, sentences: 0..<0)
 
   public init(model: RetrievalModel, weight: Float, margin: Float) {
     self.model = model
@@ -22,19 +29,59 @@ public final class RetrievalTerm: ObjectiveTerm {
     loss = RankingLoss(margin: margin)
   }
 
+  /// One process: the loss of the batch. In a group: this rank's vectors only (the loss is
+  /// `exchange`'s, which every rank calls next).
   public func forward(_ input: ObjectiveInput) -> Float? {
     let rows = input.imageVectors.shape[0] * input.captionsPerImage
-    guard input.imageVectors.shape[0] >= 2 else { return nil }  // no negatives in a batch of one
+    // no negatives in a batch of one (in a group, the whole batch decides)
+    guard input.imageVectors.shape[0] >= 2 || group != nil else { return nil }
     let lengths = RetrievalModel.lengths(targets: input.targetTokens, steps: input.steps, rows: rows)
     // The decoder's last step is every row's <end> or padding: the sentences stop a step earlier.
     let steps = max(lengths.max() ?? 0, 1)
     let s = model.sentences.forward(tokens: input.targetTokens, steps: steps, lengths: lengths)
     let u = model.images.forward(input.imageVectors)
+    if group != nil {
+      ownVectors = (u, s)
+      return 0
+    }
     return loss.forward(images: u, sentences: s, negatives: negatives)
   }
 
+  /// In a group, on every rank after `forward` (or without it, when this rank's share of the batch
+  /// is empty: `hasRows` false): the whole batch's vectors, every rank's in rank order (the order of
+  /// one process's batch: rank r holds a contiguous share), and their loss, the same on every rank.
+  /// Nil when the whole batch has fewer than two images.
+  func exchange(hasRows: Bool) throws -> Float? {
+    guard let group else { preconditionFailure("RetrievalTerm.exchange outside a group") }
+    let dim = model.config.dim
+    let images = try group.gatherRows(hasRows ? ownVectors.images.array : [], width: dim, everywhere: true)
+    let sentences = try group.gatherRows(
+      hasRows ? ownVectors.sentences.array : [], width: dim, everywhere: true)
+    let (imageCount, sentenceCount) = (images.counts.reduce(0, +), sentences.counts.reduce(0, +))
+    guard imageCount >= 2 else { return nil }
+    let (firstImage, firstSentence) = (
+      images.counts[..<group.rank].reduce(0, +), sentences.counts[..<group.rank].reduce(0, +)
+    )
+    ownRows = (
+      firstImage..<firstImage + images.counts[group.rank],
+      firstSentence..<firstSentence + sentences.counts[group.rank]
+    )
+    return loss.forward(
+      images: Tensor(shape: [imageCount, dim], values: images.rows),
+      sentences: Tensor(shape: [sentenceCount, dim], values: sentences.rows), negatives: negatives)
+  }
+
   public func backward(into gradient: Tensor) {
-    let (du, ds) = loss.backward()
+    var (du, ds) = loss.backward()
+    if group != nil {  // this rank's rows of the whole batch's gradients
+      let dim = model.config.dim
+      du = Tensor(
+        shape: [ownRows.images.count, dim],
+        values: Array(du.array[(ownRows.images.lowerBound * dim)..<(ownRows.images.upperBound * dim)]))
+      ds = Tensor(
+        shape: [ownRows.sentences.count, dim],
+        values: Array(ds.array[(ownRows.sentences.lowerBound * dim)..<(ownRows.sentences.upperBound * dim)]))
+    }
     du.scale(by: weight)
     ds.scale(by: weight)
     model.sentences.backward(ds)

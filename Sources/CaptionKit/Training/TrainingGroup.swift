@@ -71,6 +71,29 @@ extension TrainingGroup {
     try broadcast(UnsafeMutableRawBufferPointer(values))
   }
 
+  /// Every rank's `rows` (each `width` floats; a rank may have none) one after the other in rank
+  /// order, with each rank's row count: on rank 0, and on every rank when `everywhere` (else the
+  /// other ranks get no rows, only the counts).
+  func gatherRows(_ rows: [Float], width: Int, everywhere: Bool) throws -> (rows: [Float], counts: [Int]) {
+    guard size > 1 else { return (rows, [rows.count / width]) }
+    var counts = [Double](repeating: 0, count: size)
+    counts[rank] = Double(rows.count / width)
+    var scratch: [Double] = []
+    try counts.withUnsafeMutableBufferPointer { try sum($0, scratch: &scratch) }
+    let rowCounts = counts.map { Int($0) }
+    let longest = rowCounts.max()! * width
+    guard longest > 0 else { return ([], rowCounts) }
+    let padded = rows + [Float](repeating: 0, count: longest - rows.count)
+    var all = [Float](repeating: 0, count: size * longest)
+    try padded.withUnsafeBytes { mine in try all.withUnsafeMutableBytes { try gather(mine, into: $0) } }
+    if everywhere { try all.withUnsafeMutableBytes { try broadcast($0) } }
+    guard everywhere || isWriter else { return ([], rowCounts) }
+    var joined: [Float] = []
+    joined.reserveCapacity(rowCounts.reduce(0, +) * width)
+    for r in 0..<size { joined += all[(r * longest)..<(r * longest + rowCounts[r] * width)] }
+    return (joined, rowCounts)
+  }
+
   /// Fails (the same way on every rank) unless every rank passes the same fingerprint: what the
   /// ranks were started with (options, data, model) must match.
   func agree(on fingerprint: UInt64, what: String) throws {

@@ -273,26 +273,82 @@ extension TrainingSession {
       }
     }
     if group.size > 1 {
-      return try validateInGroup(lossSum: lossSum, batches: batches, candidateTokens: candidateTokens)
+      var metrics = try validateInGroup(lossSum: lossSum, batches: batches, candidateTokens: candidateTokens)
+      if model.retrieval != nil {
+        try validateRetrievalInGroup(
+          joint: joint, imageVectors: imageVectors, imageIds: imageIds, into: &metrics)
+      }
+      return metrics
     }
     var metrics = try scoreValidation(lossSum: lossSum, batches: batches, candidates: candidates)
-    if let retrieval = model.retrieval, !joint.imageOf.isEmpty {
-      let dim = retrieval.config.dim
-      let recalls = RetrievalMetrics.evaluate(
-        images: Tensor(shape: [joint.images.count / dim, dim], values: joint.images),
-        sentences: Tensor(shape: [joint.imageOf.count, dim], values: joint.sentences), imageOf: joint.imageOf)
-      for (key, value) in recalls { metrics["val_" + key] = value }
-      // λ of reranking: beam candidates of every validation image, scored for each λ of the grid
-      var references: [Int: [[String]]] = [:]
-      for image in valImages { references[image.id] = image.captions.map { PTBTokenizer.tokenize($0) } }
-      let calibration = RerankCalibration.calibrate(
-        model: model, retrieval: retrieval,
-        imageVectors: Tensor(shape: [imageIds.count, dv], values: imageVectors), imageIds: imageIds,
-        references: references, vocabulary: vocabulary, maxLength: self.options.maxLength)
-      rerankCalibration = (step, calibration)
-      metrics["val_rerank_weight"] = calibration.weight
+    if !joint.imageOf.isEmpty {
+      retrievalMetrics(joint: joint, imageVectors: imageVectors, imageIds: imageIds, into: &metrics)
     }
     return metrics
+  }
+
+  /// The retrieval part's validation: R@K over the validation images and their captions, and λ of
+  /// reranking (beam candidates of every validation image, scored for each λ of the grid).
+  func retrievalMetrics(
+    joint: (images: [Float], sentences: [Float], imageOf: [Int]), imageVectors: [Float], imageIds: [Int],
+    into metrics: inout [String: Double]
+  ) {
+    guard let retrieval = model.retrieval else { return }
+    let dim = retrieval.config.dim
+    let recalls = RetrievalMetrics.evaluate(
+      images: Tensor(shape: [joint.images.count / dim, dim], values: joint.images),
+      sentences: Tensor(shape: [joint.imageOf.count, dim], values: joint.sentences), imageOf: joint.imageOf)
+    for (key, value) in recalls { metrics["val_" + key] = value }
+    var references: [Int: [[String]]] = [:]
+    for image in valImages { references[image.id] = image.captions.map { PTBTokenizer.tokenize($0) } }
+    let calibration = RerankCalibration.calibrate(
+      model: model, retrieval: retrieval,
+      imageVectors: Tensor(shape: [imageIds.count, model.config.dv], values: imageVectors),
+      imageIds: imageIds,
+      references: references, vocabulary: vocabulary, maxLength: self.options.maxLength)
+    rerankCalibration = (step, calibration)
+    metrics["val_rerank_weight"] = calibration.weight
+  }
+
+  /// `retrievalMetrics` in a group: rank 0 gathers every rank's vectors (each rank validated its own
+  /// batches), computes them as one process would, and sends the figures to every rank (so that
+  /// every rank keeps the same best model).
+  func validateRetrievalInGroup(
+    joint: (images: [Float], sentences: [Float], imageOf: [Int]), imageVectors: [Float], imageIds: [Int],
+    into metrics: inout [String: Double]
+  ) throws {
+    guard let retrieval = model.retrieval else { return }
+    let dim = retrieval.config.dim
+    let images = try group.gatherRows(joint.images, width: dim, everywhere: false)
+    let sentences = try group.gatherRows(joint.sentences, width: dim, everywhere: false)
+    // each rank's image indices, moved past the images of the ranks before it
+    let imageOf = try group.gatherRows(joint.imageOf.map(Float.init), width: 1, everywhere: false)
+    let vectors = try group.gatherRows(imageVectors, width: model.config.dv, everywhere: false)
+    let ids = try group.gatherRows(imageIds.map(Float.init), width: 1, everywhere: false)
+    let keys =
+      [
+        "i2t-R@1", "i2t-R@5", "i2t-R@10", "i2t-medr", "t2i-R@1", "t2i-R@5", "t2i-R@10", "t2i-medr", "rsum",
+      ].map { "val_" + $0 } + ["val_rerank_weight"]
+    var values = [Double](repeating: .nan, count: keys.count + 1)  // the last: whether there are any
+    if group.isWriter && !imageOf.rows.isEmpty {
+      var all = (images: images.rows, sentences: sentences.rows, imageOf: [Int]())
+      var (first, row) = (0, 0)
+      for rank in 0..<group.size {
+        for _ in 0..<imageOf.counts[rank] {
+          all.imageOf.append(first + Int(imageOf.rows[row]))
+          row += 1
+        }
+        first += images.counts[rank]
+      }
+      var found: [String: Double] = [:]
+      retrievalMetrics(
+        joint: all, imageVectors: vectors.rows, imageIds: ids.rows.map { Int($0) }, into: &found)
+      values = keys.map { found[$0] ?? .nan } + [1]
+    }
+    try values.withUnsafeMutableBytes { try group.broadcast($0) }
+    if values[keys.count] == 1 {
+      for (key, value) in zip(keys, values) { metrics[key] = value }
+    }
   }
 
   /// The metrics of the validation split from the sum of its batches' losses and the captions.

@@ -97,10 +97,11 @@ final class TrainingSession {
         imageSize: model.config.dv, hiddenSize: model.config.hidden, seed: options.seed, log: log)
     }
     if let weight = options.retrieval, weight > 0, let retrieval = model.retrieval {
-      terms.append(
-        RetrievalTerm(
-          model: retrieval, weight: weight,
-          margin: options.retrievalMargin ?? TrainOptions.defaultRetrievalMargin))
+      let term = RetrievalTerm(
+        model: retrieval, weight: weight,
+        margin: options.retrievalMargin ?? TrainOptions.defaultRetrievalMargin)
+      if group.size > 1 { term.group = group }
+      terms.append(term)
     }
     objective = TrainingObjective(model: model, terms: terms, captionerFrozen: retrievalOnly)
     interval = LoggedInterval(terms: terms.count)
