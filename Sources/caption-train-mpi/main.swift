@@ -26,6 +26,10 @@ else {
     Data("usage: caption-train-mpi --options JSON [--resume] (run by caption train under mpirun)\n".utf8))
   exit(64)
 }
+if let problem = PeakFlops.forceFromEnvironment() {  // SPEC §2, as in `caption`
+  FileHandle.standardError.write(Data("caption: \(problem)\n".utf8))
+  exit(1)
+}
 let decoder = JSONDecoder()
 decoder.nonConformingFloatDecodingStrategy = .convertFromString(
   positiveInfinity: "inf", negativeInfinity: "-inf", nan: "nan")

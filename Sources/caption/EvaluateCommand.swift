@@ -133,11 +133,11 @@ struct Evaluate: ParsableCommand {
           options.sample ? "sampled at temperature \(decoding.temperature)" : "beam \(options.beamSize)"
         if let weight = options.rerankWeight, options.rerank > 0 { how += ", reranked with λ \(weight)" }
         StandardOutput.line("\(result.images.count) images of the \(split) split, \(how)")
-        let keys = [
-          "BLEU-1", "BLEU-2", "BLEU-3", "BLEU-4", "ROUGE-L", "CIDEr-D", "object-F1", "attribute-accuracy",
-          "count-accuracy", "relation-accuracy", "i2t-R@1", "i2t-R@5", "i2t-R@10", "i2t-medr", "t2i-R@1",
-          "t2i-R@5", "t2i-R@10", "t2i-medr", "rsum",
-        ]
+        let keys =
+          [
+            "BLEU-1", "BLEU-2", "BLEU-3", "BLEU-4", "ROUGE-L", "CIDEr-D", "object-F1", "attribute-accuracy",
+            "count-accuracy", "relation-accuracy",
+          ] + RetrievalMetrics.keys
         for key in keys {
           if let value = object[key] {
             StandardOutput.line(

@@ -5,6 +5,10 @@
 /// 1-based; R@K is the fraction of queries whose rank is at most K; medr the median rank.
 public enum RetrievalMetrics {
   public static let foldSize = 1000
+  /// The keys of `evaluate`'s result, in SPEC §2's order.
+  public static let keys = [
+    "i2t-R@1", "i2t-R@5", "i2t-R@10", "i2t-medr", "t2i-R@1", "t2i-R@5", "t2i-R@10", "t2i-medr", "rsum",
+  ]
 
   /// The metrics of unit image vectors `images` [N·D] and sentence vectors `sentences` [M·D] (row m
   /// describes image `imageOf[m]`), under SPEC §2's keys: `i2t-R@1 i2t-R@5 i2t-R@10 i2t-medr t2i-R@1
@@ -28,9 +32,7 @@ public enum RetrievalMetrics {
     var result = totals.mapValues { $0 / Double(folds) }
     result["rsum"] =
       100
-      * ["i2t-R@1", "i2t-R@5", "i2t-R@10", "t2i-R@1", "t2i-R@5", "t2i-R@10"].reduce(0) {
-        $0 + (result[$1] ?? 0)
-      }
+      * keys.filter { $0.contains("-R@") }.reduce(0) { $0 + (result[$1] ?? 0) }
     return result
   }
 

@@ -20,8 +20,9 @@ public final class RetrievalTerm: ObjectiveTerm {
   /// process, and each rank back-propagates its own rows.
   var group: (any TrainingGroup)?
   private var ownVectors = (images: Tensor(zeros: [0]), sentences: Tensor(zeros: [0]))
-  /// This rank's rows of the whole batch's images and sentences (in a group).
-  private var ownRows = (images: 0..<0, sentences: 0..<0)
+  /// This rank's rows of the whole batch's images, and the batch's captions per image (in a group).
+  private var ownImages = 0..<0
+  private var captionsPerImage = 1
 
   public init(model: RetrievalModel, weight: Float, margin: Float) {
     self.model = model
@@ -57,30 +58,23 @@ public final class RetrievalTerm: ObjectiveTerm {
     let images = try group.gatherRows(hasRows ? ownVectors.images.array : [], width: dim, everywhere: true)
     let sentences = try group.gatherRows(
       hasRows ? ownVectors.sentences.array : [], width: dim, everywhere: true)
-    let (imageCount, sentenceCount) = (images.counts.reduce(0, +), sentences.counts.reduce(0, +))
+    let imageCount = images.counts.reduce(0, +)
     guard imageCount >= 2 else { return nil }
-    let (firstImage, firstSentence) = (
-      images.counts[..<group.rank].reduce(0, +), sentences.counts[..<group.rank].reduce(0, +)
-    )
-    ownRows = (
-      firstImage..<firstImage + images.counts[group.rank],
-      firstSentence..<firstSentence + sentences.counts[group.rank]
-    )
+    let firstImage = images.counts[..<group.rank].reduce(0, +)
+    ownImages = firstImage..<firstImage + images.counts[group.rank]
+    captionsPerImage = sentences.rows.count / (imageCount * dim)
     return loss.forward(
       images: Tensor(shape: [imageCount, dim], values: images.rows),
-      sentences: Tensor(shape: [sentenceCount, dim], values: sentences.rows), negatives: negatives)
+      sentences: Tensor(shape: [imageCount * captionsPerImage, dim], values: sentences.rows),
+      negatives: negatives)
   }
 
   public func backward(into gradient: Tensor) {
     var (du, ds) = loss.backward()
-    if group != nil {  // this rank's rows of the whole batch's gradients
-      let dim = model.config.dim
-      du = Tensor(
-        shape: [ownRows.images.count, dim],
-        values: Array(du.array[(ownRows.images.lowerBound * dim)..<(ownRows.images.upperBound * dim)]))
-      ds = Tensor(
-        shape: [ownRows.sentences.count, dim],
-        values: Array(ds.array[(ownRows.sentences.lowerBound * dim)..<(ownRows.sentences.upperBound * dim)]))
+    if group != nil {  // this rank's rows of the whole batch's gradients (views, no copies)
+      let (dim, K) = (model.config.dim, captionsPerImage)
+      du = du.view(offset: ownImages.lowerBound * dim, shape: [ownImages.count, dim])
+      ds = ds.view(offset: ownImages.lowerBound * K * dim, shape: [ownImages.count * K, dim])
     }
     du.scale(by: weight)
     ds.scale(by: weight)

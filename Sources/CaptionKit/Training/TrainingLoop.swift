@@ -325,10 +325,7 @@ extension TrainingSession {
     let imageOf = try group.gatherRows(joint.imageOf.map(Float.init), width: 1, everywhere: false)
     let vectors = try group.gatherRows(imageVectors, width: model.config.dv, everywhere: false)
     let ids = try group.gatherRows(imageIds.map(Float.init), width: 1, everywhere: false)
-    let keys =
-      [
-        "i2t-R@1", "i2t-R@5", "i2t-R@10", "i2t-medr", "t2i-R@1", "t2i-R@5", "t2i-R@10", "t2i-medr", "rsum",
-      ].map { "val_" + $0 } + ["val_rerank_weight"]
+    let keys = RetrievalMetrics.keys.map { "val_" + $0 } + ["val_rerank_weight"]
     var values = [Double](repeating: .nan, count: keys.count + 1)  // the last: whether there are any
     if group.isWriter && !imageOf.rows.isEmpty {
       var all = (images: images.rows, sentences: sentences.rows, imageOf: [Int]())
