@@ -255,9 +255,9 @@ INLINE void input_transform(const geometry *g, const float *image, int ty0, int 
 
 /// Output planes of the block's tiles: Y = Aᵀ M A + bias, then the ReLU when asked.
 INLINE void output_transform(const geometry *g, const float *m, const float *bias, float *image,
-                             int ty0, int rows) {
+                             int ty0, int rows, int co_begin, int co_end) {
   const int tw = g->tiles_w, stride = g->cout * g->ld, width = g->width;
-  for (int co = 0; co < g->cout; co++) {
+  for (int co = co_begin; co < co_end; co++) {
     float *plane = image + (size_t)co * g->height * width;
     const float *source = m + (size_t)co * g->ld;
     const v16 b = splat(bias[co]);
@@ -490,10 +490,11 @@ INLINE void zero_columns(float *slab, int rows, int ld, int from, int to) {
 }
 
 /// Blocks: tile rows row_begin … row_end − 1 of each image in blocks of g.rows, or (small maps)
-/// g.group whole images side by side in one block, image after image along the tiles.
+/// g.group whole images side by side in one block, image after image along the tiles; output
+/// channels co_begin … co_end − 1 (the products take those rows of U).
 INLINE void forward_pass(const blocking k, const ck_conv_shape *shape, const float *u,
                          const float *bias, const float *input, float *output, int images,
-                         int row_begin, int row_end, float *scratch) {
+                         int row_begin, int row_end, int co_begin, int co_end, float *scratch) {
   const geometry g = make_geometry(shape);
   const workspace w = split_scratch(&g, scratch);
   const size_t in_size = (size_t)g.cin * g.height * g.width;
@@ -506,10 +507,13 @@ INLINE void forward_pass(const blocking k, const ck_conv_shape *shape, const flo
       for (int i = 0; i < count; i++)
         input_transform(&g, input + (first + i) * in_size, ty0, rows, w.v + i * tiles, w.e, w.o);
       for (int xi = 0; xi < 16; xi++)
-        product(k.rows, k.vectors, 0, 0, g.cout, n, g.cin, u + (size_t)xi * g.cout * g.cin, g.cin,
-                w.v + (size_t)xi * g.cin * g.ld, g.ld, w.m + (size_t)xi * g.cout * g.ld, g.ld);
+        product(k.rows, k.vectors, 0, 0, co_end - co_begin, n, g.cin,
+                u + ((size_t)xi * g.cout + co_begin) * g.cin, g.cin,
+                w.v + (size_t)xi * g.cin * g.ld, g.ld,
+                w.m + ((size_t)xi * g.cout + co_begin) * g.ld, g.ld);
       for (int i = 0; i < count; i++)
-        output_transform(&g, w.m + i * tiles, bias, output + (first + i) * out_size, ty0, rows);
+        output_transform(&g, w.m + i * tiles, bias, output + (first + i) * out_size, ty0, rows,
+                         co_begin, co_end);
     }
   }
 }
@@ -679,7 +683,7 @@ void ck_winograd_weights(const float *weight, int kernels, float *u) {
 // MARK: - Instantiations and dispatch
 
 typedef void (*forward_fn)(const ck_conv_shape *, const float *, const float *, const float *,
-                           float *, int, int, int, float *);
+                           float *, int, int, int, int, int, float *);
 typedef void (*backward_fn)(const ck_conv_shape *, const float *, const float *,
                             const float *, const float *, float *, float *, float *, int, float *);
 typedef void (*weight_grad_fn)(const ck_conv_shape *, const float *, const float *, const float *,
@@ -688,9 +692,10 @@ typedef void (*weight_grad_fn)(const ck_conv_shape *, const float *, const float
 #define INSTANTIATE(NAME, TARGET, ROWS, VECTORS)                                  \
   TARGET static void forward_##NAME(const ck_conv_shape *s, const float *u, const float *bias, \
                                     const float *input, float *output, int images, int row_begin,  \
-                                    int row_end, float *scratch) {                                 \
+                                    int row_end, int co_begin, int co_end, float *scratch) {       \
     const blocking k = {ROWS, VECTORS};                                                            \
-    forward_pass(k, s, u, bias, input, output, images, row_begin, row_end, scratch);               \
+    forward_pass(k, s, u, bias, input, output, images, row_begin, row_end, co_begin, co_end,       \
+                 scratch);                                                                         \
   }                                                                                                \
   TARGET static void backward_##NAME(const ck_conv_shape *s, const float *u,                 \
                                      const float *input, const float *output,                      \
@@ -766,8 +771,9 @@ static const variant *current_variant(void) {
 
 void ck_winograd_forward(const ck_conv_shape *shape, const float *u, const float *bias,
                          const float *input, float *output, int images, int row_begin,
-                         int row_end, float *scratch) {
-  current_variant()->forward(shape, u, bias, input, output, images, row_begin, row_end, scratch);
+                         int row_end, int channel_begin, int channel_end, float *scratch) {
+  current_variant()->forward(shape, u, bias, input, output, images, row_begin, row_end,
+                             channel_begin, channel_end, scratch);
 }
 
 void ck_winograd_backward(const ck_conv_shape *shape, const float *u, const float *input,

@@ -32,6 +32,7 @@ final class ConvKernelTests: XCTestCase {
     conv.algorithm = algorithm
     if let budget = budget {
       conv.blockedBudget = budget
+      conv.blockedMinTiles = 0
       conv.columnBudget = budget
     }
     var generator = SeededGenerator(seed: UInt64(cin * 1000 + cout * 10 + height))
@@ -92,12 +93,45 @@ final class ConvKernelTests: XCTestCase {
         check(
           algorithm: .winograd, batch: 1, cin: 8, cout: 6, height: 21, width: 19, budget: budget, threads: 2)
       }
+      // One image of few tiles on two threads: the forward shares out output channels, 16 at a
+      // time (40: the second thread's share short; 48: even).
+      for cout in [40, 48] {
+        check(algorithm: .winograd, batch: 1, cin: 16, cout: cout, height: 9, width: 11, threads: 2)
+      }
       // Several whole images per block, the last block short.
       check(
         algorithm: .winograd, batch: 5, cin: 16, cout: 8, height: 8, width: 8, budget: 16 * 24 * 16 * 2,
         threads: 2)
     }
     print("blocked Winograd: largest relative L2 error \(largestError) (bound 1e-4)")
+  }
+
+  /// A layer whose weights are marked fixed (a model loaded to caption) computes the Winograd
+  /// transform once, from the weights as they are when marked, keeps no copy of them, and then
+  /// gives what an unmarked layer gives.
+  func testFixedWeightsTransformOnceFromTheWeightsAsMarked() {
+    let conv = Conv2D(inChannels: 16, outChannels: 8)
+    var generator = SeededGenerator(seed: 5)
+    conv.initialize(using: &generator)
+    let input = randomTensor([2, 16, 6, 7], seed: 3)
+    _ = conv.forward(input)  // U of the initial weights
+    Initialization.uniform(conv.weight.value, bound: 0.2, using: &generator)
+    Initialization.uniform(conv.bias.value, bound: 0.3, using: &generator)
+    conv.weightsAreFixed = true
+    let expected = referenceConvolution(
+      input: input, weight: conv.weight.value, bias: conv.bias.value, relu: true
+    ).array.map(Double.init)
+    for _ in 0..<2 {
+      XCTAssertLessThanOrEqual(relativeL2Error(conv.forward(input).array, expected), 1e-4)
+      XCTAssertNil(conv.winogradUSource)
+    }
+    // Unmarked again, it compares the weights once more and follows their changes.
+    conv.weightsAreFixed = false
+    Initialization.uniform(conv.weight.value, bound: 0.2, using: &generator)
+    let changed = referenceConvolution(
+      input: input, weight: conv.weight.value, bias: conv.bias.value, relu: true
+    ).array.map(Double.init)
+    XCTAssertLessThanOrEqual(relativeL2Error(conv.forward(input).array, changed), 1e-4)
   }
 
   /// The first layer's direct weight gradient (no input gradient) under every instruction set:

@@ -37,12 +37,13 @@ size_t ck_winograd_scratch(const ck_conv_shape *shape);
 void ck_winograd_weights(const float *weight, int kernels, float *u);
 
 /// output[b] = ReLU?(conv(input[b]) + bias) for `images` images (NCHW), output rows
-/// 2·row_begin … 2·row_end − 1 (tile rows row_begin … row_end − 1; all: 0 … ⌈H/2⌉), so that
-/// threads can share one image.
+/// 2·row_begin … 2·row_end − 1 (tile rows row_begin … row_end − 1; all: 0 … ⌈H/2⌉) of output
+/// channels channel_begin … channel_end − 1 (all: 0 … Cout), so that threads can share one image
+/// by rows or by channels.
 /// u: the transformed weights G g Gᵀ, [16, Cout, Cin].
 void ck_winograd_forward(const ck_conv_shape *shape, const float *u, const float *bias,
                          const float *input, float *output, int images, int row_begin,
-                         int row_end, float *scratch);
+                         int row_end, int channel_begin, int channel_end, float *scratch);
 
 /// The gradients of the forward for `images` images:
 /// - u_grad [16, Cout, round16(Cin)] += dL/dU (columns Cin and up stay 0; the caller maps it back

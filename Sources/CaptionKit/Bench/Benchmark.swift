@@ -102,7 +102,9 @@ public enum Benchmark {
       profile(model: model, images: images, inputs: inputs, targets: targets, options: options, log: log)
     }
 
-    // describe: one image, encoder plus exactly `length` greedy steps.
+    // describe: one image, encoder plus exactly `length` greedy steps, the weights fixed from now
+    // on as in a model loaded to caption.
+    model.encoder.fixWeights()
     let one = images.view(shape: [1, 3, s, s])
     let logits = Tensor(zeros: [1, options.vocab])
     var describeTimes: [Double] = []
@@ -143,6 +145,7 @@ public enum Benchmark {
     let model = CaptionModel(config: options.config)
     var generator = SeededGenerator(seed: 1)
     model.initialize(using: &generator)
+    model.encoder.fixWeights()
     let images = randomImages(options, using: &generator)
     log(
       "bench --forward-only: image \(options.imageSize), layers "

@@ -37,6 +37,19 @@ public final class Conv2D {
   public var columnBudget = 1 << 20
   /// The blocked kernels' bound on the floats of one block's V and M together (per thread).
   public var blockedBudget = 1 << 18
+  /// The least tiles of a blocked kernel's block. Each block's products read all of U (16·Cout·Cin
+  /// floats: 16 MB at 512 channels) and, backward, read and add to the thread's dU as much again,
+  /// so a block must hold enough tiles to pay for that traffic, even when its V and M then
+  /// outgrow the cache. VGG-16 at 224 px, training batch 8, 2 threads, AVX-512 (Zen 4): a step
+  /// takes 3.07 s at blocks of one tile row (14 tiles at 28 px), 2.62 s at 64 tiles, 2.50 s at 128,
+  /// 2.58 s at 256.
+  public var blockedMinTiles = 128
+  /// Whether the weights will not change again (a model loaded to caption, not to train). The
+  /// Winograd transform U is then computed once and reused without first comparing the weights
+  /// with the copy it came from: at VGG-16's size that comparison reads 118 MB per forward.
+  public var weightsAreFixed = false {
+    didSet { winogradUIsFinal = false }
+  }
   /// Up to this many input channels, an im2col layer's backward without an input gradient (the
   /// first layer's) computes the weight gradient directly (Conv2DBlocked.swift): im2col's product
   /// has only Cin·9 = 27 columns there.
@@ -54,6 +67,7 @@ public final class Conv2D {
   // Winograd workspaces (Conv2DWinograd.swift, Conv2DBlocked.swift).
   var winogradU: Tensor?  // [16, Cout, Cin]
   var winogradUSource: Tensor?  // the weights winogradU was computed from
+  var winogradUIsFinal = false  // winogradU was computed from weights since fixed
   var winogradUGrad: Tensor?  // [16, Cout, Cin]
   var biasPartials: Tensor?  // [threads, Cout]
   var blockedScratch: Tensor?  // [threads, ck_winograd_scratch]

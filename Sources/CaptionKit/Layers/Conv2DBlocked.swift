@@ -8,11 +8,12 @@ import CKernels
 
 extension Conv2D {
   /// The C kernels' description of this layer on an H×W map: blocks of as many tile rows (or, on
-  /// small maps, whole images) as keep V and M within `blockedBudget` floats.
+  /// small maps, whole images) as keep V and M within `blockedBudget` floats, but at least
+  /// `blockedMinTiles` tiles.
   func blockedShape(height: Int, width: Int) -> ck_conv_shape {
     let tilesWide = (width + 1) / 2
     let perRow = 16 * (inChannels + outChannels) * tilesWide
-    let rows = max(1, blockedBudget / max(perRow, 1))
+    let rows = max(1, blockedBudget / max(perRow, 1), (blockedMinTiles + tilesWide - 1) / tilesWide)
     return ck_conv_shape(
       in_channels: Int32(inChannels), out_channels: Int32(outChannels), height: Int32(height),
       width: Int32(width), block_rows: Int32(rows), relu: relu ? 1 : 0)
@@ -24,21 +25,36 @@ extension Conv2D {
     var shape = blockedShape(height: height, width: width)
     let u = transformedWeights()
     let tilesHigh = (height + 1) / 2
-    // Whole images per thread; fewer images than threads (describe: one) share out tile rows.
-    let byRows = batch < Parallel.threads
-    let threads = min(Parallel.threads, byRows ? tilesHigh : batch)
+    // Whole images per thread. Fewer images than threads (describe: one) share out tile rows, or,
+    // when a thread's rows would make less than one block of `blockedMinTiles` (small maps), output
+    // channels in groups of 16: each thread then transforms the whole input but reads only its
+    // rows of U.
+    enum Share { case images, rows, channels }
+    let tiles = batch * tilesHigh * ((width + 1) / 2)
+    let share: Share =
+      batch >= Parallel.threads
+      ? .images : tiles < Parallel.threads * blockedMinTiles && cout >= 32 ? .channels : .rows
+    let units =
+      switch share {
+      case .images: batch
+      case .rows: tilesHigh
+      case .channels: (cout + 15) / 16
+      }
+    let parts = min(Parallel.threads, units)
     let scratchSize = ck_winograd_scratch(&shape)
-    let scratch = reuseWorkspace(&blockedScratch, shape: [threads, scratchSize])
+    let scratch = reuseWorkspace(&blockedScratch, shape: [parts, scratchSize])
     let (inputSize, outputSize) = (cin * height * width, cout * height * width)
     let biasPointer = bias.value.pointer
-    Parallel.ranges(byRows ? tilesHigh : batch, parts: threads) { part, range in
+    Parallel.ranges(units, parts: parts) { part, range in
       var shape = shape
-      let images = byRows ? 0..<batch : range
-      let rows = byRows ? range : 0..<tilesHigh
+      let images = share == .images ? range : 0..<batch
+      let rows = share == .rows ? range : 0..<tilesHigh
+      let channels = share == .channels ? 16 * range.lowerBound..<min(16 * range.upperBound, cout) : 0..<cout
       ck_winograd_forward(
         &shape, u.pointer, biasPointer, input.pointer + images.lowerBound * inputSize,
         output.pointer + images.lowerBound * outputSize, Int32(images.count), Int32(rows.lowerBound),
-        Int32(rows.upperBound), scratch.pointer + part * scratchSize)
+        Int32(rows.upperBound), Int32(channels.lowerBound), Int32(channels.upperBound),
+        scratch.pointer + part * scratchSize)
     }
   }
 

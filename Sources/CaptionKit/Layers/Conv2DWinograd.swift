@@ -19,19 +19,28 @@ extension Conv2D {
   /// U [16, Cout, Cin] = G g Gᵀ for every kernel g = weight[co, ci] [3, 3] (CKernels), kept
   /// with a copy of the weights it came from: recomputed only when they differ (describe calls the
   /// encoder again and again with the same weights; training changes them every step, and the
-  /// comparison stops at the first difference).
+  /// comparison stops at the first difference). With `weightsAreFixed`, computed once from the
+  /// fixed weights, and no copy is kept.
   func transformedWeights() -> Tensor {
     let (cout, cin) = (outChannels, inChannels)
     let count = weight.value.count
-    if let u = winogradU, let source = winogradUSource, source.count == count,
-      memcmp(source.pointer, weight.value.pointer, count * MemoryLayout<Float>.stride) == 0
-    {
-      return u
+    if let u = winogradU {
+      if weightsAreFixed && winogradUIsFinal { return u }
+      if !weightsAreFixed, let source = winogradUSource, source.count == count,
+        memcmp(source.pointer, weight.value.pointer, count * MemoryLayout<Float>.stride) == 0
+      {
+        return u
+      }
     }
     let u = reuseWorkspace(&winogradU, shape: [16, cout, cin])
     ck_winograd_weights(weight.value.pointer, Int32(cout * cin), u.pointer)
-    let source = reuseWorkspace(&winogradUSource, shape: weight.value.shape)
-    source.pointer.update(from: weight.value.pointer, count: count)
+    if weightsAreFixed {
+      winogradUIsFinal = true
+      winogradUSource = nil
+    } else {
+      let source = reuseWorkspace(&winogradUSource, shape: weight.value.shape)
+      source.pointer.update(from: weight.value.pointer, count: count)
+    }
     return u
   }
 
