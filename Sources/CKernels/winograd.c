@@ -16,7 +16,8 @@
 // All vector code is written once on 16-float vectors (clang's vector extensions) inside
 // always-inline functions, and instantiated three times by the wrappers at the end: with AVX-512
 // (one register per vector), with AVX2 + FMA (two), and for the baseline target (four SSE
-// registers). ck_isa() picks the best the CPU has.
+// registers). ck_isa() picks the best the CPU has. The helpers and products shared with the
+// F(4×4, 3×3) forward (winograd4.c) are in winograd_shared.h.
 //
 // Layouts: images NCHW; V, M slabs [16][channels][ld], tile t of a block at column t (row-major
 // over the block's tile rows: t = (ty − ty0) · tiles_w + tx).
@@ -29,96 +30,9 @@
 #include <stdatomic.h>
 #include <string.h>
 
-#include "vector16.h"
-
-// MARK: - Vector helpers
-
-/// Elements 0, 2, …, 30 of the 32 floats a ‖ b.
-INLINE v16 evens(v16 a, v16 b) {
-  return __builtin_shufflevector(a, b, 0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
-}
-
-/// Elements 1, 3, …, 31 of a ‖ b.
-INLINE v16 odds(v16 a, v16 b) {
-  return __builtin_shufflevector(a, b, 1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31);
-}
-
-/// x where mask lanes are set, else 0.
-INLINE v16 select(v16i mask, v16 x) { return (v16)(mask & (v16i)x); }
-
-/// Lanes 0…count−1 set (count clamped to 0…16).
-INLINE v16i first_lanes(int count) {
-  const v16i index = {0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15};
-  v16i n = {count, count, count, count, count, count, count, count,
-            count, count, count, count, count, count, count, count};
-  return index < n;
-}
-
-INLINE int round16(int n) { return (n + 15) & ~15; }
-
-/// p[0 … count − 1] (count < 32) as two vectors, zero past count: whole vectors where possible.
-INLINE void load_partial(const float *p, int count, v16 *low, v16 *high) {
-  float staged[16] = {0};
-  const float *tail = p;
-  if (count >= 16) {
-    *low = load(p);
-    tail = p + 16;
-    count -= 16;
-  }
-  for (int i = 0; i < count; i++) staged[i] = tail[i];
-  if (tail == p) {
-    *low = load(staged);
-    *high = zero();
-  } else {
-    *high = load(staged);
-  }
-}
-
-/// p[0 … count − 1] = the first count (< 32) floats of low ‖ high.
-INLINE void store_partial(float *p, int count, v16 low, v16 high) {
-  if (count >= 16) {
-    store(p, low);
-    p += 16;
-    count -= 16;
-    low = high;
-  }
-  float staged[16];
-  store(staged, low);
-  for (int i = 0; i < count; i++) p[i] = staged[i];
-}
-
-INLINE int min_int(int a, int b) { return a < b ? a : b; }
+#include "winograd_shared.h"
 
 // MARK: - Geometry
-
-typedef struct {
-  int cin, cout, height, width, relu;
-  int tiles_h, tiles_w;
-  int rows;        // tile rows per block
-  int group;       // images per block (more than 1 only when a block holds whole images)
-  int plane_width; // floats per row of an E or O plane
-  int ld;          // row stride of the V and M slabs
-  int ldu;         // row stride of dU and of a transposed V slab: round16(Cin)
-} geometry;
-
-INLINE geometry make_geometry(const ck_conv_shape *s) {
-  geometry g;
-  g.cin = s->in_channels;
-  g.cout = s->out_channels;
-  g.height = s->height;
-  g.width = s->width;
-  g.relu = s->relu;
-  g.tiles_h = (s->height + 1) / 2;
-  g.tiles_w = (s->width + 1) / 2;
-  g.rows = s->block_rows < 1 ? 1 : min_int(s->block_rows, g.tiles_h);
-  g.group = s->block_rows > g.tiles_h ? s->block_rows / g.tiles_h : 1;
-  // Vectors start at tx = 0, 16, … and read up to index tx + 16.
-  g.plane_width = round16(g.tiles_w) + 16;
-  // The last vector of a tile row may run 15 tiles past the block.
-  g.ld = round16(g.group * g.rows * g.tiles_w) + 16;
-  g.ldu = round16(g.cin);
-  return g;
-}
 
 /// Floats in the scratch: V, M, the E/O planes of a block (2·rows + 2 rows each), one transposed
 /// V slab.
@@ -129,7 +43,7 @@ static size_t scratch_floats(const geometry *g) {
 }
 
 size_t ck_winograd_scratch(const ck_conv_shape *shape) {
-  geometry g = make_geometry(shape);
+  geometry g = make_geometry(shape, 2);
   return scratch_floats(&g);
 }
 
@@ -384,66 +298,7 @@ INLINE void input_transform_backward(const geometry *g, const float *dv, float *
   }
 }
 
-// MARK: - Products
-
-/// c[i][j] = (or +=, when ADD) Σ_p a[i][p] · b[p][j] for `ROWS` rows i and n columns (n a multiple
-/// of 16), with `VECTORS` (1 or 2) 16-float vectors of columns per step; ROWS × VECTORS accumulators.
-/// With A_T, a is stored transposed: a[i][p] at a[p · lda + i].
-INLINE void product_panel(const int ROWS, const int VECTORS, const int ADD, const int A_T, int n,
-                          int k, const float *a, int lda, const float *b, int ldb, float *c,
-                          int ldc) {
-  int j = 0;
-  if (VECTORS == 2) {
-    for (; j + 32 <= n; j += 32) {
-      v16 acc[8][2];
-#pragma clang loop unroll(full)
-      for (int r = 0; r < ROWS; r++) acc[r][0] = acc[r][1] = zero();
-      for (int p = 0; p < k; p++) {
-        v16 b0 = load(b + (size_t)p * ldb + j), b1 = load(b + (size_t)p * ldb + j + 16);
-#pragma clang loop unroll(full)
-        for (int r = 0; r < ROWS; r++) {
-          v16 x = splat(A_T ? a[p * lda + r] : a[r * lda + p]);
-          acc[r][0] += x * b0;
-          acc[r][1] += x * b1;
-        }
-      }
-#pragma clang loop unroll(full)
-      for (int r = 0; r < ROWS; r++) {
-        float *target = c + (size_t)r * ldc + j;
-        store(target, ADD ? acc[r][0] + load(target) : acc[r][0]);
-        store(target + 16, ADD ? acc[r][1] + load(target + 16) : acc[r][1]);
-      }
-    }
-  }
-  for (; j < n; j += 16) {
-    v16 acc[8];
-#pragma clang loop unroll(full)
-    for (int r = 0; r < ROWS; r++) acc[r] = zero();
-    for (int p = 0; p < k; p++) {
-      v16 b0 = load(b + (size_t)p * ldb + j);
-#pragma clang loop unroll(full)
-      for (int r = 0; r < ROWS; r++) acc[r] += splat(A_T ? a[p * lda + r] : a[r * lda + p]) * b0;
-    }
-#pragma clang loop unroll(full)
-    for (int r = 0; r < ROWS; r++) {
-      float *target = c + (size_t)r * ldc + j;
-      store(target, ADD ? acc[r] + load(target) : acc[r]);
-    }
-  }
-}
-
-/// c [m, n] = (or +=, when ADD) a [m, k] · b [k, n] (row-major with strides; n a multiple of 16);
-/// with A_T, a is stored as aᵀ [k, m].
-INLINE void product(const int ROWS, const int VECTORS, const int ADD, const int A_T, int m, int n,
-                    int k, const float *a, int lda, const float *b, int ldb, float *c, int ldc) {
-  int i = 0;
-  for (; i + ROWS <= m; i += ROWS)
-    product_panel(ROWS, VECTORS, ADD, A_T, n, k, A_T ? a + i : a + (size_t)i * lda, lda, b, ldb,
-                  c + (size_t)i * ldc, ldc);
-  for (; i < m; i++)
-    product_panel(1, VECTORS, ADD, A_T, n, k, A_T ? a + i : a + (size_t)i * lda, lda, b, ldb,
-                  c + (size_t)i * ldc, ldc);
-}
+// MARK: - Transposes
 
 /// t [n, ldt] = aᵀ for a [rows, n] (row stride lda; n a multiple of 16), in 16 × 16 blocks; columns
 /// rows … round16(rows) − 1 of t are zeros.
@@ -460,11 +315,6 @@ INLINE void transpose(int rows, int n, const float *a, int lda, float *t, int ld
 }
 
 // MARK: - Passes over a thread's images
-
-/// Register blocking of the products for one instruction set: ROWS × VECTORS accumulators.
-typedef struct {
-  int rows, vectors;
-} blocking;
 
 /// The scratch of one thread: V [16, Cin, ld], M [16, Cout, ld], E and O planes of a block, Vᵀ
 /// [ld, ldu] for one position ξ.
@@ -495,7 +345,7 @@ INLINE void zero_columns(float *slab, int rows, int ld, int from, int to) {
 INLINE void forward_pass(const blocking k, const ck_conv_shape *shape, const float *u,
                          const float *bias, const float *input, float *output, int images,
                          int row_begin, int row_end, int co_begin, int co_end, float *scratch) {
-  const geometry g = make_geometry(shape);
+  const geometry g = make_geometry(shape, 2);
   const workspace w = split_scratch(&g, scratch);
   const size_t in_size = (size_t)g.cin * g.height * g.width;
   const size_t out_size = (size_t)g.cout * g.height * g.width;
@@ -524,7 +374,7 @@ INLINE void backward_pass(const blocking k, const ck_conv_shape *shape, const fl
                           const float *input, const float *output, const float *output_grad,
                           float *input_grad, float *u_grad, float *bias_grad, int images,
                           float *scratch) {
-  const geometry g = make_geometry(shape);
+  const geometry g = make_geometry(shape, 2);
   const workspace w = split_scratch(&g, scratch);
   float *v = w.v, *dm = w.m; // v: V, then dV
   const size_t in_size = (size_t)g.cin * g.height * g.width;

@@ -20,16 +20,17 @@ final class ConvKernelTests: XCTestCase {
 
   private func check(
     algorithm: Conv2D.Algorithm, batch: Int, cin: Int, cout: Int, height: Int, width: Int,
-    relu: Bool = true, budget: Int? = nil, threads: Int = 1, file: StaticString = #filePath,
-    line: UInt = #line
+    relu: Bool = true, budget: Int? = nil, threads: Int = 1, forwardTile: Int? = nil,
+    file: StaticString = #filePath, line: UInt = #line
   ) {
     let label =
-      "\(algorithm) (ISA \(ck_isa())) B\(batch) "
-      + "\(cin)→\(cout) \(height)×\(width) relu \(relu) budget \(budget ?? 0) threads \(threads)"
+      "\(algorithm) (ISA \(ck_isa())) B\(batch) \(cin)→\(cout) \(height)×\(width) relu \(relu) "
+      + "budget \(budget ?? 0) threads \(threads) forward tile \(forwardTile.map(String.init) ?? "auto")"
     BLAS.setThreads(threads)
     defer { BLAS.setThreads(1) }
     let conv = Conv2D(inChannels: cin, outChannels: cout, relu: relu)
     conv.algorithm = algorithm
+    conv.forcedForwardTile = forwardTile
     if let budget = budget {
       conv.blockedBudget = budget
       conv.blockedMinTiles = 0
@@ -62,48 +63,73 @@ final class ConvKernelTests: XCTestCase {
   }
 
   /// CKernels' blocked Winograd under every instruction set the CPU has (AVX-512, AVX2 + FMA, the
-  /// baseline build): odd and even shapes, tile rows not a multiple of the 16-tile vectors, one
-  /// tile row per block up to several whole images, 1 and 2 threads (images or tile rows shared
-  /// out).
+  /// baseline build), the forward through F(2×2, 3×3) and through F(4×4, 3×3): odd and even
+  /// shapes, tile rows not a multiple of the 16-tile vectors, one tile row per block up to several
+  /// whole images, 1 and 2 threads (images, tile rows or output channels shared out).
   func testBlockedWinogradMatchesDoubleReferenceOnEveryInstructionSet() {
     defer { ck_set_isa(-1) }
     let best = ck_isa()
     for isa in 0...best {
       ck_set_isa(Int32(isa))
       XCTAssertEqual(ck_isa(), Int32(isa))
-      for (batch, cin, cout, height, width) in [
-        (2, 8, 5, 7, 5), (3, 16, 12, 6, 6), (1, 9, 4, 1, 1), (2, 3, 6, 5, 9), (1, 12, 16, 3, 8),
-        (2, 32, 8, 13, 11), (2, 1, 1, 2, 3), (2, 8, 6, 17, 33), (1, 16, 8, 16, 16), (1, 8, 4, 5, 32),
-        (1, 8, 3, 16, 17), (2, 19, 13, 34, 66), (1, 10, 9, 9, 64),
-      ] {
-        for budget in [1, 16 * (cin + cout) * 40, 1 << 20] {
+      for tile in [2, 4] {
+        for (batch, cin, cout, height, width) in [
+          (2, 8, 5, 7, 5), (3, 16, 12, 6, 6), (1, 9, 4, 1, 1), (2, 3, 6, 5, 9), (1, 12, 16, 3, 8),
+          (2, 32, 8, 13, 11), (2, 1, 1, 2, 3), (2, 8, 6, 17, 33), (1, 16, 8, 16, 16), (1, 8, 4, 5, 32),
+          (1, 8, 3, 16, 17), (2, 19, 13, 34, 66), (1, 10, 9, 9, 64), (1, 8, 4, 6, 70),
+        ] {
+          for budget in [1, 16 * (cin + cout) * 40, 1 << 20] {
+            check(
+              algorithm: .winograd, batch: batch, cin: cin, cout: cout, height: height, width: width,
+              budget: budget, forwardTile: tile)
+          }
           check(
             algorithm: .winograd, batch: batch, cin: cin, cout: cout, height: height, width: width,
-            budget: budget)
+            relu: false, forwardTile: tile)
         }
         check(
-          algorithm: .winograd, batch: batch, cin: cin, cout: cout, height: height, width: width,
-          relu: false)
-      }
-      check(algorithm: .winograd, batch: 5, cin: 8, cout: 6, height: 9, width: 7, threads: 2)
-      check(
-        algorithm: .winograd, batch: 3, cin: 16, cout: 24, height: 20, width: 36, budget: 1, threads: 2)
-      // One image on two threads: the forward shares out tile rows.
-      for budget in [1, 1 << 20] {
+          algorithm: .winograd, batch: 5, cin: 8, cout: 6, height: 9, width: 7, threads: 2, forwardTile: tile)
         check(
-          algorithm: .winograd, batch: 1, cin: 8, cout: 6, height: 21, width: 19, budget: budget, threads: 2)
+          algorithm: .winograd, batch: 3, cin: 16, cout: 24, height: 20, width: 36, budget: 1, threads: 2,
+          forwardTile: tile)
+        // One image on two threads: the forward shares out tile rows.
+        for budget in [1, 1 << 20] {
+          check(
+            algorithm: .winograd, batch: 1, cin: 8, cout: 6, height: 21, width: 19, budget: budget,
+            threads: 2,
+            forwardTile: tile)
+        }
+        // One image of few tiles on two threads: the forward shares out output channels, 16 at a
+        // time (40: the second thread's share short; 48: even).
+        for cout in [40, 48] {
+          check(
+            algorithm: .winograd, batch: 1, cin: 16, cout: cout, height: 9, width: 11, threads: 2,
+            forwardTile: tile)
+        }
+        // Several whole images per block, the last block short.
+        check(
+          algorithm: .winograd, batch: 5, cin: 16, cout: 8, height: 8, width: 8, budget: 16 * 24 * 16 * 2,
+          threads: 2, forwardTile: tile)
       }
-      // One image of few tiles on two threads: the forward shares out output channels, 16 at a
-      // time (40: the second thread's share short; 48: even).
-      for cout in [40, 48] {
-        check(algorithm: .winograd, batch: 1, cin: 16, cout: cout, height: 9, width: 11, threads: 2)
-      }
-      // Several whole images per block, the last block short.
-      check(
-        algorithm: .winograd, batch: 5, cin: 16, cout: 8, height: 8, width: 8, budget: 16 * 24 * 16 * 2,
-        threads: 2)
     }
     print("blocked Winograd: largest relative L2 error \(largestError) (bound 1e-4)")
+  }
+
+  /// The forward's tile: F(4×4, 3×3) on maps of at least 16 whose rows hold nearly 16 tiles or
+  /// whose products are long (256 input channels or more), F(2×2, 3×3) elsewhere; and a layer that
+  /// picks F(4×4) by itself matches the Double reference.
+  func testForwardTileFollowsTheMapAndTheChannels() {
+    let narrow = Conv2D(inChannels: 64, outChannels: 64)
+    XCTAssertEqual(narrow.forwardTile(height: 224, width: 224), 4)
+    XCTAssertEqual(narrow.forwardTile(height: 56, width: 56), 4)
+    XCTAssertEqual(narrow.forwardTile(height: 32, width: 32), 2)
+    XCTAssertEqual(narrow.forwardTile(height: 14, width: 64), 2)
+    let deep = Conv2D(inChannels: 256, outChannels: 64)
+    XCTAssertEqual(deep.forwardTile(height: 28, width: 28), 4)
+    XCTAssertEqual(deep.forwardTile(height: 14, width: 14), 2)
+    deep.forcedForwardTile = 2
+    XCTAssertEqual(deep.forwardTile(height: 28, width: 28), 2)
+    check(algorithm: .winograd, batch: 1, cin: 256, cout: 8, height: 17, width: 16, threads: 2)
   }
 
   /// A layer whose weights are marked fixed (a model loaded to caption) computes the Winograd

@@ -144,7 +144,8 @@ static void convolution(int isa) {
   float *output = malloc(images * out * sizeof(float));
   float *scratch = malloc(ck_winograd_scratch(&shape) * sizeof(float));
   ck_winograd_weights(weight, shape.out_channels * shape.in_channels, u);
-  ck_winograd_forward(&shape, u, bias, input, output, images, 0, (shape.height + 1) / 2, scratch);
+  ck_winograd_forward(&shape, u, bias, input, output, images, 0, (shape.height + 1) / 2, 0,
+                      shape.out_channels, scratch);
   double *want = malloc(images * out * sizeof(double));
   for (int b = 0; b < images; b++)
     for (int o = 0; o < shape.out_channels; o++)
@@ -162,6 +163,17 @@ static void convolution(int isa) {
           want[b * out + ((size_t)o * shape.height + y) * shape.width + x] = sum > 0 ? sum : 0;
         }
   check("ck_winograd_forward", isa, output, want, images * out);
+  // F(4×4, 3×3): the output channels in two calls, as two threads share one image.
+  float *u4 = malloc(36 * (size_t)shape.out_channels * shape.in_channels * sizeof(float));
+  float *output4 = malloc(images * out * sizeof(float));
+  float *scratch4 = malloc(ck_winograd4_scratch(&shape) * sizeof(float));
+  ck_winograd4_weights(weight, shape.out_channels * shape.in_channels, u4);
+  ck_winograd4_forward(&shape, u4, bias, input, output4, images, 0, (shape.height + 3) / 4, 0, 3,
+                       scratch4);
+  ck_winograd4_forward(&shape, u4, bias, input, output4, images, 0, (shape.height + 3) / 4, 3,
+                       shape.out_channels, scratch4);
+  check("ck_winograd4_forward", isa, output4, want, images * out);
+  free(u4), free(output4), free(scratch4);
   float *output_grad = random_floats(images * out, 20), *input_grad = malloc(images * in * sizeof(float));
   int padded = (shape.in_channels + 15) / 16 * 16;
   float *u_grad = calloc(16 * (size_t)shape.out_channels * padded, sizeof(float));

@@ -55,6 +55,21 @@ void ck_winograd_backward(const ck_conv_shape *shape, const float *u, const floa
                           const float *output, const float *output_grad, float *input_grad,
                           float *u_grad, float *bias_grad, int images, float *scratch);
 
+/// Floats of scratch one thread needs for ck_winograd4_forward (block_rows counts rows of 4×4
+/// tiles).
+size_t ck_winograd4_scratch(const ck_conv_shape *shape);
+
+/// u [36, kernels] = G g Gᵀ of Winograd F(4×4, 3×3) for each 3 × 3 kernel g of weight
+/// [kernels, 3, 3] (row-major).
+void ck_winograd4_weights(const float *weight, int kernels, float *u);
+
+/// ck_winograd_forward through Winograd F(4×4, 3×3): output rows 4·row_begin … 4·row_end − 1
+/// (tile rows of 4; all: 0 … ⌈H/4⌉), output channels channel_begin … channel_end − 1.
+/// u: ck_winograd4_weights' [36, Cout, Cin].
+void ck_winograd4_forward(const ck_conv_shape *shape, const float *u, const float *bias,
+                          const float *input, float *output, int images, int row_begin,
+                          int row_end, int channel_begin, int channel_end, float *scratch);
+
 /// Floats of scratch one thread needs for ck_conv3x3_weight_grad (block_rows is not used).
 size_t ck_conv3x3_weight_grad_scratch(const ck_conv_shape *shape);
 

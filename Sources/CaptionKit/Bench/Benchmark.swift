@@ -242,9 +242,14 @@ public enum Benchmark {
     var parts: [String: [Double]] = [:]
     var order: [String] = []
     var flops: [String: Double] = [:]
-    // Winograd F(2×2, 3×3) layers do 16 multiplies per 2×2 output tile where direct convolution
-    // does 36: their rate is also reported by the multiplies done.
-    var winograd: Set<String> = []
+    // Winograd layers do fewer multiplies than direct convolution (F(2×2, 3×3): 16 per 2×2 output
+    // tile where it does 36; F(4×4, 3×3): 36 per 4×4 tile where it does 144): their rate is also
+    // reported by the multiplies done. Multiplies done / direct multiplies, by part name.
+    var winogradShare: [String: Double] = [:]
+    func share(tile: Int, height: Int, width: Int) -> Double {
+      let tiles = ((height + tile - 1) / tile) * ((width + tile - 1) / tile)
+      return Double(tiles * (tile + 2) * (tile + 2)) / Double(height * width * 9)
+    }
     let peak = PeakFlops.measure()
     log(
       String(format: "  peak %.1f GFLOP/s FP32", peak)
@@ -276,7 +281,11 @@ public enum Benchmark {
             let name = "conv\(convIndex) \(conv.inChannels)→\(conv.outChannels) \(h)×\(w)"
             stageNames.append(name)
             stageFlops.append(flop * (convIndex == 0 ? 1 : 2))
-            if conv.algorithm == .winograd { winograd.insert(name) }
+            if conv.algorithm == .winograd {
+              let tile = conv.forwardTile(height: h, width: w)
+              winogradShare[name + " fwd"] = share(tile: tile, height: h, width: w)
+              winogradShare[name + " bwd"] = share(tile: 2, height: h, width: w)
+            }
             time(name + " fwd", flop: flop) { x = conv.forward(x) }
             convIndex += 1
           case .maxPool(let pool):
@@ -350,9 +359,8 @@ public enum Benchmark {
       if let flop = flops[name], flop > 0 {
         let rate = flop / seconds / 1e9
         line += String(format: "  %6.1f GFLOP/s %3.0f%% of peak", rate, rate / peak * 100)
-        let stage = String(name.dropLast(4))  // without " fwd" / " bwd"
-        if winograd.contains(stage) {
-          let done = rate * 16 / 36
+        if let multiplies = winogradShare[name] {
+          let done = rate * multiplies
           line += String(
             format: " (Winograd: %.1f GFLOP/s of multiplies done, %.0f%%)", done, done / peak * 100)
         }

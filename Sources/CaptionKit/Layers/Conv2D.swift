@@ -50,6 +50,9 @@ public final class Conv2D {
   public var weightsAreFixed = false {
     didSet { winogradUIsFinal = false }
   }
+  /// The Winograd tile of every forward pass when set (tests); otherwise `forwardTile(height:width:)`
+  /// chooses.
+  public var forcedForwardTile: Int?
   /// Up to this many input channels, an im2col layer's backward without an input gradient (the
   /// first layer's) computes the weight gradient directly (Conv2DBlocked.swift): im2col's product
   /// has only Cin·9 = 27 columns there.
@@ -65,9 +68,11 @@ public final class Conv2D {
   private var chunkOutput: Tensor?  // [Cout, G·HW]
   private let packed = PackedMatrix()  // the right operand of the product being computed (Gemm)
   // Winograd workspaces (Conv2DWinograd.swift, Conv2DBlocked.swift).
-  var winogradU: Tensor?  // [16, Cout, Cin]
-  var winogradUSource: Tensor?  // the weights winogradU was computed from
-  var winogradUIsFinal = false  // winogradU was computed from weights since fixed
+  var winogradU: Tensor?  // [16, Cout, Cin]: F(2×2, 3×3)
+  var winogradU4: Tensor?  // [36, Cout, Cin]: F(4×4, 3×3)
+  var winogradUTiles: Set<Int> = []  // the tiles whose U is that of the current weights
+  var winogradUSource: Tensor?  // the weights those U were computed from
+  var winogradUIsFinal = false  // they were computed from weights since fixed
   var winogradUGrad: Tensor?  // [16, Cout, Cin]
   var biasPartials: Tensor?  // [threads, Cout]
   var blockedScratch: Tensor?  // [threads, ck_winograd_scratch]

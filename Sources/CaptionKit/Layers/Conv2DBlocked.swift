@@ -1,6 +1,7 @@
 import CKernels
 
-// Winograd F(2×2, 3×3) through CKernels' cache-blocked kernels (Sources/CKernels/winograd.c):
+// Winograd through CKernels' cache-blocked kernels (F(2×2, 3×3): Sources/CKernels/winograd.c;
+// the forward's F(4×4, 3×3): winograd4.c):
 // each thread takes a contiguous share of the batch and runs transforms and products block by
 // block (a few rows of tiles of one image), so the transformed tiles stay in the core's cache
 // instead of streaming through memory between products. The transforms and adjoints are those of
@@ -10,9 +11,10 @@ extension Conv2D {
   /// The C kernels' description of this layer on an H×W map: blocks of as many tile rows (or, on
   /// small maps, whole images) as keep V and M within `blockedBudget` floats, but at least
   /// `blockedMinTiles` tiles.
-  func blockedShape(height: Int, width: Int) -> ck_conv_shape {
-    let tilesWide = (width + 1) / 2
-    let perRow = 16 * (inChannels + outChannels) * tilesWide
+  /// `tile`: 2 for F(2×2, 3×3), 4 for F(4×4, 3×3) (the forward's).
+  func blockedShape(height: Int, width: Int, tile: Int = 2) -> ck_conv_shape {
+    let tilesWide = (width + tile - 1) / tile
+    let perRow = (tile + 2) * (tile + 2) * (inChannels + outChannels) * tilesWide
     let rows = max(1, blockedBudget / max(perRow, 1), (blockedMinTiles + tilesWide - 1) / tilesWide)
     return ck_conv_shape(
       in_channels: Int32(inChannels), out_channels: Int32(outChannels), height: Int32(height),
@@ -22,15 +24,16 @@ extension Conv2D {
   func forwardBlocked(_ input: Tensor, _ output: Tensor) {
     let (batch, height, width) = (input.shape[0], input.shape[2], input.shape[3])
     let (cin, cout) = (inChannels, outChannels)
-    var shape = blockedShape(height: height, width: width)
-    let u = transformedWeights()
-    let tilesHigh = (height + 1) / 2
+    let tile = forwardTile(height: height, width: width)
+    var shape = blockedShape(height: height, width: width, tile: tile)
+    let u = transformedWeights(tile: tile)
+    let tilesHigh = (height + tile - 1) / tile
     // Whole images per thread. Fewer images than threads (describe: one) share out tile rows, or,
     // when a thread's rows would make less than one block of `blockedMinTiles` (small maps), output
     // channels in groups of 16: each thread then transforms the whole input but reads only its
     // rows of U.
     enum Share { case images, rows, channels }
-    let tiles = batch * tilesHigh * ((width + 1) / 2)
+    let tiles = batch * tilesHigh * ((width + tile - 1) / tile)
     let share: Share =
       batch >= Parallel.threads
       ? .images : tiles < Parallel.threads * blockedMinTiles && cout >= 32 ? .channels : .rows
@@ -41,7 +44,7 @@ extension Conv2D {
       case .channels: (cout + 15) / 16
       }
     let parts = min(Parallel.threads, units)
-    let scratchSize = ck_winograd_scratch(&shape)
+    let scratchSize = tile == 4 ? ck_winograd4_scratch(&shape) : ck_winograd_scratch(&shape)
     let scratch = reuseWorkspace(&blockedScratch, shape: [parts, scratchSize])
     let (inputSize, outputSize) = (cin * height * width, cout * height * width)
     let biasPointer = bias.value.pointer
@@ -50,7 +53,8 @@ extension Conv2D {
       let images = share == .images ? range : 0..<batch
       let rows = share == .rows ? range : 0..<tilesHigh
       let channels = share == .channels ? 16 * range.lowerBound..<min(16 * range.upperBound, cout) : 0..<cout
-      ck_winograd_forward(
+      let run = tile == 4 ? ck_winograd4_forward : ck_winograd_forward
+      run(
         &shape, u.pointer, biasPointer, input.pointer + images.lowerBound * inputSize,
         output.pointer + images.lowerBound * outputSize, Int32(images.count), Int32(rows.lowerBound),
         Int32(rows.upperBound), Int32(channels.lowerBound), Int32(channels.upperBound),
@@ -62,8 +66,7 @@ extension Conv2D {
     let (batch, height, width) = (input.shape[0], input.shape[2], input.shape[3])
     let (cin, cout) = (inChannels, outChannels)
     var shape = blockedShape(height: height, width: width)
-    // U from the forward pass (the weights have not changed since).
-    let u = reuseWorkspace(&winogradU, shape: [16, cout, cin])
+    let u = transformedWeights(tile: 2)
     let threads = min(Parallel.threads, batch)
     let scratchSize = ck_winograd_scratch(&shape)
     let scratch = reuseWorkspace(&blockedScratch, shape: [threads, scratchSize])

@@ -1,0 +1,165 @@
+// Helpers shared by the Winograd kernels (winograd.c: F(2×2, 3×3); winograd4.c: F(4×4, 3×3)):
+// lane shuffles, partial loads and stores, and the register-blocked products of the transformed
+// tiles. All INLINE, instantiated by each kernel's wrappers for its instruction set.
+#ifndef CK_WINOGRAD_SHARED_H
+#define CK_WINOGRAD_SHARED_H
+
+#include "vector16.h"
+
+// MARK: - Vector helpers
+
+/// Elements 0, 2, …, 30 of the 32 floats a ‖ b.
+INLINE v16 evens(v16 a, v16 b) {
+  return __builtin_shufflevector(a, b, 0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+}
+
+/// Elements 1, 3, …, 31 of a ‖ b.
+INLINE v16 odds(v16 a, v16 b) {
+  return __builtin_shufflevector(a, b, 1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31);
+}
+
+/// x where mask lanes are set, else 0.
+INLINE v16 select(v16i mask, v16 x) { return (v16)(mask & (v16i)x); }
+
+/// Lanes 0…count−1 set (count clamped to 0…16).
+INLINE v16i first_lanes(int count) {
+  const v16i index = {0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15};
+  v16i n = {count, count, count, count, count, count, count, count,
+            count, count, count, count, count, count, count, count};
+  return index < n;
+}
+
+INLINE int round16(int n) { return (n + 15) & ~15; }
+
+/// p[0 … count − 1] (count < 32) as two vectors, zero past count: whole vectors where possible.
+INLINE void load_partial(const float *p, int count, v16 *low, v16 *high) {
+  float staged[16] = {0};
+  const float *tail = p;
+  if (count >= 16) {
+    *low = load(p);
+    tail = p + 16;
+    count -= 16;
+  }
+  for (int i = 0; i < count; i++) staged[i] = tail[i];
+  if (tail == p) {
+    *low = load(staged);
+    *high = zero();
+  } else {
+    *high = load(staged);
+  }
+}
+
+/// p[0 … count − 1] = the first count (< 32) floats of low ‖ high.
+INLINE void store_partial(float *p, int count, v16 low, v16 high) {
+  if (count >= 16) {
+    store(p, low);
+    p += 16;
+    count -= 16;
+    low = high;
+  }
+  float staged[16];
+  store(staged, low);
+  for (int i = 0; i < count; i++) p[i] = staged[i];
+}
+
+INLINE int min_int(int a, int b) { return a < b ? a : b; }
+
+// MARK: - Geometry
+
+typedef struct {
+  int cin, cout, height, width, relu;
+  int tiles_h, tiles_w;
+  int rows;        // tile rows per block
+  int group;       // images per block (more than 1 only when a block holds whole images)
+  int plane_width; // floats per row of a plane of a padded input row (winograd.c: E or O)
+  int ld;          // row stride of the V and M slabs
+  int ldu;         // row stride of dU and of a transposed V slab: round16(Cin) (winograd.c)
+} geometry;
+
+/// The geometry of `tile` × `tile` output tiles (2: winograd.c, 4: winograd4.c).
+INLINE geometry make_geometry(const ck_conv_shape *s, int tile) {
+  geometry g;
+  g.cin = s->in_channels;
+  g.cout = s->out_channels;
+  g.height = s->height;
+  g.width = s->width;
+  g.relu = s->relu;
+  g.tiles_h = (s->height + tile - 1) / tile;
+  g.tiles_w = (s->width + tile - 1) / tile;
+  g.rows = s->block_rows < 1 ? 1 : min_int(s->block_rows, g.tiles_h);
+  g.group = s->block_rows > g.tiles_h ? s->block_rows / g.tiles_h : 1;
+  // Vectors start at tx = 0, 16, … and read up to index tx + 16.
+  g.plane_width = round16(g.tiles_w) + 16;
+  // The last vector of a tile row may run 15 tiles past the block.
+  g.ld = round16(g.group * g.rows * g.tiles_w) + 16;
+  g.ldu = round16(g.cin);
+  return g;
+}
+
+/// Register blocking of the products for one instruction set: ROWS × VECTORS accumulators.
+typedef struct {
+  int rows, vectors;
+} blocking;
+
+// MARK: - Products
+
+/// c[i][j] = (or +=, when ADD) Σ_p a[i][p] · b[p][j] for `ROWS` rows i and n columns (n a multiple
+/// of 16), with `VECTORS` (1 or 2) 16-float vectors of columns per step; ROWS × VECTORS accumulators.
+/// With A_T, a is stored transposed: a[i][p] at a[p · lda + i].
+INLINE void product_panel(const int ROWS, const int VECTORS, const int ADD, const int A_T, int n,
+                          int k, const float *a, int lda, const float *b, int ldb, float *c,
+                          int ldc) {
+  int j = 0;
+  if (VECTORS == 2) {
+    for (; j + 32 <= n; j += 32) {
+      v16 acc[8][2];
+#pragma clang loop unroll(full)
+      for (int r = 0; r < ROWS; r++) acc[r][0] = acc[r][1] = zero();
+      for (int p = 0; p < k; p++) {
+        v16 b0 = load(b + (size_t)p * ldb + j), b1 = load(b + (size_t)p * ldb + j + 16);
+#pragma clang loop unroll(full)
+        for (int r = 0; r < ROWS; r++) {
+          v16 x = splat(A_T ? a[p * lda + r] : a[r * lda + p]);
+          acc[r][0] += x * b0;
+          acc[r][1] += x * b1;
+        }
+      }
+#pragma clang loop unroll(full)
+      for (int r = 0; r < ROWS; r++) {
+        float *target = c + (size_t)r * ldc + j;
+        store(target, ADD ? acc[r][0] + load(target) : acc[r][0]);
+        store(target + 16, ADD ? acc[r][1] + load(target + 16) : acc[r][1]);
+      }
+    }
+  }
+  for (; j < n; j += 16) {
+    v16 acc[8];
+#pragma clang loop unroll(full)
+    for (int r = 0; r < ROWS; r++) acc[r] = zero();
+    for (int p = 0; p < k; p++) {
+      v16 b0 = load(b + (size_t)p * ldb + j);
+#pragma clang loop unroll(full)
+      for (int r = 0; r < ROWS; r++) acc[r] += splat(A_T ? a[p * lda + r] : a[r * lda + p]) * b0;
+    }
+#pragma clang loop unroll(full)
+    for (int r = 0; r < ROWS; r++) {
+      float *target = c + (size_t)r * ldc + j;
+      store(target, ADD ? acc[r] + load(target) : acc[r]);
+    }
+  }
+}
+
+/// c [m, n] = (or +=, when ADD) a [m, k] · b [k, n] (row-major with strides; n a multiple of 16);
+/// with A_T, a is stored as aᵀ [k, m].
+INLINE void product(const int ROWS, const int VECTORS, const int ADD, const int A_T, int m, int n,
+                    int k, const float *a, int lda, const float *b, int ldb, float *c, int ldc) {
+  int i = 0;
+  for (; i + ROWS <= m; i += ROWS)
+    product_panel(ROWS, VECTORS, ADD, A_T, n, k, A_T ? a + i : a + (size_t)i * lda, lda, b, ldb,
+                  c + (size_t)i * ldc, ldc);
+  for (; i < m; i++)
+    product_panel(1, VECTORS, ADD, A_T, n, k, A_T ? a + i : a + (size_t)i * lda, lda, b, ldb,
+                  c + (size_t)i * ldc, ldc);
+}
+
+#endif
