@@ -133,31 +133,68 @@ final class ConvKernelTests: XCTestCase {
   }
 
   /// A layer whose weights are marked fixed (a model loaded to caption) computes the Winograd
-  /// transform once, from the weights as they are when marked, keeps no copy of them, and then
-  /// gives what an unmarked layer gives.
+  /// transform once, from the weights as they are when marked, and keeps it; unmarked, it
+  /// transforms the weights at each use and follows their changes.
   func testFixedWeightsTransformOnceFromTheWeightsAsMarked() {
     let conv = Conv2D(inChannels: 16, outChannels: 8)
     var generator = SeededGenerator(seed: 5)
     conv.initialize(using: &generator)
     let input = randomTensor([2, 16, 6, 7], seed: 3)
-    _ = conv.forward(input)  // U of the initial weights
-    Initialization.uniform(conv.weight.value, bound: 0.2, using: &generator)
-    Initialization.uniform(conv.bias.value, bound: 0.3, using: &generator)
-    conv.weightsAreFixed = true
-    let expected = referenceConvolution(
-      input: input, weight: conv.weight.value, bias: conv.bias.value, relu: true
-    ).array.map(Double.init)
-    for _ in 0..<2 {
-      XCTAssertLessThanOrEqual(relativeL2Error(conv.forward(input).array, expected), 1e-4)
-      XCTAssertNil(conv.winogradUSource)
+    func reference() -> [Double] {
+      referenceConvolution(input: input, weight: conv.weight.value, bias: conv.bias.value, relu: true)
+        .array.map(Double.init)
     }
-    // Unmarked again, it compares the weights once more and follows their changes.
-    conv.weightsAreFixed = false
+    _ = conv.forward(input)  // the initial weights
     Initialization.uniform(conv.weight.value, bound: 0.2, using: &generator)
-    let changed = referenceConvolution(
-      input: input, weight: conv.weight.value, bias: conv.bias.value, relu: true
-    ).array.map(Double.init)
-    XCTAssertLessThanOrEqual(relativeL2Error(conv.forward(input).array, changed), 1e-4)
+    conv.weightsAreFixed = true
+    let marked = reference()
+    XCTAssertLessThanOrEqual(relativeL2Error(conv.forward(input).array, marked), 1e-4)
+    XCTAssertNotNil(conv.fixedTransforms[conv.forwardTile(height: 6, width: 7)])
+    // A change the contract rules out is not seen: the transform of the marked weights is kept.
+    Initialization.uniform(conv.weight.value, bound: 0.2, using: &generator)
+    XCTAssertLessThanOrEqual(relativeL2Error(conv.forward(input).array, marked), 1e-4)
+    conv.weightsAreFixed = false
+    XCTAssertTrue(conv.fixedTransforms.isEmpty)
+    XCTAssertLessThanOrEqual(relativeL2Error(conv.forward(input).array, reference()), 1e-4)
+  }
+
+  /// Layers sharing one scratch (as an encoder's do) run forward one after the other and backward
+  /// in reverse, each matching the Double reference: nothing one leaves in the shared regions
+  /// reaches another's results. Shapes that make each region grow from layer to layer.
+  func testLayersSharingAScratchEachMatchTheReference() {
+    BLAS.setThreads(2)
+    defer { BLAS.setThreads(1) }
+    let shared = ConvScratch()
+    let layers = [
+      Conv2D(inChannels: 3, outChannels: 8), Conv2D(inChannels: 8, outChannels: 24),
+      Conv2D(inChannels: 24, outChannels: 16),
+    ]
+    var generator = SeededGenerator(seed: 11)
+    for layer in layers {
+      layer.initialize(using: &generator)
+      Initialization.uniform(layer.bias.value, bound: 0.3, using: &generator)
+      layer.scratch = shared
+      zeroGradients(layer.parameters)
+    }
+    var inputs = [randomTensor([2, 3, 18, 17], seed: 4)]
+    for layer in layers { inputs.append(layer.forward(inputs.last!)) }
+    let outputGrads = layers.enumerated().map { index, layer in
+      randomTensor([2, layer.outChannels, 18, 17], seed: UInt64(20 + index))
+    }
+    for index in layers.indices.reversed() {
+      let layer = layers[index]
+      let expected = referenceConvolution(
+        input: inputs[index], weight: layer.weight.value, bias: layer.bias.value,
+        outputGrad: outputGrads[index], relu: true)
+      XCTAssertLessThanOrEqual(relativeError(inputs[index + 1], expected.output), 1e-4, "output \(index)")
+      let inputGrad = layer.backward(outputGrads[index], needInputGrad: index > 0)
+      if let inputGrad {
+        XCTAssertLessThanOrEqual(relativeError(inputGrad, expected.input), 1e-4, "input grad \(index)")
+      }
+      XCTAssertLessThanOrEqual(
+        relativeError(layer.weight.grad, expected.weight), 1e-4, "weight grad \(index)")
+      XCTAssertLessThanOrEqual(relativeError(layer.bias.grad, expected.bias), 1e-4, "bias grad \(index)")
+    }
   }
 
   /// The first layer's direct weight gradient (no input gradient) under every instruction set:
@@ -222,7 +259,6 @@ final class ConvKernelTests: XCTestCase {
       input: image, weight: single.weight.value, bias: single.bias.value,
       outputGrad: randomTensor([1, 4, 6, 6], seed: 9), relu: true)
     XCTAssertLessThanOrEqual(relativeError(single.forward(image), expected.output), 1e-4)
-    XCTAssertNotNil(single.blockedScratch)
     let singleGrad = single.backward(randomTensor([1, 4, 6, 6], seed: 9))!
     XCTAssertLessThanOrEqual(relativeError(singleGrad, expected.input), 1e-4)
     XCTAssertLessThanOrEqual(relativeError(single.weight.grad, expected.weight), 1e-4)

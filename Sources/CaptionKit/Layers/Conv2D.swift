@@ -44,11 +44,11 @@ public final class Conv2D {
   /// takes 3.07 s at blocks of one tile row (14 tiles at 28 px), 2.62 s at 64 tiles, 2.50 s at 128,
   /// 2.58 s at 256.
   public var blockedMinTiles = 128
-  /// Whether the weights will not change again (a model loaded to caption, not to train). The
-  /// Winograd transform U is then computed once and reused without first comparing the weights
-  /// with the copy it came from: at VGG-16's size that comparison reads 118 MB per forward.
+  /// Whether the weights will not change again (a model loaded to caption, not to train): the
+  /// Winograd transform U is then computed once and kept, where otherwise it is recomputed at each
+  /// use (training changes the weights every step).
   public var weightsAreFixed = false {
-    didSet { winogradUIsFinal = false }
+    didSet { fixedTransforms = [:] }
   }
   /// The Winograd tile of every forward pass when set (tests); otherwise `forwardTile(height:width:)`
   /// chooses.
@@ -64,21 +64,11 @@ public final class Conv2D {
   /// The last forward's output (tests read the ReLU pattern from it).
   var lastOutput: Tensor? { output }
   private var inputGrad: Tensor?  // [B, Cin, H, W]
-  private var columns: Tensor?  // [K, G·HW]
-  private var chunkOutput: Tensor?  // [Cout, G·HW]
   private let packed = PackedMatrix()  // the right operand of the product being computed (Gemm)
-  // Winograd workspaces (Conv2DWinograd.swift, Conv2DBlocked.swift).
-  var winogradU: Tensor?  // [16, Cout, Cin]: F(2×2, 3×3)
-  var winogradU4: Tensor?  // [36, Cout, Cin]: F(4×4, 3×3)
-  var winogradUTiles: Set<Int> = []  // the tiles whose U is that of the current weights
-  var winogradUSource: Tensor?  // the weights those U were computed from
-  var winogradUIsFinal = false  // they were computed from weights since fixed
-  var winogradUGrad: Tensor?  // [16, Cout, Cin]
-  var biasPartials: Tensor?  // [threads, Cout]
-  var blockedScratch: Tensor?  // [threads, ck_winograd_scratch]
-  var blockedUGrad: Tensor?  // [threads, 16·Cout·round16(Cin)]
-  var directScratch: Tensor?  // [threads, ck_conv3x3_weight_grad_scratch]
-  var directWeightGrads: Tensor?  // [threads, Cout·Cin·9]
+  /// Working memory, shared with the other convolutions of an encoder (`Encoder` hands them one).
+  public var scratch = ConvScratch()
+  /// With fixed weights, the Winograd transforms U by tile (Conv2DWinograd.swift), computed once.
+  var fixedTransforms: [Int: Tensor] = [:]
 
   public init(inChannels: Int, outChannels: Int, relu: Bool = true) {
     precondition(inChannels > 0 && outChannels > 0, "Conv2D: channel counts must be positive")
@@ -134,8 +124,8 @@ public final class Conv2D {
     let pixels = height * width
     let k = inChannels * 9
     let group = chunkSize(batch: batch, pixels: pixels)
-    let columns = reuseWorkspace(&self.columns, shape: [k, group * pixels])
-    let chunkOutput = reuseWorkspace(&self.chunkOutput, shape: [outChannels, group * pixels])
+    let columns = scratch.take(.columns, shape: [k, group * pixels])
+    let chunkOutput = scratch.take(.chunk, shape: [outChannels, group * pixels])
     let outputSize = outChannels * pixels
 
     var first = 0
@@ -187,8 +177,8 @@ public final class Conv2D {
     let pixels = height * width
     let k = inChannels * 9
     let group = chunkSize(batch: batch, pixels: pixels)
-    let columns = reuseWorkspace(&self.columns, shape: [k, group * pixels])
-    let chunkGrad = reuseWorkspace(&self.chunkOutput, shape: [outChannels, group * pixels])
+    let columns = scratch.take(.columns, shape: [k, group * pixels])
+    let chunkGrad = scratch.take(.chunk, shape: [outChannels, group * pixels])
     let inputGrad: Tensor? =
       needInputGrad ? reuseWorkspace(&self.inputGrad, shape: input.shape) : nil
     let imageSize = inChannels * pixels

@@ -31,39 +31,20 @@ extension Conv2D {
   }
 
   /// U = G g Gᵀ for every kernel g = weight[co, ci] [3, 3] (CKernels): [16, Cout, Cin] for
-  /// `tile` 2, [36, Cout, Cin] for 4 (winograd4.c). Kept with a copy of the weights they came
-  /// from: recomputed only when the weights differ (describe calls the encoder again and again
-  /// with the same weights; training changes them every step, and the comparison stops at the
-  /// first difference). With `weightsAreFixed`, computed once from the fixed weights, and no copy
-  /// is kept.
+  /// `tile` 2, [36, Cout, Cin] for 4 (winograd4.c). Computed at each call into the shared scratch
+  /// (training changes the weights every step; a VGG-16 layer of 512 channels takes a few ms) or,
+  /// with `weightsAreFixed`, once and kept (describe calls the encoder again and again).
   func transformedWeights(tile: Int) -> Tensor {
     let (cout, cin) = (outChannels, inChannels)
-    let count = weight.value.count
-    if weightsAreFixed {
-      if !winogradUIsFinal { winogradUTiles = [] }
-      winogradUIsFinal = true
-      winogradUSource = nil
-    } else if let source = winogradUSource, source.count == count,
-      memcmp(source.pointer, weight.value.pointer, count * MemoryLayout<Float>.stride) == 0
-    {
-      // the transforms in winogradUTiles are current
+    if weightsAreFixed, let u = fixedTransforms[tile] { return u }
+    let shape = [(tile + 2) * (tile + 2), cout, cin]
+    let u = weightsAreFixed ? Tensor(zeros: shape) : scratch.take(.transform, shape: shape)
+    if tile == 4 {
+      ck_winograd4_weights(weight.value.pointer, Int32(cout * cin), u.pointer)
     } else {
-      winogradUTiles = []
-      let source = reuseWorkspace(&winogradUSource, shape: weight.value.shape)
-      source.pointer.update(from: weight.value.pointer, count: count)
+      ck_winograd_weights(weight.value.pointer, Int32(cout * cin), u.pointer)
     }
-    let u =
-      tile == 4
-      ? reuseWorkspace(&winogradU4, shape: [36, cout, cin])
-      : reuseWorkspace(&winogradU, shape: [16, cout, cin])
-    if !winogradUTiles.contains(tile) {
-      if tile == 4 {
-        ck_winograd4_weights(weight.value.pointer, Int32(cout * cin), u.pointer)
-      } else {
-        ck_winograd_weights(weight.value.pointer, Int32(cout * cin), u.pointer)
-      }
-      winogradUTiles.insert(tile)
-    }
+    if weightsAreFixed { fixedTransforms[tile] = u }
     return u
   }
 

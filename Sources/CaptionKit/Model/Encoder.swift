@@ -55,6 +55,8 @@ public final class Encoder {
     }
     self.stages = stages
     self.convolutions = convolutions
+    let scratch = ConvScratch()  // the layers run one after another
+    for conv in convolutions { conv.scratch = scratch }
     let shape = config.encoderOutputShape
     switch config.pool {
     case .avg:

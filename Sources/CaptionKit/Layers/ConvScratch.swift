@@ -1,0 +1,35 @@
+/// Working memory that the convolutions of one encoder share, since they run one after another:
+/// the kernels' per-thread scratch, the per-thread partial sums of the weight gradients, im2col's
+/// columns and, while the weights are being trained, the Winograd transform U (recomputed at each
+/// use, as the weights change every step). Each region grows to the largest request and is handed
+/// out as a view of the shape asked for; its contents do not outlive the call that asked.
+///
+/// Layers owning these buffers each would keep one copy per layer: at VGG-16's size (224 px,
+/// batch 8, training) about 700 MB more.
+public final class ConvScratch {
+  public enum Region: Int, CaseIterable {
+    /// CKernels' per-thread scratch of the blocked Winograd or direct kernels.
+    case kernel
+    /// Per-thread partial sums of the weight gradient (dU, or direct dW) and of the bias gradient.
+    case weightPartials, biasPartials
+    /// U = G g Gᵀ of weights being trained, and the summed dU.
+    case transform, transformGrad
+    /// im2col's columns [K, G·HW] and one chunk's output or gradient [Cout, G·HW].
+    case columns, chunk
+  }
+
+  private var regions: [Tensor?] = Array(repeating: nil, count: Region.allCases.count)
+
+  public init() {}
+
+  /// A view of `shape` into `region`, which grows (its old contents dropped) when too small.
+  public func take(_ region: Region, shape: [Int]) -> Tensor {
+    let count = shape.reduce(1, *)
+    if let base = regions[region.rawValue], base.count >= count {
+      return base.view(shape: shape)
+    }
+    let base = Tensor(zeros: [count])
+    regions[region.rawValue] = base
+    return base.view(shape: shape)
+  }
+}
