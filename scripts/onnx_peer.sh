@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Describe against ONNX Runtime's CPU provider, back to back on this machine: for each preset,
-# `caption bench --preset P` (its describe_ms) and scripts/onnx_describe.py (the same network
+# `caption bench --preset P --steps 7` (its describe_ms, the median of 21 runs) and scripts/onnx_describe.py (the same network
 # exported from scripts/torch_reference.py: encoder with the image terms, and one decoder step),
 # alternating for ROUNDS rounds, then the medians. torch, onnx and onnxruntime are installed from
 # PyPI into .venv-onnx (git-ignored) on first use; not part of CI.
@@ -29,7 +29,7 @@ printf '%-12s %12s %14s %12s %10s\n' preset caption_ms onnxruntime_ms pytorch_ms
 for preset in "${presets[@]}"; do
   ours=() ort=() eager=()
   for _ in $(seq "$rounds"); do
-    ours+=("$($caption bench --preset "$preset" --steps 3 --threads "$threads" | value describe_ms)")
+    ours+=("$($caption bench --preset "$preset" --steps 7 --threads "$threads" | value describe_ms)")
     out=$(cd scripts && ../.venv-onnx/bin/python onnx_describe.py --preset "$preset" --threads "$threads" --runs 20)
     ort+=("$(echo "$out" | value onnxruntime_describe_ms)")
     eager+=("$(echo "$out" | value pytorch_describe_ms)")
