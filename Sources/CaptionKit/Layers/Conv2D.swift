@@ -7,13 +7,13 @@
 /// A chunk holds as many images as fit in `columnBudget` floats, so late layers with small maps
 /// still get wide GEMMs, and early layers do not need a huge column buffer.
 ///
-/// Layers with at least `winogradMinChannels` input channels use Winograd F(2×2, 3×3) instead
-/// (Conv2DWinograd.swift): 2.25× fewer multiplies, through CKernels' cache-blocked C kernels
-/// (AVX-512, AVX2 or baseline, picked at run time; Conv2DBlocked.swift), at any batch size: one
-/// image (describe) too, since the kernels share out an image's tile rows and the weight transform
-/// is cached (measured at the bench shapes, 2 threads: describe's encoder 2.0 ms with it, 4.1 ms
-/// with im2col). Both paths are tested
-/// against a Double-precision reference (ConvKernelTests).
+/// Layers with at least `winogradMinChannels` input channels use Winograd instead
+/// (Conv2DWinograd.swift): F(2×2, 3×3), 2.25× fewer multiplies, and for the forward pass on large
+/// maps F(4×4, 3×3), 4× fewer, through CKernels' cache-blocked C kernels (AVX-512, AVX2 or
+/// baseline, picked at run time; Conv2DBlocked.swift), at any batch size: one image (describe) too,
+/// since the kernels share out an image's tile rows or output channels (measured at the bench
+/// shapes, 2 threads: describe's encoder 2.0 ms with F(2×2), 4.1 ms with im2col). Every path is
+/// tested against a Double-precision reference (ConvKernelTests).
 public final class Conv2D {
   public enum Algorithm: Sendable {
     case im2col
@@ -124,8 +124,8 @@ public final class Conv2D {
     let pixels = height * width
     let k = inChannels * 9
     let group = chunkSize(batch: batch, pixels: pixels)
-    let columns = scratch.take(.columns, shape: [k, group * pixels])
-    let chunkOutput = scratch.take(.chunk, shape: [outChannels, group * pixels])
+    let columns = scratch.buffer(.columns, shape: [k, group * pixels])
+    let chunkOutput = scratch.buffer(.chunk, shape: [outChannels, group * pixels])
     let outputSize = outChannels * pixels
 
     var first = 0
@@ -177,8 +177,8 @@ public final class Conv2D {
     let pixels = height * width
     let k = inChannels * 9
     let group = chunkSize(batch: batch, pixels: pixels)
-    let columns = scratch.take(.columns, shape: [k, group * pixels])
-    let chunkGrad = scratch.take(.chunk, shape: [outChannels, group * pixels])
+    let columns = scratch.buffer(.columns, shape: [k, group * pixels])
+    let chunkGrad = scratch.buffer(.chunk, shape: [outChannels, group * pixels])
     let inputGrad: Tensor? =
       needInputGrad ? reuseWorkspace(&self.inputGrad, shape: input.shape) : nil
     let imageSize = inChannels * pixels

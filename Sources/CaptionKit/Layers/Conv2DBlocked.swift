@@ -45,7 +45,7 @@ extension Conv2D {
       }
     let parts = min(Parallel.threads, units)
     let scratchSize = tile == 4 ? ck_winograd4_scratch(&shape) : ck_winograd_scratch(&shape)
-    let scratch = self.scratch.take(.kernel, shape: [parts, scratchSize])
+    let scratch = self.scratch.buffer(.kernel, shape: [parts, scratchSize])
     let (inputSize, outputSize) = (cin * height * width, cout * height * width)
     let biasPointer = bias.value.pointer
     Parallel.ranges(units, parts: parts) { part, range in
@@ -69,7 +69,7 @@ extension Conv2D {
     let u = transformedWeights(tile: 2)
     let threads = min(Parallel.threads, batch)
     let scratchSize = ck_winograd_scratch(&shape)
-    let scratch = self.scratch.take(.kernel, shape: [threads, scratchSize])
+    let scratch = self.scratch.buffer(.kernel, shape: [threads, scratchSize])
     // Per-thread dU [16, Cout, round16(Cin)].
     let stride = (cin + 15) / 16 * 16
     let uSize = 16 * cout * stride
@@ -83,7 +83,7 @@ extension Conv2D {
         scratch.pointer + part * scratchSize)
     }
     // The threads' sums, into dU [16, Cout, Cin].
-    let uGrad = self.scratch.take(.transformGrad, shape: [16, cout, cin])
+    let uGrad = self.scratch.buffer(.transformGrad, shape: [16, cout, cin])
     for row in 0..<16 * cout {
       let target = uGrad.pointer + row * cin
       target.update(from: uGrads.pointer + row * stride, count: cin)
@@ -105,7 +105,7 @@ extension Conv2D {
       block_rows: 1, relu: relu ? 1 : 0)
     let threads = min(Parallel.threads, batch)
     let scratchSize = ck_conv3x3_weight_grad_scratch(&shape)
-    let scratch = self.scratch.take(.kernel, shape: [threads, scratchSize])
+    let scratch = self.scratch.buffer(.kernel, shape: [threads, scratchSize])
     let weightSize = cout * cin * 9
     let (weightGrads, biasGrads) = threadPartials(threads: threads, size: weightSize)
     let (inputSize, outputSize) = (cin * height * width, cout * height * width)
@@ -125,9 +125,9 @@ extension Conv2D {
   /// Zeroed per-thread partial sums: `size` floats of a weight gradient and Cout of the bias
   /// gradient, for each of `threads` threads.
   func threadPartials(threads: Int, size: Int) -> (weights: Tensor, bias: Tensor) {
-    let weights = scratch.take(.weightPartials, shape: [threads, size])
+    let weights = scratch.buffer(.weightPartials, shape: [threads, size])
     weights.fill(0)
-    let bias = scratch.take(.biasPartials, shape: [threads, outChannels])
+    let bias = scratch.buffer(.biasPartials, shape: [threads, outChannels])
     bias.fill(0)
     return (weights, bias)
   }

@@ -38,7 +38,7 @@ extension Conv2D {
     let (cout, cin) = (outChannels, inChannels)
     if weightsAreFixed, let u = fixedTransforms[tile] { return u }
     let shape = [(tile + 2) * (tile + 2), cout, cin]
-    let u = weightsAreFixed ? Tensor(zeros: shape) : scratch.take(.transform, shape: shape)
+    let u = weightsAreFixed ? Tensor(zeros: shape) : scratch.buffer(.transform, shape: shape)
     if tile == 4 {
       ck_winograd4_weights(weight.value.pointer, Int32(cout * cin), u.pointer)
     } else {

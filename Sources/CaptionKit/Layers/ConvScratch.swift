@@ -7,7 +7,7 @@
 /// Layers owning these buffers each would keep one copy per layer: at VGG-16's size (224 px,
 /// batch 8, training) about 700 MB more.
 public final class ConvScratch {
-  public enum Region: Int, CaseIterable {
+  public enum Slot: Int, CaseIterable {
     /// CKernels' per-thread scratch of the blocked Winograd or direct kernels.
     case kernel
     /// Per-thread partial sums of the weight gradient (dU, or direct dW) and of the bias gradient.
@@ -18,18 +18,18 @@ public final class ConvScratch {
     case columns, chunk
   }
 
-  private var regions: [Tensor?] = Array(repeating: nil, count: Region.allCases.count)
+  private var regions: [Tensor?] = Array(repeating: nil, count: Slot.allCases.count)
 
   public init() {}
 
-  /// A view of `shape` into `region`, which grows (its old contents dropped) when too small.
-  public func take(_ region: Region, shape: [Int]) -> Tensor {
+  /// A view of `shape` into `slot`'s region, which grows (its old contents dropped) when too small.
+  public func buffer(_ slot: Slot, shape: [Int]) -> Tensor {
     let count = shape.reduce(1, *)
-    if let base = regions[region.rawValue], base.count >= count {
+    if let base = regions[slot.rawValue], base.count >= count {
       return base.view(shape: shape)
     }
     let base = Tensor(zeros: [count])
-    regions[region.rawValue] = base
+    regions[slot.rawValue] = base
     return base.view(shape: shape)
   }
 }
