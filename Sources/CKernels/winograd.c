@@ -511,22 +511,10 @@ INLINE void transform_kernels(const v16 g[9], v16 u[16]) {
 void ck_winograd_weights(const float *weight, int kernels, float *u) {
   for (int k = 0; k < kernels; k += 16) {
     const int count = min_int(16, kernels - k);
-    float taps[9][16] = {{0}};
-    for (int i = 0; i < count; i++)
-      for (int t = 0; t < 9; t++) taps[t][i] = weight[(size_t)(k + i) * 9 + t];
     v16 g[9], out[16];
-    for (int t = 0; t < 9; t++) g[t] = load(taps[t]);
+    load_taps(weight, k, count, g);
     transform_kernels(g, out);
-    for (int xi = 0; xi < 16; xi++) {
-      float *target = u + (size_t)xi * kernels + k;
-      if (count == 16) {
-        store(target, out[xi]);
-      } else {
-        float staged[16];
-        store(staged, out[xi]);
-        memcpy(target, staged, sizeof(float) * (size_t)count);
-      }
-    }
+    store_positions(out, 16, kernels, k, count, u);
   }
 }
 
@@ -539,11 +527,11 @@ typedef void (*backward_fn)(const ck_conv_shape *, const float *, const float *,
 typedef void (*weight_grad_fn)(const ck_conv_shape *, const float *, const float *, const float *,
                                float *, float *, int, float *);
 
-#define INSTANTIATE(NAME, TARGET, ROWS, VECTORS)                                  \
+#define INSTANTIATE(NAME, TARGET, BLOCKING)                                        \
   TARGET static void forward_##NAME(const ck_conv_shape *s, const float *u, const float *bias, \
                                     const float *input, float *output, int images, int row_begin,  \
                                     int row_end, int co_begin, int co_end, float *scratch) {       \
-    const blocking k = {ROWS, VECTORS};                                                            \
+    const blocking k = BLOCKING;                                                                   \
     forward_pass(k, s, u, bias, input, output, images, row_begin, row_end, co_begin, co_end,       \
                  scratch);                                                                         \
   }                                                                                                \
@@ -551,7 +539,7 @@ typedef void (*weight_grad_fn)(const ck_conv_shape *, const float *, const float
                                      const float *input, const float *output,                      \
                                      const float *output_grad, float *input_grad, float *u_grad, \
                                      float *bias_grad, int images, float *scratch) {               \
-    const blocking k = {ROWS, VECTORS};                                            \
+    const blocking k = BLOCKING;                                                   \
     backward_pass(k, s, u, input, output, output_grad, input_grad, u_grad, bias_grad, images,    \
                   scratch);                                                                        \
   }                                                                                                \
@@ -562,14 +550,11 @@ typedef void (*weight_grad_fn)(const ck_conv_shape *, const float *, const float
     weight_grad_pass(s, input, output, output_grad, weight_grad, bias_grad, images, scratch);      \
   }
 
-// Baseline: a vector is 4 SSE registers (16 in all): 2 × 1 accumulators.
-INSTANTIATE(generic, , 2, 1)
+INSTANTIATE(generic, , BLOCKING_BASELINE)
 
 #if defined(__x86_64__)
-// AVX2: 2 registers per vector: 6 × 1 accumulators (12 of 16 registers).
-INSTANTIATE(avx2, __attribute__((target("avx2,fma"))), 6, 1)
-// AVX-512: 1 register per vector: 8 × 2 accumulators (16 of 32 registers).
-INSTANTIATE(avx512, __attribute__((target("avx512f,avx512dq,avx512bw,avx512vl,avx2,fma"))), 8, 2)
+INSTANTIATE(avx2, CK_AVX2, BLOCKING_AVX2)
+INSTANTIATE(avx512, CK_AVX512, BLOCKING_AVX512)
 #endif
 
 /// One instruction set's passes.

@@ -220,22 +220,16 @@ INLINE void forward4_pass(const blocking k, const ck_conv_shape *shape, const fl
 #define FORWARD4_ARGS                                                                              \
   (shape, u, bias, input, output, images, row_begin, row_end, channel_begin, channel_end, scratch)
 
-// The register blocking of winograd.c: baseline 2 × 1 accumulators, AVX2 6 × 1, AVX-512 8 × 2.
-INLINE void forward4_baseline FORWARD4_PARAMS {
-  const blocking k = {2, 1};
-  forward4_pass(k, shape, u, bias, input, output, images, row_begin, row_end, channel_begin,
-                channel_end, scratch);
-}
-INLINE void forward4_avx2 FORWARD4_PARAMS {
-  const blocking k = {6, 1};
-  forward4_pass(k, shape, u, bias, input, output, images, row_begin, row_end, channel_begin,
-                channel_end, scratch);
-}
-INLINE void forward4_avx512 FORWARD4_PARAMS {
-  const blocking k = {8, 2};
-  forward4_pass(k, shape, u, bias, input, output, images, row_begin, row_end, channel_begin,
-                channel_end, scratch);
-}
+/// forward4_pass with one instruction set's register blocking (winograd_shared.h).
+#define FORWARD4_WITH(NAME, BLOCKING)                                                              \
+  INLINE void NAME FORWARD4_PARAMS {                                                               \
+    const blocking k = BLOCKING;                                                                   \
+    forward4_pass(k, shape, u, bias, input, output, images, row_begin, row_end, channel_begin,     \
+                  channel_end, scratch);                                                           \
+  }
+FORWARD4_WITH(forward4_baseline, BLOCKING_BASELINE)
+FORWARD4_WITH(forward4_avx2, BLOCKING_AVX2)
+FORWARD4_WITH(forward4_avx512, BLOCKING_AVX512)
 
 CK_INSTANTIATE_EACH(ck_winograd4_forward, FORWARD4_PARAMS, FORWARD4_ARGS, forward4_baseline,
                     forward4_avx2, forward4_avx512)
@@ -258,27 +252,17 @@ INLINE void weight_rows(const v16 x[3], v16 out[6]) {
 INLINE void winograd4_weights(const float *weight, int kernels, float *u) {
   for (int k = 0; k < kernels; k += 16) {
     const int count = min_int(16, kernels - k);
-    float taps[9][16] = {{0}};
-    for (int i = 0; i < count; i++)
-      for (int t = 0; t < 9; t++) taps[t][i] = weight[(size_t)(k + i) * 9 + t];
+    v16 g[9], out[36];
+    load_taps(weight, k, count, g);
     // G g, column by column, then (·) Gᵀ along each of its 6 rows.
     v16 gg[6][3];
     for (int c = 0; c < 3; c++) {
-      v16 column[3] = {load(taps[c]), load(taps[3 + c]), load(taps[6 + c])}, out[6];
-      weight_rows(column, out);
-      for (int r = 0; r < 6; r++) gg[r][c] = out[r];
+      v16 column[3] = {g[c], g[3 + c], g[6 + c]}, rows[6];
+      weight_rows(column, rows);
+      for (int r = 0; r < 6; r++) gg[r][c] = rows[r];
     }
-    for (int r = 0; r < 6; r++) {
-      v16 out[6];
-      weight_rows(gg[r], out);
-      for (int c = 0; c < 6; c++) {
-        float *target = u + (size_t)(6 * r + c) * kernels + k;
-        if (count == 16)
-          store(target, out[c]);
-        else
-          store_first(target, count, out[c]);
-      }
-    }
+    for (int r = 0; r < 6; r++) weight_rows(gg[r], out + 6 * r);
+    store_positions(out, 36, kernels, k, count, u);
   }
 }
 

@@ -101,6 +101,37 @@ typedef struct {
   int rows, vectors;
 } blocking;
 
+// The blockings of both kernels. Baseline: a vector is 4 SSE registers (16 in all), 2 × 1
+// accumulators. AVX2: 2 registers per vector, 6 × 1 (12 of 16 registers). AVX-512: 1 register per
+// vector, 8 × 2 (16 of 32).
+#define BLOCKING_BASELINE {2, 1}
+#define BLOCKING_AVX2 {6, 1}
+#define BLOCKING_AVX512 {8, 2}
+
+// MARK: - Weight transforms: one kernel per lane
+
+/// g[t] = tap t (row-major 3 × 3) of kernels k … k + count − 1 of weight [kernels, 3, 3], kernel
+/// k + i in lane i (0 past count).
+INLINE void load_taps(const float *weight, int k, int count, v16 g[9]) {
+  float taps[9][16] = {{0}};
+  for (int i = 0; i < count; i++)
+    for (int t = 0; t < 9; t++) taps[t][i] = weight[(size_t)(k + i) * 9 + t];
+  for (int t = 0; t < 9; t++) g[t] = load(taps[t]);
+}
+
+/// u[ξ · kernels + k + i] = u_tile[ξ] lane i for the `positions` positions ξ and i < count: the
+/// transforms of kernels k … k + count − 1, one row of U per position.
+INLINE void store_positions(const v16 *u_tile, int positions, int kernels, int k, int count,
+                            float *u) {
+  for (int xi = 0; xi < positions; xi++) {
+    float *target = u + (size_t)xi * kernels + k;
+    if (count == 16)
+      store(target, u_tile[xi]);
+    else
+      store_first(target, count, u_tile[xi]);
+  }
+}
+
 // MARK: - Products
 
 /// c[i][j] = (or +=, when ADD) Σ_p a[i][p] · b[p][j] for `ROWS` rows i and n columns (n a multiple

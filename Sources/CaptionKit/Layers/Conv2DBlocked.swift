@@ -44,6 +44,7 @@ extension Conv2D {
       case .channels: (cout + 15) / 16
       }
     let parts = min(Parallel.threads, units)
+    let forwardKernel = tile == 4 ? ck_winograd4_forward : ck_winograd_forward
     let scratchSize = tile == 4 ? ck_winograd4_scratch(&shape) : ck_winograd_scratch(&shape)
     let scratch = self.scratch.buffer(.kernel, shape: [parts, scratchSize])
     let (inputSize, outputSize) = (cin * height * width, cout * height * width)
@@ -53,8 +54,7 @@ extension Conv2D {
       let images = share == .images ? range : 0..<batch
       let rows = share == .rows ? range : 0..<tilesHigh
       let channels = share == .channels ? 16 * range.lowerBound..<min(16 * range.upperBound, cout) : 0..<cout
-      let run = tile == 4 ? ck_winograd4_forward : ck_winograd_forward
-      run(
+      forwardKernel(
         &shape, u.pointer, biasPointer, input.pointer + images.lowerBound * inputSize,
         output.pointer + images.lowerBound * outputSize, Int32(images.count), Int32(rows.lowerBound),
         Int32(rows.upperBound), Int32(channels.lowerBound), Int32(channels.upperBound),

@@ -22,8 +22,8 @@ extension Conv2D {
   /// transforms cost more per output and run along rows of tiles 16 at a time, so it pays where
   /// rows hold nearly 16 tiles or the products are long (many channels), and not on maps below
   /// 16. Measured forward times, F(4×4) against F(2×2), 2 threads, AVX-512 (Zen 4): VGG-16 at 224,
-  /// batch 8, 0.64–0.85× at 224–28 px, 1.35× at 14 px; the bench network at 64, batch 32, 0.85×
-  /// at 64 px (32 channels), 1.12× at 32 px (64), 1.4× at 16 px.
+  /// batch 8, 0.68–0.91× at 224–28 px, 1.33–1.38× at 14 px; the bench network at 64, batch 32,
+  /// 0.85× at 64 px (32 channels), 1.12× at 32 px (64), 1.24–1.42× at 16 px.
   func forwardTile(height: Int, width: Int) -> Int {
     if let forced = forcedForwardTile { return forced }
     let nearlyFullRows = (width + 3) / 4 >= 14

@@ -4,8 +4,8 @@
 /// use, as the weights change every step). Each region grows to the largest request and is handed
 /// out as a view of the shape asked for; its contents do not outlive the call that asked.
 ///
-/// Layers owning these buffers each would keep one copy per layer: at VGG-16's size (224 px,
-/// batch 8, training) about 700 MB more.
+/// Layers owning these buffers each kept one copy per layer, with the transforms of the weights:
+/// VGG-16 at 224 px, batch 8, training peaked at 2.21 GB that way against 1.60 GB shared.
 public final class ConvScratch {
   public enum Slot: Int, CaseIterable {
     /// CKernels' per-thread scratch of the blocked Winograd or direct kernels.
