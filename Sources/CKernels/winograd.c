@@ -19,8 +19,9 @@
 // registers). ck_isa() picks the best the CPU has. The helpers and products shared with the
 // F(4×4, 3×3) forward (winograd4.c) are in winograd_shared.h.
 //
-// Layouts: images NCHW; V, M slabs [16][channels][ld], tile t of a block at column t (row-major
-// over the block's tile rows: t = (ty − ty0) · tiles_w + tx).
+// Layouts: images NCHW; M, dM and dV slabs [16][channels][ld], tile t of a block at column t
+// (row-major over the block's tile rows: t = (ty − ty0) · tiles_w + tx); V slabs [16][Cin + 1][ld]
+// in strips of 16 tiles (store_in_strips, winograd_shared.h), which the products read in order.
 // Even/odd planes: a padded input row r is kept as E[j] = row[2j − 1] and O[j] = row[2j] (zero
 // outside the row), so that the columns 2tx − 1, 2tx, 2tx + 1, 2tx + 2 of the patches of 16
 // neighbouring tiles are the plain vectors E[tx…], O[tx…], E[tx + 1…], O[tx + 1…].
@@ -34,10 +35,10 @@
 
 // MARK: - Geometry
 
-/// Floats in the scratch: V, M, the E/O planes of a block (2·rows + 2 rows each), one transposed
-/// V slab.
+/// Floats in the scratch: V (with its spare rows), M, the E/O planes of a block (2·rows + 2 rows
+/// each), one transposed V slab.
 static size_t scratch_floats(const geometry *g) {
-  size_t slabs = (size_t)16 * (size_t)(g->cin + g->cout) * (size_t)g->ld;
+  size_t slabs = (size_t)16 * (size_t)(g->cin + 1 + g->cout) * (size_t)g->ld;
   size_t planes = (size_t)2 * (size_t)(2 * g->rows + 2) * (size_t)g->plane_width;
   return slabs + planes + (size_t)g->ld * (size_t)g->ldu;
 }
@@ -129,38 +130,43 @@ INLINE void load_pair(const float *row, int x0, int width, v16 *a, v16 *b) {
 
 // MARK: - Transforms of one block (tile rows ty0 … ty0 + rows − 1 of one image)
 
-/// V[ξ][ci][t] = (Bᵀ d B)[ξ] for every tile t of the block and input channel ci.
-INLINE void input_transform(const geometry *g, const float *image, int ty0, int rows, float *v,
-                            float *e, float *o) {
-  const int pw = g->plane_width, tw = g->tiles_w, stride = g->cin * g->ld;
+/// V[ξ] = (Bᵀ d B)[ξ] for every tile of the block (`count` images side by side, image i's tiles
+/// from i · rows · tiles_w) and input channel, in strips (store_in_strips).
+INLINE void input_transform(const geometry *g, const float *images, int count, int ty0, int rows,
+                            float *v, float *e, float *o) {
+  const int pw = g->plane_width, tw = g->tiles_w;
   const int padded_rows = 2 * rows + 2;
+  const size_t strip = (size_t)(g->cin + 1) * 16, position = (size_t)(g->cin + 1) * g->ld;
+  const size_t in_size = (size_t)g->cin * g->height * g->width;
   for (int ci = 0; ci < g->cin; ci++) {
-    const float *plane = image + (size_t)ci * g->height * g->width;
-    for (int r = 0; r < padded_rows; r++) {
-      int y = 2 * ty0 - 1 + r;
-      const float *row = y >= 0 && y < g->height ? plane + (size_t)y * g->width : NULL;
-      split_row(row, g->width, e + r * pw, o + r * pw, pw);
-    }
-    float *target = v + (size_t)ci * g->ld;
-    for (int tr = 0; tr < rows; tr++) {
-      for (int tx = 0; tx < tw; tx += 16) {
-        // d B along each of the 4 patch rows: [d0 − d2, d1 + d2, d2 − d1, d1 − d3].
-        v16 h[4][4];
-        for (int r = 0; r < 4; r++) {
-          const float *er = e + (2 * tr + r) * pw + tx, *orow = o + (2 * tr + r) * pw + tx;
-          v16 d0 = load(er), d1 = load(orow), d2 = load(er + 1), d3 = load(orow + 1);
-          h[r][0] = d0 - d2;
-          h[r][1] = d1 + d2;
-          h[r][2] = d2 - d1;
-          h[r][3] = d1 - d3;
-        }
-        // Bᵀ (·) down each column.
-        float *t = target + tr * tw + tx;
-        for (int c = 0; c < 4; c++) {
-          store(t + (size_t)(0 + c) * stride, h[0][c] - h[2][c]);
-          store(t + (size_t)(4 + c) * stride, h[1][c] + h[2][c]);
-          store(t + (size_t)(8 + c) * stride, h[2][c] - h[1][c]);
-          store(t + (size_t)(12 + c) * stride, h[1][c] - h[3][c]);
+    for (int i = 0; i < count; i++) {
+      const float *plane = images + i * in_size + (size_t)ci * g->height * g->width;
+      for (int r = 0; r < padded_rows; r++) {
+        int y = 2 * ty0 - 1 + r;
+        const float *row = y >= 0 && y < g->height ? plane + (size_t)y * g->width : NULL;
+        split_row(row, g->width, e + r * pw, o + r * pw, pw);
+      }
+      float *target = v + (size_t)ci * 16;
+      for (int tr = 0; tr < rows; tr++) {
+        for (int tx = 0; tx < tw; tx += 16) {
+          // d B along each of the 4 patch rows: [d0 − d2, d1 + d2, d2 − d1, d1 − d3].
+          v16 h[4][4];
+          for (int r = 0; r < 4; r++) {
+            const float *er = e + (2 * tr + r) * pw + tx, *orow = o + (2 * tr + r) * pw + tx;
+            v16 d0 = load(er), d1 = load(orow), d2 = load(er + 1), d3 = load(orow + 1);
+            h[r][0] = d0 - d2;
+            h[r][1] = d1 + d2;
+            h[r][2] = d2 - d1;
+            h[r][3] = d1 - d3;
+          }
+          // Bᵀ (·) down each column.
+          const int t = (i * rows + tr) * tw + tx;
+          for (int c = 0; c < 4; c++) {
+            store_in_strips(target + (0 + c) * position, strip, t, h[0][c] - h[2][c]);
+            store_in_strips(target + (4 + c) * position, strip, t, h[1][c] + h[2][c]);
+            store_in_strips(target + (8 + c) * position, strip, t, h[2][c] - h[1][c]);
+            store_in_strips(target + (12 + c) * position, strip, t, h[1][c] - h[3][c]);
+          }
         }
       }
     }
@@ -300,16 +306,18 @@ INLINE void input_transform_backward(const geometry *g, const float *dv, float *
 
 // MARK: - Transposes
 
-/// t [n, ldt] = aᵀ for a [rows, n] (row stride lda; n a multiple of 16), in 16 × 16 blocks; columns
-/// rows … round16(rows) − 1 of t are zeros.
-INLINE void transpose(int rows, int n, const float *a, int lda, float *t, int ldt) {
+/// t = aᵀ for a [rows, n] kept in strips of 16 columns (a_strip floats apart, rows 16 floats apart,
+/// as V), written in strips of 16 columns too: t[p][j] at t[(j / 16) · t_strip + p · 16 + j % 16]
+/// for p < n, j < round16(rows) (columns rows … round16(rows) − 1 zeros); n a multiple of 16.
+INLINE void transpose(int rows, int n, const float *a, size_t a_strip, float *t, size_t t_strip) {
   for (int r0 = 0; r0 < rows; r0 += 16) {
     for (int j = 0; j < n; j += 16) {
       v16 x[16];
-      for (int i = 0; i < 16; i++)
-        x[i] = r0 + i < rows ? load(a + (size_t)(r0 + i) * lda + j) : zero();
+      const float *source = a + (size_t)(j / 16) * a_strip;
+      for (int i = 0; i < 16; i++) x[i] = r0 + i < rows ? load(source + (size_t)(r0 + i) * 16) : zero();
       transpose16(x);
-      for (int i = 0; i < 16; i++) store(t + (size_t)(j + i) * ldt + r0, x[i]);
+      float *target = t + (size_t)(r0 / 16) * t_strip + (size_t)j * 16;
+      for (int i = 0; i < 16; i++) store(target + (size_t)i * 16, x[i]);
     }
   }
 }
@@ -325,7 +333,7 @@ typedef struct {
 INLINE workspace split_scratch(const geometry *g, float *scratch) {
   workspace w;
   w.v = scratch;
-  w.m = w.v + (size_t)16 * g->cin * g->ld;
+  w.m = w.v + (size_t)16 * (g->cin + 1) * g->ld;
   w.e = w.m + (size_t)16 * g->cout * g->ld;
   w.o = w.e + (size_t)(2 * g->rows + 2) * g->plane_width;
   w.t = w.o + (size_t)(2 * g->rows + 2) * g->plane_width;
@@ -337,6 +345,18 @@ INLINE workspace split_scratch(const geometry *g, float *scratch) {
 INLINE void zero_columns(float *slab, int rows, int ld, int from, int to) {
   for (int row = 0; row < rows; row++)
     memset(slab + (size_t)row * ld + from, 0, sizeof(float) * (size_t)(to - from));
+}
+
+/// zero_columns for `positions` slabs of `channels` rows kept in strips (V: store_in_strips).
+INLINE void zero_strip_columns(float *v, int positions, int channels, int ld, int from, int to) {
+  const size_t strip = (size_t)(channels + 1) * 16;
+  for (int xi = 0; xi < positions; xi++)
+    for (int t = from; t < to; t = (t | 15) + 1) {
+      const int end = min_int(to, (t | 15) + 1);
+      float *column = v + (size_t)xi * (channels + 1) * ld + (size_t)(t / 16) * strip + t % 16;
+      for (int ci = 0; ci < channels; ci++)
+        memset(column + (size_t)ci * 16, 0, sizeof(float) * (size_t)(end - t));
+    }
 }
 
 /// Blocks: tile rows row_begin … row_end − 1 of each image in blocks of g.rows, or (small maps)
@@ -354,13 +374,12 @@ INLINE void forward_pass(const blocking k, const ck_conv_shape *shape, const flo
     for (int ty0 = row_begin; ty0 < row_end; ty0 += g.rows) {
       const int rows = min_int(g.rows, row_end - ty0), tiles = rows * g.tiles_w;
       const int n = round16(count * tiles);
-      for (int i = 0; i < count; i++)
-        input_transform(&g, input + (first + i) * in_size, ty0, rows, w.v + i * tiles, w.e, w.o);
+      input_transform(&g, input + first * in_size, count, ty0, rows, w.v, w.e, w.o);
       for (int xi = 0; xi < 16; xi++)
-        product(k.rows, k.vectors, 0, 0, co_end - co_begin, n, g.cin,
-                u + ((size_t)xi * g.cout + co_begin) * g.cin, g.cin,
-                w.v + (size_t)xi * g.cin * g.ld, g.ld,
-                w.m + ((size_t)xi * g.cout + co_begin) * g.ld, g.ld);
+        product_strips(k.rows, k.vectors, 0, 0, co_end - co_begin, n, g.cin,
+                       u + ((size_t)xi * g.cout + co_begin) * g.cin, g.cin,
+                       w.v + (size_t)xi * (g.cin + 1) * g.ld, 16, (size_t)(g.cin + 1) * 16,
+                       w.m + ((size_t)xi * g.cout + co_begin) * g.ld, g.ld);
       for (int i = 0; i < count; i++)
         output_transform(&g, w.m + i * tiles, bias, output + (first + i) * out_size, ty0, rows,
                          co_begin, co_end);
@@ -388,16 +407,18 @@ INLINE void backward_pass(const blocking k, const ck_conv_shape *shape, const fl
         const size_t offset = (first + i) * out_size;
         output_transform_backward(&g, output_grad + offset, g.relu ? output + offset : NULL,
                                   dm + i * tiles, bias_grad, ty0, rows);
-        input_transform(&g, input + (first + i) * in_size, ty0, rows, v + i * tiles, w.e, w.o);
       }
+      input_transform(&g, input + first * in_size, count, ty0, rows, v, w.e, w.o);
       zero_columns(dm, 16 * g.cout, g.ld, count * tiles, n);
-      zero_columns(v, 16 * g.cin, g.ld, count * tiles, n);
+      zero_strip_columns(v, 16, g.cin, g.ld, count * tiles, n);
       // dU[ξ] [Cout, Cin] += dM[ξ] [Cout, n] · V[ξ]ᵀ [n, Cin] (V[ξ] transposed first, so that
       // the sum over tiles runs down the product's k and needs no horizontal additions).
       for (int xi = 0; xi < 16; xi++) {
-        transpose(g.cin, n, v + (size_t)xi * g.cin * g.ld, g.ld, w.t, g.ldu);
-        product(k.rows, k.vectors, 1, 0, g.cout, g.ldu, n, dm + (size_t)xi * g.cout * g.ld, g.ld,
-                w.t, g.ldu, u_grad + (size_t)xi * g.cout * g.ldu, g.ldu);
+        transpose(g.cin, n, v + (size_t)xi * (g.cin + 1) * g.ld, (size_t)(g.cin + 1) * 16, w.t,
+                  (size_t)g.ld * 16);
+        product_strips(k.rows, k.vectors, 1, 0, g.cout, g.ldu, n, dm + (size_t)xi * g.cout * g.ld,
+                       g.ld, w.t, 16, (size_t)g.ld * 16, u_grad + (size_t)xi * g.cout * g.ldu,
+                       g.ldu);
       }
       if (!input_grad) continue;
       for (int xi = 0; xi < 16; xi++)

@@ -29,9 +29,10 @@
 /// Padded input rows of a block of `rows` tile rows.
 INLINE int padded_rows4(int rows) { return 4 * rows + 2; }
 
-/// Floats in the scratch: V, M, the four phase planes of a block's padded rows, one staged row.
+/// Floats in the scratch: V (with its spare rows), M, the four phase planes of a block's padded
+/// rows, one staged row.
 static size_t scratch_floats4(const geometry *g) {
-  size_t slabs = (size_t)36 * (size_t)(g->cin + g->cout) * (size_t)g->ld;
+  size_t slabs = (size_t)36 * (size_t)(g->cin + 1 + g->cout) * (size_t)g->ld;
   size_t planes = (size_t)4 * (size_t)padded_rows4(g->rows) * (size_t)g->plane_width;
   return slabs + planes + (size_t)4 * (size_t)g->plane_width;
 }
@@ -99,35 +100,41 @@ INLINE void input_rows(const v16 x[6], v16 out[6]) {
   out[5] = four * x[1] - five * x[3] + x[5];
 }
 
-/// V[ξ][ci][t] = (Bᵀ d B)[ξ] for every tile t of the block (tile rows ty0 … ty0 + rows − 1 of one
-/// image) and input channel ci.
-INLINE void input_transform4(const geometry *g, const float *image, int ty0, int rows, float *v,
-                             float *planes, float *staged) {
-  const int pw = g->plane_width, tw = g->tiles_w, stride = g->cin * g->ld;
+/// V[ξ] = (Bᵀ d B)[ξ] for every tile of the block (tile rows ty0 … ty0 + rows − 1 of `count`
+/// images side by side, image i's tiles from i · rows · tiles_w) and input channel. V[ξ] is kept in
+/// strips of 16 tiles (store_in_strips, winograd_shared.h).
+INLINE void input_transform4(const geometry *g, const float *images, int count, int ty0, int rows,
+                             float *v, float *planes, float *staged) {
+  const int pw = g->plane_width, tw = g->tiles_w;
+  const size_t strip = (size_t)(g->cin + 1) * 16, position = (size_t)(g->cin + 1) * g->ld;
+  const size_t in_size = (size_t)g->cin * g->height * g->width;
   for (int ci = 0; ci < g->cin; ci++) {
-    const float *plane = image + (size_t)ci * g->height * g->width;
-    for (int r = 0; r < padded_rows4(rows); r++) {
-      int y = 4 * ty0 - 1 + r;
-      const float *row = y >= 0 && y < g->height ? plane + (size_t)y * g->width : NULL;
-      split_row4(row, g->width, planes + (size_t)4 * r * pw, pw, staged);
-    }
-    float *target = v + (size_t)ci * g->ld;
-    for (int tr = 0; tr < rows; tr++) {
-      for (int tx = 0; tx < tw; tx += 16) {
-        // d B along each of the 6 patch rows.
-        v16 h[6][6];
-        for (int r = 0; r < 6; r++) {
-          const float *p = planes + (size_t)4 * (4 * tr + r) * pw + tx;
-          v16 d[6] = {load(p), load(p + pw), load(p + 2 * pw), load(p + 3 * pw), load(p + 1),
-                      load(p + pw + 1)};
-          input_rows(d, h[r]);
-        }
-        // Bᵀ (·) down each column.
-        float *t = target + tr * tw + tx;
-        for (int c = 0; c < 6; c++) {
-          v16 column[6] = {h[0][c], h[1][c], h[2][c], h[3][c], h[4][c], h[5][c]}, out[6];
-          input_rows(column, out);
-          for (int i = 0; i < 6; i++) store(t + (size_t)(6 * i + c) * stride, out[i]);
+    for (int i = 0; i < count; i++) {
+      const float *plane = images + i * in_size + (size_t)ci * g->height * g->width;
+      for (int r = 0; r < padded_rows4(rows); r++) {
+        int y = 4 * ty0 - 1 + r;
+        const float *row = y >= 0 && y < g->height ? plane + (size_t)y * g->width : NULL;
+        split_row4(row, g->width, planes + (size_t)4 * r * pw, pw, staged);
+      }
+      float *target = v + (size_t)ci * 16;
+      for (int tr = 0; tr < rows; tr++) {
+        for (int tx = 0; tx < tw; tx += 16) {
+          // d B along each of the 6 patch rows.
+          v16 h[6][6];
+          for (int r = 0; r < 6; r++) {
+            const float *p = planes + (size_t)4 * (4 * tr + r) * pw + tx;
+            v16 d[6] = {load(p), load(p + pw), load(p + 2 * pw), load(p + 3 * pw), load(p + 1),
+                        load(p + pw + 1)};
+            input_rows(d, h[r]);
+          }
+          // Bᵀ (·) down each column.
+          const int t = (i * rows + tr) * tw + tx;
+          for (int c = 0; c < 6; c++) {
+            v16 column[6] = {h[0][c], h[1][c], h[2][c], h[3][c], h[4][c], h[5][c]}, out[6];
+            input_rows(column, out);
+            for (int k = 0; k < 6; k++)
+              store_in_strips(target + (6 * k + c) * position, strip, t, out[k]);
+          }
         }
       }
     }
@@ -189,7 +196,7 @@ INLINE void forward4_pass(const blocking k, const ck_conv_shape *shape, const fl
                           int row_begin, int row_end, int co_begin, int co_end, float *scratch) {
   const geometry g = make_geometry(shape, 4);
   float *v = scratch;
-  float *m = v + (size_t)36 * g.cin * g.ld;
+  float *m = v + (size_t)36 * (g.cin + 1) * g.ld;
   float *planes = m + (size_t)36 * g.cout * g.ld;
   float *staged = planes + (size_t)4 * padded_rows4(g.rows) * g.plane_width;
   const size_t in_size = (size_t)g.cin * g.height * g.width;
@@ -199,13 +206,12 @@ INLINE void forward4_pass(const blocking k, const ck_conv_shape *shape, const fl
     for (int ty0 = row_begin; ty0 < row_end; ty0 += g.rows) {
       const int rows = min_int(g.rows, row_end - ty0), tiles = rows * g.tiles_w;
       const int n = round16(count * tiles);
-      for (int i = 0; i < count; i++)
-        input_transform4(&g, input + (first + i) * in_size, ty0, rows, v + i * tiles, planes,
-                         staged);
+      input_transform4(&g, input + first * in_size, count, ty0, rows, v, planes, staged);
       for (int xi = 0; xi < 36; xi++)
-        product(k.rows, k.vectors, 0, 0, co_end - co_begin, n, g.cin,
-                u + ((size_t)xi * g.cout + co_begin) * g.cin, g.cin, v + (size_t)xi * g.cin * g.ld,
-                g.ld, m + ((size_t)xi * g.cout + co_begin) * g.ld, g.ld);
+        product_strips(k.rows, k.vectors, 0, 0, co_end - co_begin, n, g.cin,
+                       u + ((size_t)xi * g.cout + co_begin) * g.cin, g.cin,
+                       v + (size_t)xi * (g.cin + 1) * g.ld, 16, (size_t)(g.cin + 1) * 16,
+                       m + ((size_t)xi * g.cout + co_begin) * g.ld, g.ld);
       for (int i = 0; i < count; i++)
         output_transform4(&g, m + i * tiles, bias, output + (first + i) * out_size, ty0, rows,
                           co_begin, co_end);

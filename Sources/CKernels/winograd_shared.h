@@ -132,14 +132,37 @@ INLINE void store_positions(const v16 *u_tile, int positions, int kernels, int k
   }
 }
 
+// MARK: - V in strips
+
+// The transformed inputs V[ξ] [Cin, tiles] are kept in strips of 16 tiles, each strip Cin + 1 rows
+// of 16 floats (the channels, then a spare row): tile t of channel ci at
+// V[ξ] + (t / 16) · (Cin + 1) · 16 + ci · 16 + t % 16, so that a product's 16-column steps read
+// consecutive floats. A slab of a position holds ld / 16 strips (one more than the block's tiles
+// fill, for the last store's lanes).
+
+/// Tiles t … t + 15 of one input channel's row of V (row: the channel's row in strip 0; strip:
+/// floats from one strip to the next). The whole vector is stored at tile t,
+/// running on into the next channel's row of the strip (stored after this one) or the spare row;
+/// lanes past the strip's end are also merged into the first columns of the next strip's row.
+INLINE void store_in_strips(float *row, size_t strip, int t, v16 x) {
+  const int offset = t & 15;
+  float *p = row + (size_t)(t >> 4) * strip + offset;
+  store(p, x);
+  if (offset == 0) return;
+  float *q = p + strip - 16;  // its lanes 16 − offset … 15: the next strip's columns 0 … offset − 1
+  const v16i keep = first_lanes(16 - offset);
+  store(q, (v16)((keep & (v16i)load(q)) | (~keep & (v16i)x)));
+}
+
 // MARK: - Products
 
 /// c[i][j] = (or +=, when ADD) Σ_p a[i][p] · b[p][j] for `ROWS` rows i and n columns (n a multiple
 /// of 16), with `VECTORS` (1 or 2) 16-float vectors of columns per step; ROWS × VECTORS accumulators.
-/// With A_T, a is stored transposed: a[i][p] at a[p · lda + i].
+/// With A_T, a is stored transposed: a[i][p] at a[p · lda + i]. b is kept in strips of 16 columns:
+/// b[p][j] at b[(j / 16) · strip + p · ldb + j % 16] (a plain row-major b: strip = 16).
 INLINE void product_panel(const int ROWS, const int VECTORS, const int ADD, const int A_T, int n,
-                          int k, const float *a, int lda, const float *b, int ldb, float *c,
-                          int ldc) {
+                          int k, const float *a, int lda, const float *b, int ldb, size_t strip,
+                          float *c, int ldc) {
   int j = 0;
   if (VECTORS == 2) {
     for (; j + 32 <= n; j += 32) {
@@ -147,7 +170,8 @@ INLINE void product_panel(const int ROWS, const int VECTORS, const int ADD, cons
 #pragma clang loop unroll(full)
       for (int r = 0; r < ROWS; r++) acc[r][0] = acc[r][1] = zero();
       for (int p = 0; p < k; p++) {
-        v16 b0 = load(b + (size_t)p * ldb + j), b1 = load(b + (size_t)p * ldb + j + 16);
+        const float *row = b + (size_t)(j / 16) * strip + (size_t)p * ldb;
+        v16 b0 = load(row), b1 = load(row + strip);
 #pragma clang loop unroll(full)
         for (int r = 0; r < ROWS; r++) {
           v16 x = splat(A_T ? a[p * lda + r] : a[r * lda + p]);
@@ -168,7 +192,7 @@ INLINE void product_panel(const int ROWS, const int VECTORS, const int ADD, cons
 #pragma clang loop unroll(full)
     for (int r = 0; r < ROWS; r++) acc[r] = zero();
     for (int p = 0; p < k; p++) {
-      v16 b0 = load(b + (size_t)p * ldb + j);
+      v16 b0 = load(b + (size_t)(j / 16) * strip + (size_t)p * ldb);
 #pragma clang loop unroll(full)
       for (int r = 0; r < ROWS; r++) acc[r] += splat(A_T ? a[p * lda + r] : a[r * lda + p]) * b0;
     }
@@ -180,17 +204,24 @@ INLINE void product_panel(const int ROWS, const int VECTORS, const int ADD, cons
   }
 }
 
-/// c [m, n] = (or +=, when ADD) a [m, k] · b [k, n] (row-major with strides; n a multiple of 16);
-/// with A_T, a is stored as aᵀ [k, m].
-INLINE void product(const int ROWS, const int VECTORS, const int ADD, const int A_T, int m, int n,
-                    int k, const float *a, int lda, const float *b, int ldb, float *c, int ldc) {
+/// c [m, n] = (or +=, when ADD) a [m, k] · b [k, n] (row-major with strides, b in strips as in
+/// product_panel; n a multiple of 16); with A_T, a is stored as aᵀ [k, m].
+INLINE void product_strips(const int ROWS, const int VECTORS, const int ADD, const int A_T, int m,
+                           int n, int k, const float *a, int lda, const float *b, int ldb,
+                           size_t strip, float *c, int ldc) {
   int i = 0;
   for (; i + ROWS <= m; i += ROWS)
     product_panel(ROWS, VECTORS, ADD, A_T, n, k, A_T ? a + i : a + (size_t)i * lda, lda, b, ldb,
-                  c + (size_t)i * ldc, ldc);
+                  strip, c + (size_t)i * ldc, ldc);
   for (; i < m; i++)
     product_panel(1, VECTORS, ADD, A_T, n, k, A_T ? a + i : a + (size_t)i * lda, lda, b, ldb,
-                  c + (size_t)i * ldc, ldc);
+                  strip, c + (size_t)i * ldc, ldc);
+}
+
+/// product_strips with a plain row-major b.
+INLINE void product(const int ROWS, const int VECTORS, const int ADD, const int A_T, int m, int n,
+                    int k, const float *a, int lda, const float *b, int ldb, float *c, int ldc) {
+  product_strips(ROWS, VECTORS, ADD, A_T, m, n, k, a, lda, b, ldb, 16, c, ldc);
 }
 
 #endif

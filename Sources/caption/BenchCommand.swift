@@ -21,6 +21,7 @@ struct Bench: ParsableCommand {
         caption bench --profile
         caption bench --isa avx2      # the AVX2 kernels on an AVX-512 machine
         caption bench --forward-only  # the encoder's forward alone
+        caption bench --preset vgg16-224 --forward-only --batch 1 --profile  # describe's encoder, layer by layer
         caption bench --preset vgg16-224 --steps 3  # VGG-16's convolutions at 224 px
         caption bench --preset vgg16-224 --from-features  # the decoder on cached VGG-16 features
         caption bench --decode        # image decoding and preprocessing instead
@@ -47,7 +48,10 @@ struct Bench: ParsableCommand {
       "Instruction set of the project's kernels: avx512, avx2 or baseline (default: the best the CPU has).",
       valueName: "isa"))
   var isa: PeakFlops.ISA?
-  @Flag(help: "Print the time of each part of a training step and each convolution's share of the peak.")
+  @Flag(
+    help:
+      "Print the time of each part of a training step (with --forward-only: of each encoder stage) and each convolution's share of the peak."
+  )
   var profile = false
   @Flag(help: "Benchmark JPEG decoding and preprocessing instead.") var decode = false
   @Flag(help: "Benchmark the caption metrics instead.") var metrics = false

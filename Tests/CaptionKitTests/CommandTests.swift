@@ -378,6 +378,26 @@ final class CommandTests: XCTestCase {
     XCTAssertEqual(try runCaption(["bench", "--isa", "sse9"]).status, 64)
   }
 
+  /// `bench --forward-only --profile` times each stage of the encoder's forward, each convolution
+  /// with its share of the peak and a Winograd layer with the tile it uses, and prints its figure
+  /// last.
+  func testBenchForwardOnlyProfileTimesEachStage() throws {
+    let run = try runCaption([
+      "bench", "--forward-only", "--profile", "--image-size", "16", "--layers", "8,8,M", "--dv", "8",
+      "--batch", "1", "--steps", "2", "--threads", "1",
+    ])
+    XCTAssertEqual(run.status, 0, run.stderr)
+    let lines = run.stdout.split(separator: "\n")
+    XCTAssertTrue(lines.contains { $0.contains("GFLOP/s FP32") }, run.stdout)
+    let conv1 = try XCTUnwrap(lines.first { $0.contains("conv1 8→8 16×16 fwd") }, run.stdout)
+    XCTAssertTrue(conv1.contains("% of peak (Winograd F(2×2): "), String(conv1))
+    let conv0 = try XCTUnwrap(lines.first { $0.contains("conv0 3→8 16×16 fwd") }, run.stdout)
+    XCTAssertTrue(conv0.contains("% of peak") && !conv0.contains("Winograd"), String(conv0))
+    XCTAssertTrue(lines.contains { $0.contains("maxpool0 16×16 fwd") }, run.stdout)
+    XCTAssertTrue(lines.contains { $0.hasPrefix("  total") }, run.stdout)
+    XCTAssertTrue(lines.last?.hasPrefix("forward_images_per_s=") ?? false, run.stdout)
+  }
+
   /// `CAPTION_ISA` narrows every command's kernels (SPEC §2): `bench` names the level it ran at,
   /// `describe` at the baseline level gives the default's caption and log-probability within the
   /// kernels' bounds, and an unknown name is one line and exit 1.

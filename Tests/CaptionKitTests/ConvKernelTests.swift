@@ -21,16 +21,18 @@ final class ConvKernelTests: XCTestCase {
   private func check(
     algorithm: Conv2D.Algorithm, batch: Int, cin: Int, cout: Int, height: Int, width: Int,
     relu: Bool = true, budget: Int? = nil, threads: Int = 1, forwardTile: Int? = nil,
-    file: StaticString = #filePath, line: UInt = #line
+    directForward: Bool = false, file: StaticString = #filePath, line: UInt = #line
   ) {
     let label =
-      "\(algorithm) (ISA \(ck_isa())) B\(batch) \(cin)→\(cout) \(height)×\(width) relu \(relu) "
+      "\(algorithm)\(directForward ? " direct forward" : "") (ISA \(ck_isa())) B\(batch) \(cin)→\(cout) "
+      + "\(height)×\(width) relu \(relu) "
       + "budget \(budget ?? 0) threads \(threads) forward tile \(forwardTile.map(String.init) ?? "auto")"
     BLAS.setThreads(threads)
     defer { BLAS.setThreads(1) }
     let conv = Conv2D(inChannels: cin, outChannels: cout, relu: relu)
     conv.algorithm = algorithm
     conv.forcedForwardTile = forwardTile
+    conv.directForwardMaxChannels = directForward ? cin : 0
     if let budget = budget {
       conv.blockedBudget = budget
       conv.blockedMinTiles = 0
@@ -238,6 +240,32 @@ final class ConvKernelTests: XCTestCase {
       }
     }
     print("direct weight gradient: largest relative L2 error \(largestError) (bound 1e-4)")
+  }
+
+  /// The direct forward of layers with few input channels (the first layer: RGB) under every
+  /// instruction set: rows shorter and longer than the 16- and 32-pixel vectors, output channels
+  /// not a multiple of the register blocking, more rows than one staged chunk, 1 and 2 threads
+  /// (one image's rows shared out, or a share ending inside an image); the gradients through
+  /// im2col.
+  func testDirectForwardMatchesDoubleReferenceOnEveryInstructionSet() {
+    defer { ck_set_isa(-1) }
+    for isa in 0...ck_isa() {
+      ck_set_isa(Int32(isa))
+      for (batch, cin, cout, height, width) in [
+        (2, 3, 8, 9, 7), (1, 3, 64, 20, 33), (3, 1, 5, 16, 16), (2, 4, 19, 11, 51), (1, 3, 9, 1, 1),
+        (3, 2, 17, 13, 32),
+      ] {
+        for threads in [1, 2] {
+          check(
+            algorithm: .im2col, batch: batch, cin: cin, cout: cout, height: height, width: width,
+            threads: threads, directForward: true)
+        }
+        check(
+          algorithm: .im2col, batch: batch, cin: cin, cout: cout, height: height, width: width, relu: false,
+          directForward: true)
+      }
+    }
+    print("direct forward: largest relative L2 error \(largestError) (bound 1e-4)")
   }
 
   func testIm2colMatchesDoubleReference() {

@@ -70,6 +70,16 @@ void ck_winograd4_forward(const ck_conv_shape *shape, const float *u, const floa
                           const float *input, float *output, int images, int row_begin,
                           int row_end, int channel_begin, int channel_end, float *scratch);
 
+/// Floats of scratch one thread needs for ck_direct_forward (block_rows is not used).
+size_t ck_direct_scratch(const ck_conv_shape *shape);
+
+/// image_out = ReLU?(conv(image) + bias) for one image (NCHW: [Cin, H, W] → [Cout, H, W]), output
+/// rows row_begin … row_end − 1, computed directly: for a first layer with few input channels
+/// (RGB). weight [Cout, Cin, 3, 3] as the layer keeps it.
+void ck_direct_forward(const ck_conv_shape *shape, const float *weight, const float *bias,
+                       const float *image, float *image_out, int row_begin, int row_end,
+                       float *scratch);
+
 /// Floats of scratch one thread needs for ck_conv3x3_weight_grad (block_rows is not used).
 size_t ck_conv3x3_weight_grad_scratch(const ck_conv_shape *shape);
 

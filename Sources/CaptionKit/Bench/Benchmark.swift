@@ -158,7 +158,66 @@ public enum Benchmark {
       let seconds = Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
       if index >= options.warmupSteps { times.append(seconds) }
     }
+    if options.profile { profileForward(model: model, images: images, options: options, log: log) }
     log(String(format: "forward_images_per_s=%.1f", Double(options.batch) / median(times)))
+  }
+
+  /// `--forward-only --profile`: each stage of the encoder's forward with fixed weights, medians over
+  /// the timed passes, each convolution with its rate and share of the peak as in `profile` (a
+  /// Winograd layer also by the multiplies its forward tile does).
+  static func profileForward(
+    model: CaptionModel, images: Tensor, options: BenchmarkOptions, log: (String) -> Void
+  ) {
+    let stages = model.encoder.stages
+    let peak = PeakFlops.measure()
+    log(
+      String(format: "  peak %.1f GFLOP/s FP32", peak)
+        + " (\(PeakFlops.isaName), \(Parallel.workers) threads: independent multiply-adds)")
+    var times = [[Double]](repeating: [], count: stages.count)
+    var labels = [String](repeating: "", count: stages.count)
+    var rates = [String](repeating: "", count: stages.count)
+    for _ in 0..<options.timedSteps {
+      var x = images
+      var (convIndex, poolIndex) = (0, 0)
+      for (index, stage) in stages.enumerated() {
+        let (b, h, w) = (x.shape[0], x.shape[2], x.shape[3])
+        let start = DispatchTime.now().uptimeNanoseconds
+        switch stage {
+        case .conv(let conv):
+          x = conv.forward(x)
+          labels[index] = "conv\(convIndex) \(conv.inChannels)→\(conv.outChannels) \(h)×\(w) fwd"
+          convIndex += 1
+        case .maxPool(let pool):
+          x = pool.forward(x)
+          labels[index] = "maxpool\(poolIndex) \(h)×\(w) fwd"
+          poolIndex += 1
+        }
+        times[index].append(Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9)
+        guard case .conv(let conv) = stage, times[index].count == options.timedSteps else { continue }
+        let rate =
+          2.0 * Double(b * conv.outChannels * conv.inChannels * 9 * h * w) / median(times[index]) / 1e9
+        rates[index] = String(format: "  %6.1f GFLOP/s %3.0f%% of peak", rate, rate / peak * 100)
+        if conv.algorithm == .winograd {
+          let tile = conv.forwardTile(height: h, width: w)
+          let tiles = ((h + tile - 1) / tile) * ((w + tile - 1) / tile)
+          let done = rate * Double(tiles * (tile + 2) * (tile + 2)) / Double(h * w * 9)
+          rates[index] += String(
+            format: " (Winograd F(%d×%d): %.1f GFLOP/s of multiplies done, %.0f%%)", tile, tile, done,
+            done / peak * 100)
+        }
+      }
+    }
+    let total = times.reduce(0.0) { $0 + median($1) }
+    for index in stages.indices {
+      let seconds = median(times[index])
+      let name = labels[index].padding(toLength: max(30, labels[index].count), withPad: " ", startingAt: 0)
+      log(
+        "  " + name + String(format: "%9.2f ms  %5.1f%%", seconds * 1000, seconds / total * 100)
+          + rates[index])
+    }
+    log(
+      "  " + "total".padding(toLength: 30, withPad: " ", startingAt: 0)
+        + String(format: "%9.2f ms", total * 1000))
   }
 
   /// `caption bench --from-features`: training as it runs from the feature cache, the convolutions

@@ -122,6 +122,32 @@ extension Conv2D {
     }
   }
 
+  /// The forward computed directly (CKernels' direct.c), for layers of at most
+  /// `directForwardMaxChannels` input channels: the batch's output rows, image after image, shared
+  /// out in contiguous ranges (one image's rows when it is alone).
+  func forwardDirect(_ input: Tensor, _ output: Tensor) {
+    let (batch, height, width) = (input.shape[0], input.shape[2], input.shape[3])
+    var shape = blockedShape(height: height, width: width)
+    let scratchSize = ck_direct_scratch(&shape)
+    let rows = batch * height
+    let parts = min(Parallel.threads, rows)
+    let scratch = self.scratch.buffer(.kernel, shape: [parts, scratchSize])
+    let (inputSize, outputSize) = (inChannels * height * width, outChannels * height * width)
+    let (weights, biases) = (weight.value.pointer, bias.value.pointer)
+    Parallel.ranges(rows, parts: parts) { part, range in
+      var shape = shape
+      var row = range.lowerBound
+      while row < range.upperBound {
+        let (image, y) = row.quotientAndRemainder(dividingBy: height)
+        let end = min(range.upperBound, (image + 1) * height)
+        ck_direct_forward(
+          &shape, weights, biases, input.pointer + image * inputSize, output.pointer + image * outputSize,
+          Int32(y), Int32(y + end - row), scratch.pointer + part * scratchSize)
+        row = end
+      }
+    }
+  }
+
   /// Zeroed per-thread partial sums: `size` floats of a weight gradient and Cout of the bias
   /// gradient, for each of `threads` threads.
   func threadPartials(threads: Int, size: Int) -> (weights: Tensor, bias: Tensor) {
