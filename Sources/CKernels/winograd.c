@@ -19,9 +19,10 @@
 // registers). ck_isa() picks the best the CPU has. The helpers and products shared with the
 // F(4×4, 3×3) forward (winograd4.c) are in winograd_shared.h.
 //
-// Layouts: images NCHW; M, dM and dV slabs [16][channels][ld], tile t of a block at column t
-// (row-major over the block's tile rows: t = (ty − ty0) · tiles_w + tx); V slabs [16][Cin + 1][ld]
-// in strips of 16 tiles (store_in_strips, winograd_shared.h), which the products read in order.
+// Layouts: images NCHW; M and dV slabs [16][channels][ld], tile t of a block at column t
+// (row-major over the block's tile rows: t = (ty − ty0) · tiles_w + tx); V and dM slabs
+// [16][channels + 1][ld] in strips of 16 tiles (store_in_strips, winograd_shared.h), which the
+// products read in order.
 // Even/odd planes: a padded input row r is kept as E[j] = row[2j − 1] and O[j] = row[2j] (zero
 // outside the row), so that the columns 2tx − 1, 2tx, 2tx + 1, 2tx + 2 of the patches of 16
 // neighbouring tiles are the plain vectors E[tx…], O[tx…], E[tx + 1…], O[tx + 1…].
@@ -35,10 +36,10 @@
 
 // MARK: - Geometry
 
-/// Floats in the scratch: V (with its spare rows), M, the E/O planes of a block (2·rows + 2 rows
-/// each), one transposed V slab.
+/// Floats in the scratch: V and M (or dM, in strips: each with its spare rows), the E/O planes of a
+/// block (2·rows + 2 rows each), one transposed V slab.
 static size_t scratch_floats(const geometry *g) {
-  size_t slabs = (size_t)16 * (size_t)(g->cin + 1 + g->cout) * (size_t)g->ld;
+  size_t slabs = (size_t)16 * (size_t)(g->cin + 1 + g->cout + 1) * (size_t)g->ld;
   size_t planes = (size_t)2 * (size_t)(2 * g->rows + 2) * (size_t)g->plane_width;
   return slabs + planes + (size_t)g->ld * (size_t)g->ldu;
 }
@@ -210,46 +211,50 @@ INLINE void output_transform(const geometry *g, const float *m, const float *bia
   }
 }
 
-/// dM = A dY Aᵀ per tile (dY masked where the ReLU output is 0); bias_grad[co] += the block's sum
-/// of the masked dY.
-INLINE void output_transform_backward(const geometry *g, const float *output_grad,
-                                      const float *output, float *dm, float *bias_grad, int ty0,
-                                      int rows) {
-  const int tw = g->tiles_w, stride = g->cout * g->ld, width = g->width;
-  const size_t plane_size = (size_t)g->height * width;
+/// dM = A dY Aᵀ per tile (dY masked where the ReLU output is 0) of the block (`count` images side
+/// by side, as input_transform), in strips (store_in_strips); bias_grad[co] += the block's sum of
+/// the masked dY.
+INLINE void output_transform_backward(const geometry *g, const float *output_grads,
+                                      const float *outputs, int count, float *dm, float *bias_grad,
+                                      int ty0, int rows) {
+  const int tw = g->tiles_w, width = g->width;
+  const size_t plane_size = (size_t)g->height * width, out_size = (size_t)g->cout * plane_size;
+  const size_t strip = (size_t)(g->cout + 1) * 16, position = (size_t)(g->cout + 1) * g->ld;
   for (int co = 0; co < g->cout; co++) {
-    const float *grad = output_grad + co * plane_size;
-    const float *out = g->relu ? output + co * plane_size : NULL;
-    float *target = dm + (size_t)co * g->ld;
+    float *target = dm + (size_t)co * 16;
     v16 sum = zero();
-    for (int tr = 0; tr < rows; tr++) {
-      int y = 2 * (ty0 + tr);
-      int has_bottom = y + 1 < g->height;
-      for (int tx = 0; tx < tw; tx += 16) {
-        v16 e00, e01, e10 = zero(), e11 = zero();
-        load_pair(grad + (size_t)y * width, 2 * tx, width, &e00, &e01);
-        if (has_bottom) load_pair(grad + (size_t)(y + 1) * width, 2 * tx, width, &e10, &e11);
-        if (out) {
-          v16 o00, o01, o10 = zero(), o11 = zero();
-          load_pair(out + (size_t)y * width, 2 * tx, width, &o00, &o01);
-          if (has_bottom) load_pair(out + (size_t)(y + 1) * width, 2 * tx, width, &o10, &o11);
-          v16 z = zero();
-          e00 = select(o00 > z, e00);
-          e01 = select(o01 > z, e01);
-          e10 = select(o10 > z, e10);
-          e11 = select(o11 > z, e11);
-        }
-        sum += (e00 + e01) + (e10 + e11);
-        // A dY: column p (from the tile's left outputs) and q (right), rows 0…3.
-        v16 p[4] = {e00, e00 + e10, e00 - e10, -e10};
-        v16 q[4] = {e01, e01 + e11, e01 - e11, -e11};
-        // (·) Aᵀ along each row: [p, p + q, p − q, −q].
-        float *t = target + tr * tw + tx;
-        for (int r = 0; r < 4; r++) {
-          store(t + (size_t)(4 * r + 0) * stride, p[r]);
-          store(t + (size_t)(4 * r + 1) * stride, p[r] + q[r]);
-          store(t + (size_t)(4 * r + 2) * stride, p[r] - q[r]);
-          store(t + (size_t)(4 * r + 3) * stride, -q[r]);
+    for (int i = 0; i < count; i++) {
+      const float *grad = output_grads + i * out_size + co * plane_size;
+      const float *out = g->relu ? outputs + i * out_size + co * plane_size : NULL;
+      for (int tr = 0; tr < rows; tr++) {
+        int y = 2 * (ty0 + tr);
+        int has_bottom = y + 1 < g->height;
+        for (int tx = 0; tx < tw; tx += 16) {
+          v16 e00, e01, e10 = zero(), e11 = zero();
+          load_pair(grad + (size_t)y * width, 2 * tx, width, &e00, &e01);
+          if (has_bottom) load_pair(grad + (size_t)(y + 1) * width, 2 * tx, width, &e10, &e11);
+          if (out) {
+            v16 o00, o01, o10 = zero(), o11 = zero();
+            load_pair(out + (size_t)y * width, 2 * tx, width, &o00, &o01);
+            if (has_bottom) load_pair(out + (size_t)(y + 1) * width, 2 * tx, width, &o10, &o11);
+            v16 z = zero();
+            e00 = select(o00 > z, e00);
+            e01 = select(o01 > z, e01);
+            e10 = select(o10 > z, e10);
+            e11 = select(o11 > z, e11);
+          }
+          sum += (e00 + e01) + (e10 + e11);
+          // A dY: column p (from the tile's left outputs) and q (right), rows 0…3.
+          v16 p[4] = {e00, e00 + e10, e00 - e10, -e10};
+          v16 q[4] = {e01, e01 + e11, e01 - e11, -e11};
+          // (·) Aᵀ along each row: [p, p + q, p − q, −q].
+          const int t = (i * rows + tr) * tw + tx;
+          for (int r = 0; r < 4; r++) {
+            store_in_strips(target + (4 * r + 0) * position, strip, t, p[r]);
+            store_in_strips(target + (4 * r + 1) * position, strip, t, p[r] + q[r]);
+            store_in_strips(target + (4 * r + 2) * position, strip, t, p[r] - q[r]);
+            store_in_strips(target + (4 * r + 3) * position, strip, t, -q[r]);
+          }
         }
       }
     }
@@ -334,20 +339,15 @@ INLINE workspace split_scratch(const geometry *g, float *scratch) {
   workspace w;
   w.v = scratch;
   w.m = w.v + (size_t)16 * (g->cin + 1) * g->ld;
-  w.e = w.m + (size_t)16 * g->cout * g->ld;
+  w.e = w.m + (size_t)16 * (g->cout + 1) * g->ld;
   w.o = w.e + (size_t)(2 * g->rows + 2) * g->plane_width;
   w.t = w.o + (size_t)(2 * g->rows + 2) * g->plane_width;
   return w;
 }
 
-/// Zeroes columns from … to − 1 of `rows` slab rows (the tiles past a block, up to the products'
-/// multiple of 16), so that they add nothing to the sums over tiles.
-INLINE void zero_columns(float *slab, int rows, int ld, int from, int to) {
-  for (int row = 0; row < rows; row++)
-    memset(slab + (size_t)row * ld + from, 0, sizeof(float) * (size_t)(to - from));
-}
-
-/// zero_columns for `positions` slabs of `channels` rows kept in strips (V: store_in_strips).
+/// Zeroes columns (tiles) from … to − 1 of `positions` slabs of `channels` rows kept in strips (V,
+/// dM: store_in_strips): the tiles past a block, up to the products' multiple of 16, so that they
+/// add nothing to the sums over tiles.
 INLINE void zero_strip_columns(float *v, int positions, int channels, int ld, int from, int to) {
   const size_t strip = (size_t)(channels + 1) * 16;
   for (int xi = 0; xi < positions; xi++)
@@ -376,7 +376,7 @@ INLINE void forward_pass(const blocking k, const ck_conv_shape *shape, const flo
       const int n = round16(count * tiles);
       input_transform(&g, input + first * in_size, count, ty0, rows, w.v, w.e, w.o);
       for (int xi = 0; xi < 16; xi++)
-        product_strips(k.rows, k.vectors, 0, 0, co_end - co_begin, n, g.cin,
+        product_strips(k.rows, k.vectors, 0, A_ROWS, co_end - co_begin, n, g.cin,
                        u + ((size_t)xi * g.cout + co_begin) * g.cin, g.cin,
                        w.v + (size_t)xi * (g.cin + 1) * g.ld, 16, (size_t)(g.cin + 1) * 16,
                        w.m + ((size_t)xi * g.cout + co_begin) * g.ld, g.ld);
@@ -403,27 +403,26 @@ INLINE void backward_pass(const blocking k, const ck_conv_shape *shape, const fl
     for (int ty0 = 0; ty0 < g.tiles_h; ty0 += g.rows) {
       const int rows = min_int(g.rows, g.tiles_h - ty0), tiles = rows * g.tiles_w;
       const int n = round16(count * tiles);
-      for (int i = 0; i < count; i++) {
-        const size_t offset = (first + i) * out_size;
-        output_transform_backward(&g, output_grad + offset, g.relu ? output + offset : NULL,
-                                  dm + i * tiles, bias_grad, ty0, rows);
-      }
+      const size_t offset = first * out_size;
+      output_transform_backward(&g, output_grad + offset, g.relu ? output + offset : NULL, count,
+                                dm, bias_grad, ty0, rows);
       input_transform(&g, input + first * in_size, count, ty0, rows, v, w.e, w.o);
-      zero_columns(dm, 16 * g.cout, g.ld, count * tiles, n);
+      zero_strip_columns(dm, 16, g.cout, g.ld, count * tiles, n);
       zero_strip_columns(v, 16, g.cin, g.ld, count * tiles, n);
       // dU[ξ] [Cout, Cin] += dM[ξ] [Cout, n] · V[ξ]ᵀ [n, Cin] (V[ξ] transposed first, so that
       // the sum over tiles runs down the product's k and needs no horizontal additions).
       for (int xi = 0; xi < 16; xi++) {
         transpose(g.cin, n, v + (size_t)xi * (g.cin + 1) * g.ld, (size_t)(g.cin + 1) * 16, w.t,
                   (size_t)g.ld * 16);
-        product_strips(k.rows, k.vectors, 1, 0, g.cout, g.ldu, n, dm + (size_t)xi * g.cout * g.ld,
-                       g.ld, w.t, 16, (size_t)g.ld * 16, u_grad + (size_t)xi * g.cout * g.ldu,
-                       g.ldu);
+        product_strips(k.rows, k.vectors, 1, A_STRIPS, g.cout, g.ldu, n,
+                       dm + (size_t)xi * (g.cout + 1) * g.ld, (g.cout + 1) * 16, w.t, 16,
+                       (size_t)g.ld * 16, u_grad + (size_t)xi * g.cout * g.ldu, g.ldu);
       }
       if (!input_grad) continue;
       for (int xi = 0; xi < 16; xi++)
-        product(k.rows, k.vectors, 0, 1, g.cin, n, g.cout, u + (size_t)xi * g.cout * g.cin, g.cin,
-                dm + (size_t)xi * g.cout * g.ld, g.ld, v + (size_t)xi * g.cin * g.ld, g.ld);
+        product_strips(k.rows, k.vectors, 0, A_COLUMNS, g.cin, n, g.cout,
+                       u + (size_t)xi * g.cout * g.cin, g.cin, dm + (size_t)xi * (g.cout + 1) * g.ld,
+                       16, (size_t)(g.cout + 1) * 16, v + (size_t)xi * g.cin * g.ld, g.ld);
       for (int i = 0; i < count; i++)
         input_transform_backward(&g, v + i * tiles, input_grad + (first + i) * in_size, ty0, rows,
                                  w.e, w.o);

@@ -156,13 +156,26 @@ INLINE void store_in_strips(float *row, size_t strip, int t, v16 x) {
 
 // MARK: - Products
 
+/// How a product's left operand a [m, k] is stored: rows (a[i][p] at a[i · lda + p]), columns (a
+/// stored transposed: a[i][p] at a[p · lda + i]), or strips of 16 columns as V (a[i][p] at
+/// a[(p / 16) · lda + i · 16 + p % 16]: lda is then the floats from one strip to the next; k a
+/// multiple of 16).
+enum { A_ROWS = 0, A_COLUMNS = 1, A_STRIPS = 2 };
+
+/// a[i][p] as A_LAYOUT stores it.
+INLINE float element(const int A_LAYOUT, const float *a, int lda, int i, int p) {
+  if (A_LAYOUT == A_COLUMNS) return a[(size_t)p * lda + i];
+  if (A_LAYOUT == A_STRIPS) return a[(size_t)(p >> 4) * lda + i * 16 + (p & 15)];
+  return a[(size_t)i * lda + p];
+}
+
 /// c[i][j] = (or +=, when ADD) Σ_p a[i][p] · b[p][j] for `ROWS` rows i and n columns (n a multiple
 /// of 16), with `VECTORS` (1 or 2) 16-float vectors of columns per step; ROWS × VECTORS accumulators.
-/// With A_T, a is stored transposed: a[i][p] at a[p · lda + i]. b is kept in strips of 16 columns:
-/// b[p][j] at b[(j / 16) · strip + p · ldb + j % 16] (a plain row-major b: strip = 16).
-INLINE void product_panel(const int ROWS, const int VECTORS, const int ADD, const int A_T, int n,
-                          int k, const float *a, int lda, const float *b, int ldb, size_t strip,
-                          float *c, int ldc) {
+/// a is stored as A_LAYOUT says. b is kept in strips of 16 columns: b[p][j] at
+/// b[(j / 16) · strip + p · ldb + j % 16] (a plain row-major b: strip = 16).
+INLINE void product_panel(const int ROWS, const int VECTORS, const int ADD, const int A_LAYOUT,
+                          int n, int k, const float *a, int lda, const float *b, int ldb,
+                          size_t strip, float *c, int ldc) {
   int j = 0;
   if (VECTORS == 2) {
     for (; j + 32 <= n; j += 32) {
@@ -174,7 +187,7 @@ INLINE void product_panel(const int ROWS, const int VECTORS, const int ADD, cons
         v16 b0 = load(row), b1 = load(row + strip);
 #pragma clang loop unroll(full)
         for (int r = 0; r < ROWS; r++) {
-          v16 x = splat(A_T ? a[p * lda + r] : a[r * lda + p]);
+          v16 x = splat(element(A_LAYOUT, a, lda, r, p));
           acc[r][0] += x * b0;
           acc[r][1] += x * b1;
         }
@@ -194,7 +207,7 @@ INLINE void product_panel(const int ROWS, const int VECTORS, const int ADD, cons
     for (int p = 0; p < k; p++) {
       v16 b0 = load(b + (size_t)(j / 16) * strip + (size_t)p * ldb);
 #pragma clang loop unroll(full)
-      for (int r = 0; r < ROWS; r++) acc[r] += splat(A_T ? a[p * lda + r] : a[r * lda + p]) * b0;
+      for (int r = 0; r < ROWS; r++) acc[r] += splat(element(A_LAYOUT, a, lda, r, p)) * b0;
     }
 #pragma clang loop unroll(full)
     for (int r = 0; r < ROWS; r++) {
@@ -204,24 +217,25 @@ INLINE void product_panel(const int ROWS, const int VECTORS, const int ADD, cons
   }
 }
 
-/// c [m, n] = (or +=, when ADD) a [m, k] · b [k, n] (row-major with strides, b in strips as in
-/// product_panel; n a multiple of 16); with A_T, a is stored as aᵀ [k, m].
-INLINE void product_strips(const int ROWS, const int VECTORS, const int ADD, const int A_T, int m,
-                           int n, int k, const float *a, int lda, const float *b, int ldb,
+/// a's rows i … of A_LAYOUT's storage.
+INLINE const float *rows_from(const int A_LAYOUT, const float *a, int lda, int i) {
+  if (A_LAYOUT == A_COLUMNS) return a + i;
+  if (A_LAYOUT == A_STRIPS) return a + (size_t)i * 16;
+  return a + (size_t)i * lda;
+}
+
+/// c [m, n] = (or +=, when ADD) a [m, k] · b [k, n] (a stored as A_LAYOUT says, b in strips as in
+/// product_panel, c row-major; n a multiple of 16).
+INLINE void product_strips(const int ROWS, const int VECTORS, const int ADD, const int A_LAYOUT,
+                           int m, int n, int k, const float *a, int lda, const float *b, int ldb,
                            size_t strip, float *c, int ldc) {
   int i = 0;
   for (; i + ROWS <= m; i += ROWS)
-    product_panel(ROWS, VECTORS, ADD, A_T, n, k, A_T ? a + i : a + (size_t)i * lda, lda, b, ldb,
+    product_panel(ROWS, VECTORS, ADD, A_LAYOUT, n, k, rows_from(A_LAYOUT, a, lda, i), lda, b, ldb,
                   strip, c + (size_t)i * ldc, ldc);
   for (; i < m; i++)
-    product_panel(1, VECTORS, ADD, A_T, n, k, A_T ? a + i : a + (size_t)i * lda, lda, b, ldb,
+    product_panel(1, VECTORS, ADD, A_LAYOUT, n, k, rows_from(A_LAYOUT, a, lda, i), lda, b, ldb,
                   strip, c + (size_t)i * ldc, ldc);
-}
-
-/// product_strips with a plain row-major b.
-INLINE void product(const int ROWS, const int VECTORS, const int ADD, const int A_T, int m, int n,
-                    int k, const float *a, int lda, const float *b, int ldb, float *c, int ldc) {
-  product_strips(ROWS, VECTORS, ADD, A_T, m, n, k, a, lda, b, ldb, 16, c, ldc);
 }
 
 #endif

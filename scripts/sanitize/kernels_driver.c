@@ -174,6 +174,17 @@ static void convolution(int isa) {
                        shape.out_channels, scratch4);
   check("ck_winograd4_forward", isa, output4, want, images * out);
   free(u4), free(output4), free(scratch4);
+  // The direct forward (a first layer's), each image's rows in two calls, as two threads share them.
+  float *output_direct = malloc(images * out * sizeof(float));
+  float *scratch_direct = malloc(ck_direct_scratch(&shape) * sizeof(float));
+  for (int b = 0; b < images; b++) {
+    ck_direct_forward(&shape, weight, bias, input + b * in, output_direct + b * out, 0,
+                      shape.height / 2, scratch_direct);
+    ck_direct_forward(&shape, weight, bias, input + b * in, output_direct + b * out,
+                      shape.height / 2, shape.height, scratch_direct);
+  }
+  check("ck_direct_forward", isa, output_direct, want, images * out);
+  free(output_direct), free(scratch_direct);
   float *output_grad = random_floats(images * out, 20), *input_grad = malloc(images * in * sizeof(float));
   int padded = (shape.in_channels + 15) / 16 * 16;
   float *u_grad = calloc(16 * (size_t)shape.out_channels * padded, sizeof(float));
