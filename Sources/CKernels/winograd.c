@@ -376,10 +376,10 @@ INLINE void forward_pass(const blocking k, const ck_conv_shape *shape, const flo
       const int n = round16(count * tiles);
       input_transform(&g, input + first * in_size, count, ty0, rows, w.v, w.e, w.o);
       for (int xi = 0; xi < 16; xi++)
-        product_strips(k.rows, k.vectors, 0, A_ROWS, co_end - co_begin, n, g.cin,
-                       u + ((size_t)xi * g.cout + co_begin) * g.cin, g.cin,
-                       w.v + (size_t)xi * (g.cin + 1) * g.ld, 16, (size_t)(g.cin + 1) * 16,
-                       w.m + ((size_t)xi * g.cout + co_begin) * g.ld, g.ld);
+        product(k.rows, k.vectors, 0, A_ROWS, co_end - co_begin, n, g.cin,
+                u + ((size_t)xi * g.cout + co_begin) * g.cin, g.cin,
+                w.v + (size_t)xi * (g.cin + 1) * g.ld, 16, (size_t)(g.cin + 1) * 16,
+                w.m + ((size_t)xi * g.cout + co_begin) * g.ld, g.ld);
       for (int i = 0; i < count; i++)
         output_transform(&g, w.m + i * tiles, bias, output + (first + i) * out_size, ty0, rows,
                          co_begin, co_end);
@@ -414,15 +414,15 @@ INLINE void backward_pass(const blocking k, const ck_conv_shape *shape, const fl
       for (int xi = 0; xi < 16; xi++) {
         transpose(g.cin, n, v + (size_t)xi * (g.cin + 1) * g.ld, (size_t)(g.cin + 1) * 16, w.t,
                   (size_t)g.ld * 16);
-        product_strips(k.rows, k.vectors, 1, A_STRIPS, g.cout, g.ldu, n,
-                       dm + (size_t)xi * (g.cout + 1) * g.ld, (g.cout + 1) * 16, w.t, 16,
-                       (size_t)g.ld * 16, u_grad + (size_t)xi * g.cout * g.ldu, g.ldu);
+        product(k.rows, k.vectors, 1, A_STRIPS, g.cout, g.ldu, n,
+                dm + (size_t)xi * (g.cout + 1) * g.ld, (g.cout + 1) * 16, w.t, 16,
+                (size_t)g.ld * 16, u_grad + (size_t)xi * g.cout * g.ldu, g.ldu);
       }
       if (!input_grad) continue;
       for (int xi = 0; xi < 16; xi++)
-        product_strips(k.rows, k.vectors, 0, A_COLUMNS, g.cin, n, g.cout,
-                       u + (size_t)xi * g.cout * g.cin, g.cin, dm + (size_t)xi * (g.cout + 1) * g.ld,
-                       16, (size_t)(g.cout + 1) * 16, v + (size_t)xi * g.cin * g.ld, g.ld);
+        product(k.rows, k.vectors, 0, A_COLUMNS, g.cin, n, g.cout,
+                u + (size_t)xi * g.cout * g.cin, g.cin, dm + (size_t)xi * (g.cout + 1) * g.ld,
+                16, (size_t)(g.cout + 1) * 16, v + (size_t)xi * g.cin * g.ld, g.ld);
       for (int i = 0; i < count; i++)
         input_transform_backward(&g, v + i * tiles, input_grad + (first + i) * in_size, ty0, rows,
                                  w.e, w.o);

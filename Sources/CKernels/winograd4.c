@@ -208,10 +208,10 @@ INLINE void forward4_pass(const blocking k, const ck_conv_shape *shape, const fl
       const int n = round16(count * tiles);
       input_transform4(&g, input + first * in_size, count, ty0, rows, v, planes, staged);
       for (int xi = 0; xi < 36; xi++)
-        product_strips(k.rows, k.vectors, 0, A_ROWS, co_end - co_begin, n, g.cin,
-                       u + ((size_t)xi * g.cout + co_begin) * g.cin, g.cin,
-                       v + (size_t)xi * (g.cin + 1) * g.ld, 16, (size_t)(g.cin + 1) * 16,
-                       m + ((size_t)xi * g.cout + co_begin) * g.ld, g.ld);
+        product(k.rows, k.vectors, 0, A_ROWS, co_end - co_begin, n, g.cin,
+                u + ((size_t)xi * g.cout + co_begin) * g.cin, g.cin,
+                v + (size_t)xi * (g.cin + 1) * g.ld, 16, (size_t)(g.cin + 1) * 16,
+                m + ((size_t)xi * g.cout + co_begin) * g.ld, g.ld);
       for (int i = 0; i < count; i++)
         output_transform4(&g, m + i * tiles, bias, output + (first + i) * out_size, ty0, rows,
                           co_begin, co_end);

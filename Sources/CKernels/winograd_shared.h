@@ -132,18 +132,19 @@ INLINE void store_positions(const v16 *u_tile, int positions, int kernels, int k
   }
 }
 
-// MARK: - V in strips
+// MARK: - Slabs in strips
 
-// The transformed inputs V[ξ] [Cin, tiles] are kept in strips of 16 tiles, each strip Cin + 1 rows
-// of 16 floats (the channels, then a spare row): tile t of channel ci at
-// V[ξ] + (t / 16) · (Cin + 1) · 16 + ci · 16 + t % 16, so that a product's 16-column steps read
-// consecutive floats. A slab of a position holds ld / 16 strips (one more than the block's tiles
-// fill, for the last store's lanes).
+// The transformed inputs V[ξ] [Cin, tiles] (and, backward, dM[ξ] [Cout, tiles]) are kept in strips
+// of 16 tiles, each strip C + 1 rows of 16 floats (the C channels, then a spare row): tile t of
+// channel c at V[ξ] + (t / 16) · (C + 1) · 16 + c · 16 + t % 16, so that a product's 16-column
+// steps read consecutive floats. A slab of a position holds ld / 16 strips (one more than the
+// block's tiles fill, for the last store's lanes).
 
-/// Tiles t … t + 15 of one input channel's row of V (row: the channel's row in strip 0; strip:
-/// floats from one strip to the next). The whole vector is stored at tile t,
-/// running on into the next channel's row of the strip (stored after this one) or the spare row;
-/// lanes past the strip's end are also merged into the first columns of the next strip's row.
+/// Tiles t … t + 15 of one channel's row of such a slab (row: the channel's row in strip 0; strip:
+/// floats from one strip to the next). The whole vector is stored at tile t, running on into the
+/// next channel's row of the strip (stored after this one: the channels are written in order) or
+/// the spare row; lanes past the strip's end are also merged into the first columns of the next
+/// strip's row.
 INLINE void store_in_strips(float *row, size_t strip, int t, v16 x) {
   const int offset = t & 15;
   float *p = row + (size_t)(t >> 4) * strip + offset;
@@ -226,9 +227,9 @@ INLINE const float *rows_from(const int A_LAYOUT, const float *a, int lda, int i
 
 /// c [m, n] = (or +=, when ADD) a [m, k] · b [k, n] (a stored as A_LAYOUT says, b in strips as in
 /// product_panel, c row-major; n a multiple of 16).
-INLINE void product_strips(const int ROWS, const int VECTORS, const int ADD, const int A_LAYOUT,
-                           int m, int n, int k, const float *a, int lda, const float *b, int ldb,
-                           size_t strip, float *c, int ldc) {
+INLINE void product(const int ROWS, const int VECTORS, const int ADD, const int A_LAYOUT,
+                    int m, int n, int k, const float *a, int lda, const float *b, int ldb,
+                    size_t strip, float *c, int ldc) {
   int i = 0;
   for (; i + ROWS <= m; i += ROWS)
     product_panel(ROWS, VECTORS, ADD, A_LAYOUT, n, k, rows_from(A_LAYOUT, a, lda, i), lda, b, ldb,
