@@ -173,51 +173,49 @@ public enum Benchmark {
     log(
       String(format: "  peak %.1f GFLOP/s FP32", peak)
         + " (\(PeakFlops.isaName), \(Parallel.workers) threads: independent multiply-adds)")
+    // Per stage: its name, direct-convolution FLOPs and Winograd label and share (from the
+    // first pass: every pass has the same shapes), and its time in each pass.
+    var names: [String] = []
+    var flops: [Double] = []
+    var winograd: [(label: String, share: Double)?] = []
     var times = [[Double]](repeating: [], count: stages.count)
-    var labels = [String](repeating: "", count: stages.count)
-    var rates = [String](repeating: "", count: stages.count)
-    for _ in 0..<options.timedSteps {
+    for pass in 0..<options.timedSteps {
       var x = images
       var (convIndex, poolIndex) = (0, 0)
       for (index, stage) in stages.enumerated() {
         let (b, h, w) = (x.shape[0], x.shape[2], x.shape[3])
         let start = DispatchTime.now().uptimeNanoseconds
         switch stage {
-        case .conv(let conv):
-          x = conv.forward(x)
-          labels[index] = "conv\(convIndex) \(conv.inChannels)→\(conv.outChannels) \(h)×\(w) fwd"
-          convIndex += 1
-        case .maxPool(let pool):
-          x = pool.forward(x)
-          labels[index] = "maxpool\(poolIndex) \(h)×\(w) fwd"
-          poolIndex += 1
+        case .conv(let conv): x = conv.forward(x)
+        case .maxPool(let pool): x = pool.forward(x)
         }
         times[index].append(Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9)
-        guard case .conv(let conv) = stage, times[index].count == options.timedSteps else { continue }
-        let rate =
-          2.0 * Double(b * conv.outChannels * conv.inChannels * 9 * h * w) / median(times[index]) / 1e9
-        rates[index] = String(format: "  %6.1f GFLOP/s %3.0f%% of peak", rate, rate / peak * 100)
-        if conv.algorithm == .winograd {
+        guard pass == 0 else { continue }
+        switch stage {
+        case .conv(let conv):
+          names.append("conv\(convIndex) \(conv.inChannels)→\(conv.outChannels) \(h)×\(w) fwd")
+          flops.append(2.0 * Double(b * conv.outChannels * conv.inChannels * 9 * h * w))
           let tile = conv.forwardTile(height: h, width: w)
-          let tiles = ((h + tile - 1) / tile) * ((w + tile - 1) / tile)
-          let done = rate * Double(tiles * (tile + 2) * (tile + 2)) / Double(h * w * 9)
-          rates[index] += String(
-            format: " (Winograd F(%d×%d): %.1f GFLOP/s of multiplies done, %.0f%%)", tile, tile, done,
-            done / peak * 100)
+          winograd.append(
+            conv.algorithm == .winograd
+              ? ("Winograd F(\(tile)×\(tile))", multipliesShare(tile: tile, height: h, width: w)) : nil)
+          convIndex += 1
+        case .maxPool:
+          names.append("maxpool\(poolIndex) \(h)×\(w) fwd")
+          flops.append(0)
+          winograd.append(nil)
+          poolIndex += 1
         }
       }
     }
     let total = times.reduce(0.0) { $0 + median($1) }
     for index in stages.indices {
-      let seconds = median(times[index])
-      let name = labels[index].padding(toLength: max(30, labels[index].count), withPad: " ", startingAt: 0)
       log(
-        "  " + name + String(format: "%9.2f ms  %5.1f%%", seconds * 1000, seconds / total * 100)
-          + rates[index])
+        profileLine(
+          names[index], seconds: median(times[index]), total: total, flop: flops[index], peak: peak,
+          winograd: winograd[index]))
     }
-    log(
-      "  " + "total".padding(toLength: 30, withPad: " ", startingAt: 0)
-        + String(format: "%9.2f ms", total * 1000))
+    log("  " + pad("total", 30) + String(format: "%9.2f ms", total * 1000))
   }
 
   /// `caption bench --from-features`: training as it runs from the feature cache, the convolutions
@@ -301,14 +299,8 @@ public enum Benchmark {
     var parts: [String: [Double]] = [:]
     var order: [String] = []
     var flops: [String: Double] = [:]
-    // Winograd layers do fewer multiplies than direct convolution (F(2×2, 3×3): 16 per 2×2 output
-    // tile where it does 36; F(4×4, 3×3): 36 per 4×4 tile where it does 144): their rate is also
-    // reported by the multiplies done. Multiplies done / direct multiplies, by part name.
+    // Winograd layers' rates are also reported by the multiplies done (`multipliesShare`), by part name.
     var winogradShare: [String: Double] = [:]
-    func share(tile: Int, height: Int, width: Int) -> Double {
-      let tiles = ((height + tile - 1) / tile) * ((width + tile - 1) / tile)
-      return Double(tiles * (tile + 2) * (tile + 2)) / Double(height * width * 9)
-    }
     let peak = PeakFlops.measure()
     log(
       String(format: "  peak %.1f GFLOP/s FP32", peak)
@@ -342,8 +334,8 @@ public enum Benchmark {
             stageFlops.append(flop * (convIndex == 0 ? 1 : 2))
             if conv.algorithm == .winograd {
               let tile = conv.forwardTile(height: h, width: w)
-              winogradShare[name + " fwd"] = share(tile: tile, height: h, width: w)
-              winogradShare[name + " bwd"] = share(tile: 2, height: h, width: w)
+              winogradShare[name + " fwd"] = multipliesShare(tile: tile, height: h, width: w)
+              winogradShare[name + " bwd"] = multipliesShare(tile: 2, height: h, width: w)
             }
             time(name + " fwd", flop: flop) { x = conv.forward(x) }
             convIndex += 1
@@ -403,9 +395,6 @@ public enum Benchmark {
       time("optimizer step") { optimizer.step(learningRate: 1e-4) }
     }
     let total = order.reduce(0.0) { $0 + median(parts[$1] ?? [0]) }
-    func pad(_ text: String, _ width: Int) -> String {
-      text.count >= width ? text : text + String(repeating: " ", count: width - text.count)
-    }
     var encoderSeconds = 0.0
     for name in order {
       let seconds = median(parts[name] ?? [0])
@@ -414,22 +403,48 @@ public enum Benchmark {
       {
         encoderSeconds += seconds
       }
-      var line = pad(name, 30) + String(format: "%9.2f ms  %5.1f%%", seconds * 1000, seconds / total * 100)
-      if let flop = flops[name], flop > 0 {
-        let rate = flop / seconds / 1e9
-        line += String(format: "  %6.1f GFLOP/s %3.0f%% of peak", rate, rate / peak * 100)
-        if let multiplies = winogradShare[name] {
-          let done = rate * multiplies
-          line += String(
-            format: " (Winograd: %.1f GFLOP/s of multiplies done, %.0f%%)", done, done / peak * 100)
-        }
-      }
-      log("  " + line)
+      log(
+        profileLine(
+          name, seconds: seconds, total: total, flop: flops[name] ?? 0, peak: peak,
+          winograd: winogradShare[name].map { ("Winograd", $0) }))
     }
     log(
       "  " + pad("encoder (all stages)", 30)
         + String(format: "%9.2f ms  %5.1f%%", encoderSeconds * 1000, encoderSeconds / total * 100))
     log("  " + pad("total", 30) + String(format: "%9.2f ms", total * 1000))
+  }
+
+  /// Multiplies a Winograd pass does per multiply of direct convolution on an H×W map, counting
+  /// whole tiles: F(2×2, 3×3) does 16 per 2×2 output tile where direct convolution does 36,
+  /// F(4×4, 3×3) 36 per 4×4 tile where it does 144.
+  static func multipliesShare(tile: Int, height: Int, width: Int) -> Double {
+    let tiles = ((height + tile - 1) / tile) * ((width + tile - 1) / tile)
+    return Double(tiles * (tile + 2) * (tile + 2)) / Double(height * width * 9)
+  }
+
+  /// One line of a profile: the part's median time and share of the total; with `flop` (direct-
+  /// convolution FLOPs), its rate and share of `peak`; with `winograd` (a label and the share of
+  /// direct multiplies it does), the rate of the multiplies done too.
+  static func profileLine(
+    _ name: String, seconds: Double, total: Double, flop: Double, peak: Double,
+    winograd: (label: String, share: Double)?
+  ) -> String {
+    var line = pad(name, 30) + String(format: "%9.2f ms  %5.1f%%", seconds * 1000, seconds / total * 100)
+    guard flop > 0 else { return "  " + line }
+    let rate = flop / seconds / 1e9
+    line += String(format: "  %6.1f GFLOP/s %3.0f%% of peak", rate, rate / peak * 100)
+    if let winograd {
+      let done = rate * winograd.share
+      line +=
+        " (\(winograd.label): "
+        + String(format: "%.1f GFLOP/s of multiplies done, %.0f%%)", done, done / peak * 100)
+    }
+    return "  " + line
+  }
+
+  /// `text` padded with spaces to `width` characters.
+  static func pad(_ text: String, _ width: Int) -> String {
+    text.count >= width ? text : text + String(repeating: " ", count: width - text.count)
   }
 
   static func median(_ values: [Double]) -> Double {

@@ -5,7 +5,9 @@
 ///   col [K = Cin·9, G·H·W]  (row k = (ci, ky, kx), column = g·HW + y·W + x)
 ///   out [Cout, G·HW] = weight [Cout, K] · col
 /// A chunk holds as many images as fit in `columnBudget` floats, so late layers with small maps
-/// still get wide GEMMs, and early layers do not need a huge column buffer.
+/// still get wide GEMMs, and early layers do not need a huge column buffer. A layer of at most
+/// `directForwardMaxChannels` input channels (the first: RGB) computes its forward directly
+/// instead, and without an input gradient its weight gradient too (Conv2DBlocked.swift).
 ///
 /// Layers with at least `winogradMinChannels` input channels use Winograd instead
 /// (Conv2DWinograd.swift): F(2×2, 3×3), 2.25× fewer multiplies, and for the forward pass on large

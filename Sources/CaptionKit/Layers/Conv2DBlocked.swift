@@ -100,9 +100,7 @@ extension Conv2D {
   func backwardWeightsDirect(_ input: Tensor, _ output: Tensor, _ outputGrad: Tensor) {
     let (batch, height, width) = (input.shape[0], input.shape[2], input.shape[3])
     let (cin, cout) = (inChannels, outChannels)
-    var shape = ck_conv_shape(
-      in_channels: Int32(cin), out_channels: Int32(cout), height: Int32(height), width: Int32(width),
-      block_rows: 1, relu: relu ? 1 : 0)
+    var shape = directShape(height: height, width: width)
     let threads = min(Parallel.threads, batch)
     let scratchSize = ck_conv3x3_weight_grad_scratch(&shape)
     let scratch = self.scratch.buffer(.kernel, shape: [threads, scratchSize])
@@ -122,12 +120,19 @@ extension Conv2D {
     }
   }
 
+  /// The C kernels' description of this layer on an H×W map for the direct kernels (no blocks).
+  func directShape(height: Int, width: Int) -> ck_conv_shape {
+    ck_conv_shape(
+      in_channels: Int32(inChannels), out_channels: Int32(outChannels), height: Int32(height),
+      width: Int32(width), block_rows: 1, relu: relu ? 1 : 0)
+  }
+
   /// The forward computed directly (CKernels' direct.c), for layers of at most
   /// `directForwardMaxChannels` input channels: the batch's output rows, image after image, shared
   /// out in contiguous ranges (one image's rows when it is alone).
   func forwardDirect(_ input: Tensor, _ output: Tensor) {
     let (batch, height, width) = (input.shape[0], input.shape[2], input.shape[3])
-    var shape = blockedShape(height: height, width: width)
+    var shape = directShape(height: height, width: width)
     let scratchSize = ck_direct_scratch(&shape)
     let rows = batch * height
     let parts = min(Parallel.threads, rows)

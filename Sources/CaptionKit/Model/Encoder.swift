@@ -68,13 +68,13 @@ public final class Encoder {
     }
   }
 
-  /// Kaiming-normal conv weights, zero conv biases, PyTorch-default uniform fc.
   /// Marks the convolutions' weights as final (`Conv2D.weightsAreFixed`): for a model loaded to
   /// caption, never to train.
   public func fixWeights() {
     for conv in convolutions { conv.weightsAreFixed = true }
   }
 
+  /// Kaiming-normal conv weights, zero conv biases, PyTorch-default uniform fc.
   public func initialize(using generator: inout SeededGenerator) {
     for conv in convolutions { conv.initialize(using: &generator) }
     fc.initialize(using: &generator)
