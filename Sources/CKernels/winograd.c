@@ -17,7 +17,7 @@
 // always-inline functions, and instantiated three times by the wrappers at the end: with AVX-512
 // (one register per vector), with AVX2 + FMA (two), and for the baseline target (four SSE
 // registers). ck_isa() picks the best the CPU has. The helpers and products shared with the
-// F(4×4, 3×3) forward (winograd4.c) are in winograd_shared.h.
+// F(4×4, 3×3) kernels (winograd4.c) are in winograd_shared.h.
 //
 // Layouts: images NCHW; M and dV slabs [16][channels][ld], tile t of a block at column t
 // (row-major over the block's tile rows: t = (ty − ty0) · tiles_w + tx); V and dM slabs
@@ -36,11 +36,11 @@
 
 // MARK: - Geometry
 
-/// Floats in the scratch: V and M (or dM, in strips: each with its spare rows), the E/O planes of a
-/// block (2·rows + 2 rows each), one transposed V slab.
+/// Floats in the scratch: V and M (or dM, in strips: each with its spare rows), 8 tile-order planes
+/// and one split row's E and O, one transposed V slab.
 static size_t scratch_floats(const geometry *g) {
   size_t slabs = (size_t)16 * (size_t)(g->cin + 1 + g->cout + 1) * (size_t)g->ld;
-  size_t planes = (size_t)2 * (size_t)(2 * g->rows + 2) * (size_t)g->plane_width;
+  size_t planes = (size_t)8 * (size_t)g->compact + (size_t)2 * (size_t)g->plane_width;
   return slabs + planes + (size_t)g->ld * (size_t)g->ldu;
 }
 
@@ -129,83 +129,111 @@ INLINE void load_pair(const float *row, int x0, int width, v16 *a, v16 *b) {
   *b = odds(low, high);
 }
 
+// MARK: - Tile-order planes
+
+// A block's transforms run on 16 consecutive tiles t … t + 15 (t = tr · tiles_w + tx within one
+// image) whatever the width of a tile row, so that small maps fill the vectors as large ones do
+// (8 × 8: four tile rows of 4 per vector). For that, the values each tile needs are first laid
+// out in tile order: a tile-order plane holds one float per tile of rows + 1 tile rows, at
+// j · tiles_w + tx, and planes are g.compact floats apart (32 spare: a block's last vector runs on
+// past its tiles, a split row past its plane). Padded input row p = 2j + s (s = 0, 1) of the
+// block gives the four planes q[s][k] of its tile row j: k = 0: E[tx], 1: O[tx], 2: E[tx + 1],
+// 3: O[tx + 1]. Patch row r (0 … 3) of tiles t … t + 15, columns 2tx − 1 … 2tx + 2, is then the
+// plain vectors q[r & 1][k][t + (r >> 1) · tiles_w …], k = 0 … 3. The outputs go the other way:
+// each tile's outputs into tile-order planes, then interleaved into the image's rows.
+
+/// q [2][4][compact] (see above) of one channel's plane, padded rows 2·ty0 − 1 … 2·(ty0 + rows)
+/// (zero outside the image). Each row is split straight into its E and O planes; split_row writes
+/// plane_width floats of each, running on into the next rows (written after it) and, for the last,
+/// into the spare floats; E[tx + 1] and O[tx + 1] are copied from those before the next row.
+INLINE void tile_planes(const geometry *g, const float *plane, int ty0, int rows, float *q) {
+  const int tw = g->tiles_w;
+  const size_t cw = (size_t)g->compact;
+  for (int p = 0; p < 2 * rows + 2; p++) {
+    const int y = 2 * ty0 - 1 + p;
+    const float *row = y >= 0 && y < g->height ? plane + (size_t)y * g->width : NULL;
+    float *target = q + (size_t)(p & 1) * 4 * cw + (size_t)(p >> 1) * tw;
+    split_row(row, g->width, target, target + cw, g->plane_width);
+    for (int j = 0; j < tw; j += 16) {
+      store(target + 2 * cw + j, load(target + j + 1));
+      store(target + 3 * cw + j, load(target + cw + j + 1));
+    }
+  }
+}
+
 // MARK: - Transforms of one block (tile rows ty0 … ty0 + rows − 1 of one image)
 
 /// V[ξ] = (Bᵀ d B)[ξ] for every tile of the block (`count` images side by side, image i's tiles
-/// from i · rows · tiles_w) and input channel, in strips (store_in_strips).
+/// from i · rows · tiles_w) and input channel, in strips (store_in_strips). q: the tile-order
+/// planes (8 · g.compact floats).
 INLINE void input_transform(const geometry *g, const float *images, int count, int ty0, int rows,
-                            float *v, float *e, float *o) {
-  const int pw = g->plane_width, tw = g->tiles_w;
-  const int padded_rows = 2 * rows + 2;
+                            float *v, float *q) {
+  const int tw = g->tiles_w, tiles = rows * tw;
+  const size_t cw = (size_t)g->compact;
   const size_t strip = (size_t)(g->cin + 1) * 16, position = (size_t)(g->cin + 1) * g->ld;
   const size_t in_size = (size_t)g->cin * g->height * g->width;
   for (int ci = 0; ci < g->cin; ci++) {
+    float *target = v + (size_t)ci * 16;
     for (int i = 0; i < count; i++) {
-      const float *plane = images + i * in_size + (size_t)ci * g->height * g->width;
-      for (int r = 0; r < padded_rows; r++) {
-        int y = 2 * ty0 - 1 + r;
-        const float *row = y >= 0 && y < g->height ? plane + (size_t)y * g->width : NULL;
-        split_row(row, g->width, e + r * pw, o + r * pw, pw);
-      }
-      float *target = v + (size_t)ci * 16;
-      for (int tr = 0; tr < rows; tr++) {
-        for (int tx = 0; tx < tw; tx += 16) {
-          // d B along each of the 4 patch rows: [d0 − d2, d1 + d2, d2 − d1, d1 − d3].
-          v16 h[4][4];
-          for (int r = 0; r < 4; r++) {
-            const float *er = e + (2 * tr + r) * pw + tx, *orow = o + (2 * tr + r) * pw + tx;
-            v16 d0 = load(er), d1 = load(orow), d2 = load(er + 1), d3 = load(orow + 1);
-            h[r][0] = d0 - d2;
-            h[r][1] = d1 + d2;
-            h[r][2] = d2 - d1;
-            h[r][3] = d1 - d3;
-          }
-          // Bᵀ (·) down each column.
-          const int t = (i * rows + tr) * tw + tx;
-          for (int c = 0; c < 4; c++) {
-            store_in_strips(target + (0 + c) * position, strip, t, h[0][c] - h[2][c]);
-            store_in_strips(target + (4 + c) * position, strip, t, h[1][c] + h[2][c]);
-            store_in_strips(target + (8 + c) * position, strip, t, h[2][c] - h[1][c]);
-            store_in_strips(target + (12 + c) * position, strip, t, h[1][c] - h[3][c]);
-          }
+      tile_planes(g, images + i * in_size + (size_t)ci * g->height * g->width, ty0, rows, q);
+      for (int t = 0; t < tiles; t += 16) {
+        // d B along each of the 4 patch rows: [d0 − d2, d1 + d2, d2 − d1, d1 − d3].
+        v16 h[4][4];
+        for (int r = 0; r < 4; r++) {
+          const float *s = q + (size_t)(r & 1) * 4 * cw + t + (r >> 1) * tw;
+          v16 d0 = load(s), d1 = load(s + cw), d2 = load(s + 2 * cw), d3 = load(s + 3 * cw);
+          h[r][0] = d0 - d2;
+          h[r][1] = d1 + d2;
+          h[r][2] = d2 - d1;
+          h[r][3] = d1 - d3;
+        }
+        // Bᵀ (·) down each column.
+        const int at = i * tiles + t;
+        for (int c = 0; c < 4; c++) {
+          store_in_strips(target + (0 + c) * position, strip, at, h[0][c] - h[2][c]);
+          store_in_strips(target + (4 + c) * position, strip, at, h[1][c] + h[2][c]);
+          store_in_strips(target + (8 + c) * position, strip, at, h[2][c] - h[1][c]);
+          store_in_strips(target + (12 + c) * position, strip, at, h[1][c] - h[3][c]);
         }
       }
     }
   }
 }
 
-/// Output planes of the block's tiles: Y = Aᵀ M A + bias, then the ReLU when asked.
+/// Output planes of the block's tiles: Y = Aᵀ M A + bias, then the ReLU when asked. y: 4 tile-order
+/// planes (y[2a + b][t] is output (2ty + a, 2tx + b) of tile t), interleaved into the rows after.
 INLINE void output_transform(const geometry *g, const float *m, const float *bias, float *image,
-                             int ty0, int rows, int co_begin, int co_end) {
-  const int tw = g->tiles_w, stride = g->cout * g->ld, width = g->width;
+                             int ty0, int rows, int co_begin, int co_end, float *y) {
+  const int tw = g->tiles_w, tiles = rows * tw, width = g->width;
+  const size_t stride = (size_t)g->cout * g->ld, cw = (size_t)g->compact;
   for (int co = co_begin; co < co_end; co++) {
     float *plane = image + (size_t)co * g->height * width;
     const float *source = m + (size_t)co * g->ld;
     const v16 b = splat(bias[co]);
+    for (int t = 0; t < tiles; t += 16) {
+      const float *s = source + t;
+      // Aᵀ M: rows [m0 + m1 + m2, m1 − m2 − m3] for each column c.
+      v16 top[4], bottom[4];
+      for (int c = 0; c < 4; c++) {
+        v16 m0 = load(s + (0 + c) * stride), m1 = load(s + (4 + c) * stride);
+        v16 m2 = load(s + (8 + c) * stride), m3 = load(s + (12 + c) * stride);
+        top[c] = m0 + m1 + m2;
+        bottom[c] = m1 - m2 - m3;
+      }
+      // (·) A along each row.
+      v16 out[4] = {top[0] + top[1] + top[2] + b, top[1] - top[2] - top[3] + b,
+                    bottom[0] + bottom[1] + bottom[2] + b, bottom[1] - bottom[2] - bottom[3] + b};
+      for (int k = 0; k < 4; k++)
+        store(y + k * cw + t, g->relu ? __builtin_elementwise_max(out[k], zero()) : out[k]);
+    }
     for (int tr = 0; tr < rows; tr++) {
-      int y = 2 * (ty0 + tr);
+      const int row = 2 * (ty0 + tr);
       for (int tx = 0; tx < tw; tx += 16) {
-        const float *s = source + tr * tw + tx;
-        // Aᵀ M: rows [m0 + m1 + m2, m1 − m2 − m3] for each column c.
-        v16 top[4], bottom[4];
-        for (int c = 0; c < 4; c++) {
-          v16 m0 = load(s + (size_t)(0 + c) * stride), m1 = load(s + (size_t)(4 + c) * stride);
-          v16 m2 = load(s + (size_t)(8 + c) * stride), m3 = load(s + (size_t)(12 + c) * stride);
-          top[c] = m0 + m1 + m2;
-          bottom[c] = m1 - m2 - m3;
-        }
-        // (·) A along each row.
-        v16 y00 = top[0] + top[1] + top[2] + b, y01 = top[1] - top[2] - top[3] + b;
-        v16 y10 = bottom[0] + bottom[1] + bottom[2] + b, y11 = bottom[1] - bottom[2] - bottom[3] + b;
-        if (g->relu) {
-          v16 z = zero();
-          y00 = __builtin_elementwise_max(y00, z);
-          y01 = __builtin_elementwise_max(y01, z);
-          y10 = __builtin_elementwise_max(y10, z);
-          y11 = __builtin_elementwise_max(y11, z);
-        }
-        store_pair(plane + (size_t)y * width, 2 * tx, width, y00, y01);
-        if (y + 1 < g->height) store_pair(plane + (size_t)(y + 1) * width, 2 * tx, width, y10, y11);
+        const float *s = y + tr * tw + tx;
+        store_pair(plane + (size_t)row * width, 2 * tx, width, load(s), load(s + cw));
+        if (row + 1 < g->height)
+          store_pair(plane + (size_t)(row + 1) * width, 2 * tx, width, load(s + 2 * cw),
+                     load(s + 3 * cw));
       }
     }
   }
@@ -213,48 +241,52 @@ INLINE void output_transform(const geometry *g, const float *m, const float *bia
 
 /// dM = A dY Aᵀ per tile (dY masked where the ReLU output is 0) of the block (`count` images side
 /// by side, as input_transform), in strips (store_in_strips); bias_grad[co] += the block's sum of
-/// the masked dY.
+/// the masked dY. d: 4 tile-order planes of the masked dY, as output_transform's y.
 INLINE void output_transform_backward(const geometry *g, const float *output_grads,
                                       const float *outputs, int count, float *dm, float *bias_grad,
-                                      int ty0, int rows) {
-  const int tw = g->tiles_w, width = g->width;
+                                      int ty0, int rows, float *d) {
+  const int tw = g->tiles_w, tiles = rows * tw, width = g->width;
   const size_t plane_size = (size_t)g->height * width, out_size = (size_t)g->cout * plane_size;
   const size_t strip = (size_t)(g->cout + 1) * 16, position = (size_t)(g->cout + 1) * g->ld;
+  const size_t cw = (size_t)g->compact;
   for (int co = 0; co < g->cout; co++) {
     float *target = dm + (size_t)co * 16;
     v16 sum = zero();
     for (int i = 0; i < count; i++) {
       const float *grad = output_grads + i * out_size + co * plane_size;
       const float *out = g->relu ? outputs + i * out_size + co * plane_size : NULL;
+      // Tile rows into the planes (a row's last vector runs on into the next, written after it;
+      // its lanes past the image are 0).
       for (int tr = 0; tr < rows; tr++) {
-        int y = 2 * (ty0 + tr);
-        int has_bottom = y + 1 < g->height;
+        const int row = 2 * (ty0 + tr);
+        const int has_bottom = row + 1 < g->height;
         for (int tx = 0; tx < tw; tx += 16) {
-          v16 e00, e01, e10 = zero(), e11 = zero();
-          load_pair(grad + (size_t)y * width, 2 * tx, width, &e00, &e01);
-          if (has_bottom) load_pair(grad + (size_t)(y + 1) * width, 2 * tx, width, &e10, &e11);
+          v16 e[4] = {zero(), zero(), zero(), zero()};
+          load_pair(grad + (size_t)row * width, 2 * tx, width, &e[0], &e[1]);
+          if (has_bottom) load_pair(grad + (size_t)(row + 1) * width, 2 * tx, width, &e[2], &e[3]);
           if (out) {
-            v16 o00, o01, o10 = zero(), o11 = zero();
-            load_pair(out + (size_t)y * width, 2 * tx, width, &o00, &o01);
-            if (has_bottom) load_pair(out + (size_t)(y + 1) * width, 2 * tx, width, &o10, &o11);
-            v16 z = zero();
-            e00 = select(o00 > z, e00);
-            e01 = select(o01 > z, e01);
-            e10 = select(o10 > z, e10);
-            e11 = select(o11 > z, e11);
+            v16 o[4] = {zero(), zero(), zero(), zero()};
+            load_pair(out + (size_t)row * width, 2 * tx, width, &o[0], &o[1]);
+            if (has_bottom) load_pair(out + (size_t)(row + 1) * width, 2 * tx, width, &o[2], &o[3]);
+            for (int k = 0; k < 4; k++) e[k] = select(o[k] > zero(), e[k]);
           }
-          sum += (e00 + e01) + (e10 + e11);
-          // A dY: column p (from the tile's left outputs) and q (right), rows 0…3.
-          v16 p[4] = {e00, e00 + e10, e00 - e10, -e10};
-          v16 q[4] = {e01, e01 + e11, e01 - e11, -e11};
-          // (·) Aᵀ along each row: [p, p + q, p − q, −q].
-          const int t = (i * rows + tr) * tw + tx;
-          for (int r = 0; r < 4; r++) {
-            store_in_strips(target + (4 * r + 0) * position, strip, t, p[r]);
-            store_in_strips(target + (4 * r + 1) * position, strip, t, p[r] + q[r]);
-            store_in_strips(target + (4 * r + 2) * position, strip, t, p[r] - q[r]);
-            store_in_strips(target + (4 * r + 3) * position, strip, t, -q[r]);
-          }
+          sum += (e[0] + e[1]) + (e[2] + e[3]);
+          for (int k = 0; k < 4; k++) store(d + k * cw + tr * tw + tx, e[k]);
+        }
+      }
+      for (int t = 0; t < tiles; t += 16) {
+        v16 e00 = load(d + t), e01 = load(d + cw + t), e10 = load(d + 2 * cw + t);
+        v16 e11 = load(d + 3 * cw + t);
+        // A dY: column p (from the tile's left outputs) and q (right), rows 0…3.
+        v16 p[4] = {e00, e00 + e10, e00 - e10, -e10};
+        v16 q[4] = {e01, e01 + e11, e01 - e11, -e11};
+        // (·) Aᵀ along each row: [p, p + q, p − q, −q].
+        const int at = i * tiles + t;
+        for (int r = 0; r < 4; r++) {
+          store_in_strips(target + (4 * r + 0) * position, strip, at, p[r]);
+          store_in_strips(target + (4 * r + 1) * position, strip, at, p[r] + q[r]);
+          store_in_strips(target + (4 * r + 2) * position, strip, at, p[r] - q[r]);
+          store_in_strips(target + (4 * r + 3) * position, strip, at, -q[r]);
         }
       }
     }
@@ -264,99 +296,79 @@ INLINE void output_transform_backward(const geometry *g, const float *output_gra
 
 /// The block's share of the input gradient: Σ over its tiles of B dV Bᵀ placed at the tile's
 /// patch. Rows shared with the previous block of the image (the first two padded rows when
-/// ty0 > 0) are added to what that block wrote; the others are overwritten.
+/// ty0 > 0) are added to what that block wrote; the others are overwritten. The patches are summed
+/// in tile-order planes q as tile_planes lays them out (E[tx + 1] of a tile and E[tx] of its right
+/// neighbour kept apart until each padded row is merged back); e, o: one row's E and O planes.
 INLINE void input_transform_backward(const geometry *g, const float *dv, float *image, int ty0,
-                                     int rows, float *e, float *o) {
-  const int pw = g->plane_width, tw = g->tiles_w, stride = g->cin * g->ld;
-  const int padded_rows = 2 * rows + 2;
+                                     int rows, float *q, float *e, float *o) {
+  const int tw = g->tiles_w, tiles = rows * tw;
+  const size_t stride = (size_t)g->cin * g->ld, cw = (size_t)g->compact;
   for (int ci = 0; ci < g->cin; ci++) {
-    memset(e, 0, sizeof(float) * (size_t)(padded_rows * pw));
-    memset(o, 0, sizeof(float) * (size_t)(padded_rows * pw));
+    memset(q, 0, sizeof(float) * 8 * cw);
     const float *source = dv + (size_t)ci * g->ld;
-    for (int tr = 0; tr < rows; tr++) {
-      for (int tx = 0; tx < tw; tx += 16) {
-        // Lanes past the tile row hold the next row's tiles: masked out.
-        v16i lanes = first_lanes(tw - tx);
-        const float *s = source + tr * tw + tx;
-        v16 w[4][4];
-        for (int i = 0; i < 4; i++)
-          for (int c = 0; c < 4; c++) w[i][c] = select(lanes, load(s + (size_t)(4 * i + c) * stride));
-        // B dV: rows [w0, w1 − w2 + w3, w1 + w2 − w0, −w3].
-        v16 x[4][4];
-        for (int c = 0; c < 4; c++) {
-          x[0][c] = w[0][c];
-          x[1][c] = w[1][c] - w[2][c] + w[3][c];
-          x[2][c] = w[1][c] + w[2][c] - w[0][c];
-          x[3][c] = -w[3][c];
-        }
-        // (·) Bᵀ along each row gives patch columns 2tx … 2tx + 3, i.e. E[tx], O[tx], E[tx + 1],
-        // O[tx + 1] of padded row 2tr + r.
-        for (int r = 0; r < 4; r++) {
-          float *er = e + (2 * tr + r) * pw + tx, *orow = o + (2 * tr + r) * pw + tx;
-          store(er, load(er) + x[r][0]);
-          store(orow, load(orow) + (x[r][1] - x[r][2] + x[r][3]));
-          store(er + 1, load(er + 1) + (x[r][1] + x[r][2] - x[r][0]));
-          store(orow + 1, load(orow + 1) - x[r][3]);
-        }
+    for (int t = 0; t < tiles; t += 16) {
+      // Lanes past the block hold the next image's tiles: masked out.
+      const v16i lanes = first_lanes(tiles - t);
+      v16 w[4][4];
+      for (int i = 0; i < 4; i++)
+        for (int c = 0; c < 4; c++) w[i][c] = select(lanes, load(source + t + (4 * i + c) * stride));
+      // B dV: rows [w0, w1 − w2 + w3, w1 + w2 − w0, −w3].
+      v16 x[4][4];
+      for (int c = 0; c < 4; c++) {
+        x[0][c] = w[0][c];
+        x[1][c] = w[1][c] - w[2][c] + w[3][c];
+        x[2][c] = w[1][c] + w[2][c] - w[0][c];
+        x[3][c] = -w[3][c];
+      }
+      // (·) Bᵀ along each row gives patch row r's E[tx], O[tx], E[tx + 1], O[tx + 1].
+      for (int r = 0; r < 4; r++) {
+        float *a = q + (size_t)(r & 1) * 4 * cw + t + (r >> 1) * tw;
+        store(a, load(a) + x[r][0]);
+        store(a + cw, load(a + cw) + (x[r][1] - x[r][2] + x[r][3]));
+        store(a + 2 * cw, load(a + 2 * cw) + (x[r][1] + x[r][2] - x[r][0]));
+        store(a + 3 * cw, load(a + 3 * cw) - x[r][3]);
       }
     }
     float *plane = image + (size_t)ci * g->height * g->width;
-    for (int r = 0; r < padded_rows; r++) {
-      int y = 2 * ty0 - 1 + r;
+    for (int p = 0; p < 2 * rows + 2; p++) {
+      const int y = 2 * ty0 - 1 + p;
       if (y < 0 || y >= g->height) continue;
-      merge_row(plane + (size_t)y * g->width, g->width, e + r * pw, o + r * pw, ty0 > 0 && r < 2);
-    }
-  }
-}
-
-// MARK: - Transposes
-
-/// t = aᵀ for a [rows, n] kept in strips of 16 columns (a_strip floats apart, rows 16 floats apart,
-/// as V), written in strips of 16 columns too: t[p][j] at t[(j / 16) · t_strip + p · 16 + j % 16]
-/// for p < n, j < round16(rows) (columns rows … round16(rows) − 1 zeros); n a multiple of 16.
-INLINE void transpose(int rows, int n, const float *a, size_t a_strip, float *t, size_t t_strip) {
-  for (int r0 = 0; r0 < rows; r0 += 16) {
-    for (int j = 0; j < n; j += 16) {
-      v16 x[16];
-      const float *source = a + (size_t)(j / 16) * a_strip;
-      for (int i = 0; i < 16; i++) x[i] = r0 + i < rows ? load(source + (size_t)(r0 + i) * 16) : zero();
-      transpose16(x);
-      float *target = t + (size_t)(r0 / 16) * t_strip + (size_t)j * 16;
-      for (int i = 0; i < 16; i++) store(target + (size_t)i * 16, x[i]);
+      // E[j] = q[s][0][j] + q[s][2][j − 1] (the tile left of it), O likewise, j = 0 … tw.
+      const float *k = q + (size_t)(p & 1) * 4 * cw + (size_t)(p >> 1) * tw;
+      for (int j = 0; j < tw; j += 16) {
+        const v16i lanes = first_lanes(tw - j);
+        store(e + j, select(lanes, load(k + j)));
+        store(o + j, select(lanes, load(k + cw + j)));
+      }
+      store(e + round16(tw), zero());
+      store(o + round16(tw), zero());
+      for (int j = 0; j < tw; j += 16) {
+        const v16i lanes = first_lanes(tw - j);
+        store(e + j + 1, load(e + j + 1) + select(lanes, load(k + 2 * cw + j)));
+        store(o + j + 1, load(o + j + 1) + select(lanes, load(k + 3 * cw + j)));
+      }
+      merge_row(plane + (size_t)y * g->width, g->width, e, o, ty0 > 0 && p < 2);
     }
   }
 }
 
 // MARK: - Passes over a thread's images
 
-/// The scratch of one thread: V [16, Cin, ld], M [16, Cout, ld], E and O planes of a block, Vᵀ
-/// [ld, ldu] for one position ξ.
+/// The scratch of one thread: V [16, Cin, ld], M [16, Cout, ld], 8 tile-order planes, one split
+/// row's E and O, Vᵀ [ld, ldu] for one position ξ.
 typedef struct {
-  float *v, *m, *e, *o, *t;
+  float *v, *m, *q, *e, *o, *t;
 } workspace;
 
 INLINE workspace split_scratch(const geometry *g, float *scratch) {
   workspace w;
   w.v = scratch;
   w.m = w.v + (size_t)16 * (g->cin + 1) * g->ld;
-  w.e = w.m + (size_t)16 * (g->cout + 1) * g->ld;
-  w.o = w.e + (size_t)(2 * g->rows + 2) * g->plane_width;
-  w.t = w.o + (size_t)(2 * g->rows + 2) * g->plane_width;
+  w.q = w.m + (size_t)16 * (g->cout + 1) * g->ld;
+  w.e = w.q + (size_t)8 * g->compact;
+  w.o = w.e + g->plane_width;
+  w.t = w.o + g->plane_width;
   return w;
-}
-
-/// Zeroes columns (tiles) from … to − 1 of `positions` slabs of `channels` rows kept in strips (V,
-/// dM: store_in_strips): the tiles past a block, up to the products' multiple of 16, so that they
-/// add nothing to the sums over tiles.
-INLINE void zero_strip_columns(float *v, int positions, int channels, int ld, int from, int to) {
-  const size_t strip = (size_t)(channels + 1) * 16;
-  for (int xi = 0; xi < positions; xi++)
-    for (int t = from; t < to; t = (t | 15) + 1) {
-      const int end = min_int(to, (t | 15) + 1);
-      float *column = v + (size_t)xi * (channels + 1) * ld + (size_t)(t / 16) * strip + t % 16;
-      for (int ci = 0; ci < channels; ci++)
-        memset(column + (size_t)ci * 16, 0, sizeof(float) * (size_t)(end - t));
-    }
 }
 
 /// Blocks: tile rows row_begin … row_end − 1 of each image in blocks of g.rows, or (small maps)
@@ -374,7 +386,7 @@ INLINE void forward_pass(const blocking k, const ck_conv_shape *shape, const flo
     for (int ty0 = row_begin; ty0 < row_end; ty0 += g.rows) {
       const int rows = min_int(g.rows, row_end - ty0), tiles = rows * g.tiles_w;
       const int n = round16(count * tiles);
-      input_transform(&g, input + first * in_size, count, ty0, rows, w.v, w.e, w.o);
+      input_transform(&g, input + first * in_size, count, ty0, rows, w.v, w.q);
       for (int xi = 0; xi < 16; xi++)
         product(k.rows, k.vectors, 0, A_ROWS, co_end - co_begin, n, g.cin,
                 u + ((size_t)xi * g.cout + co_begin) * g.cin, g.cin,
@@ -382,7 +394,7 @@ INLINE void forward_pass(const blocking k, const ck_conv_shape *shape, const flo
                 w.m + ((size_t)xi * g.cout + co_begin) * g.ld, g.ld);
       for (int i = 0; i < count; i++)
         output_transform(&g, w.m + i * tiles, bias, output + (first + i) * out_size, ty0, rows,
-                         co_begin, co_end);
+                         co_begin, co_end, w.q);
     }
   }
 }
@@ -405,8 +417,8 @@ INLINE void backward_pass(const blocking k, const ck_conv_shape *shape, const fl
       const int n = round16(count * tiles);
       const size_t offset = first * out_size;
       output_transform_backward(&g, output_grad + offset, g.relu ? output + offset : NULL, count,
-                                dm, bias_grad, ty0, rows);
-      input_transform(&g, input + first * in_size, count, ty0, rows, v, w.e, w.o);
+                                dm, bias_grad, ty0, rows, w.q);
+      input_transform(&g, input + first * in_size, count, ty0, rows, v, w.q);
       zero_strip_columns(dm, 16, g.cout, g.ld, count * tiles, n);
       zero_strip_columns(v, 16, g.cin, g.ld, count * tiles, n);
       // dU[ξ] [Cout, Cin] += dM[ξ] [Cout, n] · V[ξ]ᵀ [n, Cin] (V[ξ] transposed first, so that
@@ -425,7 +437,7 @@ INLINE void backward_pass(const blocking k, const ck_conv_shape *shape, const fl
                 16, (size_t)(g.cout + 1) * 16, v + (size_t)xi * g.cin * g.ld, g.ld);
       for (int i = 0; i < count; i++)
         input_transform_backward(&g, v + i * tiles, input_grad + (first + i) * in_size, ty0, rows,
-                                 w.e, w.o);
+                                 w.q, w.e, w.o);
     }
   }
 }

@@ -1,6 +1,6 @@
-// Winograd F(4×4, 3×3) convolution, forward only, block by block, for one thread's share of a
-// batch: 36 multiplies per 4×4 output tile where F(2×2, 3×3) (winograd.c) does 64 and direct
-// convolution 144. The gradients stay with F(2×2, 3×3), whose transforms are cheaper to invert.
+// Winograd F(4×4, 3×3) convolution, block by block, for one thread's share of a batch: 36
+// multiplies per 4×4 output tile where F(2×2, 3×3) (winograd.c) does 64 and direct convolution
+// 144.
 //
 // Per output tile (4×4, at rows 4ty…4ty+3, columns 4tx…4tx+3) and its 6×6 input patch d (rows
 // 4ty−1…4ty+4, columns 4tx−1…4tx+4, zero outside the image):
@@ -11,12 +11,14 @@
 // (the interpolation points 0, ±1, ±2 and ∞). For each of the 36 positions ξ of the 6×6
 // transformed tile the channel sum is the product
 //   M[ξ] [Cout, n] = U[ξ] [Cout, Cin] · V[ξ] [Cin, n]        (n = the tiles of one block)
-// run by winograd_shared.h's register-blocked loops.
+// run by winograd_shared.h's register-blocked loops. The backward pass is the adjoint of each
+// stage, as in winograd.c: dM = A dY Aᵀ, dU[ξ] += dM[ξ] · V[ξ]ᵀ, dV[ξ] = U[ξ]ᵀ · dM[ξ],
+// dd = B dV Bᵀ (6×6 patches overlapping by 2), dg = Gᵀ dU G.
 //
-// Blocks, layouts and instantiation follow winograd.c. Phase planes: a padded input row r is
-// kept as four planes P_k[j] = row[4j + k − 1] (k = 0…3, zero outside the row), so that columns
-// 4tx − 1 … 4tx + 4 of the patches of 16 neighbouring tiles are the plain vectors P0[tx…],
-// P1[tx…], P2[tx…], P3[tx…], P0[tx + 1…], P1[tx + 1…].
+// Blocks, layouts, tile-order planes and instantiation follow winograd.c. Phase planes: a padded
+// input row r is split into four planes P_k[j] = row[4j + k − 1] (k = 0…3, zero outside the row),
+// so that columns 4tx − 1 … 4tx + 4 of a tile's patch are P0[tx], P1[tx], P2[tx], P3[tx],
+// P0[tx + 1], P1[tx + 1]; laid out in tile order, those of 16 consecutive tiles are plain vectors.
 
 #include "CKernels.h"
 
@@ -29,12 +31,12 @@
 /// Padded input rows of a block of `rows` tile rows.
 INLINE int padded_rows4(int rows) { return 4 * rows + 2; }
 
-/// Floats in the scratch: V (with its spare rows), M, the four phase planes of a block's padded
-/// rows, one staged row.
+/// Floats in the scratch: V and M (or dM, in strips: each with its spare rows), 24 tile-order
+/// planes, one row's four phase planes and its staged copy, one transposed V slab (backward).
 static size_t scratch_floats4(const geometry *g) {
-  size_t slabs = (size_t)36 * (size_t)(g->cin + 1 + g->cout) * (size_t)g->ld;
-  size_t planes = (size_t)4 * (size_t)padded_rows4(g->rows) * (size_t)g->plane_width;
-  return slabs + planes + (size_t)4 * (size_t)g->plane_width;
+  size_t slabs = (size_t)36 * (size_t)(g->cin + 1 + g->cout + 1) * (size_t)g->ld;
+  size_t planes = (size_t)24 * (size_t)g->compact + (size_t)8 * (size_t)g->plane_width;
+  return slabs + planes + (size_t)g->ld * (size_t)g->ldu;
 }
 
 size_t ck_winograd4_scratch(const ck_conv_shape *shape) {
@@ -44,11 +46,12 @@ size_t ck_winograd4_scratch(const ck_conv_shape *shape) {
 
 // MARK: - Rows: phase planes, output rows of 4 interleaved tiles
 
-/// planes[k · pw + j] = row[4j + k − 1] for j < pw (0 outside the row; row may be NULL). staged:
-/// 4 · pw floats of scratch.
-INLINE void split_row4(const float *row, int width, float *planes, int pw, float *staged) {
+/// planes[k · stride + j] = row[4j + k − 1] for j < pw (0 outside the row; row may be NULL).
+/// staged: 4 · pw floats of scratch.
+INLINE void split_row4(const float *row, int width, float *planes, size_t stride, int pw,
+                       float *staged) {
   if (!row) {
-    memset(planes, 0, sizeof(float) * (size_t)(4 * pw));
+    for (int k = 0; k < 4; k++) memset(planes + k * stride, 0, sizeof(float) * (size_t)pw);
     return;
   }
   // staged[i] = row[i − 1]: the zero column left of the row, the row, zeros to 4 · pw.
@@ -59,10 +62,10 @@ INLINE void split_row4(const float *row, int width, float *planes, int pw, float
     const float *s = staged + 4 * j;
     v16 a = load(s), b = load(s + 16), c = load(s + 32), d = load(s + 48);
     v16 even = evens(a, b), even2 = evens(c, d), odd = odds(a, b), odd2 = odds(c, d);
-    store(planes + j, evens(even, even2));          // 4i
-    store(planes + pw + j, evens(odd, odd2));       // 4i + 1
-    store(planes + 2 * pw + j, odds(even, even2));  // 4i + 2
-    store(planes + 3 * pw + j, odds(odd, odd2));    // 4i + 3
+    store(planes + j, evens(even, even2));               // 4i
+    store(planes + stride + j, evens(odd, odd2));        // 4i + 1
+    store(planes + 2 * stride + j, odds(even, even2));   // 4i + 2
+    store(planes + 3 * stride + j, odds(odd, odd2));     // 4i + 3
   }
 }
 
@@ -100,41 +103,60 @@ INLINE void input_rows(const v16 x[6], v16 out[6]) {
   out[5] = four * x[1] - five * x[3] + x[5];
 }
 
+/// Tile-order planes (winograd.c explains them) of one channel's plane, padded rows
+/// 4·ty0 − 1 … 4·(ty0 + rows): padded row p = 4j + s (s = 0 … 3) gives the six planes q[s][k] of
+/// its tile row j, k = 0 … 3: P_k[tx], 4: P0[tx + 1], 5: P1[tx + 1]. Patch row r (0 … 5) of tiles
+/// t … t + 15 is then q[r & 3][k][t + (r >> 2) · tiles_w …]. Each row is split straight into its
+/// planes P_k (plane_width floats each, running on into the next rows, written after it, and for
+/// the last into the spare floats); P0[tx + 1] and P1[tx + 1] are copied from those before the
+/// next row. staged: 4 · plane_width floats.
+INLINE void tile_planes4(const geometry *g, const float *plane, int ty0, int rows, float *q,
+                         float *staged) {
+  const int tw = g->tiles_w;
+  const size_t cw = (size_t)g->compact;
+  for (int p = 0; p < padded_rows4(rows); p++) {
+    const int y = 4 * ty0 - 1 + p;
+    const float *row = y >= 0 && y < g->height ? plane + (size_t)y * g->width : NULL;
+    float *target = q + (size_t)(p & 3) * 6 * cw + (size_t)(p >> 2) * tw;
+    split_row4(row, g->width, target, cw, g->plane_width, staged);
+    for (int j = 0; j < tw; j += 16) {
+      store(target + 4 * cw + j, load(target + j + 1));
+      store(target + 5 * cw + j, load(target + cw + j + 1));
+    }
+  }
+}
+
 /// V[ξ] = (Bᵀ d B)[ξ] for every tile of the block (tile rows ty0 … ty0 + rows − 1 of `count`
-/// images side by side, image i's tiles from i · rows · tiles_w) and input channel. V[ξ] is kept in
-/// strips of 16 tiles (store_in_strips, winograd_shared.h).
+/// images side by side, image i's tiles from i · rows · tiles_w) and input channel, 16 tiles at a
+/// time in tile order. V[ξ] is kept in strips of 16 tiles (store_in_strips, winograd_shared.h).
+/// q: 24 tile-order planes; staged: as tile_planes4.
 INLINE void input_transform4(const geometry *g, const float *images, int count, int ty0, int rows,
-                             float *v, float *planes, float *staged) {
-  const int pw = g->plane_width, tw = g->tiles_w;
+                             float *v, float *q, float *staged) {
+  const int tw = g->tiles_w, tiles = rows * tw;
+  const size_t cw = (size_t)g->compact;
   const size_t strip = (size_t)(g->cin + 1) * 16, position = (size_t)(g->cin + 1) * g->ld;
   const size_t in_size = (size_t)g->cin * g->height * g->width;
   for (int ci = 0; ci < g->cin; ci++) {
+    float *target = v + (size_t)ci * 16;
     for (int i = 0; i < count; i++) {
-      const float *plane = images + i * in_size + (size_t)ci * g->height * g->width;
-      for (int r = 0; r < padded_rows4(rows); r++) {
-        int y = 4 * ty0 - 1 + r;
-        const float *row = y >= 0 && y < g->height ? plane + (size_t)y * g->width : NULL;
-        split_row4(row, g->width, planes + (size_t)4 * r * pw, pw, staged);
-      }
-      float *target = v + (size_t)ci * 16;
-      for (int tr = 0; tr < rows; tr++) {
-        for (int tx = 0; tx < tw; tx += 16) {
-          // d B along each of the 6 patch rows.
-          v16 h[6][6];
-          for (int r = 0; r < 6; r++) {
-            const float *p = planes + (size_t)4 * (4 * tr + r) * pw + tx;
-            v16 d[6] = {load(p), load(p + pw), load(p + 2 * pw), load(p + 3 * pw), load(p + 1),
-                        load(p + pw + 1)};
-            input_rows(d, h[r]);
-          }
-          // Bᵀ (·) down each column.
-          const int t = (i * rows + tr) * tw + tx;
-          for (int c = 0; c < 6; c++) {
-            v16 column[6] = {h[0][c], h[1][c], h[2][c], h[3][c], h[4][c], h[5][c]}, out[6];
-            input_rows(column, out);
-            for (int k = 0; k < 6; k++)
-              store_in_strips(target + (6 * k + c) * position, strip, t, out[k]);
-          }
+      tile_planes4(g, images + i * in_size + (size_t)ci * g->height * g->width, ty0, rows, q,
+                   staged);
+      for (int t = 0; t < tiles; t += 16) {
+        // d B along each of the 6 patch rows.
+        v16 h[6][6];
+        for (int r = 0; r < 6; r++) {
+          const float *p = q + (size_t)(r & 3) * 6 * cw + t + (r >> 2) * tw;
+          v16 d[6] = {load(p),          load(p + cw),     load(p + 2 * cw),
+                      load(p + 3 * cw), load(p + 4 * cw), load(p + 5 * cw)};
+          input_rows(d, h[r]);
+        }
+        // Bᵀ (·) down each column.
+        const int at = i * tiles + t;
+        for (int c = 0; c < 6; c++) {
+          v16 column[6] = {h[0][c], h[1][c], h[2][c], h[3][c], h[4][c], h[5][c]}, out[6];
+          input_rows(column, out);
+          for (int k = 0; k < 6; k++)
+            store_in_strips(target + (6 * k + c) * position, strip, at, out[k]);
         }
       }
     }
@@ -152,37 +174,44 @@ INLINE void output_rows(const v16 m[6], v16 out[4]) {
 }
 
 /// Output planes co_begin … co_end − 1 of the block's tiles: Y = Aᵀ M A + bias, then the ReLU
-/// when asked.
+/// when asked, 16 tiles at a time in tile order into 16 tile-order planes y (y[4j + k][t]: output
+/// (4ty + j, 4tx + k) of tile t), interleaved into the rows after.
 INLINE void output_transform4(const geometry *g, const float *m, const float *bias, float *image,
-                              int ty0, int rows, int co_begin, int co_end) {
-  const int tw = g->tiles_w, stride = g->cout * g->ld, width = g->width;
+                              int ty0, int rows, int co_begin, int co_end, float *y) {
+  const int tw = g->tiles_w, tiles = rows * tw, width = g->width;
+  const size_t stride = (size_t)g->cout * g->ld, cw = (size_t)g->compact;
   for (int co = co_begin; co < co_end; co++) {
     float *plane = image + (size_t)co * g->height * width;
     const float *source = m + (size_t)co * g->ld;
     const v16 b = splat(bias[co]);
-    for (int tr = 0; tr < rows; tr++) {
-      int y0 = 4 * (ty0 + tr);
-      for (int tx = 0; tx < tw; tx += 16) {
-        const float *s = source + tr * tw + tx;
-        // Aᵀ M down each column c.
-        v16 top[4][6];
-        for (int c = 0; c < 6; c++) {
-          v16 column[6], out[4];
-          for (int i = 0; i < 6; i++) column[i] = load(s + (size_t)(6 * i + c) * stride);
-          output_rows(column, out);
-          for (int j = 0; j < 4; j++) top[j][c] = out[j];
-        }
-        // (·) A along each row j: output row y0 + j.
-        for (int j = 0; j < 4 && y0 + j < g->height; j++) {
-          v16 y[4];
-          output_rows(top[j], y);
-          for (int k = 0; k < 4; k++) {
-            y[k] += b;
-            if (g->relu) y[k] = __builtin_elementwise_max(y[k], zero());
-          }
-          store_quad(plane + (size_t)(y0 + j) * width, 4 * tx, width, y);
+    for (int t = 0; t < tiles; t += 16) {
+      // Aᵀ M down each column c.
+      v16 top[4][6];
+      for (int c = 0; c < 6; c++) {
+        v16 column[6], out[4];
+        for (int i = 0; i < 6; i++) column[i] = load(source + t + (6 * i + c) * stride);
+        output_rows(column, out);
+        for (int j = 0; j < 4; j++) top[j][c] = out[j];
+      }
+      // (·) A along each row j.
+      for (int j = 0; j < 4; j++) {
+        v16 out[4];
+        output_rows(top[j], out);
+        for (int k = 0; k < 4; k++) {
+          out[k] += b;
+          if (g->relu) out[k] = __builtin_elementwise_max(out[k], zero());
+          store(y + (4 * j + k) * cw + t, out[k]);
         }
       }
+    }
+    for (int tr = 0; tr < rows; tr++) {
+      const int y0 = 4 * (ty0 + tr);
+      for (int j = 0; j < 4 && y0 + j < g->height; j++)
+        for (int tx = 0; tx < tw; tx += 16) {
+          const float *s = y + 4 * j * cw + tr * tw + tx;
+          v16 quad[4] = {load(s), load(s + cw), load(s + 2 * cw), load(s + 3 * cw)};
+          store_quad(plane + (size_t)(y0 + j) * width, 4 * tx, width, quad);
+        }
     }
   }
 }
@@ -197,8 +226,8 @@ INLINE void forward4_pass(const blocking k, const ck_conv_shape *shape, const fl
   const geometry g = make_geometry(shape, 4);
   float *v = scratch;
   float *m = v + (size_t)36 * (g.cin + 1) * g.ld;
-  float *planes = m + (size_t)36 * g.cout * g.ld;
-  float *staged = planes + (size_t)4 * padded_rows4(g.rows) * g.plane_width;
+  float *q = m + (size_t)36 * (g.cout + 1) * g.ld;
+  float *staged = q + (size_t)24 * g.compact;
   const size_t in_size = (size_t)g.cin * g.height * g.width;
   const size_t out_size = (size_t)g.cout * g.height * g.width;
   for (int first = 0; first < images; first += g.group) {
@@ -206,7 +235,7 @@ INLINE void forward4_pass(const blocking k, const ck_conv_shape *shape, const fl
     for (int ty0 = row_begin; ty0 < row_end; ty0 += g.rows) {
       const int rows = min_int(g.rows, row_end - ty0), tiles = rows * g.tiles_w;
       const int n = round16(count * tiles);
-      input_transform4(&g, input + first * in_size, count, ty0, rows, v, planes, staged);
+      input_transform4(&g, input + first * in_size, count, ty0, rows, v, q, staged);
       for (int xi = 0; xi < 36; xi++)
         product(k.rows, k.vectors, 0, A_ROWS, co_end - co_begin, n, g.cin,
                 u + ((size_t)xi * g.cout + co_begin) * g.cin, g.cin,
@@ -214,7 +243,7 @@ INLINE void forward4_pass(const blocking k, const ck_conv_shape *shape, const fl
                 m + ((size_t)xi * g.cout + co_begin) * g.ld, g.ld);
       for (int i = 0; i < count; i++)
         output_transform4(&g, m + i * tiles, bias, output + (first + i) * out_size, ty0, rows,
-                          co_begin, co_end);
+                          co_begin, co_end, q);
     }
   }
 }
@@ -239,6 +268,257 @@ FORWARD4_WITH(forward4_avx512, BLOCKING_AVX512)
 
 CK_INSTANTIATE_EACH(ck_winograd4_forward, FORWARD4_PARAMS, FORWARD4_ARGS, forward4_baseline,
                     forward4_avx2, forward4_avx512)
+
+// MARK: - Backward: transforms of one block
+
+/// out[k][i] = row[x0 + 4i + k] for the 16 tiles i (0 past width).
+INLINE void load_quad(const float *row, int x0, int width, v16 out[4]) {
+  v16 a, b, c, d;
+  if (x0 + 64 <= width) {
+    a = load(row + x0), b = load(row + x0 + 16), c = load(row + x0 + 32), d = load(row + x0 + 48);
+  } else {
+    float staged[64] = {0};
+    for (int x = x0; x < width && x < x0 + 64; x++) staged[x - x0] = row[x];
+    a = load(staged), b = load(staged + 16), c = load(staged + 32), d = load(staged + 48);
+  }
+  v16 even = evens(a, b), even2 = evens(c, d), odd = odds(a, b), odd2 = odds(c, d);
+  out[0] = evens(even, even2);
+  out[1] = evens(odd, odd2);
+  out[2] = odds(even, even2);
+  out[3] = odds(odd, odd2);
+}
+
+/// A x for a 4-vector x (of vectors), A = (Aᵀ)ᵀ [6 × 4]: out[0 … 5].
+INLINE void adjoint_output_rows(const v16 x[4], v16 out[6]) {
+  v16 even = x[0] + x[2], odd = x[1] + x[3];
+  v16 even4 = x[0] + splat(4.0f) * x[2], odd4 = splat(2.0f) * x[1] + splat(8.0f) * x[3];
+  out[0] = x[0];
+  out[1] = even + odd;
+  out[2] = even - odd;
+  out[3] = even4 + odd4;
+  out[4] = even4 - odd4;
+  out[5] = x[3];
+}
+
+/// B x for a 6-vector x (of vectors), B = (Bᵀ)ᵀ [6 × 6]: out[0 … 5].
+INLINE void adjoint_input_rows(const v16 x[6], v16 out[6]) {
+  const v16 two = splat(2.0f), four = splat(4.0f), five = splat(5.0f);
+  v16 a = x[2] - x[1], b = x[4] - x[3];  // for columns 1 and 3
+  out[0] = four * x[0];
+  out[1] = four * (a + x[5]) + two * b;
+  out[2] = -(five * x[0] + four * (x[1] + x[2]) + x[3] + x[4]);
+  out[3] = -(a + two * b + five * x[5]);
+  out[4] = x[0] + x[1] + x[2] + x[3] + x[4];
+  out[5] = x[5];
+}
+
+/// dM = A dY Aᵀ per tile (dY masked where the ReLU output is 0) of the block (`count` images side
+/// by side, as input_transform4), in strips (store_in_strips); bias_grad[co] += the block's sum of
+/// the masked dY. d: 16 tile-order planes of the masked dY (d[4j + k][t]: output (4ty + j,
+/// 4tx + k) of tile t).
+INLINE void output_transform_backward4(const geometry *g, const float *output_grads,
+                                       const float *outputs, int count, float *dm,
+                                       float *bias_grad, int ty0, int rows, float *d) {
+  const int tw = g->tiles_w, tiles = rows * tw, width = g->width;
+  const size_t plane_size = (size_t)g->height * width, out_size = (size_t)g->cout * plane_size;
+  const size_t strip = (size_t)(g->cout + 1) * 16, position = (size_t)(g->cout + 1) * g->ld;
+  const size_t cw = (size_t)g->compact;
+  for (int co = 0; co < g->cout; co++) {
+    float *target = dm + (size_t)co * 16;
+    v16 sum = zero();
+    for (int i = 0; i < count; i++) {
+      const float *grad = output_grads + i * out_size + co * plane_size;
+      const float *out = g->relu ? outputs + i * out_size + co * plane_size : NULL;
+      // Tile rows into the planes (a row's last vector runs on into the next, written after it;
+      // its lanes past the image are 0).
+      for (int tr = 0; tr < rows; tr++)
+        for (int j = 0; j < 4; j++) {
+          const int y = 4 * (ty0 + tr) + j;
+          for (int tx = 0; tx < tw; tx += 16) {
+            v16 e[4] = {zero(), zero(), zero(), zero()};
+            if (y < g->height) {
+              load_quad(grad + (size_t)y * width, 4 * tx, width, e);
+              if (out) {
+                v16 o[4];
+                load_quad(out + (size_t)y * width, 4 * tx, width, o);
+                for (int k = 0; k < 4; k++) e[k] = select(o[k] > zero(), e[k]);
+              }
+            }
+            sum += (e[0] + e[1]) + (e[2] + e[3]);
+            for (int k = 0; k < 4; k++) store(d + (4 * j + k) * cw + tr * tw + tx, e[k]);
+          }
+        }
+      for (int t = 0; t < tiles; t += 16) {
+        // A dY down each column k, then (·) Aᵀ along each of the 6 rows.
+        v16 columns[4][6];
+        for (int k = 0; k < 4; k++) {
+          v16 x[4] = {load(d + k * cw + t), load(d + (4 + k) * cw + t), load(d + (8 + k) * cw + t),
+                      load(d + (12 + k) * cw + t)};
+          adjoint_output_rows(x, columns[k]);
+        }
+        const int at = i * tiles + t;
+        for (int r = 0; r < 6; r++) {
+          v16 x[4] = {columns[0][r], columns[1][r], columns[2][r], columns[3][r]}, out[6];
+          adjoint_output_rows(x, out);
+          for (int c = 0; c < 6; c++)
+            store_in_strips(target + (6 * r + c) * position, strip, at, out[c]);
+        }
+      }
+    }
+    bias_grad[co] += horizontal_sum(sum);
+  }
+}
+
+/// row[x] = (or +=) P_k[j] for x = 4j + k − 1 < width: split_row4 undone. planes: P_0 … P_3,
+/// pw floats apart.
+INLINE void merge_row4(float *row, int width, const float *planes, int pw, float *staged,
+                       int add) {
+  for (int j = 0; 4 * j < width + 1; j += 16) {
+    v16 y[4] = {load(planes + j), load(planes + pw + j), load(planes + 2 * pw + j),
+                load(planes + 3 * pw + j)};
+    v16 a = interleave_low(y[0], y[2]), b = interleave_high(y[0], y[2]);
+    v16 c = interleave_low(y[1], y[3]), d = interleave_high(y[1], y[3]);
+    store(staged + 4 * j, interleave_low(a, c));
+    store(staged + 4 * j + 16, interleave_high(a, c));
+    store(staged + 4 * j + 32, interleave_low(b, d));
+    store(staged + 4 * j + 48, interleave_high(b, d));
+  }
+  // staged[i] = row[i − 1].
+  for (int x = 0; x < width; x += 16) {
+    const int count = min_int(16, width - x);
+    v16 value = load(staged + x + 1);
+    if (count == 16) {
+      store(row + x, add ? value + load(row + x) : value);
+    } else {
+      if (add) value += load_first(row + x, count, 0);
+      store_first(row + x, count, value);
+    }
+  }
+}
+
+/// The block's share of the input gradient: Σ over its tiles of B dV Bᵀ placed at the tile's
+/// 6 × 6 patch. Rows shared with the previous block of the image (the first two padded rows when
+/// ty0 > 0) are added to what that block wrote; the others are overwritten. The patches are summed
+/// in tile-order planes q as tile_planes4 lays them out, then merged back row by row. planes: one
+/// row's four phase planes (4 · plane_width floats), staged: 4 · plane_width more.
+INLINE void input_transform_backward4(const geometry *g, const float *dv, float *image, int ty0,
+                                      int rows, float *q, float *planes, float *staged) {
+  const int tw = g->tiles_w, tiles = rows * tw, pw = g->plane_width;
+  const size_t stride = (size_t)g->cin * g->ld, cw = (size_t)g->compact;
+  for (int ci = 0; ci < g->cin; ci++) {
+    memset(q, 0, sizeof(float) * 24 * cw);
+    const float *source = dv + (size_t)ci * g->ld;
+    for (int t = 0; t < tiles; t += 16) {
+      // Lanes past the block hold the next image's tiles: masked out.
+      const v16i lanes = first_lanes(tiles - t);
+      // B dV down each column c, then (·) Bᵀ along each of the 6 rows.
+      v16 columns[6][6];
+      for (int c = 0; c < 6; c++) {
+        v16 x[6];
+        for (int r = 0; r < 6; r++) x[r] = select(lanes, load(source + t + (6 * r + c) * stride));
+        adjoint_input_rows(x, columns[c]);
+      }
+      for (int r = 0; r < 6; r++) {
+        v16 x[6] = {columns[0][r], columns[1][r], columns[2][r],
+                    columns[3][r], columns[4][r], columns[5][r]},
+            out[6];
+        adjoint_input_rows(x, out);
+        float *a = q + (size_t)(r & 3) * 6 * cw + t + (r >> 2) * tw;
+        for (int k = 0; k < 6; k++) store(a + k * cw, load(a + k * cw) + out[k]);
+      }
+    }
+    float *plane = image + (size_t)ci * g->height * g->width;
+    for (int p = 0; p < padded_rows4(rows); p++) {
+      const int y = 4 * ty0 - 1 + p;
+      if (y < 0 || y >= g->height) continue;
+      // P0[j] = q[s][0][j] + q[s][4][j − 1] (the tile left of it), P1 likewise; j = 0 … tw.
+      const float *k = q + (size_t)(p & 3) * 6 * cw + (size_t)(p >> 2) * tw;
+      for (int j = 0; j < tw; j += 16) {
+        const v16i lanes = first_lanes(tw - j);
+        for (int phase = 0; phase < 4; phase++)
+          store(planes + phase * pw + j, select(lanes, load(k + phase * cw + j)));
+      }
+      for (int phase = 0; phase < 4; phase++) store(planes + phase * pw + round16(tw), zero());
+      for (int j = 0; j < tw; j += 16) {
+        const v16i lanes = first_lanes(tw - j);
+        for (int phase = 0; phase < 2; phase++) {
+          float *target = planes + phase * pw + j + 1;
+          store(target, load(target) + select(lanes, load(k + (4 + phase) * cw + j)));
+        }
+      }
+      merge_row4(plane + (size_t)y * g->width, g->width, planes, pw, staged, ty0 > 0 && p < 2);
+    }
+  }
+}
+
+// MARK: - Backward: the pass over a thread's images
+
+/// As forward4_pass over every tile row: dM, V (then dV), dU += dM · Vᵀ, dV = Uᵀ · dM, the input
+/// gradient (a block's adds to the rows it shares with the previous block of its image, done
+/// before it).
+INLINE void backward4_pass(const blocking k, const ck_conv_shape *shape, const float *u,
+                           const float *input, const float *output, const float *output_grad,
+                           float *input_grad, float *u_grad, float *bias_grad, int images,
+                           float *scratch) {
+  const geometry g = make_geometry(shape, 4);
+  float *v = scratch;  // V, then dV
+  float *dm = v + (size_t)36 * (g.cin + 1) * g.ld;
+  float *q = dm + (size_t)36 * (g.cout + 1) * g.ld;
+  float *planes = q + (size_t)24 * g.compact, *staged = planes + (size_t)4 * g.plane_width;
+  float *transposed = staged + (size_t)4 * g.plane_width;
+  const size_t in_size = (size_t)g.cin * g.height * g.width;
+  const size_t out_size = (size_t)g.cout * g.height * g.width;
+  for (int first = 0; first < images; first += g.group) {
+    const int count = min_int(g.group, images - first);
+    for (int ty0 = 0; ty0 < g.tiles_h; ty0 += g.rows) {
+      const int rows = min_int(g.rows, g.tiles_h - ty0), tiles = rows * g.tiles_w;
+      const int n = round16(count * tiles);
+      const size_t offset = first * out_size;
+      output_transform_backward4(&g, output_grad + offset, g.relu ? output + offset : NULL, count,
+                                 dm, bias_grad, ty0, rows, q);
+      input_transform4(&g, input + first * in_size, count, ty0, rows, v, q, staged);
+      zero_strip_columns(dm, 36, g.cout, g.ld, count * tiles, n);
+      zero_strip_columns(v, 36, g.cin, g.ld, count * tiles, n);
+      // dU[ξ] [Cout, Cin] += dM[ξ] [Cout, n] · V[ξ]ᵀ [n, Cin] (V[ξ] transposed first).
+      for (int xi = 0; xi < 36; xi++) {
+        transpose(g.cin, n, v + (size_t)xi * (g.cin + 1) * g.ld, (size_t)(g.cin + 1) * 16,
+                  transposed, (size_t)g.ld * 16);
+        product(k.rows, k.vectors, 1, A_STRIPS, g.cout, g.ldu, n,
+                dm + (size_t)xi * (g.cout + 1) * g.ld, (g.cout + 1) * 16, transposed, 16,
+                (size_t)g.ld * 16, u_grad + (size_t)xi * g.cout * g.ldu, g.ldu);
+      }
+      if (!input_grad) continue;
+      for (int xi = 0; xi < 36; xi++)
+        product(k.rows, k.vectors, 0, A_COLUMNS, g.cin, n, g.cout,
+                u + (size_t)xi * g.cout * g.cin, g.cin, dm + (size_t)xi * (g.cout + 1) * g.ld,
+                16, (size_t)(g.cout + 1) * 16, v + (size_t)xi * g.cin * g.ld, g.ld);
+      for (int i = 0; i < count; i++)
+        input_transform_backward4(&g, v + i * tiles, input_grad + (first + i) * in_size, ty0, rows,
+                                  q, planes, staged);
+    }
+  }
+}
+
+#define BACKWARD4_PARAMS                                                                           \
+  (const ck_conv_shape *shape, const float *u, const float *input, const float *output,           \
+   const float *output_grad, float *input_grad, float *u_grad, float *bias_grad, int images,      \
+   float *scratch)
+#define BACKWARD4_ARGS                                                                             \
+  (shape, u, input, output, output_grad, input_grad, u_grad, bias_grad, images, scratch)
+
+/// backward4_pass with one instruction set's register blocking (winograd_shared.h).
+#define BACKWARD4_WITH(NAME, BLOCKING)                                                             \
+  INLINE void NAME BACKWARD4_PARAMS {                                                              \
+    const blocking k = BLOCKING;                                                                   \
+    backward4_pass(k, shape, u, input, output, output_grad, input_grad, u_grad, bias_grad, images, \
+                   scratch);                                                                       \
+  }
+BACKWARD4_WITH(backward4_baseline, BLOCKING_BASELINE)
+BACKWARD4_WITH(backward4_avx2, BLOCKING_AVX2)
+BACKWARD4_WITH(backward4_avx512, BLOCKING_AVX512)
+
+CK_INSTANTIATE_EACH(ck_winograd4_backward, BACKWARD4_PARAMS, BACKWARD4_ARGS, backward4_baseline,
+                    backward4_avx2, backward4_avx512)
 
 // MARK: - Weight transform
 
@@ -274,3 +554,43 @@ INLINE void winograd4_weights(const float *weight, int kernels, float *u) {
 
 CK_INSTANTIATE(ck_winograd4_weights, (const float *weight, int kernels, float *u),
                (weight, kernels, u), winograd4_weights)
+
+/// Gᵀ x for a 6-vector x (of vectors): out[0 … 2] (weight_rows' adjoint).
+INLINE void adjoint_weight_rows(const v16 x[6], v16 out[3]) {
+  const v16 sixth = splat(1.0f / 6);
+  v16 sum12 = x[1] + x[2], sum34 = x[3] + x[4];
+  out[0] = splat(0.25f) * x[0] - sixth * sum12 + splat(1.0f / 24) * sum34;
+  out[1] = sixth * (x[2] - x[1]) + splat(1.0f / 12) * (x[3] - x[4]);
+  out[2] = sixth * (sum34 - sum12) + x[5];
+}
+
+INLINE void winograd4_weights_backward(const float *u_grad, int kernels, float *weight_grad) {
+  for (int k = 0; k < kernels; k += 16) {
+    const int count = min_int(16, kernels - k);
+    v16 du[36];
+    for (int xi = 0; xi < 36; xi++) {
+      const float *source = u_grad + (size_t)xi * kernels + k;
+      du[xi] = count == 16 ? load(source) : load_first(source, count, 0);
+    }
+    // Gᵀ dU, column by column, then (·) G along each of its 3 rows.
+    v16 rows[3][6];
+    for (int c = 0; c < 6; c++) {
+      v16 column[6], out[3];
+      for (int r = 0; r < 6; r++) column[r] = du[6 * r + c];
+      adjoint_weight_rows(column, out);
+      for (int r = 0; r < 3; r++) rows[r][c] = out[r];
+    }
+    float taps[9][16];
+    for (int r = 0; r < 3; r++) {
+      v16 out[3];
+      adjoint_weight_rows(rows[r], out);
+      for (int c = 0; c < 3; c++) store(taps[3 * r + c], out[c]);
+    }
+    for (int i = 0; i < count; i++)
+      for (int t = 0; t < 9; t++) weight_grad[(size_t)(k + i) * 9 + t] += taps[t][i];
+  }
+}
+
+CK_INSTANTIATE(ck_winograd4_weights_backward,
+               (const float *u_grad, int kernels, float *weight_grad),
+               (u_grad, kernels, weight_grad), winograd4_weights_backward)

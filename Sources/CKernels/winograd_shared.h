@@ -74,6 +74,7 @@ typedef struct {
   int plane_width; // floats per row of a plane of a padded input row (winograd.c: E or O)
   int ld;          // row stride of the V and M slabs
   int ldu;         // row stride of dU and of a transposed V slab: round16(Cin) (winograd.c)
+  int compact;     // floats from one tile-order plane to the next (winograd.c): (rows + 1) · tiles_w + 32
 } geometry;
 
 /// The geometry of `tile` × `tile` output tiles (2: winograd.c, 4: winograd4.c).
@@ -93,6 +94,7 @@ INLINE geometry make_geometry(const ck_conv_shape *s, int tile) {
   // The last vector of a tile row may run 15 tiles past the block.
   g.ld = round16(g.group * g.rows * g.tiles_w) + 16;
   g.ldu = round16(g.cin);
+  g.compact = (g.rows + 1) * g.tiles_w + 32;
   return g;
 }
 
@@ -237,6 +239,38 @@ INLINE void product(const int ROWS, const int VECTORS, const int ADD, const int 
   for (; i < m; i++)
     product_panel(1, VECTORS, ADD, A_LAYOUT, n, k, rows_from(A_LAYOUT, a, lda, i), lda, b, ldb,
                   strip, c + (size_t)i * ldc, ldc);
+}
+
+// MARK: - Transposes
+
+/// t = aᵀ for a [rows, n] kept in strips of 16 columns (a_strip floats apart, rows 16 floats apart,
+/// as V), written in strips of 16 columns too: t[p][j] at t[(j / 16) · t_strip + p · 16 + j % 16]
+/// for p < n, j < round16(rows) (columns rows … round16(rows) − 1 zeros); n a multiple of 16.
+INLINE void transpose(int rows, int n, const float *a, size_t a_strip, float *t, size_t t_strip) {
+  for (int r0 = 0; r0 < rows; r0 += 16) {
+    for (int j = 0; j < n; j += 16) {
+      v16 x[16];
+      const float *source = a + (size_t)(j / 16) * a_strip;
+      for (int i = 0; i < 16; i++) x[i] = r0 + i < rows ? load(source + (size_t)(r0 + i) * 16) : zero();
+      transpose16(x);
+      float *target = t + (size_t)(r0 / 16) * t_strip + (size_t)j * 16;
+      for (int i = 0; i < 16; i++) store(target + (size_t)i * 16, x[i]);
+    }
+  }
+}
+
+/// Zeroes columns (tiles) from … to − 1 of `positions` slabs of `channels` rows kept in strips (V,
+/// dM: store_in_strips): the tiles past a block, up to the products' multiple of 16, so that they
+/// add nothing to the sums over tiles.
+INLINE void zero_strip_columns(float *v, int positions, int channels, int ld, int from, int to) {
+  const size_t strip = (size_t)(channels + 1) * 16;
+  for (int xi = 0; xi < positions; xi++)
+    for (int t = from; t < to; t = (t | 15) + 1) {
+      const int end = min_int(to, (t | 15) + 1);
+      float *column = v + (size_t)xi * (channels + 1) * ld + (size_t)(t / 16) * strip + t % 16;
+      for (int ci = 0; ci < channels; ci++)
+        memset(column + (size_t)ci * 16, 0, sizeof(float) * (size_t)(end - t));
+    }
 }
 
 #endif

@@ -390,7 +390,7 @@ final class CommandTests: XCTestCase {
     let lines = run.stdout.split(separator: "\n")
     XCTAssertTrue(lines.contains { $0.contains("GFLOP/s FP32") }, run.stdout)
     let conv1 = try XCTUnwrap(lines.first { $0.contains("conv1 8→8 16×16 fwd") }, run.stdout)
-    XCTAssertTrue(conv1.contains("% of peak (Winograd F(2×2): "), String(conv1))
+    XCTAssertTrue(conv1.contains("% of peak (Winograd F(4×4): "), String(conv1))
     let conv0 = try XCTUnwrap(lines.first { $0.contains("conv0 3→8 16×16 fwd") }, run.stdout)
     XCTAssertTrue(conv0.contains("% of peak") && !conv0.contains("Winograd"), String(conv0))
     XCTAssertTrue(lines.contains { $0.contains("maxpool0 16×16 fwd") }, run.stdout)

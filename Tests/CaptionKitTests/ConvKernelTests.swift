@@ -20,18 +20,18 @@ final class ConvKernelTests: XCTestCase {
 
   private func check(
     algorithm: Conv2D.Algorithm, batch: Int, cin: Int, cout: Int, height: Int, width: Int,
-    relu: Bool = true, budget: Int? = nil, threads: Int = 1, forwardTile: Int? = nil,
+    relu: Bool = true, budget: Int? = nil, threads: Int = 1, tile: Int? = nil,
     directForward: Bool = false, file: StaticString = #filePath, line: UInt = #line
   ) {
     let label =
       "\(algorithm)\(directForward ? " direct forward" : "") (ISA \(ck_isa())) B\(batch) \(cin)→\(cout) "
       + "\(height)×\(width) relu \(relu) "
-      + "budget \(budget ?? 0) threads \(threads) forward tile \(forwardTile.map(String.init) ?? "auto")"
+      + "budget \(budget ?? 0) threads \(threads) tile \(tile.map(String.init) ?? "auto")"
     BLAS.setThreads(threads)
     defer { BLAS.setThreads(1) }
     let conv = Conv2D(inChannels: cin, outChannels: cout, relu: relu)
     conv.algorithm = algorithm
-    conv.forcedForwardTile = forwardTile
+    conv.forcedTile = tile
     conv.directForwardMaxChannels = directForward ? cin : 0
     if let budget = budget {
       conv.blockedBudget = budget
@@ -83,54 +83,52 @@ final class ConvKernelTests: XCTestCase {
           for budget in [1, 16 * (cin + cout) * 40, 1 << 20] {
             check(
               algorithm: .winograd, batch: batch, cin: cin, cout: cout, height: height, width: width,
-              budget: budget, forwardTile: tile)
+              budget: budget, tile: tile)
           }
           check(
             algorithm: .winograd, batch: batch, cin: cin, cout: cout, height: height, width: width,
-            relu: false, forwardTile: tile)
+            relu: false, tile: tile)
         }
         check(
-          algorithm: .winograd, batch: 5, cin: 8, cout: 6, height: 9, width: 7, threads: 2, forwardTile: tile)
+          algorithm: .winograd, batch: 5, cin: 8, cout: 6, height: 9, width: 7, threads: 2, tile: tile)
         check(
           algorithm: .winograd, batch: 3, cin: 16, cout: 24, height: 20, width: 36, budget: 1, threads: 2,
-          forwardTile: tile)
+          tile: tile)
         // One image on two threads: the forward shares out tile rows.
         for budget in [1, 1 << 20] {
           check(
             algorithm: .winograd, batch: 1, cin: 8, cout: 6, height: 21, width: 19, budget: budget,
             threads: 2,
-            forwardTile: tile)
+            tile: tile)
         }
         // One image of few tiles on two threads: the forward shares out output channels, 16 at a
         // time (40: the second thread's share short; 48: even).
         for cout in [40, 48] {
           check(
             algorithm: .winograd, batch: 1, cin: 16, cout: cout, height: 9, width: 11, threads: 2,
-            forwardTile: tile)
+            tile: tile)
         }
         // Several whole images per block, the last block short.
         check(
           algorithm: .winograd, batch: 5, cin: 16, cout: 8, height: 8, width: 8, budget: 16 * 24 * 16 * 2,
-          threads: 2, forwardTile: tile)
+          threads: 2, tile: tile)
       }
     }
     print("blocked Winograd: largest relative L2 error \(largestError) (bound 1e-4)")
   }
 
-  /// The forward's tile: F(4×4, 3×3) on maps of at least 16 whose rows hold nearly 16 tiles or
-  /// whose products are long (256 input channels or more), F(2×2, 3×3) elsewhere; and a layer that
-  /// picks F(4×4) by itself matches the Double reference.
-  func testForwardTileFollowsTheMapAndTheChannels() {
-    let narrow = Conv2D(inChannels: 64, outChannels: 64)
-    XCTAssertEqual(narrow.forwardTile(height: 224, width: 224), 4)
-    XCTAssertEqual(narrow.forwardTile(height: 56, width: 56), 4)
-    XCTAssertEqual(narrow.forwardTile(height: 32, width: 32), 2)
-    XCTAssertEqual(narrow.forwardTile(height: 14, width: 64), 2)
-    let deep = Conv2D(inChannels: 256, outChannels: 64)
-    XCTAssertEqual(deep.forwardTile(height: 28, width: 28), 4)
-    XCTAssertEqual(deep.forwardTile(height: 14, width: 14), 2)
-    deep.forcedForwardTile = 2
-    XCTAssertEqual(deep.forwardTile(height: 28, width: 28), 2)
+  /// The forward's tile: F(4×4, 3×3) on maps of at least 12 × 12, F(2×2, 3×3) on smaller ones or
+  /// when forced; and a layer that picks F(4×4) by itself matches the Double reference.
+  func testWinogradTileFollowsTheMap() {
+    let conv = Conv2D(inChannels: 64, outChannels: 64)
+    XCTAssertEqual(conv.winogradTile(height: 224, width: 224), 4)
+    XCTAssertEqual(conv.winogradTile(height: 32, width: 32), 4)
+    XCTAssertEqual(conv.winogradTile(height: 14, width: 64), 4)
+    XCTAssertEqual(conv.winogradTile(height: 12, width: 12), 4)
+    XCTAssertEqual(conv.winogradTile(height: 11, width: 64), 2)
+    XCTAssertEqual(conv.winogradTile(height: 8, width: 8), 2)
+    conv.forcedTile = 2
+    XCTAssertEqual(conv.winogradTile(height: 28, width: 28), 2)
     check(algorithm: .winograd, batch: 1, cin: 256, cout: 8, height: 17, width: 16, threads: 2)
   }
 
@@ -151,7 +149,7 @@ final class ConvKernelTests: XCTestCase {
     conv.weightsAreFixed = true
     let marked = reference()
     XCTAssertLessThanOrEqual(relativeL2Error(conv.forward(input).array, marked), 1e-4)
-    XCTAssertNotNil(conv.fixedTransforms[conv.forwardTile(height: 6, width: 7)])
+    XCTAssertNotNil(conv.fixedTransforms[conv.winogradTile(height: 6, width: 7)])
     // A change the contract rules out is not seen: the transform of the marked weights is kept.
     Initialization.uniform(conv.weight.value, bound: 0.2, using: &generator)
     XCTAssertLessThanOrEqual(relativeL2Error(conv.forward(input).array, marked), 1e-4)

@@ -190,6 +190,27 @@ static void convolution(int isa) {
   float *u_grad = calloc(16 * (size_t)shape.out_channels * padded, sizeof(float));
   float *bias_grad = calloc(shape.out_channels, sizeof(float));
   ck_winograd_backward(&shape, u, input, output, output_grad, input_grad, u_grad, bias_grad, images, scratch);
+  // F(4×4, 3×3)'s gradients: the input gradient against F(2×2, 3×3)'s, the weight transform's
+  // adjoint run.
+  float *input_grad4 = malloc(images * in * sizeof(float));
+  float *u_grad4 = calloc(36 * (size_t)shape.out_channels * padded, sizeof(float));
+  float *bias_grad4 = calloc(shape.out_channels, sizeof(float));
+  float *scratch4b = malloc(ck_winograd4_scratch(&shape) * sizeof(float));
+  float *u4b = malloc(36 * (size_t)shape.out_channels * shape.in_channels * sizeof(float));
+  ck_winograd4_weights(weight, shape.out_channels * shape.in_channels, u4b);
+  ck_winograd4_backward(&shape, u4b, input, output, output_grad, input_grad4, u_grad4, bias_grad4,
+                        images, scratch4b);
+  double *want_grad = malloc(images * in * sizeof(double));
+  for (size_t i = 0; i < images * in; i++) want_grad[i] = input_grad[i];
+  check("ck_winograd4_backward", isa, input_grad4, want_grad, images * in);
+  float *weight_grad4 = calloc((size_t)shape.out_channels * shape.in_channels * 9, sizeof(float));
+  for (int xi = 0; xi < 36; xi++)  // dU's rows to [36, kernels]
+    for (int k = 0; k < shape.out_channels * shape.in_channels; k++)
+      u_grad4[(size_t)xi * shape.out_channels * shape.in_channels + k] =
+          u_grad4[((size_t)xi * shape.out_channels + k / shape.in_channels) * padded + k % shape.in_channels];
+  ck_winograd4_weights_backward(u_grad4, shape.out_channels * shape.in_channels, weight_grad4);
+  free(input_grad4), free(u_grad4), free(bias_grad4), free(scratch4b), free(u4b), free(want_grad);
+  free(weight_grad4);
   float *weight_grad = calloc((size_t)shape.out_channels * shape.in_channels * 9, sizeof(float));
   float *direct_scratch = malloc(ck_conv3x3_weight_grad_scratch(&shape) * sizeof(float));
   ck_conv3x3_weight_grad(&shape, input, output, output_grad, weight_grad, bias_grad, images, direct_scratch);

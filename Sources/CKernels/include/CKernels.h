@@ -55,8 +55,8 @@ void ck_winograd_backward(const ck_conv_shape *shape, const float *u, const floa
                           const float *output, const float *output_grad, float *input_grad,
                           float *u_grad, float *bias_grad, int images, float *scratch);
 
-/// Floats of scratch one thread needs for ck_winograd4_forward (block_rows counts rows of 4×4
-/// tiles).
+/// Floats of scratch one thread needs for ck_winograd4_forward or ck_winograd4_backward
+/// (block_rows counts rows of 4×4 tiles).
 size_t ck_winograd4_scratch(const ck_conv_shape *shape);
 
 /// u [36, kernels] = G g Gᵀ of Winograd F(4×4, 3×3) for each 3 × 3 kernel g of weight
@@ -70,6 +70,14 @@ void ck_winograd4_forward(const ck_conv_shape *shape, const float *u, const floa
                           const float *input, float *output, int images, int row_begin,
                           int row_end, int channel_begin, int channel_end, float *scratch);
 
+/// ck_winograd_backward through Winograd F(4×4, 3×3), u and u_grad [36, Cout, …] (u_grad's rows
+/// round16(Cin) floats apart, as ck_winograd_backward's). The scratch is ck_winograd4_scratch's.
+void ck_winograd4_backward(const ck_conv_shape *shape, const float *u, const float *input,
+                           const float *output, const float *output_grad, float *input_grad,
+                           float *u_grad, float *bias_grad, int images, float *scratch);
+/// weight_grad [kernels, 3, 3] += Gᵀ dU G of F(4×4, 3×3) for u_grad [36, kernels] (the adjoint of
+/// ck_winograd4_weights).
+void ck_winograd4_weights_backward(const float *u_grad, int kernels, float *weight_grad);
 /// Floats of scratch one thread needs for ck_direct_forward (block_rows is not used).
 size_t ck_direct_scratch(const ck_conv_shape *shape);
 

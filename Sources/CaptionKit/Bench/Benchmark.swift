@@ -195,7 +195,7 @@ public enum Benchmark {
         case .conv(let conv):
           names.append("conv\(convIndex) \(conv.inChannels)→\(conv.outChannels) \(h)×\(w) fwd")
           flops.append(2.0 * Double(b * conv.outChannels * conv.inChannels * 9 * h * w))
-          let tile = conv.forwardTile(height: h, width: w)
+          let tile = conv.winogradTile(height: h, width: w)
           winograd.append(
             conv.algorithm == .winograd
               ? ("Winograd F(\(tile)×\(tile))", multipliesShare(tile: tile, height: h, width: w)) : nil)
@@ -333,9 +333,9 @@ public enum Benchmark {
             stageNames.append(name)
             stageFlops.append(flop * (convIndex == 0 ? 1 : 2))
             if conv.algorithm == .winograd {
-              let tile = conv.forwardTile(height: h, width: w)
+              let tile = conv.winogradTile(height: h, width: w)
               winogradShare[name + " fwd"] = multipliesShare(tile: tile, height: h, width: w)
-              winogradShare[name + " bwd"] = multipliesShare(tile: 2, height: h, width: w)
+              winogradShare[name + " bwd"] = multipliesShare(tile: tile, height: h, width: w)
             }
             time(name + " fwd", flop: flop) { x = conv.forward(x) }
             convIndex += 1

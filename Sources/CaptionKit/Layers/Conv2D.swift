@@ -52,9 +52,9 @@ public final class Conv2D {
   public var weightsAreFixed = false {
     didSet { fixedTransforms = [:] }
   }
-  /// The Winograd tile of every forward pass when set (tests); otherwise `forwardTile(height:width:)`
+  /// The Winograd tile of every pass when set (tests); otherwise `winogradTile(height:width:)`
   /// chooses.
-  public var forcedForwardTile: Int?
+  public var forcedTile: Int?
   /// Up to this many input channels, an im2col layer's backward without an input gradient (the
   /// first layer's) computes the weight gradient directly (Conv2DBlocked.swift): im2col's product
   /// has only Cin·9 = 27 columns there.

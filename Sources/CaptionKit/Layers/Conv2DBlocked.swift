@@ -1,7 +1,7 @@
 import CKernels
 
 // Winograd through CKernels' cache-blocked kernels (F(2×2, 3×3): Sources/CKernels/winograd.c;
-// the forward's F(4×4, 3×3): winograd4.c):
+// F(4×4, 3×3): winograd4.c):
 // each thread takes a contiguous share of the batch and runs transforms and products block by
 // block (a few rows of tiles of one image), so the transformed tiles stay in the core's cache
 // instead of streaming through memory between products. The transforms and adjoints are those of
@@ -24,7 +24,7 @@ extension Conv2D {
   func forwardBlocked(_ input: Tensor, _ output: Tensor) {
     let (batch, height, width) = (input.shape[0], input.shape[2], input.shape[3])
     let (cin, cout) = (inChannels, outChannels)
-    let tile = forwardTile(height: height, width: width)
+    let tile = winogradTile(height: height, width: width)
     var shape = blockedShape(height: height, width: width, tile: tile)
     let u = transformedWeights(tile: tile)
     let tilesHigh = (height + tile - 1) / tile
@@ -65,26 +65,29 @@ extension Conv2D {
   func backwardBlocked(_ input: Tensor, _ output: Tensor, _ outputGrad: Tensor, _ inputGrad: Tensor?) {
     let (batch, height, width) = (input.shape[0], input.shape[2], input.shape[3])
     let (cin, cout) = (inChannels, outChannels)
-    var shape = blockedShape(height: height, width: width)
-    let u = transformedWeights(tile: 2)
+    let tile = winogradTile(height: height, width: width)
+    var shape = blockedShape(height: height, width: width, tile: tile)
+    let u = transformedWeights(tile: tile)
     let threads = min(Parallel.threads, batch)
-    let scratchSize = ck_winograd_scratch(&shape)
+    let backwardKernel = tile == 4 ? ck_winograd4_backward : ck_winograd_backward
+    let scratchSize = tile == 4 ? ck_winograd4_scratch(&shape) : ck_winograd_scratch(&shape)
     let scratch = self.scratch.buffer(.kernel, shape: [threads, scratchSize])
-    // Per-thread dU [16, Cout, round16(Cin)].
+    // Per-thread dU [positions, Cout, round16(Cin)].
+    let positions = (tile + 2) * (tile + 2)
     let stride = (cin + 15) / 16 * 16
-    let uSize = 16 * cout * stride
+    let uSize = positions * cout * stride
     let (uGrads, biasGrads) = threadPartials(threads: threads, size: uSize)
     let (inputSize, outputSize) = (cin * height * width, cout * height * width)
     forEachShare(of: batch, threads: threads, shape: shape) { shape, part, first, count in
-      ck_winograd_backward(
+      backwardKernel(
         shape, u.pointer, input.pointer + first * inputSize, output.pointer + first * outputSize,
         outputGrad.pointer + first * outputSize, inputGrad.map { $0.pointer + first * inputSize },
         uGrads.pointer + part * uSize, biasGrads.pointer + part * cout, count,
         scratch.pointer + part * scratchSize)
     }
-    // The threads' sums, into dU [16, Cout, Cin].
-    let uGrad = self.scratch.buffer(.transformGrad, shape: [16, cout, cin])
-    for row in 0..<16 * cout {
+    // The threads' sums, into dU [positions, Cout, Cin].
+    let uGrad = self.scratch.buffer(.transformGrad, shape: [positions, cout, cin])
+    for row in 0..<positions * cout {
       let target = uGrad.pointer + row * cin
       target.update(from: uGrads.pointer + row * stride, count: cin)
       for part in 1..<max(threads, 1) {
@@ -92,7 +95,7 @@ extension Conv2D {
         for ci in 0..<cin { target[ci] += share[ci] }
       }
     }
-    addWinogradGradients(uGrad: uGrad, biasPartials: biasGrads, parts: threads)
+    addWinogradGradients(uGrad: uGrad, biasPartials: biasGrads, parts: threads, tile: tile)
   }
 
   /// weight.grad and bias.grad of a layer with few input channels, without the input gradient:

@@ -1,8 +1,9 @@
 import CKernels
 import Foundation
 
-// Winograd F(2×2, 3×3) for Conv2D (3×3, stride 1, pad 1); the forward pass uses F(4×4, 3×3)
-// (Sources/CKernels/winograd4.c) on the maps where it pays (`forwardTile(height:width:)`).
+// Winograd F(2×2, 3×3) for Conv2D (3×3, stride 1, pad 1), and F(4×4, 3×3) (Sources/CKernels/
+// winograd4.c: 6×6 patches, 36 positions, the same stages) on the maps where it pays
+// (`winogradTile(height:width:)`).
 //
 // Each output tile Y (2×2) comes from a 4×4 input patch d (rows 2ty−1…2ty+2, cols 2tx−1…2tx+2):
 //   Y = Aᵀ [ (G g Gᵀ) ⊙ (Bᵀ d B) ] A                                   (Lavin & Gray, 2015)
@@ -17,17 +18,17 @@ import Foundation
 // (Conv2DBlocked.swift); the weight transforms U = G g Gᵀ and dg = Gᵀ dU G are here.
 
 extension Conv2D {
-  /// The Winograd tile of the forward pass on an H×W map: 4, F(4×4, 3×3) (36 multiplies per 16
-  /// outputs), or 2, F(2×2, 3×3) (16 per 4), which the backward pass always uses. F(4×4)'s
-  /// transforms cost more per output and run along rows of tiles 16 at a time, so it pays where
-  /// rows hold nearly 16 tiles or the products are long (many channels), and not on maps below
-  /// 16. Measured forward times, F(4×4) against F(2×2), 2 threads, AVX-512 (Zen 4): VGG-16 at 224,
-  /// batch 8, 0.68–0.91× at 224–28 px, 1.33–1.38× at 14 px; the bench network at 64, batch 32,
-  /// 0.85× at 64 px (32 channels), 1.12× at 32 px (64), 1.24–1.42× at 16 px.
-  func forwardTile(height: Int, width: Int) -> Int {
-    if let forced = forcedForwardTile { return forced }
-    let nearlyFullRows = (width + 3) / 4 >= 14
-    return min(height, width) >= 16 && (nearlyFullRows || inChannels >= 256) ? 4 : 2
+  /// The Winograd tile of both passes on an H×W map: 4, F(4×4, 3×3) (36 multiplies per 16
+  /// outputs), or 2, F(2×2, 3×3) (16 per 4). The transforms run on 16 tiles at a time in tile
+  /// order, so narrow rows of tiles waste no lanes; F(4×4) then pays on every map of at least 12,
+  /// and below that its 2 × 2 or 3 × 3 tiles per image leave most of a product's 16 columns empty
+  /// at one image. Measured times, F(4×4) against F(2×2), one thread, AVX-512 and AVX2 (Zen 4):
+  /// forward 0.70–0.78× at 14–64 px (1 and 16 images), 0.62–0.75× at VGG-16's 28–224 px,
+  /// 0.80–0.92× at 12 px, 1.06–1.21× at 10 px, 2.2× at 8 px for one image; backward 0.59–0.78× at
+  /// 14–224 px, 0.88–1.06× at 8 px.
+  func winogradTile(height: Int, width: Int) -> Int {
+    if let forced = forcedTile { return forced }
+    return min(height, width) >= 12 ? 4 : 2
   }
 
   /// U = G g Gᵀ for every kernel g = weight[co, ci] [3, 3] (CKernels): [16, Cout, Cin] for
@@ -76,11 +77,17 @@ extension Conv2D {
     }
   }
 
-  /// weight.grad += Gᵀ dU G (dU [16, Cout, Cin]); bias.grad += the per-thread sums [parts, Cout].
-  func addWinogradGradients(uGrad: Tensor, biasPartials: Tensor, parts: Int) {
+  /// weight.grad += Gᵀ dU G (dU [16, Cout, Cin] for `tile` 2, [36, Cout, Cin] for 4: CKernels);
+  /// bias.grad += the per-thread sums [parts, Cout].
+  func addWinogradGradients(uGrad: Tensor, biasPartials: Tensor, parts: Int, tile: Int) {
     let cout = outChannels
-    Conv2D.winogradWeightsBackward(
-      uGrad: uGrad.pointer, outputChannels: cout, inputChannels: inChannels, weightGrad: weight.grad.pointer)
+    if tile == 4 {
+      ck_winograd4_weights_backward(uGrad.pointer, Int32(cout * inChannels), weight.grad.pointer)
+    } else {
+      Conv2D.winogradWeightsBackward(
+        uGrad: uGrad.pointer, outputChannels: cout, inputChannels: inChannels,
+        weightGrad: weight.grad.pointer)
+    }
     for co in 0..<cout {
       var sum: Float = 0
       for part in 0..<parts { sum += biasPartials.pointer[part * cout + co] }
