@@ -51,30 +51,34 @@ size_t ck_winograd_scratch(const ck_conv_shape *shape) {
 
 // MARK: - Rows: split into even/odd planes, merge back, pairs of output rows
 
-/// E[j] = row[2j − 1], O[j] = row[2j] for j < plane_width (0 outside the row; row may be NULL).
-/// plane_width = round16(⌈width/2⌉) + 16.
-INLINE void split_row(const float *row, int width, float *e, float *o, int plane_width) {
+/// The four planes of a row, `stride` floats apart: E[j] = row[2j − 1], O[j] = row[2j],
+/// E[j + 1], O[j + 1], for j < plane_width (0 outside the row; row may be NULL), plane_width =
+/// round16(⌈width/2⌉) + 16. The shifted planes are built from neighbouring vectors in registers
+/// (a load across two recent stores would wait for them).
+INLINE void split_row(const float *row, int width, float *planes, size_t stride, int plane_width) {
   if (!row) {
-    memset(e, 0, sizeof(float) * (size_t)plane_width);
-    memset(o, 0, sizeof(float) * (size_t)plane_width);
+    for (int k = 0; k < 4; k++) memset(planes + k * stride, 0, sizeof(float) * (size_t)plane_width);
     return;
   }
+  // even: O[j …] = row[2j …], odd: E[j + 1 …] = row[2j + 1 …]; the previous vectors' too.
+  v16 even_before = zero(), odd_before = zero();
   int j = 0;
-  for (; 2 * j < width; j += 16) {
-    v16 a, b;
+  for (; j < plane_width; j += 16) {
+    v16 a = zero(), b = zero();
     if (2 * j + 32 <= width) {
       a = load(row + 2 * j);
       b = load(row + 2 * j + 16);
-    } else {
+    } else if (2 * j < width) {
       load_partial(row + 2 * j, width - 2 * j, &a, &b);
     }
-    store(o + j, evens(a, b));
-    store(e + j + 1, odds(a, b));
+    const v16 even = evens(a, b), odd = odds(a, b);
+    store(planes + j, from_lane15(odd_before, odd));
+    store(planes + stride + j, even);
+    store(planes + 2 * stride + j, odd);
+    if (j > 0) store(planes + 3 * stride + j - 16, from_lane1(even_before, even));
+    even_before = even, odd_before = odd;
   }
-  // j = plane_width − 16 now: o[0 … j − 1] and e[1 … j] hold the row; the rest is outside it.
-  e[0] = 0;
-  store(o + j, zero());
-  store(e + j, select(first_lanes(1), load(e + j)));
+  store(planes + 3 * stride + j - 16, from_lane1(even_before, zero()));
 }
 
 /// row[c] = (or +=) O[c/2] for even c, E[(c+1)/2] for odd c, c < width.
@@ -143,9 +147,9 @@ INLINE void load_pair(const float *row, int x0, int width, v16 *a, v16 *b) {
 // each tile's outputs into tile-order planes, then interleaved into the image's rows.
 
 /// q [2][4][compact] (see above) of one channel's plane, padded rows 2·ty0 − 1 … 2·(ty0 + rows)
-/// (zero outside the image). Each row is split straight into its E and O planes; split_row writes
+/// (zero outside the image). Each row is split straight into its planes; split_row writes
 /// plane_width floats of each, running on into the next rows (written after it) and, for the last,
-/// into the spare floats; E[tx + 1] and O[tx + 1] are copied from those before the next row.
+/// into the spare floats.
 INLINE void tile_planes(const geometry *g, const float *plane, int ty0, int rows, float *q) {
   const int tw = g->tiles_w;
   const size_t cw = (size_t)g->compact;
@@ -153,11 +157,7 @@ INLINE void tile_planes(const geometry *g, const float *plane, int ty0, int rows
     const int y = 2 * ty0 - 1 + p;
     const float *row = y >= 0 && y < g->height ? plane + (size_t)y * g->width : NULL;
     float *target = q + (size_t)(p & 1) * 4 * cw + (size_t)(p >> 1) * tw;
-    split_row(row, g->width, target, target + cw, g->plane_width);
-    for (int j = 0; j < tw; j += 16) {
-      store(target + 2 * cw + j, load(target + j + 1));
-      store(target + 3 * cw + j, load(target + cw + j + 1));
-    }
+    split_row(row, g->width, target, cw, g->plane_width);
   }
 }
 

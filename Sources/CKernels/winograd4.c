@@ -46,27 +46,48 @@ size_t ck_winograd4_scratch(const ck_conv_shape *shape) {
 
 // MARK: - Rows: phase planes, output rows of 4 interleaved tiles
 
-/// planes[k · stride + j] = row[4j + k − 1] for j < pw (0 outside the row; row may be NULL).
-/// staged: 4 · pw floats of scratch.
-INLINE void split_row4(const float *row, int width, float *planes, size_t stride, int pw,
-                       float *staged) {
+/// out[k][i] = row[x0 + 4i + k] for the 16 tiles i (0 past width).
+INLINE void load_quad(const float *row, int x0, int width, v16 out[4]) {
+  v16 a, b, c, d;
+  if (x0 + 64 <= width) {
+    a = load(row + x0), b = load(row + x0 + 16), c = load(row + x0 + 32), d = load(row + x0 + 48);
+  } else if (x0 + 32 <= width) {
+    a = load(row + x0), b = load(row + x0 + 16);
+    load_partial(row + x0 + 32, width - x0 - 32, &c, &d);
+  } else {
+    load_partial(row + x0, width - x0, &a, &b);
+    c = d = zero();
+  }
+  v16 even = evens(a, b), even2 = evens(c, d), odd = odds(a, b), odd2 = odds(c, d);
+  out[0] = evens(even, even2);
+  out[1] = evens(odd, odd2);
+  out[2] = odds(even, even2);
+  out[3] = odds(odd, odd2);
+}
+
+/// The six planes of a row, `stride` floats apart: P_k[j] = row[4j + k − 1] (k = 0 … 3), P0[j + 1],
+/// P1[j + 1], for j < pw (0 outside the row; row may be NULL). row[4j + m] (m = 0 … 2) is
+/// P_{m+1}[j], row[4j + 3] is P0[j + 1]; the shifted planes are built from neighbouring vectors in
+/// registers (a load across two recent stores would wait for them).
+INLINE void split_row4(const float *row, int width, float *planes, size_t stride, int pw) {
   if (!row) {
-    for (int k = 0; k < 4; k++) memset(planes + k * stride, 0, sizeof(float) * (size_t)pw);
+    for (int k = 0; k < 6; k++) memset(planes + k * stride, 0, sizeof(float) * (size_t)pw);
     return;
   }
-  // staged[i] = row[i − 1]: the zero column left of the row, the row, zeros to 4 · pw.
-  staged[0] = 0;
-  memcpy(staged + 1, row, sizeof(float) * (size_t)width);
-  memset(staged + 1 + width, 0, sizeof(float) * (size_t)(4 * pw - 1 - width));
-  for (int j = 0; j < pw; j += 16) {
-    const float *s = staged + 4 * j;
-    v16 a = load(s), b = load(s + 16), c = load(s + 32), d = load(s + 48);
-    v16 even = evens(a, b), even2 = evens(c, d), odd = odds(a, b), odd2 = odds(c, d);
-    store(planes + j, evens(even, even2));               // 4i
-    store(planes + stride + j, evens(odd, odd2));        // 4i + 1
-    store(planes + 2 * stride + j, odds(even, even2));   // 4i + 2
-    store(planes + 3 * stride + j, odds(odd, odd2));     // 4i + 3
+  v16 first_before = zero(), last_before = zero();  // the previous quad's [0] and [3]
+  int j = 0;
+  for (; j < pw; j += 16) {
+    v16 quad[4] = {zero(), zero(), zero(), zero()};
+    if (4 * j < width) load_quad(row, 4 * j, width, quad);
+    store(planes + j, from_lane15(last_before, quad[3]));
+    store(planes + stride + j, quad[0]);
+    store(planes + 2 * stride + j, quad[1]);
+    store(planes + 3 * stride + j, quad[2]);
+    store(planes + 4 * stride + j, quad[3]);
+    if (j > 0) store(planes + 5 * stride + j - 16, from_lane1(first_before, quad[0]));
+    first_before = quad[0], last_before = quad[3];
   }
+  store(planes + 5 * stride + j - 16, from_lane1(first_before, zero()));
 }
 
 /// row[x0 + 4i + k] = y[k][i] for the 16 tiles i, dropping columns ≥ width.
@@ -107,31 +128,25 @@ INLINE void input_rows(const v16 x[6], v16 out[6]) {
 /// 4·ty0 − 1 … 4·(ty0 + rows): padded row p = 4j + s (s = 0 … 3) gives the six planes q[s][k] of
 /// its tile row j, k = 0 … 3: P_k[tx], 4: P0[tx + 1], 5: P1[tx + 1]. Patch row r (0 … 5) of tiles
 /// t … t + 15 is then q[r & 3][k][t + (r >> 2) · tiles_w …]. Each row is split straight into its
-/// planes P_k (plane_width floats each, running on into the next rows, written after it, and for
-/// the last into the spare floats); P0[tx + 1] and P1[tx + 1] are copied from those before the
-/// next row. staged: 4 · plane_width floats.
-INLINE void tile_planes4(const geometry *g, const float *plane, int ty0, int rows, float *q,
-                         float *staged) {
+/// six planes (plane_width floats each, running on into the next rows, written after it, and for
+/// the last into the spare floats).
+INLINE void tile_planes4(const geometry *g, const float *plane, int ty0, int rows, float *q) {
   const int tw = g->tiles_w;
   const size_t cw = (size_t)g->compact;
   for (int p = 0; p < padded_rows4(rows); p++) {
     const int y = 4 * ty0 - 1 + p;
     const float *row = y >= 0 && y < g->height ? plane + (size_t)y * g->width : NULL;
     float *target = q + (size_t)(p & 3) * 6 * cw + (size_t)(p >> 2) * tw;
-    split_row4(row, g->width, target, cw, g->plane_width, staged);
-    for (int j = 0; j < tw; j += 16) {
-      store(target + 4 * cw + j, load(target + j + 1));
-      store(target + 5 * cw + j, load(target + cw + j + 1));
-    }
+    split_row4(row, g->width, target, cw, g->plane_width);
   }
 }
 
 /// V[ξ] = (Bᵀ d B)[ξ] for every tile of the block (tile rows ty0 … ty0 + rows − 1 of `count`
 /// images side by side, image i's tiles from i · rows · tiles_w) and input channel, 16 tiles at a
 /// time in tile order. V[ξ] is kept in strips of 16 tiles (store_in_strips, winograd_shared.h).
-/// q: 24 tile-order planes; staged: as tile_planes4.
+/// q: 24 tile-order planes.
 INLINE void input_transform4(const geometry *g, const float *images, int count, int ty0, int rows,
-                             float *v, float *q, float *staged) {
+                             float *v, float *q) {
   const int tw = g->tiles_w, tiles = rows * tw;
   const size_t cw = (size_t)g->compact;
   const size_t strip = (size_t)(g->cin + 1) * 16, position = (size_t)(g->cin + 1) * g->ld;
@@ -139,8 +154,7 @@ INLINE void input_transform4(const geometry *g, const float *images, int count, 
   for (int ci = 0; ci < g->cin; ci++) {
     float *target = v + (size_t)ci * 16;
     for (int i = 0; i < count; i++) {
-      tile_planes4(g, images + i * in_size + (size_t)ci * g->height * g->width, ty0, rows, q,
-                   staged);
+      tile_planes4(g, images + i * in_size + (size_t)ci * g->height * g->width, ty0, rows, q);
       for (int t = 0; t < tiles; t += 16) {
         // d B along each of the 6 patch rows.
         v16 h[6][6];
@@ -227,7 +241,6 @@ INLINE void forward4_pass(const blocking k, const ck_conv_shape *shape, const fl
   float *v = scratch;
   float *m = v + (size_t)36 * (g.cin + 1) * g.ld;
   float *q = m + (size_t)36 * (g.cout + 1) * g.ld;
-  float *staged = q + (size_t)24 * g.compact;
   const size_t in_size = (size_t)g.cin * g.height * g.width;
   const size_t out_size = (size_t)g.cout * g.height * g.width;
   for (int first = 0; first < images; first += g.group) {
@@ -235,7 +248,7 @@ INLINE void forward4_pass(const blocking k, const ck_conv_shape *shape, const fl
     for (int ty0 = row_begin; ty0 < row_end; ty0 += g.rows) {
       const int rows = min_int(g.rows, row_end - ty0), tiles = rows * g.tiles_w;
       const int n = round16(count * tiles);
-      input_transform4(&g, input + first * in_size, count, ty0, rows, v, q, staged);
+      input_transform4(&g, input + first * in_size, count, ty0, rows, v, q);
       for (int xi = 0; xi < 36; xi++)
         product(k.rows, k.vectors, 0, A_ROWS, co_end - co_begin, n, g.cin,
                 u + ((size_t)xi * g.cout + co_begin) * g.cin, g.cin,
@@ -270,23 +283,6 @@ CK_INSTANTIATE_EACH(ck_winograd4_forward, FORWARD4_PARAMS, FORWARD4_ARGS, forwar
                     forward4_avx2, forward4_avx512)
 
 // MARK: - Backward: transforms of one block
-
-/// out[k][i] = row[x0 + 4i + k] for the 16 tiles i (0 past width).
-INLINE void load_quad(const float *row, int x0, int width, v16 out[4]) {
-  v16 a, b, c, d;
-  if (x0 + 64 <= width) {
-    a = load(row + x0), b = load(row + x0 + 16), c = load(row + x0 + 32), d = load(row + x0 + 48);
-  } else {
-    float staged[64] = {0};
-    for (int x = x0; x < width && x < x0 + 64; x++) staged[x - x0] = row[x];
-    a = load(staged), b = load(staged + 16), c = load(staged + 32), d = load(staged + 48);
-  }
-  v16 even = evens(a, b), even2 = evens(c, d), odd = odds(a, b), odd2 = odds(c, d);
-  out[0] = evens(even, even2);
-  out[1] = evens(odd, odd2);
-  out[2] = odds(even, even2);
-  out[3] = odds(odd, odd2);
-}
 
 /// A x for a 4-vector x (of vectors), A = (Aᵀ)ᵀ [6 × 4]: out[0 … 5].
 INLINE void adjoint_output_rows(const v16 x[4], v16 out[6]) {
@@ -476,7 +472,7 @@ INLINE void backward4_pass(const blocking k, const ck_conv_shape *shape, const f
       const size_t offset = first * out_size;
       output_transform_backward4(&g, output_grad + offset, g.relu ? output + offset : NULL, count,
                                  dm, bias_grad, ty0, rows, q);
-      input_transform4(&g, input + first * in_size, count, ty0, rows, v, q, staged);
+      input_transform4(&g, input + first * in_size, count, ty0, rows, v, q);
       zero_strip_columns(dm, 36, g.cout, g.ld, count * tiles, n);
       zero_strip_columns(v, 36, g.cin, g.ld, count * tiles, n);
       // dU[ξ] [Cout, Cin] += dM[ξ] [Cout, n] · V[ξ]ᵀ [n, Cin] (V[ξ] transposed first).

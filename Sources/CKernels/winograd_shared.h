@@ -18,6 +18,16 @@ INLINE v16 odds(v16 a, v16 b) {
   return __builtin_shufflevector(a, b, 1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31);
 }
 
+/// (a ‖ b)[15 + i]: a's last lane, then b's first 15.
+INLINE v16 from_lane15(v16 a, v16 b) {
+  return __builtin_shufflevector(a, b, 15, 16, 17, 18, 19, 20, 21, 22, 23, 24, 25, 26, 27, 28, 29, 30);
+}
+
+/// (a ‖ b)[1 + i]: a's last 15 lanes, then b's first.
+INLINE v16 from_lane1(v16 a, v16 b) {
+  return __builtin_shufflevector(a, b, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16);
+}
+
 /// x where mask lanes are set, else 0.
 INLINE v16 select(v16i mask, v16 x) { return (v16)(mask & (v16i)x); }
 
