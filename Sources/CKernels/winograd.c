@@ -36,11 +36,11 @@
 
 // MARK: - Geometry
 
-/// Floats in the scratch: V and M (or dM, in strips: each with its spare rows), 8 tile-order planes
-/// and one split row's E and O, one transposed V slab.
+/// Floats in the scratch: V and M (or dM, in strips: each with its spare rows), 16 tile-order
+/// planes, one transposed V slab.
 static size_t scratch_floats(const geometry *g) {
   size_t slabs = (size_t)16 * (size_t)(g->cin + 1 + g->cout + 1) * (size_t)g->ld;
-  size_t planes = (size_t)8 * (size_t)g->compact + (size_t)2 * (size_t)g->plane_width;
+  size_t planes = (size_t)16 * (size_t)g->compact;
   return slabs + planes + (size_t)g->ld * (size_t)g->ldu;
 }
 
@@ -81,29 +81,28 @@ INLINE void split_row(const float *row, int width, float *planes, size_t stride,
   store(planes + 3 * stride + j - 16, from_lane1(even_before, zero()));
 }
 
-/// row[c] = (or +=) O[c/2] for even c, E[(c+1)/2] for odd c, c < width.
-INLINE void merge_row(float *row, int width, const float *e, const float *o, int add) {
-  for (int j = 0; 2 * j < width; j += 16) {
-    v16 even = load(o + j), odd = load(e + j + 1);
-    v16 low = interleave_low(even, odd), high = interleave_high(even, odd);
-    float *target = row + 2 * j;
-    if (2 * j + 32 <= width) {
-      if (add) {
-        low += load(target);
-        high += load(target + 16);
-      }
-      store(target, low);
-      store(target + 16, high);
-    } else {
-      int count = width - 2 * j;
-      if (add) {
-        v16 old_low, old_high;
-        load_partial(target, count, &old_low, &old_high);
-        low += old_low;
-        high += old_high;
-      }
-      store_partial(target, count, low, high);
+/// One padded row of the input gradient: row[x] = (or +=, when add) E[(x + 1)/2] for odd x,
+/// O[x/2] for even x, x < width, where E and O sum the patches of the tile rows that cover the
+/// row, `first` and `second` (NULL: none), each four tile-order planes cw floats apart at that tile
+/// row: E[j] = Σ a[0][j] + a[2][j − 1], O[j] = Σ a[1][j] + a[3][j − 1] (a[k][j] = 0 for j ≥ tw).
+/// All in registers, 16 tiles (32 columns) at a time; each vector of the row is written once.
+INLINE void merge_row(float *row, int width, int tw, const float *first, const float *second,
+                      size_t cw, int add) {
+  v16 carry2 = zero(), carry3 = zero(), high_before = zero();  // from the previous 16 tiles
+  for (int j = 0; 2 * j - 16 < width; j += 16) {
+    const v16i lanes = first_lanes(tw - j);
+    v16 a[4];
+    for (int k = 0; k < 4; k++) {
+      a[k] = select(lanes, load(first + k * cw + j));
+      if (second) a[k] += select(lanes, load(second + k * cw + j));
     }
+    const v16 e = a[0] + from_lane15(carry2, a[2]), o = a[1] + from_lane15(carry3, a[3]);
+    carry2 = a[2], carry3 = a[3];
+    // E[j + i], O[j + i] are row[2j − 1 + 2i], row[2j + 2i]: interleaved, then one lane down.
+    const v16 low = interleave_low(e, o), high = interleave_high(e, o);
+    if (j > 0) store_row_part(row, 2 * j - 16, width, from_lane1(high_before, low), add);
+    store_row_part(row, 2 * j, width, from_lane1(low, high), add);
+    high_before = high;
   }
 }
 
@@ -296,15 +295,15 @@ INLINE void output_transform_backward(const geometry *g, const float *output_gra
 
 /// The block's share of the input gradient: Σ over its tiles of B dV Bᵀ placed at the tile's
 /// patch. Rows shared with the previous block of the image (the first two padded rows when
-/// ty0 > 0) are added to what that block wrote; the others are overwritten. The patches are summed
-/// in tile-order planes q as tile_planes lays them out (E[tx + 1] of a tile and E[tx] of its right
-/// neighbour kept apart until each padded row is merged back); e, o: one row's E and O planes.
+/// ty0 > 0) are added to what that block wrote; the others are overwritten. Each tile's patch row
+/// r, columns k (E[tx], O[tx], E[tx + 1], O[tx + 1]), goes to tile-order plane a[r][k] (16 planes,
+/// cw floats apart), then each padded row is merged from the one or two tile rows whose patches
+/// cover it (merge_row).
 INLINE void input_transform_backward(const geometry *g, const float *dv, float *image, int ty0,
-                                     int rows, float *q, float *e, float *o) {
+                                     int rows, float *a) {
   const int tw = g->tiles_w, tiles = rows * tw;
   const size_t stride = (size_t)g->cin * g->ld, cw = (size_t)g->compact;
   for (int ci = 0; ci < g->cin; ci++) {
-    memset(q, 0, sizeof(float) * 8 * cw);
     const float *source = dv + (size_t)ci * g->ld;
     for (int t = 0; t < tiles; t += 16) {
       // Lanes past the block hold the next image's tiles: masked out.
@@ -322,42 +321,34 @@ INLINE void input_transform_backward(const geometry *g, const float *dv, float *
       }
       // (·) Bᵀ along each row gives patch row r's E[tx], O[tx], E[tx + 1], O[tx + 1].
       for (int r = 0; r < 4; r++) {
-        float *a = q + (size_t)(r & 1) * 4 * cw + t + (r >> 1) * tw;
-        store(a, load(a) + x[r][0]);
-        store(a + cw, load(a + cw) + (x[r][1] - x[r][2] + x[r][3]));
-        store(a + 2 * cw, load(a + 2 * cw) + (x[r][1] + x[r][2] - x[r][0]));
-        store(a + 3 * cw, load(a + 3 * cw) - x[r][3]);
+        float *target = a + (size_t)4 * r * cw + t;
+        store(target, x[r][0]);
+        store(target + cw, x[r][1] - x[r][2] + x[r][3]);
+        store(target + 2 * cw, x[r][1] + x[r][2] - x[r][0]);
+        store(target + 3 * cw, -x[r][3]);
       }
     }
     float *plane = image + (size_t)ci * g->height * g->width;
     for (int p = 0; p < 2 * rows + 2; p++) {
       const int y = 2 * ty0 - 1 + p;
       if (y < 0 || y >= g->height) continue;
-      // E[j] = q[s][0][j] + q[s][2][j − 1] (the tile left of it), O likewise, j = 0 … tw.
-      const float *k = q + (size_t)(p & 1) * 4 * cw + (size_t)(p >> 1) * tw;
-      for (int j = 0; j < tw; j += 16) {
-        const v16i lanes = first_lanes(tw - j);
-        store(e + j, select(lanes, load(k + j)));
-        store(o + j, select(lanes, load(k + cw + j)));
-      }
-      store(e + round16(tw), zero());
-      store(o + round16(tw), zero());
-      for (int j = 0; j < tw; j += 16) {
-        const v16i lanes = first_lanes(tw - j);
-        store(e + j + 1, load(e + j + 1) + select(lanes, load(k + 2 * cw + j)));
-        store(o + j + 1, load(o + j + 1) + select(lanes, load(k + 3 * cw + j)));
-      }
-      merge_row(plane + (size_t)y * g->width, g->width, e, o, ty0 > 0 && p < 2);
+      // Padded row p = 2·tr + r: patch row r = p & 1 of tile row p >> 1, and row r + 2 of the
+      // tile row above.
+      const int s = p & 1, tr = p >> 1;
+      const float *first = tr < rows ? a + (size_t)4 * s * cw + (size_t)tr * tw : NULL;
+      const float *second = tr > 0 ? a + (size_t)4 * (s + 2) * cw + (size_t)(tr - 1) * tw : NULL;
+      if (!first) first = second, second = NULL;
+      merge_row(plane + (size_t)y * g->width, g->width, tw, first, second, cw, ty0 > 0 && p < 2);
     }
   }
 }
 
 // MARK: - Passes over a thread's images
 
-/// The scratch of one thread: V [16, Cin, ld], M [16, Cout, ld], 8 tile-order planes, one split
-/// row's E and O, Vᵀ [ld, ldu] for one position ξ.
+/// The scratch of one thread: V [16, Cin, ld], M [16, Cout, ld], 16 tile-order planes, Vᵀ
+/// [ld, ldu] for one position ξ.
 typedef struct {
-  float *v, *m, *q, *e, *o, *t;
+  float *v, *m, *q, *t;
 } workspace;
 
 INLINE workspace split_scratch(const geometry *g, float *scratch) {
@@ -365,9 +356,7 @@ INLINE workspace split_scratch(const geometry *g, float *scratch) {
   w.v = scratch;
   w.m = w.v + (size_t)16 * (g->cin + 1) * g->ld;
   w.q = w.m + (size_t)16 * (g->cout + 1) * g->ld;
-  w.e = w.q + (size_t)8 * g->compact;
-  w.o = w.e + g->plane_width;
-  w.t = w.o + g->plane_width;
+  w.t = w.q + (size_t)16 * g->compact;
   return w;
 }
 
@@ -437,7 +426,7 @@ INLINE void backward_pass(const blocking k, const ck_conv_shape *shape, const fl
                 16, (size_t)(g.cout + 1) * 16, v + (size_t)xi * g.cin * g.ld, g.ld);
       for (int i = 0; i < count; i++)
         input_transform_backward(&g, v + i * tiles, input_grad + (first + i) * in_size, ty0, rows,
-                                 w.q, w.e, w.o);
+                                 w.q);
     }
   }
 }

@@ -31,11 +31,11 @@
 /// Padded input rows of a block of `rows` tile rows.
 INLINE int padded_rows4(int rows) { return 4 * rows + 2; }
 
-/// Floats in the scratch: V and M (or dM, in strips: each with its spare rows), 24 tile-order
-/// planes, one row's four phase planes and its staged copy, one transposed V slab (backward).
+/// Floats in the scratch: V and M (or dM, in strips: each with its spare rows), 36 tile-order
+/// planes, one transposed V slab (backward).
 static size_t scratch_floats4(const geometry *g) {
   size_t slabs = (size_t)36 * (size_t)(g->cin + 1 + g->cout + 1) * (size_t)g->ld;
-  size_t planes = (size_t)24 * (size_t)g->compact + (size_t)8 * (size_t)g->plane_width;
+  size_t planes = (size_t)36 * (size_t)g->compact;
   return slabs + planes + (size_t)g->ld * (size_t)g->ldu;
 }
 
@@ -365,44 +365,46 @@ INLINE void output_transform_backward4(const geometry *g, const float *output_gr
   }
 }
 
-/// row[x] = (or +=) P_k[j] for x = 4j + k − 1 < width: split_row4 undone. planes: P_0 … P_3,
-/// pw floats apart.
-INLINE void merge_row4(float *row, int width, const float *planes, int pw, float *staged,
-                       int add) {
-  for (int j = 0; 4 * j < width + 1; j += 16) {
-    v16 y[4] = {load(planes + j), load(planes + pw + j), load(planes + 2 * pw + j),
-                load(planes + 3 * pw + j)};
-    v16 a = interleave_low(y[0], y[2]), b = interleave_high(y[0], y[2]);
-    v16 c = interleave_low(y[1], y[3]), d = interleave_high(y[1], y[3]);
-    store(staged + 4 * j, interleave_low(a, c));
-    store(staged + 4 * j + 16, interleave_high(a, c));
-    store(staged + 4 * j + 32, interleave_low(b, d));
-    store(staged + 4 * j + 48, interleave_high(b, d));
-  }
-  // staged[i] = row[i − 1].
-  for (int x = 0; x < width; x += 16) {
-    const int count = min_int(16, width - x);
-    v16 value = load(staged + x + 1);
-    if (count == 16) {
-      store(row + x, add ? value + load(row + x) : value);
-    } else {
-      if (add) value += load_first(row + x, count, 0);
-      store_first(row + x, count, value);
+/// One padded row of the input gradient: row[x] = (or +=, when add) P_k[j] for x = 4j + k − 1 <
+/// width, where the phase planes sum the patches of the tile rows that cover the row, `first`
+/// and `second` (NULL: none), each six tile-order planes cw floats apart at that tile row:
+///   P0[j] = Σ a[0][j] + a[4][j − 1],  P1[j] = Σ a[1][j] + a[5][j − 1],  P2[j] = Σ a[2][j],
+///   P3[j] = Σ a[3][j]   (a[k][j] = 0 for j ≥ tw).
+/// All in registers, 16 tiles (64 columns) at a time; each vector of the row is written once.
+INLINE void merge_row4(float *row, int width, int tw, const float *first, const float *second,
+                       size_t cw, int add) {
+  v16 carry4 = zero(), carry5 = zero(), last_before = zero();  // from the previous 16 tiles
+  for (int j = 0; 4 * j - 16 < width; j += 16) {
+    const v16i lanes = first_lanes(tw - j);
+    v16 a[6];
+    for (int k = 0; k < 6; k++) {
+      a[k] = select(lanes, load(first + k * cw + j));
+      if (second) a[k] += select(lanes, load(second + k * cw + j));
     }
+    v16 p[4] = {a[0] + from_lane15(carry4, a[4]), a[1] + from_lane15(carry5, a[5]), a[2], a[3]};
+    carry4 = a[4], carry5 = a[5];
+    // y[4i + k] = P_k[j + i] is row[4j − 1 + 4i + k]: interleaved, then one lane down.
+    v16 low = interleave_low(p[0], p[2]), high = interleave_high(p[0], p[2]);
+    v16 low2 = interleave_low(p[1], p[3]), high2 = interleave_high(p[1], p[3]);
+    v16 y[4] = {interleave_low(low, low2), interleave_high(low, low2), interleave_low(high, high2),
+                interleave_high(high, high2)};
+    if (j > 0) store_row_part(row, 4 * j - 16, width, from_lane1(last_before, y[0]), add);
+    for (int q = 0; q < 3; q++)
+      store_row_part(row, 4 * j + 16 * q, width, from_lane1(y[q], y[q + 1]), add);
+    last_before = y[3];
   }
 }
 
 /// The block's share of the input gradient: Σ over its tiles of B dV Bᵀ placed at the tile's
 /// 6 × 6 patch. Rows shared with the previous block of the image (the first two padded rows when
-/// ty0 > 0) are added to what that block wrote; the others are overwritten. The patches are summed
-/// in tile-order planes q as tile_planes4 lays them out, then merged back row by row. planes: one
-/// row's four phase planes (4 · plane_width floats), staged: 4 · plane_width more.
+/// ty0 > 0) are added to what that block wrote; the others are overwritten. Each tile's patch row
+/// r, columns k, goes to tile-order plane a[r][k] (36 planes, cw floats apart), then each padded
+/// row is merged from the one or two tile rows whose patches cover it (merge_row4).
 INLINE void input_transform_backward4(const geometry *g, const float *dv, float *image, int ty0,
-                                      int rows, float *q, float *planes, float *staged) {
-  const int tw = g->tiles_w, tiles = rows * tw, pw = g->plane_width;
+                                      int rows, float *a) {
+  const int tw = g->tiles_w, tiles = rows * tw;
   const size_t stride = (size_t)g->cin * g->ld, cw = (size_t)g->compact;
   for (int ci = 0; ci < g->cin; ci++) {
-    memset(q, 0, sizeof(float) * 24 * cw);
     const float *source = dv + (size_t)ci * g->ld;
     for (int t = 0; t < tiles; t += 16) {
       // Lanes past the block hold the next image's tiles: masked out.
@@ -419,30 +421,20 @@ INLINE void input_transform_backward4(const geometry *g, const float *dv, float 
                     columns[3][r], columns[4][r], columns[5][r]},
             out[6];
         adjoint_input_rows(x, out);
-        float *a = q + (size_t)(r & 3) * 6 * cw + t + (r >> 2) * tw;
-        for (int k = 0; k < 6; k++) store(a + k * cw, load(a + k * cw) + out[k]);
+        for (int k = 0; k < 6; k++) store(a + (6 * r + k) * cw + t, out[k]);
       }
     }
     float *plane = image + (size_t)ci * g->height * g->width;
     for (int p = 0; p < padded_rows4(rows); p++) {
       const int y = 4 * ty0 - 1 + p;
       if (y < 0 || y >= g->height) continue;
-      // P0[j] = q[s][0][j] + q[s][4][j − 1] (the tile left of it), P1 likewise; j = 0 … tw.
-      const float *k = q + (size_t)(p & 3) * 6 * cw + (size_t)(p >> 2) * tw;
-      for (int j = 0; j < tw; j += 16) {
-        const v16i lanes = first_lanes(tw - j);
-        for (int phase = 0; phase < 4; phase++)
-          store(planes + phase * pw + j, select(lanes, load(k + phase * cw + j)));
-      }
-      for (int phase = 0; phase < 4; phase++) store(planes + phase * pw + round16(tw), zero());
-      for (int j = 0; j < tw; j += 16) {
-        const v16i lanes = first_lanes(tw - j);
-        for (int phase = 0; phase < 2; phase++) {
-          float *target = planes + phase * pw + j + 1;
-          store(target, load(target) + select(lanes, load(k + (4 + phase) * cw + j)));
-        }
-      }
-      merge_row4(plane + (size_t)y * g->width, g->width, planes, pw, staged, ty0 > 0 && p < 2);
+      // Padded row p = 4·tr + r: patch row r = p & 3 of tile row p >> 2, and for p & 3 < 2 also
+      // row r + 4 of the tile row above.
+      const int s = p & 3, tr = p >> 2;
+      const float *first = tr < rows ? a + (size_t)6 * s * cw + (size_t)tr * tw : NULL;
+      const float *second = s < 2 && tr > 0 ? a + (size_t)6 * (s + 4) * cw + (size_t)(tr - 1) * tw : NULL;
+      if (!first) first = second, second = NULL;
+      merge_row4(plane + (size_t)y * g->width, g->width, tw, first, second, cw, ty0 > 0 && p < 2);
     }
   }
 }
@@ -460,8 +452,7 @@ INLINE void backward4_pass(const blocking k, const ck_conv_shape *shape, const f
   float *v = scratch;  // V, then dV
   float *dm = v + (size_t)36 * (g.cin + 1) * g.ld;
   float *q = dm + (size_t)36 * (g.cout + 1) * g.ld;
-  float *planes = q + (size_t)24 * g.compact, *staged = planes + (size_t)4 * g.plane_width;
-  float *transposed = staged + (size_t)4 * g.plane_width;
+  float *transposed = q + (size_t)36 * g.compact;
   const size_t in_size = (size_t)g.cin * g.height * g.width;
   const size_t out_size = (size_t)g.cout * g.height * g.width;
   for (int first = 0; first < images; first += g.group) {
@@ -490,7 +481,7 @@ INLINE void backward4_pass(const blocking k, const ck_conv_shape *shape, const f
                 16, (size_t)(g.cout + 1) * 16, v + (size_t)xi * g.cin * g.ld, g.ld);
       for (int i = 0; i < count; i++)
         input_transform_backward4(&g, v + i * tiles, input_grad + (first + i) * in_size, ty0, rows,
-                                  q, planes, staged);
+                                  q);
     }
   }
 }

@@ -28,6 +28,18 @@ INLINE v16 from_lane1(v16 a, v16 b) {
   return __builtin_shufflevector(a, b, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16);
 }
 
+/// row[x … x + 15] = (or +=, when add) value, dropping columns ≥ width.
+INLINE void store_row_part(float *row, int x, int width, v16 value, int add) {
+  if (x >= width) return;
+  if (x + 16 <= width) {
+    store(row + x, add ? value + load(row + x) : value);
+    return;
+  }
+  const int count = width - x;
+  if (add) value += load_first(row + x, count, 0);
+  store_first(row + x, count, value);
+}
+
 /// x where mask lanes are set, else 0.
 INLINE v16 select(v16i mask, v16 x) { return (v16)(mask & (v16i)x); }
 
