@@ -1,6 +1,7 @@
 // Helpers shared by the Winograd kernels (winograd.c: F(2×2, 3×3); winograd4.c: F(4×4, 3×3)):
-// lane shuffles, partial loads and stores, and the register-blocked products of the transformed
-// tiles. All INLINE, instantiated by each kernel's wrappers for its instruction set.
+// lane shuffles, partial loads and stores, the geometry, the register-blocked products of the
+// transformed tiles and the backward's transposes. All INLINE, instantiated by each kernel's
+// wrappers for its instruction set.
 #ifndef CK_WINOGRAD_SHARED_H
 #define CK_WINOGRAD_SHARED_H
 
@@ -95,8 +96,8 @@ typedef struct {
   int group;       // images per block (more than 1 only when a block holds whole images)
   int plane_width; // floats per row of a plane of a padded input row (winograd.c: E or O)
   int ld;          // row stride of the V and M slabs
-  int ldu;         // row stride of dU and of a transposed V slab: round16(Cin) (winograd.c)
-  int compact;     // floats from one tile-order plane to the next (winograd.c): (rows + 1) · tiles_w + 32
+  int ldu;         // row stride of dU and of a transposed V slab (backward): round16(Cin)
+  int compact;     // floats from one tile-order plane to the next (winograd.c explains them)
 } geometry;
 
 /// The geometry of `tile` × `tile` output tiles (2: winograd.c, 4: winograd4.c).

@@ -15,7 +15,8 @@ import Foundation
 //   dM = A dY Aᵀ;  dU[ξ] += dM[ξ] · V[ξ]ᵀ;  dV[ξ] = U[ξ]ᵀ · dM[ξ];
 //   dd = B dV Bᵀ (scatter-added: neighbouring patches overlap);  dg = Gᵀ dU G.
 // CKernels runs the input and output transforms and the products block by block
-// (Conv2DBlocked.swift); the weight transforms U = G g Gᵀ and dg = Gᵀ dU G are here.
+// (Conv2DBlocked.swift) and the weight transforms U = G g Gᵀ; F(2×2)'s dg = Gᵀ dU G is here,
+// F(4×4)'s in CKernels.
 
 extension Conv2D {
   /// The Winograd tile of both passes on an H×W map: 4, F(4×4, 3×3) (36 multiplies per 16
