@@ -24,7 +24,7 @@
 
 /// The largest MR and NR of any instantiation (sizes of the accumulator arrays).
 #define MAX_MR 6
-#define MAX_NR 4
+#define MAX_NR 8
 
 /// The tile of C at rows a … a + MR − 1 and columns b … b + NR − 1 (pointers already offset).
 INLINE void tile(const int MR, const int NR, int k, const float *a, int lda, const float *b,
@@ -115,17 +115,23 @@ INLINE void small_gemm_2x1 SMALL_PARAMS {
   small_gemm(2, 1, m, n_begin, n_end, k, a, lda, b, ldb, bias, beta, c, ldc);
 }
 
-/// AVX2: 2 registers per vector: 2 × 3 or 3 × 2 accumulators (12 of 16 registers).
+/// AVX2: 2 registers per vector: 1 × 6, 2 × 3 or 3 × 2 accumulators (12 of 16 registers).
 INLINE void small_gemm_3x2 SMALL_PARAMS {
-  if (m <= 2)
+  if (m == 1)
+    small_gemm(1, 6, m, n_begin, n_end, k, a, lda, b, ldb, bias, beta, c, ldc);
+  else if (m <= 2)
     small_gemm(2, 3, m, n_begin, n_end, k, a, lda, b, ldb, bias, beta, c, ldc);
   else
     small_gemm(3, 2, m, n_begin, n_end, k, a, lda, b, ldb, bias, beta, c, ldc);
 }
 
-/// AVX-512: 1 register per vector: 4 × 4 or 6 × 4 accumulators (up to 24 of 32 registers).
+/// AVX-512: 1 register per vector: 2 × 8, 4 × 4 or 6 × 4 accumulators (up to 24 of 32
+/// registers). With one or two rows, eight rows of B streamed at once keep more loads in flight:
+/// a greedy step (8.3 MB) took 0.85× the time of 4 × 4 tiles, two rows 0.95× (Zen 4, one thread).
 INLINE void small_gemm_6x4 SMALL_PARAMS {
-  if (m <= 4)
+  if (m <= 2)
+    small_gemm(2, 8, m, n_begin, n_end, k, a, lda, b, ldb, bias, beta, c, ldc);
+  else if (m <= 4)
     small_gemm(4, 4, m, n_begin, n_end, k, a, lda, b, ldb, bias, beta, c, ldc);
   else
     small_gemm(6, 4, m, n_begin, n_end, k, a, lda, b, ldb, bias, beta, c, ldc);
@@ -144,12 +150,12 @@ typedef struct {
   float *c;
 } split_product;
 
-/// Part `part` of `parts`: columns of whole 4-column blocks (the widest tile).
+/// Part `part` of `parts`: columns of whole 8-column blocks (the widest tile).
 static void product_part(void *context, int part) {
   const split_product *s = context;
-  const int blocks = (s->n + 3) / 4;
-  int begin = 4 * (int)((long)blocks * part / s->parts);
-  int end = 4 * (int)((long)blocks * (part + 1) / s->parts);
+  const int blocks = (s->n + 7) / 8;
+  int begin = 8 * (int)((long)blocks * part / s->parts);
+  int end = 8 * (int)((long)blocks * (part + 1) / s->parts);
   ck_small_gemm(s->m, begin, end < s->n ? end : s->n, s->k, s->a, s->lda, s->b, s->ldb, s->bias,
                 s->beta, s->c, s->ldc);
 }
