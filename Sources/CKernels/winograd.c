@@ -154,9 +154,8 @@ INLINE void tile_planes(const geometry *g, const float *plane, int ty0, int rows
   const size_t cw = (size_t)g->compact;
   for (int p = 0; p < 2 * rows + 2; p++) {
     const int y = 2 * ty0 - 1 + p;
-    const float *row = y >= 0 && y < g->height ? plane + (size_t)y * g->width : NULL;
     float *target = q + (size_t)(p & 1) * 4 * cw + (size_t)(p >> 1) * tw;
-    split_row(row, g->width, target, cw, g->plane_width);
+    split_row(image_row(g, plane, y), g->width, target, cw, g->plane_width);
   }
 }
 
@@ -332,12 +331,8 @@ INLINE void input_transform_backward(const geometry *g, const float *dv, float *
     for (int p = 0; p < 2 * rows + 2; p++) {
       const int y = 2 * ty0 - 1 + p;
       if (y < 0 || y >= g->height) continue;
-      // Padded row p = 2·tr + r: patch row r = p & 1 of tile row p >> 1, and row r + 2 of the
-      // tile row above.
-      const int s = p & 1, tr = p >> 1;
-      const float *first = tr < rows ? a + (size_t)4 * s * cw + (size_t)tr * tw : NULL;
-      const float *second = tr > 0 ? a + (size_t)4 * (s + 2) * cw + (size_t)(tr - 1) * tw : NULL;
-      if (!first) first = second, second = NULL;
+      const float *first, *second;
+      covering_planes(g, 2, 4, rows, p, a, &first, &second);
       merge_row(plane + (size_t)y * g->width, g->width, tw, first, second, cw, ty0 > 0 && p < 2);
     }
   }
@@ -376,11 +371,7 @@ INLINE void forward_pass(const blocking k, const ck_conv_shape *shape, const flo
       const int rows = min_int(g.rows, row_end - ty0), tiles = rows * g.tiles_w;
       const int n = round16(count * tiles);
       input_transform(&g, input + first * in_size, count, ty0, rows, w.v, w.q);
-      for (int xi = 0; xi < 16; xi++)
-        product(k.rows, k.vectors, 0, A_ROWS, co_end - co_begin, n, g.cin,
-                u + ((size_t)xi * g.cout + co_begin) * g.cin, g.cin,
-                w.v + (size_t)xi * (g.cin + 1) * g.ld, 16, (size_t)(g.cin + 1) * 16,
-                w.m + ((size_t)xi * g.cout + co_begin) * g.ld, g.ld);
+      forward_products(k, &g, 16, n, co_begin, co_end, u, w.v, w.m);
       for (int i = 0; i < count; i++)
         output_transform(&g, w.m + i * tiles, bias, output + (first + i) * out_size, ty0, rows,
                          co_begin, co_end, w.q);
@@ -403,27 +394,12 @@ INLINE void backward_pass(const blocking k, const ck_conv_shape *shape, const fl
     const int count = min_int(g.group, images - first);
     for (int ty0 = 0; ty0 < g.tiles_h; ty0 += g.rows) {
       const int rows = min_int(g.rows, g.tiles_h - ty0), tiles = rows * g.tiles_w;
-      const int n = round16(count * tiles);
       const size_t offset = first * out_size;
       output_transform_backward(&g, output_grad + offset, g.relu ? output + offset : NULL, count,
                                 dm, bias_grad, ty0, rows, w.q);
       input_transform(&g, input + first * in_size, count, ty0, rows, v, w.q);
-      zero_strip_columns(dm, 16, g.cout, g.ld, count * tiles, n);
-      zero_strip_columns(v, 16, g.cin, g.ld, count * tiles, n);
-      // dU[ξ] [Cout, Cin] += dM[ξ] [Cout, n] · V[ξ]ᵀ [n, Cin] (V[ξ] transposed first, so that
-      // the sum over tiles runs down the product's k and needs no horizontal additions).
-      for (int xi = 0; xi < 16; xi++) {
-        transpose(g.cin, n, v + (size_t)xi * (g.cin + 1) * g.ld, (size_t)(g.cin + 1) * 16, w.t,
-                  (size_t)g.ld * 16);
-        product(k.rows, k.vectors, 1, A_STRIPS, g.cout, g.ldu, n,
-                dm + (size_t)xi * (g.cout + 1) * g.ld, (g.cout + 1) * 16, w.t, 16,
-                (size_t)g.ld * 16, u_grad + (size_t)xi * g.cout * g.ldu, g.ldu);
-      }
+      gradient_products(k, &g, 16, count * tiles, u, v, dm, w.t, u_grad, input_grad ? v : NULL);
       if (!input_grad) continue;
-      for (int xi = 0; xi < 16; xi++)
-        product(k.rows, k.vectors, 0, A_COLUMNS, g.cin, n, g.cout,
-                u + (size_t)xi * g.cout * g.cin, g.cin, dm + (size_t)xi * (g.cout + 1) * g.ld,
-                16, (size_t)(g.cout + 1) * 16, v + (size_t)xi * g.cin * g.ld, g.ld);
       for (int i = 0; i < count; i++)
         input_transform_backward(&g, v + i * tiles, input_grad + (first + i) * in_size, ty0, rows,
                                  w.q);
@@ -536,6 +512,32 @@ void ck_winograd_weights(const float *weight, int kernels, float *u) {
     load_taps(weight, k, count, g);
     transform_kernels(g, out);
     store_positions(out, 16, kernels, k, count, u);
+  }
+}
+
+/// Gᵀ x for a 4-vector x (of vectors): [x0 + ½(x1 + x2), ½(x1 − x2), ½(x1 + x2) + x3], the
+/// adjoint of G's rows in transform_kernels.
+INLINE void adjoint_weight_rows(const v16 x[4], v16 out[3]) {
+  const v16 half = splat(0.5f);
+  out[0] = x[0] + half * (x[1] + x[2]);
+  out[1] = half * (x[1] - x[2]);
+  out[2] = half * (x[1] + x[2]) + x[3];
+}
+
+void ck_winograd_weights_backward(const float *u_grad, int kernels, float *weight_grad) {
+  for (int k = 0; k < kernels; k += 16) {
+    const int count = min_int(16, kernels - k);
+    v16 du[16], g[9];
+    load_positions(u_grad, 16, kernels, k, count, du);
+    // Gᵀ dU, column by column, then (·) G along each of its 3 rows.
+    v16 rows[3][4];
+    for (int c = 0; c < 4; c++) {
+      v16 column[4] = {du[c], du[4 + c], du[8 + c], du[12 + c]}, out[3];
+      adjoint_weight_rows(column, out);
+      for (int r = 0; r < 3; r++) rows[r][c] = out[r];
+    }
+    for (int r = 0; r < 3; r++) adjoint_weight_rows(rows[r], g + 3 * r);
+    add_taps(g, k, count, weight_grad);
   }
 }
 

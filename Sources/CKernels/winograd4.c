@@ -135,9 +135,8 @@ INLINE void tile_planes4(const geometry *g, const float *plane, int ty0, int row
   const size_t cw = (size_t)g->compact;
   for (int p = 0; p < padded_rows4(rows); p++) {
     const int y = 4 * ty0 - 1 + p;
-    const float *row = y >= 0 && y < g->height ? plane + (size_t)y * g->width : NULL;
     float *target = q + (size_t)(p & 3) * 6 * cw + (size_t)(p >> 2) * tw;
-    split_row4(row, g->width, target, cw, g->plane_width);
+    split_row4(image_row(g, plane, y), g->width, target, cw, g->plane_width);
   }
 }
 
@@ -249,11 +248,7 @@ INLINE void forward4_pass(const blocking k, const ck_conv_shape *shape, const fl
       const int rows = min_int(g.rows, row_end - ty0), tiles = rows * g.tiles_w;
       const int n = round16(count * tiles);
       input_transform4(&g, input + first * in_size, count, ty0, rows, v, q);
-      for (int xi = 0; xi < 36; xi++)
-        product(k.rows, k.vectors, 0, A_ROWS, co_end - co_begin, n, g.cin,
-                u + ((size_t)xi * g.cout + co_begin) * g.cin, g.cin,
-                v + (size_t)xi * (g.cin + 1) * g.ld, 16, (size_t)(g.cin + 1) * 16,
-                m + ((size_t)xi * g.cout + co_begin) * g.ld, g.ld);
+      forward_products(k, &g, 36, n, co_begin, co_end, u, v, m);
       for (int i = 0; i < count; i++)
         output_transform4(&g, m + i * tiles, bias, output + (first + i) * out_size, ty0, rows,
                           co_begin, co_end, q);
@@ -428,12 +423,8 @@ INLINE void input_transform_backward4(const geometry *g, const float *dv, float 
     for (int p = 0; p < padded_rows4(rows); p++) {
       const int y = 4 * ty0 - 1 + p;
       if (y < 0 || y >= g->height) continue;
-      // Padded row p = 4·tr + r: patch row r = p & 3 of tile row p >> 2, and for p & 3 < 2 also
-      // row r + 4 of the tile row above.
-      const int s = p & 3, tr = p >> 2;
-      const float *first = tr < rows ? a + (size_t)6 * s * cw + (size_t)tr * tw : NULL;
-      const float *second = s < 2 && tr > 0 ? a + (size_t)6 * (s + 4) * cw + (size_t)(tr - 1) * tw : NULL;
-      if (!first) first = second, second = NULL;
+      const float *first, *second;
+      covering_planes(g, 4, 6, rows, p, a, &first, &second);
       merge_row4(plane + (size_t)y * g->width, g->width, tw, first, second, cw, ty0 > 0 && p < 2);
     }
   }
@@ -459,26 +450,12 @@ INLINE void backward4_pass(const blocking k, const ck_conv_shape *shape, const f
     const int count = min_int(g.group, images - first);
     for (int ty0 = 0; ty0 < g.tiles_h; ty0 += g.rows) {
       const int rows = min_int(g.rows, g.tiles_h - ty0), tiles = rows * g.tiles_w;
-      const int n = round16(count * tiles);
       const size_t offset = first * out_size;
       output_transform_backward4(&g, output_grad + offset, g.relu ? output + offset : NULL, count,
                                  dm, bias_grad, ty0, rows, q);
       input_transform4(&g, input + first * in_size, count, ty0, rows, v, q);
-      zero_strip_columns(dm, 36, g.cout, g.ld, count * tiles, n);
-      zero_strip_columns(v, 36, g.cin, g.ld, count * tiles, n);
-      // dU[ξ] [Cout, Cin] += dM[ξ] [Cout, n] · V[ξ]ᵀ [n, Cin] (V[ξ] transposed first).
-      for (int xi = 0; xi < 36; xi++) {
-        transpose(g.cin, n, v + (size_t)xi * (g.cin + 1) * g.ld, (size_t)(g.cin + 1) * 16,
-                  transposed, (size_t)g.ld * 16);
-        product(k.rows, k.vectors, 1, A_STRIPS, g.cout, g.ldu, n,
-                dm + (size_t)xi * (g.cout + 1) * g.ld, (g.cout + 1) * 16, transposed, 16,
-                (size_t)g.ld * 16, u_grad + (size_t)xi * g.cout * g.ldu, g.ldu);
-      }
+      gradient_products(k, &g, 36, count * tiles, u, v, dm, transposed, u_grad, input_grad ? v : NULL);
       if (!input_grad) continue;
-      for (int xi = 0; xi < 36; xi++)
-        product(k.rows, k.vectors, 0, A_COLUMNS, g.cin, n, g.cout,
-                u + (size_t)xi * g.cout * g.cin, g.cin, dm + (size_t)xi * (g.cout + 1) * g.ld,
-                16, (size_t)(g.cout + 1) * 16, v + (size_t)xi * g.cin * g.ld, g.ld);
       for (int i = 0; i < count; i++)
         input_transform_backward4(&g, v + i * tiles, input_grad + (first + i) * in_size, ty0, rows,
                                   q);
@@ -554,11 +531,8 @@ INLINE void adjoint_weight_rows(const v16 x[6], v16 out[3]) {
 INLINE void winograd4_weights_backward(const float *u_grad, int kernels, float *weight_grad) {
   for (int k = 0; k < kernels; k += 16) {
     const int count = min_int(16, kernels - k);
-    v16 du[36];
-    for (int xi = 0; xi < 36; xi++) {
-      const float *source = u_grad + (size_t)xi * kernels + k;
-      du[xi] = count == 16 ? load(source) : load_first(source, count, 0);
-    }
+    v16 du[36], g[9];
+    load_positions(u_grad, 36, kernels, k, count, du);
     // Gᵀ dU, column by column, then (·) G along each of its 3 rows.
     v16 rows[3][6];
     for (int c = 0; c < 6; c++) {
@@ -567,14 +541,8 @@ INLINE void winograd4_weights_backward(const float *u_grad, int kernels, float *
       adjoint_weight_rows(column, out);
       for (int r = 0; r < 3; r++) rows[r][c] = out[r];
     }
-    float taps[9][16];
-    for (int r = 0; r < 3; r++) {
-      v16 out[3];
-      adjoint_weight_rows(rows[r], out);
-      for (int c = 0; c < 3; c++) store(taps[3 * r + c], out[c]);
-    }
-    for (int i = 0; i < count; i++)
-      for (int t = 0; t < 9; t++) weight_grad[(size_t)(k + i) * 9 + t] += taps[t][i];
+    for (int r = 0; r < 3; r++) adjoint_weight_rows(rows[r], g + 3 * r);
+    add_taps(g, k, count, weight_grad);
   }
 }
 

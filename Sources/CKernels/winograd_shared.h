@@ -157,6 +157,24 @@ INLINE void store_positions(const v16 *u_tile, int positions, int kernels, int k
   }
 }
 
+/// u_tile[ξ] lane i = u[ξ · kernels + k + i] for the `positions` positions ξ and i < count (0
+/// past count): store_positions undone, for the weight transforms' adjoints.
+INLINE void load_positions(const float *u, int positions, int kernels, int k, int count,
+                           v16 *u_tile) {
+  for (int xi = 0; xi < positions; xi++) {
+    const float *source = u + (size_t)xi * kernels + k;
+    u_tile[xi] = count == 16 ? load(source) : load_first(source, count, 0);
+  }
+}
+
+/// weight[k + i][t] += g[t] lane i for i < count (weight [kernels, 3, 3]): load_taps' adjoint.
+INLINE void add_taps(const v16 g[9], int k, int count, float *weight) {
+  float taps[9][16];
+  for (int t = 0; t < 9; t++) store(taps[t], g[t]);
+  for (int i = 0; i < count; i++)
+    for (int t = 0; t < 9; t++) weight[(size_t)(k + i) * 9 + t] += taps[t][i];
+}
+
 // MARK: - Slabs in strips
 
 // The transformed inputs V[ξ] [Cin, tiles] (and, backward, dM[ξ] [Cout, tiles]) are kept in strips
@@ -294,6 +312,71 @@ INLINE void zero_strip_columns(float *v, int positions, int channels, int ld, in
       for (int ci = 0; ci < channels; ci++)
         memset(column + (size_t)ci * 16, 0, sizeof(float) * (size_t)(end - t));
     }
+}
+
+// MARK: - A block's products at every position
+
+/// M[ξ] [co_begin … co_end − 1, n] = U[ξ] [those rows, Cin] · V[ξ] [Cin, n] for the `positions`
+/// positions ξ of a block of n tiles (a multiple of 16). U [positions, Cout, Cin]; V in strips
+/// [positions][Cin + 1][ld]; M [positions][Cout][ld] (its rows ld floats apart).
+INLINE void forward_products(const blocking k, const geometry *g, int positions, int n,
+                             int co_begin, int co_end, const float *u, const float *v, float *m) {
+  for (int xi = 0; xi < positions; xi++)
+    product(k.rows, k.vectors, 0, A_ROWS, co_end - co_begin, n, g->cin,
+            u + ((size_t)xi * g->cout + co_begin) * g->cin, g->cin,
+            v + (size_t)xi * (g->cin + 1) * g->ld, 16, (size_t)(g->cin + 1) * 16,
+            m + ((size_t)xi * g->cout + co_begin) * g->ld, g->ld);
+}
+
+/// The backward's products of a block whose V and dM fill `filled` tiles, at each of the
+/// `positions` positions ξ, over n = round16(filled) tiles (the columns past the block zeroed
+/// first, so that they add nothing):
+///   dU[ξ] [Cout, Cin] += dM[ξ] [Cout, n] · V[ξ]ᵀ [n, Cin], V[ξ] transposed first into
+///   `transposed` ([ld, ldu]), so that the sum over tiles runs down the product's k and needs no
+///   horizontal additions; dU [positions, Cout, ldu];
+///   then, unless dv is NULL, dV[ξ] [Cin, n] = U[ξ]ᵀ · dM[ξ] into dv [positions][Cin][ld] (which
+///   may be v's memory: every dU product has read V by then).
+/// V and dM in strips ([positions][C + 1][ld]), U [positions, Cout, Cin].
+INLINE void gradient_products(const blocking k, const geometry *g, int positions, int filled,
+                              const float *u, float *v, float *dm, float *transposed,
+                              float *u_grad, float *dv) {
+  const int n = round16(filled);
+  zero_strip_columns(dm, positions, g->cout, g->ld, filled, n);
+  zero_strip_columns(v, positions, g->cin, g->ld, filled, n);
+  for (int xi = 0; xi < positions; xi++) {
+    transpose(g->cin, n, v + (size_t)xi * (g->cin + 1) * g->ld, (size_t)(g->cin + 1) * 16,
+              transposed, (size_t)g->ld * 16);
+    product(k.rows, k.vectors, 1, A_STRIPS, g->cout, g->ldu, n,
+            dm + (size_t)xi * (g->cout + 1) * g->ld, (g->cout + 1) * 16, transposed, 16,
+            (size_t)g->ld * 16, u_grad + (size_t)xi * g->cout * g->ldu, g->ldu);
+  }
+  if (!dv) return;
+  for (int xi = 0; xi < positions; xi++)
+    product(k.rows, k.vectors, 0, A_COLUMNS, g->cin, n, g->cout, u + (size_t)xi * g->cout * g->cin,
+            g->cin, dm + (size_t)xi * (g->cout + 1) * g->ld, 16, (size_t)(g->cout + 1) * 16,
+            dv + (size_t)xi * g->cin * g->ld, g->ld);
+}
+
+// MARK: - Rows of a block
+
+/// Row y of an image plane, or NULL outside the image (a padded row of zeros).
+INLINE const float *image_row(const geometry *g, const float *plane, int y) {
+  return y >= 0 && y < g->height ? plane + (size_t)y * g->width : NULL;
+}
+
+/// The input gradient's tile-order planes that cover padded row p of a block of `rows` tile rows,
+/// for `tile` × `tile` output tiles (patches of tile + 2 rows, one every `tile` rows): patch row
+/// p % tile of tile row p / tile (if inside the block), and patch row p % tile + tile of the tile
+/// row above (if it has one). Patch row r of tile row tr: a + kinds · r · cw + tr · tiles_w (the
+/// `kinds` planes of a patch row, cw floats apart). *first is NULL only when neither exists.
+INLINE void covering_planes(const geometry *g, int tile, int kinds, int rows, int p, const float *a,
+                            const float **first, const float **second) {
+  const size_t cw = (size_t)g->compact;
+  const int r = p % tile, tr = p / tile;
+  *first = tr < rows ? a + (size_t)kinds * r * cw + (size_t)tr * g->tiles_w : NULL;
+  *second = r < 2 && tr > 0 ? a + (size_t)kinds * (r + tile) * cw + (size_t)(tr - 1) * g->tiles_w
+                            : NULL;
+  if (!*first) *first = *second, *second = NULL;
 }
 
 #endif

@@ -190,6 +190,10 @@ static void convolution(int isa) {
   float *u_grad = calloc(16 * (size_t)shape.out_channels * padded, sizeof(float));
   float *bias_grad = calloc(shape.out_channels, sizeof(float));
   ck_winograd_backward(&shape, u, input, output, output_grad, input_grad, u_grad, bias_grad, images, scratch);
+  // dU's padded rows read as [16, kernels]: a check of memory, not of values.
+  float *weight_grad2 = calloc((size_t)shape.out_channels * shape.in_channels * 9, sizeof(float));
+  ck_winograd_weights_backward(u_grad, shape.out_channels * shape.in_channels, weight_grad2);
+  free(weight_grad2);
   // F(4×4, 3×3)'s gradients: the input gradient against F(2×2, 3×3)'s, the weight transform's
   // adjoint run.
   float *input_grad4 = malloc(images * in * sizeof(float));

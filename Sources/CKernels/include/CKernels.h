@@ -35,6 +35,9 @@ size_t ck_winograd_scratch(const ck_conv_shape *shape);
 
 /// u [16, kernels] = G g Gᵀ for each 3 × 3 kernel g of weight [kernels, 3, 3] (row-major).
 void ck_winograd_weights(const float *weight, int kernels, float *u);
+/// weight_grad [kernels, 3, 3] += Gᵀ dU G for u_grad [16, kernels] (the adjoint of
+/// ck_winograd_weights).
+void ck_winograd_weights_backward(const float *u_grad, int kernels, float *weight_grad);
 
 /// output[b] = ReLU?(conv(input[b]) + bias) for `images` images (NCHW), output rows
 /// 2·row_begin … 2·row_end − 1 (tile rows row_begin … row_end − 1; all: 0 … ⌈H/2⌉) of output

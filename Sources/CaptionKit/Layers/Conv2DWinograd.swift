@@ -15,8 +15,8 @@ import Foundation
 //   dM = A dY Aᵀ;  dU[ξ] += dM[ξ] · V[ξ]ᵀ;  dV[ξ] = U[ξ]ᵀ · dM[ξ];
 //   dd = B dV Bᵀ (scatter-added: neighbouring patches overlap);  dg = Gᵀ dU G.
 // CKernels runs the input and output transforms and the products block by block
-// (Conv2DBlocked.swift) and the weight transforms U = G g Gᵀ; F(2×2)'s dg = Gᵀ dU G is here,
-// F(4×4)'s in CKernels.
+// (Conv2DBlocked.swift) and the weight transforms U = G g Gᵀ and dg = Gᵀ dU G; this file picks
+// the tile and keeps a loaded model's U.
 
 extension Conv2D {
   /// The Winograd tile of both passes on an H×W map: 4, F(4×4, 3×3) (36 multiplies per 16
@@ -50,45 +50,12 @@ extension Conv2D {
     return u
   }
 
-  /// weightGrad [Cout, Cin, 3, 3] += Gᵀ dU G for every kernel (dU [16, Cout, Cin]).
-  static func winogradWeightsBackward(
-    uGrad: UnsafePointer<Float>, outputChannels: Int, inputChannels: Int,
-    weightGrad: UnsafeMutablePointer<Float>
-  ) {
-    let slab = outputChannels * inputChannels
-    for kernel in 0..<slab {
-      // Column c of dU as a SIMD4 over its 4 rows.
-      @inline(__always) func column(_ c: Int) -> SIMD4<Float> {
-        SIMD4(
-          uGrad[c * slab + kernel], uGrad[(4 + c) * slab + kernel], uGrad[(8 + c) * slab + kernel],
-          uGrad[(12 + c) * slab + kernel])
-      }
-      let (d0, d1, d2, d3) = (column(0), column(1), column(2), column(3))
-      // dU G (Gᵀ's adjoint along the columns): [d0 + ½(d1+d2), ½(d1−d2), ½(d1+d2) + d3].
-      let e0 = d0 + 0.5 * (d1 + d2)
-      let e1 = 0.5 * (d1 - d2)
-      let e2 = 0.5 * (d1 + d2) + d3
-      // Gᵀ (·) along the rows of each column vector e.
-      let g = weightGrad + kernel * 9
-      for (kx, e) in [(0, e0), (1, e1), (2, e2)] {
-        g[0 * 3 + kx] += e[0] + 0.5 * (e[1] + e[2])
-        g[1 * 3 + kx] += 0.5 * (e[1] - e[2])
-        g[2 * 3 + kx] += 0.5 * (e[1] + e[2]) + e[3]
-      }
-    }
-  }
-
   /// weight.grad += Gᵀ dU G (dU [16, Cout, Cin] for `tile` 2, [36, Cout, Cin] for 4: CKernels);
   /// bias.grad += the per-thread sums [parts, Cout].
   func addWinogradGradients(uGrad: Tensor, biasPartials: Tensor, parts: Int, tile: Int) {
     let cout = outChannels
-    if tile == 4 {
-      ck_winograd4_weights_backward(uGrad.pointer, Int32(cout * inChannels), weight.grad.pointer)
-    } else {
-      Conv2D.winogradWeightsBackward(
-        uGrad: uGrad.pointer, outputChannels: cout, inputChannels: inChannels,
-        weightGrad: weight.grad.pointer)
-    }
+    let weightsBackward = tile == 4 ? ck_winograd4_weights_backward : ck_winograd_weights_backward
+    weightsBackward(uGrad.pointer, Int32(cout * inChannels), weight.grad.pointer)
     for co in 0..<cout {
       var sum: Float = 0
       for part in 0..<parts { sum += biasPartials.pointer[part * cout + co] }
