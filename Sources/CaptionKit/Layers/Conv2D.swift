@@ -10,12 +10,12 @@
 /// instead, and without an input gradient its weight gradient too (Conv2DBlocked.swift).
 ///
 /// Layers with at least `winogradMinChannels` input channels use Winograd instead
-/// (Conv2DWinograd.swift): F(2×2, 3×3), 2.25× fewer multiplies, and for the forward pass on large
-/// maps F(4×4, 3×3), 4× fewer, through CKernels' cache-blocked C kernels (AVX-512, AVX2 or
-/// baseline, picked at run time; Conv2DBlocked.swift), at any batch size: one image (describe) too,
-/// since the kernels share out an image's tile rows or output channels (measured at the bench
-/// shapes, 2 threads: describe's encoder 2.0 ms with F(2×2), 4.1 ms with im2col). Every path is
-/// tested against a Double-precision reference (ConvKernelTests).
+/// (Conv2DWinograd.swift): F(4×4, 3×3), 4× fewer multiplies, on maps of at least 12 px, and
+/// F(2×2, 3×3), 2.25× fewer, on smaller ones, in both passes, through CKernels' cache-blocked C
+/// kernels (AVX-512, AVX2 or baseline, picked at run time; Conv2DBlocked.swift), at any batch
+/// size: one image (describe) too, since the kernels share out an image's tile rows or output
+/// channels (measured at the bench shapes, 2 threads: describe's encoder 2.0 ms with F(2×2), 4.1
+/// ms with im2col). Every path is tested against a Double-precision reference (ConvKernelTests).
 public final class Conv2D {
   public enum Algorithm: Sendable {
     case im2col
