@@ -499,9 +499,9 @@ INLINE void weight_rows(const v16 x[3], v16 out[6]) {
   out[5] = x[2];
 }
 
-INLINE void winograd4_weights(const float *weight, int kernels, float *u) {
-  for (int k = 0; k < kernels; k += 16) {
-    const int count = min_int(16, kernels - k);
+INLINE void winograd4_weights(const float *weight, int kernels, int begin, int end, float *u) {
+  for (int k = begin; k < end; k += 16) {
+    const int count = min_int(16, end - k);
     v16 g[9], out[36];
     load_taps(weight, k, count, g);
     // G g, column by column, then (·) Gᵀ along each of its 6 rows.
@@ -516,8 +516,9 @@ INLINE void winograd4_weights(const float *weight, int kernels, float *u) {
   }
 }
 
-CK_INSTANTIATE(ck_winograd4_weights, (const float *weight, int kernels, float *u),
-               (weight, kernels, u), winograd4_weights)
+CK_INSTANTIATE(ck_winograd4_weights,
+               (const float *weight, int kernels, int begin, int end, float *u),
+               (weight, kernels, begin, end, u), winograd4_weights)
 
 /// Gᵀ x for a 6-vector x (of vectors): out[0 … 2] (weight_rows' adjoint).
 INLINE void adjoint_weight_rows(const v16 x[6], v16 out[3]) {
@@ -528,24 +529,30 @@ INLINE void adjoint_weight_rows(const v16 x[6], v16 out[3]) {
   out[2] = sixth * (sum34 - sum12) + x[5];
 }
 
-INLINE void winograd4_weights_backward(const float *u_grad, int kernels, float *weight_grad) {
-  for (int k = 0; k < kernels; k += 16) {
-    const int count = min_int(16, kernels - k);
-    v16 du[36], g[9];
-    load_positions(u_grad, 36, kernels, k, count, du);
-    // Gᵀ dU, column by column, then (·) G along each of its 3 rows.
-    v16 rows[3][6];
-    for (int c = 0; c < 6; c++) {
-      v16 column[6], out[3];
-      for (int r = 0; r < 6; r++) column[r] = du[6 * r + c];
-      adjoint_weight_rows(column, out);
-      for (int r = 0; r < 3; r++) rows[r][c] = out[r];
+INLINE void winograd4_weights_backward(const float *u_grad, int parts, size_t part_stride,
+                                       int out_channels, int in_channels, int co_begin, int co_end,
+                                       float *weight_grad) {
+  for (int co = co_begin; co < co_end; co++)
+    for (int ci = 0; ci < in_channels; ci += 16) {
+      const int count = min_int(16, in_channels - ci);
+      v16 du[36], g[9];
+      sum_partials(u_grad, parts, part_stride, 36, out_channels, in_channels, co, ci, du);
+      // Gᵀ dU, column by column, then (·) G along each of its 3 rows.
+      v16 rows[3][6];
+      for (int c = 0; c < 6; c++) {
+        v16 column[6], out[3];
+        for (int r = 0; r < 6; r++) column[r] = du[6 * r + c];
+        adjoint_weight_rows(column, out);
+        for (int r = 0; r < 3; r++) rows[r][c] = out[r];
+      }
+      for (int r = 0; r < 3; r++) adjoint_weight_rows(rows[r], g + 3 * r);
+      add_taps(g, co * in_channels + ci, count, weight_grad);
     }
-    for (int r = 0; r < 3; r++) adjoint_weight_rows(rows[r], g + 3 * r);
-    add_taps(g, k, count, weight_grad);
-  }
 }
 
 CK_INSTANTIATE(ck_winograd4_weights_backward,
-               (const float *u_grad, int kernels, float *weight_grad),
-               (u_grad, kernels, weight_grad), winograd4_weights_backward)
+               (const float *u_grad, int parts, size_t part_stride, int out_channels,
+                int in_channels, int co_begin, int co_end, float *weight_grad),
+               (u_grad, parts, part_stride, out_channels, in_channels, co_begin, co_end,
+                weight_grad),
+               winograd4_weights_backward)

@@ -157,13 +157,17 @@ INLINE void store_positions(const v16 *u_tile, int positions, int kernels, int k
   }
 }
 
-/// u_tile[ξ] lane i = u[ξ · kernels + k + i] for the `positions` positions ξ and i < count (0
-/// past count): store_positions undone, for the weight transforms' adjoints.
-INLINE void load_positions(const float *u, int positions, int kernels, int k, int count,
-                           v16 *u_tile) {
+/// du[ξ] lane i = Σ_p dU_p[ξ][co][ci + i] for the `positions` positions ξ, summed over the `parts`
+/// partial sums dU_p = u_grad + p · part_stride, each [positions, Cout, round16(Cin)] (as the
+/// backward kernels write them; lanes past Cin are read from the padding and not used).
+INLINE void sum_partials(const float *u_grad, int parts, size_t part_stride, int positions,
+                         int out_channels, int in_channels, int co, int ci, v16 *du) {
+  const size_t ldu = (size_t)round16(in_channels);
   for (int xi = 0; xi < positions; xi++) {
-    const float *source = u + (size_t)xi * kernels + k;
-    u_tile[xi] = count == 16 ? load(source) : load_first(source, count, 0);
+    const float *source = u_grad + ((size_t)xi * out_channels + co) * ldu + ci;
+    v16 sum = load(source);
+    for (int p = 1; p < parts; p++) sum += load(source + (size_t)p * part_stride);
+    du[xi] = sum;
   }
 }
 

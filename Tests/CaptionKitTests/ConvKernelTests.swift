@@ -108,6 +108,10 @@ final class ConvKernelTests: XCTestCase {
             algorithm: .winograd, batch: 1, cin: 16, cout: cout, height: 9, width: 11, threads: 2,
             tile: tile)
         }
+        // Enough kernels (64 × 72) that the threads share out the weight transforms and their
+        // adjoints, which sum the threads' dU (Cin not a multiple of 16: dU's rows padded).
+        check(
+          algorithm: .winograd, batch: 2, cin: 72, cout: 64, height: 6, width: 5, threads: 2, tile: tile)
         // Several whole images per block, the last block short.
         check(
           algorithm: .winograd, batch: 5, cin: 16, cout: 8, height: 8, width: 8, budget: 16 * 24 * 16 * 2,

@@ -143,7 +143,8 @@ static void convolution(int isa) {
   float *u = malloc(16 * (size_t)shape.out_channels * shape.in_channels * sizeof(float));
   float *output = malloc(images * out * sizeof(float));
   float *scratch = malloc(ck_winograd_scratch(&shape) * sizeof(float));
-  ck_winograd_weights(weight, shape.out_channels * shape.in_channels, u);
+  ck_winograd_weights(weight, shape.out_channels * shape.in_channels, 0,
+                      shape.out_channels * shape.in_channels, u);
   ck_winograd_forward(&shape, u, bias, input, output, images, 0, (shape.height + 1) / 2, 0,
                       shape.out_channels, scratch);
   double *want = malloc(images * out * sizeof(double));
@@ -167,7 +168,8 @@ static void convolution(int isa) {
   float *u4 = malloc(36 * (size_t)shape.out_channels * shape.in_channels * sizeof(float));
   float *output4 = malloc(images * out * sizeof(float));
   float *scratch4 = malloc(ck_winograd4_scratch(&shape) * sizeof(float));
-  ck_winograd4_weights(weight, shape.out_channels * shape.in_channels, u4);
+  ck_winograd4_weights(weight, shape.out_channels * shape.in_channels, 0,
+                       shape.out_channels * shape.in_channels, u4);
   ck_winograd4_forward(&shape, u4, bias, input, output4, images, 0, (shape.height + 3) / 4, 0, 3,
                        scratch4);
   ck_winograd4_forward(&shape, u4, bias, input, output4, images, 0, (shape.height + 3) / 4, 3,
@@ -190,9 +192,13 @@ static void convolution(int isa) {
   float *u_grad = calloc(16 * (size_t)shape.out_channels * padded, sizeof(float));
   float *bias_grad = calloc(shape.out_channels, sizeof(float));
   ck_winograd_backward(&shape, u, input, output, output_grad, input_grad, u_grad, bias_grad, images, scratch);
-  // dU's padded rows read as [16, kernels]: a check of memory, not of values.
+  // dU's padded rows, as two threads' partial sums (the same one twice), an output channel
+  // range each: a check of memory, not of values.
   float *weight_grad2 = calloc((size_t)shape.out_channels * shape.in_channels * 9, sizeof(float));
-  ck_winograd_weights_backward(u_grad, shape.out_channels * shape.in_channels, weight_grad2);
+  ck_winograd_weights_backward(u_grad, 2, 0, shape.out_channels, shape.in_channels, 0, 2,
+                               weight_grad2);
+  ck_winograd_weights_backward(u_grad, 2, 0, shape.out_channels, shape.in_channels, 2,
+                               shape.out_channels, weight_grad2);
   free(weight_grad2);
   // F(4×4, 3×3)'s gradients: the input gradient against F(2×2, 3×3)'s, the weight transform's
   // adjoint run.
@@ -201,18 +207,16 @@ static void convolution(int isa) {
   float *bias_grad4 = calloc(shape.out_channels, sizeof(float));
   float *scratch4b = malloc(ck_winograd4_scratch(&shape) * sizeof(float));
   float *u4b = malloc(36 * (size_t)shape.out_channels * shape.in_channels * sizeof(float));
-  ck_winograd4_weights(weight, shape.out_channels * shape.in_channels, u4b);
+  ck_winograd4_weights(weight, shape.out_channels * shape.in_channels, 0,
+                       shape.out_channels * shape.in_channels, u4b);
   ck_winograd4_backward(&shape, u4b, input, output, output_grad, input_grad4, u_grad4, bias_grad4,
                         images, scratch4b);
   double *want_grad = malloc(images * in * sizeof(double));
   for (size_t i = 0; i < images * in; i++) want_grad[i] = input_grad[i];
   check("ck_winograd4_backward", isa, input_grad4, want_grad, images * in);
   float *weight_grad4 = calloc((size_t)shape.out_channels * shape.in_channels * 9, sizeof(float));
-  for (int xi = 0; xi < 36; xi++)  // dU's rows to [36, kernels]
-    for (int k = 0; k < shape.out_channels * shape.in_channels; k++)
-      u_grad4[(size_t)xi * shape.out_channels * shape.in_channels + k] =
-          u_grad4[((size_t)xi * shape.out_channels + k / shape.in_channels) * padded + k % shape.in_channels];
-  ck_winograd4_weights_backward(u_grad4, shape.out_channels * shape.in_channels, weight_grad4);
+  ck_winograd4_weights_backward(u_grad4, 1, 0, shape.out_channels, shape.in_channels, 0,
+                                shape.out_channels, weight_grad4);
   free(input_grad4), free(u_grad4), free(bias_grad4), free(scratch4b), free(u4b), free(want_grad);
   free(weight_grad4);
   float *weight_grad = calloc((size_t)shape.out_channels * shape.in_channels * 9, sizeof(float));

@@ -33,11 +33,15 @@ typedef struct {
 /// Floats of scratch one thread needs for ck_winograd_forward / ck_winograd_backward.
 size_t ck_winograd_scratch(const ck_conv_shape *shape);
 
-/// u [16, kernels] = G g Gᵀ for each 3 × 3 kernel g of weight [kernels, 3, 3] (row-major).
-void ck_winograd_weights(const float *weight, int kernels, float *u);
-/// weight_grad [kernels, 3, 3] += Gᵀ dU G for u_grad [16, kernels] (the adjoint of
-/// ck_winograd_weights).
-void ck_winograd_weights_backward(const float *u_grad, int kernels, float *weight_grad);
+/// u [16, kernels] = G g Gᵀ for the 3 × 3 kernels g = begin … end − 1 of weight [kernels, 3, 3]
+/// (row-major): threads share the kernels out (begin a multiple of 16; all: 0 … kernels).
+void ck_winograd_weights(const float *weight, int kernels, int begin, int end, float *u);
+/// weight_grad [Cout, Cin, 3, 3] += Gᵀ dU G (the adjoint of ck_winograd_weights) for output
+/// channels co_begin … co_end − 1, dU the sum of `parts` partial sums u_grad + p · part_stride,
+/// each [16, Cout, round16(Cin)] as ck_winograd_backward writes them.
+void ck_winograd_weights_backward(const float *u_grad, int parts, size_t part_stride,
+                                  int out_channels, int in_channels, int co_begin, int co_end,
+                                  float *weight_grad);
 
 /// output[b] = ReLU?(conv(input[b]) + bias) for `images` images (NCHW), output rows
 /// 2·row_begin … 2·row_end − 1 (tile rows row_begin … row_end − 1; all: 0 … ⌈H/2⌉) of output
@@ -62,9 +66,9 @@ void ck_winograd_backward(const ck_conv_shape *shape, const float *u, const floa
 /// (block_rows counts rows of 4×4 tiles).
 size_t ck_winograd4_scratch(const ck_conv_shape *shape);
 
-/// u [36, kernels] = G g Gᵀ of Winograd F(4×4, 3×3) for each 3 × 3 kernel g of weight
-/// [kernels, 3, 3] (row-major).
-void ck_winograd4_weights(const float *weight, int kernels, float *u);
+/// u [36, kernels] = G g Gᵀ of Winograd F(4×4, 3×3) for the 3 × 3 kernels g = begin … end − 1 of
+/// weight [kernels, 3, 3] (row-major), as ck_winograd_weights.
+void ck_winograd4_weights(const float *weight, int kernels, int begin, int end, float *u);
 
 /// ck_winograd_forward through Winograd F(4×4, 3×3): output rows 4·row_begin … 4·row_end − 1
 /// (tile rows of 4; all: 0 … ⌈H/4⌉), output channels channel_begin … channel_end − 1.
@@ -78,9 +82,10 @@ void ck_winograd4_forward(const ck_conv_shape *shape, const float *u, const floa
 void ck_winograd4_backward(const ck_conv_shape *shape, const float *u, const float *input,
                            const float *output, const float *output_grad, float *input_grad,
                            float *u_grad, float *bias_grad, int images, float *scratch);
-/// weight_grad [kernels, 3, 3] += Gᵀ dU G of F(4×4, 3×3) for u_grad [36, kernels] (the adjoint of
-/// ck_winograd4_weights).
-void ck_winograd4_weights_backward(const float *u_grad, int kernels, float *weight_grad);
+/// ck_winograd_weights_backward for F(4×4, 3×3): u_grad's partial sums [36, Cout, round16(Cin)].
+void ck_winograd4_weights_backward(const float *u_grad, int parts, size_t part_stride,
+                                   int out_channels, int in_channels, int co_begin, int co_end,
+                                   float *weight_grad);
 /// Floats of scratch one thread needs for ck_direct_forward (block_rows is not used).
 size_t ck_direct_scratch(const ck_conv_shape *shape);
 

@@ -72,30 +72,22 @@ extension Conv2D {
     let backwardKernel = tile == 4 ? ck_winograd4_backward : ck_winograd_backward
     let scratchSize = tile == 4 ? ck_winograd4_scratch(&shape) : ck_winograd_scratch(&shape)
     let scratch = self.scratch.buffer(.kernel, shape: [threads, scratchSize])
-    // Per-thread dU [positions, Cout, round16(Cin)].
+    // Per-thread dU [positions, Cout, round16(Cin)], each zeroed by its thread.
     let positions = (tile + 2) * (tile + 2)
-    let stride = (cin + 15) / 16 * 16
-    let uSize = positions * cout * stride
-    let (uGrads, biasGrads) = threadPartials(threads: threads, size: uSize)
+    let uSize = positions * cout * ((cin + 15) / 16 * 16)
+    let uGrads = self.scratch.buffer(.weightPartials, shape: [threads, uSize])
+    let biasGrads = self.scratch.buffer(.biasPartials, shape: [threads, cout])
+    biasGrads.fill(0)
     let (inputSize, outputSize) = (cin * height * width, cout * height * width)
     forEachShare(of: batch, threads: threads, shape: shape) { shape, part, first, count in
+      let uGrad = uGrads.pointer + part * uSize
+      uGrad.update(repeating: 0, count: uSize)
       backwardKernel(
         shape, u.pointer, input.pointer + first * inputSize, output.pointer + first * outputSize,
         outputGrad.pointer + first * outputSize, inputGrad.map { $0.pointer + first * inputSize },
-        uGrads.pointer + part * uSize, biasGrads.pointer + part * cout, count,
-        scratch.pointer + part * scratchSize)
+        uGrad, biasGrads.pointer + part * cout, count, scratch.pointer + part * scratchSize)
     }
-    // The threads' sums, into dU [positions, Cout, Cin].
-    let uGrad = self.scratch.buffer(.transformGrad, shape: [positions, cout, cin])
-    for row in 0..<positions * cout {
-      let target = uGrad.pointer + row * cin
-      target.update(from: uGrads.pointer + row * stride, count: cin)
-      for part in 1..<max(threads, 1) {
-        let share = uGrads.pointer + part * uSize + row * stride
-        for ci in 0..<cin { target[ci] += share[ci] }
-      }
-    }
-    addWinogradGradients(uGrad: uGrad, biasPartials: biasGrads, parts: threads, tile: tile)
+    addWinogradGradients(uGrads: uGrads, biasPartials: biasGrads, parts: threads, tile: tile)
   }
 
   /// weight.grad and bias.grad of a layer with few input channels, without the input gradient:

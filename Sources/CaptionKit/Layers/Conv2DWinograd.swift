@@ -34,28 +34,45 @@ extension Conv2D {
 
   /// U = G g Gᵀ for every kernel g = weight[co, ci] [3, 3] (CKernels): [16, Cout, Cin] for
   /// `tile` 2, [36, Cout, Cin] for 4 (winograd4.c). Computed at each call into the shared scratch
-  /// (training changes the weights every step; a VGG-16 layer of 512 channels takes a few ms) or,
-  /// with `weightsAreFixed`, once and kept (describe calls the encoder again and again).
+  /// (training changes the weights every step; a VGG-16 layer of 512 channels takes a few ms, so
+  /// the threads share the kernels out) or, with `weightsAreFixed`, once and kept (describe calls
+  /// the encoder again and again).
   func transformedWeights(tile: Int) -> Tensor {
     let (cout, cin) = (outChannels, inChannels)
     if weightsAreFixed, let u = fixedTransforms[tile] { return u }
     let shape = [(tile + 2) * (tile + 2), cout, cin]
     let u = weightsAreFixed ? Tensor(zeros: shape) : scratch.buffer(.transform, shape: shape)
-    if tile == 4 {
-      ck_winograd4_weights(weight.value.pointer, Int32(cout * cin), u.pointer)
-    } else {
-      ck_winograd_weights(weight.value.pointer, Int32(cout * cin), u.pointer)
+    let transform = tile == 4 ? ck_winograd4_weights : ck_winograd_weights
+    let (kernels, weights) = (cout * cin, weight.value.pointer)
+    // Groups of 16 kernels (one vector), at least `minimumKernelsPerThread` to a thread.
+    let groups = (kernels + 15) / 16
+    Parallel.ranges(groups, parts: min(Parallel.threads, kernels / Conv2D.minimumKernelsPerThread)) {
+      _, range in
+      transform(
+        weights, Int32(kernels), Int32(16 * range.lowerBound), Int32(min(16 * range.upperBound, kernels)),
+        u.pointer)
     }
     if weightsAreFixed { fixedTransforms[tile] = u }
     return u
   }
 
-  /// weight.grad += Gᵀ dU G (dU [16, Cout, Cin] for `tile` 2, [36, Cout, Cin] for 4: CKernels);
+  /// Below this many kernels a thread's share of a weight transform costs less than handing it out.
+  static let minimumKernelsPerThread = 2048
+
+  /// weight.grad += Gᵀ dU G, dU the sum of the threads' partial sums `uGrads` [parts][positions,
+  /// Cout, round16(Cin)] (CKernels sums them as it goes; the threads share out the output channels);
   /// bias.grad += the per-thread sums [parts, Cout].
-  func addWinogradGradients(uGrad: Tensor, biasPartials: Tensor, parts: Int, tile: Int) {
-    let cout = outChannels
+  func addWinogradGradients(uGrads: Tensor, biasPartials: Tensor, parts: Int, tile: Int) {
+    let (cout, cin) = (outChannels, inChannels)
     let weightsBackward = tile == 4 ? ck_winograd4_weights_backward : ck_winograd_weights_backward
-    weightsBackward(uGrad.pointer, Int32(cout * inChannels), weight.grad.pointer)
+    let partStride = uGrads.count / max(parts, 1)
+    let threads = min(Parallel.threads, cout * cin / Conv2D.minimumKernelsPerThread)
+    let (sums, weightGrad) = (uGrads.pointer, weight.grad.pointer)
+    Parallel.ranges(cout, parts: threads) { _, channels in
+      weightsBackward(
+        sums, Int32(parts), partStride, Int32(cout), Int32(cin), Int32(channels.lowerBound),
+        Int32(channels.upperBound), weightGrad)
+    }
     for co in 0..<cout {
       var sum: Float = 0
       for part in 0..<parts { sum += biasPartials.pointer[part * cout + co] }

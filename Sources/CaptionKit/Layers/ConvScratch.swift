@@ -12,8 +12,8 @@ public final class ConvScratch {
     case kernel
     /// Per-thread partial sums of the weight gradient (dU, or direct dW) and of the bias gradient.
     case weightPartials, biasPartials
-    /// U = G g Gᵀ of weights being trained, and the summed dU.
-    case transform, transformGrad
+    /// U = G g Gᵀ of weights being trained.
+    case transform
     /// im2col's columns [K, G·HW] and one chunk's output or gradient [Cout, G·HW].
     case columns, chunk
   }
