@@ -509,7 +509,7 @@ INLINE void winograd_weights(const float *weight, int kernels, int begin, int en
   for (int k = begin; k < end; k += 16) {
     const int count = min_int(16, end - k);
     v16 g[9], out[16];
-    load_taps(weight, k, count, g);
+    load_taps(weight, kernels, k, count, g);
     transform_kernels(g, out);
     store_positions(out, 16, kernels, k, count, u);
   }
@@ -527,24 +527,23 @@ INLINE void adjoint_weight_rows(const v16 x[4], v16 out[3]) {
   out[2] = half * (x[1] + x[2]) + x[3];
 }
 
+/// g = Gᵀ dU G for 16 kernels at once (du: their 16 positions).
+INLINE void adjoint_transform_kernels(const v16 du[16], v16 g[9]) {
+  // Gᵀ dU, column by column, then (·) G along each of its 3 rows.
+  v16 rows[3][4];
+  for (int c = 0; c < 4; c++) {
+    v16 column[4] = {du[c], du[4 + c], du[8 + c], du[12 + c]}, out[3];
+    adjoint_weight_rows(column, out);
+    for (int r = 0; r < 3; r++) rows[r][c] = out[r];
+  }
+  for (int r = 0; r < 3; r++) adjoint_weight_rows(rows[r], g + 3 * r);
+}
+
 INLINE void winograd_weights_backward(const float *u_grad, int parts, size_t part_stride,
                                       int out_channels, int in_channels, int co_begin, int co_end,
                                       float *weight_grad) {
-  for (int co = co_begin; co < co_end; co++)
-    for (int ci = 0; ci < in_channels; ci += 16) {
-      const int count = min_int(16, in_channels - ci);
-      v16 du[16], g[9];
-      sum_partials(u_grad, parts, part_stride, 16, out_channels, in_channels, co, ci, du);
-      // Gᵀ dU, column by column, then (·) G along each of its 3 rows.
-      v16 rows[3][4];
-      for (int c = 0; c < 4; c++) {
-        v16 column[4] = {du[c], du[4 + c], du[8 + c], du[12 + c]}, out[3];
-        adjoint_weight_rows(column, out);
-        for (int r = 0; r < 3; r++) rows[r][c] = out[r];
-      }
-      for (int r = 0; r < 3; r++) adjoint_weight_rows(rows[r], g + 3 * r);
-      add_taps(g, co * in_channels + ci, count, weight_grad);
-    }
+  add_weight_gradients(16, adjoint_transform_kernels, u_grad, parts, part_stride, out_channels,
+                       in_channels, co_begin, co_end, weight_grad);
 }
 
 CK_INSTANTIATE(ck_winograd_weights_backward,

@@ -503,7 +503,7 @@ INLINE void winograd4_weights(const float *weight, int kernels, int begin, int e
   for (int k = begin; k < end; k += 16) {
     const int count = min_int(16, end - k);
     v16 g[9], out[36];
-    load_taps(weight, k, count, g);
+    load_taps(weight, kernels, k, count, g);
     // G g, column by column, then (·) Gᵀ along each of its 6 rows.
     v16 gg[6][3];
     for (int c = 0; c < 3; c++) {
@@ -529,25 +529,24 @@ INLINE void adjoint_weight_rows(const v16 x[6], v16 out[3]) {
   out[2] = sixth * (sum34 - sum12) + x[5];
 }
 
+/// g = Gᵀ dU G of F(4×4, 3×3) for 16 kernels at once (du: their 36 positions).
+INLINE void adjoint_transform_kernels4(const v16 du[36], v16 g[9]) {
+  // Gᵀ dU, column by column, then (·) G along each of its 3 rows.
+  v16 rows[3][6];
+  for (int c = 0; c < 6; c++) {
+    v16 column[6], out[3];
+    for (int r = 0; r < 6; r++) column[r] = du[6 * r + c];
+    adjoint_weight_rows(column, out);
+    for (int r = 0; r < 3; r++) rows[r][c] = out[r];
+  }
+  for (int r = 0; r < 3; r++) adjoint_weight_rows(rows[r], g + 3 * r);
+}
+
 INLINE void winograd4_weights_backward(const float *u_grad, int parts, size_t part_stride,
                                        int out_channels, int in_channels, int co_begin, int co_end,
                                        float *weight_grad) {
-  for (int co = co_begin; co < co_end; co++)
-    for (int ci = 0; ci < in_channels; ci += 16) {
-      const int count = min_int(16, in_channels - ci);
-      v16 du[36], g[9];
-      sum_partials(u_grad, parts, part_stride, 36, out_channels, in_channels, co, ci, du);
-      // Gᵀ dU, column by column, then (·) G along each of its 3 rows.
-      v16 rows[3][6];
-      for (int c = 0; c < 6; c++) {
-        v16 column[6], out[3];
-        for (int r = 0; r < 6; r++) column[r] = du[6 * r + c];
-        adjoint_weight_rows(column, out);
-        for (int r = 0; r < 3; r++) rows[r][c] = out[r];
-      }
-      for (int r = 0; r < 3; r++) adjoint_weight_rows(rows[r], g + 3 * r);
-      add_taps(g, co * in_channels + ci, count, weight_grad);
-    }
+  add_weight_gradients(36, adjoint_transform_kernels4, u_grad, parts, part_stride, out_channels,
+                       in_channels, co_begin, co_end, weight_grad);
 }
 
 CK_INSTANTIATE(ck_winograd4_weights_backward,

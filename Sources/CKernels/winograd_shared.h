@@ -136,8 +136,16 @@ typedef struct {
 // MARK: - Weight transforms: one kernel per lane
 
 /// g[t] = tap t (row-major 3 × 3) of kernels k … k + count − 1 of weight [kernels, 3, 3], kernel
-/// k + i in lane i (0 past count).
-INLINE void load_taps(const float *weight, int k, int count, v16 g[9]) {
+/// k + i in lane i (0 past count). A whole group with a kernel after it loads each kernel's 9 taps
+/// and the next 7 floats as one vector and transposes the 16; otherwise one float at a time.
+INLINE void load_taps(const float *weight, int kernels, int k, int count, v16 g[9]) {
+  if (count == 16 && k + 17 <= kernels) {
+    v16 x[16];
+    for (int i = 0; i < 16; i++) x[i] = load(weight + (size_t)(k + i) * 9);
+    transpose16(x);
+    for (int t = 0; t < 9; t++) g[t] = x[t];
+    return;
+  }
   float taps[9][16] = {{0}};
   for (int i = 0; i < count; i++)
     for (int t = 0; t < 9; t++) taps[t][i] = weight[(size_t)(k + i) * 9 + t];
@@ -171,12 +179,30 @@ INLINE void sum_partials(const float *u_grad, int parts, size_t part_stride, int
   }
 }
 
-/// weight[k + i][t] += g[t] lane i for i < count (weight [kernels, 3, 3]): load_taps' adjoint.
+/// weight[k + i][t] += g[t] lane i for i < count (weight [kernels, 3, 3]): load_taps' adjoint,
+/// one float at a time (vectors of 16 floats from each kernel's first tap on would overlap, and
+/// each addition would wait on the store before it).
 INLINE void add_taps(const v16 g[9], int k, int count, float *weight) {
   float taps[9][16];
   for (int t = 0; t < 9; t++) store(taps[t], g[t]);
   for (int i = 0; i < count; i++)
     for (int t = 0; t < 9; t++) weight[(size_t)(k + i) * 9 + t] += taps[t][i];
+}
+
+/// weight_grad [Cout, Cin, 3, 3] += `adjoint`(dU) for output channels co_begin … co_end − 1, 16
+/// input channels at a time, dU the threads' partial sums as sum_partials reads them: the body of
+/// both weight transforms' adjoints (`positions` 16 or 36).
+INLINE void add_weight_gradients(const int positions, void (*adjoint)(const v16 *, v16 *),
+                                 const float *u_grad, int parts, size_t part_stride,
+                                 int out_channels, int in_channels, int co_begin, int co_end,
+                                 float *weight_grad) {
+  for (int co = co_begin; co < co_end; co++)
+    for (int ci = 0; ci < in_channels; ci += 16) {
+      v16 du[36], g[9];
+      sum_partials(u_grad, parts, part_stride, positions, out_channels, in_channels, co, ci, du);
+      adjoint(du, g);
+      add_taps(g, co * in_channels + ci, min_int(16, in_channels - ci), weight_grad);
+    }
 }
 
 // MARK: - Slabs in strips

@@ -226,6 +226,30 @@ static void convolution(int isa) {
   free(output_grad), free(input_grad), free(u_grad), free(bias_grad), free(weight_grad), free(direct_scratch);
 }
 
+/// The weight transforms of 40 kernels in two calls (kernels 0 … 31, as two groups of 16 loaded
+/// whole, then the last 8), against the direct product G g Gᵀ of F(2×2, 3×3).
+static void weight_transforms(int isa) {
+  const int kernels = 40;
+  float *weight = random_floats((size_t)kernels * 9, 23), *u = malloc(16 * (size_t)kernels * sizeof(float));
+  float *u4 = malloc(36 * (size_t)kernels * sizeof(float));
+  ck_winograd_weights(weight, kernels, 0, 32, u);
+  ck_winograd_weights(weight, kernels, 32, kernels, u);
+  ck_winograd4_weights(weight, kernels, 0, 32, u4);
+  ck_winograd4_weights(weight, kernels, 32, kernels, u4);
+  static const double G[4][3] = {{1, 0, 0}, {0.5, 0.5, 0.5}, {0.5, -0.5, 0.5}, {0, 0, 1}};
+  double *want = malloc(16 * (size_t)kernels * sizeof(double));
+  for (int k = 0; k < kernels; k++)
+    for (int r = 0; r < 4; r++)
+      for (int c = 0; c < 4; c++) {
+        double sum = 0;
+        for (int i = 0; i < 3; i++)
+          for (int j = 0; j < 3; j++) sum += G[r][i] * weight[(size_t)k * 9 + 3 * i + j] * G[c][j];
+        want[(size_t)(4 * r + c) * kernels + k] = sum;
+      }
+  check("ck_winograd_weights", isa, u, want, 16 * (size_t)kernels);
+  free(weight), free(u), free(u4), free(want);
+}
+
 static void count_part(void *context, int part) { __atomic_fetch_add((int *)context, part + 1, __ATOMIC_RELAXED); }
 
 static void fork_join(void) {
@@ -289,6 +313,7 @@ int main(int argc, char **argv) {
     adam();
     recurrent();
     convolution(isa);
+    weight_transforms(isa);
   }
   ck_set_isa(-1);
   fork_join();
