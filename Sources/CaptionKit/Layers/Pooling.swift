@@ -69,13 +69,19 @@ public final class MaxPool2D {
             }
             for ox in vectorColumns..<outWidth {
               let topLeft = 2 * oy * width + 2 * ox
-              // Row-major window order; strict > keeps the first of equal values.
-              var best = topLeft
-              if source[topLeft + 1] > source[best] { best = topLeft + 1 }
-              if source[topLeft + width] > source[best] { best = topLeft + width }
-              if source[topLeft + width + 1] > source[best] { best = topLeft + width + 1 }
-              target[oy * outWidth + ox] = source[best]
-              indices[oy * outWidth + ox] = Int32(best)
+              // Row-major window order; strict > keeps the first of equal values. Selects, not
+              // branches (an 8-px map has no vector of windows, and its compares mispredict).
+              var (best, index) = (source[topLeft], topLeft)
+              @inline(__always) func consider(_ candidate: Int) {
+                let better = source[candidate] > best
+                best = better ? source[candidate] : best
+                index = better ? candidate : index
+              }
+              consider(topLeft + 1)
+              consider(topLeft + width)
+              consider(topLeft + width + 1)
+              target[oy * outWidth + ox] = best
+              indices[oy * outWidth + ox] = Int32(index)
             }
           }
         }
