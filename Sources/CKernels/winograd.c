@@ -297,7 +297,7 @@ INLINE void output_transform_backward(const geometry *g, const float *output_gra
 /// ty0 > 0) are added to what that block wrote; the others are overwritten. Each tile's patch row
 /// r, columns k (E[tx], O[tx], E[tx + 1], O[tx + 1]), goes to tile-order plane a[r][k] (16 planes,
 /// cw floats apart), then each padded row is merged from the one or two tile rows whose patches
-/// cover it (merge_row).
+/// cover it (merge_rows, merge_row).
 INLINE void input_transform_backward(const geometry *g, const float *dv, float *image, int ty0,
                                      int rows, float *a) {
   const int tw = g->tiles_w, tiles = rows * tw;
@@ -327,14 +327,7 @@ INLINE void input_transform_backward(const geometry *g, const float *dv, float *
         store(target + 3 * cw, -x[r][3]);
       }
     }
-    float *plane = image + (size_t)ci * g->height * g->width;
-    for (int p = 0; p < 2 * rows + 2; p++) {
-      const int y = 2 * ty0 - 1 + p;
-      if (y < 0 || y >= g->height) continue;
-      const float *first, *second;
-      covering_planes(g, 2, 4, rows, p, a, &first, &second);
-      merge_row(plane + (size_t)y * g->width, g->width, tw, first, second, cw, ty0 > 0 && p < 2);
-    }
+    merge_rows(2, 4, merge_row, g, ty0, rows, a, image + (size_t)ci * g->height * g->width);
   }
 }
 
@@ -482,44 +475,24 @@ size_t ck_conv3x3_weight_grad_scratch(const ck_conv_shape *shape) {
 
 // MARK: - Weight transform
 
-/// U[ξ] = (G g Gᵀ)[ξ] for 16 kernels at once: g[t] holds tap t (row-major 3 × 3) of each.
-/// G = [1 0 0; ½ ½ ½; ½ −½ ½; 0 0 1].
-INLINE void transform_kernels(const v16 g[9], v16 u[16]) {
+/// G x for a 3-vector x (of vectors), G = [1 0 0; ½ ½ ½; ½ −½ ½; 0 0 1]: out[0 … 3].
+INLINE void weight_rows(const v16 x[3], v16 out[4]) {
   const v16 half = splat(0.5f);
-  // G g, column by column: rows [g0, ½(g0 + g1 + g2), ½(g0 − g1 + g2), g2] of column c.
-  v16 gg[4][3];
-  for (int c = 0; c < 3; c++) {
-    v16 g0 = g[c], g1 = g[3 + c], g2 = g[6 + c];
-    gg[0][c] = g0;
-    gg[1][c] = half * (g0 + g1 + g2);
-    gg[2][c] = half * (g0 - g1 + g2);
-    gg[3][c] = g2;
-  }
-  // (·) Gᵀ along each row.
-  for (int r = 0; r < 4; r++) {
-    v16 a0 = gg[r][0], a1 = gg[r][1], a2 = gg[r][2];
-    u[4 * r + 0] = a0;
-    u[4 * r + 1] = half * (a0 + a1 + a2);
-    u[4 * r + 2] = half * (a0 - a1 + a2);
-    u[4 * r + 3] = a2;
-  }
+  out[0] = x[0];
+  out[1] = half * (x[0] + x[1] + x[2]);
+  out[2] = half * (x[0] - x[1] + x[2]);
+  out[3] = x[2];
 }
 
 INLINE void winograd_weights(const float *weight, int kernels, int begin, int end, float *u) {
-  for (int k = begin; k < end; k += 16) {
-    const int count = min_int(16, end - k);
-    v16 g[9], out[16];
-    load_taps(weight, kernels, k, count, g);
-    transform_kernels(g, out);
-    store_positions(out, 16, kernels, k, count, u);
-  }
+  transform_weights(4, weight_rows, weight, kernels, begin, end, u);
 }
 
 CK_INSTANTIATE(ck_winograd_weights, (const float *weight, int kernels, int begin, int end, float *u),
                (weight, kernels, begin, end, u), winograd_weights)
 
-/// Gᵀ x for a 4-vector x (of vectors): [x0 + ½(x1 + x2), ½(x1 − x2), ½(x1 + x2) + x3], the
-/// adjoint of G's rows in transform_kernels.
+/// Gᵀ x for a 4-vector x (of vectors): [x0 + ½(x1 + x2), ½(x1 − x2), ½(x1 + x2) + x3] (weight_rows'
+/// adjoint).
 INLINE void adjoint_weight_rows(const v16 x[4], v16 out[3]) {
   const v16 half = splat(0.5f);
   out[0] = x[0] + half * (x[1] + x[2]);
@@ -527,22 +500,10 @@ INLINE void adjoint_weight_rows(const v16 x[4], v16 out[3]) {
   out[2] = half * (x[1] + x[2]) + x[3];
 }
 
-/// g = Gᵀ dU G for 16 kernels at once (du: their 16 positions).
-INLINE void adjoint_transform_kernels(const v16 du[16], v16 g[9]) {
-  // Gᵀ dU, column by column, then (·) G along each of its 3 rows.
-  v16 rows[3][4];
-  for (int c = 0; c < 4; c++) {
-    v16 column[4] = {du[c], du[4 + c], du[8 + c], du[12 + c]}, out[3];
-    adjoint_weight_rows(column, out);
-    for (int r = 0; r < 3; r++) rows[r][c] = out[r];
-  }
-  for (int r = 0; r < 3; r++) adjoint_weight_rows(rows[r], g + 3 * r);
-}
-
 INLINE void winograd_weights_backward(const float *u_grad, int parts, size_t part_stride,
                                       int out_channels, int in_channels, int co_begin, int co_end,
                                       float *weight_grad) {
-  add_weight_gradients(16, adjoint_transform_kernels, u_grad, parts, part_stride, out_channels,
+  add_weight_gradients(4, adjoint_weight_rows, u_grad, parts, part_stride, out_channels,
                        in_channels, co_begin, co_end, weight_grad);
 }
 

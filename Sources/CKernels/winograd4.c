@@ -394,7 +394,7 @@ INLINE void merge_row4(float *row, int width, int tw, const float *first, const 
 /// 6 × 6 patch. Rows shared with the previous block of the image (the first two padded rows when
 /// ty0 > 0) are added to what that block wrote; the others are overwritten. Each tile's patch row
 /// r, columns k, goes to tile-order plane a[r][k] (36 planes, cw floats apart), then each padded
-/// row is merged from the one or two tile rows whose patches cover it (merge_row4).
+/// row is merged from the one or two tile rows whose patches cover it (merge_rows, merge_row4).
 INLINE void input_transform_backward4(const geometry *g, const float *dv, float *image, int ty0,
                                       int rows, float *a) {
   const int tw = g->tiles_w, tiles = rows * tw;
@@ -419,14 +419,7 @@ INLINE void input_transform_backward4(const geometry *g, const float *dv, float 
         for (int k = 0; k < 6; k++) store(a + (6 * r + k) * cw + t, out[k]);
       }
     }
-    float *plane = image + (size_t)ci * g->height * g->width;
-    for (int p = 0; p < padded_rows4(rows); p++) {
-      const int y = 4 * ty0 - 1 + p;
-      if (y < 0 || y >= g->height) continue;
-      const float *first, *second;
-      covering_planes(g, 4, 6, rows, p, a, &first, &second);
-      merge_row4(plane + (size_t)y * g->width, g->width, tw, first, second, cw, ty0 > 0 && p < 2);
-    }
+    merge_rows(4, 6, merge_row4, g, ty0, rows, a, image + (size_t)ci * g->height * g->width);
   }
 }
 
@@ -500,20 +493,7 @@ INLINE void weight_rows(const v16 x[3], v16 out[6]) {
 }
 
 INLINE void winograd4_weights(const float *weight, int kernels, int begin, int end, float *u) {
-  for (int k = begin; k < end; k += 16) {
-    const int count = min_int(16, end - k);
-    v16 g[9], out[36];
-    load_taps(weight, kernels, k, count, g);
-    // G g, column by column, then (·) Gᵀ along each of its 6 rows.
-    v16 gg[6][3];
-    for (int c = 0; c < 3; c++) {
-      v16 column[3] = {g[c], g[3 + c], g[6 + c]}, rows[6];
-      weight_rows(column, rows);
-      for (int r = 0; r < 6; r++) gg[r][c] = rows[r];
-    }
-    for (int r = 0; r < 6; r++) weight_rows(gg[r], out + 6 * r);
-    store_positions(out, 36, kernels, k, count, u);
-  }
+  transform_weights(6, weight_rows, weight, kernels, begin, end, u);
 }
 
 CK_INSTANTIATE(ck_winograd4_weights,
@@ -529,23 +509,10 @@ INLINE void adjoint_weight_rows(const v16 x[6], v16 out[3]) {
   out[2] = sixth * (sum34 - sum12) + x[5];
 }
 
-/// g = Gᵀ dU G of F(4×4, 3×3) for 16 kernels at once (du: their 36 positions).
-INLINE void adjoint_transform_kernels4(const v16 du[36], v16 g[9]) {
-  // Gᵀ dU, column by column, then (·) G along each of its 3 rows.
-  v16 rows[3][6];
-  for (int c = 0; c < 6; c++) {
-    v16 column[6], out[3];
-    for (int r = 0; r < 6; r++) column[r] = du[6 * r + c];
-    adjoint_weight_rows(column, out);
-    for (int r = 0; r < 3; r++) rows[r][c] = out[r];
-  }
-  for (int r = 0; r < 3; r++) adjoint_weight_rows(rows[r], g + 3 * r);
-}
-
 INLINE void winograd4_weights_backward(const float *u_grad, int parts, size_t part_stride,
                                        int out_channels, int in_channels, int co_begin, int co_end,
                                        float *weight_grad) {
-  add_weight_gradients(36, adjoint_transform_kernels4, u_grad, parts, part_stride, out_channels,
+  add_weight_gradients(6, adjoint_weight_rows, u_grad, parts, part_stride, out_channels,
                        in_channels, co_begin, co_end, weight_grad);
 }
 

@@ -189,18 +189,46 @@ INLINE void add_taps(const v16 g[9], int k, int count, float *weight) {
     for (int t = 0; t < 9; t++) weight[(size_t)(k + i) * 9 + t] += taps[t][i];
 }
 
-/// weight_grad [Cout, Cin, 3, 3] += `adjoint`(dU) for output channels co_begin … co_end − 1, 16
-/// input channels at a time, dU the threads' partial sums as sum_partials reads them: the body of
-/// both weight transforms' adjoints (`positions` 16 or 36).
-INLINE void add_weight_gradients(const int positions, void (*adjoint)(const v16 *, v16 *),
-                                 const float *u_grad, int parts, size_t part_stride,
-                                 int out_channels, int in_channels, int co_begin, int co_end,
-                                 float *weight_grad) {
+/// G or Gᵀ applied to one column or row of 16 kernels' taps: G x (3 → n, n = tile + 2) or its
+/// adjoint Gᵀ x (n → 3). Each kernel file passes its own (weight_rows, adjoint_weight_rows).
+typedef void (*rows_fn)(const v16 *x, v16 *out);
+
+/// u [n · n, kernels] = G g Gᵀ for the kernels begin … end − 1 of weight [kernels, 3, 3], 16 at a
+/// time: G g column by column, then (·) Gᵀ along each of its n rows (`weight_rows`: G's rows).
+/// The body of both weight transforms (n 4 or 6).
+INLINE void transform_weights(const int n, rows_fn weight_rows, const float *weight, int kernels,
+                              int begin, int end, float *u) {
+  for (int k = begin; k < end; k += 16) {
+    const int count = min_int(16, end - k);
+    v16 g[9], gg[6][3], out[36];
+    load_taps(weight, kernels, k, count, g);
+    for (int c = 0; c < 3; c++) {
+      v16 column[3] = {g[c], g[3 + c], g[6 + c]}, rows[6];
+      weight_rows(column, rows);
+      for (int r = 0; r < n; r++) gg[r][c] = rows[r];
+    }
+    for (int r = 0; r < n; r++) weight_rows(gg[r], out + n * r);
+    store_positions(out, n * n, kernels, k, count, u);
+  }
+}
+
+/// weight_grad [Cout, Cin, 3, 3] += Gᵀ dU G for output channels co_begin … co_end − 1, 16 input
+/// channels at a time, dU the threads' partial sums as sum_partials reads them: Gᵀ dU column by
+/// column, then (·) G along each of its 3 rows (`adjoint_rows`: Gᵀ). transform_weights' adjoint.
+INLINE void add_weight_gradients(const int n, rows_fn adjoint_rows, const float *u_grad, int parts,
+                                 size_t part_stride, int out_channels, int in_channels,
+                                 int co_begin, int co_end, float *weight_grad) {
   for (int co = co_begin; co < co_end; co++)
     for (int ci = 0; ci < in_channels; ci += 16) {
-      v16 du[36], g[9];
-      sum_partials(u_grad, parts, part_stride, positions, out_channels, in_channels, co, ci, du);
-      adjoint(du, g);
+      v16 du[36], rows[3][6], g[9];
+      sum_partials(u_grad, parts, part_stride, n * n, out_channels, in_channels, co, ci, du);
+      for (int c = 0; c < n; c++) {
+        v16 column[6], out[3];
+        for (int r = 0; r < n; r++) column[r] = du[n * r + c];
+        adjoint_rows(column, out);
+        for (int r = 0; r < 3; r++) rows[r][c] = out[r];
+      }
+      for (int r = 0; r < 3; r++) adjoint_rows(rows[r], g + 3 * r);
       add_taps(g, co * in_channels + ci, min_int(16, in_channels - ci), weight_grad);
     }
 }
@@ -407,6 +435,24 @@ INLINE void covering_planes(const geometry *g, int tile, int kinds, int rows, in
   *second = r < 2 && tr > 0 ? a + (size_t)kinds * (r + tile) * cw + (size_t)(tr - 1) * g->tiles_w
                             : NULL;
   if (!*first) *first = *second, *second = NULL;
+}
+
+/// Writes one channel's rows of a block's input gradient: each padded row tile · ty0 − 1 …
+/// tile · (ty0 + rows) inside the image merged by `merge` (merge_row, merge_row4) from the
+/// tile-order planes a of the one or two tile rows whose patches cover it (covering_planes);
+/// the rows shared with the previous block of the image (the first two, when ty0 > 0) are added
+/// to what that block wrote, the others overwritten.
+INLINE void merge_rows(const int tile, const int kinds,
+                       void (*merge)(float *, int, int, const float *, const float *, size_t, int),
+                       const geometry *g, int ty0, int rows, const float *a, float *plane) {
+  for (int p = 0; p < tile * rows + 2; p++) {
+    const int y = tile * ty0 - 1 + p;
+    if (y < 0 || y >= g->height) continue;
+    const float *first, *second;
+    covering_planes(g, tile, kinds, rows, p, a, &first, &second);
+    merge(plane + (size_t)y * g->width, g->width, g->tiles_w, first, second, (size_t)g->compact,
+          ty0 > 0 && p < 2);
+  }
 }
 
 #endif

@@ -45,11 +45,9 @@ extension Conv2D {
     let transform = tile == 4 ? ck_winograd4_weights : ck_winograd_weights
     let (kernels, weights) = (cout * cin, weight.value.pointer)
     // Groups of 16 kernels (one vector), at least `minimumKernelsPerThread` to a thread.
-    let groups = (kernels + 15) / 16
-    Parallel.ranges(groups, parts: min(Parallel.threads, kernels / Conv2D.minimumKernelsPerThread)) {
-      _, range in
+    Parallel.forRanges((kernels + 15) / 16, minimumPerPart: Conv2D.minimumKernelsPerThread / 16) { groups in
       transform(
-        weights, Int32(kernels), Int32(16 * range.lowerBound), Int32(min(16 * range.upperBound, kernels)),
+        weights, Int32(kernels), Int32(16 * groups.lowerBound), Int32(min(16 * groups.upperBound, kernels)),
         u.pointer)
     }
     if weightsAreFixed { fixedTransforms[tile] = u }
@@ -66,9 +64,8 @@ extension Conv2D {
     let (cout, cin) = (outChannels, inChannels)
     let weightsBackward = tile == 4 ? ck_winograd4_weights_backward : ck_winograd_weights_backward
     let partStride = uGrads.count / max(parts, 1)
-    let threads = min(Parallel.threads, cout * cin / Conv2D.minimumKernelsPerThread)
     let (sums, weightGrad) = (uGrads.pointer, weight.grad.pointer)
-    Parallel.ranges(cout, parts: threads) { _, channels in
+    Parallel.forRanges(cout, minimumPerPart: Conv2D.minimumKernelsPerThread / cin) { channels in
       weightsBackward(
         sums, Int32(parts), partStride, Int32(cout), Int32(cin), Int32(channels.lowerBound),
         Int32(channels.upperBound), weightGrad)
