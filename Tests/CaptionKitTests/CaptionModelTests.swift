@@ -84,7 +84,8 @@ final class CaptionModelTests: XCTestCase {
     func loss() -> Double {
       var unused = SeededGenerator(seed: 0)
       let caption = objective.forward(twoImages, training: false, generator: &unused)
-      let total = Double(caption) + 3 * Double(objective.termLosses[0]!) + 2 * Double(objective.termLosses[1]!)
+      let total =
+        Double(caption) + 3 * Double(objective.termLosses[0]!) + 2 * Double(objective.termLosses[1]!)
       XCTAssertEqual(Double(objective.total), total, accuracy: 1e-5 * total)
       return total
     }
@@ -153,7 +154,8 @@ final class CaptionModelTests: XCTestCase {
     ]
     let words = ["<pad>", "<start>", "<end>", "<unk>", "a", "red", "star", "blue", "circle"]
     let mentionLoss = try MentionLoss(
-      scenes: scenes, imageIds: [7, 9], vocabulary: try Vocabulary(words: words), hiddenSize: config.hidden, weight: 2, path: "s")
+      scenes: scenes, imageIds: [7, 9], vocabulary: try Vocabulary(words: words), hiddenSize: config.hidden,
+      weight: 2, path: "s")
     mentionLoss.auxiliary.initialize(using: &generator)
     let objective = TrainingObjective(model: model, terms: [mentionLoss])
     // Image 7: "a red star a" (the red star from step 3 to <end>), "red star a blue circle" (the red
@@ -225,7 +227,8 @@ final class CaptionModelTests: XCTestCase {
       "<pad>", "<start>", "<end>", "<unk>", "a", "red", "star", "is", "left", "of", "blue", "circle", "and",
     ]
     let loss = try MentionLoss(
-      scenes: [3: scene], imageIds: [3], vocabulary: try Vocabulary(words: words), hiddenSize: 4, weight: 1, path: "s")
+      scenes: [3: scene], imageIds: [3], vocabulary: try Vocabulary(words: words), hiddenSize: 4, weight: 1,
+      path: "s")
     XCTAssertEqual(loss.shapes, ["circle", "star"])
     XCTAssertEqual(loss.colors, ["blue", "red"])
     // 9 regions, 2 shapes × 4 relations, 2 colours × 4 relations.
@@ -250,7 +253,8 @@ final class CaptionModelTests: XCTestCase {
     // A training image without a scene is an error that names the scenes file.
     XCTAssertThrowsError(
       try MentionLoss(
-        scenes: [3: scene], imageIds: [3, 4], vocabulary: try Vocabulary(words: words), hiddenSize: 4, weight: 1, path: "d/scenes.json")
+        scenes: [3: scene], imageIds: [3, 4], vocabulary: try Vocabulary(words: words), hiddenSize: 4,
+        weight: 1, path: "d/scenes.json")
     ) { error in
       XCTAssertTrue("\(error)".contains("d/scenes.json") && "\(error)".contains("4"), "\(error)")
     }
@@ -329,6 +333,64 @@ final class CaptionModelTests: XCTestCase {
         if loss < 0.05 { break }
       }
       XCTAssertLessThan(loss, 0.05, "\(cell.rawValue) did not overfit one batch")
+    }
+  }
+
+  /// A model with fixed weights keeps each token's first-layer input term (TokenInputTerms) and
+  /// steps with it: its logits are those of the same model stepping from the embeddings, for every
+  /// cell, one and two layers, the image at every step or the first, tokens repeated within a step
+  /// and across steps, and a store too small for every token (the others computed at each step).
+  /// New weights adopted afterwards replace what was kept.
+  func testFixedWeightsKeepTokenInputTermsAndStepAsBefore() throws {
+    let feeds = [[1, 4, 4], [4, 5, 1], [6, 6, 4], [7, 1, 5]]  // three rows, four steps
+    for cell in CellType.allCases {
+      for (layers, input) in [(1, ImageInput.every), (2, .first), (2, .every)] {
+        for small in [false, true] {
+          let label = "\(cell.rawValue), \(layers) layers, \(input), small store \(small)"
+          let config = tinyConfig(cell, layers: layers, input: input)
+          let (plain, fixed) = (CaptionModel(config: config), CaptionModel(config: config))
+          var generator = SeededGenerator(seed: 31)
+          plain.initialize(using: &generator)
+          generator = SeededGenerator(seed: 31)
+          fixed.initialize(using: &generator)
+          fixed.fixWeights()
+          let width = fixed.rnn.layers[0].gateWidth
+          if small {
+            fixed.tokenInputTerms = TokenInputTerms(
+              vocabularySize: 9, width: width, maximumBytes: 2 * 4 * width)
+          }
+          let images = randomTensor([3, 3, 6, 6], scale: 1, seed: 12)
+          let v = plain.encode(images)
+          var (plainState, fixedState) = (
+            plain.initialState(imageVectors: v), fixed.initialState(imageVectors: v)
+          )
+          let (expected, got) = (Tensor(zeros: [3, 9]), Tensor(zeros: [3, 9]))
+          for (t, tokens) in feeds.enumerated() {
+            plain.step(tokens: tokens, state: &plainState, logits: expected)
+            fixed.step(tokens: tokens, state: &fixedState, logits: got)
+            assertClose(got, expected, accuracy: 1e-5, "\(label), step \(t)")
+          }
+          XCTAssertEqual(fixed.tokenInputTerms?.keptTokens, small ? 2 : 5, label)  // tokens 1, 4, 5, 6, 7
+
+          // New weights: the kept terms go.
+          let other = CaptionModel(config: config)
+          other.initialize(using: &generator)
+          let tensors = Dictionary(
+            uniqueKeysWithValues: other.namedTensors.map { ($0.name, $0.tensor.clone()) })
+          try fixed.adopt(tensors: tensors, path: "other")
+          XCTAssertEqual(fixed.tokenInputTerms?.keptTokens, 0, label)
+          let w = other.encode(images)
+          assertClose(fixed.encode(images), w, accuracy: 1e-5, "\(label), adopted encoder")
+          var (otherState, adoptedState) = (
+            other.initialState(imageVectors: w), fixed.initialState(imageVectors: w)
+          )
+          for tokens in feeds {
+            other.step(tokens: tokens, state: &otherState, logits: expected)
+            fixed.step(tokens: tokens, state: &adoptedState, logits: got)
+            assertClose(got, expected, accuracy: 1e-5, "\(label), adopted")
+          }
+        }
+      }
     }
   }
 }

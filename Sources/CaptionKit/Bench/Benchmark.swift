@@ -104,7 +104,7 @@ public enum Benchmark {
 
     // describe: one image, encoder plus exactly `length` greedy steps, the weights fixed from now
     // on as in a model loaded to caption.
-    model.encoder.fixWeights()
+    model.fixWeights()
     let one = images.view(shape: [1, 3, s, s])
     let logits = Tensor(zeros: [1, options.vocab])
     var describeTimes: [Double] = []

@@ -13,7 +13,7 @@ public final class Captioner {
     modelFile = try ModelFile.load(path: modelPath)
     model = CaptionModel(config: modelFile.config)
     try model.adopt(tensors: modelFile.tensors, path: modelPath)
-    model.encoder.fixWeights()  // this model is never trained
+    model.fixWeights()  // this model is never trained
     self.decoder = decoder
   }
 

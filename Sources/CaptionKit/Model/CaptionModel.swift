@@ -28,6 +28,9 @@ public final class CaptionModel {
   private var imageGrad = Tensor(zeros: [0])  // [B, Dv]
   private var captionsPerImage = 1
   var stepInput = Tensor(zeros: [0])  // [R, E] for `step`
+  var stepTerms = Tensor(zeros: [0])  // [R, G·H] for `step` with fixed weights
+  /// Set by `fixWeights`: the first recurrent layer's term of each token fed so far.
+  var tokenInputTerms: TokenInputTerms?
   /// The logits of the last `forward` (`[T·R, V]`, time-major rows), for tests and inspection.
   public private(set) var lastLogits: Tensor?
   /// The image vectors `v` of the last `forward` (`[B, Dv]`; the encoder's workspace, valid until the
@@ -162,6 +165,14 @@ public final class CaptionModel {
 
   // MARK: Inference
 
+  /// Marks the weights as final, for a model loaded to caption and never trained: the encoder keeps
+  /// its convolutions' Winograd weights (`Encoder.fixWeights`) and `step` keeps each token's
+  /// first-layer input term (`TokenInputTerms`). Adopting new weights afterwards starts both afresh.
+  public func fixWeights() {
+    encoder.fixWeights()
+    tokenInputTerms = TokenInputTerms(vocabularySize: config.vocabSize, width: rnn.layers[0].gateWidth)
+  }
+
   /// The image vectors `v` ([B, Dv]) of normalised images ([B, 3, S, S]).
   public func encode(_ images: Tensor) -> Tensor {
     encoder.forward(images, keepActivations: false).clone()
@@ -180,12 +191,21 @@ extension CaptionModel {
   public func step(tokens: [Int], state: inout RecurrentState, logits: Tensor) {
     let rows = tokens.count
     let (e, h, v) = (config.embed, config.hidden, config.vocabSize)
-    if stepInput.shape != [rows, e] { stepInput = Tensor(zeros: [rows, e]) }
-    let x = stepInput  // [R, E]: the tokens' embeddings
-    for (r, token) in tokens.enumerated() {
-      (x.pointer + r * e).update(from: embed.weight.value.pointer + token * e, count: e)
+    let top: Tensor  // [R, H]
+    if let tokenInputTerms {
+      let width = tokenInputTerms.width
+      if stepTerms.shape != [rows, width] { stepTerms = Tensor(zeros: [rows, width]) }
+      tokenInputTerms.fill(
+        tokens: tokens, embedding: embed.weight.value, layer: rnn.layers[0], into: stepTerms)
+      top = rnn.step(firstLayerTerms: stepTerms, state: &state)
+    } else {
+      if stepInput.shape != [rows, e] { stepInput = Tensor(zeros: [rows, e]) }
+      let x = stepInput  // [R, E]: the tokens' embeddings
+      for (r, token) in tokens.enumerated() {
+        (x.pointer + r * e).update(from: embed.weight.value.pointer + token * e, count: e)
+      }
+      top = rnn.step(input: x, state: &state)
     }
-    let top = rnn.step(input: x, state: &state)  // [R, H]
     // logits = top · W_outᵀ + b_out
     BLAS.linear(
       m: rows, n: v, k: h, x: top.pointer, ldx: h, weight: out.weight.value.pointer, ldw: h,
@@ -215,6 +235,7 @@ extension CaptionModel {
       }
       parameter.value = tensor
     }
+    if tokenInputTerms != nil { fixWeights() }  // what was kept came from the old weights
   }
 
   /// The tensors to save, under their SPEC names.

@@ -417,11 +417,27 @@ public final class RecurrentLayer {
     BLAS.linear(m: R, n: n, k: k, x: a, ldx: k, weight: weight, ldw: k, beta: 1, y: c, ldy: n)
   }
 
+  /// The input's part of the gates for R rows of `input` [R, In], into `terms` [R, G·H]: the biases
+  /// that `step` adds with it (b_ih, and b_hh but for the GRU) plus x W_ihᵀ. A model whose weights
+  /// are fixed keeps each token's (TokenInputTerms) and hands it to `step` as `inputTerms`.
+  func inputTerms(rows R: Int, input: UnsafePointer<Float>, into terms: UnsafeMutablePointer<Float>) {
+    let gh = gateWidth
+    let (bih, bhh) = (biasIH.value.pointer, biasHH.value.pointer)
+    for r in 0..<R {
+      let a = terms + r * gh
+      for k in 0..<gh { a[k] = cell == .gru ? bih[k] : bih[k] + bhh[k] }
+    }
+    addProduct(rows: R, input, width: inputSize, weight: weightIH.value.pointer, outputs: gh, into: terms)
+  }
+
   /// One time step for R rows, the same arithmetic as `forward`: reads `input` [R, In] and the state
   /// `h` (and `c`) [R, H], updates the state in place. Adds `imageProjection` [R, G·H] when given.
+  /// With `inputTerms` [R, G·H] (`inputTerms(rows:input:into:)` of this step's input, computed
+  /// earlier) it adds those instead of reading `input`: the same sums, grouped differently.
   func step(
-    input: UnsafePointer<Float>, imageProjection: UnsafePointer<Float>?, h: Tensor, c: Tensor?,
-    workspace: StepWorkspace
+    input: UnsafePointer<Float>, inputTerms: UnsafePointer<Float>? = nil,
+    imageProjection: UnsafePointer<Float>?,
+    h: Tensor, c: Tensor?, workspace: StepWorkspace
   ) {
     let R = workspace.rows
     let H = hiddenSize
@@ -429,17 +445,30 @@ public final class RecurrentLayer {
     let g = workspace.gates.pointer
     let bih = biasIH.value.pointer
     let bhh = biasHH.value.pointer
-    // a = (W_iv v) + biases, then += x W_ihᵀ: the same additions in the same order as `forward`
-    for r in 0..<R {
-      let a = g + r * gh
-      if let imageProjection {
-        let source = imageProjection + r * gh
-        for k in 0..<gh { a[k] = source[k] + (cell == .gru ? bih[k] : bih[k] + bhh[k]) }
-      } else {
-        for k in 0..<gh { a[k] = cell == .gru ? bih[k] : bih[k] + bhh[k] }
+    if let inputTerms {
+      // a = (W_iv v) + (biases + x W_ihᵀ)
+      for r in 0..<R {
+        let (a, term) = (g + r * gh, inputTerms + r * gh)
+        if let imageProjection {
+          let source = imageProjection + r * gh
+          for k in 0..<gh { a[k] = source[k] + term[k] }
+        } else {
+          a.update(from: term, count: gh)
+        }
       }
+    } else {
+      // a = (W_iv v) + biases, then += x W_ihᵀ: the same additions in the same order as `forward`
+      for r in 0..<R {
+        let a = g + r * gh
+        if let imageProjection {
+          let source = imageProjection + r * gh
+          for k in 0..<gh { a[k] = source[k] + (cell == .gru ? bih[k] : bih[k] + bhh[k]) }
+        } else {
+          for k in 0..<gh { a[k] = cell == .gru ? bih[k] : bih[k] + bhh[k] }
+        }
+      }
+      addProduct(rows: R, input, width: inputSize, weight: weightIH.value.pointer, outputs: gh, into: g)
     }
-    addProduct(rows: R, input, width: inputSize, weight: weightIH.value.pointer, outputs: gh, into: g)
     let hp = h.pointer
     if cell == .gru {
       let ah = workspace.recurrent.pointer

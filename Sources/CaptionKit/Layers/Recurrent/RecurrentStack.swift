@@ -103,20 +103,36 @@ public final class RecurrentStack {
   /// The image term is added at every step (`every`) or only at t = 0 (`first`), as in `forward`.
   @discardableResult
   public func step(input: Tensor, state: inout RecurrentState) -> Tensor {
+    precondition(input.shape == [state.rows, inputSize], "RecurrentStack.step: input \(input.shape)")
+    return step(input: input.pointer, firstLayerTerms: nil, state: &state)
+  }
+
+  /// `step(input:state:)` given, instead of the input, the first layer's input terms [R, G·H]
+  /// (`RecurrentLayer.inputTerms` of the input: its biases plus x W_ihᵀ), e.g. kept per token.
+  @discardableResult
+  public func step(firstLayerTerms terms: Tensor, state: inout RecurrentState) -> Tensor {
+    precondition(
+      terms.shape == [state.rows, layers[0].gateWidth], "RecurrentStack.step: input terms \(terms.shape)")
+    return step(input: terms.pointer, firstLayerTerms: terms.pointer, state: &state)
+  }
+
+  private func step(
+    input: UnsafePointer<Float>, firstLayerTerms: UnsafePointer<Float>?, state: inout RecurrentState
+  ) -> Tensor {
     let R = state.rows
-    precondition(input.shape == [R, inputSize], "RecurrentStack.step: input \(input.shape)")
     if stepWorkspace?.rows != R {
       stepWorkspace = RecurrentLayer.StepWorkspace(
         rows: R, gateWidth: cell.gates * hiddenSize, hidden: hiddenSize)
     }
     let workspace = stepWorkspace!
     let addImage = imageInput == .every || state.t == 0
-    var x = input.pointer
+    var x = input
     for (l, layer) in layers.enumerated() {
       layer.step(
-        input: x, imageProjection: addImage ? state.imageProjection[l].pointer : nil, h: state.h[l],
-        c: state.c[l], workspace: workspace)
-      x = state.h[l].pointer
+        input: x, inputTerms: l == 0 ? firstLayerTerms : nil,
+        imageProjection: addImage ? state.imageProjection[l].pointer : nil, h: state.h[l], c: state.c[l],
+        workspace: workspace)
+      x = UnsafePointer(state.h[l].pointer)
     }
     state.t += 1
     return state.h[layers.count - 1]
