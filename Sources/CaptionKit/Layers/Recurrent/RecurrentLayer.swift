@@ -434,10 +434,12 @@ public final class RecurrentLayer {
   /// `h` (and `c`) [R, H], updates the state in place. Adds `imageProjection` [R, G·H] when given.
   /// With `inputTerms` [R, G·H] (`inputTerms(rows:input:into:)` of this step's input, computed
   /// earlier) it adds those instead of reading `input`: the same sums, grouped differently.
+  /// `fromZeroState`: h (and c) are zero, the state before the first step, so W_hh h (4 MB of
+  /// weights at the bench's sizes) is skipped, as `forward` skips it at its first step.
   func step(
     input: UnsafePointer<Float>, inputTerms: UnsafePointer<Float>? = nil,
-    imageProjection: UnsafePointer<Float>?,
-    h: Tensor, c: Tensor?, workspace: StepWorkspace
+    imageProjection: UnsafePointer<Float>?, h: Tensor, c: Tensor?, fromZeroState: Bool = false,
+    workspace: StepWorkspace
   ) {
     let R = workspace.rows
     let H = hiddenSize
@@ -473,12 +475,16 @@ public final class RecurrentLayer {
     if cell == .gru {
       let ah = workspace.recurrent.pointer
       for r in 0..<R { (ah + r * gh).update(from: bhh, count: gh) }
-      addProduct(rows: R, hp, width: H, weight: weightHH.value.pointer, outputs: gh, into: ah)
+      if !fromZeroState {
+        addProduct(rows: R, hp, width: H, weight: weightHH.value.pointer, outputs: gh, into: ah)
+      }
       // in place: each element of h is read before it is written
       GRUCell.forward(gates: g, ah: ah, hPrev: hp, h: hp, batch: R, hidden: H)
       return
     }
-    addProduct(rows: R, hp, width: H, weight: weightHH.value.pointer, outputs: gh, into: g)
+    if !fromZeroState {
+      addProduct(rows: R, hp, width: H, weight: weightHH.value.pointer, outputs: gh, into: g)
+    }
     let tc = workspace.tanhC.pointer
     switch cell {
     case .rnn: RNNCell.forward(gates: g, h: hp, count: R * H)

@@ -131,7 +131,7 @@ public final class RecurrentStack {
       layer.step(
         input: x, inputTerms: l == 0 ? firstLayerTerms : nil,
         imageProjection: addImage ? state.imageProjection[l].pointer : nil, h: state.h[l], c: state.c[l],
-        workspace: workspace)
+        fromZeroState: state.t == 0, workspace: workspace)
       x = UnsafePointer(state.h[l].pointer)
     }
     state.t += 1
@@ -150,7 +150,8 @@ public struct RecurrentState {
   public var c: [Tensor?]
   /// Per layer, the image projection W_iv v [R, G·H], computed once by `makeState`.
   public var imageProjection: [Tensor]
-  /// The number of steps taken (0 before `<start>`).
+  /// The number of steps taken (0 before `<start>`). At 0 every h and c is zero, as `makeState`
+  /// leaves them: the first step does not read them.
   public var t: Int
 
   public init(h: [Tensor], c: [Tensor?], imageProjection: [Tensor], t: Int) {
