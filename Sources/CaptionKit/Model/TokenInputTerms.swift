@@ -15,8 +15,10 @@ final class TokenInputTerms {
   private var row: [Int32]  // per token: its row in `terms`, or −1
   private let terms: Tensor  // [capacity, width]: pages touched only as rows are filled
   private var used = 0
-  private var missingInputs = Tensor(zeros: [0])  // [M, E]: the embeddings of tokens not yet kept
-  private var missingTerms = Tensor(zeros: [0])  // [M, width]
+  // The embeddings [M, E] and terms [M, width] of a step's tokens not yet kept; they grow to the
+  // most such tokens a step has had, and are not reallocated below that.
+  private var missingInputs = Tensor(zeros: [0])
+  private var missingTerms = Tensor(zeros: [0])
 
   init(vocabularySize: Int, width: Int, maximumBytes: Int = TokenInputTerms.maximumBytes) {
     self.width = width
@@ -37,9 +39,9 @@ final class TokenInputTerms {
     for token in tokens where row[token] < 0 && !missing.contains(token) { missing.append(token) }
     if !missing.isEmpty {
       let m = missing.count
-      if missingInputs.shape != [m, e] {
-        missingInputs = Tensor(zeros: [m, e])
-        missingTerms = Tensor(zeros: [m, width])
+      if missingInputs.count < m * e {
+        missingInputs = Tensor(zeros: [m * e])
+        missingTerms = Tensor(zeros: [m * width])
       }
       for (i, token) in missing.enumerated() {
         (missingInputs.pointer + i * e).update(from: embedding.pointer + token * e, count: e)
