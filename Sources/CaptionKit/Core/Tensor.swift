@@ -19,7 +19,7 @@ public final class Tensor {
   /// The alignment of an owning tensor's first element: a cache line, one AVX-512 vector. calloc
   /// alone gives 16 bytes (its large blocks start 16 bytes into a page), so that every vector
   /// load of the kernels straddled two cache lines: stand-alone on the Zen 4, F(4×4) layers ran
-  /// 12–25% slower forward and 8–16% backward that way.
+  /// 13–25% slower forward and 8–16% backward that way.
   static let alignment = 64
 
   /// A tensor of zeros.

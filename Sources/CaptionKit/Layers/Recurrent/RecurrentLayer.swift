@@ -433,7 +433,7 @@ public final class RecurrentLayer {
   /// One time step for R rows, the same arithmetic as `forward`: reads `input` [R, In] and the state
   /// `h` (and `c`) [R, H], updates the state in place. Adds `imageProjection` [R, G·H] when given.
   /// With `inputTerms` [R, G·H] (`inputTerms(rows:input:into:)` of this step's input, computed
-  /// earlier) it adds those instead of reading `input`: the same sums, grouped differently.
+  /// earlier) it adds those instead of reading `input`.
   /// `fromZeroState`: h (and c) are zero, the state before the first step, so W_hh h (4 MB of
   /// weights at the bench's sizes) is skipped, as `forward` skips it at its first step.
   func step(
@@ -445,31 +445,15 @@ public final class RecurrentLayer {
     let H = hiddenSize
     let gh = gateWidth
     let g = workspace.gates.pointer
-    let bih = biasIH.value.pointer
     let bhh = biasHH.value.pointer
+    // a = (biases + x W_ihᵀ) + W_iv v: the input terms given or computed here, then the image term
     if let inputTerms {
-      // a = (W_iv v) + (biases + x W_ihᵀ)
-      for r in 0..<R {
-        let (a, term) = (g + r * gh, inputTerms + r * gh)
-        if let imageProjection {
-          let source = imageProjection + r * gh
-          for k in 0..<gh { a[k] = source[k] + term[k] }
-        } else {
-          a.update(from: term, count: gh)
-        }
-      }
+      g.update(from: inputTerms, count: R * gh)
     } else {
-      // a = (W_iv v) + biases, then += x W_ihᵀ: the same additions in the same order as `forward`
-      for r in 0..<R {
-        let a = g + r * gh
-        if let imageProjection {
-          let source = imageProjection + r * gh
-          for k in 0..<gh { a[k] = source[k] + (cell == .gru ? bih[k] : bih[k] + bhh[k]) }
-        } else {
-          for k in 0..<gh { a[k] = cell == .gru ? bih[k] : bih[k] + bhh[k] }
-        }
-      }
-      addProduct(rows: R, input, width: inputSize, weight: weightIH.value.pointer, outputs: gh, into: g)
+      self.inputTerms(rows: R, input: input, into: g)
+    }
+    if let imageProjection {
+      for e in 0..<(R * gh) { g[e] += imageProjection[e] }
     }
     let hp = h.pointer
     if cell == .gru {
