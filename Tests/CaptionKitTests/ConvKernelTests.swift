@@ -20,7 +20,7 @@ final class ConvKernelTests: XCTestCase {
 
   private func check(
     algorithm: Conv2D.Algorithm, batch: Int, cin: Int, cout: Int, height: Int, width: Int,
-    relu: Bool = true, budget: Int? = nil, threads: Int = 1, tile: Int? = nil,
+    relu: Bool = true, budget: Int? = nil, minTiles: Int? = nil, threads: Int = 1, tile: Int? = nil,
     directForward: Bool = false, file: StaticString = #filePath, line: UInt = #line
   ) {
     let label =
@@ -38,6 +38,7 @@ final class ConvKernelTests: XCTestCase {
       conv.blockedMinTiles = 0
       conv.columnBudget = budget
     }
+    if let minTiles { conv.blockedMinTiles = minTiles }
     var generator = SeededGenerator(seed: UInt64(cin * 1000 + cout * 10 + height))
     conv.initialize(using: &generator)
     Initialization.uniform(conv.bias.value, bound: 0.3, using: &generator)
@@ -119,6 +120,31 @@ final class ConvKernelTests: XCTestCase {
       }
     }
     print("blocked Winograd: largest relative L2 error \(largestError) (bound 1e-4)")
+  }
+
+  /// Blocks grow (to at most twice the least) where the least tiles a block must hold set their
+  /// size and a larger block pads the products' 16-column vectors less; where the cache budget
+  /// sets it, or nothing would be saved, they keep their size. Hand-counted columns: 28-px maps
+  /// (7 × 7 tiles of F(4×4)), 4 images: blocks of 2 images 2 · 112, of 3 160 + 64, of 4 208;
+  /// 224 px (56 × 56 tiles), blocks of 3 tile rows 18 · 176 + 112 = 3 280, of 4 14 · 224 = 3 136.
+  /// A layer so blocked (3 images of 28 px in one block of 147 tiles) matches the Double reference.
+  func testBlocksGrowWhereThatPadsTheProductsLess() {
+    XCTAssertEqual(Conv2D.leastPaddedRows(19, tilesWide: 7, tilesHigh: 7, images: 4), 28)
+    XCTAssertEqual(Conv2D.leastPaddedRows(19, tilesWide: 7, tilesHigh: 7, images: 3), 21)
+    XCTAssertEqual(Conv2D.leastPaddedRows(19, tilesWide: 7, tilesHigh: 7, images: 1), 19)
+    XCTAssertEqual(Conv2D.leastPaddedRows(3, tilesWide: 56, tilesHigh: 56, images: 1), 4)
+    XCTAssertEqual(Conv2D.leastPaddedRows(10, tilesWide: 14, tilesHigh: 14, images: 4), 10)
+    XCTAssertEqual(Conv2D.leastPaddedRows(8, tilesWide: 16, tilesHigh: 16, images: 16), 8)
+    let big = Conv2D(inChannels: 512, outChannels: 512)
+    XCTAssertEqual(big.blockedShape(height: 28, width: 28, tile: 4, images: 4).block_rows, 28)
+    XCTAssertEqual(big.blockedShape(height: 28, width: 28, tile: 4, images: 1).block_rows, 19)
+    XCTAssertEqual(big.blockedShape(height: 224, width: 224, tile: 4, images: 1).block_rows, 4)
+    // The cache budget sets the block (36 · 16 · 3 floats a tile row): no growth.
+    let small = Conv2D(inChannels: 8, outChannels: 8)
+    XCTAssertEqual(small.blockedShape(height: 12, width: 12, tile: 4, images: 4).block_rows, (1 << 18) / 1728)
+    check(
+      algorithm: .winograd, batch: 3, cin: 8, cout: 8, height: 28, width: 28, budget: 1, minTiles: 128,
+      tile: 4)
   }
 
   /// The forward's tile: F(4×4, 3×3) on maps of at least 12 × 12, F(2×2, 3×3) on smaller ones or
