@@ -129,12 +129,18 @@ final class ConvKernelTests: XCTestCase {
   /// 224 px (56 × 56 tiles), blocks of 3 tile rows 18 · 176 + 112 = 3 280, of 4 14 · 224 = 3 136.
   /// A layer so blocked (3 images of 28 px in one block of 147 tiles) matches the Double reference.
   func testBlocksGrowWhereThatPadsTheProductsLess() {
-    XCTAssertEqual(Conv2D.leastPaddedRows(19, tilesWide: 7, tilesHigh: 7, images: 4), 28)
-    XCTAssertEqual(Conv2D.leastPaddedRows(19, tilesWide: 7, tilesHigh: 7, images: 3), 21)
-    XCTAssertEqual(Conv2D.leastPaddedRows(19, tilesWide: 7, tilesHigh: 7, images: 1), 19)
-    XCTAssertEqual(Conv2D.leastPaddedRows(3, tilesWide: 56, tilesHigh: 56, images: 1), 4)
-    XCTAssertEqual(Conv2D.leastPaddedRows(10, tilesWide: 14, tilesHigh: 14, images: 4), 10)
-    XCTAssertEqual(Conv2D.leastPaddedRows(8, tilesWide: 16, tilesHigh: 16, images: 16), 8)
+    XCTAssertEqual(Conv2D.leastPaddedRows(19, tilesWide: 7, tilesHigh: 7, images: 4, rowsEach: 7), 28)
+    XCTAssertEqual(Conv2D.leastPaddedRows(19, tilesWide: 7, tilesHigh: 7, images: 3, rowsEach: 7), 21)
+    XCTAssertEqual(Conv2D.leastPaddedRows(19, tilesWide: 7, tilesHigh: 7, images: 1, rowsEach: 7), 19)
+    XCTAssertEqual(Conv2D.leastPaddedRows(3, tilesWide: 56, tilesHigh: 56, images: 1, rowsEach: 56), 4)
+    // One image's rows shared by two threads: 224 px, 28 rows each, blocks of 3 rows 9 · 176 + 64,
+    // of 4 7 · 224; 112 px (28 × 28 tiles), 14 rows each, blocks of 5 rows 2 · 144 + 112 = 400, of
+    // 8 224 + 176 = 400 too (over the whole image, blocks of 8 rows pad less: 784 against 816).
+    XCTAssertEqual(Conv2D.leastPaddedRows(3, tilesWide: 56, tilesHigh: 56, images: 1, rowsEach: 28), 4)
+    XCTAssertEqual(Conv2D.leastPaddedRows(5, tilesWide: 28, tilesHigh: 28, images: 1, rowsEach: 14), 5)
+    XCTAssertEqual(Conv2D.leastPaddedRows(5, tilesWide: 28, tilesHigh: 28, images: 1, rowsEach: 28), 8)
+    XCTAssertEqual(Conv2D.leastPaddedRows(10, tilesWide: 14, tilesHigh: 14, images: 4, rowsEach: 14), 10)
+    XCTAssertEqual(Conv2D.leastPaddedRows(8, tilesWide: 16, tilesHigh: 16, images: 16, rowsEach: 16), 8)
     let big = Conv2D(inChannels: 512, outChannels: 512)
     XCTAssertEqual(big.blockedShape(height: 28, width: 28, tile: 4, images: 4).block_rows, 28)
     XCTAssertEqual(big.blockedShape(height: 28, width: 28, tile: 4, images: 1).block_rows, 19)

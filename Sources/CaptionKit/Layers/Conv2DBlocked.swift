@@ -12,9 +12,12 @@ extension Conv2D {
   /// small maps, whole images) as keep V and M within `blockedBudget` floats, but at least
   /// `blockedMinTiles` tiles. Where that least is what sets the block (V and M outgrow the budget
   /// anyway), the block may grow to twice it if that pads the products less (`leastPaddedRows`)
-  /// for a thread's share of `images` images.
+  /// for a thread's share: `images` images, or, when the threads share out one image's tile rows,
+  /// `rowsEach` of them.
   /// `tile`: 2 for F(2×2, 3×3), 4 for F(4×4, 3×3) (the forward's).
-  func blockedShape(height: Int, width: Int, tile: Int = 2, images: Int = 1) -> ck_conv_shape {
+  func blockedShape(
+    height: Int, width: Int, tile: Int = 2, images: Int = 1, rowsEach: Int? = nil
+  ) -> ck_conv_shape {
     let tilesWide = (width + tile - 1) / tile
     let perRow = (tile + 2) * (tile + 2) * (inChannels + outChannels) * tilesWide
     let (budgetRows, leastRows) = (
@@ -22,8 +25,9 @@ extension Conv2D {
     )
     var rows = max(1, budgetRows, leastRows)
     if leastRows > budgetRows {
+      let tilesHigh = (height + tile - 1) / tile
       rows = Conv2D.leastPaddedRows(
-        rows, tilesWide: tilesWide, tilesHigh: (height + tile - 1) / tile, images: images)
+        rows, tilesWide: tilesWide, tilesHigh: tilesHigh, images: images, rowsEach: rowsEach ?? tilesHigh)
     }
     return ck_conv_shape(
       in_channels: Int32(inChannels), out_channels: Int32(outChannels), height: Int32(height),
@@ -32,18 +36,23 @@ extension Conv2D {
 
   /// The block of `least` to 2 · `least` tile rows (from `tilesHigh` on: whole images, `rows /
   /// tilesHigh` to a block, as the kernels read it) whose products compute the fewest columns for
-  /// `images` images: a block's tiles are rounded up to a multiple of 16 (one vector), so blocks
-  /// of 98 tiles (two 28-px images of 7 × 7 tiles) compute 112 columns, blocks of 196 compute 208.
+  /// `images` images of which a thread takes `rowsEach` tile rows (`tilesHigh`: all; fewer when
+  /// the threads share out one image's rows): a block's tiles are rounded up to a multiple of 16
+  /// (one vector), so blocks of 98 tiles (two 28-px images of 7 × 7 tiles) compute 112 columns,
+  /// blocks of 196 compute 208.
   /// The smallest such block (the least memory). One thread, AVX-512 (Zen 4), 4 images, F(4×4):
   /// 28 px, 512 → 512 channels: 2 images a block 48.3 and 100.6 ms forward and backward, 4 images
   /// 44.2 and 90.2 ms; 224 px, 64 → 64, one image: blocks of 3 tile rows 14.2 and 28.0 ms, of 4
   /// (224 tiles, no padding) 13.0 and 26.3 ms.
-  static func leastPaddedRows(_ least: Int, tilesWide: Int, tilesHigh: Int, images: Int) -> Int {
+  static func leastPaddedRows(
+    _ least: Int, tilesWide: Int, tilesHigh: Int, images: Int, rowsEach: Int
+  ) -> Int {
     func round16(_ n: Int) -> Int { (n + 15) / 16 * 16 }
     func columns(_ rows: Int) -> Int {
-      if rows < tilesHigh {
-        let (blocks, rest) = tilesHigh.quotientAndRemainder(dividingBy: rows)
-        return images * (blocks * round16(rows * tilesWide) + round16(rest * tilesWide))
+      if rows < tilesHigh || rowsEach < tilesHigh {
+        let blockRows = min(rows, rowsEach)
+        let (blocks, rest) = rowsEach.quotientAndRemainder(dividingBy: blockRows)
+        return images * (blocks * round16(blockRows * tilesWide) + round16(rest * tilesWide))
       }
       let (group, perImage) = (rows / tilesHigh, tilesHigh * tilesWide)
       let (blocks, rest) = images.quotientAndRemainder(dividingBy: group)
@@ -65,8 +74,6 @@ extension Conv2D {
     let (batch, height, width) = (input.shape[0], input.shape[2], input.shape[3])
     let (cin, cout) = (inChannels, outChannels)
     let tile = winogradTile(height: height, width: width)
-    let perThread = batch >= Parallel.threads ? (batch + Parallel.threads - 1) / Parallel.threads : batch
-    var shape = blockedShape(height: height, width: width, tile: tile, images: perThread)
     let u = transformedWeights(tile: tile)
     let tilesHigh = (height + tile - 1) / tile
     // Whole images per thread. Fewer images than threads (describe: one) share out tile rows, or,
@@ -85,6 +92,15 @@ extension Conv2D {
       case .channels: (cout + 15) / 16
       }
     let parts = min(Parallel.threads, units)
+    var shape =
+      switch share {
+      case .images:
+        blockedShape(height: height, width: width, tile: tile, images: (batch + parts - 1) / parts)
+      case .rows:
+        blockedShape(
+          height: height, width: width, tile: tile, images: batch, rowsEach: (tilesHigh + parts - 1) / parts)
+      case .channels: blockedShape(height: height, width: width, tile: tile, images: batch)
+      }
     let forwardKernel = tile == 4 ? ck_winograd4_forward : ck_winograd_forward
     let scratchSize = tile == 4 ? ck_winograd4_scratch(&shape) : ck_winograd_scratch(&shape)
     let scratch = self.scratch.buffer(.kernel, shape: [parts, scratchSize])
