@@ -149,11 +149,10 @@ INLINE void input_transform4(const geometry *g, const float *images, int count, 
   const int tw = g->tiles_w, tiles = rows * tw;
   const size_t cw = (size_t)g->compact;
   const size_t strip = (size_t)(g->cin + 1) * 16, position = (size_t)(g->cin + 1) * g->ld;
-  const size_t in_size = (size_t)g->cin * g->height * g->width;
   for (int ci = 0; ci < g->cin; ci++) {
     float *target = v + (size_t)ci * 16;
     for (int i = 0; i < count; i++) {
-      tile_planes4(g, images + i * in_size + (size_t)ci * g->height * g->width, ty0, rows, q);
+      tile_planes4(g, images + i * g->in_stride + (size_t)ci * g->height * g->width, ty0, rows, q);
       for (int t = 0; t < tiles; t += 16) {
         // d B along each of the 6 patch rows.
         v16 h[6][6];
@@ -240,14 +239,13 @@ INLINE void forward4_pass(const blocking k, const ck_conv_shape *shape, const fl
   float *v = scratch;
   float *m = v + (size_t)36 * (g.cin + 1) * g.ld;
   float *q = m + (size_t)36 * (g.cout + 1) * g.ld;
-  const size_t in_size = (size_t)g.cin * g.height * g.width;
   const size_t out_size = (size_t)g.cout * g.height * g.width;
   for (int first = 0; first < images; first += g.group) {
     const int count = min_int(g.group, images - first);
     for (int ty0 = row_begin; ty0 < row_end; ty0 += g.rows) {
       const int rows = min_int(g.rows, row_end - ty0), tiles = rows * g.tiles_w;
       const int n = round16(count * tiles);
-      input_transform4(&g, input + first * in_size, count, ty0, rows, v, q);
+      input_transform4(&g, input + first * g.in_stride, count, ty0, rows, v, q);
       forward_products(k, &g, 36, n, co_begin, co_end, u, v, m);
       for (int i = 0; i < count; i++)
         output_transform4(&g, m + i * tiles, bias, output + (first + i) * out_size, ty0, rows,
@@ -305,7 +303,7 @@ INLINE void adjoint_input_rows(const v16 x[6], v16 out[6]) {
 
 /// dM = A dY Aᵀ per tile (dY masked where the ReLU output is 0) of the block (`count` images side
 /// by side, as input_transform4), in strips (store_in_strips); bias_grad[co] += the block's sum of
-/// the masked dY. d: 16 tile-order planes of the masked dY (d[4j + k][t]: output (4ty + j,
+/// the masked dY (unless bias_grad is NULL). d: 16 tile-order planes of the masked dY (d[4j + k][t]: output (4ty + j,
 /// 4tx + k) of tile t).
 INLINE void output_transform_backward4(const geometry *g, const float *output_grads,
                                        const float *outputs, int count, float *dm,
@@ -356,7 +354,7 @@ INLINE void output_transform_backward4(const geometry *g, const float *output_gr
         }
       }
     }
-    bias_grad[co] += horizontal_sum(sum);
+    if (bias_grad) bias_grad[co] += horizontal_sum(sum);
   }
 }
 
@@ -427,17 +425,25 @@ INLINE void input_transform_backward4(const geometry *g, const float *dv, float 
 
 /// As forward4_pass over every tile row: dM, V (then dV), dU += dM · Vᵀ, dV = Uᵀ · dM, the input
 /// gradient (a block's adds to the rows it shares with the previous block of its image, done
-/// before it).
+/// before it), for input channels channel_begin … channel_end − 1: dM of every output channel,
+/// V, dV, dU's columns and the input gradient of those channels only.
 INLINE void backward4_pass(const blocking k, const ck_conv_shape *shape, const float *u,
                            const float *input, const float *output, const float *output_grad,
                            float *input_grad, float *u_grad, float *bias_grad, int images,
-                           float *scratch) {
-  const geometry g = make_geometry(shape, 4);
+                           int channel_begin, int channel_end, float *scratch) {
+  geometry g = make_geometry(shape, 4);
+  const size_t plane = (size_t)g.height * g.width;
+  // A range of the input channels: V, dV and their transposes hold its channels; U, dU and the
+  // images keep the layer's strides (make_geometry's u_cin, du_ld, in_stride).
+  g.cin = channel_end - channel_begin;
+  g.ldu = round16(g.cin);
+  u += channel_begin, u_grad += channel_begin, input += channel_begin * plane;
+  if (input_grad) input_grad += channel_begin * plane;
   float *v = scratch;  // V, then dV
   float *dm = v + (size_t)36 * (g.cin + 1) * g.ld;
   float *q = dm + (size_t)36 * (g.cout + 1) * g.ld;
   float *transposed = q + (size_t)36 * g.compact;
-  const size_t in_size = (size_t)g.cin * g.height * g.width;
+  const size_t in_size = g.in_stride;
   const size_t out_size = (size_t)g.cout * g.height * g.width;
   for (int first = 0; first < images; first += g.group) {
     const int count = min_int(g.group, images - first);
@@ -459,16 +465,17 @@ INLINE void backward4_pass(const blocking k, const ck_conv_shape *shape, const f
 #define BACKWARD4_PARAMS                                                                           \
   (const ck_conv_shape *shape, const float *u, const float *input, const float *output,           \
    const float *output_grad, float *input_grad, float *u_grad, float *bias_grad, int images,      \
-   float *scratch)
+   int channel_begin, int channel_end, float *scratch)
 #define BACKWARD4_ARGS                                                                             \
-  (shape, u, input, output, output_grad, input_grad, u_grad, bias_grad, images, scratch)
+  (shape, u, input, output, output_grad, input_grad, u_grad, bias_grad, images, channel_begin,    \
+   channel_end, scratch)
 
 /// backward4_pass with one instruction set's register blocking (winograd_shared.h).
 #define BACKWARD4_WITH(NAME, BLOCKING)                                                             \
   INLINE void NAME BACKWARD4_PARAMS {                                                              \
     const blocking k = BLOCKING;                                                                   \
     backward4_pass(k, shape, u, input, output, output_grad, input_grad, u_grad, bias_grad, images, \
-                   scratch);                                                                       \
+                   channel_begin, channel_end, scratch);                                           \
   }
 BACKWARD4_WITH(backward4_baseline, BLOCKING_BASELINE)
 BACKWARD4_WITH(backward4_avx2, BLOCKING_AVX2)

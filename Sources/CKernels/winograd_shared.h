@@ -96,7 +96,10 @@ typedef struct {
   int group;       // images per block (more than 1 only when a block holds whole images)
   int plane_width; // floats per row of a plane of a padded input row (winograd.c: E or O)
   int ld;          // row stride of the V and M slabs
-  int ldu;         // row stride of dU and of a transposed V slab (backward): round16(Cin)
+  int ldu;         // row stride of a transposed V slab (backward): round16(Cin)
+  int u_cin;       // row length of U [positions, Cout, Cin]: Cin (all of the layer's)
+  int du_ld;       // row stride of dU [positions, Cout, round16(Cin)]: the layer's round16(Cin)
+  size_t in_stride; // floats from one input image to the next: the layer's Cin · H · W
   int compact;     // floats from one tile-order plane to the next (winograd.c explains them)
 } geometry;
 
@@ -117,6 +120,9 @@ INLINE geometry make_geometry(const ck_conv_shape *s, int tile) {
   // The last vector of a tile row may run 15 tiles past the block.
   g.ld = round16(g.group * g.rows * g.tiles_w) + 16;
   g.ldu = round16(g.cin);
+  g.u_cin = g.cin;
+  g.du_ld = g.ldu;
+  g.in_stride = (size_t)g.cin * (size_t)g.height * (size_t)g.width;
   g.compact = (g.rows + 1) * g.tiles_w + 32;
   return g;
 }
@@ -391,10 +397,11 @@ INLINE void forward_products(const blocking k, const geometry *g, int positions,
 /// first, so that they add nothing):
 ///   dU[ξ] [Cout, Cin] += dM[ξ] [Cout, n] · V[ξ]ᵀ [n, Cin], V[ξ] transposed first into
 ///   `transposed` ([ld, ldu]), so that the sum over tiles runs down the product's k and needs no
-///   horizontal additions; dU [positions, Cout, ldu];
+///   horizontal additions; dU [positions, Cout, du_ld];
 ///   then, unless dv is NULL, dV[ξ] [Cin, n] = U[ξ]ᵀ · dM[ξ] into dv [positions][Cin][ld] (which
 ///   may be v's memory: every dU product has read V by then).
-/// V and dM in strips ([positions][C + 1][ld]), U [positions, Cout, Cin].
+/// V and dM in strips ([positions][C + 1][ld]), U [positions, Cout, u_cin]. Cin may be a range of
+/// the layer's input channels (a thread's share): u and u_grad then point at its first column.
 INLINE void gradient_products(const blocking k, const geometry *g, int positions, int filled,
                               const float *u, float *v, float *dm, float *transposed,
                               float *u_grad, float *dv) {
@@ -406,12 +413,12 @@ INLINE void gradient_products(const blocking k, const geometry *g, int positions
               transposed, (size_t)g->ld * 16);
     product(k.rows, k.vectors, 1, A_STRIPS, g->cout, g->ldu, n,
             dm + (size_t)xi * (g->cout + 1) * g->ld, (g->cout + 1) * 16, transposed, 16,
-            (size_t)g->ld * 16, u_grad + (size_t)xi * g->cout * g->ldu, g->ldu);
+            (size_t)g->ld * 16, u_grad + (size_t)xi * g->cout * g->du_ld, g->du_ld);
   }
   if (!dv) return;
   for (int xi = 0; xi < positions; xi++)
-    product(k.rows, k.vectors, 0, A_COLUMNS, g->cin, n, g->cout, u + (size_t)xi * g->cout * g->cin,
-            g->cin, dm + (size_t)xi * (g->cout + 1) * g->ld, 16, (size_t)(g->cout + 1) * 16,
+    product(k.rows, k.vectors, 0, A_COLUMNS, g->cin, n, g->cout, u + (size_t)xi * g->cout * g->u_cin,
+            g->u_cin, dm + (size_t)xi * (g->cout + 1) * g->ld, 16, (size_t)(g->cout + 1) * 16,
             dv + (size_t)xi * g->cin * g->ld, g->ld);
 }
 

@@ -21,7 +21,8 @@ final class ConvKernelTests: XCTestCase {
   private func check(
     algorithm: Conv2D.Algorithm, batch: Int, cin: Int, cout: Int, height: Int, width: Int,
     relu: Bool = true, budget: Int? = nil, minTiles: Int? = nil, threads: Int = 1, tile: Int? = nil,
-    directForward: Bool = false, file: StaticString = #filePath, line: UInt = #line
+    channelShare: Bool? = nil, directForward: Bool = false, file: StaticString = #filePath,
+    line: UInt = #line
   ) {
     let label =
       "\(algorithm)\(directForward ? " direct forward" : "") (ISA \(ck_isa())) B\(batch) \(cin)→\(cout) "
@@ -32,6 +33,7 @@ final class ConvKernelTests: XCTestCase {
     let conv = Conv2D(inChannels: cin, outChannels: cout, relu: relu)
     conv.algorithm = algorithm
     conv.forcedTile = tile
+    conv.forcedChannelShare = channelShare
     conv.directForwardMaxChannels = directForward ? cin : 0
     if let budget = budget {
       conv.blockedBudget = budget
@@ -113,6 +115,17 @@ final class ConvKernelTests: XCTestCase {
         // adjoints, which sum the threads' dU (Cin not a multiple of 16: dU's rows padded).
         check(
           algorithm: .winograd, batch: 2, cin: 72, cout: 64, height: 6, width: 5, threads: 2, tile: tile)
+        // Few tiles a thread (one 14-px image each: 16): the F(4×4) backward shares out input
+        // channels in groups of 16 instead of images (40: the second thread's 24 channels end in
+        // a part-filled vector; 32: even), each thread over the whole batch; and the same shapes
+        // sharing images.
+        for cin in [40, 32] {
+          for (relu, share) in [(true, true), (false, true), (true, false)] {
+            check(
+              algorithm: .winograd, batch: 2, cin: cin, cout: 24, height: 14, width: 13, relu: relu,
+              threads: 2, tile: tile, channelShare: share)
+          }
+        }
         // Several whole images per block, the last block short.
         check(
           algorithm: .winograd, batch: 5, cin: 16, cout: 8, height: 8, width: 8, budget: 16 * 24 * 16 * 2,

@@ -78,10 +78,14 @@ void ck_winograd4_forward(const ck_conv_shape *shape, const float *u, const floa
                           int row_end, int channel_begin, int channel_end, float *scratch);
 
 /// ck_winograd_backward through Winograd F(4×4, 3×3), u and u_grad [36, Cout, …] (u_grad's rows
-/// round16(Cin) floats apart, as ck_winograd_backward's). The scratch is ck_winograd4_scratch's.
+/// round16(Cin) floats apart, as ck_winograd_backward's), for input channels channel_begin …
+/// channel_end − 1 (all: 0 … Cin; threads may share out ranges that begin at multiples of 16):
+/// u_grad's columns and input_grad's planes of those channels only. bias_grad may be NULL (no
+/// bias gradient). The scratch is ck_winograd4_scratch's.
 void ck_winograd4_backward(const ck_conv_shape *shape, const float *u, const float *input,
                            const float *output, const float *output_grad, float *input_grad,
-                           float *u_grad, float *bias_grad, int images, float *scratch);
+                           float *u_grad, float *bias_grad, int images, int channel_begin,
+                           int channel_end, float *scratch);
 /// ck_winograd_weights_backward for F(4×4, 3×3): u_grad's partial sums [36, Cout, round16(Cin)].
 void ck_winograd4_weights_backward(const float *u_grad, int parts, size_t part_stride,
                                    int out_channels, int in_channels, int co_begin, int co_end,

@@ -123,11 +123,20 @@ extension Conv2D {
     let (batch, height, width) = (input.shape[0], input.shape[2], input.shape[3])
     let (cin, cout) = (inChannels, outChannels)
     let tile = winogradTile(height: height, width: width)
+    let tilesEach = (height + tile - 1) / tile * ((width + tile - 1) / tile)
+    let groups = (cin + 15) / 16
+    // Few tiles a thread: at AVX-512 the threads share out input channels instead of images.
+    let sharesChannels = forcedChannelShare ?? (ck_isa() == Int32(CK_ISA_AVX512))
+    if tile == 4 && sharesChannels && Parallel.threads > 1 && groups > 1
+      && (batch + Parallel.threads - 1) / Parallel.threads * tilesEach < blockedMinTiles
+    {
+      backwardSharingChannels(input, output, outputGrad, inputGrad, parts: min(Parallel.threads, groups))
+      return
+    }
     let threads = min(Parallel.threads, batch)
     let perThread = (batch + threads - 1) / max(threads, 1)
     var shape = blockedShape(height: height, width: width, tile: tile, images: perThread)
     let u = transformedWeights(tile: tile)
-    let backwardKernel = tile == 4 ? ck_winograd4_backward : ck_winograd_backward
     let scratchSize = tile == 4 ? ck_winograd4_scratch(&shape) : ck_winograd_scratch(&shape)
     let scratch = self.scratch.buffer(.kernel, shape: [threads, scratchSize])
     // Per-thread dU [positions, Cout, round16(Cin)], each zeroed by its thread.
@@ -140,12 +149,60 @@ extension Conv2D {
     forEachShare(of: batch, threads: threads, shape: shape) { shape, part, first, count in
       let uGrad = uGrads.pointer + part * uSize
       uGrad.update(repeating: 0, count: uSize)
-      backwardKernel(
-        shape, u.pointer, input.pointer + first * inputSize, output.pointer + first * outputSize,
-        outputGrad.pointer + first * outputSize, inputGrad.map { $0.pointer + first * inputSize },
-        uGrad, biasGrads.pointer + part * cout, count, scratch.pointer + part * scratchSize)
+      let (inputs, outputs) = (input.pointer + first * inputSize, output.pointer + first * outputSize)
+      let (outputGrads, inputGrads) = (
+        outputGrad.pointer + first * outputSize, inputGrad.map { $0.pointer + first * inputSize }
+      )
+      let (biasGrad, scratch) = (biasGrads.pointer + part * cout, scratch.pointer + part * scratchSize)
+      if tile == 4 {
+        ck_winograd4_backward(
+          shape, u.pointer, inputs, outputs, outputGrads, inputGrads, uGrad, biasGrad, count, 0, Int32(cin),
+          scratch)
+      } else {
+        ck_winograd_backward(
+          shape, u.pointer, inputs, outputs, outputGrads, inputGrads, uGrad, biasGrad, count, scratch)
+      }
     }
     addWinogradGradients(uGrads: uGrads, biasPartials: biasGrads, parts: threads, tile: tile)
+  }
+
+  /// The F(4×4) backward with the threads sharing out input channels (groups of 16) instead of
+  /// images, each over the whole batch: for small maps in small batches (VGG-16's 14-px layers at
+  /// batch 8: a thread's 4 images are 64 tiles), where a thread's block would hold few tiles for
+  /// its reading of all of U and its reading and writing of all of a dU of its own (38 MB each at
+  /// 512 channels), and those dU would then be summed. Sharing channels, each thread reads U's and
+  /// writes dU's columns of its channels, once for the whole batch, into one dU; each computes dM
+  /// for every output channel (the part that is done twice). The first thread adds the bias
+  /// gradient. Stand-alone, one thread, AVX-512 (Zen 4), 512 → 512 channels at 14 px: 8 images and
+  /// 256 input channels 31.3–31.9 ms against 4 images and 512 channels 36.8–38.2 ms; in `caption
+  /// bench --preset vgg16-224 --profile` (2 threads) the 14-px layers' backward 47–52 → 42–47 ms.
+  /// Taken at AVX-512 only: at AVX2 (the same Zen 4) those layers went the other way, 42–52 →
+  /// 45–62 ms in three alternating pairs (most often 42 against 45).
+  func backwardSharingChannels(
+    _ input: Tensor, _ output: Tensor, _ outputGrad: Tensor, _ inputGrad: Tensor?, parts: Int
+  ) {
+    let (batch, height, width) = (input.shape[0], input.shape[2], input.shape[3])
+    let (cin, cout) = (inChannels, outChannels)
+    var shape = blockedShape(height: height, width: width, tile: 4, images: batch)
+    let u = transformedWeights(tile: 4)
+    let scratchSize = ck_winograd4_scratch(&shape)
+    let scratch = self.scratch.buffer(.kernel, shape: [parts, scratchSize])
+    let (rowLength, rows) = ((cin + 15) / 16 * 16, 36 * cout)
+    let uGrad = self.scratch.buffer(.weightPartials, shape: [rows * rowLength])
+    let biasGrad = self.scratch.buffer(.biasPartials, shape: [cout])
+    biasGrad.fill(0)
+    Parallel.ranges((cin + 15) / 16, parts: parts) { part, groups in
+      var shape = shape
+      let (begin, end) = (16 * groups.lowerBound, min(16 * groups.upperBound, cin))
+      // This thread's columns of dU (its channels, rounded up to whole vectors), zeroed.
+      let columns = (end - begin + 15) / 16 * 16
+      for row in 0..<rows { (uGrad.pointer + row * rowLength + begin).update(repeating: 0, count: columns) }
+      ck_winograd4_backward(
+        &shape, u.pointer, input.pointer, output.pointer, outputGrad.pointer, inputGrad?.pointer,
+        uGrad.pointer, part == 0 ? biasGrad.pointer : nil, Int32(batch), Int32(begin), Int32(end),
+        scratch.pointer + part * scratchSize)
+    }
+    addWinogradGradients(uGrads: uGrad, biasPartials: biasGrad, parts: 1, tile: 4)
   }
 
   /// weight.grad and bias.grad of a layer with few input channels, without the input gradient:
