@@ -303,8 +303,8 @@ INLINE void adjoint_input_rows(const v16 x[6], v16 out[6]) {
 
 /// dM = A dY Aᵀ per tile (dY masked where the ReLU output is 0) of the block (`count` images side
 /// by side, as input_transform4), in strips (store_in_strips); bias_grad[co] += the block's sum of
-/// the masked dY (unless bias_grad is NULL). d: 16 tile-order planes of the masked dY (d[4j + k][t]: output (4ty + j,
-/// 4tx + k) of tile t).
+/// the masked dY (unless bias_grad is NULL). d: 16 tile-order planes of the masked dY
+/// (d[4j + k][t]: output (4ty + j, 4tx + k) of tile t).
 INLINE void output_transform_backward4(const geometry *g, const float *output_grads,
                                        const float *outputs, int count, float *dm,
                                        float *bias_grad, int ty0, int rows, float *d) {
