@@ -153,11 +153,28 @@ final class ConvKernelTests: XCTestCase {
     XCTAssertEqual(Conv2D.leastPaddedRows(5, tilesWide: 28, tilesHigh: 28, images: 1, rowsEach: 14), 5)
     XCTAssertEqual(Conv2D.leastPaddedRows(5, tilesWide: 28, tilesHigh: 28, images: 1, rowsEach: 28), 8)
     XCTAssertEqual(Conv2D.leastPaddedRows(10, tilesWide: 14, tilesHigh: 14, images: 4, rowsEach: 14), 10)
+    // 56 px (14 × 14 tiles), 4 images: blocks of 10 to 14 tile rows all compute 208 columns an
+    // image; asked for fewer blocks, one a whole image (14 rows) rather than two (10 + 4); one
+    // image whose rows two threads share (7 each): one block either way, the least kept.
+    XCTAssertEqual(
+      Conv2D.leastPaddedRows(10, tilesWide: 14, tilesHigh: 14, images: 4, rowsEach: 14, fewerBlocks: true), 14
+    )
+    XCTAssertEqual(
+      Conv2D.leastPaddedRows(10, tilesWide: 14, tilesHigh: 14, images: 1, rowsEach: 7, fewerBlocks: true), 10)
+    // Whole images: groups past the thread's images gain nothing.
+    XCTAssertEqual(
+      Conv2D.leastPaddedRows(19, tilesWide: 7, tilesHigh: 7, images: 4, rowsEach: 7, fewerBlocks: true), 28)
     XCTAssertEqual(Conv2D.leastPaddedRows(8, tilesWide: 16, tilesHigh: 16, images: 16, rowsEach: 16), 8)
     let big = Conv2D(inChannels: 512, outChannels: 512)
     XCTAssertEqual(big.blockedShape(height: 28, width: 28, tile: 4, images: 4).block_rows, 28)
     XCTAssertEqual(big.blockedShape(height: 28, width: 28, tile: 4, images: 1).block_rows, 19)
-    XCTAssertEqual(big.blockedShape(height: 224, width: 224, tile: 4, images: 1).block_rows, 4)
+    XCTAssertEqual(
+      Conv2D(inChannels: 64, outChannels: 64).blockedShape(height: 224, width: 224, tile: 4).block_rows, 4)
+    // U of 36 · 256 · 256 floats (9 MB): fewest blocks; 128 → 128 (2.4 MB): least padding alone.
+    let wide = Conv2D(inChannels: 256, outChannels: 256)
+    XCTAssertEqual(wide.blockedShape(height: 56, width: 56, tile: 4, images: 4).block_rows, 14)
+    let narrow = Conv2D(inChannels: 128, outChannels: 128)
+    XCTAssertEqual(narrow.blockedShape(height: 56, width: 56, tile: 4, images: 4).block_rows, 10)
     // The cache budget sets the block (36 · 16 · 3 floats a tile row): no growth.
     let small = Conv2D(inChannels: 8, outChannels: 8)
     XCTAssertEqual(small.blockedShape(height: 12, width: 12, tile: 4, images: 4).block_rows, (1 << 18) / 1728)

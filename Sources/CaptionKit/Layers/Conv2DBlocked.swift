@@ -26,8 +26,14 @@ extension Conv2D {
     var rows = max(1, budgetRows, leastRows)
     if leastRows > budgetRows {
       let tilesHigh = (height + tile - 1) / tile
+      // U of more than 4 MB (VGG-16's layers from 128 → 256 channels on; none of the SPEC §7
+      // network's): of blocks that pad alike, the fewest. 56 px, 256 → 256, training profile, two
+      // alternating pairs: blocks of 14 tile rows (a whole image) against 10 (two blocks an image),
+      // backward 112–122 → 102–107 ms, forward 50–53 → 48–49 ms; at 128 → 128 (112 px) no gain.
+      let largeU = (tile + 2) * (tile + 2) * inChannels * outChannels > 1 << 20
       rows = Conv2D.leastPaddedRows(
-        rows, tilesWide: tilesWide, tilesHigh: tilesHigh, images: images, rowsEach: rowsEach ?? tilesHigh)
+        rows, tilesWide: tilesWide, tilesHigh: tilesHigh, images: images, rowsEach: rowsEach ?? tilesHigh,
+        fewerBlocks: largeU)
     }
     return ck_conv_shape(
       in_channels: Int32(inChannels), out_channels: Int32(outChannels), height: Int32(height),
@@ -44,22 +50,36 @@ extension Conv2D {
   /// 28 px, 512 → 512 channels: 2 images a block 48.3 and 100.6 ms forward and backward, 4 images
   /// 44.2 and 90.2 ms; 224 px, 64 → 64, one image: blocks of 3 tile rows 14.2 and 28.0 ms, of 4
   /// (224 tiles, no padding) 13.0 and 26.3 ms.
+  ///
+  /// With `fewerBlocks`, of blocks that compute as many columns the one of fewest blocks: each block
+  /// reads all of U, which pays where U is large (`blockedShape`).
   static func leastPaddedRows(
-    _ least: Int, tilesWide: Int, tilesHigh: Int, images: Int, rowsEach: Int
+    _ least: Int, tilesWide: Int, tilesHigh: Int, images: Int, rowsEach: Int, fewerBlocks: Bool = false
   ) -> Int {
     func round16(_ n: Int) -> Int { (n + 15) / 16 * 16 }
-    func columns(_ rows: Int) -> Int {
+    /// The columns the products compute and the blocks, over the thread's share.
+    func cost(_ rows: Int) -> (columns: Int, blocks: Int) {
       if rows < tilesHigh || rowsEach < tilesHigh {
         let blockRows = min(rows, rowsEach)
         let (blocks, rest) = rowsEach.quotientAndRemainder(dividingBy: blockRows)
-        return images * (blocks * round16(blockRows * tilesWide) + round16(rest * tilesWide))
+        return (
+          images * (blocks * round16(blockRows * tilesWide) + round16(rest * tilesWide)),
+          images * (blocks + (rest > 0 ? 1 : 0))
+        )
       }
-      let (group, perImage) = (rows / tilesHigh, tilesHigh * tilesWide)
+      let (group, perImage) = (min(rows / tilesHigh, max(images, 1)), tilesHigh * tilesWide)
       let (blocks, rest) = images.quotientAndRemainder(dividingBy: group)
-      return blocks * round16(group * perImage) + round16(rest * perImage)
+      return (blocks * round16(group * perImage) + round16(rest * perImage), blocks + (rest > 0 ? 1 : 0))
     }
-    var best = least
-    for rows in least...(2 * least) where columns(rows) < columns(best) { best = rows }
+    var (best, bestCost) = (least, cost(least))
+    for rows in least...(2 * least) {
+      let c = cost(rows)
+      if c.columns < bestCost.columns
+        || (fewerBlocks && c.columns == bestCost.columns && c.blocks < bestCost.blocks)
+      {
+        (best, bestCost) = (rows, c)
+      }
+    }
     return best
   }
 
