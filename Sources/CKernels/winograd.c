@@ -169,11 +169,10 @@ INLINE void input_transform(const geometry *g, const float *images, int count, i
   const int tw = g->tiles_w, tiles = rows * tw;
   const size_t cw = (size_t)g->compact;
   const size_t strip = (size_t)(g->cin + 1) * 16, position = (size_t)(g->cin + 1) * g->ld;
-  const size_t in_size = (size_t)g->cin * g->height * g->width;
   for (int ci = 0; ci < g->cin; ci++) {
     float *target = v + (size_t)ci * 16;
     for (int i = 0; i < count; i++) {
-      tile_planes(g, images + i * in_size + (size_t)ci * g->height * g->width, ty0, rows, q);
+      tile_planes(g, images + i * g->in_stride + (size_t)ci * g->height * g->width, ty0, rows, q);
       for (int t = 0; t < tiles; t += 16) {
         // d B along each of the 4 patch rows: [d0 − d2, d1 + d2, d2 − d1, d1 − d3].
         v16 h[4][4];
@@ -356,14 +355,13 @@ INLINE void forward_pass(const blocking k, const ck_conv_shape *shape, const flo
                          int row_begin, int row_end, int co_begin, int co_end, float *scratch) {
   const geometry g = make_geometry(shape, 2);
   const workspace w = split_scratch(&g, scratch);
-  const size_t in_size = (size_t)g.cin * g.height * g.width;
   const size_t out_size = (size_t)g.cout * g.height * g.width;
   for (int first = 0; first < images; first += g.group) {
     const int count = min_int(g.group, images - first);
     for (int ty0 = row_begin; ty0 < row_end; ty0 += g.rows) {
       const int rows = min_int(g.rows, row_end - ty0), tiles = rows * g.tiles_w;
       const int n = round16(count * tiles);
-      input_transform(&g, input + first * in_size, count, ty0, rows, w.v, w.q);
+      input_transform(&g, input + first * g.in_stride, count, ty0, rows, w.v, w.q);
       forward_products(k, &g, 16, n, co_begin, co_end, u, w.v, w.m);
       for (int i = 0; i < count; i++)
         output_transform(&g, w.m + i * tiles, bias, output + (first + i) * out_size, ty0, rows,
@@ -381,7 +379,6 @@ INLINE void backward_pass(const blocking k, const ck_conv_shape *shape, const fl
   const geometry g = make_geometry(shape, 2);
   const workspace w = split_scratch(&g, scratch);
   float *v = w.v, *dm = w.m; // v: V, then dV
-  const size_t in_size = (size_t)g.cin * g.height * g.width;
   const size_t out_size = (size_t)g.cout * g.height * g.width;
   for (int first = 0; first < images; first += g.group) {
     const int count = min_int(g.group, images - first);
@@ -390,11 +387,11 @@ INLINE void backward_pass(const blocking k, const ck_conv_shape *shape, const fl
       const size_t offset = first * out_size;
       output_transform_backward(&g, output_grad + offset, g.relu ? output + offset : NULL, count,
                                 dm, bias_grad, ty0, rows, w.q);
-      input_transform(&g, input + first * in_size, count, ty0, rows, v, w.q);
+      input_transform(&g, input + first * g.in_stride, count, ty0, rows, v, w.q);
       gradient_products(k, &g, 16, count * tiles, u, v, dm, w.t, u_grad, input_grad ? v : NULL);
       if (!input_grad) continue;
       for (int i = 0; i < count; i++)
-        input_transform_backward(&g, v + i * tiles, input_grad + (first + i) * in_size, ty0, rows,
+        input_transform_backward(&g, v + i * tiles, input_grad + (first + i) * g.in_stride, ty0, rows,
                                  w.q);
     }
   }

@@ -443,7 +443,6 @@ INLINE void backward4_pass(const blocking k, const ck_conv_shape *shape, const f
   float *dm = v + (size_t)36 * (g.cin + 1) * g.ld;
   float *q = dm + (size_t)36 * (g.cout + 1) * g.ld;
   float *transposed = q + (size_t)36 * g.compact;
-  const size_t in_size = g.in_stride;
   const size_t out_size = (size_t)g.cout * g.height * g.width;
   for (int first = 0; first < images; first += g.group) {
     const int count = min_int(g.group, images - first);
@@ -452,11 +451,11 @@ INLINE void backward4_pass(const blocking k, const ck_conv_shape *shape, const f
       const size_t offset = first * out_size;
       output_transform_backward4(&g, output_grad + offset, g.relu ? output + offset : NULL, count,
                                  dm, bias_grad, ty0, rows, q);
-      input_transform4(&g, input + first * in_size, count, ty0, rows, v, q);
+      input_transform4(&g, input + first * g.in_stride, count, ty0, rows, v, q);
       gradient_products(k, &g, 36, count * tiles, u, v, dm, transposed, u_grad, input_grad ? v : NULL);
       if (!input_grad) continue;
       for (int i = 0; i < count; i++)
-        input_transform_backward4(&g, v + i * tiles, input_grad + (first + i) * in_size, ty0, rows,
+        input_transform_backward4(&g, v + i * tiles, input_grad + (first + i) * g.in_stride, ty0, rows,
                                   q);
     }
   }

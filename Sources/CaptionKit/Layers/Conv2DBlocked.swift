@@ -7,6 +7,9 @@ import CKernels
 // instead of streaming through memory between products. The transforms and adjoints are those of
 // Conv2DWinograd.swift, which holds the weight transforms (U = G g Gᵀ, dg = Gᵀ dU G).
 
+/// n rounded up to a multiple of 16 (one vector of floats, as the kernels pad rows and columns).
+private func round16(_ n: Int) -> Int { (n + 15) / 16 * 16 }
+
 extension Conv2D {
   /// The C kernels' description of this layer on an H×W map: blocks of as many tile rows (or, on
   /// small maps, whole images) as keep V and M within `blockedBudget` floats, but at least
@@ -56,7 +59,6 @@ extension Conv2D {
   static func leastPaddedRows(
     _ least: Int, tilesWide: Int, tilesHigh: Int, images: Int, rowsEach: Int, fewerBlocks: Bool = false
   ) -> Int {
-    func round16(_ n: Int) -> Int { (n + 15) / 16 * 16 }
     /// The columns the products compute and the blocks, over the thread's share.
     func cost(_ rows: Int) -> (columns: Int, blocks: Int) {
       if rows < tilesHigh || rowsEach < tilesHigh {
@@ -147,21 +149,21 @@ extension Conv2D {
     let groups = (cin + 15) / 16
     // Few tiles a thread: at AVX-512 the threads share out input channels instead of images.
     let sharesChannels = forcedChannelShare ?? (ck_isa() == Int32(CK_ISA_AVX512))
+    let threads = min(Parallel.threads, batch)
+    let perThread = max(1, (batch + threads - 1) / max(threads, 1))
     if tile == 4 && sharesChannels && Parallel.threads > 1 && groups > 1
-      && (batch + Parallel.threads - 1) / Parallel.threads * tilesEach < blockedMinTiles
+      && perThread * tilesEach < blockedMinTiles
     {
       backwardSharingChannels(input, output, outputGrad, inputGrad, parts: min(Parallel.threads, groups))
       return
     }
-    let threads = min(Parallel.threads, batch)
-    let perThread = (batch + threads - 1) / max(threads, 1)
     var shape = blockedShape(height: height, width: width, tile: tile, images: perThread)
     let u = transformedWeights(tile: tile)
     let scratchSize = tile == 4 ? ck_winograd4_scratch(&shape) : ck_winograd_scratch(&shape)
     let scratch = self.scratch.buffer(.kernel, shape: [threads, scratchSize])
     // Per-thread dU [positions, Cout, round16(Cin)], each zeroed by its thread.
     let positions = (tile + 2) * (tile + 2)
-    let uSize = positions * cout * ((cin + 15) / 16 * 16)
+    let uSize = positions * cout * round16(cin)
     let uGrads = self.scratch.buffer(.weightPartials, shape: [threads, uSize])
     let biasGrads = self.scratch.buffer(.biasPartials, shape: [threads, cout])
     biasGrads.fill(0)
@@ -207,7 +209,7 @@ extension Conv2D {
     let u = transformedWeights(tile: 4)
     let scratchSize = ck_winograd4_scratch(&shape)
     let scratch = self.scratch.buffer(.kernel, shape: [parts, scratchSize])
-    let (rowLength, rows) = ((cin + 15) / 16 * 16, 36 * cout)
+    let (rowLength, rows) = (round16(cin), 36 * cout)
     let uGrad = self.scratch.buffer(.weightPartials, shape: [rows * rowLength])
     let biasGrad = self.scratch.buffer(.biasPartials, shape: [cout])
     biasGrad.fill(0)
@@ -215,7 +217,7 @@ extension Conv2D {
       var shape = shape
       let (begin, end) = (16 * groups.lowerBound, min(16 * groups.upperBound, cin))
       // This thread's columns of dU (its channels, rounded up to whole vectors), zeroed.
-      let columns = (end - begin + 15) / 16 * 16
+      let columns = round16(end - begin)
       for row in 0..<rows { (uGrad.pointer + row * rowLength + begin).update(repeating: 0, count: columns) }
       ck_winograd4_backward(
         &shape, u.pointer, input.pointer, output.pointer, outputGrad.pointer, inputGrad?.pointer,
