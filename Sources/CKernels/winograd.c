@@ -371,7 +371,8 @@ INLINE void forward_pass(const blocking k, const ck_conv_shape *shape, const flo
 }
 
 /// As forward_pass, over every tile row (a block's input gradient adds to the rows it shares with
-/// the previous block of its image, which must have been done before it).
+/// the previous block of its image, which must have been done before it; dU is written by the
+/// first block and added to by the others).
 INLINE void backward_pass(const blocking k, const ck_conv_shape *shape, const float *u,
                           const float *input, const float *output, const float *output_grad,
                           float *input_grad, float *u_grad, float *bias_grad, int images,
@@ -380,6 +381,7 @@ INLINE void backward_pass(const blocking k, const ck_conv_shape *shape, const fl
   const workspace w = split_scratch(&g, scratch);
   float *v = w.v, *dm = w.m; // v: V, then dV
   const size_t out_size = (size_t)g.cout * g.height * g.width;
+  if (images <= 0) zero_weight_gradient(&g, 16, u_grad);
   for (int first = 0; first < images; first += g.group) {
     const int count = min_int(g.group, images - first);
     for (int ty0 = 0; ty0 < g.tiles_h; ty0 += g.rows) {
@@ -388,7 +390,9 @@ INLINE void backward_pass(const blocking k, const ck_conv_shape *shape, const fl
       output_transform_backward(&g, output_grad + offset, g.relu ? output + offset : NULL, count,
                                 dm, bias_grad, ty0, rows, w.q);
       input_transform(&g, input + first * g.in_stride, count, ty0, rows, v, w.q);
-      gradient_products(k, &g, 16, count * tiles, u, v, dm, w.t, u_grad, input_grad ? v : NULL);
+      const int accumulate = first > 0 || ty0 > 0;  // the thread's first block writes dU
+      gradient_products(k, &g, 16, count * tiles, u, v, dm, w.t, u_grad, accumulate,
+                        input_grad ? v : NULL);
       if (!input_grad) continue;
       for (int i = 0; i < count; i++)
         input_transform_backward(&g, v + i * tiles, input_grad + (first + i) * g.in_stride, ty0, rows,

@@ -423,9 +423,9 @@ INLINE void input_transform_backward4(const geometry *g, const float *dv, float 
 
 // MARK: - Backward: the pass over a thread's images
 
-/// As forward4_pass over every tile row: dM, V (then dV), dU += dM · Vᵀ, dV = Uᵀ · dM, the input
-/// gradient (a block's adds to the rows it shares with the previous block of its image, done
-/// before it), for input channels channel_begin … channel_end − 1: dM of every output channel,
+/// As forward4_pass over every tile row: dM, V (then dV), dU += dM · Vᵀ (the first block writes
+/// it), dV = Uᵀ · dM, the input gradient (a block's adds to the rows it shares with the previous
+/// block of its image, done before it), for input channels channel_begin … channel_end − 1: dM of every output channel,
 /// V, dV, dU's columns and the input gradient of those channels only.
 INLINE void backward4_pass(const blocking k, const ck_conv_shape *shape, const float *u,
                            const float *input, const float *output, const float *output_grad,
@@ -437,13 +437,15 @@ INLINE void backward4_pass(const blocking k, const ck_conv_shape *shape, const f
   // images keep the layer's strides (make_geometry's u_cin, du_ld, in_stride).
   g.cin = channel_end - channel_begin;
   g.ldu = round16(g.cin);
-  u += channel_begin, u_grad += channel_begin, input += channel_begin * plane;
+  // dU's strips of 16 channels each hold all 36 positions (gradient_products).
+  u += channel_begin, u_grad += (size_t)36 * channel_begin, input += channel_begin * plane;
   if (input_grad) input_grad += channel_begin * plane;
   float *v = scratch;  // V, then dV
   float *dm = v + (size_t)36 * (g.cin + 1) * g.ld;
   float *q = dm + (size_t)36 * (g.cout + 1) * g.ld;
   float *transposed = q + (size_t)36 * g.compact;
   const size_t out_size = (size_t)g.cout * g.height * g.width;
+  if (images <= 0) zero_weight_gradient(&g, 36, u_grad);
   for (int first = 0; first < images; first += g.group) {
     const int count = min_int(g.group, images - first);
     for (int ty0 = 0; ty0 < g.tiles_h; ty0 += g.rows) {
@@ -452,7 +454,9 @@ INLINE void backward4_pass(const blocking k, const ck_conv_shape *shape, const f
       output_transform_backward4(&g, output_grad + offset, g.relu ? output + offset : NULL, count,
                                  dm, bias_grad, ty0, rows, q);
       input_transform4(&g, input + first * g.in_stride, count, ty0, rows, v, q);
-      gradient_products(k, &g, 36, count * tiles, u, v, dm, transposed, u_grad, input_grad ? v : NULL);
+      const int accumulate = first > 0 || ty0 > 0;  // the thread's first block writes dU
+      gradient_products(k, &g, 36, count * tiles, u, v, dm, transposed, u_grad, accumulate,
+                        input_grad ? v : NULL);
       if (!input_grad) continue;
       for (int i = 0; i < count; i++)
         input_transform_backward4(&g, v + i * tiles, input_grad + (first + i) * g.in_stride, ty0, rows,

@@ -98,7 +98,7 @@ typedef struct {
   int ld;          // row stride of the V and M slabs
   int ldu;         // row stride of a transposed V slab (backward): round16(Cin)
   int u_cin;       // row length of U [positions, Cout, Cin]: Cin (all of the layer's)
-  int du_ld;       // row stride of dU [positions, Cout, round16(Cin)]: the layer's round16(Cin)
+  int du_ld;       // dU's input-channel columns: the layer's round16(Cin)
   size_t in_stride; // floats from one input image to the next: the layer's Cin · H · W
   int compact;     // floats from one tile-order plane to the next (winograd.c explains them)
 } geometry;
@@ -171,16 +171,18 @@ INLINE void store_positions(const v16 *u_tile, int positions, int kernels, int k
   }
 }
 
-/// du[ξ] lane i = Σ_p dU_p[ξ][co][ci + i] for the `positions` positions ξ, summed over the `parts`
-/// partial sums dU_p = u_grad + p · part_stride, each [positions, Cout, round16(Cin)] (as the
-/// backward kernels write them; lanes past Cin are read from the padding and not used).
+/// du[ξ] lane i = Σ_p dU_p[co][ξ][ci + i] for the `positions` positions ξ, summed over the `parts`
+/// partial sums dU_p = u_grad + p · part_stride (ci a multiple of 16). The backward kernels write
+/// each in strips of 16 input channels, all positions of a strip together (gradient_products):
+/// dU_p[co][ξ][ci] at ((co · round16(Cin) / 16 + ci / 16) · positions + ξ) · 16 + ci % 16, so that
+/// the sums read each partial straight through (lanes past Cin come from the padding, unused).
 INLINE void sum_partials(const float *u_grad, int parts, size_t part_stride, int positions,
-                         int out_channels, int in_channels, int co, int ci, v16 *du) {
-  const size_t ldu = (size_t)round16(in_channels);
+                         int in_channels, int co, int ci, v16 *du) {
+  const size_t strips = (size_t)round16(in_channels) / 16;
+  const float *source = u_grad + ((size_t)co * strips + (size_t)ci / 16) * positions * 16;
   for (int xi = 0; xi < positions; xi++) {
-    const float *source = u_grad + ((size_t)xi * out_channels + co) * ldu + ci;
-    v16 sum = load(source);
-    for (int p = 1; p < parts; p++) sum += load(source + (size_t)p * part_stride);
+    v16 sum = zero();
+    for (int p = 0; p < parts; p++) sum += load(source + (size_t)p * part_stride + xi * 16);
     du[xi] = sum;
   }
 }
@@ -227,7 +229,7 @@ INLINE void add_weight_gradients(const int n, rows_fn adjoint_rows, const float 
   for (int co = co_begin; co < co_end; co++)
     for (int ci = 0; ci < in_channels; ci += 16) {
       v16 du[36], rows[3][6], g[9];
-      sum_partials(u_grad, parts, part_stride, n * n, out_channels, in_channels, co, ci, du);
+      sum_partials(u_grad, parts, part_stride, n * n, in_channels, co, ci, du);
       for (int c = 0; c < n; c++) {
         v16 column[6], out[3];
         for (int r = 0; r < n; r++) column[r] = du[n * r + c];
@@ -280,10 +282,11 @@ INLINE float element(const int A_LAYOUT, const float *a, int lda, int i, int p) 
 /// c[i][j] = (or +=, when ADD) Σ_p a[i][p] · b[p][j] for `ROWS` rows i and n columns (n a multiple
 /// of 16), with `VECTORS` (1 or 2) 16-float vectors of columns per step; ROWS × VECTORS accumulators.
 /// a is stored as A_LAYOUT says. b is kept in strips of 16 columns: b[p][j] at
-/// b[(j / 16) · strip + p · ldb + j % 16] (a plain row-major b: strip = 16).
+/// b[(j / 16) · strip + p · ldb + j % 16] (a plain row-major b: strip = 16); c likewise, c[i][j] at
+/// c[(j / 16) · c_strip + i · ldc + j % 16].
 INLINE void product_panel(const int ROWS, const int VECTORS, const int ADD, const int A_LAYOUT,
                           int n, int k, const float *a, int lda, const float *b, int ldb,
-                          size_t strip, float *c, int ldc) {
+                          size_t strip, float *c, int ldc, size_t c_strip) {
   int j = 0;
   if (VECTORS == 2) {
     for (; j + 32 <= n; j += 32) {
@@ -302,9 +305,9 @@ INLINE void product_panel(const int ROWS, const int VECTORS, const int ADD, cons
       }
 #pragma clang loop unroll(full)
       for (int r = 0; r < ROWS; r++) {
-        float *target = c + (size_t)r * ldc + j;
+        float *target = c + (size_t)r * ldc + (size_t)(j / 16) * c_strip;
         store(target, ADD ? acc[r][0] + load(target) : acc[r][0]);
-        store(target + 16, ADD ? acc[r][1] + load(target + 16) : acc[r][1]);
+        store(target + c_strip, ADD ? acc[r][1] + load(target + c_strip) : acc[r][1]);
       }
     }
   }
@@ -319,7 +322,7 @@ INLINE void product_panel(const int ROWS, const int VECTORS, const int ADD, cons
     }
 #pragma clang loop unroll(full)
     for (int r = 0; r < ROWS; r++) {
-      float *target = c + (size_t)r * ldc + j;
+      float *target = c + (size_t)r * ldc + (size_t)(j / 16) * c_strip;
       store(target, ADD ? acc[r] + load(target) : acc[r]);
     }
   }
@@ -332,18 +335,18 @@ INLINE const float *rows_from(const int A_LAYOUT, const float *a, int lda, int i
   return a + (size_t)i * lda;
 }
 
-/// c [m, n] = (or +=, when ADD) a [m, k] · b [k, n] (a stored as A_LAYOUT says, b in strips as in
-/// product_panel, c row-major; n a multiple of 16).
+/// c [m, n] = (or +=, when ADD) a [m, k] · b [k, n] (a stored as A_LAYOUT says, b and c in strips
+/// as in product_panel; n a multiple of 16).
 INLINE void product(const int ROWS, const int VECTORS, const int ADD, const int A_LAYOUT,
                     int m, int n, int k, const float *a, int lda, const float *b, int ldb,
-                    size_t strip, float *c, int ldc) {
+                    size_t strip, float *c, int ldc, size_t c_strip) {
   int i = 0;
   for (; i + ROWS <= m; i += ROWS)
     product_panel(ROWS, VECTORS, ADD, A_LAYOUT, n, k, rows_from(A_LAYOUT, a, lda, i), lda, b, ldb,
-                  strip, c + (size_t)i * ldc, ldc);
+                  strip, c + (size_t)i * ldc, ldc, c_strip);
   for (; i < m; i++)
     product_panel(1, VECTORS, ADD, A_LAYOUT, n, k, rows_from(A_LAYOUT, a, lda, i), lda, b, ldb,
-                  strip, c + (size_t)i * ldc, ldc);
+                  strip, c + (size_t)i * ldc, ldc, c_strip);
 }
 
 // MARK: - Transposes
@@ -389,37 +392,53 @@ INLINE void forward_products(const blocking k, const geometry *g, int positions,
     product(k.rows, k.vectors, 0, A_ROWS, co_end - co_begin, n, g->cin,
             u + ((size_t)xi * g->cout + co_begin) * g->cin, g->cin,
             v + (size_t)xi * (g->cin + 1) * g->ld, 16, (size_t)(g->cin + 1) * 16,
-            m + ((size_t)xi * g->cout + co_begin) * g->ld, g->ld);
+            m + ((size_t)xi * g->cout + co_begin) * g->ld, g->ld, 16);
 }
 
 /// The backward's products of a block whose V and dM fill `filled` tiles, at each of the
 /// `positions` positions ξ, over n = round16(filled) tiles (the columns past the block zeroed
 /// first, so that they add nothing):
-///   dU[ξ] [Cout, Cin] += dM[ξ] [Cout, n] · V[ξ]ᵀ [n, Cin], V[ξ] transposed first into
-///   `transposed` ([ld, ldu]), so that the sum over tiles runs down the product's k and needs no
-///   horizontal additions; dU [positions, Cout, du_ld];
+///   dU[ξ] [Cout, Cin] = (or +=, when accumulate) dM[ξ] [Cout, n] · V[ξ]ᵀ [n, Cin], V[ξ] transposed
+///   first into `transposed` ([ld, ldu]), so that the sum over tiles runs down the product's k and
+///   needs no horizontal additions; dU [Cout, du_ld / 16, positions, 16] (sum_partials);
 ///   then, unless dv is NULL, dV[ξ] [Cin, n] = U[ξ]ᵀ · dM[ξ] into dv [positions][Cin][ld] (which
 ///   may be v's memory: every dU product has read V by then).
 /// V and dM in strips ([positions][C + 1][ld]), U [positions, Cout, u_cin]. Cin may be a range of
-/// the layer's input channels (a thread's share): u and u_grad then point at its first column.
+/// the layer's input channels (a thread's share): u and u_grad then point at its first column
+/// (u_grad at its first strip).
 INLINE void gradient_products(const blocking k, const geometry *g, int positions, int filled,
                               const float *u, float *v, float *dm, float *transposed,
-                              float *u_grad, float *dv) {
+                              float *u_grad, int accumulate, float *dv) {
   const int n = round16(filled);
+  // dU in strips of 16 input channels, each holding the positions one after another (sum_partials).
+  const int du_row = positions * g->du_ld;  // from one output channel's row of dU[ξ] to the next
+  const size_t du_strip = (size_t)positions * 16;
   zero_strip_columns(dm, positions, g->cout, g->ld, filled, n);
   zero_strip_columns(v, positions, g->cin, g->ld, filled, n);
   for (int xi = 0; xi < positions; xi++) {
     transpose(g->cin, n, v + (size_t)xi * (g->cin + 1) * g->ld, (size_t)(g->cin + 1) * 16,
               transposed, (size_t)g->ld * 16);
-    product(k.rows, k.vectors, 1, A_STRIPS, g->cout, g->ldu, n,
-            dm + (size_t)xi * (g->cout + 1) * g->ld, (g->cout + 1) * 16, transposed, 16,
-            (size_t)g->ld * 16, u_grad + (size_t)xi * g->cout * g->du_ld, g->du_ld);
+    const float *dm_xi = dm + (size_t)xi * (g->cout + 1) * g->ld;
+    float *du_xi = u_grad + (size_t)xi * 16;
+    if (accumulate)
+      product(k.rows, k.vectors, 1, A_STRIPS, g->cout, g->ldu, n, dm_xi, (g->cout + 1) * 16,
+              transposed, 16, (size_t)g->ld * 16, du_xi, du_row, du_strip);
+    else
+      product(k.rows, k.vectors, 0, A_STRIPS, g->cout, g->ldu, n, dm_xi, (g->cout + 1) * 16,
+              transposed, 16, (size_t)g->ld * 16, du_xi, du_row, du_strip);
   }
   if (!dv) return;
   for (int xi = 0; xi < positions; xi++)
     product(k.rows, k.vectors, 0, A_COLUMNS, g->cin, n, g->cout, u + (size_t)xi * g->cout * g->u_cin,
             g->u_cin, dm + (size_t)xi * (g->cout + 1) * g->ld, 16, (size_t)(g->cout + 1) * 16,
-            dv + (size_t)xi * g->cin * g->ld, g->ld);
+            dv + (size_t)xi * g->cin * g->ld, g->ld, 16);
+}
+
+/// dU = 0 in a thread's columns 0 … ldu − 1 (its strips: gradient_products' layout): what a
+/// backward over no images writes.
+INLINE void zero_weight_gradient(const geometry *g, int positions, float *u_grad) {
+  for (size_t co = 0; co < (size_t)g->cout; co++)
+    memset(u_grad + co * positions * g->du_ld, 0, sizeof(float) * (size_t)positions * g->ldu);
 }
 
 // MARK: - Rows of a block

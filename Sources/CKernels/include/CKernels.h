@@ -38,7 +38,7 @@ size_t ck_winograd_scratch(const ck_conv_shape *shape);
 void ck_winograd_weights(const float *weight, int kernels, int begin, int end, float *u);
 /// weight_grad [Cout, Cin, 3, 3] += Gᵀ dU G (the adjoint of ck_winograd_weights) for output
 /// channels co_begin … co_end − 1, dU the sum of `parts` partial sums u_grad + p · part_stride,
-/// each [16, Cout, round16(Cin)] as ck_winograd_backward writes them.
+/// each as ck_winograd_backward writes them.
 void ck_winograd_weights_backward(const float *u_grad, int parts, size_t part_stride,
                                   int out_channels, int in_channels, int co_begin, int co_end,
                                   float *weight_grad);
@@ -53,8 +53,10 @@ void ck_winograd_forward(const ck_conv_shape *shape, const float *u, const float
                          int row_end, int channel_begin, int channel_end, float *scratch);
 
 /// The gradients of the forward for `images` images:
-/// - u_grad [16, Cout, round16(Cin)] += dL/dU (columns Cin and up stay 0; the caller maps it back
-///   with Gᵀ dU G),
+/// - u_grad = dL/dU (overwritten), round16(Cin) · 16 · Cout floats: per output channel, strips of
+///   16 input channels, each the 16 positions' 16 floats one after another (dU[co][ξ][ci] at
+///   ((co · round16(Cin) / 16 + ci / 16) · 16 + ξ) · 16 + ci % 16; columns Cin and up 0; the
+///   caller maps it back with ck_winograd_weights_backward),
 /// - bias_grad [Cout] += dL/dbias,
 /// - input_grad [images, Cin, H, W] = dL/dinput (overwritten; skipped when NULL).
 /// u: as for the forward. output: the forward's output (read for the ReLU mask when shape->relu).
@@ -77,8 +79,8 @@ void ck_winograd4_forward(const ck_conv_shape *shape, const float *u, const floa
                           const float *input, float *output, int images, int row_begin,
                           int row_end, int channel_begin, int channel_end, float *scratch);
 
-/// ck_winograd_backward through Winograd F(4×4, 3×3), u and u_grad [36, Cout, …] (u_grad's rows
-/// round16(Cin) floats apart, as ck_winograd_backward's), for input channels channel_begin …
+/// ck_winograd_backward through Winograd F(4×4, 3×3), u [36, Cout, Cin] and u_grad laid out as
+/// ck_winograd_backward's with 36 positions (overwritten), for input channels channel_begin …
 /// channel_end − 1 (all: 0 … Cin; threads may share out ranges that begin at multiples of 16):
 /// u_grad's columns and input_grad's planes of those channels only. bias_grad may be NULL (no
 /// bias gradient). The scratch is ck_winograd4_scratch's.
@@ -86,7 +88,8 @@ void ck_winograd4_backward(const ck_conv_shape *shape, const float *u, const flo
                            const float *output, const float *output_grad, float *input_grad,
                            float *u_grad, float *bias_grad, int images, int channel_begin,
                            int channel_end, float *scratch);
-/// ck_winograd_weights_backward for F(4×4, 3×3): u_grad's partial sums [36, Cout, round16(Cin)].
+/// ck_winograd_weights_backward for F(4×4, 3×3): u_grad's partial sums as ck_winograd4_backward
+/// writes them.
 void ck_winograd4_weights_backward(const float *u_grad, int parts, size_t part_stride,
                                    int out_channels, int in_channels, int co_begin, int co_end,
                                    float *weight_grad);

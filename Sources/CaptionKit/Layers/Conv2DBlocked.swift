@@ -161,7 +161,8 @@ extension Conv2D {
     let u = transformedWeights(tile: tile)
     let scratchSize = tile == 4 ? ck_winograd4_scratch(&shape) : ck_winograd_scratch(&shape)
     let scratch = self.scratch.buffer(.kernel, shape: [threads, scratchSize])
-    // Per-thread dU [positions, Cout, round16(Cin)], each zeroed by its thread.
+    // Per-thread dU (positions × Cout × round16(Cin) floats, ck_winograd_backward's layout), each
+    // written by its thread's kernel.
     let positions = (tile + 2) * (tile + 2)
     let uSize = positions * cout * round16(cin)
     let uGrads = self.scratch.buffer(.weightPartials, shape: [threads, uSize])
@@ -170,7 +171,6 @@ extension Conv2D {
     let (inputSize, outputSize) = (cin * height * width, cout * height * width)
     forEachShare(of: batch, threads: threads, shape: shape) { shape, part, first, count in
       let uGrad = uGrads.pointer + part * uSize
-      uGrad.update(repeating: 0, count: uSize)
       let (inputs, outputs) = (input.pointer + first * inputSize, output.pointer + first * outputSize)
       let (outputGrads, inputGrads) = (
         outputGrad.pointer + first * outputSize, inputGrad.map { $0.pointer + first * inputSize }
@@ -209,16 +209,13 @@ extension Conv2D {
     let u = transformedWeights(tile: 4)
     let scratchSize = ck_winograd4_scratch(&shape)
     let scratch = self.scratch.buffer(.kernel, shape: [parts, scratchSize])
-    let (rowLength, rows) = (round16(cin), 36 * cout)
-    let uGrad = self.scratch.buffer(.weightPartials, shape: [rows * rowLength])
+    // One dU (ck_winograd4_backward's layout): each thread's kernel writes the strips of its channels.
+    let uGrad = self.scratch.buffer(.weightPartials, shape: [36 * cout * round16(cin)])
     let biasGrad = self.scratch.buffer(.biasPartials, shape: [cout])
     biasGrad.fill(0)
     Parallel.ranges((cin + 15) / 16, parts: parts) { part, groups in
       var shape = shape
       let (begin, end) = (16 * groups.lowerBound, min(16 * groups.upperBound, cin))
-      // This thread's columns of dU (its channels, rounded up to whole vectors), zeroed.
-      let columns = round16(end - begin)
-      for row in 0..<rows { (uGrad.pointer + row * rowLength + begin).update(repeating: 0, count: columns) }
       ck_winograd4_backward(
         &shape, u.pointer, input.pointer, output.pointer, outputGrad.pointer, inputGrad?.pointer,
         uGrad.pointer, part == 0 ? biasGrad.pointer : nil, Int32(batch), Int32(begin), Int32(end),

@@ -57,9 +57,11 @@ extension Conv2D {
   /// Below this many kernels a thread's share of a weight transform costs less than handing it out.
   static let minimumKernelsPerThread = 2048
 
-  /// weight.grad += Gᵀ dU G, dU the sum of the threads' partial sums `uGrads` [parts][positions,
-  /// Cout, round16(Cin)] (CKernels sums them as it goes; the threads share out the output channels);
-  /// bias.grad += the per-thread sums [parts, Cout].
+  /// weight.grad += Gᵀ dU G, dU the sum of the threads' partial sums `uGrads` [parts][positions ×
+  /// Cout × round16(Cin)] as the backward kernels write them (per output channel, strips of 16
+  /// input channels each holding every position: one partial is read straight through). CKernels
+  /// sums them as it goes; the threads share out the output channels. bias.grad += the per-thread
+  /// sums [parts, Cout].
   func addWinogradGradients(uGrads: Tensor, biasPartials: Tensor, parts: Int, tile: Int) {
     let (cout, cin) = (outChannels, inChannels)
     let weightsBackward = tile == 4 ? ck_winograd4_weights_backward : ck_winograd_weights_backward
