@@ -257,6 +257,11 @@ INLINE void add_weight_gradients(const int n, rows_fn adjoint_rows, const float 
 INLINE void store_in_strips(float *row, size_t strip, int t, v16 x) {
   const int offset = t & 15;
   float *p = row + (size_t)(t >> 4) * strip + offset;
+  // The channel after next stores 32 floats on: its line is asked for now. The transforms write
+  // every position's strips at once (hundreds of lines at a time, too many streams for the
+  // hardware to foresee); so asked, each store finds its line. VGG-16's 28 px, 512 channels, two
+  // threads, AVX-512: the backward's dM and V transforms 14.5–17.6 → 12.7–14.1 ms a thread.
+  __builtin_prefetch(p + 32, 1, 3);
   store(p, x);
   if (offset == 0) return;
   float *q = p + strip - 16;  // its lanes 16 − offset … 15: the next strip's columns 0 … offset − 1
