@@ -202,7 +202,7 @@ INLINE void input_transform(const geometry *g, const float *images, int count, i
 INLINE void output_transform(const geometry *g, const float *m, const float *bias, float *image,
                              int ty0, int rows, int co_begin, int co_end, float *y) {
   const int tw = g->tiles_w, tiles = rows * tw, width = g->width;
-  const size_t stride = (size_t)g->cout * g->ld, cw = (size_t)g->compact;
+  const size_t stride = position_stride(g->cout, g->ld), cw = (size_t)g->compact;
   for (int co = co_begin; co < co_end; co++) {
     float *plane = image + (size_t)co * g->height * width;
     const float *source = m + (size_t)co * g->ld;
@@ -300,7 +300,7 @@ INLINE void output_transform_backward(const geometry *g, const float *output_gra
 INLINE void input_transform_backward(const geometry *g, const float *dv, float *image, int ty0,
                                      int rows, float *a) {
   const int tw = g->tiles_w, tiles = rows * tw;
-  const size_t stride = (size_t)g->cin * g->ld, cw = (size_t)g->compact;
+  const size_t stride = position_stride(g->cin, g->ld), cw = (size_t)g->compact;
   for (int ci = 0; ci < g->cin; ci++) {
     const float *source = dv + (size_t)ci * g->ld;
     for (int t = 0; t < tiles; t += 16) {
@@ -332,8 +332,8 @@ INLINE void input_transform_backward(const geometry *g, const float *dv, float *
 
 // MARK: - Passes over a thread's images
 
-/// The scratch of one thread: V [16, Cin, ld], M [16, Cout, ld], 16 tile-order planes, Vᵀ
-/// [ld, ldu] for one position ξ.
+/// The scratch of one thread: V [16, Cin + 1, ld], M [16, Cout + 1, ld] (position_stride apart),
+/// 16 tile-order planes, Vᵀ [ld, ldu] for one position ξ.
 typedef struct {
   float *v, *m, *q, *t;
 } workspace;

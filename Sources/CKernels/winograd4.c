@@ -191,7 +191,7 @@ INLINE void output_rows(const v16 m[6], v16 out[4]) {
 INLINE void output_transform4(const geometry *g, const float *m, const float *bias, float *image,
                               int ty0, int rows, int co_begin, int co_end, float *y) {
   const int tw = g->tiles_w, tiles = rows * tw, width = g->width;
-  const size_t stride = (size_t)g->cout * g->ld, cw = (size_t)g->compact;
+  const size_t stride = position_stride(g->cout, g->ld), cw = (size_t)g->compact;
   for (int co = co_begin; co < co_end; co++) {
     float *plane = image + (size_t)co * g->height * width;
     const float *source = m + (size_t)co * g->ld;
@@ -396,7 +396,7 @@ INLINE void merge_row4(float *row, int width, int tw, const float *first, const 
 INLINE void input_transform_backward4(const geometry *g, const float *dv, float *image, int ty0,
                                       int rows, float *a) {
   const int tw = g->tiles_w, tiles = rows * tw;
-  const size_t stride = (size_t)g->cin * g->ld, cw = (size_t)g->compact;
+  const size_t stride = position_stride(g->cin, g->ld), cw = (size_t)g->compact;
   for (int ci = 0; ci < g->cin; ci++) {
     const float *source = dv + (size_t)ci * g->ld;
     for (int t = 0; t < tiles; t += 16) {
