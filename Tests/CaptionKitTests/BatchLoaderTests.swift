@@ -394,14 +394,21 @@ final class BatchLoaderTests: XCTestCase {
   // MARK: - Threads
 
   func testStopEndsWorkerThreads() throws {
+    /// The process's threads that the loaders named as their workers (the process has others, which
+    /// come and go: the Dispatch pool's, the kernels').
     func threadCount() -> Int {
-      (try? FileManager.default.contentsOfDirectory(atPath: "/proc/self/task").count) ?? 0
+      let tasks = (try? FileManager.default.contentsOfDirectory(atPath: "/proc/self/task")) ?? []
+      return tasks.filter { task in
+        let name = (try? String(contentsOfFile: "/proc/self/task/\(task)/comm", encoding: .utf8)) ?? ""
+        return name.hasPrefix("caption.load.")
+      }.count
     }
     let before = threadCount()
-    for _ in 0..<5 {
+    for round in 0..<5 {
       let loader = try makeLoader(workers: 3, probe: LoaderProbe())
       loader.startEpoch(0)
       _ = loader.next()  // workers busy prefetching; deinit must stop them
+      if round == 0 { XCTAssertEqual(threadCount(), before + 3, "the workers, by name") }
     }
     let explicit = try makeLoader(workers: 3, probe: LoaderProbe())
     explicit.stop()

@@ -1,3 +1,4 @@
+import CShims
 import Foundation
 
 /// The input pipeline: background workers load and normalise images into a bounded queue of ready
@@ -194,11 +195,15 @@ final class LoaderPipeline: @unchecked Sendable {
   func startWorkers() {
     for w in 0..<workers {
       finished.enter()
+      // Named from inside the thread, as Linux wants (at most 15 bytes kept): `top -H`, a debugger
+      // and the tests see the loader's workers as such.
+      let name = "caption.load.\(w)"
       let thread = Thread { [self] in
+        caption_name_current_thread(name)
         workerLoop()
         finished.leave()
       }
-      thread.name = "caption.loader.\(w)"
+      thread.name = name
       thread.stackSize = 8 << 20  // image decoders may use deep stacks; as much as the main thread
       thread.start()
     }
