@@ -425,8 +425,8 @@ INLINE void input_transform_backward4(const geometry *g, const float *dv, float 
 
 /// As forward4_pass over every tile row: dM, V (then dV), dU += dM · Vᵀ (the first block writes
 /// it), dV = Uᵀ · dM, the input gradient (a block's adds to the rows it shares with the previous
-/// block of its image, done before it), for input channels channel_begin … channel_end − 1: dM of every output channel,
-/// V, dV, dU's columns and the input gradient of those channels only.
+/// block of its image, done before it), for input channels channel_begin … channel_end − 1: dM of
+/// every output channel; V, dV, dU's columns and the input gradient of those channels only.
 INLINE void backward4_pass(const blocking k, const ck_conv_shape *shape, const float *u,
                            const float *input, const float *output, const float *output_grad,
                            float *input_grad, float *u_grad, float *bias_grad, int images,

@@ -431,14 +431,10 @@ INLINE void gradient_products(const blocking k, const geometry *g, int positions
   for (int xi = 0; xi < positions; xi++) {
     transpose(g->cin, n, v + (size_t)xi * (g->cin + 1) * g->ld, (size_t)(g->cin + 1) * 16,
               transposed, (size_t)g->ld * 16);
-    const float *dm_xi = dm + (size_t)xi * (g->cout + 1) * g->ld;
-    float *du_xi = u_grad + (size_t)xi * 16;
-    if (accumulate)
-      product(k.rows, k.vectors, 1, A_STRIPS, g->cout, g->ldu, n, dm_xi, (g->cout + 1) * 16,
-              transposed, 16, (size_t)g->ld * 16, du_xi, du_row, du_strip);
-    else
-      product(k.rows, k.vectors, 0, A_STRIPS, g->cout, g->ldu, n, dm_xi, (g->cout + 1) * 16,
-              transposed, 16, (size_t)g->ld * 16, du_xi, du_row, du_strip);
+    // `accumulate` only picks the stores after each sum: no cost inside the product's loop.
+    product(k.rows, k.vectors, accumulate, A_STRIPS, g->cout, g->ldu, n,
+            dm + (size_t)xi * (g->cout + 1) * g->ld, (g->cout + 1) * 16, transposed, 16,
+            (size_t)g->ld * 16, u_grad + (size_t)xi * 16, du_row, du_strip);
   }
   if (!dv) return;
   for (int xi = 0; xi < positions; xi++)
