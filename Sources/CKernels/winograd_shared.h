@@ -292,6 +292,20 @@ INLINE float element(const int A_LAYOUT, const float *a, int lda, int i, int p) 
   return a[(size_t)i * lda + p];
 }
 
+/// Asks for lines of a product's left operand a ahead of its step p, where the hardware does not
+/// foresee them (a large U, read from memory: VGG-16's layers of 512 channels, 38 MB):
+/// - rows (U in the forward): the next panel's rows (ROWS on), a line of each every 16 steps, so
+///   that they are in cache when the panel starts. One thread, 512 → 512 at 14 px, 4 images: the
+///   forward's products 13.1 → 11.5 ms at AVX-512, 13.6 → 12.3 at AVX2; at 28 px 38.8 → 36.5.
+/// - columns (U in the backward's dV = Uᵀ dM, its column p a line a step, lda floats on): the
+///   line 8 steps on. Two threads, 512 → 512 at 14 px, 8 images: dV 16.8 → 13.9 ms a thread.
+INLINE void prefetch_a(const int ROWS, const int A_LAYOUT, const float *a, int lda, int p) {
+  if (A_LAYOUT == A_COLUMNS) __builtin_prefetch(a + (size_t)(p + 8) * lda, 0, 3);
+  if (A_LAYOUT != A_ROWS || (p & 15) != 0) return;
+#pragma clang loop unroll(full)
+  for (int r = 0; r < ROWS; r++) __builtin_prefetch(a + (size_t)(ROWS + r) * lda + p, 0, 3);
+}
+
 /// c[i][j] = (or +=, when ADD) Σ_p a[i][p] · b[p][j] for `ROWS` rows i and n columns (n a multiple
 /// of 16), with `VECTORS` (1 or 2) 16-float vectors of columns per step; ROWS × VECTORS accumulators.
 /// a is stored as A_LAYOUT says. b is kept in strips of 16 columns: b[p][j] at
@@ -308,6 +322,7 @@ INLINE void product_panel(const int ROWS, const int VECTORS, const int ADD, cons
       for (int r = 0; r < ROWS; r++) acc[r][0] = acc[r][1] = zero();
       for (int p = 0; p < k; p++) {
         const float *row = b + (size_t)(j / 16) * strip + (size_t)p * ldb;
+        prefetch_a(ROWS, A_LAYOUT, a, lda, p);
         v16 b0 = load(row), b1 = load(row + strip);
 #pragma clang loop unroll(full)
         for (int r = 0; r < ROWS; r++) {
@@ -329,6 +344,7 @@ INLINE void product_panel(const int ROWS, const int VECTORS, const int ADD, cons
 #pragma clang loop unroll(full)
     for (int r = 0; r < ROWS; r++) acc[r] = zero();
     for (int p = 0; p < k; p++) {
+      prefetch_a(ROWS, A_LAYOUT, a, lda, p);
       v16 b0 = load(b + (size_t)(j / 16) * strip + (size_t)p * ldb);
 #pragma clang loop unroll(full)
       for (int r = 0; r < ROWS; r++) acc[r] += splat(element(A_LAYOUT, a, lda, r, p)) * b0;
