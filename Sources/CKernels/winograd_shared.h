@@ -5,6 +5,8 @@
 #ifndef CK_WINOGRAD_SHARED_H
 #define CK_WINOGRAD_SHARED_H
 
+#include <stdint.h>
+
 #include "vector16.h"
 
 // MARK: - Vector helpers
@@ -299,11 +301,16 @@ INLINE float element(const int A_LAYOUT, const float *a, int lda, int i, int p) 
 ///   forward's products 13.1 → 11.5 ms at AVX-512, 13.6 → 12.3 at AVX2; at 28 px 38.8 → 36.5.
 /// - columns (U in the backward's dV = Uᵀ dM, its column p a line a step, lda floats on): the
 ///   line 8 steps on. Two threads, 512 → 512 at 14 px, 8 images: dV 16.8 → 13.9 ms a thread.
+/// The last panel's and steps' lines lie past a's end: their addresses are computed as integers
+/// (no pointer past the array is formed), and a prefetch never faults.
 INLINE void prefetch_a(const int ROWS, const int A_LAYOUT, const float *a, int lda, int p) {
-  if (A_LAYOUT == A_COLUMNS) __builtin_prefetch(a + (size_t)(p + 8) * lda, 0, 3);
+  const uintptr_t base = (uintptr_t)a;
+  if (A_LAYOUT == A_COLUMNS)
+    __builtin_prefetch((const void *)(base + sizeof(float) * (size_t)(p + 8) * lda), 0, 3);
   if (A_LAYOUT != A_ROWS || (p & 15) != 0) return;
 #pragma clang loop unroll(full)
-  for (int r = 0; r < ROWS; r++) __builtin_prefetch(a + (size_t)(ROWS + r) * lda + p, 0, 3);
+  for (int r = 0; r < ROWS; r++)
+    __builtin_prefetch((const void *)(base + sizeof(float) * ((size_t)(ROWS + r) * lda + p)), 0, 3);
 }
 
 /// c[i][j] = (or +=, when ADD) Σ_p a[i][p] · b[p][j] for `ROWS` rows i and n columns (n a multiple
