@@ -130,6 +130,20 @@ final class ConvKernelTests: XCTestCase {
         check(
           algorithm: .winograd, batch: 5, cin: 16, cout: 8, height: 8, width: 8, budget: 16 * 24 * 16 * 2,
           threads: 2, tile: tile)
+        // A thread's dU of 16 MB or more (512 → 512: 38 MB at F(4×4), 17 MB at F(2×2)) is written
+        // past the caches by its first block; with budget 1 each image is two blocks, the second
+        // adding to what the first streamed out.
+        for budget in [1, 1 << 20] {
+          check(
+            algorithm: .winograd, batch: 2, cin: 512, cout: 512, height: 8, width: 4, budget: budget,
+            threads: 2, tile: tile)
+        }
+        if tile == 4 {
+          // Sharing input channels: each thread's 256 columns of dU (19 MB).
+          check(
+            algorithm: .winograd, batch: 2, cin: 512, cout: 512, height: 8, width: 4, threads: 2,
+            tile: tile, channelShare: true)
+        }
       }
     }
     print("blocked Winograd: largest relative L2 error \(largestError) (bound 1e-4)")
