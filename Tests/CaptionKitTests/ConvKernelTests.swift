@@ -131,8 +131,8 @@ final class ConvKernelTests: XCTestCase {
           algorithm: .winograd, batch: 5, cin: 16, cout: 8, height: 8, width: 8, budget: 16 * 24 * 16 * 2,
           threads: 2, tile: tile)
         // A thread's dU of 16 MB or more (512 → 512: 38 MB at F(4×4), 17 MB at F(2×2)) is written
-        // past the caches by its first block; with budget 1 each image is two blocks, the second
-        // adding to what the first streamed out.
+        // past the caches by its first block; with budget 1 each image is several blocks (a tile
+        // row each), the later ones adding to what the first streamed out.
         for budget in [1, 1 << 20] {
           check(
             algorithm: .winograd, batch: 2, cin: 512, cout: 512, height: 8, width: 4, budget: budget,
