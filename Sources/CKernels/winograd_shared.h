@@ -169,12 +169,15 @@ INLINE void load_taps(const float *weight, int kernels, int k, int count, v16 g[
 }
 
 /// u[ξ · kernels + k + i] = u_tile[ξ] lane i for the `positions` positions ξ and i < count: the
-/// transforms of kernels k … k + count − 1, one row of U per position.
+/// transforms of kernels k … k + count − 1, one row of U per position. With `stream`, whole aligned
+/// vectors go past the caches (transform_weights).
 INLINE void store_positions(const v16 *u_tile, int positions, int kernels, int k, int count,
-                            float *u) {
+                            float *u, int stream) {
   for (int xi = 0; xi < positions; xi++) {
     float *target = u + (size_t)xi * kernels + k;
-    if (count == 16)
+    if (count == 16 && stream && ((uintptr_t)target & 63) == 0)
+      __builtin_nontemporal_store(u_tile[xi], (v16 *)target);
+    else if (count == 16)
       store(target, u_tile[xi]);
     else
       store_first(target, count, u_tile[xi]);
@@ -214,8 +217,14 @@ typedef void (*rows_fn)(const v16 *x, v16 *out);
 /// u [n · n, kernels] = G g Gᵀ for the kernels begin … end − 1 of weight [kernels, 3, 3], 16 at a
 /// time: G g column by column, then (·) Gᵀ along each of its n rows (`weight_rows`: G's rows).
 /// The body of both weight transforms (n 4 or 6).
+///
+/// A U of 16 MB or more (F(4×4) from 256 → 512 channels on, 19–38 MB; F(2×2) at 512 → 512) is
+/// larger than the L3 can keep for the products that read it next; it is written past the caches
+/// (non-temporal stores, fenced at the end), so that its lines, each written whole, are not first
+/// read from memory.
 INLINE void transform_weights(const int n, rows_fn weight_rows, const float *weight, int kernels,
                               int begin, int end, float *u) {
+  const int stream = sizeof(float) * (size_t)n * n * kernels >= (16u << 20);
   for (int k = begin; k < end; k += 16) {
     const int count = min_int(16, end - k);
     v16 g[9], gg[6][3], out[36];
@@ -226,8 +235,9 @@ INLINE void transform_weights(const int n, rows_fn weight_rows, const float *wei
       for (int r = 0; r < n; r++) gg[r][c] = rows[r];
     }
     for (int r = 0; r < n; r++) weight_rows(gg[r], out + n * r);
-    store_positions(out, n * n, kernels, k, count, u);
+    store_positions(out, n * n, kernels, k, count, u, stream);
   }
+  if (stream) __builtin_ia32_sfence();
 }
 
 /// weight_grad [Cout, Cin, 3, 3] += Gᵀ dU G for output channels co_begin … co_end − 1, 16 input
