@@ -89,6 +89,31 @@ INLINE void store_partial(float *p, int count, v16 low, v16 high) {
 
 INLINE int min_int(int a, int b) { return a < b ? a : b; }
 
+// MARK: - Stores past the caches
+
+/// How a kernel stores a vector: written, added to what the memory holds, or written past the
+/// caches (a non-temporal store: the target 64-byte aligned).
+enum { C_WRITE = 0, C_ADD = 1, C_STREAM = 2 };
+
+/// *target = x as C_MODE says.
+INLINE void store_sum(const int C_MODE, float *target, v16 x) {
+  if (C_MODE == C_ADD)
+    store(target, x + load(target));
+  else if (C_MODE == C_STREAM)
+    __builtin_nontemporal_store(x, (v16 *)target);
+  else
+    store(target, x);
+}
+
+/// Whether a buffer of `bytes` that a kernel writes whole, and that is next read by the products
+/// or by other threads, goes past the caches: 16 MB or more, more than the L3 keeps for it (VGG-16's
+/// 512-channel layers: U and a thread's dU of 19–38 MB). Each store then writes its line without
+/// first reading it from memory; the writer fences (`__builtin_ia32_sfence`) before anyone reads.
+INLINE int past_caches(size_t bytes) { return bytes >= (16u << 20); }
+
+/// The 64-byte alignment a non-temporal store of a vector needs.
+INLINE int line_aligned(const void *p) { return ((uintptr_t)p & 63) == 0; }
+
 // MARK: - Geometry
 
 typedef struct {
@@ -175,10 +200,8 @@ INLINE void store_positions(const v16 *u_tile, int positions, int kernels, int k
                             float *u, int stream) {
   for (int xi = 0; xi < positions; xi++) {
     float *target = u + (size_t)xi * kernels + k;
-    if (count == 16 && stream && ((uintptr_t)target & 63) == 0)
-      __builtin_nontemporal_store(u_tile[xi], (v16 *)target);
-    else if (count == 16)
-      store(target, u_tile[xi]);
+    if (count == 16)
+      store_sum(stream && line_aligned(target) ? C_STREAM : C_WRITE, target, u_tile[xi]);
     else
       store_first(target, count, u_tile[xi]);
   }
@@ -217,14 +240,11 @@ typedef void (*rows_fn)(const v16 *x, v16 *out);
 /// u [n · n, kernels] = G g Gᵀ for the kernels begin … end − 1 of weight [kernels, 3, 3], 16 at a
 /// time: G g column by column, then (·) Gᵀ along each of its n rows (`weight_rows`: G's rows).
 /// The body of both weight transforms (n 4 or 6).
-///
-/// A U of 16 MB or more (F(4×4) from 256 → 512 channels on, 19–38 MB; F(2×2) at 512 → 512) is
-/// larger than the L3 can keep for the products that read it next; it is written past the caches
-/// (non-temporal stores, fenced at the end), so that its lines, each written whole, are not first
-/// read from memory.
+/// A large U (past_caches: F(4×4) from 256 → 512 channels on, F(2×2) at 512 → 512) is written past
+/// the caches. Two threads, 512 → 512: a thread's share 4.0 → 3.3 ms.
 INLINE void transform_weights(const int n, rows_fn weight_rows, const float *weight, int kernels,
                               int begin, int end, float *u) {
-  const int stream = sizeof(float) * (size_t)n * n * kernels >= (16u << 20);
+  const int stream = past_caches(sizeof(float) * (size_t)n * n * kernels);
   for (int k = begin; k < end; k += 16) {
     const int count = min_int(16, end - k);
     v16 g[9], gg[6][3], out[36];
@@ -321,21 +341,6 @@ INLINE void prefetch_a(const int ROWS, const int A_LAYOUT, const float *a, int l
 #pragma clang loop unroll(full)
   for (int r = 0; r < ROWS; r++)
     __builtin_prefetch((const void *)(base + sizeof(float) * ((size_t)(ROWS + r) * lda + p)), 0, 3);
-}
-
-/// How a product stores its sums into c: written, added to what c holds, or written past the caches
-/// (non-temporal stores, c 64-byte aligned: for a large c that nothing reads again soon, whose lines
-/// would otherwise each be read from memory before being overwritten whole).
-enum { C_WRITE = 0, C_ADD = 1, C_STREAM = 2 };
-
-/// *target = x as C_MODE says.
-INLINE void store_sum(const int C_MODE, float *target, v16 x) {
-  if (C_MODE == C_ADD)
-    store(target, x + load(target));
-  else if (C_MODE == C_STREAM)
-    __builtin_nontemporal_store(x, (v16 *)target);
-  else
-    store(target, x);
 }
 
 /// c[i][j] = Σ_p a[i][p] · b[p][j] (stored as C_MODE says) for `ROWS` rows i and n columns (n a
@@ -475,14 +480,13 @@ INLINE void gradient_products(const blocking k, const geometry *g, int positions
   // dU in strips of 16 input channels, each holding the positions one after another (sum_partials).
   const int du_row = positions * g->du_ld;  // from one output channel's row of dU[ξ] to the next
   const size_t du_strip = (size_t)positions * 16;
-  // A thread's dU of 16 MB or more (VGG-16's layers with 512 output channels: 19–38 MB) outgrows
-  // its share of the L3; written, not added to, it goes past the caches, so that its lines are not
-  // first read from memory. The sums over its parts (sum_partials) read it from memory either way.
-  // Stand-alone, one thread, 36 products of 512 × 128 tiles × 256 channels: 78–84% → 89–91% of
+  // A large dU (past_caches), written rather than added to, goes past the caches; the sums over
+  // the threads' parts (sum_partials) read it from memory either way. Its offsets are multiples
+  // of 16 floats, so its first vector's alignment is every vector's. Stand-alone, one thread, 36 products of 512 × 128 tiles × 256 channels: 78–84% → 89–91% of
   // the thread's peak; VGG-16's training profile, AVX-512, best of four alternating runs (twice):
   // the 14-px layers' backward 36.6–36.8 → 32.5–35.0 ms and 39.4–40.2 → 35.5–35.7 ms.
   const size_t du_bytes = sizeof(float) * (size_t)positions * g->cout * g->ldu;
-  const int stream = !accumulate && du_bytes >= (16u << 20) && ((uintptr_t)u_grad & 63) == 0;
+  const int stream = !accumulate && past_caches(du_bytes) && line_aligned(u_grad);
   const int du_mode = accumulate ? C_ADD : stream ? C_STREAM : C_WRITE;
   zero_strip_columns(dm, positions, g->cout, g->ld, filled, n);
   zero_strip_columns(v, positions, g->cin, g->ld, filled, n);
