@@ -150,14 +150,7 @@ INLINE geometry make_geometry(const ck_conv_shape *s, int tile) {
   g.u_cin = g.cin;
   g.du_ld = g.ldu;
   g.in_stride = (size_t)g.cin * (size_t)g.height * (size_t)g.width;
-  // Planes start on a line: their vectors at tiles 0, 16, … then each load from one line rather
-  // than two, and the scratch areas after them (and the next thread's scratch) stay on lines too.
-  // Not 4 KB apart, though, where the planes a transform reads at once would share one set of the
-  // L1 (as position_stride). One thread, AVX-512, 4 images, 64 → 64 at 224 px (planes 312 floats
-  // → 320), best of alternating runs: the forward 53–54 → 51 ms (input transform 13 → 11.5,
-  // output 7.1 → 6.3); at 56–14 px 1–4% less; the training profile the same out of its noise.
-  g.compact = round16((g.rows + 1) * g.tiles_w + 32);
-  if (g.compact % 1024 == 0) g.compact += 16;
+  g.compact = (g.rows + 1) * g.tiles_w + 32;
   return g;
 }
 
