@@ -348,8 +348,9 @@ INLINE void prefetch_a(const int ROWS, const int A_LAYOUT, const float *a, int l
 /// the next panel's first. Those lines are a few KB apart (dU's layout: sum_partials), so the
 /// hardware does not foresee them, and loaded only once the sum is done, from the L3 or memory
 /// (the block's V and dM push dU out of L2), they would each wait there; asked for this early,
-/// they come during the sum. Two threads, VGG-16's backward at batch 8, AVX-512, three
-/// alternating runs: 224 px 112–116 → 107–108 ms, 56 px 97–101 → 95–100, 14 px 33–35 → 32–33.
+/// they come during the sum. Two threads, VGG-16's backward at batch 8, AVX-512, best of three
+/// alternating runs: 224 px 104–106 → 102–105 ms, 56 px 96–98 → 94–98; in the training profile
+/// the 56-px layers' backward 56–62% → 59–66% of the peak by multiplies done (AVX2: no change).
 /// (Addresses past c's end are computed as integers, as in prefetch_a.)
 INLINE void prefetch_c(const int ROWS, const int VECTORS, const int C_MODE, const float *c, int ldc,
                        size_t c_strip, int j, int n) {
