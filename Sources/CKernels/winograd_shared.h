@@ -344,8 +344,8 @@ INLINE void prefetch_a(const int ROWS, const int A_LAYOUT, const float *a, int l
 }
 
 /// Asks, as a sum that adds to c starts (C_ADD: dU after a thread's first block), for the lines
-/// of c the next sum adds to: the next VECTORS vectors of the same ROWS rows, or after the last
-/// the next panel's first. Those lines are a few KB apart (dU's layout: sum_partials), so the
+/// of c the next sum adds to: the columns after this sum's in the same ROWS rows, or after the
+/// last the next panel's first. Those lines are a few KB apart (dU's layout: sum_partials), so the
 /// hardware does not foresee them, and loaded only once the sum is done, from the L3 or memory
 /// (the block's V and dM push dU out of L2), they would each wait there; asked for this early,
 /// they come during the sum. Two threads, VGG-16's backward at batch 8, AVX-512, best of three
@@ -356,13 +356,13 @@ INLINE void prefetch_c(const int ROWS, const int VECTORS, const int C_MODE, cons
                        size_t c_strip, int j, int n) {
   if (C_MODE != C_ADD) return;
   const uintptr_t base = (uintptr_t)c;
-  const int next_columns = j + 32 * VECTORS <= n;  // another sum of these rows follows
+  const int next = j + 16 * VECTORS;  // the next sum of these rows starts there, if next < n
 #pragma clang loop unroll(full)
   for (int r = 0; r < ROWS; r++)
 #pragma clang loop unroll(full)
     for (int v = 0; v < VECTORS; v++) {
-      const size_t at = next_columns ? (size_t)r * ldc + (size_t)(j / 16 + VECTORS + v) * c_strip
-                                     : (size_t)(ROWS + r) * ldc + (size_t)v * c_strip;
+      const size_t at = next < n ? (size_t)r * ldc + (size_t)(next / 16 + v) * c_strip
+                                 : (size_t)(ROWS + r) * ldc + (size_t)v * c_strip;
       __builtin_prefetch((const void *)(base + sizeof(float) * at), 1, 3);
     }
 }
@@ -508,9 +508,10 @@ INLINE void gradient_products(const blocking k, const geometry *g, int positions
   const size_t du_strip = (size_t)positions * 16;
   // A large dU (past_caches), written rather than added to, goes past the caches; the sums over
   // the threads' parts (sum_partials) read it from memory either way. Its offsets are multiples
-  // of 16 floats, so its first vector's alignment is every vector's. Stand-alone, one thread, 36 products of 512 × 128 tiles × 256 channels: 78–84% → 89–91% of
-  // the thread's peak; VGG-16's training profile, AVX-512, best of four alternating runs (twice):
-  // the 14-px layers' backward 36.6–36.8 → 32.5–35.0 ms and 39.4–40.2 → 35.5–35.7 ms.
+  // of 16 floats, so its first vector's alignment is every vector's. Stand-alone, one thread, 36
+  // products of 512 × 128 tiles × 256 channels: 78–84% → 89–91% of the thread's peak; VGG-16's
+  // training profile, AVX-512, best of four alternating runs (twice): the 14-px layers' backward
+  // 36.6–36.8 → 32.5–35.0 ms and 39.4–40.2 → 35.5–35.7 ms.
   const size_t du_bytes = sizeof(float) * (size_t)positions * g->cout * g->ldu;
   const int stream = !accumulate && past_caches(du_bytes) && line_aligned(u_grad);
   const int du_mode = accumulate ? C_ADD : stream ? C_STREAM : C_WRITE;
