@@ -326,7 +326,7 @@ INLINE void input_transform_backward(const geometry *g, const float *dv, float *
         store(target + 3 * cw, -x[r][3]);
       }
     }
-    merge_rows(2, 4, merge_row, g, ty0, rows, a, image + (size_t)ci * g->height * g->width);
+    merge_rows(2, 4, merge_row, g, ty0, rows, a, image + (size_t)ci * g->height * g->width, NULL);
   }
 }
 

@@ -129,12 +129,15 @@ INLINE void input_rows(const v16 x[6], v16 out[6]) {
 /// its tile row j, k = 0 … 3: P_k[tx], 4: P0[tx + 1], 5: P1[tx + 1]. Patch row r (0 … 5) of tiles
 /// t … t + 15 is then q[r & 3][k][t + (r >> 2) · tiles_w …]. Each row is split straight into its
 /// six planes (plane_width floats each, running on into the next rows, written after it, and for
-/// the last into the spare floats).
-INLINE void tile_planes4(const geometry *g, const float *plane, int ty0, int rows, float *q) {
+/// the last into the spare floats). The same rows of `next` (the plane transformed next, or NULL)
+/// are asked for as it goes (prefetch_row).
+INLINE void tile_planes4(const geometry *g, const float *plane, int ty0, int rows, float *q,
+                         const float *next) {
   const int tw = g->tiles_w;
   const size_t cw = (size_t)g->compact;
   for (int p = 0; p < padded_rows4(rows); p++) {
     const int y = 4 * ty0 - 1 + p;
+    prefetch_row(0, g, next, y);
     float *target = q + (size_t)(p & 3) * 6 * cw + (size_t)(p >> 2) * tw;
     split_row4(image_row(g, plane, y), g->width, target, cw, g->plane_width);
   }
@@ -152,7 +155,11 @@ INLINE void input_transform4(const geometry *g, const float *images, int count, 
   for (int ci = 0; ci < g->cin; ci++) {
     float *target = v + (size_t)ci * 16;
     for (int i = 0; i < count; i++) {
-      tile_planes4(g, images + i * g->in_stride + (size_t)ci * g->height * g->width, ty0, rows, q);
+      const size_t plane = (size_t)g->height * g->width;
+      const float *next = i + 1 < count ? images + (i + 1) * g->in_stride + ci * plane
+                          : ci + 1 < g->cin ? images + (ci + 1) * plane
+                                            : NULL;
+      tile_planes4(g, images + i * g->in_stride + ci * plane, ty0, rows, q, next);
       for (int t = 0; t < tiles; t += 16) {
         // d B along each of the 6 patch rows.
         v16 h[6][6];
@@ -216,14 +223,18 @@ INLINE void output_transform4(const geometry *g, const float *m, const float *bi
         }
       }
     }
+    // The next channel's rows are asked for as these are written (prefetch_row).
+    const float *next = co + 1 < co_end ? plane + (size_t)g->height * width : NULL;
     for (int tr = 0; tr < rows; tr++) {
       const int y0 = 4 * (ty0 + tr);
-      for (int j = 0; j < 4 && y0 + j < g->height; j++)
+      for (int j = 0; j < 4 && y0 + j < g->height; j++) {
+        prefetch_row(1, g, next, y0 + j);
         for (int tx = 0; tx < tw; tx += 16) {
           const float *s = y + 4 * j * cw + tr * tw + tx;
           v16 quad[4] = {load(s), load(s + cw), load(s + 2 * cw), load(s + 3 * cw)};
           store_quad(plane + (size_t)(y0 + j) * width, 4 * tx, width, quad);
         }
+      }
     }
   }
 }
@@ -318,11 +329,19 @@ INLINE void output_transform_backward4(const geometry *g, const float *output_gr
     for (int i = 0; i < count; i++) {
       const float *grad = output_grads + i * out_size + co * plane_size;
       const float *out = g->relu ? outputs + i * out_size + co * plane_size : NULL;
+      // The planes read next (prefetch_row): the next image's, or the next channel's first.
+      const size_t next = i + 1 < count ? (i + 1) * out_size + co * plane_size
+                                        : (co + 1) * plane_size;
+      const int last = i + 1 == count && co + 1 == g->cout;
+      const float *next_grad = last ? NULL : output_grads + next;
+      const float *next_out = last || !out ? NULL : outputs + next;
       // Tile rows into the planes (a row's last vector runs on into the next, written after it;
       // its lanes past the image are 0).
       for (int tr = 0; tr < rows; tr++)
         for (int j = 0; j < 4; j++) {
           const int y = 4 * (ty0 + tr) + j;
+          prefetch_row(0, g, next_grad, y);
+          prefetch_row(0, g, next_out, y);
           for (int tx = 0; tx < tw; tx += 16) {
             v16 e[4] = {zero(), zero(), zero(), zero()};
             if (y < g->height) {
@@ -417,7 +436,9 @@ INLINE void input_transform_backward4(const geometry *g, const float *dv, float 
         for (int k = 0; k < 6; k++) store(a + (6 * r + k) * cw + t, out[k]);
       }
     }
-    merge_rows(4, 6, merge_row4, g, ty0, rows, a, image + (size_t)ci * g->height * g->width);
+    const size_t plane = (size_t)g->height * g->width;
+    merge_rows(4, 6, merge_row4, g, ty0, rows, a, image + ci * plane,
+               ci + 1 < g->cin ? image + (ci + 1) * plane : NULL);
   }
 }
 
