@@ -208,7 +208,10 @@ INLINE void output_transform4(const geometry *g, const float *m, const float *bi
       v16 top[4][6];
       for (int c = 0; c < 6; c++) {
         v16 column[6], out[4];
-        for (int i = 0; i < 6; i++) column[i] = load(source + t + (6 * i + c) * stride);
+        for (int i = 0; i < 6; i++) {
+          column[i] = load(source + t + (6 * i + c) * stride);
+          if (co + 1 < co_end) prefetch_next_row(source + t + (6 * i + c) * stride, g->ld);
+        }
         output_rows(column, out);
         for (int j = 0; j < 4; j++) top[j][c] = out[j];
       }
@@ -425,7 +428,10 @@ INLINE void input_transform_backward4(const geometry *g, const float *dv, float 
       v16 columns[6][6];
       for (int c = 0; c < 6; c++) {
         v16 x[6];
-        for (int r = 0; r < 6; r++) x[r] = select(lanes, load(source + t + (6 * r + c) * stride));
+        for (int r = 0; r < 6; r++) {
+          x[r] = select(lanes, load(source + t + (6 * r + c) * stride));
+          if (ci + 1 < g->cin) prefetch_next_row(source + t + (6 * r + c) * stride, g->ld);
+        }
         adjoint_input_rows(x, columns[c]);
       }
       for (int r = 0; r < 6; r++) {

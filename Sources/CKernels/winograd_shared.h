@@ -568,6 +568,16 @@ INLINE void prefetch_row(const int write, const geometry *g, const float *plane,
   }
 }
 
+/// Asks for the line `ld` floats on from p into the L2: a slab's next row (M or dV: the next
+/// channel's), read when the transform reading these comes to that channel. An output transform
+/// (and the input gradient's) reads 36 such rows at once, more streams than the hardware
+/// prefetchers follow, from the L3 where a block's slabs (2–8 MB a thread) have gone.
+/// VGG-16's forward at batch 8, two threads, AVX-512, three alternating runs: the output transform
+/// at 56 px (128 → 256) 2.5–2.9 → 1.8–1.9 ms, at 28 px (256 → 512) 3.1–3.6 → 2.1–2.3 ms.
+INLINE void prefetch_next_row(const float *p, int ld) {
+  __builtin_prefetch((const void *)((uintptr_t)p + sizeof(float) * (size_t)ld), 0, 1);
+}
+
 /// The input gradient's tile-order planes that cover padded row p of a block of `rows` tile rows,
 /// for `tile` × `tile` output tiles (patches of tile + 2 rows, one every `tile` rows): patch row
 /// p % tile of tile row p / tile (if inside the block), and patch row p % tile + tile of the tile
