@@ -99,7 +99,9 @@ public enum Benchmark {
     let trainImagesPerSecond = Double(b) / median(stepTimes)
 
     if options.profile {
-      profile(model: model, images: images, inputs: inputs, targets: targets, options: options, log: log)
+      profile(
+        model: model, optimizer: optimizer, images: images, inputs: inputs, targets: targets,
+        options: options, log: log)
     }
 
     // describe: one image, encoder plus exactly `length` greedy steps, the weights fixed from now
@@ -292,9 +294,11 @@ public enum Benchmark {
   /// GFLOP/s (direct-convolution count: 2·B·Cout·Cin·9·H·W per pass; backward counts two passes,
   /// one for the first layer, which needs no input gradient) and its share of the threads' measured
   /// peak (`PeakFlops`); a Winograd layer also by the multiplies it does (16 of every 36).
+  /// `optimizer`: the timed steps' (its moments already touched, so that the first profiled step
+  /// does not pay their pages' first writes).
   static func profile(
-    model: CaptionModel, images: Tensor, inputs: [Int], targets: [Int], options: BenchmarkOptions,
-    log: (String) -> Void
+    model: CaptionModel, optimizer: Adam, images: Tensor, inputs: [Int], targets: [Int],
+    options: BenchmarkOptions, log: (String) -> Void
   ) {
     var parts: [String: [Double]] = [:]
     var order: [String] = []
@@ -312,7 +316,6 @@ public enum Benchmark {
       parts[name, default: []].append(Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9)
       flops[name] = flop
     }
-    let optimizer = Adam(parameters: model.parameters, learningRate: 1e-4)
     let encoder = model.encoder
     let perLayer = encoder.globalPool != nil  // the stages timed one by one (pool `avg`)
     for _ in 0..<options.timedSteps {
