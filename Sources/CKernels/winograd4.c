@@ -152,14 +152,12 @@ INLINE void input_transform4(const geometry *g, const float *images, int count, 
   const int tw = g->tiles_w, tiles = rows * tw;
   const size_t cw = (size_t)g->compact;
   const size_t strip = (size_t)(g->cin + 1) * 16, position = (size_t)(g->cin + 1) * g->ld;
+  const size_t plane = (size_t)g->height * g->width;
   for (int ci = 0; ci < g->cin; ci++) {
     float *target = v + (size_t)ci * 16;
     for (int i = 0; i < count; i++) {
-      const size_t plane = (size_t)g->height * g->width;
-      const float *next = i + 1 < count ? images + (i + 1) * g->in_stride + ci * plane
-                          : ci + 1 < g->cin ? images + (ci + 1) * plane
-                                            : NULL;
-      tile_planes4(g, images + i * g->in_stride + ci * plane, ty0, rows, q, next);
+      tile_planes4(g, images + i * g->in_stride + ci * plane, ty0, rows, q,
+                   next_plane(images, g->in_stride, plane, i, count, ci, g->cin));
       for (int t = 0; t < tiles; t += 16) {
         // d B along each of the 6 patch rows.
         v16 h[6][6];
@@ -209,8 +207,9 @@ INLINE void output_transform4(const geometry *g, const float *m, const float *bi
       for (int c = 0; c < 6; c++) {
         v16 column[6], out[4];
         for (int i = 0; i < 6; i++) {
-          column[i] = load(source + t + (6 * i + c) * stride);
-          if (co + 1 < co_end) prefetch_next_row(source + t + (6 * i + c) * stride, g->ld);
+          const float *p = source + t + (6 * i + c) * stride;
+          column[i] = load(p);
+          if (co + 1 < co_end) prefetch_next_row(p, g->ld);
         }
         output_rows(column, out);
         for (int j = 0; j < 4; j++) top[j][c] = out[j];
@@ -227,7 +226,7 @@ INLINE void output_transform4(const geometry *g, const float *m, const float *bi
       }
     }
     // The next channel's rows are asked for as these are written (prefetch_row).
-    const float *next = co + 1 < co_end ? plane + (size_t)g->height * width : NULL;
+    const float *next = next_plane(image, 0, (size_t)g->height * width, 0, 1, co, co_end);
     for (int tr = 0; tr < rows; tr++) {
       const int y0 = 4 * (ty0 + tr);
       for (int j = 0; j < 4 && y0 + j < g->height; j++) {
@@ -333,11 +332,9 @@ INLINE void output_transform_backward4(const geometry *g, const float *output_gr
       const float *grad = output_grads + i * out_size + co * plane_size;
       const float *out = g->relu ? outputs + i * out_size + co * plane_size : NULL;
       // The planes read next (prefetch_row): the next image's, or the next channel's first.
-      const size_t next = i + 1 < count ? (i + 1) * out_size + co * plane_size
-                                        : (co + 1) * plane_size;
-      const int last = i + 1 == count && co + 1 == g->cout;
-      const float *next_grad = last ? NULL : output_grads + next;
-      const float *next_out = last || !out ? NULL : outputs + next;
+      const float *next_grad = next_plane(output_grads, out_size, plane_size, i, count, co, g->cout);
+      const float *next_out =
+          out ? next_plane(outputs, out_size, plane_size, i, count, co, g->cout) : NULL;
       // Tile rows into the planes (a row's last vector runs on into the next, written after it;
       // its lanes past the image are 0).
       for (int tr = 0; tr < rows; tr++)
@@ -429,8 +426,9 @@ INLINE void input_transform_backward4(const geometry *g, const float *dv, float 
       for (int c = 0; c < 6; c++) {
         v16 x[6];
         for (int r = 0; r < 6; r++) {
-          x[r] = select(lanes, load(source + t + (6 * r + c) * stride));
-          if (ci + 1 < g->cin) prefetch_next_row(source + t + (6 * r + c) * stride, g->ld);
+          const float *p = source + t + (6 * r + c) * stride;
+          x[r] = select(lanes, load(p));
+          if (ci + 1 < g->cin) prefetch_next_row(p, g->ld);
         }
         adjoint_input_rows(x, columns[c]);
       }
@@ -444,7 +442,7 @@ INLINE void input_transform_backward4(const geometry *g, const float *dv, float 
     }
     const size_t plane = (size_t)g->height * g->width;
     merge_rows(4, 6, merge_row4, g, ty0, rows, a, image + ci * plane,
-               ci + 1 < g->cin ? image + (ci + 1) * plane : NULL);
+               next_plane(image, 0, plane, 0, 1, ci, g->cin));
   }
 }
 

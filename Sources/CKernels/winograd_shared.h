@@ -557,15 +557,24 @@ INLINE const float *image_row(const geometry *g, const float *plane, int y) {
 /// of three alternating runs: 224 px forward 52.6–54.5 → 46.6–48.0 ms (input transform 12–13 →
 /// 8.1–8.4 ms, output 7.0–8.1 → 5.5–5.7), backward 105–118 → 94–102 ms; 56 and 28 px unchanged.
 INLINE void prefetch_row(const int write, const geometry *g, const float *plane, int y) {
-  if (!plane || y < 0 || y >= g->height) return;
-  const uintptr_t row = (uintptr_t)(plane + (size_t)y * g->width);
-  const uintptr_t end = row + sizeof(float) * (size_t)g->width;
+  const float *start = plane ? image_row(g, plane, y) : NULL;
+  if (!start) return;
+  const uintptr_t row = (uintptr_t)start, end = row + sizeof(float) * (size_t)g->width;
   for (uintptr_t line = row & ~(uintptr_t)63; line < end; line += 64) {
     if (write)
       __builtin_prefetch((const void *)line, 1, 1);
     else
       __builtin_prefetch((const void *)line, 0, 1);
   }
+}
+
+/// The plane a transform takes after image i's channel c, walking channels outer and images inner
+/// (`count` images `image_stride` floats apart, `channels` channels `plane` floats apart from
+/// `images`), or NULL after the last: the `next` that prefetch_row asks for.
+INLINE const float *next_plane(const float *images, size_t image_stride, size_t plane, int i,
+                               int count, int c, int channels) {
+  if (i + 1 < count) return images + (size_t)(i + 1) * image_stride + (size_t)c * plane;
+  return c + 1 < channels ? images + (size_t)(c + 1) * plane : NULL;
 }
 
 /// Asks for the line `ld` floats on from p into the L2: a slab's next row (M or dV: the next
