@@ -124,7 +124,7 @@ typedef struct {
   int plane_width; // floats per row of a plane of a padded input row (winograd.c: E or O)
   int ld;          // row stride of the V and M slabs
   int ldu;         // row stride of a transposed V slab (backward): round16(Cin)
-  int u_cin;       // row length of U [positions, Cout, Cin]: Cin (all of the layer's)
+  int u_cin;       // U's Cin ([positions, Cout, Cin], Uᵀ [positions, Cin, Cout]): all of the layer's
   int du_ld;       // dU's input-channel columns: the layer's round16(Cin)
   size_t in_stride; // floats from one input image to the next: the layer's Cin · H · W
   int compact;     // floats from one tile-order plane to the next (winograd.c explains them)
@@ -176,26 +176,29 @@ typedef struct {
 
 // MARK: - Weight transforms: one kernel per lane
 
-/// g[t] = tap t (row-major 3 × 3) of kernels k … k + count − 1 of weight [kernels, 3, 3], kernel
-/// k + i in lane i (0 past count). A whole group with a kernel after it loads each kernel's 9 taps
-/// and the next 7 floats as one vector and transposes the 16; otherwise one float at a time.
-INLINE void load_taps(const float *weight, int kernels, int k, int count, v16 g[9]) {
-  if (count == 16 && k + 17 <= kernels) {
+/// g[t] = tap t (row-major 3 × 3) of kernels first, first + step, … (count of them) of weight
+/// [kernels, 3, 3], kernel first + i · step in lane i (0 past count): step 1 for U's kernels side
+/// by side, Cin for Uᵀ's (one input channel's, output channel after output channel). A whole group
+/// with a kernel after its last loads each kernel's 9 taps and the next 7 floats as one vector and
+/// transposes the 16; otherwise one float at a time.
+INLINE void load_taps(const float *weight, int kernels, size_t first, size_t step, int count,
+                      v16 g[9]) {
+  if (count == 16 && first + 15 * step + 2 <= (size_t)kernels) {
     v16 x[16];
-    for (int i = 0; i < 16; i++) x[i] = load(weight + (size_t)(k + i) * 9);
+    for (int i = 0; i < 16; i++) x[i] = load(weight + (first + (size_t)i * step) * 9);
     transpose16(x);
     for (int t = 0; t < 9; t++) g[t] = x[t];
     return;
   }
   float taps[9][16] = {{0}};
   for (int i = 0; i < count; i++)
-    for (int t = 0; t < 9; t++) taps[t][i] = weight[(size_t)(k + i) * 9 + t];
+    for (int t = 0; t < 9; t++) taps[t][i] = weight[(first + (size_t)i * step) * 9 + t];
   for (int t = 0; t < 9; t++) g[t] = load(taps[t]);
 }
 
 /// u[ξ · kernels + k + i] = u_tile[ξ] lane i for the `positions` positions ξ and i < count: the
-/// transforms of kernels k … k + count − 1, one row of U per position. With `stream`, whole aligned
-/// vectors go past the caches (transform_weights).
+/// transforms of 16 kernels, at indices k … k + count − 1 of each position's row of U (or Uᵀ). With
+/// `stream`, whole aligned vectors go past the caches (transform_weights).
 INLINE void store_positions(const v16 *u_tile, int positions, int kernels, int k, int count,
                             float *u, int stream) {
   for (int xi = 0; xi < positions; xi++) {
@@ -237,9 +240,20 @@ INLINE void add_taps(const v16 g[9], int k, int count, float *weight) {
 /// adjoint Gᵀ x (n → 3). Each kernel file passes its own (weight_rows, adjoint_weight_rows).
 typedef void (*rows_fn)(const v16 *x, v16 *out);
 
+/// out [n · n] = G g Gᵀ for the 16 kernels of g (load_taps): G g column by column, then (·) Gᵀ
+/// along each of its n rows (`weight_rows`: G's rows).
+INLINE void transform_kernels(const int n, rows_fn weight_rows, const v16 g[9], v16 *out) {
+  v16 gg[6][3];
+  for (int c = 0; c < 3; c++) {
+    v16 column[3] = {g[c], g[3 + c], g[6 + c]}, rows[6];
+    weight_rows(column, rows);
+    for (int r = 0; r < n; r++) gg[r][c] = rows[r];
+  }
+  for (int r = 0; r < n; r++) weight_rows(gg[r], out + n * r);
+}
+
 /// u [n · n, kernels] = G g Gᵀ for the kernels begin … end − 1 of weight [kernels, 3, 3], 16 at a
-/// time: G g column by column, then (·) Gᵀ along each of its n rows (`weight_rows`: G's rows).
-/// The body of both weight transforms (n 4 or 6).
+/// time. The body of both weight transforms (n 4 or 6).
 /// A large U (past_caches: F(4×4) from 256 → 512 channels on, F(2×2) at 512 → 512) is written past
 /// the caches. Two threads, 512 → 512: a thread's share 4.0 → 3.3 ms.
 INLINE void transform_weights(const int n, rows_fn weight_rows, const float *weight, int kernels,
@@ -247,15 +261,33 @@ INLINE void transform_weights(const int n, rows_fn weight_rows, const float *wei
   const int stream = past_caches(sizeof(float) * (size_t)n * n * kernels);
   for (int k = begin; k < end; k += 16) {
     const int count = min_int(16, end - k);
-    v16 g[9], gg[6][3], out[36];
-    load_taps(weight, kernels, k, count, g);
-    for (int c = 0; c < 3; c++) {
-      v16 column[3] = {g[c], g[3 + c], g[6 + c]}, rows[6];
-      weight_rows(column, rows);
-      for (int r = 0; r < n; r++) gg[r][c] = rows[r];
-    }
-    for (int r = 0; r < n; r++) weight_rows(gg[r], out + n * r);
+    v16 g[9], out[36];
+    load_taps(weight, kernels, (size_t)k, 1, count, g);
+    transform_kernels(n, weight_rows, g, out);
     store_positions(out, n * n, kernels, k, count, u, stream);
+  }
+  if (stream) __builtin_ia32_sfence();
+}
+
+/// u_t [n · n, Cin, Cout] = Uᵀ, transform_weights' U transposed at each position, for the input
+/// channels ci_begin … ci_end − 1 of weight [Cout, Cin, 3, 3]: 16 output channels at a time, each
+/// group down the input channels, so that the 16 kernels' taps are read along their rows (input
+/// channel after input channel: 16 sequential streams; taken input channel by input channel
+/// instead, each step reads 16 lines Cin · 36 bytes apart and comes back to them Cout / 16 steps
+/// later: 512 → 512, one thread, 2.7–3.1 ms against U's 1.6–1.8).
+INLINE void transform_weights_transposed(const int n, rows_fn weight_rows, const float *weight,
+                                         int out_channels, int in_channels, int ci_begin,
+                                         int ci_end, float *u_t) {
+  const int kernels = out_channels * in_channels;
+  const int stream = past_caches(sizeof(float) * (size_t)n * n * kernels);
+  for (int co = 0; co < out_channels; co += 16) {
+    const int count = min_int(16, out_channels - co);
+    for (int ci = ci_begin; ci < ci_end; ci++) {
+      v16 g[9], out[36];
+      load_taps(weight, kernels, (size_t)co * in_channels + ci, (size_t)in_channels, count, g);
+      transform_kernels(n, weight_rows, g, out);
+      store_positions(out, n * n, kernels, ci * out_channels + co, count, u_t, stream);
+    }
   }
   if (stream) __builtin_ia32_sfence();
 }
@@ -311,32 +343,26 @@ INLINE void store_in_strips(float *row, size_t strip, int t, v16 x) {
 
 // MARK: - Products
 
-/// How a product's left operand a [m, k] is stored: rows (a[i][p] at a[i · lda + p]), columns (a
-/// stored transposed: a[i][p] at a[p · lda + i]), or strips of 16 columns as V (a[i][p] at
-/// a[(p / 16) · lda + i · 16 + p % 16]: lda is then the floats from one strip to the next; k a
-/// multiple of 16).
-enum { A_ROWS = 0, A_COLUMNS = 1, A_STRIPS = 2 };
+/// How a product's left operand a [m, k] is stored: rows (a[i][p] at a[i · lda + p]: U, and Uᵀ in
+/// the backward's dV) or strips of 16 columns as V (a[i][p] at a[(p / 16) · lda + i · 16 + p % 16]:
+/// lda is then the floats from one strip to the next; k a multiple of 16).
+enum { A_ROWS = 0, A_STRIPS = 1 };
 
 /// a[i][p] as A_LAYOUT stores it.
 INLINE float element(const int A_LAYOUT, const float *a, int lda, int i, int p) {
-  if (A_LAYOUT == A_COLUMNS) return a[(size_t)p * lda + i];
   if (A_LAYOUT == A_STRIPS) return a[(size_t)(p >> 4) * lda + i * 16 + (p & 15)];
   return a[(size_t)i * lda + p];
 }
 
-/// Asks for lines of a product's left operand a ahead of its step p, where the hardware does not
-/// foresee them (a large U, read from memory: VGG-16's layers of 512 channels, 38 MB):
-/// - rows (U in the forward): the next panel's rows (ROWS on), a line of each every 16 steps, so
-///   that they are in cache when the panel starts. One thread, 512 → 512 at 14 px, 4 images: the
-///   forward's products 13.1 → 11.5 ms at AVX-512, 13.6 → 12.3 at AVX2; at 28 px 38.8 → 36.5.
-/// - columns (U in the backward's dV = Uᵀ dM, its column p a line a step, lda floats on): the
-///   line 8 steps on. Two threads, 512 → 512 at 14 px, 8 images: dV 16.8 → 13.9 ms a thread.
-/// The last panel's and steps' lines lie past a's end: their addresses are computed as integers
-/// (no pointer past the array is formed), and a prefetch never faults.
+/// Asks for lines of a product's left operand a in rows ahead of its step p, where the hardware
+/// does not foresee them (a large U or Uᵀ, read from memory: VGG-16's layers of 512 channels,
+/// 38 MB): the next panel's rows (ROWS on), a line of each every 16 steps, so that they are in
+/// cache when the panel starts. One thread, 512 → 512 at 14 px, 4 images: the forward's products
+/// 13.1 → 11.5 ms at AVX-512, 13.6 → 12.3 at AVX2; at 28 px 38.8 → 36.5. The last panel's lines
+/// lie past a's end: their addresses are computed as integers (no pointer past the array is
+/// formed), and a prefetch never faults.
 INLINE void prefetch_a(const int ROWS, const int A_LAYOUT, const float *a, int lda, int p) {
   const uintptr_t base = (uintptr_t)a;
-  if (A_LAYOUT == A_COLUMNS)
-    __builtin_prefetch((const void *)(base + sizeof(float) * (size_t)(p + 8) * lda), 0, 3);
   if (A_LAYOUT != A_ROWS || (p & 15) != 0) return;
 #pragma clang loop unroll(full)
   for (int r = 0; r < ROWS; r++)
@@ -423,7 +449,6 @@ INLINE void product_panel(const int ROWS, const int VECTORS, const int C_MODE, c
 
 /// a's rows i … of A_LAYOUT's storage.
 INLINE const float *rows_from(const int A_LAYOUT, const float *a, int lda, int i) {
-  if (A_LAYOUT == A_COLUMNS) return a + i;
   if (A_LAYOUT == A_STRIPS) return a + (size_t)i * 16;
   return a + (size_t)i * lda;
 }
@@ -496,11 +521,17 @@ INLINE void forward_products(const blocking k, const geometry *g, int positions,
 ///   needs no horizontal additions; dU [Cout, du_ld / 16, positions, 16] (sum_partials);
 ///   then, unless dv is NULL, dV[ξ] [Cin, n] = U[ξ]ᵀ · dM[ξ] into dv (rows ld floats apart,
 ///   positions position_stride; it may be v's memory: every dU product has read V by then).
-/// V and dM in strips ([positions][C + 1][ld]), U [positions, Cout, u_cin]. Cin may be a range of
-/// the layer's input channels (a thread's share): u and u_grad then point at its first column
-/// (u_grad at its first strip).
+/// V and dM in strips ([positions][C + 1][ld]). u_t holds Uᵀ [positions, u_cin, Cout] (the weight
+/// transform's transposed output), so that dV's left operand is read along its rows, as the
+/// forward reads U: read down U's columns instead, each step's 8 (AVX-512) or 6 (AVX2) floats lie
+/// in a line of their own, Cout floats from the last, and one panel's lines share a few of the
+/// L1's sets. Two threads, 8 images, best of 4–6 alternating runs, AVX2: the dV products at 28 px
+/// (512 → 512) 52.5 → 40.1 ms a thread, at 56 px (256 → 256) 50.8 → 45.5, at 112 px (128 → 128)
+/// 46.8 → 43.3; AVX-512 37.5 → 36.8, 43.1 → 41.5 and unchanged. Cin may be a range of the layer's
+/// input channels (a thread's share): u_t then points at its first row and u_grad at its first
+/// strip.
 INLINE void gradient_products(const blocking k, const geometry *g, int positions, int filled,
-                              const float *u, float *v, float *dm, float *transposed,
+                              const float *u_t, float *v, float *dm, float *transposed,
                               float *u_grad, int accumulate, float *dv) {
   const int n = round16(filled);
   // dU in strips of 16 input channels, each holding the positions one after another (sum_partials).
@@ -529,8 +560,8 @@ INLINE void gradient_products(const blocking k, const geometry *g, int positions
   if (stream) __builtin_ia32_sfence();
   if (!dv) return;
   for (int xi = 0; xi < positions; xi++)
-    product(k.rows, k.vectors, C_WRITE, A_COLUMNS, g->cin, n, g->cout, u + (size_t)xi * g->cout * g->u_cin,
-            g->u_cin, dm + (size_t)xi * (g->cout + 1) * g->ld, 16, (size_t)(g->cout + 1) * 16,
+    product(k.rows, k.vectors, C_WRITE, A_ROWS, g->cin, n, g->cout,
+            u_t + (size_t)xi * g->u_cin * g->cout, g->cout, dm + (size_t)xi * (g->cout + 1) * g->ld, 16, (size_t)(g->cout + 1) * 16,
             dv + xi * position_stride(g->cin, g->ld), g->ld, 16);
 }
 

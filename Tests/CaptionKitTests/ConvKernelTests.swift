@@ -212,6 +212,47 @@ final class ConvKernelTests: XCTestCase {
     check(algorithm: .winograd, batch: 1, cin: 256, cout: 8, height: 17, width: 16, threads: 2)
   }
 
+  /// The backward's transposed weight transform Uᵀ [positions, Cin, Cout] holds, float for float,
+  /// the forward's U [positions, Cout, Cin] transposed at each position, for both tiles and on
+  /// every instruction set: Cout not a multiple of 16 (a short last group of output channels) or
+  /// less than 16, the last kernel in a group; the input channels shared out in two ranges as two
+  /// threads take them, U's kernels likewise.
+  func testTransposedWeightTransformIsTheTransformTransposed() {
+    defer { ck_set_isa(-1) }
+    for isa in 0...ck_isa() {
+      ck_set_isa(Int32(isa))
+      for (cout, cin) in [(5, 3), (16, 17), (24, 40), (32, 16), (1, 1), (7, 64), (48, 5)] {
+        let kernels = cout * cin
+        let weight = randomTensor([cout, cin, 3, 3], seed: UInt64(kernels))
+        for tile in [2, 4] {
+          let positions = (tile + 2) * (tile + 2)
+          var u = [Float](repeating: .nan, count: positions * kernels)
+          var uT = u
+          let (split, half) = (Int32((kernels / 16 + 1) / 2 * 16), Int32(cin / 2))
+          for (begin, end) in [(0, split), (split, Int32(kernels))] {
+            let transform = tile == 4 ? ck_winograd4_weights : ck_winograd_weights
+            transform(
+              weight.pointer, Int32(kernels), min(begin, Int32(kernels)), min(end, Int32(kernels)), &u)
+          }
+          for (begin, end) in [(0, half), (half, Int32(cin))] {
+            let transform = tile == 4 ? ck_winograd4_weights_transposed : ck_winograd_weights_transposed
+            transform(weight.pointer, Int32(cout), Int32(cin), begin, end, &uT)
+          }
+          var mismatches = 0
+          for xi in 0..<positions {
+            for co in 0..<cout {
+              for ci in 0..<cin where uT[(xi * cin + ci) * cout + co] != u[(xi * cout + co) * cin + ci] {
+                mismatches += 1
+              }
+            }
+          }
+          XCTAssertEqual(mismatches, 0, "ISA \(isa) tile \(tile) \(cout) × \(cin)")
+          XCTAssertFalse(u.contains { $0.isNaN }, "every index of U written: \(cout) × \(cin)")
+        }
+      }
+    }
+  }
+
   /// A layer whose weights are marked fixed (a model loaded to caption) computes the Winograd
   /// transform once, from the weights as they are when marked, and keeps it; unmarked, it
   /// transforms the weights at each use and follows their changes.

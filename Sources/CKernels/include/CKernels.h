@@ -36,6 +36,11 @@ size_t ck_winograd_scratch(const ck_conv_shape *shape);
 /// u [16, kernels] = G g Gᵀ for the 3 × 3 kernels g = begin … end − 1 of weight [kernels, 3, 3]
 /// (row-major): threads share the kernels out (begin a multiple of 16; all: 0 … kernels).
 void ck_winograd_weights(const float *weight, int kernels, int begin, int end, float *u);
+/// u_t [16, Cin, Cout] = Uᵀ, ck_winograd_weights' output transposed at each position (what the
+/// backward reads), of weight [Cout, Cin, 3, 3], for input channels ci_begin … ci_end − 1 (threads
+/// share them out; all: 0 … Cin).
+void ck_winograd_weights_transposed(const float *weight, int out_channels, int in_channels,
+                                    int ci_begin, int ci_end, float *u_t);
 /// weight_grad [Cout, Cin, 3, 3] += Gᵀ dU G (the adjoint of ck_winograd_weights) for output
 /// channels co_begin … co_end − 1, dU the sum of `parts` partial sums u_grad + p · part_stride,
 /// each as ck_winograd_backward writes them.
@@ -59,8 +64,9 @@ void ck_winograd_forward(const ck_conv_shape *shape, const float *u, const float
 ///   caller maps it back with ck_winograd_weights_backward),
 /// - bias_grad [Cout] += dL/dbias,
 /// - input_grad [images, Cin, H, W] = dL/dinput (overwritten; skipped when NULL).
-/// u: as for the forward. output: the forward's output (read for the ReLU mask when shape->relu).
-void ck_winograd_backward(const ck_conv_shape *shape, const float *u, const float *input,
+/// u_t: ck_winograd_weights_transposed's Uᵀ. output: the forward's output (read for the ReLU mask
+/// when shape->relu).
+void ck_winograd_backward(const ck_conv_shape *shape, const float *u_t, const float *input,
                           const float *output, const float *output_grad, float *input_grad,
                           float *u_grad, float *bias_grad, int images, float *scratch);
 
@@ -71,6 +77,9 @@ size_t ck_winograd4_scratch(const ck_conv_shape *shape);
 /// u [36, kernels] = G g Gᵀ of Winograd F(4×4, 3×3) for the 3 × 3 kernels g = begin … end − 1 of
 /// weight [kernels, 3, 3] (row-major), as ck_winograd_weights.
 void ck_winograd4_weights(const float *weight, int kernels, int begin, int end, float *u);
+/// u_t [36, Cin, Cout] = Uᵀ of F(4×4, 3×3), as ck_winograd_weights_transposed.
+void ck_winograd4_weights_transposed(const float *weight, int out_channels, int in_channels,
+                                     int ci_begin, int ci_end, float *u_t);
 
 /// ck_winograd_forward through Winograd F(4×4, 3×3): output rows 4·row_begin … 4·row_end − 1
 /// (tile rows of 4; all: 0 … ⌈H/4⌉), output channels channel_begin … channel_end − 1.
@@ -79,12 +88,13 @@ void ck_winograd4_forward(const ck_conv_shape *shape, const float *u, const floa
                           const float *input, float *output, int images, int row_begin,
                           int row_end, int channel_begin, int channel_end, float *scratch);
 
-/// ck_winograd_backward through Winograd F(4×4, 3×3), u [36, Cout, Cin] and u_grad laid out as
-/// ck_winograd_backward's with 36 positions (overwritten), for input channels channel_begin …
-/// channel_end − 1 (all: 0 … Cin; threads may share out ranges that begin at multiples of 16):
-/// u_grad's columns and input_grad's planes of those channels only. bias_grad may be NULL (no
-/// bias gradient). The scratch is ck_winograd4_scratch's.
-void ck_winograd4_backward(const ck_conv_shape *shape, const float *u, const float *input,
+/// ck_winograd_backward through Winograd F(4×4, 3×3), u_t [36, Cin, Cout] (from
+/// ck_winograd4_weights_transposed) and u_grad laid out as ck_winograd_backward's with 36
+/// positions (overwritten), for input channels channel_begin … channel_end − 1 (all: 0 … Cin;
+/// threads may share out ranges that begin at multiples of 16): u_grad's columns and input_grad's
+/// planes of those channels only. bias_grad may be NULL (no bias gradient). The scratch is
+/// ck_winograd4_scratch's.
+void ck_winograd4_backward(const ck_conv_shape *shape, const float *u_t, const float *input,
                            const float *output, const float *output_grad, float *input_grad,
                            float *u_grad, float *bias_grad, int images, int channel_begin,
                            int channel_end, float *scratch);

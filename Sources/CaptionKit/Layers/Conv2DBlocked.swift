@@ -158,7 +158,7 @@ extension Conv2D {
       return
     }
     var shape = blockedShape(height: height, width: width, tile: tile, images: perThread)
-    let u = transformedWeights(tile: tile)
+    let uT = transformedWeights(tile: tile, transposed: true)
     let scratchSize = tile == 4 ? ck_winograd4_scratch(&shape) : ck_winograd_scratch(&shape)
     let scratch = self.scratch.buffer(.kernel, shape: [threads, scratchSize])
     // Per-thread dU (positions × Cout × round16(Cin) floats, ck_winograd_backward's layout), each
@@ -178,11 +178,11 @@ extension Conv2D {
       let (biasGrad, scratch) = (biasGrads.pointer + part * cout, scratch.pointer + part * scratchSize)
       if tile == 4 {
         ck_winograd4_backward(
-          shape, u.pointer, inputs, outputs, outputGrads, inputGrads, uGrad, biasGrad, count, 0, Int32(cin),
+          shape, uT.pointer, inputs, outputs, outputGrads, inputGrads, uGrad, biasGrad, count, 0, Int32(cin),
           scratch)
       } else {
         ck_winograd_backward(
-          shape, u.pointer, inputs, outputs, outputGrads, inputGrads, uGrad, biasGrad, count, scratch)
+          shape, uT.pointer, inputs, outputs, outputGrads, inputGrads, uGrad, biasGrad, count, scratch)
       }
     }
     addWinogradGradients(uGrads: uGrads, biasPartials: biasGrads, parts: threads, tile: tile)
@@ -206,7 +206,7 @@ extension Conv2D {
     let (batch, height, width) = (input.shape[0], input.shape[2], input.shape[3])
     let (cin, cout) = (inChannels, outChannels)
     var shape = blockedShape(height: height, width: width, tile: 4, images: batch)
-    let u = transformedWeights(tile: 4)
+    let uT = transformedWeights(tile: 4, transposed: true)
     let scratchSize = ck_winograd4_scratch(&shape)
     let scratch = self.scratch.buffer(.kernel, shape: [parts, scratchSize])
     // One dU (ck_winograd4_backward's layout): each thread's kernel writes the strips of its channels.
@@ -217,7 +217,7 @@ extension Conv2D {
       var shape = shape
       let (begin, end) = (16 * groups.lowerBound, min(16 * groups.upperBound, cin))
       ck_winograd4_backward(
-        &shape, u.pointer, input.pointer, output.pointer, outputGrad.pointer, inputGrad?.pointer,
+        &shape, uT.pointer, input.pointer, output.pointer, outputGrad.pointer, inputGrad?.pointer,
         uGrad.pointer, part == 0 ? biasGrad.pointer : nil, Int32(batch), Int32(begin), Int32(end),
         scratch.pointer + part * scratchSize)
     }

@@ -33,24 +33,36 @@ extension Conv2D {
   }
 
   /// U = G g Gᵀ for every kernel g = weight[co, ci] [3, 3] (CKernels): [16, Cout, Cin] for
-  /// `tile` 2, [36, Cout, Cin] for 4 (winograd4.c). Computed at each call into the shared scratch
-  /// (training changes the weights every step; a VGG-16 layer of 512 channels takes a few ms, so
-  /// the threads share the kernels out) or, with `weightsAreFixed`, once and kept (describe calls
-  /// the encoder again and again).
-  func transformedWeights(tile: Int) -> Tensor {
+  /// `tile` 2, [36, Cout, Cin] for 4 (winograd4.c), or with `transposed` Uᵀ, [16 or 36, Cin, Cout],
+  /// as the backward kernels read it. Computed at each call into the shared scratch (training
+  /// changes the weights every step; a VGG-16 layer of 512 channels takes a few ms, so the threads
+  /// share the kernels out) or, with `weightsAreFixed`, once and kept (describe calls the encoder
+  /// again and again; the backward's Uᵀ is not kept).
+  func transformedWeights(tile: Int, transposed: Bool = false) -> Tensor {
     let (cout, cin) = (outChannels, inChannels)
-    if weightsAreFixed, let u = fixedTransforms[tile] { return u }
-    let shape = [(tile + 2) * (tile + 2), cout, cin]
-    let u = weightsAreFixed ? Tensor(zeros: shape) : scratch.buffer(.transform, shape: shape)
-    let transform = tile == 4 ? ck_winograd4_weights : ck_winograd_weights
+    let keep = weightsAreFixed && !transposed
+    if keep, let u = fixedTransforms[tile] { return u }
+    let positions = (tile + 2) * (tile + 2)
+    let shape = transposed ? [positions, cin, cout] : [positions, cout, cin]
+    let u = keep ? Tensor(zeros: shape) : scratch.buffer(.transform, shape: shape)
     let (kernels, weights) = (cout * cin, weight.value.pointer)
+    if transposed {
+      // Input channels (Uᵀ's rows), at least `minimumKernelsPerThread` kernels to a thread.
+      let transform = tile == 4 ? ck_winograd4_weights_transposed : ck_winograd_weights_transposed
+      Parallel.forRanges(cin, minimumPerPart: max(1, Conv2D.minimumKernelsPerThread / cout)) { channels in
+        transform(
+          weights, Int32(cout), Int32(cin), Int32(channels.lowerBound), Int32(channels.upperBound), u.pointer)
+      }
+      return u
+    }
     // Groups of 16 kernels (one vector), at least `minimumKernelsPerThread` to a thread.
+    let transform = tile == 4 ? ck_winograd4_weights : ck_winograd_weights
     Parallel.forRanges((kernels + 15) / 16, minimumPerPart: Conv2D.minimumKernelsPerThread / 16) { groups in
       transform(
         weights, Int32(kernels), Int32(16 * groups.lowerBound), Int32(min(16 * groups.upperBound, kernels)),
         u.pointer)
     }
-    if weightsAreFixed { fixedTransforms[tile] = u }
+    if keep { fixedTransforms[tile] = u }
     return u
   }
 
