@@ -44,6 +44,23 @@ size_t ck_winograd4_scratch(const ck_conv_shape *shape) {
   return scratch_floats4(&g);
 }
 
+/// The scratch of one thread, for the layer's geometry (all its input channels, whatever range a
+/// backward takes, so that dM lies at the same place in every thread's scratch:
+/// ck_winograd4_output_grads writes into another's): V (then dV), M or dM, the planes, one
+/// transposed V slab.
+typedef struct {
+  float *v, *m, *q, *transposed;
+} workspace4;
+
+INLINE workspace4 split_scratch4(const geometry *g, float *scratch) {
+  workspace4 w;
+  w.v = scratch;
+  w.m = w.v + (size_t)36 * (g->cin + 1) * g->ld;
+  w.q = w.m + (size_t)36 * (g->cout + 1) * g->ld;
+  w.transposed = w.q + (size_t)36 * g->compact;
+  return w;
+}
+
 // MARK: - Rows: phase planes, output rows of 4 interleaved tiles
 
 /// out[k][i] = row[x0 + 4i + k] for the 16 tiles i (0 past width).
@@ -249,9 +266,8 @@ INLINE void forward4_pass(const blocking k, const ck_conv_shape *shape, const fl
                           const float *bias, const float *input, float *output, int images,
                           int row_begin, int row_end, int co_begin, int co_end, float *scratch) {
   const geometry g = make_geometry(shape, 4);
-  float *v = scratch;
-  float *m = v + (size_t)36 * (g.cin + 1) * g.ld;
-  float *q = m + (size_t)36 * (g.cout + 1) * g.ld;
+  const workspace4 w = split_scratch4(&g, scratch);
+  float *v = w.v, *m = w.m, *q = w.q;
   const size_t out_size = (size_t)g.cout * g.height * g.width;
   for (int first = 0; first < images; first += g.group) {
     const int count = min_int(g.group, images - first);
@@ -315,26 +331,27 @@ INLINE void adjoint_input_rows(const v16 x[6], v16 out[6]) {
 }
 
 /// dM = A dY Aᵀ per tile (dY masked where the ReLU output is 0) of the block (`count` images side
-/// by side, as input_transform4), in strips (store_in_strips); bias_grad[co] += the block's sum of
-/// the masked dY (unless bias_grad is NULL). d: 16 tile-order planes of the masked dY
-/// (d[4j + k][t]: output (4ty + j, 4tx + k) of tile t).
+/// by side, as input_transform4), in strips (store_in_strips), for output channels co_begin …
+/// co_end − 1; bias_grad[co] += the block's sum of the masked dY (unless bias_grad is NULL).
+/// d: 16 tile-order planes of the masked dY (d[4j + k][t]: output (4ty + j, 4tx + k) of tile t).
 INLINE void output_transform_backward4(const geometry *g, const float *output_grads,
                                        const float *outputs, int count, float *dm,
-                                       float *bias_grad, int ty0, int rows, float *d) {
+                                       float *bias_grad, int ty0, int rows, int co_begin,
+                                       int co_end, float *d) {
   const int tw = g->tiles_w, tiles = rows * tw, width = g->width;
   const size_t plane_size = (size_t)g->height * width, out_size = (size_t)g->cout * plane_size;
   const size_t strip = (size_t)(g->cout + 1) * 16, position = (size_t)(g->cout + 1) * g->ld;
   const size_t cw = (size_t)g->compact;
-  for (int co = 0; co < g->cout; co++) {
+  for (int co = co_begin; co < co_end; co++) {
     float *target = dm + (size_t)co * 16;
     v16 sum = zero();
     for (int i = 0; i < count; i++) {
       const float *grad = output_grads + i * out_size + co * plane_size;
       const float *out = g->relu ? outputs + i * out_size + co * plane_size : NULL;
       // The planes read next (prefetch_row): the next image's, or the next channel's first.
-      const float *next_grad = next_plane(output_grads, out_size, plane_size, i, count, co, g->cout);
+      const float *next_grad = next_plane(output_grads, out_size, plane_size, i, count, co, co_end);
       const float *next_out =
-          out ? next_plane(outputs, out_size, plane_size, i, count, co, g->cout) : NULL;
+          out ? next_plane(outputs, out_size, plane_size, i, count, co, co_end) : NULL;
       // Tile rows into the planes (a row's last vector runs on into the next, written after it;
       // its lanes past the image are 0).
       for (int tr = 0; tr < rows; tr++)
@@ -448,16 +465,55 @@ INLINE void input_transform_backward4(const geometry *g, const float *dv, float 
 
 // MARK: - Backward: the pass over a thread's images
 
+/// Whether the threads of a backward that share out input channels can share one dM, computed
+/// once (ck_winograd4_output_grads) instead of by each: the whole batch in one block (whole images
+/// side by side) and each image's tiles filling whole vectors, so that each output channel's rows
+/// of dM are written by the thread that has the channel alone (store_in_strips then never runs on
+/// into a neighbouring row) and no column past the block needs zeroing.
+INLINE int dm_shareable(const geometry *g, int images) {
+  return images >= 1 && g->rows == g->tiles_h && images <= g->group &&
+         (g->tiles_h * g->tiles_w) % 16 == 0;
+}
+
+int ck_winograd4_shares_dm(const ck_conv_shape *shape, int images) {
+  const geometry g = make_geometry(shape, 4);
+  return dm_shareable(&g, images);
+}
+
+/// ck_winograd4_output_grads for one instruction set (no products: the blocking is not used).
+INLINE void output_grads4(const ck_conv_shape *shape, const float *output, const float *output_grad,
+                          float *bias_grad, int images, int co_begin, int co_end, float *scratch,
+                          float *dm_scratch) {
+  const geometry g = make_geometry(shape, 4);
+  if (!dm_shareable(&g, images)) return;
+  const workspace4 own = split_scratch4(&g, scratch), shared = split_scratch4(&g, dm_scratch);
+  output_transform_backward4(&g, output_grad, g.relu ? output : NULL, images, shared.m, bias_grad, 0,
+                             g.tiles_h, co_begin, co_end, own.q);
+}
+
+CK_INSTANTIATE(ck_winograd4_output_grads,
+               (const ck_conv_shape *shape, const float *output, const float *output_grad,
+                float *bias_grad, int images, int co_begin, int co_end, float *scratch,
+                float *dm_scratch),
+               (shape, output, output_grad, bias_grad, images, co_begin, co_end, scratch,
+                dm_scratch),
+               output_grads4)
+
 /// As forward4_pass over every tile row: dM, V (then dV), dU += dM · Vᵀ (the first block writes
 /// it), dV = Uᵀ · dM, the input gradient (a block's adds to the rows it shares with the previous
 /// block of its image, done before it), for input channels channel_begin … channel_end − 1: dM of
-/// every output channel; V, dV, dU's columns and the input gradient of those channels only.
-/// u_t: Uᵀ (ck_winograd4_weights_transposed).
+/// every output channel (or, with dm_scratch, the dM ck_winograd4_output_grads left there); V,
+/// dV, dU's columns and the input gradient of those channels only. u_t: Uᵀ
+/// (ck_winograd4_weights_transposed).
 INLINE void backward4_pass(const blocking k, const ck_conv_shape *shape, const float *u_t,
                            const float *input, const float *output, const float *output_grad,
                            float *input_grad, float *u_grad, float *bias_grad, int images,
-                           int channel_begin, int channel_end, float *scratch) {
+                           int channel_begin, int channel_end, float *scratch,
+                           float *dm_scratch) {
   geometry g = make_geometry(shape, 4);
+  const workspace4 w = split_scratch4(&g, scratch);
+  const int shared = dm_scratch && dm_shareable(&g, images);
+  float *v = w.v, *dm = shared ? split_scratch4(&g, dm_scratch).m : w.m;  // v: V, then dV
   const size_t plane = (size_t)g.height * g.width;
   // A range of the input channels: V, dV and their transposes hold its channels, Uᵀ its rows; dU
   // and the images keep the layer's strides (make_geometry's u_cin, du_ld, in_stride).
@@ -467,10 +523,6 @@ INLINE void backward4_pass(const blocking k, const ck_conv_shape *shape, const f
   u_t += (size_t)channel_begin * g.cout, u_grad += (size_t)36 * channel_begin;
   input += channel_begin * plane;
   if (input_grad) input_grad += channel_begin * plane;
-  float *v = scratch;  // V, then dV
-  float *dm = v + (size_t)36 * (g.cin + 1) * g.ld;
-  float *q = dm + (size_t)36 * (g.cout + 1) * g.ld;
-  float *transposed = q + (size_t)36 * g.compact;
   const size_t out_size = (size_t)g.cout * g.height * g.width;
   if (images <= 0) zero_weight_gradient(&g, 36, u_grad);
   for (int first = 0; first < images; first += g.group) {
@@ -478,16 +530,17 @@ INLINE void backward4_pass(const blocking k, const ck_conv_shape *shape, const f
     for (int ty0 = 0; ty0 < g.tiles_h; ty0 += g.rows) {
       const int rows = min_int(g.rows, g.tiles_h - ty0), tiles = rows * g.tiles_w;
       const size_t offset = first * out_size;
-      output_transform_backward4(&g, output_grad + offset, g.relu ? output + offset : NULL, count,
-                                 dm, bias_grad, ty0, rows, q);
-      input_transform4(&g, input + first * g.in_stride, count, ty0, rows, v, q);
+      if (!shared)
+        output_transform_backward4(&g, output_grad + offset, g.relu ? output + offset : NULL, count,
+                                   dm, bias_grad, ty0, rows, 0, g.cout, w.q);
+      input_transform4(&g, input + first * g.in_stride, count, ty0, rows, v, w.q);
       const int accumulate = first > 0 || ty0 > 0;  // the thread's first block writes dU
-      gradient_products(k, &g, 36, count * tiles, u_t, v, dm, transposed, u_grad, accumulate,
+      gradient_products(k, &g, 36, count * tiles, u_t, v, dm, w.transposed, u_grad, accumulate,
                         input_grad ? v : NULL);
       if (!input_grad) continue;
       for (int i = 0; i < count; i++)
         input_transform_backward4(&g, v + i * tiles, input_grad + (first + i) * g.in_stride, ty0, rows,
-                                  q);
+                                  w.q);
     }
   }
 }
@@ -495,17 +548,17 @@ INLINE void backward4_pass(const blocking k, const ck_conv_shape *shape, const f
 #define BACKWARD4_PARAMS                                                                           \
   (const ck_conv_shape *shape, const float *u_t, const float *input, const float *output,           \
    const float *output_grad, float *input_grad, float *u_grad, float *bias_grad, int images,      \
-   int channel_begin, int channel_end, float *scratch)
+   int channel_begin, int channel_end, float *scratch, float *dm_scratch)
 #define BACKWARD4_ARGS                                                                             \
-  (shape, u_t, input, output, output_grad, input_grad, u_grad, bias_grad, images, channel_begin,    \
-   channel_end, scratch)
+  (shape, u_t, input, output, output_grad, input_grad, u_grad, bias_grad, images, channel_begin,  \
+   channel_end, scratch, dm_scratch)
 
 /// backward4_pass with one instruction set's register blocking (winograd_shared.h).
 #define BACKWARD4_WITH(NAME, BLOCKING)                                                             \
   INLINE void NAME BACKWARD4_PARAMS {                                                              \
     const blocking k = BLOCKING;                                                                   \
     backward4_pass(k, shape, u_t, input, output, output_grad, input_grad, u_grad, bias_grad, images, \
-                   channel_begin, channel_end, scratch);                                           \
+                   channel_begin, channel_end, scratch, dm_scratch);                               \
   }
 BACKWARD4_WITH(backward4_baseline, BLOCKING_BASELINE)
 BACKWARD4_WITH(backward4_avx2, BLOCKING_AVX2)

@@ -119,6 +119,13 @@ final class ConvKernelTests: XCTestCase {
         // channels in groups of 16 instead of images (40: the second thread's 24 channels end in
         // a part-filled vector; 32: even), each thread over the whole batch; and the same shapes
         // sharing images.
+        // Sharing, the threads also share out dM's output channels (24: 16 and 8), as the batch is
+        // one block of whole 16-tile vectors.
+        if tile == 4 {
+          var shape = Conv2D(inChannels: 40, outChannels: 24).blockedShape(
+            height: 14, width: 13, tile: 4, images: 2)
+          XCTAssertEqual(ck_winograd4_shares_dm(&shape, 2), 1)
+        }
         for cin in [40, 32] {
           for (relu, share) in [(true, true), (false, true), (true, false)] {
             check(
@@ -139,7 +146,11 @@ final class ConvKernelTests: XCTestCase {
             threads: 2, tile: tile)
         }
         if tile == 4 {
-          // Sharing input channels: each thread's 256 columns of dU (19 MB).
+          // Sharing input channels: each thread's 256 columns of dU (19 MB); each thread computes
+          // dM (2 tiles an image: not whole vectors).
+          var shape = Conv2D(inChannels: 512, outChannels: 512).blockedShape(
+            height: 8, width: 4, tile: 4, images: 2)
+          XCTAssertEqual(ck_winograd4_shares_dm(&shape, 2), 0)
           check(
             algorithm: .winograd, batch: 2, cin: 512, cout: 512, height: 8, width: 4, threads: 2,
             tile: tile, channelShare: true)

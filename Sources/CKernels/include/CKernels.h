@@ -94,10 +94,25 @@ void ck_winograd4_forward(const ck_conv_shape *shape, const float *u, const floa
 /// threads may share out ranges that begin at multiples of 16): u_grad's columns and input_grad's
 /// planes of those channels only. bias_grad may be NULL (no bias gradient). The scratch is
 /// ck_winograd4_scratch's.
+/// dm_scratch: NULL, or (threads sharing out input channels, ck_winograd4_shares_dm) the scratch
+/// into which ck_winograd4_output_grads wrote dM for every output channel: read instead of
+/// computing it (bias_grad is then not added to).
 void ck_winograd4_backward(const ck_conv_shape *shape, const float *u_t, const float *input,
                            const float *output, const float *output_grad, float *input_grad,
                            float *u_grad, float *bias_grad, int images, int channel_begin,
-                           int channel_end, float *scratch);
+                           int channel_end, float *scratch, float *dm_scratch);
+/// Whether threads running ck_winograd4_backward over ranges of input channels for these `images`
+/// can share one dM: the batch fits one block (whole images side by side) whose images' tiles
+/// fill whole 16-tile vectors (VGG-16's 14-px maps: 4 × 4 tiles).
+int ck_winograd4_shares_dm(const ck_conv_shape *shape, int images);
+/// dM of ck_winograd4_backward for output channels co_begin … co_end − 1 of all `images` images
+/// (threads share the output channels out, then, once all are done, call ck_winograd4_backward
+/// with dm_scratch), into dm_scratch (one thread's scratch, the same for every call; `scratch`
+/// is the caller's own, for its planes), and bias_grad[co] += dL/dbias for those channels (NULL:
+/// skipped). Does nothing unless ck_winograd4_shares_dm.
+void ck_winograd4_output_grads(const ck_conv_shape *shape, const float *output,
+                               const float *output_grad, float *bias_grad, int images,
+                               int co_begin, int co_end, float *scratch, float *dm_scratch);
 /// ck_winograd_weights_backward for F(4×4, 3×3): u_grad's partial sums as ck_winograd4_backward
 /// writes them.
 void ck_winograd4_weights_backward(const float *u_grad, int parts, size_t part_stride,

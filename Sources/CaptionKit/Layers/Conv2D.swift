@@ -56,7 +56,7 @@ public final class Conv2D {
   /// chooses.
   public var forcedTile: Int?
   /// Whether the F(4×4) backward of few tiles a thread shares out input channels when set (tests);
-  /// otherwise it does at AVX-512 (`backwardSharingChannels`, Conv2DBlocked.swift).
+  /// otherwise it does (`backwardSharingChannels`, Conv2DBlocked.swift).
   public var forcedChannelShare: Bool?
   /// Up to this many input channels, an im2col layer's backward without an input gradient (the
   /// first layer's) computes the weight gradient directly (Conv2DBlocked.swift): im2col's product

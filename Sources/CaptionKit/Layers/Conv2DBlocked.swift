@@ -147,8 +147,8 @@ extension Conv2D {
     let tile = winogradTile(height: height, width: width)
     let tilesEach = (height + tile - 1) / tile * ((width + tile - 1) / tile)
     let groups = (cin + 15) / 16
-    // Few tiles a thread: at AVX-512 the threads share out input channels instead of images.
-    let sharesChannels = forcedChannelShare ?? (ck_isa() == Int32(CK_ISA_AVX512))
+    // Few tiles a thread: the threads share out input channels instead of images.
+    let sharesChannels = forcedChannelShare ?? true
     let threads = min(Parallel.threads, batch)
     let perThread = max(1, (batch + threads - 1) / max(threads, 1))
     if tile == 4 && sharesChannels && Parallel.threads > 1 && groups > 1
@@ -179,7 +179,7 @@ extension Conv2D {
       if tile == 4 {
         ck_winograd4_backward(
           shape, uT.pointer, inputs, outputs, outputGrads, inputGrads, uGrad, biasGrad, count, 0, Int32(cin),
-          scratch)
+          scratch, nil)
       } else {
         ck_winograd_backward(
           shape, uT.pointer, inputs, outputs, outputGrads, inputGrads, uGrad, biasGrad, count, scratch)
@@ -192,14 +192,17 @@ extension Conv2D {
   /// images, each over the whole batch: for small maps in small batches (VGG-16's 14-px layers at
   /// batch 8: a thread's 4 images are 64 tiles), where a thread's block would hold few tiles for
   /// its reading of all of U and its reading and writing of all of a dU of its own (38 MB each at
-  /// 512 channels), and those dU would then be summed. Sharing channels, each thread reads U's and
-  /// writes dU's columns of its channels, once for the whole batch, into one dU; each computes dM
-  /// for every output channel (the part that is done twice). The first thread adds the bias
-  /// gradient. Stand-alone, one thread, AVX-512 (Zen 4), 512 → 512 channels at 14 px: 8 images and
-  /// 256 input channels 31.3–31.9 ms against 4 images and 512 channels 36.8–38.2 ms; in `caption
-  /// bench --preset vgg16-224 --profile` (2 threads) the 14-px layers' backward 47–52 → 42–47 ms.
-  /// Taken at AVX-512 only: at AVX2 (the same Zen 4) those layers went the other way, 42–52 →
-  /// 45–62 ms in three alternating pairs (most often 42 against 45).
+  /// 512 channels), and those dU would then be summed. Sharing channels, each thread reads Uᵀ's
+  /// and writes dU's columns of its channels, once for the whole batch, into one dU. dM, which
+  /// every thread reads whole, is computed once where the batch is one block of whole 16-tile
+  /// vectors (ck_winograd4_shares_dm: the threads share out its output channels first, and add
+  /// their bias gradients), otherwise by each thread (the first adds the bias gradient).
+  /// Stand-alone, one thread, AVX-512 (Zen 4), 512 → 512 channels at 14 px: 8 images and 256 input
+  /// channels 31.3–31.9 ms against 4 images and 512 channels 36.8–38.2 ms. In `caption bench
+  /// --preset vgg16-224 --profile` (2 threads), best of four alternating runs, the 14-px layers'
+  /// backward with dM computed once 35.3–35.9 → 29.7–30.2 ms at AVX-512; at AVX2, where images
+  /// were shared out while each thread computed dM and read U down its columns, sharing channels
+  /// now takes 32.2–32.7 ms against 33.9–36.6.
   func backwardSharingChannels(
     _ input: Tensor, _ output: Tensor, _ outputGrad: Tensor, _ inputGrad: Tensor?, parts: Int
   ) {
@@ -213,13 +216,27 @@ extension Conv2D {
     let uGrad = self.scratch.buffer(.weightPartials, shape: [36 * cout * round16(cin)])
     let biasGrad = self.scratch.buffer(.biasPartials, shape: [cout])
     biasGrad.fill(0)
+    // dM once for all (where the batch is one block of whole vectors): the threads share out the
+    // output channels, each writing its channels' dM into the first thread's scratch and adding
+    // their bias gradients; then each reads it there.
+    let sharedDM = ck_winograd4_shares_dm(&shape, Int32(batch)) != 0 ? scratch.pointer : nil
+    if let sharedDM {
+      Parallel.ranges((cout + 15) / 16, parts: min(parts, (cout + 15) / 16)) { part, groups in
+        var shape = shape
+        let (begin, end) = (16 * groups.lowerBound, min(16 * groups.upperBound, cout))
+        ck_winograd4_output_grads(
+          &shape, output.pointer, outputGrad.pointer, biasGrad.pointer, Int32(batch), Int32(begin),
+          Int32(end),
+          scratch.pointer + part * scratchSize, sharedDM)
+      }
+    }
     Parallel.ranges((cin + 15) / 16, parts: parts) { part, groups in
       var shape = shape
       let (begin, end) = (16 * groups.lowerBound, min(16 * groups.upperBound, cin))
       ck_winograd4_backward(
         &shape, uT.pointer, input.pointer, output.pointer, outputGrad.pointer, inputGrad?.pointer,
-        uGrad.pointer, part == 0 ? biasGrad.pointer : nil, Int32(batch), Int32(begin), Int32(end),
-        scratch.pointer + part * scratchSize)
+        uGrad.pointer, part == 0 && sharedDM == nil ? biasGrad.pointer : nil, Int32(batch), Int32(begin),
+        Int32(end), scratch.pointer + part * scratchSize, sharedDM)
     }
     addWinogradGradients(uGrads: uGrad, biasPartials: biasGrad, parts: 1, tile: 4)
   }
