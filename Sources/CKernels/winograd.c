@@ -36,17 +36,9 @@
 
 // MARK: - Geometry
 
-/// Floats in the scratch: V and M (or dM, in strips: each with its spare rows), 16 tile-order
-/// planes, one transposed V slab.
-static size_t scratch_floats(const geometry *g) {
-  size_t slabs = (size_t)16 * (size_t)(g->cin + 1 + g->cout + 1) * (size_t)g->ld;
-  size_t planes = (size_t)16 * (size_t)g->compact;
-  return slabs + planes + (size_t)g->ld * (size_t)g->ldu;
-}
-
 size_t ck_winograd_scratch(const ck_conv_shape *shape) {
   geometry g = make_geometry(shape, 2);
-  return scratch_floats(&g);
+  return scratch_floats(&g, 16);
 }
 
 // MARK: - Rows: split into even/odd planes, merge back, pairs of output rows
@@ -332,21 +324,6 @@ INLINE void input_transform_backward(const geometry *g, const float *dv, float *
 
 // MARK: - Passes over a thread's images
 
-/// The scratch of one thread: V [16, Cin + 1, ld], M [16, Cout + 1, ld] (position_stride apart),
-/// 16 tile-order planes, Vᵀ [ld, ldu] for one position ξ.
-typedef struct {
-  float *v, *m, *q, *t;
-} workspace;
-
-INLINE workspace split_scratch(const geometry *g, float *scratch) {
-  workspace w;
-  w.v = scratch;
-  w.m = w.v + (size_t)16 * (g->cin + 1) * g->ld;
-  w.q = w.m + (size_t)16 * (g->cout + 1) * g->ld;
-  w.t = w.q + (size_t)16 * g->compact;
-  return w;
-}
-
 /// Blocks: tile rows row_begin … row_end − 1 of each image in blocks of g.rows, or (small maps)
 /// g.group whole images side by side in one block, image after image along the tiles; output
 /// channels co_begin … co_end − 1 (the products take those rows of U).
@@ -354,7 +331,7 @@ INLINE void forward_pass(const blocking k, const ck_conv_shape *shape, const flo
                          const float *bias, const float *input, float *output, int images,
                          int row_begin, int row_end, int co_begin, int co_end, float *scratch) {
   const geometry g = make_geometry(shape, 2);
-  const workspace w = split_scratch(&g, scratch);
+  const workspace w = split_scratch(&g, 16, scratch);
   const size_t out_size = (size_t)g.cout * g.height * g.width;
   for (int first = 0; first < images; first += g.group) {
     const int count = min_int(g.group, images - first);
@@ -378,7 +355,7 @@ INLINE void backward_pass(const blocking k, const ck_conv_shape *shape, const fl
                           float *input_grad, float *u_grad, float *bias_grad, int images,
                           float *scratch) {
   const geometry g = make_geometry(shape, 2);
-  const workspace w = split_scratch(&g, scratch);
+  const workspace w = split_scratch(&g, 16, scratch);
   float *v = w.v, *dm = w.m; // v: V, then dV
   const size_t out_size = (size_t)g.cout * g.height * g.width;
   if (images <= 0) zero_weight_gradient(&g, 16, u_grad);

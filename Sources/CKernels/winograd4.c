@@ -31,34 +31,9 @@
 /// Padded input rows of a block of `rows` tile rows.
 INLINE int padded_rows4(int rows) { return 4 * rows + 2; }
 
-/// Floats in the scratch: V and M (or dM, in strips: each with its spare rows), 36 tile-order
-/// planes, one transposed V slab (backward).
-static size_t scratch_floats4(const geometry *g) {
-  size_t slabs = (size_t)36 * (size_t)(g->cin + 1 + g->cout + 1) * (size_t)g->ld;
-  size_t planes = (size_t)36 * (size_t)g->compact;
-  return slabs + planes + (size_t)g->ld * (size_t)g->ldu;
-}
-
 size_t ck_winograd4_scratch(const ck_conv_shape *shape) {
   geometry g = make_geometry(shape, 4);
-  return scratch_floats4(&g);
-}
-
-/// The scratch of one thread, for the layer's geometry (all its input channels, whatever range a
-/// backward takes, so that dM lies at the same place in every thread's scratch:
-/// ck_winograd4_output_grads writes into another's): V (then dV), M or dM, the planes, one
-/// transposed V slab.
-typedef struct {
-  float *v, *m, *q, *transposed;
-} workspace4;
-
-INLINE workspace4 split_scratch4(const geometry *g, float *scratch) {
-  workspace4 w;
-  w.v = scratch;
-  w.m = w.v + (size_t)36 * (g->cin + 1) * g->ld;
-  w.q = w.m + (size_t)36 * (g->cout + 1) * g->ld;
-  w.transposed = w.q + (size_t)36 * g->compact;
-  return w;
+  return scratch_floats(&g, 36);
 }
 
 // MARK: - Rows: phase planes, output rows of 4 interleaved tiles
@@ -266,7 +241,7 @@ INLINE void forward4_pass(const blocking k, const ck_conv_shape *shape, const fl
                           const float *bias, const float *input, float *output, int images,
                           int row_begin, int row_end, int co_begin, int co_end, float *scratch) {
   const geometry g = make_geometry(shape, 4);
-  const workspace4 w = split_scratch4(&g, scratch);
+  const workspace w = split_scratch(&g, 36, scratch);
   float *v = w.v, *m = w.m, *q = w.q;
   const size_t out_size = (size_t)g.cout * g.height * g.width;
   for (int first = 0; first < images; first += g.group) {
@@ -486,7 +461,7 @@ INLINE void output_grads4(const ck_conv_shape *shape, const float *output, const
                           float *dm_scratch) {
   const geometry g = make_geometry(shape, 4);
   if (!dm_shareable(&g, images)) return;
-  const workspace4 own = split_scratch4(&g, scratch), shared = split_scratch4(&g, dm_scratch);
+  const workspace own = split_scratch(&g, 36, scratch), shared = split_scratch(&g, 36, dm_scratch);
   output_transform_backward4(&g, output_grad, g.relu ? output : NULL, images, shared.m, bias_grad, 0,
                              g.tiles_h, co_begin, co_end, own.q);
 }
@@ -511,9 +486,9 @@ INLINE void backward4_pass(const blocking k, const ck_conv_shape *shape, const f
                            int channel_begin, int channel_end, float *scratch,
                            float *dm_scratch) {
   geometry g = make_geometry(shape, 4);
-  const workspace4 w = split_scratch4(&g, scratch);
+  const workspace w = split_scratch(&g, 36, scratch);
   const int shared = dm_scratch && dm_shareable(&g, images);
-  float *v = w.v, *dm = shared ? split_scratch4(&g, dm_scratch).m : w.m;  // v: V, then dV
+  float *v = w.v, *dm = shared ? split_scratch(&g, 36, dm_scratch).m : w.m;  // v: V, then dV
   const size_t plane = (size_t)g.height * g.width;
   // A range of the input channels: V, dV and their transposes hold its channels, Uᵀ its rows; dU
   // and the images keep the layer's strides (make_geometry's u_cin, du_ld, in_stride).
@@ -535,7 +510,7 @@ INLINE void backward4_pass(const blocking k, const ck_conv_shape *shape, const f
                                    dm, bias_grad, ty0, rows, 0, g.cout, w.q);
       input_transform4(&g, input + first * g.in_stride, count, ty0, rows, v, w.q);
       const int accumulate = first > 0 || ty0 > 0;  // the thread's first block writes dU
-      gradient_products(k, &g, 36, count * tiles, u_t, v, dm, w.transposed, u_grad, accumulate,
+      gradient_products(k, &g, 36, count * tiles, u_t, v, dm, w.t, u_grad, accumulate,
                         input_grad ? v : NULL);
       if (!input_grad) continue;
       for (int i = 0; i < count; i++)

@@ -154,6 +154,32 @@ INLINE geometry make_geometry(const ck_conv_shape *s, int tile) {
   return g;
 }
 
+/// The scratch of one thread (`positions`: 16 or 36), laid out for the layer's geometry: V [ξ,
+/// Cin + 1, ld] (then dV), M or dM [ξ, Cout + 1, ld] (in strips, each with its spare row;
+/// position_stride apart), `positions` tile-order planes, Vᵀ [ld, ldu] for one position ξ. A
+/// backward over a range of the input channels keeps this layout (its V fills part of its
+/// region), so that dM lies at the same place in every thread's scratch
+/// (ck_winograd4_output_grads writes into another thread's).
+typedef struct {
+  float *v, *m, *q, *t;
+} workspace;
+
+/// Floats in that scratch.
+INLINE size_t scratch_floats(const geometry *g, int positions) {
+  size_t slabs = (size_t)positions * (size_t)(g->cin + 1 + g->cout + 1) * (size_t)g->ld;
+  size_t planes = (size_t)positions * (size_t)g->compact;
+  return slabs + planes + (size_t)g->ld * (size_t)g->ldu;
+}
+
+INLINE workspace split_scratch(const geometry *g, int positions, float *scratch) {
+  workspace w;
+  w.v = scratch;
+  w.m = w.v + (size_t)positions * (g->cin + 1) * g->ld;
+  w.q = w.m + (size_t)positions * (g->cout + 1) * g->ld;
+  w.t = w.q + (size_t)positions * g->compact;
+  return w;
+}
+
 /// Floats from one position's slab of M [C, ld] (or dV) to the next: C · ld and one vector more.
 /// An output transform (and the input gradient's) loads the same tiles of every position at once;
 /// at C · ld, a multiple of 1024 floats whenever C is a multiple of 64, those 36 (16) loads would
