@@ -478,7 +478,8 @@ INLINE void winograd_weights_transposed(const float *weight, int out_channels, i
 CK_INSTANTIATE(ck_winograd_weights_transposed,
                (const float *weight, int out_channels, int in_channels, int ci_begin, int ci_end,
                 float *u_t),
-               (weight, out_channels, in_channels, ci_begin, ci_end, u_t), winograd_weights_transposed)
+               (weight, out_channels, in_channels, ci_begin, ci_end, u_t),
+               winograd_weights_transposed)
 
 /// Gᵀ x for a 4-vector x (of vectors): [x0 + ½(x1 + x2), ½(x1 − x2), ½(x1 + x2) + x3] (weight_rows'
 /// adjoint).
@@ -512,20 +513,20 @@ typedef void (*backward_fn)(const ck_conv_shape *, const float *, const float *,
 typedef void (*weight_grad_fn)(const ck_conv_shape *, const float *, const float *, const float *,
                                float *, float *, int, float *);
 
-#define INSTANTIATE(NAME, TARGET, BLOCKING)                                        \
-  TARGET static void forward_##NAME(const ck_conv_shape *s, const float *u, const float *bias, \
+#define INSTANTIATE(NAME, TARGET, BLOCKING)                                                        \
+  TARGET static void forward_##NAME(const ck_conv_shape *s, const float *u, const float *bias,     \
                                     const float *input, float *output, int images, int row_begin,  \
                                     int row_end, int co_begin, int co_end, float *scratch) {       \
     const blocking k = BLOCKING;                                                                   \
     forward_pass(k, s, u, bias, input, output, images, row_begin, row_end, co_begin, co_end,       \
                  scratch);                                                                         \
   }                                                                                                \
-  TARGET static void backward_##NAME(const ck_conv_shape *s, const float *u_t,               \
+  TARGET static void backward_##NAME(const ck_conv_shape *s, const float *u_t,                     \
                                      const float *input, const float *output,                      \
-                                     const float *output_grad, float *input_grad, float *u_grad, \
+                                     const float *output_grad, float *input_grad, float *u_grad,   \
                                      float *bias_grad, int images, float *scratch) {               \
-    const blocking k = BLOCKING;                                                   \
-    backward_pass(k, s, u_t, input, output, output_grad, input_grad, u_grad, bias_grad, images,  \
+    const blocking k = BLOCKING;                                                                   \
+    backward_pass(k, s, u_t, input, output, output_grad, input_grad, u_grad, bias_grad, images,    \
                   scratch);                                                                        \
   }                                                                                                \
   TARGET static void weight_grad_##NAME(const ck_conv_shape *s, const float *input,                \

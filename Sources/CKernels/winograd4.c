@@ -259,8 +259,8 @@ INLINE void forward4_pass(const blocking k, const ck_conv_shape *shape, const fl
 }
 
 #define FORWARD4_PARAMS                                                                            \
-  (const ck_conv_shape *shape, const float *u, const float *bias, const float *input,             \
-   float *output, int images, int row_begin, int row_end, int channel_begin, int channel_end,     \
+  (const ck_conv_shape *shape, const float *u, const float *bias, const float *input,              \
+   float *output, int images, int row_begin, int row_end, int channel_begin, int channel_end,      \
    float *scratch)
 #define FORWARD4_ARGS                                                                              \
   (shape, u, bias, input, output, images, row_begin, row_end, channel_begin, channel_end, scratch)
@@ -462,8 +462,8 @@ INLINE void output_grads4(const ck_conv_shape *shape, const float *output, const
   const geometry g = make_geometry(shape, 4);
   if (!dm_shareable(&g, images)) return;
   const workspace own = split_scratch(&g, 36, scratch), shared = split_scratch(&g, 36, dm_scratch);
-  output_transform_backward4(&g, output_grad, g.relu ? output : NULL, images, shared.m, bias_grad, 0,
-                             g.tiles_h, co_begin, co_end, own.q);
+  output_transform_backward4(&g, output_grad, g.relu ? output : NULL, images, shared.m, bias_grad,
+                             0, g.tiles_h, co_begin, co_end, own.q);
 }
 
 CK_INSTANTIATE(ck_winograd4_output_grads,
@@ -521,19 +521,19 @@ INLINE void backward4_pass(const blocking k, const ck_conv_shape *shape, const f
 }
 
 #define BACKWARD4_PARAMS                                                                           \
-  (const ck_conv_shape *shape, const float *u_t, const float *input, const float *output,           \
-   const float *output_grad, float *input_grad, float *u_grad, float *bias_grad, int images,      \
+  (const ck_conv_shape *shape, const float *u_t, const float *input, const float *output,          \
+   const float *output_grad, float *input_grad, float *u_grad, float *bias_grad, int images,       \
    int channel_begin, int channel_end, float *scratch, float *dm_scratch)
 #define BACKWARD4_ARGS                                                                             \
-  (shape, u_t, input, output, output_grad, input_grad, u_grad, bias_grad, images, channel_begin,  \
+  (shape, u_t, input, output, output_grad, input_grad, u_grad, bias_grad, images, channel_begin,   \
    channel_end, scratch, dm_scratch)
 
 /// backward4_pass with one instruction set's register blocking (winograd_shared.h).
 #define BACKWARD4_WITH(NAME, BLOCKING)                                                             \
   INLINE void NAME BACKWARD4_PARAMS {                                                              \
     const blocking k = BLOCKING;                                                                   \
-    backward4_pass(k, shape, u_t, input, output, output_grad, input_grad, u_grad, bias_grad, images, \
-                   channel_begin, channel_end, scratch, dm_scratch);                               \
+    backward4_pass(k, shape, u_t, input, output, output_grad, input_grad, u_grad, bias_grad,       \
+                   images, channel_begin, channel_end, scratch, dm_scratch);                       \
   }
 BACKWARD4_WITH(backward4_baseline, BLOCKING_BASELINE)
 BACKWARD4_WITH(backward4_avx2, BLOCKING_AVX2)
@@ -574,7 +574,8 @@ INLINE void winograd4_weights_transposed(const float *weight, int out_channels, 
 CK_INSTANTIATE(ck_winograd4_weights_transposed,
                (const float *weight, int out_channels, int in_channels, int ci_begin, int ci_end,
                 float *u_t),
-               (weight, out_channels, in_channels, ci_begin, ci_end, u_t), winograd4_weights_transposed)
+               (weight, out_channels, in_channels, ci_begin, ci_end, u_t),
+               winograd4_weights_transposed)
 
 /// Gᵀ x for a 6-vector x (of vectors): out[0 … 2] (weight_rows' adjoint).
 INLINE void adjoint_weight_rows(const v16 x[6], v16 out[3]) {

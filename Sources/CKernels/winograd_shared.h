@@ -124,7 +124,7 @@ typedef struct {
   int plane_width; // floats per row of a plane of a padded input row (winograd.c: E or O)
   int ld;          // row stride of the V and M slabs
   int ldu;         // row stride of a transposed V slab (backward): round16(Cin)
-  int u_cin;       // U's Cin ([positions, Cout, Cin], Uᵀ [positions, Cin, Cout]): all of the layer's
+  int u_cin;       // U's and Uᵀ's Cin ([ξ, Cout, Cin], [ξ, Cin, Cout]): all of the layer's
   int du_ld;       // dU's input-channel columns: the layer's round16(Cin)
   size_t in_stride; // floats from one input image to the next: the layer's Cin · H · W
   int compact;     // floats from one tile-order plane to the next (winograd.c explains them)
@@ -602,7 +602,8 @@ INLINE void gradient_products(const blocking k, const geometry *g, int positions
   if (!dv) return;
   for (int xi = 0; xi < positions; xi++)
     product(k.rows, k.vectors, C_WRITE, A_ROWS, g->cin, n, g->cout,
-            u_t + (size_t)xi * g->u_cin * g->cout, g->cout, dm + (size_t)xi * (g->cout + 1) * g->ld, 16, (size_t)(g->cout + 1) * 16,
+            u_t + (size_t)xi * g->u_cin * g->cout, g->cout,
+            dm + (size_t)xi * (g->cout + 1) * g->ld, 16, (size_t)(g->cout + 1) * 16,
             dv + xi * position_stride(g->cin, g->ld), g->ld, 16);
 }
 
