@@ -300,7 +300,7 @@ INLINE void transform_weights(const int n, rows_fn weight_rows, const float *wei
 /// group down the input channels, so that the 16 kernels' taps are read along their rows (input
 /// channel after input channel: 16 sequential streams; taken input channel by input channel
 /// instead, each step reads 16 lines Cin · 36 bytes apart and comes back to them Cout / 16 steps
-/// later: 512 → 512, one thread, 2.7–3.1 ms against U's 1.6–1.8).
+/// later: 512 → 512, one thread, 1.9–2.0 ms against 2.7–3.1 that way and U's 1.5–1.7).
 INLINE void transform_weights_transposed(const int n, rows_fn weight_rows, const float *weight,
                                          int out_channels, int in_channels, int ci_begin,
                                          int ci_end, float *u_t) {
@@ -490,22 +490,15 @@ INLINE void product(const int ROWS, const int VECTORS, const int C_MODE, const i
                     int m, int n, int k, const float *a, int lda, const float *b, int ldb,
                     size_t strip, float *c, int ldc, size_t c_strip) {
   int i = 0;
-  for (; i + ROWS <= m; i += ROWS)
-    product_panel(ROWS, VECTORS, C_MODE, A_LAYOUT, n, k, rows_from(A_LAYOUT, a, lda, i), lda, b, ldb,
-                  strip, c + (size_t)i * ldc, ldc, c_strip);
-  if (ROWS > 4 && i + 4 <= m) {
-    product_panel(4, VECTORS, C_MODE, A_LAYOUT, n, k, rows_from(A_LAYOUT, a, lda, i), lda, b, ldb,
-                  strip, c + (size_t)i * ldc, ldc, c_strip);
-    i += 4;
-  }
-  if (ROWS > 2 && i + 2 <= m) {
-    product_panel(2, VECTORS, C_MODE, A_LAYOUT, n, k, rows_from(A_LAYOUT, a, lda, i), lda, b, ldb,
-                  strip, c + (size_t)i * ldc, ldc, c_strip);
-    i += 2;
-  }
-  for (; i < m; i++)
-    product_panel(1, VECTORS, C_MODE, A_LAYOUT, n, k, rows_from(A_LAYOUT, a, lda, i), lda, b, ldb,
-                  strip, c + (size_t)i * ldc, ldc, c_strip);
+// A panel of R rows from row i.
+#define PANEL(R)                                                                                   \
+  product_panel(R, VECTORS, C_MODE, A_LAYOUT, n, k, rows_from(A_LAYOUT, a, lda, i), lda, b, ldb,   \
+                strip, c + (size_t)i * ldc, ldc, c_strip)
+  for (; i + ROWS <= m; i += ROWS) PANEL(ROWS);
+  if (ROWS > 4 && i + 4 <= m) PANEL(4), i += 4;
+  if (ROWS > 2 && i + 2 <= m) PANEL(2), i += 2;
+  for (; i < m; i++) PANEL(1);
+#undef PANEL
 }
 
 // MARK: - Transposes
@@ -567,8 +560,8 @@ INLINE void forward_products(const blocking k, const geometry *g, int positions,
 /// forward reads U: read down U's columns instead, each step's 8 (AVX-512) or 6 (AVX2) floats lie
 /// in a line of their own, Cout floats from the last, and one panel's lines share a few of the
 /// L1's sets. Two threads, 8 images, best of 4–6 alternating runs, AVX2: the dV products at 28 px
-/// (512 → 512) 52.5 → 40.1 ms a thread, at 56 px (256 → 256) 50.8 → 45.5, at 112 px (128 → 128)
-/// 46.8 → 43.3; AVX-512 37.5 → 36.8, 43.1 → 41.5 and unchanged. Cin may be a range of the layer's
+/// (512 → 512) 54.9 → 40.5 ms a thread, at 56 px (256 → 256) 50.8 → 45.5, at 112 px (128 → 128)
+/// 46.8 → 43.3; AVX-512 38.2 → 37.4, 43.1 → 41.5 and unchanged. Cin may be a range of the layer's
 /// input channels (a thread's share): u_t then points at its first row and u_grad at its first
 /// strip.
 INLINE void gradient_products(const blocking k, const geometry *g, int positions, int filled,

@@ -221,12 +221,12 @@ extension Conv2D {
     // their bias gradients; then each reads it there.
     let sharedDM = ck_winograd4_shares_dm(&shape, Int32(batch)) != 0 ? scratch.pointer : nil
     if let sharedDM {
-      Parallel.ranges((cout + 15) / 16, parts: min(parts, (cout + 15) / 16)) { part, groups in
+      let outGroups = (cout + 15) / 16
+      Parallel.ranges(outGroups, parts: min(parts, outGroups)) { part, groups in
         var shape = shape
-        let (begin, end) = (16 * groups.lowerBound, min(16 * groups.upperBound, cout))
+        let (begin, end) = (Int32(16 * groups.lowerBound), Int32(min(16 * groups.upperBound, cout)))
         ck_winograd4_output_grads(
-          &shape, output.pointer, outputGrad.pointer, biasGrad.pointer, Int32(batch), Int32(begin),
-          Int32(end),
+          &shape, output.pointer, outputGrad.pointer, biasGrad.pointer, Int32(batch), begin, end,
           scratch.pointer + part * scratchSize, sharedDM)
       }
     }
