@@ -32,6 +32,12 @@ INLINE v16 load(const float *p) {
 
 INLINE void store(float *p, v16 v) { memcpy(p, &v, sizeof v); }
 
+INLINE v8 load8(const float *p) {
+  v8 v;
+  memcpy(&v, p, sizeof v);
+  return v;
+}
+
 INLINE v16 splat(float x) { return (v16){x, x, x, x, x, x, x, x, x, x, x, x, x, x, x, x}; }
 
 INLINE v16 zero(void) { return splat(0.0f); }
@@ -59,12 +65,16 @@ INLINE void transpose16(v16 x[16]) {
   }
 }
 
-/// The lanes' sum, as a tree (8 + 8, 4 + 4, …).
-INLINE float horizontal_sum(v16 v) {
-  v8 a = __builtin_shufflevector(v, v, 0, 1, 2, 3, 4, 5, 6, 7) +
-         __builtin_shufflevector(v, v, 8, 9, 10, 11, 12, 13, 14, 15);
+/// The lanes' sum of 8 floats, as a tree (4 + 4, then 2 + 2, …).
+INLINE float horizontal_sum8(v8 a) {
   v4 b = __builtin_shufflevector(a, a, 0, 1, 2, 3) + __builtin_shufflevector(a, a, 4, 5, 6, 7);
   return (b[0] + b[2]) + (b[1] + b[3]);
+}
+
+/// The lanes' sum, as a tree (8 + 8, 4 + 4, …).
+INLINE float horizontal_sum(v16 v) {
+  return horizontal_sum8(__builtin_shufflevector(v, v, 0, 1, 2, 3, 4, 5, 6, 7) +
+                         __builtin_shufflevector(v, v, 8, 9, 10, 11, 12, 13, 14, 15));
 }
 
 INLINE float max_lane(v16 v) { return __builtin_reduce_max(v); }
