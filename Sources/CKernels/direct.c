@@ -4,8 +4,9 @@
 //   y[co][y][x] = bias[co] + Σ_{ci, ky, kx} w[co][ci][ky][kx] · in[ci][y + ky − 1][x + kx − 1]
 // then the ReLU when asked. Register blocking: ROWS output channels × VECTORS 16-pixel vectors of
 // one output row (the Winograd products' at AVX2 and baseline, winograd_shared.h; 8 × 1 at
-// AVX-512, below); each input vector is loaded once per tap and shared by the ROWS channels. Input rows are staged with a zero column on each side,
-// a few output rows at a time, so that every load is a plain vector.
+// AVX-512, below); each input vector is loaded once per tap and shared by the ROWS channels.
+// Input rows are staged with a zero column on each side, a few output rows at a time, so that
+// every load is a plain vector.
 
 #include "CKernels.h"
 

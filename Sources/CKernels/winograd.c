@@ -629,7 +629,7 @@ typedef void (*backward_fn)(const ck_conv_shape *, const float *, const float *,
 typedef void (*weight_grad_fn)(const ck_conv_shape *, const float *, const float *, const float *,
                                float *, float *, int, float *);
 
-#define INSTANTIATE(NAME, TARGET, BLOCKING, GRAD_STAGED)                                          \
+#define INSTANTIATE(NAME, TARGET, BLOCKING, GRAD_STAGED)                                           \
   TARGET static void forward_##NAME(const ck_conv_shape *s, const float *u, const float *bias,     \
                                     const float *input, float *output, int images, int row_begin,  \
                                     int row_end, int co_begin, int co_end, float *scratch) {       \
@@ -650,12 +650,14 @@ typedef void (*weight_grad_fn)(const ck_conv_shape *, const float *, const float
                                         float *weight_grad, float *bias_grad, int images,          \
                                         float *scratch) {                                          \
     if (GRAD_STAGED > 0)                                                                           \
-      weight_grad_staged(GRAD_STAGED, s, input, output, output_grad, weight_grad, bias_grad,     \
+      weight_grad_staged(GRAD_STAGED, s, input, output, output_grad, weight_grad, bias_grad,       \
                          images, scratch);                                                         \
     else                                                                                           \
       weight_grad_inline(s, input, output, output_grad, weight_grad, bias_grad, images, scratch);  \
   }
 
+// GRAD_STAGED: the output channels a pass of weight_grad_staged takes (registers of 8 floats or
+// fewer), or 0 for weight_grad_inline (AVX-512).
 INSTANTIATE(generic, , BLOCKING_BASELINE, 1)
 
 #if defined(__x86_64__)
