@@ -36,6 +36,31 @@ size_t ck_winograd4_scratch(const ck_conv_shape *shape) {
   return scratch_floats(&g, 36);
 }
 
+// MARK: - The ReLU's mask
+
+// The forward of a layer with a ReLU also writes, per image, which outputs are above 0: for each
+// output channel, row y and phase k (0 … 3: the row's columns 4·tx + k), one bit per tile column
+// tx, 16 to a word, as the transforms hold a row (tile-order planes). The backward masks dY with
+// it instead of reading the outputs again: 1/32 of their bytes.
+
+/// Words per row and phase: the tile columns in groups of 16.
+INLINE int mask_groups(const geometry *g) { return (g->tiles_w + 15) / 16; }
+
+/// Words of one image's mask.
+INLINE size_t mask_words(const geometry *g) {
+  return (size_t)g->cout * (size_t)g->height * 4 * (size_t)mask_groups(g);
+}
+
+/// The words of channel co's row y (phase k, tile group q at [k · groups + q]) in one image's mask.
+INLINE size_t mask_row(const geometry *g, int co, int y) {
+  return ((size_t)co * (size_t)g->height + (size_t)y) * 4 * (size_t)mask_groups(g);
+}
+
+size_t ck_winograd4_relu_mask_words(const ck_conv_shape *shape) {
+  const geometry g = make_geometry(shape, 4);
+  return mask_words(&g);
+}
+
 // MARK: - Rows: phase planes, output rows of 4 interleaved tiles
 
 /// out[k][i] = row[x0 + 4i + k] for the 16 tiles i (0 past width).
@@ -184,9 +209,11 @@ INLINE void output_rows(const v16 m[6], v16 out[4]) {
 
 /// Output planes co_begin … co_end − 1 of the block's tiles: Y = Aᵀ M A + bias, then the ReLU
 /// when asked, 16 tiles at a time in tile order into 16 tile-order planes y (y[4j + k][t]: output
-/// (4ty + j, 4tx + k) of tile t), interleaved into the rows after.
+/// (4ty + j, 4tx + k) of tile t), interleaved into the rows after; and, where mask is not NULL,
+/// the image's ReLU mask of those rows.
 INLINE void output_transform4(const geometry *g, const float *m, const float *bias, float *image,
-                              int ty0, int rows, int co_begin, int co_end, float *y) {
+                              uint16_t *mask, int ty0, int rows, int co_begin, int co_end,
+                              float *y) {
   const int tw = g->tiles_w, tiles = rows * tw, width = g->width;
   const size_t stride = position_stride(g->cout, g->ld), cw = (size_t)g->compact;
   for (int co = co_begin; co < co_end; co++) {
@@ -227,6 +254,10 @@ INLINE void output_transform4(const geometry *g, const float *m, const float *bi
           const float *s = y + 4 * j * cw + tr * tw + tx;
           v16 quad[4] = {load(s), load(s + cw), load(s + 2 * cw), load(s + 3 * cw)};
           store_quad(plane + (size_t)(y0 + j) * width, 4 * tx, width, quad);
+          if (mask) {
+            uint16_t *words = mask + mask_row(g, co, y0 + j) + tx / 16;
+            for (int k = 0; k < 4; k++) words[k * mask_groups(g)] = positive_bits(quad[k]);
+          }
         }
       }
     }
@@ -238,12 +269,14 @@ INLINE void output_transform4(const geometry *g, const float *m, const float *bi
 /// Tile rows row_begin … row_end − 1 of each image in blocks of g.rows, or (small maps) g.group
 /// whole images side by side in one block; output channels co_begin … co_end − 1.
 INLINE void forward4_pass(const blocking k, const ck_conv_shape *shape, const float *u,
-                          const float *bias, const float *input, float *output, int images,
-                          int row_begin, int row_end, int co_begin, int co_end, float *scratch) {
+                          const float *bias, const float *input, float *output,
+                          uint16_t *relu_mask, int images, int row_begin, int row_end,
+                          int co_begin, int co_end, float *scratch) {
   const geometry g = make_geometry(shape, 4);
   const workspace w = split_scratch(&g, 36, scratch);
   float *v = w.v, *m = w.m, *q = w.q;
   const size_t out_size = (size_t)g.cout * g.height * g.width;
+  uint16_t *mask = g.relu ? relu_mask : NULL;
   for (int first = 0; first < images; first += g.group) {
     const int count = min_int(g.group, images - first);
     for (int ty0 = row_begin; ty0 < row_end; ty0 += g.rows) {
@@ -252,25 +285,27 @@ INLINE void forward4_pass(const blocking k, const ck_conv_shape *shape, const fl
       input_transform4(&g, input + first * g.in_stride, count, ty0, rows, v, q);
       forward_products(k, &g, 36, n, co_begin, co_end, u, v, m);
       for (int i = 0; i < count; i++)
-        output_transform4(&g, m + i * tiles, bias, output + (first + i) * out_size, ty0, rows,
-                          co_begin, co_end, q);
+        output_transform4(&g, m + i * tiles, bias, output + (first + i) * out_size,
+                          mask ? mask + (first + i) * mask_words(&g) : NULL, ty0, rows, co_begin,
+                          co_end, q);
     }
   }
 }
 
 #define FORWARD4_PARAMS                                                                            \
   (const ck_conv_shape *shape, const float *u, const float *bias, const float *input,              \
-   float *output, int images, int row_begin, int row_end, int channel_begin, int channel_end,      \
-   float *scratch)
+   float *output, uint16_t *relu_mask, int images, int row_begin, int row_end, int channel_begin,  \
+   int channel_end, float *scratch)
 #define FORWARD4_ARGS                                                                              \
-  (shape, u, bias, input, output, images, row_begin, row_end, channel_begin, channel_end, scratch)
+  (shape, u, bias, input, output, relu_mask, images, row_begin, row_end, channel_begin,            \
+   channel_end, scratch)
 
 /// forward4_pass with one instruction set's register blocking (winograd_shared.h).
 #define FORWARD4_WITH(NAME, BLOCKING)                                                              \
   INLINE void NAME FORWARD4_PARAMS {                                                               \
     const blocking k = BLOCKING;                                                                   \
-    forward4_pass(k, shape, u, bias, input, output, images, row_begin, row_end, channel_begin,     \
-                  channel_end, scratch);                                                           \
+    forward4_pass(k, shape, u, bias, input, output, relu_mask, images, row_begin, row_end,         \
+                  channel_begin, channel_end, scratch);                                            \
   }
 FORWARD4_WITH(forward4_baseline, BLOCKING_BASELINE)
 FORWARD4_WITH(forward4_avx2, BLOCKING_AVX2)
@@ -305,12 +340,13 @@ INLINE void adjoint_input_rows(const v16 x[6], v16 out[6]) {
   out[5] = x[5];
 }
 
-/// dM = A dY Aᵀ per tile (dY masked where the ReLU output is 0) of the block (`count` images side
-/// by side, as input_transform4), in strips (store_in_strips), for output channels co_begin …
-/// co_end − 1; bias_grad[co] += the block's sum of the masked dY (unless bias_grad is NULL).
+/// dM = A dY Aᵀ per tile (dY masked where the ReLU's mask, `masks`: the images' one after another,
+/// says the output was 0; NULL without the ReLU) of the block (`count` images side by side, as
+/// input_transform4), in strips (store_in_strips), for output channels co_begin … co_end − 1;
+/// bias_grad[co] += the block's sum of the masked dY (unless bias_grad is NULL).
 /// d: 16 tile-order planes of the masked dY (d[4j + k][t]: output (4ty + j, 4tx + k) of tile t).
 INLINE void output_transform_backward4(const geometry *g, const float *output_grads,
-                                       const float *outputs, int count, float *dm,
+                                       const uint16_t *masks, int count, float *dm,
                                        float *bias_grad, int ty0, int rows, int co_begin,
                                        int co_end, float *d) {
   const int tw = g->tiles_w, tiles = rows * tw, width = g->width;
@@ -322,26 +358,23 @@ INLINE void output_transform_backward4(const geometry *g, const float *output_gr
     v16 sum = zero();
     for (int i = 0; i < count; i++) {
       const float *grad = output_grads + i * out_size + co * plane_size;
-      const float *out = g->relu ? outputs + i * out_size + co * plane_size : NULL;
-      // The planes read next (prefetch_row): the next image's, or the next channel's first.
+      const uint16_t *mask = masks ? masks + i * mask_words(g) : NULL;
+      // The plane read next (prefetch_row): the next image's, or the next channel's first.
       const float *next_grad = next_plane(output_grads, out_size, plane_size, i, count, co, co_end);
-      const float *next_out =
-          out ? next_plane(outputs, out_size, plane_size, i, count, co, co_end) : NULL;
       // Tile rows into the planes (a row's last vector runs on into the next, written after it;
       // its lanes past the image are 0).
       for (int tr = 0; tr < rows; tr++)
         for (int j = 0; j < 4; j++) {
           const int y = 4 * (ty0 + tr) + j;
           prefetch_row(0, g, next_grad, y);
-          prefetch_row(0, g, next_out, y);
           for (int tx = 0; tx < tw; tx += 16) {
             v16 e[4] = {zero(), zero(), zero(), zero()};
             if (y < g->height) {
               load_quad(grad + (size_t)y * width, 4 * tx, width, e);
-              if (out) {
-                v16 o[4];
-                load_quad(out + (size_t)y * width, 4 * tx, width, o);
-                for (int k = 0; k < 4; k++) e[k] = select(o[k] > zero(), e[k]);
+              if (mask) {
+                const uint16_t *words = mask + mask_row(g, co, y) + tx / 16;
+                for (int k = 0; k < 4; k++)
+                  e[k] = select(lanes_of_bits(words[k * mask_groups(g)]), e[k]);
               }
             }
             sum += (e[0] + e[1]) + (e[2] + e[3]);
@@ -456,21 +489,21 @@ int ck_winograd4_shares_dm(const ck_conv_shape *shape, int images) {
 }
 
 /// ck_winograd4_output_grads for one instruction set (no products: the blocking is not used).
-INLINE void output_grads4(const ck_conv_shape *shape, const float *output, const float *output_grad,
-                          float *bias_grad, int images, int co_begin, int co_end, float *scratch,
-                          float *dm_scratch) {
+INLINE void output_grads4(const ck_conv_shape *shape, const uint16_t *relu_mask,
+                          const float *output_grad, float *bias_grad, int images, int co_begin,
+                          int co_end, float *scratch, float *dm_scratch) {
   const geometry g = make_geometry(shape, 4);
   if (!dm_shareable(&g, images)) return;
   const workspace own = split_scratch(&g, 36, scratch), shared = split_scratch(&g, 36, dm_scratch);
-  output_transform_backward4(&g, output_grad, g.relu ? output : NULL, images, shared.m, bias_grad,
-                             0, g.tiles_h, co_begin, co_end, own.q);
+  output_transform_backward4(&g, output_grad, g.relu ? relu_mask : NULL, images, shared.m,
+                             bias_grad, 0, g.tiles_h, co_begin, co_end, own.q);
 }
 
 CK_INSTANTIATE(ck_winograd4_output_grads,
-               (const ck_conv_shape *shape, const float *output, const float *output_grad,
+               (const ck_conv_shape *shape, const uint16_t *relu_mask, const float *output_grad,
                 float *bias_grad, int images, int co_begin, int co_end, float *scratch,
                 float *dm_scratch),
-               (shape, output, output_grad, bias_grad, images, co_begin, co_end, scratch,
+               (shape, relu_mask, output_grad, bias_grad, images, co_begin, co_end, scratch,
                 dm_scratch),
                output_grads4)
 
@@ -481,10 +514,10 @@ CK_INSTANTIATE(ck_winograd4_output_grads,
 /// dV, dU's columns and the input gradient of those channels only. u_t: Uᵀ
 /// (ck_winograd4_weights_transposed).
 INLINE void backward4_pass(const blocking k, const ck_conv_shape *shape, const float *u_t,
-                           const float *input, const float *output, const float *output_grad,
-                           float *input_grad, float *u_grad, float *bias_grad, int images,
-                           int channel_begin, int channel_end, float *scratch,
-                           float *dm_scratch) {
+                           const float *input, const uint16_t *relu_mask,
+                           const float *output_grad, float *input_grad, float *u_grad,
+                           float *bias_grad, int images, int channel_begin, int channel_end,
+                           float *scratch, float *dm_scratch) {
   geometry g = make_geometry(shape, 4);
   const workspace w = split_scratch(&g, 36, scratch);
   const int shared = dm_scratch && dm_shareable(&g, images);
@@ -506,8 +539,9 @@ INLINE void backward4_pass(const blocking k, const ck_conv_shape *shape, const f
       const int rows = min_int(g.rows, g.tiles_h - ty0), tiles = rows * g.tiles_w;
       const size_t offset = first * out_size;
       if (!shared)
-        output_transform_backward4(&g, output_grad + offset, g.relu ? output + offset : NULL, count,
-                                   dm, bias_grad, ty0, rows, 0, g.cout, w.q);
+        output_transform_backward4(&g, output_grad + offset,
+                                   g.relu ? relu_mask + first * mask_words(&g) : NULL, count, dm,
+                                   bias_grad, ty0, rows, 0, g.cout, w.q);
       input_transform4(&g, input + first * g.in_stride, count, ty0, rows, v, w.q);
       const int accumulate = first > 0 || ty0 > 0;  // the thread's first block writes dU
       gradient_products(k, &g, 36, count * tiles, u_t, v, dm, w.t, u_grad, accumulate,
@@ -521,18 +555,18 @@ INLINE void backward4_pass(const blocking k, const ck_conv_shape *shape, const f
 }
 
 #define BACKWARD4_PARAMS                                                                           \
-  (const ck_conv_shape *shape, const float *u_t, const float *input, const float *output,          \
+  (const ck_conv_shape *shape, const float *u_t, const float *input, const uint16_t *relu_mask,    \
    const float *output_grad, float *input_grad, float *u_grad, float *bias_grad, int images,       \
    int channel_begin, int channel_end, float *scratch, float *dm_scratch)
 #define BACKWARD4_ARGS                                                                             \
-  (shape, u_t, input, output, output_grad, input_grad, u_grad, bias_grad, images, channel_begin,   \
-   channel_end, scratch, dm_scratch)
+  (shape, u_t, input, relu_mask, output_grad, input_grad, u_grad, bias_grad, images,              \
+   channel_begin, channel_end, scratch, dm_scratch)
 
 /// backward4_pass with one instruction set's register blocking (winograd_shared.h).
 #define BACKWARD4_WITH(NAME, BLOCKING)                                                             \
   INLINE void NAME BACKWARD4_PARAMS {                                                              \
     const blocking k = BLOCKING;                                                                   \
-    backward4_pass(k, shape, u_t, input, output, output_grad, input_grad, u_grad, bias_grad,       \
+    backward4_pass(k, shape, u_t, input, relu_mask, output_grad, input_grad, u_grad, bias_grad,    \
                    images, channel_begin, channel_end, scratch, dm_scratch);                       \
   }
 BACKWARD4_WITH(backward4_baseline, BLOCKING_BASELINE)

@@ -46,6 +46,20 @@ INLINE void store_row_part(float *row, int x, int width, v16 value, int add) {
 /// x where mask lanes are set, else 0.
 INLINE v16 select(v16i mask, v16 x) { return (v16)(mask & (v16i)x); }
 
+typedef _Bool b16 __attribute__((ext_vector_type(16)));
+
+/// Bit i set where lane i of x is above 0 (a ReLU's output that passed its input on).
+INLINE uint16_t positive_bits(v16 x) {
+  v16i positive = x > zero();
+  return __builtin_bit_cast(uint16_t, __builtin_convertvector(positive, b16));
+}
+
+/// Lane i all ones where bit i of `bits` is set, else 0: positive_bits' lanes back.
+INLINE v16i lanes_of_bits(uint16_t bits) {
+  const v16i bit = {1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096, 8192, 16384, 32768};
+  return (((v16i){0} + (int)bits) & bit) != 0;
+}
+
 /// Lanes 0…count−1 set (count clamped to 0…16).
 INLINE v16i first_lanes(int count) {
   const v16i index = {0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15};

@@ -264,6 +264,69 @@ final class ConvKernelTests: XCTestCase {
     }
   }
 
+  /// The F(4×4) forward of a layer with the ReLU writes, bit for bit, which outputs are above 0,
+  /// in the mask's layout (per image, output channel, row and phase k, one bit per tile column,
+  /// 16 to a word), on every instruction set and however the threads share the work out: images
+  /// (2 threads, 3 images), tile rows (one image) or output channels (one small image, 40
+  /// channels); widths not a multiple of 4 or of 64. The backward then reads only the mask: with
+  /// the outputs overwritten after the forward, its gradients still match the Double reference.
+  func testReluMaskHoldsWhichOutputsAreAboveZero() {
+    defer {
+      ck_set_isa(-1)
+      BLAS.setThreads(1)
+    }
+    for isa in 0...ck_isa() {
+      ck_set_isa(Int32(isa))
+      for (batch, cin, cout, height, width, threads) in [
+        (3, 8, 6, 13, 30, 2), (1, 8, 6, 37, 70, 2), (1, 16, 40, 12, 12, 2), (2, 4, 5, 16, 16, 1),
+      ] {
+        let label = "ISA \(isa) B\(batch) \(cin)→\(cout) \(height)×\(width) threads \(threads)"
+        BLAS.setThreads(threads)
+        let conv = Conv2D(inChannels: cin, outChannels: cout, relu: true)
+        conv.algorithm = .winograd
+        conv.forcedTile = 4
+        var generator = SeededGenerator(seed: UInt64(cout * 31 + width))
+        conv.initialize(using: &generator)
+        Initialization.uniform(conv.bias.value, bound: 0.3, using: &generator)
+        let input = randomTensor([batch, cin, height, width], seed: UInt64(height))
+        let output = conv.forward(input)
+        let shape = conv.blockedShape(height: height, width: width, tile: 4)
+        guard let mask = conv.lastReluMask(batch: batch, shape: shape) else {
+          XCTFail("no mask: \(label)")
+          continue
+        }
+        var maskShape = shape
+        let perImage = Int(ck_winograd4_relu_mask_words(&maskShape))
+        let groups = ((width + 3) / 4 + 15) / 16
+        XCTAssertEqual(perImage, cout * height * 4 * groups, label)
+        var mismatches = 0
+        for image in 0..<batch {
+          for co in 0..<cout {
+            for y in 0..<height {
+              for x in 0..<width {
+                let (tx, k) = (x / 4, x % 4)
+                let word = mask[image * perImage + ((co * height + y) * 4 + k) * groups + tx / 16]
+                let above = output[((image * cout + co) * height + y) * width + x] > 0
+                if (word >> (tx % 16)) & 1 != (above ? 1 : 0) { mismatches += 1 }
+              }
+            }
+          }
+        }
+        XCTAssertEqual(mismatches, 0, "mask bits against the outputs: \(label)")
+        let outputGrad = randomTensor([batch, cout, height, width], seed: 17)
+        let expected = referenceConvolution(
+          input: input, weight: conv.weight.value, bias: conv.bias.value, outputGrad: outputGrad, relu: true)
+        output.fill(-1)  // not read again
+        zeroGradients(conv.parameters)
+        let inputGrad = conv.backward(outputGrad)!
+        XCTAssertLessThanOrEqual(relativeError(inputGrad, expected.input), 1e-4, "input grad \(label)")
+        XCTAssertLessThanOrEqual(
+          relativeError(conv.weight.grad, expected.weight), 1e-4, "weight grad \(label)")
+        XCTAssertLessThanOrEqual(relativeError(conv.bias.grad, expected.bias), 1e-4, "bias grad \(label)")
+      }
+    }
+  }
+
   /// A layer whose weights are marked fixed (a model loaded to caption) computes the Winograd
   /// transform once, from the weights as they are when marked, and keeps it; unmarked, it
   /// transforms the weights at each use and follows their changes.

@@ -4,6 +4,7 @@
 #define CKERNELS_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 /// Instruction-set levels of the kernels (ck_isa / ck_set_isa).
 enum { CK_ISA_GENERIC = 0, CK_ISA_AVX2 = 1, CK_ISA_AVX512 = 2 };
@@ -83,10 +84,15 @@ void ck_winograd4_weights_transposed(const float *weight, int out_channels, int 
 
 /// ck_winograd_forward through Winograd F(4×4, 3×3): output rows 4·row_begin … 4·row_end − 1
 /// (tile rows of 4; all: 0 … ⌈H/4⌉), output channels channel_begin … channel_end − 1.
-/// u: ck_winograd4_weights' [36, Cout, Cin].
+/// u: ck_winograd4_weights' [36, Cout, Cin]. With the ReLU (shape->relu) and relu_mask not NULL,
+/// also writes those outputs' bits of the ReLU mask that ck_winograd4_backward reads
+/// (ck_winograd4_relu_mask_words an image, the images' masks one after another).
 void ck_winograd4_forward(const ck_conv_shape *shape, const float *u, const float *bias,
-                          const float *input, float *output, int images, int row_begin,
-                          int row_end, int channel_begin, int channel_end, float *scratch);
+                          const float *input, float *output, uint16_t *relu_mask, int images,
+                          int row_begin, int row_end, int channel_begin, int channel_end,
+                          float *scratch);
+/// 16-bit words of one image's ReLU mask (which outputs are above 0) in ck_winograd4_forward.
+size_t ck_winograd4_relu_mask_words(const ck_conv_shape *shape);
 
 /// ck_winograd_backward through Winograd F(4×4, 3×3), u_t [36, Cin, Cout] (from
 /// ck_winograd4_weights_transposed) and u_grad laid out as ck_winograd_backward's with 36
@@ -97,8 +103,10 @@ void ck_winograd4_forward(const ck_conv_shape *shape, const float *u, const floa
 /// dm_scratch: NULL, or (threads sharing out input channels, ck_winograd4_shares_dm) the scratch
 /// into which ck_winograd4_output_grads wrote dM for every output channel: read instead of
 /// computing it (bias_grad is then not added to).
+/// relu_mask: with the ReLU, the images' masks as ck_winograd4_forward wrote them (dY is taken as
+/// 0 where the output was not above 0); not read without it.
 void ck_winograd4_backward(const ck_conv_shape *shape, const float *u_t, const float *input,
-                           const float *output, const float *output_grad, float *input_grad,
+                           const uint16_t *relu_mask, const float *output_grad, float *input_grad,
                            float *u_grad, float *bias_grad, int images, int channel_begin,
                            int channel_end, float *scratch, float *dm_scratch);
 /// Whether threads running ck_winograd4_backward over ranges of input channels for these `images`
@@ -110,7 +118,7 @@ int ck_winograd4_shares_dm(const ck_conv_shape *shape, int images);
 /// with dm_scratch), into dm_scratch (one thread's scratch, the same for every call; `scratch`
 /// is the caller's own, for its planes), and bias_grad[co] += dL/dbias for those channels (NULL:
 /// skipped). Does nothing unless ck_winograd4_shares_dm.
-void ck_winograd4_output_grads(const ck_conv_shape *shape, const float *output,
+void ck_winograd4_output_grads(const ck_conv_shape *shape, const uint16_t *relu_mask,
                                const float *output_grad, float *bias_grad, int images,
                                int co_begin, int co_end, float *scratch, float *dm_scratch);
 /// ck_winograd_weights_backward for F(4×4, 3×3): u_grad's partial sums as ck_winograd4_backward

@@ -70,6 +70,7 @@ public final class Conv2D {
   private var input: Tensor?  // [B, Cin, H, W], kept for backward
   private var output: Tensor?  // [B, Cout, H, W]: the last forward's output, kept for backward
   private var outputWorkspace: Tensor?  // what `forward(_:)` writes into
+  var reluMaskWorkspace: Tensor?  // the F(4×4) forward's ReLU mask (Conv2DBlocked.swift: reluMask)
   /// The last forward's output (tests read the ReLU pattern from it).
   var lastOutput: Tensor? { output }
   private var inputGrad: Tensor?  // [B, Cin, H, W]

@@ -123,22 +123,55 @@ extension Conv2D {
           height: height, width: width, tile: tile, images: batch, rowsEach: (tilesHigh + parts - 1) / parts)
       case .channels: blockedShape(height: height, width: width, tile: tile, images: batch)
       }
-    let forwardKernel = tile == 4 ? ck_winograd4_forward : ck_winograd_forward
     let scratchSize = tile == 4 ? ck_winograd4_scratch(&shape) : ck_winograd_scratch(&shape)
     let scratch = self.scratch.buffer(.kernel, shape: [parts, scratchSize])
     let (inputSize, outputSize) = (cin * height * width, cout * height * width)
     let biasPointer = bias.value.pointer
+    let mask = tile == 4 && relu ? reluMask(batch: batch, shape: shape) : nil
     Parallel.ranges(units, parts: parts) { part, range in
       var shape = shape
       let images = share == .images ? range : 0..<batch
       let rows = share == .rows ? range : 0..<tilesHigh
       let channels = share == .channels ? 16 * range.lowerBound..<min(16 * range.upperBound, cout) : 0..<cout
-      forwardKernel(
-        &shape, u.pointer, biasPointer, input.pointer + images.lowerBound * inputSize,
-        output.pointer + images.lowerBound * outputSize, Int32(images.count), Int32(rows.lowerBound),
-        Int32(rows.upperBound), Int32(channels.lowerBound), Int32(channels.upperBound),
-        scratch.pointer + part * scratchSize)
+      let (inputs, outputs) = (
+        input.pointer + images.lowerBound * inputSize, output.pointer + images.lowerBound * outputSize
+      )
+      let scratch = scratch.pointer + part * scratchSize
+      if tile == 4 {
+        ck_winograd4_forward(
+          &shape, u.pointer, biasPointer, inputs, outputs,
+          mask.map { $0.words + images.lowerBound * $0.perImage },
+          Int32(images.count), Int32(rows.lowerBound), Int32(rows.upperBound), Int32(channels.lowerBound),
+          Int32(channels.upperBound), scratch)
+      } else {
+        ck_winograd_forward(
+          &shape, u.pointer, biasPointer, inputs, outputs, Int32(images.count), Int32(rows.lowerBound),
+          Int32(rows.upperBound), Int32(channels.lowerBound), Int32(channels.upperBound), scratch)
+      }
     }
+  }
+
+  /// The F(4×4) forward's ReLU mask for `batch` images (ck_winograd4_relu_mask_words 16-bit words
+  /// an image, the images one after another): which outputs are above 0, what the backward masks
+  /// dY with instead of reading the outputs again (1/32 of their bytes). Kept until the next
+  /// forward, as the output is.
+  func reluMask(batch: Int, shape: ck_conv_shape) -> (words: UnsafeMutablePointer<UInt16>, perImage: Int) {
+    var shape = shape
+    let perImage = ck_winograd4_relu_mask_words(&shape)
+    let floats = (batch * perImage + 1) / 2
+    let tensor = reuseWorkspace(&reluMaskWorkspace, shape: [floats])
+    return (UnsafeMutableRawPointer(tensor.pointer).assumingMemoryBound(to: UInt16.self), perImage)
+  }
+
+  /// The last F(4×4) forward's ReLU mask (reluMask), for the backward of a layer with the ReLU.
+  func lastReluMask(batch: Int, shape: ck_conv_shape) -> UnsafePointer<UInt16>? {
+    guard relu else { return nil }
+    var shape = shape
+    let perImage = ck_winograd4_relu_mask_words(&shape)
+    guard let tensor = reluMaskWorkspace, tensor.shape == [(batch * perImage + 1) / 2] else {
+      preconditionFailure("Conv2D: backward without the ReLU mask of a forward of \(batch) images")
+    }
+    return UnsafePointer(UnsafeMutableRawPointer(tensor.pointer).assumingMemoryBound(to: UInt16.self))
   }
 
   func backwardBlocked(_ input: Tensor, _ output: Tensor, _ outputGrad: Tensor, _ inputGrad: Tensor?) {
@@ -159,6 +192,8 @@ extension Conv2D {
     }
     var shape = blockedShape(height: height, width: width, tile: tile, images: perThread)
     let uT = transformedWeights(tile: tile, transposed: true)
+    let mask = tile == 4 ? lastReluMask(batch: batch, shape: shape) : nil
+    let maskWords = tile == 4 ? ck_winograd4_relu_mask_words(&shape) : 0
     let scratchSize = tile == 4 ? ck_winograd4_scratch(&shape) : ck_winograd_scratch(&shape)
     let scratch = self.scratch.buffer(.kernel, shape: [threads, scratchSize])
     // Per-thread dU (positions × Cout × round16(Cin) floats, ck_winograd_backward's layout), each
@@ -178,8 +213,8 @@ extension Conv2D {
       let (biasGrad, scratch) = (biasGrads.pointer + part * cout, scratch.pointer + part * scratchSize)
       if tile == 4 {
         ck_winograd4_backward(
-          shape, uT.pointer, inputs, outputs, outputGrads, inputGrads, uGrad, biasGrad, count, 0, Int32(cin),
-          scratch, nil)
+          shape, uT.pointer, inputs, mask.map { $0 + first * maskWords }, outputGrads, inputGrads, uGrad,
+          biasGrad, count, 0, Int32(cin), scratch, nil)
       } else {
         ck_winograd_backward(
           shape, uT.pointer, inputs, outputs, outputGrads, inputGrads, uGrad, biasGrad, count, scratch)
@@ -210,6 +245,7 @@ extension Conv2D {
     let (cin, cout) = (inChannels, outChannels)
     var shape = blockedShape(height: height, width: width, tile: 4, images: batch)
     let uT = transformedWeights(tile: 4, transposed: true)
+    let mask = lastReluMask(batch: batch, shape: shape)
     let scratchSize = ck_winograd4_scratch(&shape)
     let scratch = self.scratch.buffer(.kernel, shape: [parts, scratchSize])
     // One dU (ck_winograd4_backward's layout): each thread's kernel writes the strips of its channels.
@@ -226,7 +262,7 @@ extension Conv2D {
         var shape = shape
         let (begin, end) = (Int32(16 * groups.lowerBound), Int32(min(16 * groups.upperBound, cout)))
         ck_winograd4_output_grads(
-          &shape, output.pointer, outputGrad.pointer, biasGrad.pointer, Int32(batch), begin, end,
+          &shape, mask, outputGrad.pointer, biasGrad.pointer, Int32(batch), begin, end,
           scratch.pointer + part * scratchSize, sharedDM)
       }
     }
@@ -234,7 +270,7 @@ extension Conv2D {
       var shape = shape
       let (begin, end) = (16 * groups.lowerBound, min(16 * groups.upperBound, cin))
       ck_winograd4_backward(
-        &shape, uT.pointer, input.pointer, output.pointer, outputGrad.pointer, inputGrad?.pointer,
+        &shape, uT.pointer, input.pointer, mask, outputGrad.pointer, inputGrad?.pointer,
         uGrad.pointer, part == 0 && sharedDM == nil ? biasGrad.pointer : nil, Int32(batch), Int32(begin),
         Int32(end), scratch.pointer + part * scratchSize, sharedDM)
     }
