@@ -20,6 +20,11 @@ enum { CHUNK_ROWS = 8 };
 /// Floats per staged row: a zero, the row, zeros up to the last vector's reach.
 INLINE int staged_width(int width) { return round16(width) + 48; }
 
+size_t ck_direct_relu_mask_words(const ck_conv_shape *shape) {
+  return (size_t)shape->out_channels * (size_t)shape->height *
+         (size_t)direct_mask_row_words(shape->width);
+}
+
 size_t ck_direct_scratch(const ck_conv_shape *shape) {
   return (size_t)shape->in_channels * (CHUNK_ROWS + 2) * (size_t)staged_width(shape->width);
 }
@@ -40,10 +45,12 @@ INLINE void stage_rows(const ck_conv_shape *s, const float *image, int y0, int r
     }
 }
 
-/// Output channels co … co + ROWS − 1, rows y0 … y0 + rows − 1, from the staged chunk.
+/// Output channels co … co + ROWS − 1, rows y0 … y0 + rows − 1, from the staged chunk; and, where
+/// mask is not NULL, their bits of the image's ReLU mask (which outputs are above 0: per output
+/// channel and row, 16 pixels to a word).
 INLINE void direct_panel(const int ROWS, const int VECTORS, const ck_conv_shape *s,
                          const float *weight, const float *bias, const float *staged, int y0,
-                         int rows, int co, float *image_out) {
+                         int rows, int co, float *image_out, uint16_t *mask) {
   const int cin = s->in_channels, width = s->width, sw = staged_width(width);
   const size_t plane = (size_t)s->height * width;
   const float *w = weight + (size_t)co * cin * 9;  // w[(r · Cin + ci) · 9 + tap]
@@ -77,6 +84,9 @@ INLINE void direct_panel(const int ROWS, const int VECTORS, const ck_conv_shape 
             store(target + 16 * v, out);
           else if (left > 0)
             store_first(target + 16 * v, left, out);
+          if (mask && left > 0)
+            mask[((size_t)(co + r) * s->height + y0 + y) * direct_mask_row_words(width) + x / 16 + v] =
+                positive_bits(out);
         }
       }
     }
@@ -85,23 +95,24 @@ INLINE void direct_panel(const int ROWS, const int VECTORS, const ck_conv_shape 
 
 /// Rows row_begin … row_end − 1 of one image, every output channel.
 INLINE void direct_pass(const blocking k, const ck_conv_shape *s, const float *weight,
-                        const float *bias, const float *image, float *image_out, int row_begin,
-                        int row_end, float *scratch) {
+                        const float *bias, const float *image, float *image_out,
+                        uint16_t *relu_mask, int row_begin, int row_end, float *scratch) {
+  uint16_t *mask = s->relu ? relu_mask : NULL;
   for (int y0 = row_begin; y0 < row_end; y0 += CHUNK_ROWS) {
     const int rows = min_int(CHUNK_ROWS, row_end - y0);
     stage_rows(s, image, y0, rows, scratch);
     int co = 0;
     for (; co + k.rows <= s->out_channels; co += k.rows)
-      direct_panel(k.rows, k.vectors, s, weight, bias, scratch, y0, rows, co, image_out);
+      direct_panel(k.rows, k.vectors, s, weight, bias, scratch, y0, rows, co, image_out, mask);
     for (; co < s->out_channels; co++)
-      direct_panel(1, k.vectors, s, weight, bias, scratch, y0, rows, co, image_out);
+      direct_panel(1, k.vectors, s, weight, bias, scratch, y0, rows, co, image_out, mask);
   }
 }
 
 #define DIRECT_PARAMS                                                                              \
   (const ck_conv_shape *shape, const float *weight, const float *bias, const float *image,        \
-   float *image_out, int row_begin, int row_end, float *scratch)
-#define DIRECT_ARGS (shape, weight, bias, image, image_out, row_begin, row_end, scratch)
+   float *image_out, uint16_t *relu_mask, int row_begin, int row_end, float *scratch)
+#define DIRECT_ARGS (shape, weight, bias, image, image_out, relu_mask, row_begin, row_end, scratch)
 
 /// AVX-512's blocking: 8 output channels × one vector. The products' 8 × 2 (two vectors of one row,
 /// each tap's weight shared by both) ran slower here. VGG-16's first layer, batch 8, two threads,
@@ -114,7 +125,7 @@ INLINE void direct_pass(const blocking k, const ck_conv_shape *s, const float *w
 #define DIRECT_WITH(NAME, BLOCKING)                                                                \
   INLINE void NAME DIRECT_PARAMS {                                                                 \
     const blocking k = BLOCKING;                                                                   \
-    direct_pass(k, shape, weight, bias, image, image_out, row_begin, row_end, scratch);            \
+    direct_pass(k, shape, weight, bias, image, image_out, relu_mask, row_begin, row_end, scratch); \
   }
 DIRECT_WITH(direct_baseline, BLOCKING_BASELINE)
 DIRECT_WITH(direct_avx2, BLOCKING_AVX2)

@@ -397,6 +397,15 @@ INLINE void stage_input(const ck_conv_shape *s, const float *image, float *scrat
              image + ci * pixels + (size_t)y * width, sizeof(float) * (size_t)width);
 }
 
+/// With the ReLU, the words of image `image`'s ReLU mask from output channel co on (NULL without
+/// the ReLU or without a mask: the outputs are read instead).
+INLINE const uint16_t *relu_words(const ck_conv_shape *s, const uint16_t *relu_mask, int image,
+                                  int co) {
+  if (!s->relu || !relu_mask) return NULL;
+  const size_t row_words = (size_t)direct_mask_row_words(s->width);
+  return relu_mask + ((size_t)image * s->out_channels + (size_t)co) * s->height * row_words;
+}
+
 /// dW[co][ci][ky][kx] += Σ over pixels of dY[co][y][x] · x[ci][y + ky − 1][x + kx − 1] and
 /// dbias[co] += Σ dY[co] (dY masked by the ReLU), 16 columns at a time: for each group of up to 3
 /// output channels and each input channel, 27 vector accumulators (channel × tap) sharing each
@@ -405,8 +414,8 @@ INLINE void stage_input(const ck_conv_shape *s, const float *image, float *scrat
 /// (AVX-512): there the 27 accumulators, 3 gradients and an input fit, and the pass is as fast as
 /// the memory brings dY and the outputs in.
 INLINE void weight_grad_inline(const ck_conv_shape *s, const float *input, const float *output,
-                               const float *output_grad, float *weight_grad, float *bias_grad,
-                               int images, float *scratch) {
+                               const uint16_t *relu_mask, const float *output_grad,
+                               float *weight_grad, float *bias_grad, int images, float *scratch) {
   const int cin = s->in_channels, cout = s->out_channels, height = s->height, width = s->width;
   const int pw = staged_input_width(width);
   const size_t plane = (size_t)(height + 2) * pw, pixels = (size_t)height * width;
@@ -416,7 +425,9 @@ INLINE void weight_grad_inline(const ck_conv_shape *s, const float *input, const
     for (int co0 = 0; co0 < cout; co0 += 3) {
       const int group = min_int(3, cout - co0);
       const float *grad = output_grad + ((size_t)image * cout + co0) * pixels;
-      const float *out = s->relu ? output + ((size_t)image * cout + co0) * pixels : NULL;
+      const uint16_t *mask = relu_words(s, relu_mask, image, co0);
+      const float *out = s->relu && !mask ? output + ((size_t)image * cout + co0) * pixels : NULL;
+      const int row_words = direct_mask_row_words(width);
       v16 bias_sum[3] = {zero(), zero(), zero()};
       for (int ci = 0; ci < cin; ci++) {
         v16 acc[27];
@@ -439,6 +450,8 @@ INLINE void weight_grad_inline(const ck_conv_shape *s, const float *input, const
                 if (out) load_partial(out + c * pixels + at, width - x0, &o, &unused);
               }
               if (out) g[c] = select(o > zero(), g[c]);
+              if (mask)
+                g[c] = select(lanes_of_bits(mask[((size_t)c * height + y) * row_words + x0 / 16]), g[c]);
               if (ci == 0) bias_sum[c] += g[c];
             }
             const float *p = scratch + (size_t)ci * plane + (size_t)y * pw + x0;
@@ -461,13 +474,13 @@ INLINE void weight_grad_inline(const ck_conv_shape *s, const float *input, const
   }
 }
 
-/// g[c][y][x] = dY[co + c][y][x] for one row y, 0 where the ReLU output is 0 (outputs not
-/// NULL) and for x ≥ width, 0 for count ≤ c < C (g: C planes `plane` floats apart, rows
-/// round16(width) floats apart); bias[c] += the row's sum. grads, outputs: one image's
-/// [Cout, H, W].
+/// g[c][y][x] = dY[co + c][y][x] for one row y, 0 where the ReLU output is 0 (by the image's
+/// mask, or else its outputs, when not NULL) and for x ≥ width, 0 for count ≤ c < C (g: C planes
+/// `plane` floats apart, rows round16(width) floats apart); bias[c] += the row's sum. grads,
+/// outputs: one image's [Cout, H, W]; mask: its ReLU mask (ck_direct_relu_mask_words).
 INLINE void stage_gradient_row(const int C, const ck_conv_shape *s, const float *grads,
-                               const float *outputs, int co, int count, int y, float *g,
-                               size_t plane, v16 *bias) {
+                               const float *outputs, const uint16_t *mask, int co, int count,
+                               int y, float *g, size_t plane, v16 *bias) {
   const int width = s->width, gw = round16(width);
   const size_t pixels = (size_t)s->height * width;
   for (int c = 0; c < C; c++) {
@@ -481,7 +494,10 @@ INLINE void stage_gradient_row(const int C, const ck_conv_shape *s, const float 
     for (int x0 = 0; x0 < gw; x0 += 16) {
       const int left = width - x0;
       v16 d = left >= 16 ? load(grad + x0) : load_first(grad + x0, left, 0.0f);
-      if (out) {
+      if (mask) {
+        const size_t row = (size_t)(co + c) * s->height + (size_t)y;
+        d = select(lanes_of_bits(mask[row * direct_mask_row_words(width) + x0 / 16]), d);
+      } else if (out) {
         v16 o = left >= 16 ? load(out + x0) : load_first(out + x0, left, 0.0f);
         d = select(o > zero(), d);
       }
@@ -495,14 +511,15 @@ INLINE void stage_gradient_row(const int C, const ck_conv_shape *s, const float 
 /// planes of staged output gradients, rows from `rows` on pw floats apart), in 8-float vectors;
 /// with STAGE, each row of g is first staged (stage_gradient_row).
 INLINE void kernel_row_sums(const int C, const int STAGE, const ck_conv_shape *s,
-                            const float *grads, const float *outputs, int co, int count, v16 *bias,
-                            const float *rows, float *g, size_t grad_plane, float sums[][3]) {
+                            const float *grads, const float *outputs, const uint16_t *mask, int co,
+                            int count, v16 *bias, const float *rows, float *g, size_t grad_plane,
+                            float sums[][3]) {
   const int pw = staged_input_width(s->width), gw = round16(s->width);
   v8 acc[GRAD_CHANNELS_MAX][3];
 #pragma clang loop unroll(full)
   for (int c = 0; c < C; c++) acc[c][0] = acc[c][1] = acc[c][2] = (v8){0};
   for (int y = 0; y < s->height; y++) {
-    if (STAGE) stage_gradient_row(C, s, grads, outputs, co, count, y, g, grad_plane, bias);
+    if (STAGE) stage_gradient_row(C, s, grads, outputs, mask, co, count, y, g, grad_plane, bias);
     const float *row = rows + (size_t)y * pw, *grad_row = g + (size_t)y * gw;
     for (int x0 = 0; x0 < gw; x0 += 8) {
       v8 d[GRAD_CHANNELS_MAX];
@@ -529,8 +546,9 @@ INLINE void kernel_row_sums(const int C, const int STAGE, const ck_conv_shape *s
 /// 16.7–17.9 → 11.3–11.9 ms in the training profile (the memory's floor for dY and the outputs,
 /// 206 MB, is about 10).
 INLINE void weight_grad_staged(const int C, const ck_conv_shape *s, const float *input,
-                               const float *output, const float *output_grad, float *weight_grad,
-                               float *bias_grad, int images, float *scratch) {
+                               const float *output, const uint16_t *relu_mask,
+                               const float *output_grad, float *weight_grad, float *bias_grad,
+                               int images, float *scratch) {
   const int cin = s->in_channels, cout = s->out_channels, height = s->height, width = s->width;
   const int pw = staged_input_width(width), gw = round16(width);
   const size_t plane = (size_t)(height + 2) * pw, pixels = (size_t)height * width;
@@ -540,7 +558,8 @@ INLINE void weight_grad_staged(const int C, const ck_conv_shape *s, const float 
   for (int image = 0; image < images; image++) {
     stage_input(s, input + (size_t)image * cin * pixels, scratch);
     const float *grads = output_grad + (size_t)image * cout * pixels;
-    const float *outputs = s->relu ? output + (size_t)image * cout * pixels : NULL;
+    const uint16_t *mask = relu_words(s, relu_mask, image, 0);
+    const float *outputs = s->relu && !mask ? output + (size_t)image * cout * pixels : NULL;
     for (int co0 = 0; co0 < cout; co0 += C) {
       const int group = min_int(C, cout - co0);
       v16 bias[GRAD_CHANNELS_MAX] = {zero(), zero(), zero()};
@@ -549,9 +568,10 @@ INLINE void weight_grad_staged(const int C, const ck_conv_shape *s, const float 
           float sums[GRAD_CHANNELS_MAX][3];
           const float *rows = scratch + (size_t)ci * plane + (size_t)ky * pw;
           if (ci == 0 && ky == 0)
-            kernel_row_sums(C, 1, s, grads, outputs, co0, group, bias, rows, g, grad_plane, sums);
+            kernel_row_sums(C, 1, s, grads, outputs, mask, co0, group, bias, rows, g, grad_plane,
+                            sums);
           else
-            kernel_row_sums(C, 0, s, NULL, NULL, co0, group, NULL, rows, g, grad_plane, sums);
+            kernel_row_sums(C, 0, s, NULL, NULL, NULL, co0, group, NULL, rows, g, grad_plane, sums);
           for (int c = 0; c < group; c++)
             for (int kx = 0; kx < 3; kx++)
               weight_grad[((size_t)(co0 + c) * cin + ci) * 9 + 3 * ky + kx] += sums[c][kx];
@@ -626,8 +646,8 @@ typedef void (*forward_fn)(const ck_conv_shape *, const float *, const float *, 
                            float *, int, int, int, int, int, float *);
 typedef void (*backward_fn)(const ck_conv_shape *, const float *, const float *,
                             const float *, const float *, float *, float *, float *, int, float *);
-typedef void (*weight_grad_fn)(const ck_conv_shape *, const float *, const float *, const float *,
-                               float *, float *, int, float *);
+typedef void (*weight_grad_fn)(const ck_conv_shape *, const float *, const float *,
+                               const uint16_t *, const float *, float *, float *, int, float *);
 
 #define INSTANTIATE(NAME, TARGET, BLOCKING, GRAD_STAGED)                                           \
   TARGET static void forward_##NAME(const ck_conv_shape *s, const float *u, const float *bias,     \
@@ -646,14 +666,15 @@ typedef void (*weight_grad_fn)(const ck_conv_shape *, const float *, const float
                   scratch);                                                                        \
   }                                                                                                \
   TARGET static void weight_grad_##NAME(const ck_conv_shape *s, const float *input,                \
-                                        const float *output, const float *output_grad,             \
-                                        float *weight_grad, float *bias_grad, int images,          \
-                                        float *scratch) {                                          \
+                                        const float *output, const uint16_t *relu_mask,            \
+                                        const float *output_grad, float *weight_grad,              \
+                                        float *bias_grad, int images, float *scratch) {            \
     if (GRAD_STAGED > 0)                                                                           \
-      weight_grad_staged(GRAD_STAGED, s, input, output, output_grad, weight_grad, bias_grad,       \
-                         images, scratch);                                                         \
+      weight_grad_staged(GRAD_STAGED, s, input, output, relu_mask, output_grad, weight_grad,       \
+                         bias_grad, images, scratch);                                              \
     else                                                                                           \
-      weight_grad_inline(s, input, output, output_grad, weight_grad, bias_grad, images, scratch);  \
+      weight_grad_inline(s, input, output, relu_mask, output_grad, weight_grad, bias_grad, images, \
+                         scratch);                                                                 \
   }
 
 // GRAD_STAGED: the output channels a pass of weight_grad_staged takes (registers of 8 floats or
@@ -727,8 +748,8 @@ void ck_winograd_backward(const ck_conv_shape *shape, const float *u_t, const fl
 }
 
 void ck_conv3x3_weight_grad(const ck_conv_shape *shape, const float *input, const float *output,
-                            const float *output_grad, float *weight_grad, float *bias_grad,
-                            int images, float *scratch) {
-  current_variant()->weight_grad(shape, input, output, output_grad, weight_grad, bias_grad, images,
-                                 scratch);
+                            const uint16_t *relu_mask, const float *output_grad,
+                            float *weight_grad, float *bias_grad, int images, float *scratch) {
+  current_variant()->weight_grad(shape, input, output, relu_mask, output_grad, weight_grad,
+                                 bias_grad, images, scratch);
 }

@@ -70,6 +70,10 @@ INLINE v16i first_lanes(int count) {
 
 INLINE int round16(int n) { return (n + 15) & ~15; }
 
+/// Words per row of the direct forward's ReLU mask (ck_direct_relu_mask_words: per output
+/// channel and row, one bit per pixel, 16 to a word), which the direct weight gradient reads.
+INLINE int direct_mask_row_words(int width) { return round16(width) / 16; }
+
 /// p[0 … count − 1] (count < 32) as two vectors, zero past count: whole vectors where possible.
 INLINE void load_partial(const float *p, int count, v16 *low, v16 *high) {
   float staged[16] = {0};

@@ -131,10 +131,15 @@ size_t ck_direct_scratch(const ck_conv_shape *shape);
 
 /// image_out = ReLU?(conv(image) + bias) for one image (NCHW: [Cin, H, W] → [Cout, H, W]), output
 /// rows row_begin … row_end − 1, computed directly: for a first layer with few input channels
-/// (RGB). weight [Cout, Cin, 3, 3] as the layer keeps it.
+/// (RGB). weight [Cout, Cin, 3, 3] as the layer keeps it. With the ReLU and relu_mask not NULL,
+/// also writes those rows' bits of the image's ReLU mask (which outputs are above 0; per output
+/// channel and row, 16 pixels to a word: ck_direct_relu_mask_words an image), which
+/// ck_conv3x3_weight_grad reads.
 void ck_direct_forward(const ck_conv_shape *shape, const float *weight, const float *bias,
-                       const float *image, float *image_out, int row_begin, int row_end,
-                       float *scratch);
+                       const float *image, float *image_out, uint16_t *relu_mask, int row_begin,
+                       int row_end, float *scratch);
+/// 16-bit words of one image's ReLU mask in ck_direct_forward.
+size_t ck_direct_relu_mask_words(const ck_conv_shape *shape);
 
 /// Floats of scratch one thread needs for ck_conv3x3_weight_grad (block_rows is not used).
 size_t ck_conv3x3_weight_grad_scratch(const ck_conv_shape *shape);
@@ -142,9 +147,10 @@ size_t ck_conv3x3_weight_grad_scratch(const ck_conv_shape *shape);
 /// weight_grad [Cout, Cin, 3, 3] += dL/dweight and bias_grad [Cout] += dL/dbias of the same
 /// convolution over `images` images, computed directly (no transform, no input gradient): for a
 /// first layer with few input channels (RGB), where the products of im2col and Winograd are too
-/// thin. output: the forward's output (read for the ReLU mask when shape->relu).
+/// thin. With the ReLU, dY is masked by relu_mask (the images' masks as ck_direct_forward wrote
+/// them, one after another) or, where that is NULL, by the forward's output.
 void ck_conv3x3_weight_grad(const ck_conv_shape *shape, const float *input, const float *output,
-                            const float *output_grad, float *weight_grad, float *bias_grad,
-                            int images, float *scratch);
+                            const uint16_t *relu_mask, const float *output_grad,
+                            float *weight_grad, float *bias_grad, int images, float *scratch);
 
 #endif

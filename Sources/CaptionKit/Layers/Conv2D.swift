@@ -70,7 +70,8 @@ public final class Conv2D {
   private var input: Tensor?  // [B, Cin, H, W], kept for backward
   private var output: Tensor?  // [B, Cout, H, W]: the last forward's output, kept for backward
   private var outputWorkspace: Tensor?  // what `forward(_:)` writes into
-  var reluMaskWorkspace: Tensor?  // the F(4×4) forward's ReLU mask (Conv2DBlocked.swift: reluMask)
+  var reluMaskWorkspace: Tensor?  // the ReLU's mask in bits (Conv2DBlocked.swift: reluMask)
+  var reluMaskIsCurrent = false  // whether the last forward wrote it (F(4×4), direct)
   /// The last forward's output (tests read the ReLU pattern from it).
   var lastOutput: Tensor? { output }
   private var inputGrad: Tensor?  // [B, Cin, H, W]
@@ -126,6 +127,7 @@ public final class Conv2D {
       "Conv2D: output \(output.shape) for input \(input.shape)")
     self.input = input
     self.output = output
+    reluMaskIsCurrent = false
     if algorithm == .winograd {
       forwardBlocked(input, output)
       return

@@ -127,7 +127,9 @@ extension Conv2D {
     let scratch = self.scratch.buffer(.kernel, shape: [parts, scratchSize])
     let (inputSize, outputSize) = (cin * height * width, cout * height * width)
     let biasPointer = bias.value.pointer
-    let mask = tile == 4 && relu ? reluMask(batch: batch, shape: shape) : nil
+    var maskShape = shape
+    let perImage = tile == 4 && relu ? ck_winograd4_relu_mask_words(&maskShape) : 0
+    let mask = tile == 4 && relu ? reluMask(batch: batch, perImage: perImage) : nil
     Parallel.ranges(units, parts: parts) { part, range in
       var shape = shape
       let images = share == .images ? range : 0..<batch
@@ -140,7 +142,7 @@ extension Conv2D {
       if tile == 4 {
         ck_winograd4_forward(
           &shape, u.pointer, biasPointer, inputs, outputs,
-          mask.map { $0.words + images.lowerBound * $0.perImage },
+          mask.map { $0 + images.lowerBound * perImage },
           Int32(images.count), Int32(rows.lowerBound), Int32(rows.upperBound), Int32(channels.lowerBound),
           Int32(channels.upperBound), scratch)
       } else {
@@ -151,27 +153,33 @@ extension Conv2D {
     }
   }
 
-  /// The F(4×4) forward's ReLU mask for `batch` images (ck_winograd4_relu_mask_words 16-bit words
-  /// an image, the images one after another): which outputs are above 0, what the backward masks
-  /// dY with instead of reading the outputs again (1/32 of their bytes). Kept until the next
-  /// forward, as the output is.
-  func reluMask(batch: Int, shape: ck_conv_shape) -> (words: UnsafeMutablePointer<UInt16>, perImage: Int) {
-    var shape = shape
-    let perImage = ck_winograd4_relu_mask_words(&shape)
-    let floats = (batch * perImage + 1) / 2
-    let tensor = reuseWorkspace(&reluMaskWorkspace, shape: [floats])
-    return (UnsafeMutableRawPointer(tensor.pointer).assumingMemoryBound(to: UInt16.self), perImage)
+  /// The ReLU's mask for `batch` images, `perImage` 16-bit words each (ck_winograd4_relu_mask_words
+  /// or ck_direct_relu_mask_words), the images one after another: which outputs are above 0, what
+  /// the backward masks dY with instead of reading the outputs again (1/32 of their bytes). The
+  /// forward that writes it marks it current until the next forward, as the output is kept.
+  func reluMask(batch: Int, perImage: Int) -> UnsafeMutablePointer<UInt16> {
+    let tensor = reuseWorkspace(&reluMaskWorkspace, shape: [(batch * perImage + 1) / 2])
+    reluMaskIsCurrent = true
+    return UnsafeMutableRawPointer(tensor.pointer).assumingMemoryBound(to: UInt16.self)
   }
 
-  /// The last F(4×4) forward's ReLU mask (reluMask), for the backward of a layer with the ReLU.
-  func lastReluMask(batch: Int, shape: ck_conv_shape) -> UnsafePointer<UInt16>? {
+  /// The last forward's ReLU mask (reluMask) for `batch` images of `perImage` words, if that
+  /// forward wrote one (nil without the ReLU).
+  func lastReluMask(batch: Int, perImage: Int) -> UnsafePointer<UInt16>? {
+    guard relu, reluMaskIsCurrent, let tensor = reluMaskWorkspace,
+      tensor.shape == [(batch * perImage + 1) / 2]
+    else { return nil }
+    return UnsafePointer(UnsafeMutableRawPointer(tensor.pointer).assumingMemoryBound(to: UInt16.self))
+  }
+
+  /// The last F(4×4) forward's ReLU mask, which the F(4×4) backward of a layer with the ReLU reads.
+  func lastReluMask4(batch: Int, shape: ck_conv_shape) -> UnsafePointer<UInt16>? {
     guard relu else { return nil }
     var shape = shape
-    let perImage = ck_winograd4_relu_mask_words(&shape)
-    guard let tensor = reluMaskWorkspace, tensor.shape == [(batch * perImage + 1) / 2] else {
+    guard let mask = lastReluMask(batch: batch, perImage: ck_winograd4_relu_mask_words(&shape)) else {
       preconditionFailure("Conv2D: backward without the ReLU mask of a forward of \(batch) images")
     }
-    return UnsafePointer(UnsafeMutableRawPointer(tensor.pointer).assumingMemoryBound(to: UInt16.self))
+    return mask
   }
 
   func backwardBlocked(_ input: Tensor, _ output: Tensor, _ outputGrad: Tensor, _ inputGrad: Tensor?) {
@@ -192,7 +200,7 @@ extension Conv2D {
     }
     var shape = blockedShape(height: height, width: width, tile: tile, images: perThread)
     let uT = transformedWeights(tile: tile, transposed: true)
-    let mask = tile == 4 ? lastReluMask(batch: batch, shape: shape) : nil
+    let mask = tile == 4 ? lastReluMask4(batch: batch, shape: shape) : nil
     let maskWords = tile == 4 ? ck_winograd4_relu_mask_words(&shape) : 0
     let scratchSize = tile == 4 ? ck_winograd4_scratch(&shape) : ck_winograd_scratch(&shape)
     let scratch = self.scratch.buffer(.kernel, shape: [threads, scratchSize])
@@ -245,7 +253,7 @@ extension Conv2D {
     let (cin, cout) = (inChannels, outChannels)
     var shape = blockedShape(height: height, width: width, tile: 4, images: batch)
     let uT = transformedWeights(tile: 4, transposed: true)
-    let mask = lastReluMask(batch: batch, shape: shape)
+    let mask = lastReluMask4(batch: batch, shape: shape)
     let scratchSize = ck_winograd4_scratch(&shape)
     let scratch = self.scratch.buffer(.kernel, shape: [parts, scratchSize])
     // One dU (ck_winograd4_backward's layout): each thread's kernel writes the strips of its channels.
@@ -289,11 +297,15 @@ extension Conv2D {
     let weightSize = cout * cin * 9
     let (weightGrads, biasGrads) = threadPartials(threads: threads, size: weightSize)
     let (inputSize, outputSize) = (cin * height * width, cout * height * width)
+    // The direct forward's mask where it wrote one (else the kernel reads the outputs).
+    let maskWords = ck_direct_relu_mask_words(&shape)
+    let mask = lastReluMask(batch: batch, perImage: maskWords)
     forEachShare(of: batch, threads: threads, shape: shape) { shape, part, first, count in
       ck_conv3x3_weight_grad(
         shape, input.pointer + first * inputSize, output.pointer + first * outputSize,
-        outputGrad.pointer + first * outputSize, weightGrads.pointer + part * weightSize,
-        biasGrads.pointer + part * cout, count, scratch.pointer + part * scratchSize)
+        mask.map { $0 + first * maskWords }, outputGrad.pointer + first * outputSize,
+        weightGrads.pointer + part * weightSize, biasGrads.pointer + part * cout, count,
+        scratch.pointer + part * scratchSize)
     }
     for part in 0..<threads {
       let share = weightGrads.pointer + part * weightSize
@@ -321,6 +333,8 @@ extension Conv2D {
     let scratch = self.scratch.buffer(.kernel, shape: [parts, scratchSize])
     let (inputSize, outputSize) = (inChannels * height * width, outChannels * height * width)
     let (weights, biases) = (weight.value.pointer, bias.value.pointer)
+    let maskWords = ck_direct_relu_mask_words(&shape)
+    let mask = relu ? reluMask(batch: batch, perImage: maskWords) : nil
     Parallel.ranges(rows, parts: parts) { part, range in
       var shape = shape
       var row = range.lowerBound
@@ -329,7 +343,8 @@ extension Conv2D {
         let end = min(range.upperBound, (image + 1) * height)
         ck_direct_forward(
           &shape, weights, biases, input.pointer + image * inputSize, output.pointer + image * outputSize,
-          Int32(y), Int32(y + end - row), scratch.pointer + part * scratchSize)
+          mask.map { $0 + image * maskWords }, Int32(y), Int32(y + end - row),
+          scratch.pointer + part * scratchSize)
         row = end
       }
     }
