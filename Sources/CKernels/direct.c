@@ -84,9 +84,10 @@ INLINE void direct_panel(const int ROWS, const int VECTORS, const ck_conv_shape 
             store(target + 16 * v, out);
           else if (left > 0)
             store_first(target + 16 * v, left, out);
-          if (mask && left > 0)
-            mask[((size_t)(co + r) * s->height + y0 + y) * direct_mask_row_words(width) + x / 16 + v] =
-                positive_bits(out);
+          if (mask && left > 0) {
+            const size_t row = (size_t)(co + r) * s->height + (size_t)(y0 + y);
+            mask[row * direct_mask_row_words(width) + x / 16 + v] = positive_bits(out);
+          }
         }
       }
     }

@@ -411,8 +411,8 @@ INLINE const uint16_t *relu_words(const ck_conv_shape *s, const uint16_t *relu_m
 /// output channels and each input channel, 27 vector accumulators (channel × tap) sharing each
 /// input load, reduced at the end; the masked dY of the group's channels loaded for each input
 /// channel (from the L2 after the first). For instruction sets with 32 registers of 16 floats
-/// (AVX-512): there the 27 accumulators, 3 gradients and an input fit, and the pass is as fast as
-/// the memory brings dY and the outputs in.
+/// (AVX-512): there the 27 accumulators, 3 gradients and an input fit, and the pass is about as
+/// fast as the memory brings dY and the ReLU's mask (or the outputs) in.
 INLINE void weight_grad_inline(const ck_conv_shape *s, const float *input, const float *output,
                                const uint16_t *relu_mask, const float *output_grad,
                                float *weight_grad, float *bias_grad, int images, float *scratch) {
@@ -450,8 +450,10 @@ INLINE void weight_grad_inline(const ck_conv_shape *s, const float *input, const
                 if (out) load_partial(out + c * pixels + at, width - x0, &o, &unused);
               }
               if (out) g[c] = select(o > zero(), g[c]);
-              if (mask)
-                g[c] = select(lanes_of_bits(mask[((size_t)c * height + y) * row_words + x0 / 16]), g[c]);
+              if (mask) {
+                const uint16_t word = mask[((size_t)c * height + y) * row_words + x0 / 16];
+                g[c] = select(lanes_of_bits(word), g[c]);
+              }
               if (ci == 0) bias_sum[c] += g[c];
             }
             const float *p = scratch + (size_t)ci * plane + (size_t)y * pw + x0;
