@@ -21,8 +21,7 @@ enum { CHUNK_ROWS = 8 };
 INLINE int staged_width(int width) { return round16(width) + 48; }
 
 size_t ck_direct_relu_mask_words(const ck_conv_shape *shape) {
-  return (size_t)shape->out_channels * (size_t)shape->height *
-         (size_t)direct_mask_row_words(shape->width);
+  return direct_mask_word(shape, shape->out_channels, 0, 0);  // one past the last channel's rows
 }
 
 size_t ck_direct_scratch(const ck_conv_shape *shape) {
@@ -84,10 +83,8 @@ INLINE void direct_panel(const int ROWS, const int VECTORS, const ck_conv_shape 
             store(target + 16 * v, out);
           else if (left > 0)
             store_first(target + 16 * v, left, out);
-          if (mask && left > 0) {
-            const size_t row = (size_t)(co + r) * s->height + (size_t)(y0 + y);
-            mask[row * direct_mask_row_words(width) + x / 16 + v] = positive_bits(out);
-          }
+          if (mask && left > 0)
+            mask[direct_mask_word(s, co + r, y0 + y, x + 16 * v)] = positive_bits(out);
         }
       }
     }

@@ -51,9 +51,11 @@ INLINE size_t mask_words(const geometry *g) {
   return (size_t)g->cout * (size_t)g->height * 4 * (size_t)mask_groups(g);
 }
 
-/// The words of channel co's row y (phase k, tile group q at [k · groups + q]) in one image's mask.
-INLINE size_t mask_row(const geometry *g, int co, int y) {
-  return ((size_t)co * (size_t)g->height + (size_t)y) * 4 * (size_t)mask_groups(g);
+/// The word of one image's mask that holds phase k of tile columns tx … tx + 15 (tx a multiple of
+/// 16) of output channel co's row y.
+INLINE size_t mask_word(const geometry *g, int co, int y, int k, int tx) {
+  const size_t row = (size_t)co * (size_t)g->height + (size_t)y;
+  return (row * 4 + (size_t)k) * (size_t)mask_groups(g) + (size_t)(tx / 16);
 }
 
 size_t ck_winograd4_relu_mask_words(const ck_conv_shape *shape) {
@@ -254,10 +256,9 @@ INLINE void output_transform4(const geometry *g, const float *m, const float *bi
           const float *s = y + 4 * j * cw + tr * tw + tx;
           v16 quad[4] = {load(s), load(s + cw), load(s + 2 * cw), load(s + 3 * cw)};
           store_quad(plane + (size_t)(y0 + j) * width, 4 * tx, width, quad);
-          if (mask) {
-            uint16_t *words = mask + mask_row(g, co, y0 + j) + tx / 16;
-            for (int k = 0; k < 4; k++) words[k * mask_groups(g)] = positive_bits(quad[k]);
-          }
+          if (mask)
+            for (int k = 0; k < 4; k++)
+              mask[mask_word(g, co, y0 + j, k, tx)] = positive_bits(quad[k]);
         }
       }
     }
@@ -371,11 +372,9 @@ INLINE void output_transform_backward4(const geometry *g, const float *output_gr
             v16 e[4] = {zero(), zero(), zero(), zero()};
             if (y < g->height) {
               load_quad(grad + (size_t)y * width, 4 * tx, width, e);
-              if (mask) {
-                const uint16_t *words = mask + mask_row(g, co, y) + tx / 16;
+              if (mask)
                 for (int k = 0; k < 4; k++)
-                  e[k] = select(lanes_of_bits(words[k * mask_groups(g)]), e[k]);
-              }
+                  e[k] = select(lanes_of_bits(mask[mask_word(g, co, y, k, tx)]), e[k]);
             }
             sum += (e[0] + e[1]) + (e[2] + e[3]);
             for (int k = 0; k < 4; k++) store(d + (4 * j + k) * cw + tr * tw + tx, e[k]);

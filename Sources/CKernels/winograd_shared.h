@@ -70,9 +70,13 @@ INLINE v16i first_lanes(int count) {
 
 INLINE int round16(int n) { return (n + 15) & ~15; }
 
-/// Words per row of the direct forward's ReLU mask (ck_direct_relu_mask_words: per output
-/// channel and row, one bit per pixel, 16 to a word), which the direct weight gradient reads.
-INLINE int direct_mask_row_words(int width) { return round16(width) / 16; }
+/// The word of one image's ReLU mask from the direct forward (ck_direct_relu_mask_words: per
+/// output channel and row, one bit per pixel, 16 to a word) that holds pixels x … x + 15 (x a
+/// multiple of 16) of output channel co's row y; the direct weight gradient reads it.
+INLINE size_t direct_mask_word(const ck_conv_shape *s, int co, int y, int x) {
+  const size_t row = (size_t)co * (size_t)s->height + (size_t)y;
+  return row * (size_t)(round16(s->width) / 16) + (size_t)(x / 16);
+}
 
 /// p[0 … count − 1] (count < 32) as two vectors, zero past count: whole vectors where possible.
 INLINE void load_partial(const float *p, int count, v16 *low, v16 *high) {

@@ -127,8 +127,7 @@ extension Conv2D {
     let scratch = self.scratch.buffer(.kernel, shape: [parts, scratchSize])
     let (inputSize, outputSize) = (cin * height * width, cout * height * width)
     let biasPointer = bias.value.pointer
-    var maskShape = shape
-    let perImage = tile == 4 && relu ? ck_winograd4_relu_mask_words(&maskShape) : 0
+    let perImage = tile == 4 ? ck_winograd4_relu_mask_words(&shape) : 0
     let mask = tile == 4 && relu ? reluMask(batch: batch, perImage: perImage) : nil
     Parallel.ranges(units, parts: parts) { part, range in
       var shape = shape
@@ -172,11 +171,11 @@ extension Conv2D {
     return UnsafePointer(UnsafeMutableRawPointer(tensor.pointer).assumingMemoryBound(to: UInt16.self))
   }
 
-  /// The last F(4×4) forward's ReLU mask, which the F(4×4) backward of a layer with the ReLU reads.
-  func lastReluMask4(batch: Int, shape: ck_conv_shape) -> UnsafePointer<UInt16>? {
+  /// The last F(4×4) forward's ReLU mask (ck_winograd4_relu_mask_words `perImage`), which the
+  /// F(4×4) backward of a layer with the ReLU must read (nil without the ReLU).
+  func lastReluMask4(batch: Int, perImage: Int) -> UnsafePointer<UInt16>? {
     guard relu else { return nil }
-    var shape = shape
-    guard let mask = lastReluMask(batch: batch, perImage: ck_winograd4_relu_mask_words(&shape)) else {
+    guard let mask = lastReluMask(batch: batch, perImage: perImage) else {
       preconditionFailure("Conv2D: backward without the ReLU mask of a forward of \(batch) images")
     }
     return mask
@@ -200,8 +199,8 @@ extension Conv2D {
     }
     var shape = blockedShape(height: height, width: width, tile: tile, images: perThread)
     let uT = transformedWeights(tile: tile, transposed: true)
-    let mask = tile == 4 ? lastReluMask4(batch: batch, shape: shape) : nil
     let maskWords = tile == 4 ? ck_winograd4_relu_mask_words(&shape) : 0
+    let mask = tile == 4 ? lastReluMask4(batch: batch, perImage: maskWords) : nil
     let scratchSize = tile == 4 ? ck_winograd4_scratch(&shape) : ck_winograd_scratch(&shape)
     let scratch = self.scratch.buffer(.kernel, shape: [threads, scratchSize])
     // Per-thread dU (positions × Cout × round16(Cin) floats, ck_winograd_backward's layout), each
@@ -253,7 +252,7 @@ extension Conv2D {
     let (cin, cout) = (inChannels, outChannels)
     var shape = blockedShape(height: height, width: width, tile: 4, images: batch)
     let uT = transformedWeights(tile: 4, transposed: true)
-    let mask = lastReluMask4(batch: batch, shape: shape)
+    let mask = lastReluMask4(batch: batch, perImage: ck_winograd4_relu_mask_words(&shape))
     let scratchSize = ck_winograd4_scratch(&shape)
     let scratch = self.scratch.buffer(.kernel, shape: [parts, scratchSize])
     // One dU (ck_winograd4_backward's layout): each thread's kernel writes the strips of its channels.
