@@ -582,8 +582,8 @@ INLINE void forward_products(const blocking k, const geometry *g, int positions,
 /// L2 (a block's dM, 2–8 MB a thread at 224–28 px, is past it; all dU products first, then all dV,
 /// read it from memory twice). VGG-16's training profile at batch 8, AVX-512, four alternating
 /// runs, each layer's best: backward at 224 px 100.7 → 94.5 ms, 112 px (64 → 128) 48.2 → 44.1,
-/// 56 px (256 → 256) 93.1–96.3 → 90.3–90.6, 28 px (512 → 512) 90.0–90.2 → 87.6–88.5; AVX2: 28 px
-/// 92.7–95.9 → 90.4–91.4, the others within the noise.
+/// 56 px (256 → 256) 93.1–96.3 → 90.3–90.6, 28 px (512 → 512) 90.0–90.2 → 87.6–88.5; AVX2: 56 px
+/// 95.8–98.5 → 91.8–94.3, 28 px 92.8–92.9 → 90.6–90.9, 224 px 103.7 → 101.8.
 /// V and dM in strips ([positions][C + 1][ld]). u_t holds Uᵀ [positions, u_cin, Cout] (the weight
 /// transform's transposed output), so that dV's left operand is read along its rows, as the
 /// forward reads U: read down U's columns instead, each step's 8 (AVX-512) or 6 (AVX2) floats lie
