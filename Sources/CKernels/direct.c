@@ -117,7 +117,7 @@ INLINE void direct_pass(const blocking k, const ck_conv_shape *s, const float *w
 /// stand-alone (Zen 4): at 224 px 8.9–9.1 → 7.2–7.4 ms (65% → 80–82% of the peak), at 128 px
 /// (32 output channels) 1.40–1.44 → 1.16 ms, at 64 px 0.38–0.39 → 0.32–0.33 ms; 6 × 1, 4 × 2, 12 ×
 /// 1 and 16 × 1 fell between.
-#define DIRECT_BLOCKING_AVX512 {8, 1}
+#define DIRECT_BLOCKING_AVX512 {8, 1, 0}
 
 /// direct_pass with one instruction set's register blocking.
 #define DIRECT_WITH(NAME, BLOCKING)                                                                \

@@ -79,7 +79,8 @@ INLINE void split_row(const float *row, int width, float *planes, size_t stride,
 /// row: E[j] = Σ a[0][j] + a[2][j − 1], O[j] = Σ a[1][j] + a[3][j − 1] (a[k][j] = 0 for j ≥ tw).
 /// All in registers, 16 tiles (32 columns) at a time; each vector of the row is written once.
 INLINE void merge_row(float *row, int width, int tw, const float *first, const float *second,
-                      size_t cw, int add) {
+                      size_t cw, int add, int in_lanes) {
+  (void)in_lanes;  // pairs, not quads: its interleaves are the 16-float ones
   v16 carry2 = zero(), carry3 = zero(), high_before = zero();  // from the previous 16 tiles
   for (int j = 0; 2 * j - 16 < width; j += 16) {
     const v16i lanes = first_lanes(tw - j);
@@ -318,7 +319,8 @@ INLINE void input_transform_backward(const geometry *g, const float *dv, float *
         store(target + 3 * cw, -x[r][3]);
       }
     }
-    merge_rows(2, 4, merge_row, g, ty0, rows, a, image + (size_t)ci * g->height * g->width, NULL);
+    merge_rows(2, 4, merge_row, g, ty0, rows, a, image + (size_t)ci * g->height * g->width, NULL,
+               0);
   }
 }
 

@@ -65,8 +65,12 @@ size_t ck_winograd4_relu_mask_words(const ck_conv_shape *shape) {
 
 // MARK: - Rows: phase planes, output rows of 4 interleaved tiles
 
-/// out[k][i] = row[x0 + 4i + k] for the 16 tiles i (0 past width).
-INLINE void load_quad(const float *row, int x0, int width, v16 out[4]) {
+// The transforms below pass on `in_lanes`, their blocking's (winograd_shared.h): whether a row's
+// 4 × 16 interleaves run in 128-bit lanes (vector16.h).
+
+/// out[k][i] = row[x0 + 4i + k] for the 16 tiles i (0 past width). in_lanes: as the blocking says
+/// (winograd_shared.h).
+INLINE void load_quad(const float *row, int x0, int width, v16 out[4], int in_lanes) {
   v16 a, b, c, d;
   if (x0 + 64 <= width) {
     a = load(row + x0), b = load(row + x0 + 16), c = load(row + x0 + 32), d = load(row + x0 + 48);
@@ -76,6 +80,11 @@ INLINE void load_quad(const float *row, int x0, int width, v16 out[4]) {
   } else {
     load_partial(row + x0, width - x0, &a, &b);
     c = d = zero();
+  }
+  if (in_lanes) {
+    const v16 row_part[4] = {a, b, c, d};
+    deinterleave4_in_lanes(row_part, out);
+    return;
   }
   v16 even = evens(a, b), even2 = evens(c, d), odd = odds(a, b), odd2 = odds(c, d);
   out[0] = evens(even, even2);
@@ -88,7 +97,8 @@ INLINE void load_quad(const float *row, int x0, int width, v16 out[4]) {
 /// P1[j + 1], for j < pw (0 outside the row; row may be NULL). row[4j + m] (m = 0 … 2) is
 /// P_{m+1}[j], row[4j + 3] is P0[j + 1]; the shifted planes are built from neighbouring vectors in
 /// registers (a load across two recent stores would wait for them).
-INLINE void split_row4(const float *row, int width, float *planes, size_t stride, int pw) {
+INLINE void split_row4(const float *row, int width, float *planes, size_t stride, int pw,
+                       int in_lanes) {
   if (!row) {
     for (int k = 0; k < 6; k++) memset(planes + k * stride, 0, sizeof(float) * (size_t)pw);
     return;
@@ -97,7 +107,7 @@ INLINE void split_row4(const float *row, int width, float *planes, size_t stride
   int j = 0;
   for (; j < pw; j += 16) {
     v16 quad[4] = {zero(), zero(), zero(), zero()};
-    if (4 * j < width) load_quad(row, 4 * j, width, quad);
+    if (4 * j < width) load_quad(row, 4 * j, width, quad, in_lanes);
     store(planes + j, from_lane15(last_before, quad[3]));
     store(planes + stride + j, quad[0]);
     store(planes + 2 * stride + j, quad[1]);
@@ -109,12 +119,23 @@ INLINE void split_row4(const float *row, int width, float *planes, size_t stride
   store(planes + 5 * stride + j - 16, from_lane1(first_before, zero()));
 }
 
-/// row[x0 + 4i + k] = y[k][i] for the 16 tiles i, dropping columns ≥ width.
-INLINE void store_quad(float *row, int x0, int width, const v16 y[4]) {
+/// Floats 4i + k of out[0 … 3] are y[k][i] (i = 0 … 15): 16-float interleaves, or with in_lanes
+/// (the blocking's) interleave4_in_lanes.
+INLINE void interleave4(const v16 y[4], v16 out[4], int in_lanes) {
+  if (in_lanes) {
+    interleave4_in_lanes(y, out);
+    return;
+  }
   v16 a = interleave_low(y[0], y[2]), b = interleave_high(y[0], y[2]);
   v16 c = interleave_low(y[1], y[3]), d = interleave_high(y[1], y[3]);
-  v16 out[4] = {interleave_low(a, c), interleave_high(a, c), interleave_low(b, d),
-                interleave_high(b, d)};
+  out[0] = interleave_low(a, c), out[1] = interleave_high(a, c);
+  out[2] = interleave_low(b, d), out[3] = interleave_high(b, d);
+}
+
+/// row[x0 + 4i + k] = y[k][i] for the 16 tiles i, dropping columns ≥ width.
+INLINE void store_quad(float *row, int x0, int width, const v16 y[4], int in_lanes) {
+  v16 out[4];
+  interleave4(y, out, in_lanes);
   if (x0 + 64 <= width) {
     for (int q = 0; q < 4; q++) store(row + x0 + 16 * q, out[q]);
     return;
@@ -151,14 +172,14 @@ INLINE void input_rows(const v16 x[6], v16 out[6]) {
 /// the last into the spare floats). The same rows of `next` (the plane transformed next, or NULL)
 /// are asked for as it goes (prefetch_row).
 INLINE void tile_planes4(const geometry *g, const float *plane, int ty0, int rows, float *q,
-                         const float *next) {
+                         const float *next, int in_lanes) {
   const int tw = g->tiles_w;
   const size_t cw = (size_t)g->compact;
   for (int p = 0; p < padded_rows4(rows); p++) {
     const int y = 4 * ty0 - 1 + p;
     prefetch_row(0, g, next, y);
     float *target = q + (size_t)(p & 3) * 6 * cw + (size_t)(p >> 2) * tw;
-    split_row4(image_row(g, plane, y), g->width, target, cw, g->plane_width);
+    split_row4(image_row(g, plane, y), g->width, target, cw, g->plane_width, in_lanes);
   }
 }
 
@@ -167,7 +188,7 @@ INLINE void tile_planes4(const geometry *g, const float *plane, int ty0, int row
 /// time in tile order. V[ξ] is kept in strips of 16 tiles (store_in_strips, winograd_shared.h).
 /// q: 24 tile-order planes.
 INLINE void input_transform4(const geometry *g, const float *images, int count, int ty0, int rows,
-                             float *v, float *q) {
+                             float *v, float *q, int in_lanes) {
   const int tw = g->tiles_w, tiles = rows * tw;
   const size_t cw = (size_t)g->compact;
   const size_t strip = (size_t)(g->cin + 1) * 16, position = (size_t)(g->cin + 1) * g->ld;
@@ -176,7 +197,7 @@ INLINE void input_transform4(const geometry *g, const float *images, int count, 
     float *target = v + (size_t)ci * 16;
     for (int i = 0; i < count; i++) {
       tile_planes4(g, images + i * g->in_stride + ci * plane, ty0, rows, q,
-                   next_plane(images, g->in_stride, plane, i, count, ci, g->cin));
+                   next_plane(images, g->in_stride, plane, i, count, ci, g->cin), in_lanes);
       for (int t = 0; t < tiles; t += 16) {
         // d B along each of the 6 patch rows.
         v16 h[6][6];
@@ -215,7 +236,7 @@ INLINE void output_rows(const v16 m[6], v16 out[4]) {
 /// the image's ReLU mask of those rows.
 INLINE void output_transform4(const geometry *g, const float *m, const float *bias, float *image,
                               uint16_t *mask, int ty0, int rows, int co_begin, int co_end,
-                              float *y) {
+                              float *y, int in_lanes) {
   const int tw = g->tiles_w, tiles = rows * tw, width = g->width;
   const size_t stride = position_stride(g->cout, g->ld), cw = (size_t)g->compact;
   for (int co = co_begin; co < co_end; co++) {
@@ -255,7 +276,7 @@ INLINE void output_transform4(const geometry *g, const float *m, const float *bi
         for (int tx = 0; tx < tw; tx += 16) {
           const float *s = y + 4 * j * cw + tr * tw + tx;
           v16 quad[4] = {load(s), load(s + cw), load(s + 2 * cw), load(s + 3 * cw)};
-          store_quad(plane + (size_t)(y0 + j) * width, 4 * tx, width, quad);
+          store_quad(plane + (size_t)(y0 + j) * width, 4 * tx, width, quad, in_lanes);
           if (mask)
             for (int k = 0; k < 4; k++)
               mask[mask_word(g, co, y0 + j, k, tx)] = positive_bits(quad[k]);
@@ -283,12 +304,12 @@ INLINE void forward4_pass(const blocking k, const ck_conv_shape *shape, const fl
     for (int ty0 = row_begin; ty0 < row_end; ty0 += g.rows) {
       const int rows = min_int(g.rows, row_end - ty0), tiles = rows * g.tiles_w;
       const int n = round16(count * tiles);
-      input_transform4(&g, input + first * g.in_stride, count, ty0, rows, v, q);
+      input_transform4(&g, input + first * g.in_stride, count, ty0, rows, v, q, k.in_lanes);
       forward_products(k, &g, 36, n, co_begin, co_end, u, v, m);
       for (int i = 0; i < count; i++)
         output_transform4(&g, m + i * tiles, bias, output + (first + i) * out_size,
                           mask ? mask + (first + i) * mask_words(&g) : NULL, ty0, rows, co_begin,
-                          co_end, q);
+                          co_end, q, k.in_lanes);
     }
   }
 }
@@ -349,7 +370,7 @@ INLINE void adjoint_input_rows(const v16 x[6], v16 out[6]) {
 INLINE void output_transform_backward4(const geometry *g, const float *output_grads,
                                        const uint16_t *masks, int count, float *dm,
                                        float *bias_grad, int ty0, int rows, int co_begin,
-                                       int co_end, float *d) {
+                                       int co_end, float *d, int in_lanes) {
   const int tw = g->tiles_w, tiles = rows * tw, width = g->width;
   const size_t plane_size = (size_t)g->height * width, out_size = (size_t)g->cout * plane_size;
   const size_t strip = (size_t)(g->cout + 1) * 16, position = (size_t)(g->cout + 1) * g->ld;
@@ -371,7 +392,7 @@ INLINE void output_transform_backward4(const geometry *g, const float *output_gr
           for (int tx = 0; tx < tw; tx += 16) {
             v16 e[4] = {zero(), zero(), zero(), zero()};
             if (y < g->height) {
-              load_quad(grad + (size_t)y * width, 4 * tx, width, e);
+              load_quad(grad + (size_t)y * width, 4 * tx, width, e, in_lanes);
               if (mask)
                 for (int k = 0; k < 4; k++)
                   e[k] = select(lanes_of_bits(mask[mask_word(g, co, y, k, tx)]), e[k]);
@@ -408,7 +429,7 @@ INLINE void output_transform_backward4(const geometry *g, const float *output_gr
 ///   P3[j] = Σ a[3][j]   (a[k][j] = 0 for j ≥ tw).
 /// All in registers, 16 tiles (64 columns) at a time; each vector of the row is written once.
 INLINE void merge_row4(float *row, int width, int tw, const float *first, const float *second,
-                       size_t cw, int add) {
+                       size_t cw, int add, int in_lanes) {
   v16 carry4 = zero(), carry5 = zero(), last_before = zero();  // from the previous 16 tiles
   for (int j = 0; 4 * j - 16 < width; j += 16) {
     const v16i lanes = first_lanes(tw - j);
@@ -420,10 +441,8 @@ INLINE void merge_row4(float *row, int width, int tw, const float *first, const 
     v16 p[4] = {a[0] + from_lane15(carry4, a[4]), a[1] + from_lane15(carry5, a[5]), a[2], a[3]};
     carry4 = a[4], carry5 = a[5];
     // y[4i + k] = P_k[j + i] is row[4j − 1 + 4i + k]: interleaved, then one lane down.
-    v16 low = interleave_low(p[0], p[2]), high = interleave_high(p[0], p[2]);
-    v16 low2 = interleave_low(p[1], p[3]), high2 = interleave_high(p[1], p[3]);
-    v16 y[4] = {interleave_low(low, low2), interleave_high(low, low2), interleave_low(high, high2),
-                interleave_high(high, high2)};
+    v16 y[4];
+    interleave4(p, y, in_lanes);
     if (j > 0) store_row_part(row, 4 * j - 16, width, from_lane1(last_before, y[0]), add);
     for (int q = 0; q < 3; q++)
       store_row_part(row, 4 * j + 16 * q, width, from_lane1(y[q], y[q + 1]), add);
@@ -437,7 +456,7 @@ INLINE void merge_row4(float *row, int width, int tw, const float *first, const 
 /// r, columns k, goes to tile-order plane a[r][k] (36 planes, cw floats apart), then each padded
 /// row is merged from the one or two tile rows whose patches cover it (merge_rows, merge_row4).
 INLINE void input_transform_backward4(const geometry *g, const float *dv, float *image, int ty0,
-                                      int rows, float *a) {
+                                      int rows, float *a, int in_lanes) {
   const int tw = g->tiles_w, tiles = rows * tw;
   const size_t stride = position_stride(g->cin, g->ld), cw = (size_t)g->compact;
   for (int ci = 0; ci < g->cin; ci++) {
@@ -466,7 +485,7 @@ INLINE void input_transform_backward4(const geometry *g, const float *dv, float 
     }
     const size_t plane = (size_t)g->height * g->width;
     merge_rows(4, 6, merge_row4, g, ty0, rows, a, image + ci * plane,
-               next_plane(image, 0, plane, 0, 1, ci, g->cin));
+               next_plane(image, 0, plane, 0, 1, ci, g->cin), in_lanes);
   }
 }
 
@@ -487,24 +506,37 @@ int ck_winograd4_shares_dm(const ck_conv_shape *shape, int images) {
   return dm_shareable(&g, images);
 }
 
-/// ck_winograd4_output_grads for one instruction set (no products: the blocking is not used).
-INLINE void output_grads4(const ck_conv_shape *shape, const uint16_t *relu_mask,
+/// ck_winograd4_output_grads for one instruction set (no products: of the blocking only in_lanes
+/// is used).
+INLINE void output_grads4(const blocking k, const ck_conv_shape *shape, const uint16_t *relu_mask,
                           const float *output_grad, float *bias_grad, int images, int co_begin,
                           int co_end, float *scratch, float *dm_scratch) {
   const geometry g = make_geometry(shape, 4);
   if (!dm_shareable(&g, images)) return;
   const workspace own = split_scratch(&g, 36, scratch), shared = split_scratch(&g, 36, dm_scratch);
   output_transform_backward4(&g, output_grad, g.relu ? relu_mask : NULL, images, shared.m,
-                             bias_grad, 0, g.tiles_h, co_begin, co_end, own.q);
+                             bias_grad, 0, g.tiles_h, co_begin, co_end, own.q, k.in_lanes);
 }
 
-CK_INSTANTIATE(ck_winograd4_output_grads,
-               (const ck_conv_shape *shape, const uint16_t *relu_mask, const float *output_grad,
-                float *bias_grad, int images, int co_begin, int co_end, float *scratch,
-                float *dm_scratch),
-               (shape, relu_mask, output_grad, bias_grad, images, co_begin, co_end, scratch,
-                dm_scratch),
-               output_grads4)
+#define OUTPUT_GRADS4_PARAMS                                                                       \
+  (const ck_conv_shape *shape, const uint16_t *relu_mask, const float *output_grad,                \
+   float *bias_grad, int images, int co_begin, int co_end, float *scratch, float *dm_scratch)
+#define OUTPUT_GRADS4_ARGS                                                                         \
+  (shape, relu_mask, output_grad, bias_grad, images, co_begin, co_end, scratch, dm_scratch)
+
+/// output_grads4 with one instruction set's blocking.
+#define OUTPUT_GRADS4_WITH(NAME, BLOCKING)                                                         \
+  INLINE void NAME OUTPUT_GRADS4_PARAMS {                                                          \
+    const blocking k = BLOCKING;                                                                   \
+    output_grads4(k, shape, relu_mask, output_grad, bias_grad, images, co_begin, co_end, scratch,  \
+                  dm_scratch);                                                                     \
+  }
+OUTPUT_GRADS4_WITH(output_grads4_baseline, BLOCKING_BASELINE)
+OUTPUT_GRADS4_WITH(output_grads4_avx2, BLOCKING_AVX2)
+OUTPUT_GRADS4_WITH(output_grads4_avx512, BLOCKING_AVX512)
+
+CK_INSTANTIATE_EACH(ck_winograd4_output_grads, OUTPUT_GRADS4_PARAMS, OUTPUT_GRADS4_ARGS,
+                    output_grads4_baseline, output_grads4_avx2, output_grads4_avx512)
 
 /// As forward4_pass over every tile row: dM, V (then dV), dU += dM · Vᵀ (the first block writes
 /// it), dV = Uᵀ · dM, the input gradient (a block's adds to the rows it shares with the previous
@@ -540,15 +572,15 @@ INLINE void backward4_pass(const blocking k, const ck_conv_shape *shape, const f
       if (!shared)
         output_transform_backward4(&g, output_grad + offset,
                                    g.relu ? relu_mask + first * mask_words(&g) : NULL, count, dm,
-                                   bias_grad, ty0, rows, 0, g.cout, w.q);
-      input_transform4(&g, input + first * g.in_stride, count, ty0, rows, v, w.q);
+                                   bias_grad, ty0, rows, 0, g.cout, w.q, k.in_lanes);
+      input_transform4(&g, input + first * g.in_stride, count, ty0, rows, v, w.q, k.in_lanes);
       const int accumulate = first > 0 || ty0 > 0;  // the thread's first block writes dU
       gradient_products(k, &g, 36, count * tiles, u_t, v, dm, w.t, u_grad, accumulate,
                         input_grad ? v : NULL);
       if (!input_grad) continue;
       for (int i = 0; i < count; i++)
-        input_transform_backward4(&g, v + i * tiles, input_grad + (first + i) * g.in_stride, ty0, rows,
-                                  w.q);
+        input_transform_backward4(&g, v + i * tiles, input_grad + (first + i) * g.in_stride, ty0,
+                                  rows, w.q, k.in_lanes);
     }
   }
 }

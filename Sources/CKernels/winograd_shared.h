@@ -210,17 +210,19 @@ INLINE workspace split_scratch(const geometry *g, int positions, float *scratch)
 /// 128 → 128 at 112 px 8.7 → 4.8 ms. (The slabs have room: each holds C + 1 rows.)
 INLINE size_t position_stride(int channels, int ld) { return (size_t)channels * ld + 16; }
 
-/// Register blocking of the products for one instruction set: ROWS × VECTORS accumulators.
+/// Register blocking of the products for one instruction set: ROWS × VECTORS accumulators; and
+/// `in_lanes`: whether the transforms' 4 × 16 interleaves run in 128-bit lanes
+/// (interleave4_in_lanes, vector16.h), where a vector is several registers.
 typedef struct {
-  int rows, vectors;
+  int rows, vectors, in_lanes;
 } blocking;
 
 // The blockings of both kernels. Baseline: a vector is 4 SSE registers (16 in all), 2 × 1
 // accumulators. AVX2: 2 registers per vector, 6 × 1 (12 of 16 registers). AVX-512: 1 register per
 // vector, 8 × 2 (16 of 32).
-#define BLOCKING_BASELINE {2, 1}
-#define BLOCKING_AVX2 {6, 1}
-#define BLOCKING_AVX512 {8, 2}
+#define BLOCKING_BASELINE {2, 1, 1}
+#define BLOCKING_AVX2 {6, 1, 1}
+#define BLOCKING_AVX512 {8, 2, 0}
 
 // MARK: - Weight transforms: one kernel per lane
 
@@ -528,13 +530,18 @@ INLINE void product(const int ROWS, const int VECTORS, const int C_MODE, const i
 /// t = aᵀ for a [rows, n] kept in strips of 16 columns (a_strip floats apart, rows 16 floats apart,
 /// as V), written in strips of 16 columns too: t[p][j] at t[(j / 16) · t_strip + p · 16 + j % 16]
 /// for p < n, j < round16(rows) (columns rows … round16(rows) − 1 zeros); n a multiple of 16.
-INLINE void transpose(int rows, int n, const float *a, size_t a_strip, float *t, size_t t_strip) {
+/// in_lanes: the blocking's (transpose16_in_lanes).
+INLINE void transpose(int rows, int n, const float *a, size_t a_strip, float *t, size_t t_strip,
+                      int in_lanes) {
   for (int r0 = 0; r0 < rows; r0 += 16) {
     for (int j = 0; j < n; j += 16) {
       v16 x[16];
       const float *source = a + (size_t)(j / 16) * a_strip;
       for (int i = 0; i < 16; i++) x[i] = r0 + i < rows ? load(source + (size_t)(r0 + i) * 16) : zero();
-      transpose16(x);
+      if (in_lanes)
+        transpose16_in_lanes(x);
+      else
+        transpose16(x);
       float *target = t + (size_t)(r0 / 16) * t_strip + (size_t)j * 16;
       for (int i = 0; i < 16; i++) store(target + (size_t)i * 16, x[i]);
     }
@@ -614,7 +621,7 @@ INLINE void gradient_products(const blocking k, const geometry *g, int positions
   for (int xi = 0; xi < positions; xi++) {
     const float *dm_xi = dm + (size_t)xi * (g->cout + 1) * g->ld;
     transpose(g->cin, n, v + (size_t)xi * (g->cin + 1) * g->ld, (size_t)(g->cin + 1) * 16,
-              transposed, (size_t)g->ld * 16);
+              transposed, (size_t)g->ld * 16, k.in_lanes);
     // The mode only picks the stores after each sum: no cost inside the product's loop.
     product(k.rows, k.vectors, du_mode, A_STRIPS, g->cout, g->ldu, n, dm_xi, (g->cout + 1) * 16,
             transposed, 16, (size_t)g->ld * 16, u_grad + (size_t)xi * 16, du_row, du_strip);
@@ -702,9 +709,10 @@ INLINE void covering_planes(const geometry *g, int tile, int kinds, int rows, in
 /// to what that block wrote, the others overwritten. The same rows of `next` (the plane written
 /// next, or NULL) are asked for as it goes (prefetch_row).
 INLINE void merge_rows(const int tile, const int kinds,
-                       void (*merge)(float *, int, int, const float *, const float *, size_t, int),
+                       void (*merge)(float *, int, int, const float *, const float *, size_t, int,
+                                     int),
                        const geometry *g, int ty0, int rows, const float *a, float *plane,
-                       const float *next) {
+                       const float *next, int in_lanes) {
   for (int p = 0; p < tile * rows + 2; p++) {
     const int y = tile * ty0 - 1 + p;
     prefetch_row(1, g, next, y);
@@ -712,7 +720,7 @@ INLINE void merge_rows(const int tile, const int kinds,
     const float *first, *second;
     covering_planes(g, tile, kinds, rows, p, a, &first, &second);
     merge(plane + (size_t)y * g->width, g->width, g->tiles_w, first, second, (size_t)g->compact,
-          ty0 > 0 && p < 2);
+          ty0 > 0 && p < 2, in_lanes);
   }
 }
 
