@@ -61,7 +61,7 @@ INLINE v16 interleave_high(v16 a, v16 b) {
 // baseline). At AVX-512 the 16-float shuffles are one instruction each and stay. With them and
 // transpose16_in_lanes, VGG-16's training profile at AVX2 (on the Zen 4, batch 8, four alternating
 // runs, each layer's best): every layer's backward 0.4–7.5 ms faster (224 px 101.7 → 95.9, 112 px
-// 95.0 → 89.9, 56 px 92.6–96.6 → 88.7–89.1), every forward 0.1–1.0 ms.
+// 95.0 → 89.9, 56 px 92.6–96.6 → 88.7–89.1), every forward up to 1.0 ms.
 
 /// The low or high 8 floats of x.
 INLINE v8 low8(v16 x) { return __builtin_shufflevector(x, x, 0, 1, 2, 3, 4, 5, 6, 7); }

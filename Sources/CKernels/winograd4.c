@@ -68,8 +68,32 @@ size_t ck_winograd4_relu_mask_words(const ck_conv_shape *shape) {
 // The transforms below pass on `in_lanes`, their blocking's (winograd_shared.h): whether a row's
 // 4 × 16 interleaves run in 128-bit lanes (vector16.h).
 
-/// out[k][i] = row[x0 + 4i + k] for the 16 tiles i (0 past width). in_lanes: as the blocking says
-/// (winograd_shared.h).
+/// Floats 4i + k of out[0 … 3] are y[k][i] (i = 0 … 15): 16-float interleaves, or with in_lanes
+/// (the blocking's) interleave4_in_lanes.
+INLINE void interleave4(const v16 y[4], v16 out[4], int in_lanes) {
+  if (in_lanes) {
+    interleave4_in_lanes(y, out);
+    return;
+  }
+  v16 a = interleave_low(y[0], y[2]), b = interleave_high(y[0], y[2]);
+  v16 c = interleave_low(y[1], y[3]), d = interleave_high(y[1], y[3]);
+  out[0] = interleave_low(a, c), out[1] = interleave_high(a, c);
+  out[2] = interleave_low(b, d), out[3] = interleave_high(b, d);
+}
+
+/// interleave4's inverse: out[k][i] = float 4i + k of in[0 … 3].
+INLINE void deinterleave4(const v16 in[4], v16 out[4], int in_lanes) {
+  if (in_lanes) {
+    deinterleave4_in_lanes(in, out);
+    return;
+  }
+  v16 even = evens(in[0], in[1]), even2 = evens(in[2], in[3]);
+  v16 odd = odds(in[0], in[1]), odd2 = odds(in[2], in[3]);
+  out[0] = evens(even, even2), out[1] = evens(odd, odd2);
+  out[2] = odds(even, even2), out[3] = odds(odd, odd2);
+}
+
+/// out[k][i] = row[x0 + 4i + k] for the 16 tiles i (0 past width).
 INLINE void load_quad(const float *row, int x0, int width, v16 out[4], int in_lanes) {
   v16 a, b, c, d;
   if (x0 + 64 <= width) {
@@ -81,16 +105,8 @@ INLINE void load_quad(const float *row, int x0, int width, v16 out[4], int in_la
     load_partial(row + x0, width - x0, &a, &b);
     c = d = zero();
   }
-  if (in_lanes) {
-    const v16 row_part[4] = {a, b, c, d};
-    deinterleave4_in_lanes(row_part, out);
-    return;
-  }
-  v16 even = evens(a, b), even2 = evens(c, d), odd = odds(a, b), odd2 = odds(c, d);
-  out[0] = evens(even, even2);
-  out[1] = evens(odd, odd2);
-  out[2] = odds(even, even2);
-  out[3] = odds(odd, odd2);
+  const v16 row_part[4] = {a, b, c, d};
+  deinterleave4(row_part, out, in_lanes);
 }
 
 /// The six planes of a row, `stride` floats apart: P_k[j] = row[4j + k − 1] (k = 0 … 3), P0[j + 1],
@@ -117,19 +133,6 @@ INLINE void split_row4(const float *row, int width, float *planes, size_t stride
     first_before = quad[0], last_before = quad[3];
   }
   store(planes + 5 * stride + j - 16, from_lane1(first_before, zero()));
-}
-
-/// Floats 4i + k of out[0 … 3] are y[k][i] (i = 0 … 15): 16-float interleaves, or with in_lanes
-/// (the blocking's) interleave4_in_lanes.
-INLINE void interleave4(const v16 y[4], v16 out[4], int in_lanes) {
-  if (in_lanes) {
-    interleave4_in_lanes(y, out);
-    return;
-  }
-  v16 a = interleave_low(y[0], y[2]), b = interleave_high(y[0], y[2]);
-  v16 c = interleave_low(y[1], y[3]), d = interleave_high(y[1], y[3]);
-  out[0] = interleave_low(a, c), out[1] = interleave_high(a, c);
-  out[2] = interleave_low(b, d), out[3] = interleave_high(b, d);
 }
 
 /// row[x0 + 4i + k] = y[k][i] for the 16 tiles i, dropping columns ≥ width.
