@@ -233,17 +233,78 @@ INLINE void output_rows(const v16 m[6], v16 out[4]) {
   out[3] = difference12 + splat(8.0f) * difference34 + m[5];
 }
 
+/// Floats of one output plane as the layer stores it: H · W, or with the max-pool (H/2) · (W/2).
+INLINE size_t output_plane(const geometry *g) {
+  return g->pool ? (size_t)(g->height / 2) * (size_t)(g->width / 2) : (size_t)g->height * g->width;
+}
+
+/// The geometry of the stored output planes (for prefetch_row): with the pool, the pooled map's.
+INLINE geometry output_geometry(const geometry *g) {
+  geometry out = *g;
+  if (g->pool) out.height /= 2, out.width /= 2;
+  return out;
+}
+
+/// The 2 × 2 max-pool of one output channel's rows of the block, from its 16 tile-order planes y
+/// (output_transform4): pooled row 2·ty + i (i = 0, 1) of tile row ty, columns 2·tx + h (h = 0,
+/// 1), is the largest of outputs (4ty + 2i + a, 4tx + 2h + b), a, b = 0, 1 (a window lies in one
+/// tile), written into `pooled` [H/2, W/2]. Where mask is not NULL, its bits of those outputs mark
+/// the one each window takes (the first largest in row-major order, as MaxPool2D) if it is above
+/// 0 (without the ReLU: always): the outputs the backward hands the pooled gradient to.
+/// `next`: the pooled plane written next (prefetch_row), or NULL.
+INLINE void pool_rows4(const geometry *g, const float *y, float *pooled, uint16_t *mask, int co,
+                       const float *next, int ty0, int rows) {
+  const geometry out = output_geometry(g);
+  const int tw = g->tiles_w;
+  const size_t cw = (size_t)g->compact;
+  for (int tr = 0; tr < rows; tr++)
+    for (int i = 0; i < 2 && 2 * (ty0 + tr) + i < out.height; i++) {
+      const int py = 2 * (ty0 + tr) + i, top = 4 * (ty0 + tr) + 2 * i;
+      prefetch_row(1, &out, next, py);
+      for (int tx = 0; tx < tw; tx += 16) {
+        // Plane 4j + k holds output (4ty + j, 4tx + k): the window's top row is j = 2i.
+        const float *s = y + (size_t)(8 * i) * cw + tr * tw + tx;
+        v16 best[2];
+        uint16_t taken[2][4];  // [a][k]: output (top + a, 4tx + k) is its window's
+        for (int h = 0; h < 2; h++) {
+          const float *window = s + (size_t)(2 * h) * cw;
+          const v16 x00 = load(window), x01 = load(window + cw);
+          const v16 x10 = load(window + 4 * cw), x11 = load(window + 5 * cw);
+          // A later candidate is taken only where it is strictly larger.
+          const v16i take01 = x01 > x00;
+          v16 m = __builtin_elementwise_max(x00, x01);
+          const v16i take10 = x10 > m;
+          m = __builtin_elementwise_max(m, x10);
+          const v16i take11 = x11 > m;
+          m = __builtin_elementwise_max(m, x11);
+          const v16i keep = g->relu ? m > zero() : ~(v16i){0};
+          taken[0][2 * h] = lane_bits(keep & ~take01 & ~take10 & ~take11);
+          taken[0][2 * h + 1] = lane_bits(keep & take01 & ~take10 & ~take11);
+          taken[1][2 * h] = lane_bits(keep & take10 & ~take11);
+          taken[1][2 * h + 1] = lane_bits(keep & take11);
+          best[h] = m;
+        }
+        float *row = pooled + (size_t)py * out.width;
+        store_row_part(row, 2 * tx, out.width, interleave_low(best[0], best[1]), 0);
+        store_row_part(row, 2 * tx + 16, out.width, interleave_high(best[0], best[1]), 0);
+        if (mask)
+          for (int a = 0; a < 2; a++)
+            for (int k = 0; k < 4; k++) mask[mask_word(g, co, top + a, k, tx)] = taken[a][k];
+      }
+    }
+}
+
 /// Output planes co_begin … co_end − 1 of the block's tiles: Y = Aᵀ M A + bias, then the ReLU
 /// when asked, 16 tiles at a time in tile order into 16 tile-order planes y (y[4j + k][t]: output
-/// (4ty + j, 4tx + k) of tile t), interleaved into the rows after; and, where mask is not NULL,
-/// the image's ReLU mask of those rows.
+/// (4ty + j, 4tx + k) of tile t), interleaved into the rows after (or, with the pool, pooled:
+/// pool_rows4); and, where mask is not NULL, the image's mask of those rows.
 INLINE void output_transform4(const geometry *g, const float *m, const float *bias, float *image,
                               uint16_t *mask, int ty0, int rows, int co_begin, int co_end,
                               float *y, int in_lanes) {
   const int tw = g->tiles_w, tiles = rows * tw, width = g->width;
   const size_t stride = position_stride(g->cout, g->ld), cw = (size_t)g->compact;
   for (int co = co_begin; co < co_end; co++) {
-    float *plane = image + (size_t)co * g->height * width;
+    float *plane = image + (size_t)co * output_plane(g);
     const float *source = m + (size_t)co * g->ld;
     const v16 b = splat(bias[co]);
     for (int t = 0; t < tiles; t += 16) {
@@ -271,7 +332,11 @@ INLINE void output_transform4(const geometry *g, const float *m, const float *bi
       }
     }
     // The next channel's rows are asked for as these are written (prefetch_row).
-    const float *next = next_plane(image, 0, (size_t)g->height * width, 0, 1, co, co_end);
+    const float *next = next_plane(image, 0, output_plane(g), 0, 1, co, co_end);
+    if (g->pool) {
+      pool_rows4(g, y, plane, mask, co, next, ty0, rows);
+      continue;
+    }
     for (int tr = 0; tr < rows; tr++) {
       const int y0 = 4 * (ty0 + tr);
       for (int j = 0; j < 4 && y0 + j < g->height; j++) {
@@ -300,8 +365,8 @@ INLINE void forward4_pass(const blocking k, const ck_conv_shape *shape, const fl
   const geometry g = make_geometry(shape, 4);
   const workspace w = split_scratch(&g, 36, scratch);
   float *v = w.v, *m = w.m, *q = w.q;
-  const size_t out_size = (size_t)g.cout * g.height * g.width;
-  uint16_t *mask = g.relu ? relu_mask : NULL;
+  const size_t out_size = (size_t)g.cout * output_plane(&g);
+  uint16_t *mask = g.relu || g.pool ? relu_mask : NULL;
   for (int first = 0; first < images; first += g.group) {
     const int count = min_int(g.group, images - first);
     for (int ty0 = row_begin; ty0 < row_end; ty0 += g.rows) {
@@ -365,17 +430,32 @@ INLINE void adjoint_input_rows(const v16 x[6], v16 out[6]) {
   out[5] = x[5];
 }
 
-/// dM = A dY Aᵀ per tile (dY masked where the ReLU's mask, `masks`: the images' one after another,
-/// says the output was 0; NULL without the ReLU) of the block (`count` images side by side, as
-/// input_transform4), in strips (store_in_strips), for output channels co_begin … co_end − 1;
-/// bias_grad[co] += the block's sum of the masked dY (unless bias_grad is NULL).
+/// out[k][i] = row[x0 + 2i + k / 2] for the 16 tiles i (x0 < width; 0 past width): a pooled
+/// row's gradient at the four columns 4i + k its windows cover.
+INLINE void load_pooled_quad(const float *row, int x0, int width, v16 out[4]) {
+  v16 a, b;
+  if (x0 + 32 <= width)
+    a = load(row + x0), b = load(row + x0 + 16);
+  else
+    load_partial(row + x0, width - x0, &a, &b);
+  out[0] = out[1] = evens(a, b);
+  out[2] = out[3] = odds(a, b);
+}
+
+/// dM = A dY Aᵀ per tile of the block (`count` images side by side, as input_transform4), dY
+/// masked where the mask (`masks`: the images' one after another; NULL without ReLU and pool) is
+/// clear: the ReLU's output was 0, or with the pool the output is not its window's (dY is then
+/// read from the pooled map's gradient: load_pooled_quad); in strips (store_in_strips), for
+/// output channels co_begin … co_end − 1; bias_grad[co] += the block's sum of the masked dY
+/// (unless bias_grad is NULL).
 /// d: 16 tile-order planes of the masked dY (d[4j + k][t]: output (4ty + j, 4tx + k) of tile t).
 INLINE void output_transform_backward4(const geometry *g, const float *output_grads,
                                        const uint16_t *masks, int count, float *dm,
                                        float *bias_grad, int ty0, int rows, int co_begin,
                                        int co_end, float *d, int in_lanes) {
   const int tw = g->tiles_w, tiles = rows * tw, width = g->width;
-  const size_t plane_size = (size_t)g->height * width, out_size = (size_t)g->cout * plane_size;
+  const geometry out = output_geometry(g);
+  const size_t plane_size = output_plane(g), out_size = (size_t)g->cout * plane_size;
   const size_t strip = (size_t)(g->cout + 1) * 16, position = (size_t)(g->cout + 1) * g->ld;
   const size_t cw = (size_t)g->compact;
   for (int co = co_begin; co < co_end; co++) {
@@ -391,11 +471,14 @@ INLINE void output_transform_backward4(const geometry *g, const float *output_gr
       for (int tr = 0; tr < rows; tr++)
         for (int j = 0; j < 4; j++) {
           const int y = 4 * (ty0 + tr) + j;
-          prefetch_row(0, g, next_grad, y);
+          if (!g->pool || j % 2 == 0) prefetch_row(0, &out, next_grad, g->pool ? y / 2 : y);
           for (int tx = 0; tx < tw; tx += 16) {
             v16 e[4] = {zero(), zero(), zero(), zero()};
             if (y < g->height) {
-              load_quad(grad + (size_t)y * width, 4 * tx, width, e, in_lanes);
+              if (g->pool)
+                load_pooled_quad(grad + (size_t)(y / 2) * out.width, 2 * tx, out.width, e);
+              else
+                load_quad(grad + (size_t)y * width, 4 * tx, width, e, in_lanes);
               if (mask)
                 for (int k = 0; k < 4; k++)
                   e[k] = select(lanes_of_bits(mask[mask_word(g, co, y, k, tx)]), e[k]);
@@ -517,7 +600,7 @@ INLINE void output_grads4(const blocking k, const ck_conv_shape *shape, const ui
   const geometry g = make_geometry(shape, 4);
   if (!dm_shareable(&g, images)) return;
   const workspace own = split_scratch(&g, 36, scratch), shared = split_scratch(&g, 36, dm_scratch);
-  output_transform_backward4(&g, output_grad, g.relu ? relu_mask : NULL, images, shared.m,
+  output_transform_backward4(&g, output_grad, g.relu || g.pool ? relu_mask : NULL, images, shared.m,
                              bias_grad, 0, g.tiles_h, co_begin, co_end, own.q, k.in_lanes);
 }
 
@@ -565,7 +648,8 @@ INLINE void backward4_pass(const blocking k, const ck_conv_shape *shape, const f
   u_t += (size_t)channel_begin * g.cout, u_grad += (size_t)36 * channel_begin;
   input += channel_begin * plane;
   if (input_grad) input_grad += channel_begin * plane;
-  const size_t out_size = (size_t)g.cout * g.height * g.width;
+  const size_t out_size = (size_t)g.cout * output_plane(&g);
+  const uint16_t *masks = g.relu || g.pool ? relu_mask : NULL;
   if (images <= 0) zero_weight_gradient(&g, 36, u_grad);
   for (int first = 0; first < images; first += g.group) {
     const int count = min_int(g.group, images - first);
@@ -574,7 +658,7 @@ INLINE void backward4_pass(const blocking k, const ck_conv_shape *shape, const f
       const size_t offset = first * out_size;
       if (!shared)
         output_transform_backward4(&g, output_grad + offset,
-                                   g.relu ? relu_mask + first * mask_words(&g) : NULL, count, dm,
+                                   masks ? masks + first * mask_words(&g) : NULL, count, dm,
                                    bias_grad, ty0, rows, 0, g.cout, w.q, k.in_lanes);
       input_transform4(&g, input + first * g.in_stride, count, ty0, rows, v, w.q, k.in_lanes);
       const int accumulate = first > 0 || ty0 > 0;  // the thread's first block writes dU

@@ -48,11 +48,13 @@ INLINE v16 select(v16i mask, v16 x) { return (v16)(mask & (v16i)x); }
 
 typedef _Bool b16 __attribute__((ext_vector_type(16)));
 
-/// Bit i set where lane i of x is above 0 (a ReLU's output that passed its input on).
-INLINE uint16_t positive_bits(v16 x) {
-  v16i positive = x > zero();
-  return __builtin_bit_cast(uint16_t, __builtin_convertvector(positive, b16));
+/// Bit i set where lane i of `lanes` (a comparison's) is set.
+INLINE uint16_t lane_bits(v16i lanes) {
+  return __builtin_bit_cast(uint16_t, __builtin_convertvector(lanes, b16));
 }
+
+/// Bit i set where lane i of x is above 0 (a ReLU's output that passed its input on).
+INLINE uint16_t positive_bits(v16 x) { return lane_bits(x > zero()); }
 
 /// Lane i all ones where bit i of `bits` is set, else 0: positive_bits' lanes back.
 INLINE v16i lanes_of_bits(uint16_t bits) {
@@ -139,7 +141,7 @@ INLINE int line_aligned(const void *p) { return ((uintptr_t)p & 63) == 0; }
 // MARK: - Geometry
 
 typedef struct {
-  int cin, cout, height, width, relu;
+  int cin, cout, height, width, relu, pool;
   int tiles_h, tiles_w;
   int rows;        // tile rows per block
   int group;       // images per block (more than 1 only when a block holds whole images)
@@ -160,6 +162,7 @@ INLINE geometry make_geometry(const ck_conv_shape *s, int tile) {
   g.height = s->height;
   g.width = s->width;
   g.relu = s->relu;
+  g.pool = s->pool;
   g.tiles_h = (s->height + tile - 1) / tile;
   g.tiles_w = (s->width + tile - 1) / tile;
   g.rows = s->block_rows < 1 ? 1 : min_int(s->block_rows, g.tiles_h);

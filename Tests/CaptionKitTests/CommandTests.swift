@@ -361,20 +361,30 @@ final class CommandTests: XCTestCase {
   }
 
   /// `bench --isa` runs the kernels at the level it names, and `--profile` reports the measured peak
-  /// and each convolution's share of it (a Winograd layer also by the multiplies it does).
+  /// and each convolution's share of it (a Winograd layer also by the multiplies it does; one that
+  /// runs the max-pool after it inside names both).
   func testBenchIsaAndProfileReportThePeakAndEachConvolutionsShare() throws {
     let run = try runCaption([
-      "bench", "--isa", "baseline", "--profile", "--image-size", "16", "--layers", "8,8,M", "--dv", "8",
+      "bench", "--isa", "baseline", "--profile", "--image-size", "16", "--layers", "8,8,M,8,M", "--dv", "8",
       "--embed", "8", "--hidden", "8", "--vocab", "10", "--length", "2", "--batch", "2", "--steps", "1",
       "--threads", "1",
     ])
     XCTAssertEqual(run.status, 0, run.stderr)
     XCTAssertTrue(run.stdout.contains("threads 1, kernels baseline x86-64"), run.stdout)
     XCTAssertTrue(run.stdout.contains("GFLOP/s FP32 (baseline x86-64, 1 threads"), run.stdout)
-    let conv1 = try XCTUnwrap(run.stdout.split(separator: "\n").first { $0.contains("conv1 8→8 16×16 fwd") })
-    XCTAssertTrue(conv1.contains("% of peak (Winograd: "), String(conv1))
-    let conv0 = try XCTUnwrap(run.stdout.split(separator: "\n").first { $0.contains("conv0 3→8 16×16 fwd") })
+    let lines = run.stdout.split(separator: "\n")
+    for name in ["conv1+maxpool0 8→8 16×16", "conv2 8→8 8×8"] {
+      for pass in ["fwd", "bwd"] {
+        let line = try XCTUnwrap(lines.first { $0.contains("\(name) \(pass)") }, run.stdout)
+        XCTAssertTrue(line.contains("% of peak (Winograd: "), String(line))
+      }
+    }
+    let conv0 = try XCTUnwrap(lines.first { $0.contains("conv0 3→8 16×16 fwd") })
     XCTAssertTrue(conv0.contains("% of peak") && !conv0.contains("Winograd"), String(conv0))
+    // The fused pool has no line; the other one has.
+    XCTAssertFalse(
+      lines.contains { $0.contains("maxpool0 8×8") || $0.contains("maxpool0 16×16") }, run.stdout)
+    XCTAssertTrue(lines.contains { $0.contains("maxpool1 8×8 fwd") }, run.stdout)
     XCTAssertEqual(try runCaption(["bench", "--isa", "sse9"]).status, 64)
   }
 
@@ -383,17 +393,20 @@ final class CommandTests: XCTestCase {
   /// last.
   func testBenchForwardOnlyProfileTimesEachStage() throws {
     let run = try runCaption([
-      "bench", "--forward-only", "--profile", "--image-size", "16", "--layers", "8,8,M", "--dv", "8",
+      "bench", "--forward-only", "--profile", "--image-size", "16", "--layers", "8,8,M,8,M", "--dv", "8",
       "--batch", "1", "--steps", "2", "--threads", "1",
     ])
     XCTAssertEqual(run.status, 0, run.stderr)
     let lines = run.stdout.split(separator: "\n")
     XCTAssertTrue(lines.contains { $0.contains("GFLOP/s FP32") }, run.stdout)
-    let conv1 = try XCTUnwrap(lines.first { $0.contains("conv1 8→8 16×16 fwd") }, run.stdout)
+    let conv1 = try XCTUnwrap(lines.first { $0.contains("conv1+maxpool0 8→8 16×16 fwd") }, run.stdout)
     XCTAssertTrue(conv1.contains("% of peak (Winograd F(4×4): "), String(conv1))
+    let conv2 = try XCTUnwrap(lines.first { $0.contains("conv2 8→8 8×8 fwd") }, run.stdout)
+    XCTAssertTrue(conv2.contains("% of peak (Winograd F(2×2): "), String(conv2))
     let conv0 = try XCTUnwrap(lines.first { $0.contains("conv0 3→8 16×16 fwd") }, run.stdout)
     XCTAssertTrue(conv0.contains("% of peak") && !conv0.contains("Winograd"), String(conv0))
-    XCTAssertTrue(lines.contains { $0.contains("maxpool0 16×16 fwd") }, run.stdout)
+    XCTAssertFalse(lines.contains { $0.contains("maxpool0") && !$0.contains("conv1+maxpool0") }, run.stdout)
+    XCTAssertTrue(lines.contains { $0.contains("maxpool1 8×8 fwd") }, run.stdout)
     XCTAssertTrue(lines.contains { $0.hasPrefix("  total") }, run.stdout)
     XCTAssertTrue(lines.last?.hasPrefix("forward_images_per_s=") ?? false, run.stdout)
   }

@@ -497,6 +497,85 @@ final class ConvKernelTests: XCTestCase {
 
   /// The max-pool's 8-window SIMD path against a direct loop: values quantised to a few levels so
   /// that ties are common (the first in row-major order must win), odd sizes, wide rows.
+  /// A layer with the 2×2 max-pool after it fused (`forward(_:pool:)`: the output transform pools,
+  /// the backward reads the pooled gradient) against the two apart (the layer, then MaxPool2D):
+  /// the same pooled map and, from one pooled gradient, the same input, weight and bias gradients,
+  /// bit for bit (the same sums in the same order), twice over reused workspaces, under every
+  /// instruction set. Shapes: whole and part tiles (14 px: the last tile row half outside), one
+  /// and several blocks, images, tile rows and output channels shared out forward, images and
+  /// input channels (with dM computed once) backward. `ties`: half the output channels have zero
+  /// weights, so every window holds four equal outputs (above 0 or all 0, by the bias sign) and
+  /// the first must take the gradient, as MaxPool2D's.
+  private func checkFusedPool(
+    batch: Int, cin: Int, cout: Int, height: Int, width: Int, threads: Int, budget: Int? = nil,
+    ties: Bool = false, file: StaticString = #filePath, line: UInt = #line
+  ) {
+    let label = "ISA \(ck_isa()) B\(batch) \(cin)→\(cout) \(height)×\(width) threads \(threads) ties \(ties)"
+    BLAS.setThreads(threads)
+    defer { BLAS.setThreads(1) }
+    let (fused, apart) = (
+      Conv2D(inChannels: cin, outChannels: cout), Conv2D(inChannels: cin, outChannels: cout)
+    )
+    var generator = SeededGenerator(seed: UInt64(cin * 100 + cout + height))
+    fused.initialize(using: &generator)
+    Initialization.uniform(fused.bias.value, bound: 0.3, using: &generator)
+    if ties {
+      for co in 0..<cout / 2 {
+        (fused.weight.value.pointer + co * cin * 9).update(repeating: 0, count: cin * 9)
+        fused.bias.value[co] = co % 2 == 0 ? 0.25 : -0.25
+      }
+    }
+    apart.weight.value.pointer.update(from: fused.weight.value.pointer, count: fused.weight.value.count)
+    apart.bias.value.pointer.update(from: fused.bias.value.pointer, count: cout)
+    for conv in [fused, apart] {
+      conv.forcedTile = 4
+      if let budget {
+        conv.blockedBudget = budget
+        conv.blockedMinTiles = 0
+      }
+    }
+    apart.poolFusion = false
+    XCTAssertTrue(fused.fusesPool(height: height, width: width), label, file: file, line: line)
+    XCTAssertFalse(apart.fusesPool(height: height, width: width), label, file: file, line: line)
+    let input = randomTensor([batch, cin, height, width], seed: UInt64(batch + width))
+    let pooledGrad = randomTensor([batch, cout, height / 2, width / 2], seed: 31)
+    let pool = MaxPool2D()
+    zeroGradients(fused.parameters + apart.parameters)
+    for pass in 0..<2 {
+      let pooled = fused.forward(input, pool: true)
+      let expected = pool.forward(apart.forward(input))
+      XCTAssertEqual(pooled.shape, expected.shape, label, file: file, line: line)
+      XCTAssertEqual(
+        pooled.array, expected.array, "pooled map, pass \(pass), \(label)", file: file, line: line)
+      let inputGrad = fused.backward(pooledGrad)!.array
+      let expectedGrad = apart.backward(pool.backward(pooledGrad))!.array
+      XCTAssertEqual(inputGrad, expectedGrad, "input grad, pass \(pass), \(label)", file: file, line: line)
+      XCTAssertEqual(
+        fused.weight.grad.array, apart.weight.grad.array, "weight grad, pass \(pass), \(label)", file: file,
+        line: line)
+      XCTAssertEqual(
+        fused.bias.grad.array, apart.bias.grad.array, "bias grad, pass \(pass), \(label)", file: file,
+        line: line)
+    }
+    // Not vacuous: the gradient reached the weights and the input.
+    XCTAssertGreaterThan(fused.weight.grad.array.map(abs).max() ?? 0, 0, label, file: file, line: line)
+  }
+
+  func testFusedMaxPoolMatchesConvThenMaxPoolBitForBitOnEveryInstructionSet() {
+    defer { ck_set_isa(-1) }
+    for isa in 0...ck_isa() {
+      ck_set_isa(Int32(isa))
+      for (batch, cin, cout, height, width, threads) in [
+        (2, 8, 5, 12, 12, 1), (3, 8, 6, 6, 10, 2), (2, 9, 7, 2, 34, 1), (1, 16, 8, 36, 20, 2),
+        (2, 40, 24, 14, 14, 2), (1, 16, 40, 10, 8, 2), (2, 16, 12, 18, 70, 1),
+      ] {
+        checkFusedPool(batch: batch, cin: cin, cout: cout, height: height, width: width, threads: threads)
+      }
+      checkFusedPool(batch: 2, cin: 8, cout: 6, height: 20, width: 12, threads: 2, budget: 1)
+      checkFusedPool(batch: 2, cin: 8, cout: 8, height: 12, width: 14, threads: 1, ties: true)
+    }
+  }
+
   func testMaxPoolVectorPathMatchesDirectLoopWithTies() {
     for (batch, channels, height, width) in [(2, 3, 5, 37), (1, 2, 4, 16), (1, 1, 7, 33)] {
       let input = randomTensor([batch, channels, height, width], seed: UInt64(width))

@@ -64,13 +64,19 @@ final class EncoderTests: XCTestCase {
     }
   }
 
-  /// The activation pattern of every ReLU and max-pool of the encoder's last forward.
+  /// The activation pattern of every ReLU and max-pool of the encoder's last forward (a max-pool
+  /// fused into its conv: the conv's mask, which marks each window's output).
   private func pattern(_ encoder: Encoder) -> [Int32] {
     var result: [Int32] = []
-    for stage in encoder.stages {
+    let fused = encoder.fusedPools
+    for (index, stage) in encoder.stages.enumerated() {
       switch stage {
-      case .conv(let conv): result += positivePattern(conv.lastOutput!)
-      case .maxPool(let pool): result += pool.argmax
+      case .conv(let conv):
+        result += positivePattern(conv.lastOutput!)
+        if fused.contains(index + 1) {
+          result += conv.reluMaskWorkspace!.array.map { Int32(bitPattern: $0.bitPattern) }
+        }
+      case .maxPool(let pool): if !fused.contains(index) { result += pool.argmax }
       }
     }
     return result
@@ -103,6 +109,44 @@ final class EncoderTests: XCTestCase {
   func testAvgPoolEncoderGradientsMatchFiniteDifferences() {
     checkEncoderGradients(
       pool: .avg, imageSize: 8, layers: [.conv(4), .maxPool, .conv(5), .conv(3), .maxPool])
+  }
+
+  /// Maps of 12 px and more with 8 channels: the second conv runs the max-pool after it inside.
+  func testFusedPoolEncoderGradientsMatchFiniteDifferences() {
+    let layers: [EncoderLayer] = [.conv(8), .conv(8), .maxPool, .conv(4)]
+    XCTAssertEqual(makeEncoder(imageSize: 12, layers: layers, dv: 5, pool: .avg).fusedPools, [2])
+    checkEncoderGradients(pool: .avg, imageSize: 12, layers: layers)
+  }
+
+  /// The convs that run the max-pool after them inside (F(4×4) maps, even sizes) change nothing but
+  /// the work: against the same encoder with that turned off, the same v, block means and
+  /// gradients, bit for bit, keeping the activations or passing them through two buffers, on two
+  /// threads. 24 px: conv1 (8 → 8, 24 px) and conv2 (8 → 16, 12 px) fuse their pools; conv3 (6 px,
+  /// F(2×2)) and conv0 (3 input channels, direct) do not.
+  func testFusedMaxPoolsChangeNothingButTheWork() {
+    BLAS.setThreads(2)
+    defer { BLAS.setThreads(1) }
+    let layers: [EncoderLayer] = [.conv(8), .conv(8), .maxPool, .conv(16), .maxPool, .conv(8), .maxPool]
+    let fused = makeEncoder(imageSize: 24, layers: layers, dv: 6, pool: .avg)
+    let apart = makeEncoder(imageSize: 24, layers: layers, dv: 6, pool: .avg)
+    for conv in apart.convolutions { conv.poolFusion = false }
+    XCTAssertEqual(fused.fusedPools, [2, 4])
+    XCTAssertEqual(apart.fusedPools, [])
+    let images = randomTensor([3, 3, 24, 24], seed: 8)
+    let vGrad = randomTensor([3, 6], seed: 9)
+    for encoder in [fused, apart] { zeroGradients(encoder.parameters) }
+    let v = fused.forward(images).array
+    XCTAssertEqual(v, apart.forward(images).array)
+    XCTAssertEqual(fused.blockMeans.array, apart.blockMeans.array)
+    XCTAssertEqual(
+      fused.backward(vGrad, needInputGrad: true)!.array, apart.backward(vGrad, needInputGrad: true)!.array)
+    for (a, b) in zip(fused.parameters, apart.parameters) {
+      XCTAssertEqual(a.grad.array, b.grad.array, a.name)
+      XCTAssertGreaterThan(a.grad.array.map(abs).max() ?? 0, 0, a.name)
+    }
+    // Through the two shared buffers (inference).
+    XCTAssertEqual(fused.forward(images, keepActivations: false).array, v)
+    XCTAssertEqual(apart.forward(images, keepActivations: false).array, v)
   }
 
   func testFlattenEncoderGradientsMatchFiniteDifferences() {

@@ -29,6 +29,10 @@ typedef struct {
   int block_rows;
   /// Whether a ReLU follows the convolution (forward: applied; backward: masks the gradient).
   int relu;
+  /// Whether a 2 × 2 max-pool (stride 2) follows, fused (F(4×4) only: ck_winograd4_forward and
+  /// ck_winograd4_backward; H and W even): the forward writes the pooled map [Cout, H/2, W/2] and
+  /// marks in the mask the output each window takes; the backward reads the pooled map's gradient.
+  int pool;
 } ck_conv_shape;
 
 /// Floats of scratch one thread needs for ck_winograd_forward / ck_winograd_backward.
@@ -84,9 +88,11 @@ void ck_winograd4_weights_transposed(const float *weight, int out_channels, int 
 
 /// ck_winograd_forward through Winograd F(4×4, 3×3): output rows 4·row_begin … 4·row_end − 1
 /// (tile rows of 4; all: 0 … ⌈H/4⌉), output channels channel_begin … channel_end − 1.
-/// u: ck_winograd4_weights' [36, Cout, Cin]. With the ReLU (shape->relu) and relu_mask not NULL,
-/// also writes those outputs' bits of the ReLU mask that ck_winograd4_backward reads
-/// (ck_winograd4_relu_mask_words an image, the images' masks one after another).
+/// u: ck_winograd4_weights' [36, Cout, Cin]. With the ReLU or the max-pool (shape->relu,
+/// shape->pool) and relu_mask not NULL, also writes those outputs' bits of the mask that
+/// ck_winograd4_backward reads (ck_winograd4_relu_mask_words an image, the images' masks one
+/// after another): whether the output is above 0 (with the pool also: and is the one its window
+/// takes). With the pool, output is [images, Cout, H/2, W/2].
 void ck_winograd4_forward(const ck_conv_shape *shape, const float *u, const float *bias,
                           const float *input, float *output, uint16_t *relu_mask, int images,
                           int row_begin, int row_end, int channel_begin, int channel_end,
@@ -103,8 +109,9 @@ size_t ck_winograd4_relu_mask_words(const ck_conv_shape *shape);
 /// dm_scratch: NULL, or (threads sharing out input channels, ck_winograd4_shares_dm) the scratch
 /// into which ck_winograd4_output_grads wrote dM for every output channel: read instead of
 /// computing it (bias_grad is then not added to).
-/// relu_mask: with the ReLU, the images' masks as ck_winograd4_forward wrote them (dY is taken as
-/// 0 where the output was not above 0); not read without it.
+/// relu_mask: with the ReLU or the pool, the images' masks as ck_winograd4_forward wrote them (dY
+/// is taken as 0 where the mask is clear); not read without either. With the pool, output_grad
+/// is the pooled map's [images, Cout, H/2, W/2], each the gradient of its window's marked output.
 void ck_winograd4_backward(const ck_conv_shape *shape, const float *u_t, const float *input,
                            const uint16_t *relu_mask, const float *output_grad, float *input_grad,
                            float *u_grad, float *bias_grad, int images, int channel_begin,

@@ -181,6 +181,7 @@ public enum Benchmark {
     var flops: [Double] = []
     var winograd: [(label: String, share: Double)?] = []
     var times = [[Double]](repeating: [], count: stages.count)
+    let fused = model.encoder.fusedPools  // run inside the conv before: no line of their own
     for pass in 0..<options.timedSteps {
       var x = images
       var (convIndex, poolIndex) = (0, 0)
@@ -188,14 +189,16 @@ public enum Benchmark {
         let (b, h, w) = (x.shape[0], x.shape[2], x.shape[3])
         let start = DispatchTime.now().uptimeNanoseconds
         switch stage {
-        case .conv(let conv): x = conv.forward(x)
-        case .maxPool(let pool): x = pool.forward(x)
+        case .conv(let conv): x = conv.forward(x, pool: fused.contains(index + 1))
+        case .maxPool(let pool): if !fused.contains(index) { x = pool.forward(x) }
         }
         times[index].append(Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9)
         guard pass == 0 else { continue }
         switch stage {
         case .conv(let conv):
-          names.append("conv\(convIndex) \(conv.inChannels)→\(conv.outChannels) \(h)×\(w) fwd")
+          names.append(
+            "conv\(convIndex)\(fused.contains(index + 1) ? "+maxpool\(poolIndex)" : "") "
+              + "\(conv.inChannels)→\(conv.outChannels) \(h)×\(w) fwd")
           flops.append(2.0 * Double(b * conv.outChannels * conv.inChannels * 9 * h * w))
           let tile = conv.winogradTile(height: h, width: w)
           winograd.append(
@@ -203,7 +206,7 @@ public enum Benchmark {
               ? ("Winograd F(\(tile)×\(tile))", multipliesShare(tile: tile, height: h, width: w)) : nil)
           convIndex += 1
         case .maxPool:
-          names.append("maxpool\(poolIndex) \(h)×\(w) fwd")
+          names.append(fused.contains(index) ? "" : "maxpool\(poolIndex) \(h)×\(w) fwd")
           flops.append(0)
           winograd.append(nil)
           poolIndex += 1
@@ -211,13 +214,13 @@ public enum Benchmark {
       }
     }
     let total = times.reduce(0.0) { $0 + median($1) }
-    for index in stages.indices {
+    for index in stages.indices where !names[index].isEmpty {
       log(
         profileLine(
           names[index], seconds: median(times[index]), total: total, flop: flops[index], peak: peak,
           winograd: winograd[index]))
     }
-    log("  " + pad("total", 30) + String(format: "%9.2f ms", total * 1000))
+    log("  " + pad("total", 34) + String(format: "%9.2f ms", total * 1000))
   }
 
   /// `caption bench --from-features`: training as it runs from the feature cache, the convolutions
@@ -318,6 +321,7 @@ public enum Benchmark {
     }
     let encoder = model.encoder
     let perLayer = encoder.globalPool != nil  // the stages timed one by one (pool `avg`)
+    let fused = encoder.fusedPools
     for _ in 0..<options.timedSteps {
       time("zero gradients") { zeroGradients(model.parameters) }
       var v = Tensor(zeros: [0])
@@ -327,12 +331,15 @@ public enum Benchmark {
         var x = images
         var convIndex = 0
         var poolIndex = 0
-        for stage in encoder.stages {
+        for (index, stage) in encoder.stages.enumerated() {
           switch stage {
           case .conv(let conv):
             let (b, h, w) = (x.shape[0], x.shape[2], x.shape[3])
             let flop = 2.0 * Double(b * conv.outChannels * conv.inChannels * 9 * h * w)
-            let name = "conv\(convIndex) \(conv.inChannels)→\(conv.outChannels) \(h)×\(w)"
+            let pool = fused.contains(index + 1)  // the max-pool after it runs inside it
+            let name =
+              "conv\(convIndex)\(pool ? "+maxpool\(poolIndex)" : "") "
+              + "\(conv.inChannels)→\(conv.outChannels) \(h)×\(w)"
             stageNames.append(name)
             stageFlops.append(flop * (convIndex == 0 ? 1 : 2))
             if conv.algorithm == .winograd {
@@ -340,13 +347,13 @@ public enum Benchmark {
               winogradShare[name + " fwd"] = multipliesShare(tile: tile, height: h, width: w)
               winogradShare[name + " bwd"] = multipliesShare(tile: tile, height: h, width: w)
             }
-            time(name + " fwd", flop: flop) { x = conv.forward(x) }
+            time(name + " fwd", flop: flop) { x = conv.forward(x, pool: pool) }
             convIndex += 1
           case .maxPool(let pool):
             let name = "maxpool\(poolIndex) \(x.shape[2])×\(x.shape[3])"
             stageNames.append(name)
             stageFlops.append(0)
-            time(name + " fwd") { x = pool.forward(x) }
+            if !fused.contains(index) { time(name + " fwd") { x = pool.forward(x) } }
             poolIndex += 1
           }
         }
@@ -389,7 +396,7 @@ public enum Benchmark {
               if let g = conv.backward(grad, needInputGrad: index != 0) { grad = g }
             }
           case .maxPool(let pool):
-            time(name) { grad = pool.backward(grad) }
+            if !fused.contains(index) { time(name) { grad = pool.backward(grad) } }
           }
         }
       } else {
@@ -412,9 +419,9 @@ public enum Benchmark {
           winograd: winogradShare[name].map { ("Winograd", $0) }))
     }
     log(
-      "  " + pad("encoder (all stages)", 30)
+      "  " + pad("encoder (all stages)", 34)
         + String(format: "%9.2f ms  %5.1f%%", encoderSeconds * 1000, encoderSeconds / total * 100))
-    log("  " + pad("total", 30) + String(format: "%9.2f ms", total * 1000))
+    log("  " + pad("total", 34) + String(format: "%9.2f ms", total * 1000))
   }
 
   /// Multiplies a Winograd pass does per multiply of direct convolution on an H×W map, counting
@@ -432,7 +439,7 @@ public enum Benchmark {
     _ name: String, seconds: Double, total: Double, flop: Double, peak: Double,
     winograd: (label: String, share: Double)?
   ) -> String {
-    var line = pad(name, 30) + String(format: "%9.2f ms  %5.1f%%", seconds * 1000, seconds / total * 100)
+    var line = pad(name, 34) + String(format: "%9.2f ms  %5.1f%%", seconds * 1000, seconds / total * 100)
     guard flop > 0 else { return "  " + line }
     let rate = flop / seconds / 1e9
     line += String(format: "  %6.1f GFLOP/s %3.0f%% of peak", rate, rate / peak * 100)

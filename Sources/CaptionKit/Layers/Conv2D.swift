@@ -67,8 +67,15 @@ public final class Conv2D {
   /// layer at 224 px, one image, 2 threads (Zen 4): 2.2 ms through im2col at AVX-512, 3.8 ms at AVX2.
   public var directForwardMaxChannels = 4
 
+  /// Whether a 2×2 max-pool after this layer may run inside its kernels (`fusesPool`); tests turn
+  /// it off to compare the two.
+  public var poolFusion = true
+
   private var input: Tensor?  // [B, Cin, H, W], kept for backward
-  private var output: Tensor?  // [B, Cout, H, W]: the last forward's output, kept for backward
+  /// [B, Cout, H, W] (or, pooled, [B, Cout, H/2, W/2]): the last forward's output, kept for backward
+  private var output: Tensor?
+  /// Whether the last forward fused the max-pool after it (`forward(_:pool:)`).
+  var pooled = false
   private var outputWorkspace: Tensor?  // what `forward(_:)` writes into
   var reluMaskWorkspace: Tensor?  // the ReLU's mask in bits (Conv2DBlocked.swift: reluMask)
   var reluMaskIsCurrent = false  // whether the last forward wrote it (F(4×4), direct)
@@ -105,28 +112,50 @@ public final class Conv2D {
 
   // MARK: forward
 
-  /// input [B, Cin, H, W] → output [B, Cout, H, W] (this layer's workspace, kept for backward).
-  public func forward(_ input: Tensor) -> Tensor {
+  /// Whether a 2×2 max-pool after this layer can run inside its kernels on an H×W map
+  /// (`forward(_:pool:)`): F(4×4) Winograd with the ReLU, H and W even. The output transform then
+  /// writes the pooled map instead of the 4× larger one (and the max-pool's pass over it is gone),
+  /// and the backward reads the pooled map's gradient instead of one the max-pool spread out.
+  public func fusesPool(height: Int, width: Int) -> Bool {
+    poolFusion && relu && algorithm == .winograd && winogradTile(height: height, width: width) == 4
+      && height % 2 == 0 && width % 2 == 0
+  }
+
+  /// The output's shape for an input of `inputShape` [B, Cin, H, W]: [B, Cout, H, W], or with
+  /// `pool` [B, Cout, H/2, W/2].
+  func outputShape(_ inputShape: [Int], pool: Bool) -> [Int] {
+    let scale = pool ? 2 : 1
+    return [inputShape[0], outChannels, inputShape[2] / scale, inputShape[3] / scale]
+  }
+
+  /// input [B, Cin, H, W] → output [B, Cout, H, W] (this layer's workspace, kept for backward);
+  /// with `pool` (only where `fusesPool`), the output of this layer and a 2×2 max-pool after it,
+  /// [B, Cout, H/2, W/2], equal to MaxPool2D's of the unpooled output, and `backward` then takes
+  /// its gradient.
+  public func forward(_ input: Tensor, pool: Bool = false) -> Tensor {
     precondition(
       input.shape.count == 4 && input.shape[1] == inChannels,
       "Conv2D: input \(input.shape), expected [B, \(inChannels), H, W]")
-    let output = reuseWorkspace(
-      &outputWorkspace, shape: [input.shape[0], outChannels, input.shape[2], input.shape[3]])
-    forward(input, into: output)
+    let output = reuseWorkspace(&outputWorkspace, shape: outputShape(input.shape, pool: pool))
+    forward(input, into: output, pool: pool)
     return output
   }
 
-  /// As `forward(_:)`, writing into `output` [B, Cout, H, W] (which must not overlap `input`), a
-  /// buffer the caller owns: the encoder's inference passes share two buffers among all layers.
-  public func forward(_ input: Tensor, into output: Tensor) {
+  /// As `forward(_:pool:)`, writing into `output` (which must not overlap `input`), a buffer the
+  /// caller owns: the encoder's inference passes share two buffers among all layers.
+  public func forward(_ input: Tensor, into output: Tensor, pool: Bool = false) {
     precondition(
       input.shape.count == 4 && input.shape[1] == inChannels,
       "Conv2D: input \(input.shape), expected [B, \(inChannels), H, W]")
     precondition(
-      output.shape == [input.shape[0], outChannels, input.shape[2], input.shape[3]],
+      output.shape == outputShape(input.shape, pool: pool),
       "Conv2D: output \(output.shape) for input \(input.shape)")
+    precondition(
+      !pool || fusesPool(height: input.shape[2], width: input.shape[3]),
+      "Conv2D: no fused max-pool on \(input.shape)")
     self.input = input
     self.output = output
+    pooled = pool
     reluMaskIsCurrent = false
     if algorithm == .winograd {
       forwardBlocked(input, output)

@@ -40,7 +40,7 @@ extension Conv2D {
     }
     return ck_conv_shape(
       in_channels: Int32(inChannels), out_channels: Int32(outChannels), height: Int32(height),
-      width: Int32(width), block_rows: Int32(rows), relu: relu ? 1 : 0)
+      width: Int32(width), block_rows: Int32(rows), relu: relu ? 1 : 0, pool: 0)
   }
 
   /// The block of `least` to 2 · `least` tile rows (from `tilesHigh` on: whole images, `rows /
@@ -123,9 +123,10 @@ extension Conv2D {
           height: height, width: width, tile: tile, images: batch, rowsEach: (tilesHigh + parts - 1) / parts)
       case .channels: blockedShape(height: height, width: width, tile: tile, images: batch)
       }
+    shape.pool = pooled ? 1 : 0
     let scratchSize = tile == 4 ? ck_winograd4_scratch(&shape) : ck_winograd_scratch(&shape)
     let scratch = self.scratch.buffer(.kernel, shape: [parts, scratchSize])
-    let (inputSize, outputSize) = (cin * height * width, cout * height * width)
+    let (inputSize, outputSize) = (cin * height * width, output.count / max(batch, 1))
     let biasPointer = bias.value.pointer
     let perImage = tile == 4 ? ck_winograd4_relu_mask_words(&shape) : 0
     let mask = tile == 4 && relu ? reluMask(batch: batch, perImage: perImage) : nil
@@ -198,6 +199,7 @@ extension Conv2D {
       return
     }
     var shape = blockedShape(height: height, width: width, tile: tile, images: perThread)
+    shape.pool = pooled ? 1 : 0
     let uT = transformedWeights(tile: tile, transposed: true)
     let maskWords = tile == 4 ? ck_winograd4_relu_mask_words(&shape) : 0
     let mask = tile == 4 ? lastReluMask4(batch: batch, perImage: maskWords) : nil
@@ -210,7 +212,7 @@ extension Conv2D {
     let uGrads = self.scratch.buffer(.weightPartials, shape: [threads, uSize])
     let biasGrads = self.scratch.buffer(.biasPartials, shape: [threads, cout])
     biasGrads.fill(0)
-    let (inputSize, outputSize) = (cin * height * width, cout * height * width)
+    let (inputSize, outputSize) = (cin * height * width, output.count / max(batch, 1))
     forEachShare(of: batch, threads: threads, shape: shape) { shape, part, first, count in
       let uGrad = uGrads.pointer + part * uSize
       let (inputs, outputs) = (input.pointer + first * inputSize, output.pointer + first * outputSize)
@@ -251,6 +253,7 @@ extension Conv2D {
     let (batch, height, width) = (input.shape[0], input.shape[2], input.shape[3])
     let (cin, cout) = (inChannels, outChannels)
     var shape = blockedShape(height: height, width: width, tile: 4, images: batch)
+    shape.pool = pooled ? 1 : 0
     let uT = transformedWeights(tile: 4, transposed: true)
     let mask = lastReluMask4(batch: batch, perImage: ck_winograd4_relu_mask_words(&shape))
     let scratchSize = ck_winograd4_scratch(&shape)
@@ -317,7 +320,7 @@ extension Conv2D {
   func directShape(height: Int, width: Int) -> ck_conv_shape {
     ck_conv_shape(
       in_channels: Int32(inChannels), out_channels: Int32(outChannels), height: Int32(height),
-      width: Int32(width), block_rows: 1, relu: relu ? 1 : 0)
+      width: Int32(width), block_rows: 1, relu: relu ? 1 : 0, pool: 0)
   }
 
   /// The forward computed directly (CKernels' direct.c), for layers of at most

@@ -30,10 +30,12 @@ public final class Encoder {
   /// needs (see `features(_:keepActivations:)`).
   private var activationsKept = true
   /// Inference passes: two buffers the stages write into in turn, and each stage's output as a view
-  /// of one of them, for `stageViewsBatch` images.
+  /// of one of them, for the batch size and fused pools of `stageViewsKey`.
   private var stageBuffers: [Tensor] = []
   private var stageViews: [Tensor] = []
-  private var stageViewsBatch = -1
+  private var stageViewsKey: (batch: Int, fused: Set<Int>) = (-1, [])
+  /// The max-pool stages the last forward ran inside the convolution before them (`fusedPools`).
+  private var lastFusedPools: Set<Int> = []
   private var flattened: Tensor?  // the [B, C·h·w] view handed to fc (pool `flatten`)
   private var flattenedBase: Tensor?
 
@@ -95,6 +97,23 @@ public final class Encoder {
 
   public var parameters: [Parameter] { namedParameters.map { $0.1 } }
 
+  /// The max-pool stages that run inside the convolution before them (`Conv2D.fusesPool` at the
+  /// map size the configuration gives it): that convolution writes the pooled map, and the stage
+  /// itself does nothing, forward or backward.
+  public var fusedPools: Set<Int> {
+    var fused: Set<Int> = []
+    var size = config.imageSize
+    for (index, stage) in stages.enumerated() {
+      switch stage {
+      case .conv(let conv):
+        guard index + 1 < stages.count, case .maxPool = stages[index + 1] else { continue }
+        if conv.fusesPool(height: size, width: size) { fused.insert(index + 1) }
+      case .maxPool: size /= 2
+      }
+    }
+    return fused
+  }
+
   /// images [B, 3, S, S] (normalised) → the last stage's feature map [B, C, h, w] (a workspace):
   /// the convolutional features, what torchvision's VGG `features` gives.
   ///
@@ -113,16 +132,24 @@ public final class Encoder {
     }
     var x = images
     var column = 0  // where the next block's means go in blockMeans' rows
-    let outputs = keepActivations ? [] : stageOutputs(batch: batch)
+    let fused = fusedPools
+    lastFusedPools = fused
+    let outputs = keepActivations ? [] : stageOutputs(batch: batch, fused: fused)
     for (index, stage) in stages.enumerated() {
       // each stage's own workspace when keeping activations, else one of the two shared buffers
       var isPool = false
       switch stage {
-      case .conv(let conv):  // → [B, Cout, h, w]
-        if keepActivations { x = conv.forward(x) } else { conv.forward(x, into: outputs[index]) }
+      case .conv(let conv):  // → [B, Cout, h, w], or with the next stage's pool [B, Cout, h/2, w/2]
+        let pool = fused.contains(index + 1)
+        if keepActivations {
+          x = conv.forward(x, pool: pool)
+        } else {
+          conv.forward(x, into: outputs[index], pool: pool)
+        }
       case .maxPool(let pool):  // → [B, C, h/2, w/2]
-        if keepActivations { x = pool.forward(x) } else { pool.forward(x, into: outputs[index]) }
         isPool = true
+        if fused.contains(index) { break }  // done by the conv before
+        if keepActivations { x = pool.forward(x) } else { pool.forward(x, into: outputs[index]) }
       }
       if !keepActivations { x = outputs[index] }
       if isPool || index == stages.count - 1 { addBlockMeans(of: x, at: &column) }
@@ -146,24 +173,30 @@ public final class Encoder {
     column += channels
   }
 
-  /// Each stage's output for a batch of `batch` images, as views of two buffers taken in turn (stage
-  /// k writes buffer k mod 2 while it reads the other), built once per batch size.
-  private func stageOutputs(batch: Int) -> [Tensor] {
-    if stageViewsBatch == batch { return stageViews }
+  /// Each stage's output for a batch of `batch` images, as views of two buffers taken in turn (each
+  /// stage that computes writes one buffer while it reads the other; a max-pool in `fused`, done
+  /// by the conv before it, has that conv's pooled output), built once per batch size.
+  private func stageOutputs(batch: Int, fused: Set<Int>) -> [Tensor] {
+    if stageViewsKey.batch == batch && stageViewsKey.fused == fused { return stageViews }
     var shapes: [[Int]] = []
+    var buffers: [Int] = []  // which buffer each stage's output is in
     var (channels, height, width) = (3, config.imageSize, config.imageSize)
-    for stage in stages {
+    for (index, stage) in stages.enumerated() {
       switch stage {
-      case .conv(let conv): channels = conv.outChannels
-      case .maxPool: (height, width) = (height / 2, width / 2)
+      case .conv(let conv):
+        channels = conv.outChannels
+        if fused.contains(index + 1) { (height, width) = (height / 2, width / 2) }
+      case .maxPool:
+        if !fused.contains(index) { (height, width) = (height / 2, width / 2) }
       }
       shapes.append([batch, channels, height, width])
+      buffers.append(fused.contains(index) ? buffers[index - 1] : 1 - (buffers.last ?? 1))
     }
     let largest = shapes.map { $0.reduce(1, *) }.max() ?? 0
     stageViews = []  // release the old views before their buffers
     stageBuffers = [Tensor(zeros: [largest]), Tensor(zeros: [largest])]
-    stageViews = shapes.enumerated().map { k, shape in stageBuffers[k % 2].view(shape: shape) }
-    stageViewsBatch = batch
+    stageViews = shapes.indices.map { k in stageBuffers[buffers[k]].view(shape: shapes[k]) }
+    stageViewsKey = (batch, fused)
     return stageViews
   }
 
@@ -232,7 +265,7 @@ public final class Encoder {
         guard let inputGrad = convInputGrad else { return nil }
         grad = inputGrad
       case .maxPool(let pool):
-        grad = pool.backward(grad)
+        if !lastFusedPools.contains(index) { grad = pool.backward(grad) }
       }
     }
     return needInputGrad ? grad : nil
