@@ -42,6 +42,24 @@ final class TrainingMemoryTests: XCTestCase {
       TrainingMemory(config: options.modelConfig(vocabSize: 10), options: options).parameters, 1063)
   }
 
+  /// A conv that runs the max-pool after it inside (8 input channels, a 12-px map: F(4×4)) keeps
+  /// only the pooled map, and the pool nothing; the same layers on an odd map (13 px) count both.
+  func testAConvThatPoolsInsideCountsThePooledMapOnly() {
+    var options = smallOptions()
+    options.layers = [.conv(8), .conv(8), .maxPool]
+    options.imageSize = 12
+    let config = options.modelConfig(vocabSize: 10)
+    XCTAssertEqual(Encoder(config: config).fusedPools, [2])
+    let decoder = 72.0 + 600 + 576 + 480
+    // images 2·3·144 = 864; conv0 2·(2·8·144) = 4608; conv1 pooled 2·(2·8·36) = 1152.
+    XCTAssertEqual(TrainingMemory(config: config, options: options).activations, 864 + 4608 + 1152 + decoder)
+    options.imageSize = 13
+    // images 2·3·169 = 1014; conv0 and conv1 2·(2·8·169) = 5408 each; pool 2·(2·8·36) = 1152.
+    XCTAssertEqual(
+      TrainingMemory(config: options.modelConfig(vocabSize: 10), options: options).activations,
+      1014 + 5408 + 5408 + 1152 + decoder)
+  }
+
   func testAConfigurationThatCannotFitIsRefusedWithItsEstimate() throws {
     let options = smallOptions()
     let memory = TrainingMemory(config: options.modelConfig(vocabSize: 10), options: options)

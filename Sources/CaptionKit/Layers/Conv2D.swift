@@ -121,6 +121,13 @@ public final class Conv2D {
       && height % 2 == 0 && width % 2 == 0
   }
 
+  /// `fusesPool` of a layer with the ReLU and every setting at its default (what an encoder's
+  /// layer of `inChannels` input channels does), for estimates made before any layer exists.
+  static func fusesPoolByDefault(inChannels: Int, height: Int, width: Int) -> Bool {
+    inChannels >= winogradMinChannels && defaultTile(height: height, width: width) == 4 && height % 2 == 0
+      && width % 2 == 0
+  }
+
   /// The output's shape for an input of `inputShape` [B, Cin, H, W]: [B, Cout, H, W], or with
   /// `pool` [B, Cout, H/2, W/2].
   func outputShape(_ inputShape: [Int], pool: Bool) -> [Int] {

@@ -29,8 +29,11 @@ extension Conv2D {
   /// 14–224 px, 0.88–1.06× at 8 px.
   func winogradTile(height: Int, width: Int) -> Int {
     if let forced = forcedTile { return forced }
-    return min(height, width) >= 12 ? 4 : 2
+    return Conv2D.defaultTile(height: height, width: width)
   }
+
+  /// The Winograd tile on an H×W map unless forced: 4 from 12 px, else 2.
+  static func defaultTile(height: Int, width: Int) -> Int { min(height, width) >= 12 ? 4 : 2 }
 
   /// U = G g Gᵀ for every kernel g = weight[co, ci] [3, 3] (CKernels): [16, Cout, Cin] for
   /// `tile` 2, [36, Cout, Cin] for 4 (winograd4.c), or with `transposed` Uᵀ, [16 or 36, Cin, Cout],

@@ -7,7 +7,8 @@ import Foundation
 /// - every trainable parameter (the model's and the word-loss head's) 4 times: the weight, its
 ///   gradient and Adam's two moments;
 /// - the encoder: the input images B·3·S², and each layer's output map B·C·h·w twice (the values
-///   kept for the backward pass and their gradient);
+///   kept for the backward pass and their gradient; a conv that runs the max-pool after it inside,
+///   `Conv2D.fusesPool`, keeps the pooled map, and that pool nothing);
 /// - the decoder: the embedded inputs T·R·E; per recurrent layer T·R·(2·G·H + 3·H + In) (gate
 ///   values and their gradients, the states h, c and tanh c, the gradient on its input); the
 ///   logits and their gradient 2·T·R·V.
@@ -35,10 +36,21 @@ public struct TrainingMemory: Equatable, Sendable {
     var size = config.imageSize
     var channels = 3
     var encoder = b * 3 * Double(size * size)
-    for layer in config.layers {
+    var pooledInside = false  // the conv before ran this max-pool
+    for (index, layer) in config.layers.enumerated() {
       switch layer {
-      case .conv(let out): channels = out
-      case .maxPool: size /= 2
+      case .conv(let out):
+        pooledInside =
+          index + 1 < config.layers.count && config.layers[index + 1] == .maxPool
+          && Conv2D.fusesPoolByDefault(inChannels: channels, height: size, width: size)
+        channels = out
+        if pooledInside { size /= 2 }
+      case .maxPool:
+        if pooledInside {
+          pooledInside = false
+          continue
+        }
+        size /= 2
       }
       encoder += 2 * b * Double(channels) * Double(size * size)
     }
