@@ -1,4 +1,5 @@
-/// 3×3 convolution, stride 1, padding 1 (SPEC §3), optionally followed by a fused ReLU.
+/// 3×3 convolution, stride 1, padding 1 (SPEC §3), optionally followed by a fused ReLU (and, through
+/// the F(4×4) kernels, by a fused 2×2 max-pool: `forward(_:pool:)`).
 ///
 /// weight [Cout, Cin, 3, 3], bias [Cout]; input [B, Cin, H, W] → output [B, Cout, H, W].
 /// Computed as im2col + one GEMM (`Gemm`) per chunk of images:
@@ -208,7 +209,9 @@ public final class Conv2D {
   // MARK: backward
 
   /// Accumulates dL/dweight and dL/dbias; returns dL/dinput [B, Cin, H, W] when `needInputGrad`.
-  /// With the fused ReLU, the gradient is masked where the output is 0 (dReLU(0) = 0).
+  /// With the fused ReLU, the gradient is masked where the output is 0 (dReLU(0) = 0). After a
+  /// forward with `pool`, `outputGrad` is the pooled map's [B, Cout, H/2, W/2], each value going
+  /// to its window's largest output (the first of equal ones, as MaxPool2D).
   @discardableResult
   public func backward(_ outputGrad: Tensor, needInputGrad: Bool = true) -> Tensor? {
     guard let input = input, let output = output else {
