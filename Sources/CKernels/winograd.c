@@ -339,9 +339,8 @@ INLINE void forward_pass(const blocking k, const ck_conv_shape *shape, const flo
     const int count = min_int(g.group, images - first);
     for (int ty0 = row_begin; ty0 < row_end; ty0 += g.rows) {
       const int rows = min_int(g.rows, row_end - ty0), tiles = rows * g.tiles_w;
-      const int n = round16(count * tiles);
       input_transform(&g, input + first * g.in_stride, count, ty0, rows, w.v, w.q);
-      forward_products(k, &g, 16, n, co_begin, co_end, u, w.v, w.m);
+      forward_products(k, &g, 16, count * tiles, co_begin, co_end, u, w.v, w.m);
       for (int i = 0; i < count; i++)
         output_transform(&g, w.m + i * tiles, bias, output + (first + i) * out_size, ty0, rows,
                          co_begin, co_end, w.q);

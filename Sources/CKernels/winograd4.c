@@ -371,9 +371,8 @@ INLINE void forward4_pass(const blocking k, const ck_conv_shape *shape, const fl
     const int count = min_int(g.group, images - first);
     for (int ty0 = row_begin; ty0 < row_end; ty0 += g.rows) {
       const int rows = min_int(g.rows, row_end - ty0), tiles = rows * g.tiles_w;
-      const int n = round16(count * tiles);
       input_transform4(&g, input + first * g.in_stride, count, ty0, rows, v, q, k.in_lanes);
-      forward_products(k, &g, 36, n, co_begin, co_end, u, v, m);
+      forward_products(k, &g, 36, count * tiles, co_begin, co_end, u, v, m);
       for (int i = 0; i < count; i++)
         output_transform4(&g, m + i * tiles, bias, output + (first + i) * out_size,
                           mask ? mask + (first + i) * mask_words(&g) : NULL, ty0, rows, co_begin,

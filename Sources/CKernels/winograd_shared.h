@@ -446,18 +446,52 @@ INLINE void prefetch_c(const int ROWS, const int VECTORS, const int C_MODE, cons
     }
 }
 
+/// c[i][j] = Σ_p a[i][p] · b[p][j] for `ROWS` rows i and the 8 columns j of one strip of b and c
+/// (as product_panel's) that count, in 8-float vectors; c's other 8 columns of the strip = 0.
+/// product_panel's last vector when a block's tiles fill at most 8 of its 16 columns (VGG-16's
+/// 196-tile blocks at 56 and 28 px: 12 of 13 vectors full): half the multiply-adds of a 16-float
+/// vector (an AVX-512 vector is 2 of Zen 4's 256-bit FMA operations, one here; an AVX2 vector two
+/// registers, one here). With dU's sums over the filled tiles only (gradient_products), two
+/// threads, 8 images, four alternating stand-alone runs at AVX-512: backward at 28 px 512 → 512
+/// 86.1–90.0 → 83.5–87.2 ms, 256 → 512 45.0–47.2 → 43.8–44.8, at 56 px (256 → 256) the products
+/// 78.0–81.8 → 76.3–78.9 ms a thread; the forward's products at 28 px (256 → 512) 18.0–18.2 →
+/// 17.6–18.0. At AVX2 (three runs) the 28- and 56-px backward 94–108 → 92–109 and 99–125 → 92–105.
+INLINE void product_half(const int ROWS, const int C_MODE, const int A_LAYOUT, int k,
+                         const float *a, int lda, const float *b, int ldb, float *c, int ldc) {
+  v8 acc[8];
+#pragma clang loop unroll(full)
+  for (int r = 0; r < ROWS; r++) acc[r] = (v8){0};
+  for (int p = 0; p < k; p++) {
+    prefetch_a(ROWS, A_LAYOUT, a, lda, p);
+    const v8 b0 = load8(b + (size_t)p * ldb);
+#pragma clang loop unroll(full)
+    for (int r = 0; r < ROWS; r++) {
+      const float x = element(A_LAYOUT, a, lda, r, p);
+      acc[r] += (v8){x, x, x, x, x, x, x, x} * b0;
+    }
+  }
+#pragma clang loop unroll(full)
+  for (int r = 0; r < ROWS; r++) {
+    v16 wide = zero();
+    memcpy(&wide, &acc[r], sizeof acc[r]);
+    store_sum(C_MODE, c + (size_t)r * ldc, wide);
+  }
+}
+
 /// c[i][j] = Σ_p a[i][p] · b[p][j] (stored as C_MODE says) for `ROWS` rows i and n columns (n a
 /// multiple of 16), with `VECTORS` (1 or 2) 16-float vectors of columns per step; ROWS × VECTORS
-/// accumulators.
+/// accumulators. Only the first `valid` columns count: a vector with at most 8 of them computes
+/// those 8 only (product_half) and writes 0 in the other 8.
 /// a is stored as A_LAYOUT says. b is kept in strips of 16 columns: b[p][j] at
 /// b[(j / 16) · strip + p · ldb + j % 16] (a plain row-major b: strip = 16); c likewise, c[i][j] at
 /// c[(j / 16) · c_strip + i · ldc + j % 16].
 INLINE void product_panel(const int ROWS, const int VECTORS, const int C_MODE, const int A_LAYOUT,
-                          int n, int k, const float *a, int lda, const float *b, int ldb,
-                          size_t strip, float *c, int ldc, size_t c_strip) {
+                          int n, int valid, int k, const float *a, int lda, const float *b,
+                          int ldb, size_t strip, float *c, int ldc, size_t c_strip) {
   int j = 0;
   if (VECTORS == 2) {
-    for (; j + 32 <= n; j += 32) {
+    // Pairs while the second vector has more than 8 columns that count.
+    for (; j + 32 <= n && valid - (j + 16) > 8; j += 32) {
       v16 acc[8][2];
 #pragma clang loop unroll(full)
       for (int r = 0; r < ROWS; r++) acc[r][0] = acc[r][1] = zero();
@@ -482,6 +516,11 @@ INLINE void product_panel(const int ROWS, const int VECTORS, const int C_MODE, c
     }
   }
   for (; j < n; j += 16) {
+    if (valid - j <= 8) {
+      product_half(ROWS, C_MODE, A_LAYOUT, k, a, lda, b + (size_t)(j / 16) * strip, ldb,
+                   c + (size_t)(j / 16) * c_strip, ldc);
+      continue;
+    }
     v16 acc[8];
 #pragma clang loop unroll(full)
     for (int r = 0; r < ROWS; r++) acc[r] = zero();
@@ -507,20 +546,20 @@ INLINE const float *rows_from(const int A_LAYOUT, const float *a, int lda, int i
 }
 
 /// c [m, n] = a [m, k] · b [k, n], stored as C_MODE says (a stored as A_LAYOUT says, b and c in strips
-/// as in product_panel; n a multiple of 16). Panels of ROWS rows, then the rows left in panels of 4
-/// and 2 rows, then 1: a panel of one row waits each step on its own last multiply-add (one chain
-/// of accumulators), so AVX2's panels of 6 rows, which leave 4 of 64, 128 or 256 rows and 2 of 512,
-/// paid 4 single rows at a quarter of the speed. Two threads, 8 images, AVX2, best of 4–6
-/// alternating runs: at 224 px (64 → 64) the forward's products 36.9 → 33.3 ms a thread, the
-/// backward's 86.3 → 76.1; at 56 px (256 → 256) the forward's 38.2 → 37.1.
+/// as in product_panel; n a multiple of 16, of which the first `valid` count). Panels of ROWS rows,
+/// then the rows left in panels of 4 and 2 rows, then 1: a panel of one row waits each step on its
+/// own last multiply-add (one chain of accumulators), so AVX2's panels of 6 rows, which leave 4 of
+/// 64, 128 or 256 rows and 2 of 512, paid 4 single rows at a quarter of the speed. Two threads, 8
+/// images, AVX2, best of 4–6 alternating runs: at 224 px (64 → 64) the forward's products 36.9 →
+/// 33.3 ms a thread, the backward's 86.3 → 76.1; at 56 px (256 → 256) the forward's 38.2 → 37.1.
 INLINE void product(const int ROWS, const int VECTORS, const int C_MODE, const int A_LAYOUT,
-                    int m, int n, int k, const float *a, int lda, const float *b, int ldb,
-                    size_t strip, float *c, int ldc, size_t c_strip) {
+                    int m, int n, int valid, int k, const float *a, int lda, const float *b,
+                    int ldb, size_t strip, float *c, int ldc, size_t c_strip) {
   int i = 0;
 // A panel of R rows from row i.
 #define PANEL(R)                                                                                   \
-  product_panel(R, VECTORS, C_MODE, A_LAYOUT, n, k, rows_from(A_LAYOUT, a, lda, i), lda, b, ldb,   \
-                strip, c + (size_t)i * ldc, ldc, c_strip)
+  product_panel(R, VECTORS, C_MODE, A_LAYOUT, n, valid, k, rows_from(A_LAYOUT, a, lda, i), lda, b, \
+                ldb, strip, c + (size_t)i * ldc, ldc, c_strip)
   for (; i + ROWS <= m; i += ROWS) PANEL(ROWS);
   if (ROWS > 4 && i + 4 <= m) PANEL(4), i += 4;
   if (ROWS > 2 && i + 2 <= m) PANEL(2), i += 2;
@@ -568,21 +607,24 @@ INLINE void zero_strip_columns(float *v, int positions, int channels, int ld, in
 // MARK: - A block's products at every position
 
 /// M[ξ] [co_begin … co_end − 1, n] = U[ξ] [those rows, Cin] · V[ξ] [Cin, n] for the `positions`
-/// positions ξ of a block of n tiles (a multiple of 16). U [positions, Cout, Cin]; V in strips
+/// positions ξ of a block of `filled` tiles, n = round16(filled) (product_half: the last vector
+/// when the tiles fill at most 8 of its 16 columns). U [positions, Cout, Cin]; V in strips
 /// [positions][Cin + 1][ld]; M's rows ld floats apart, its positions position_stride apart.
-INLINE void forward_products(const blocking k, const geometry *g, int positions, int n,
+INLINE void forward_products(const blocking k, const geometry *g, int positions, int filled,
                              int co_begin, int co_end, const float *u, const float *v, float *m) {
+  const int n = round16(filled);
   for (int xi = 0; xi < positions; xi++)
-    product(k.rows, k.vectors, C_WRITE, A_ROWS, co_end - co_begin, n, g->cin,
+    product(k.rows, k.vectors, C_WRITE, A_ROWS, co_end - co_begin, n, filled, g->cin,
             u + ((size_t)xi * g->cout + co_begin) * g->cin, g->cin,
             v + (size_t)xi * (g->cin + 1) * g->ld, 16, (size_t)(g->cin + 1) * 16,
             m + xi * position_stride(g->cout, g->ld) + (size_t)co_begin * g->ld, g->ld, 16);
 }
 
 /// The backward's products of a block whose V and dM fill `filled` tiles, at each of the
-/// `positions` positions ξ, over n = round16(filled) tiles (the columns past the block zeroed
-/// first, so that they add nothing):
-///   dU[ξ] [Cout, Cin] = (or +=, when accumulate) dM[ξ] [Cout, n] · V[ξ]ᵀ [n, Cin], V[ξ] transposed
+/// `positions` positions ξ (the columns past the block, up to n = round16(filled), zeroed first):
+///   dU[ξ] [Cout, Cin] = (or +=, when accumulate) dM[ξ] [Cout, filled] · V[ξ]ᵀ [filled, Cin]
+///   (summed over the filled tiles only: VGG-16's 196-tile blocks at 56 and 28 px, 12 of 208
+///   steps fewer), V[ξ] transposed
 ///   first into `transposed` ([ld, ldu]), so that the sum over tiles runs down the product's k and
 ///   needs no horizontal additions; dU [Cout, du_ld / 16, positions, 16] (sum_partials);
 ///   then, unless dv is NULL, dV[ξ] [Cin, n] = U[ξ]ᵀ · dM[ξ] into dv (rows ld floats apart,
@@ -626,10 +668,11 @@ INLINE void gradient_products(const blocking k, const geometry *g, int positions
     transpose(g->cin, n, v + (size_t)xi * (g->cin + 1) * g->ld, (size_t)(g->cin + 1) * 16,
               transposed, (size_t)g->ld * 16, k.in_lanes);
     // The mode only picks the stores after each sum: no cost inside the product's loop.
-    product(k.rows, k.vectors, du_mode, A_STRIPS, g->cout, g->ldu, n, dm_xi, (g->cout + 1) * 16,
-            transposed, 16, (size_t)g->ld * 16, u_grad + (size_t)xi * 16, du_row, du_strip);
+    product(k.rows, k.vectors, du_mode, A_STRIPS, g->cout, g->ldu, g->ldu, filled, dm_xi,
+            (g->cout + 1) * 16, transposed, 16, (size_t)g->ld * 16, u_grad + (size_t)xi * 16,
+            du_row, du_strip);
     if (dv)
-      product(k.rows, k.vectors, C_WRITE, A_ROWS, g->cin, n, g->cout,
+      product(k.rows, k.vectors, C_WRITE, A_ROWS, g->cin, n, filled, g->cout,
               u_t + (size_t)xi * g->u_cin * g->cout, g->cout, dm_xi, 16, (size_t)(g->cout + 1) * 16,
               dv + xi * position_stride(g->cin, g->ld), g->ld, 16);
   }
