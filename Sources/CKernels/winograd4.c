@@ -43,6 +43,9 @@ size_t ck_winograd4_scratch(const ck_conv_shape *shape) {
 // tx, 16 to a word, as the transforms hold a row (tile-order planes). The backward masks dY with
 // it instead of reading the outputs again: 1/32 of their bytes.
 
+/// Whether the forward writes the mask and the backward reads it: with the ReLU or the max-pool.
+INLINE int has_mask(const geometry *g) { return g->relu || g->pool; }
+
 /// Words per row and phase: the tile columns in groups of 16.
 INLINE int mask_groups(const geometry *g) { return (g->tiles_w + 15) / 16; }
 
@@ -366,7 +369,7 @@ INLINE void forward4_pass(const blocking k, const ck_conv_shape *shape, const fl
   const workspace w = split_scratch(&g, 36, scratch);
   float *v = w.v, *m = w.m, *q = w.q;
   const size_t out_size = (size_t)g.cout * output_plane(&g);
-  uint16_t *mask = g.relu || g.pool ? relu_mask : NULL;
+  uint16_t *mask = has_mask(&g) ? relu_mask : NULL;
   for (int first = 0; first < images; first += g.group) {
     const int count = min_int(g.group, images - first);
     for (int ty0 = row_begin; ty0 < row_end; ty0 += g.rows) {
@@ -599,7 +602,7 @@ INLINE void output_grads4(const blocking k, const ck_conv_shape *shape, const ui
   const geometry g = make_geometry(shape, 4);
   if (!dm_shareable(&g, images)) return;
   const workspace own = split_scratch(&g, 36, scratch), shared = split_scratch(&g, 36, dm_scratch);
-  output_transform_backward4(&g, output_grad, g.relu || g.pool ? relu_mask : NULL, images, shared.m,
+  output_transform_backward4(&g, output_grad, has_mask(&g) ? relu_mask : NULL, images, shared.m,
                              bias_grad, 0, g.tiles_h, co_begin, co_end, own.q, k.in_lanes);
 }
 
@@ -648,7 +651,7 @@ INLINE void backward4_pass(const blocking k, const ck_conv_shape *shape, const f
   input += channel_begin * plane;
   if (input_grad) input_grad += channel_begin * plane;
   const size_t out_size = (size_t)g.cout * output_plane(&g);
-  const uint16_t *masks = g.relu || g.pool ? relu_mask : NULL;
+  const uint16_t *masks = has_mask(&g) ? relu_mask : NULL;
   if (images <= 0) zero_weight_gradient(&g, 36, u_grad);
   for (int first = 0; first < images; first += g.group) {
     const int count = min_int(g.group, images - first);

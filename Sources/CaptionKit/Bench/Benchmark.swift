@@ -197,8 +197,7 @@ public enum Benchmark {
         switch stage {
         case .conv(let conv):
           names.append(
-            "conv\(convIndex)\(fused.contains(index + 1) ? "+maxpool\(poolIndex)" : "") "
-              + "\(conv.inChannels)→\(conv.outChannels) \(h)×\(w) fwd")
+            convName(conv, convIndex, pool: fused.contains(index + 1) ? poolIndex : nil, h, w) + " fwd")
           flops.append(2.0 * Double(b * conv.outChannels * conv.inChannels * 9 * h * w))
           let tile = conv.winogradTile(height: h, width: w)
           winograd.append(
@@ -337,9 +336,7 @@ public enum Benchmark {
             let (b, h, w) = (x.shape[0], x.shape[2], x.shape[3])
             let flop = 2.0 * Double(b * conv.outChannels * conv.inChannels * 9 * h * w)
             let pool = fused.contains(index + 1)  // the max-pool after it runs inside it
-            let name =
-              "conv\(convIndex)\(pool ? "+maxpool\(poolIndex)" : "") "
-              + "\(conv.inChannels)→\(conv.outChannels) \(h)×\(w)"
+            let name = convName(conv, convIndex, pool: pool ? poolIndex : nil, h, w)
             stageNames.append(name)
             stageFlops.append(flop * (convIndex == 0 ? 1 : 2))
             if conv.algorithm == .winograd {
@@ -430,6 +427,13 @@ public enum Benchmark {
   static func multipliesShare(tile: Int, height: Int, width: Int) -> Double {
     let tiles = ((height + tile - 1) / tile) * ((width + tile - 1) / tile)
     return Double(tiles * (tile + 2) * (tile + 2)) / Double(height * width * 9)
+  }
+
+  /// A convolution's name in the profiles: `conv1 64→64 224×224`, or with the max-pool `pool`
+  /// after it run inside it, `conv1+maxpool0 64→64 224×224`.
+  static func convName(_ conv: Conv2D, _ index: Int, pool: Int?, _ height: Int, _ width: Int) -> String {
+    let pooled = pool.map { "+maxpool\($0)" } ?? ""
+    return "conv\(index)\(pooled) \(conv.inChannels)→\(conv.outChannels) \(height)×\(width)"
   }
 
   /// One line of a profile: the part's median time and share of the total; with `flop` (direct-

@@ -17,7 +17,8 @@ extension Conv2D {
   /// anyway), the block may grow to twice it if that pads the products less (`leastPaddedRows`)
   /// for a thread's share: `images` images, or, when the threads share out one image's tile rows,
   /// `rowsEach` of them.
-  /// `tile`: 2 for F(2×2, 3×3), 4 for F(4×4, 3×3) (the forward's).
+  /// `tile`: 2 for F(2×2, 3×3), 4 for F(4×4, 3×3) (the forward's). With the max-pool fused
+  /// (`pooled`: set by the forward before it runs, read by the backward after it), `pool`.
   func blockedShape(
     height: Int, width: Int, tile: Int = 2, images: Int = 1, rowsEach: Int? = nil
   ) -> ck_conv_shape {
@@ -40,7 +41,7 @@ extension Conv2D {
     }
     return ck_conv_shape(
       in_channels: Int32(inChannels), out_channels: Int32(outChannels), height: Int32(height),
-      width: Int32(width), block_rows: Int32(rows), relu: relu ? 1 : 0, pool: 0)
+      width: Int32(width), block_rows: Int32(rows), relu: relu ? 1 : 0, pool: pooled ? 1 : 0)
   }
 
   /// The block of `least` to 2 · `least` tile rows (from `tilesHigh` on: whole images, `rows /
@@ -123,7 +124,6 @@ extension Conv2D {
           height: height, width: width, tile: tile, images: batch, rowsEach: (tilesHigh + parts - 1) / parts)
       case .channels: blockedShape(height: height, width: width, tile: tile, images: batch)
       }
-    shape.pool = pooled ? 1 : 0
     let scratchSize = tile == 4 ? ck_winograd4_scratch(&shape) : ck_winograd_scratch(&shape)
     let scratch = self.scratch.buffer(.kernel, shape: [parts, scratchSize])
     let (inputSize, outputSize) = (cin * height * width, output.count / max(batch, 1))
@@ -199,7 +199,6 @@ extension Conv2D {
       return
     }
     var shape = blockedShape(height: height, width: width, tile: tile, images: perThread)
-    shape.pool = pooled ? 1 : 0
     let uT = transformedWeights(tile: tile, transposed: true)
     let maskWords = tile == 4 ? ck_winograd4_relu_mask_words(&shape) : 0
     let mask = tile == 4 ? lastReluMask4(batch: batch, perImage: maskWords) : nil
@@ -253,7 +252,6 @@ extension Conv2D {
     let (batch, height, width) = (input.shape[0], input.shape[2], input.shape[3])
     let (cin, cout) = (inChannels, outChannels)
     var shape = blockedShape(height: height, width: width, tile: 4, images: batch)
-    shape.pool = pooled ? 1 : 0
     let uT = transformedWeights(tile: 4, transposed: true)
     let mask = lastReluMask4(batch: batch, perImage: ck_winograd4_relu_mask_words(&shape))
     let scratchSize = ck_winograd4_scratch(&shape)

@@ -34,8 +34,6 @@ public final class Encoder {
   private var stageBuffers: [Tensor] = []
   private var stageViews: [Tensor] = []
   private var stageViewsKey: (batch: Int, fused: Set<Int>) = (-1, [])
-  /// The max-pool stages the last forward ran inside the convolution before them (`fusedPools`).
-  private var lastFusedPools: Set<Int> = []
   private var flattened: Tensor?  // the [B, C·h·w] view handed to fc (pool `flatten`)
   private var flattenedBase: Tensor?
 
@@ -133,7 +131,6 @@ public final class Encoder {
     var x = images
     var column = 0  // where the next block's means go in blockMeans' rows
     let fused = fusedPools
-    lastFusedPools = fused
     let outputs = keepActivations ? [] : stageOutputs(batch: batch, fused: fused)
     for (index, stage) in stages.enumerated() {
       // each stage's own workspace when keeping activations, else one of the two shared buffers
@@ -265,7 +262,9 @@ public final class Encoder {
         guard let inputGrad = convInputGrad else { return nil }
         grad = inputGrad
       case .maxPool(let pool):
-        if !lastFusedPools.contains(index) { grad = pool.backward(grad) }
+        // Skipped where the conv before ran it (its forward `pooled`): grad is already its input's.
+        if index > 0, case .conv(let conv) = stages[index - 1], conv.pooled { continue }
+        grad = pool.backward(grad)
       }
     }
     return needInputGrad ? grad : nil
