@@ -407,19 +407,31 @@ INLINE float element(const int A_LAYOUT, const float *a, int lda, int i, int p) 
   return a[(size_t)i * lda + p];
 }
 
-/// Asks for lines of a product's left operand a in rows ahead of its step p, where the hardware
-/// does not foresee them (a large U or Uᵀ, read from memory: VGG-16's layers of 512 channels,
-/// 38 MB): the next panel's rows (ROWS on), a line of each every 16 steps, so that they are in
-/// cache when the panel starts. One thread, 512 → 512 at 14 px, 4 images: the forward's products
-/// 13.1 → 11.5 ms at AVX-512, 13.6 → 12.3 at AVX2; at 28 px 38.8 → 36.5. The last panel's lines
-/// lie past a's end: their addresses are computed as integers (no pointer past the array is
-/// formed), and a prefetch never faults.
+/// Asks for lines of a product's left operand a ahead of its step p, where the hardware does not
+/// foresee them: the next panel's rows (ROWS on), a line of each every 16 steps, so that they are
+/// in cache when the panel starts. The last panel's lines lie past a's end: their addresses are
+/// computed as integers (no pointer past the array is formed), and a prefetch never faults.
+/// - A_ROWS: a large U or Uᵀ, read from memory (VGG-16's layers of 512 channels, 38 MB). One
+///   thread, 512 → 512 at 14 px, 4 images: the forward's products 13.1 → 11.5 ms at AVX-512, 13.6
+///   → 12.3 at AVX2; at 28 px 38.8 → 36.5.
+/// - A_STRIPS: the backward's dM, left operand of the dU products, from the L3 (a block's dM, 2–8
+///   MB a thread, is past the L2). A panel's ROWS lines of a strip lie together, the next panel's
+///   right after them, but the strips (Cout + 1) · 64 bytes apart: each new strip of a panel's
+///   first sum waited for its lines. Two threads on their own images, the variants alternating
+///   in one process, AVX-512 (Zen 4): the dU products at 56 px 128 → 256 (4 images) 20.9–21.8 →
+///   18.6–19.4 ms a thread, 256 → 256 67.2–69.7 → 62.3–63.8 (a slow hour); at 112 px 64 → 128 (2
+///   images) 11.9–12.0 → 9.5–10.1, 128 → 128 21.8–22.8 → 19.5–19.9; at 224 and 28 px unchanged.
 INLINE void prefetch_a(const int ROWS, const int A_LAYOUT, const float *a, int lda, int p) {
   const uintptr_t base = (uintptr_t)a;
-  if (A_LAYOUT != A_ROWS || (p & 15) != 0) return;
+  if ((p & 15) != 0) return;
+  // The next panel's row r at step p: a[ROWS + r][p] as A_LAYOUT stores it.
+  const size_t strip_start = (size_t)(p >> 4) * lda;
 #pragma clang loop unroll(full)
-  for (int r = 0; r < ROWS; r++)
-    __builtin_prefetch((const void *)(base + sizeof(float) * ((size_t)(ROWS + r) * lda + p)), 0, 3);
+  for (int r = 0; r < ROWS; r++) {
+    const size_t at = A_LAYOUT == A_STRIPS ? strip_start + (size_t)(ROWS + r) * 16
+                                           : (size_t)(ROWS + r) * lda + p;
+    __builtin_prefetch((const void *)(base + sizeof(float) * at), 0, 3);
+  }
 }
 
 /// Asks, as a sum that adds to c starts (C_ADD: dU after a thread's first block), for the lines
