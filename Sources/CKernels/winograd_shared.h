@@ -386,7 +386,14 @@ INLINE void store_in_strips(float *row, size_t strip, int t, v16 x) {
   // every position's strips at once (hundreds of lines at a time, too many streams for the
   // hardware to foresee); so asked, each store finds its line. VGG-16's 28 px, 512 channels, two
   // threads, AVX-512: the backward's dM and V transforms 14.5–17.6 → 12.7–14.1 ms a thread.
-  __builtin_prefetch(p + 32, 1, 3);
+  // Into the L2 only (prefetcht1): between the ask and the store the transform writes a whole
+  // channel of the block (36 lines for each of its tile vectors), so a line asked into the L1
+  // was often pushed out again, and pushed out lines it was about to use. Two threads, the
+  // variants alternating in one process, AVX-512: the backward's dM transform at 112 px (128 →
+  // 128, 4 images) 7.6–8.3 → 6.3–6.8 ms a thread and its V transform 5.5–6.2 → 5.1–5.3; at 56 px
+  // (128 → 256) 4.4–4.5 → 3.3–3.9 and 2.0–2.2 → 1.8; the forward's input transform at 56 and 28 px
+  // 2.25 → 2.00 and 3.73 → 3.50 ms; at 224 px unchanged.
+  __builtin_prefetch(p + 32, 0, 2);
   store(p, x);
   if (offset == 0) return;
   float *q = p + strip - 16;  // its lanes 16 − offset … 15: the next strip's columns 0 … offset − 1
