@@ -236,16 +236,17 @@ INLINE void output_rows(const v16 m[6], v16 out[4]) {
   out[3] = difference12 + splat(8.0f) * difference34 + m[5];
 }
 
-/// Floats of one output plane as the layer stores it: H · W, or with the max-pool (H/2) · (W/2).
-INLINE size_t output_plane(const geometry *g) {
-  return g->pool ? (size_t)(g->height / 2) * (size_t)(g->width / 2) : (size_t)g->height * g->width;
-}
-
 /// The geometry of the stored output planes (for prefetch_row): with the pool, the pooled map's.
 INLINE geometry output_geometry(const geometry *g) {
   geometry out = *g;
   if (g->pool) out.height /= 2, out.width /= 2;
   return out;
+}
+
+/// Floats of one output plane as the layer stores it: H · W, or with the max-pool (H/2) · (W/2).
+INLINE size_t output_plane(const geometry *g) {
+  const geometry out = output_geometry(g);
+  return (size_t)out.height * (size_t)out.width;
 }
 
 /// The 2 × 2 max-pool of one output channel's rows of the block, from its 16 tile-order planes y

@@ -205,7 +205,7 @@ public enum Benchmark {
               ? ("Winograd F(\(tile)×\(tile))", multipliesShare(tile: tile, height: h, width: w)) : nil)
           convIndex += 1
         case .maxPool:
-          names.append(fused.contains(index) ? "" : "maxpool\(poolIndex) \(h)×\(w) fwd")
+          names.append("maxpool\(poolIndex) \(h)×\(w) fwd")
           flops.append(0)
           winograd.append(nil)
           poolIndex += 1
@@ -213,7 +213,7 @@ public enum Benchmark {
       }
     }
     let total = times.reduce(0.0) { $0 + median($1) }
-    for index in stages.indices where !names[index].isEmpty {
+    for index in stages.indices where !fused.contains(index) {
       log(
         profileLine(
           names[index], seconds: median(times[index]), total: total, flop: flops[index], peak: peak,

@@ -118,15 +118,21 @@ public final class Conv2D {
   /// writes the pooled map instead of the 4× larger one (and the max-pool's pass over it is gone),
   /// and the backward reads the pooled map's gradient instead of one the max-pool spread out.
   public func fusesPool(height: Int, width: Int) -> Bool {
-    poolFusion && relu && algorithm == .winograd && winogradTile(height: height, width: width) == 4
-      && height % 2 == 0 && width % 2 == 0
+    poolFusion && relu && algorithm == .winograd
+      && Conv2D.poolFitsTiles(winogradTile(height: height, width: width), height: height, width: width)
   }
 
   /// `fusesPool` of a layer with the ReLU and every setting at its default (what an encoder's
   /// layer of `inChannels` input channels does), for estimates made before any layer exists.
   static func fusesPoolByDefault(inChannels: Int, height: Int, width: Int) -> Bool {
-    inChannels >= winogradMinChannels && defaultTile(height: height, width: width) == 4 && height % 2 == 0
-      && width % 2 == 0
+    inChannels >= winogradMinChannels
+      && poolFitsTiles(defaultTile(height: height, width: width), height: height, width: width)
+  }
+
+  /// Whether the F(4×4) kernels can pool an H×W map of Winograd `tile` inside: tile 4 (each 2×2
+  /// window lies in one 4×4 output tile), H and W even.
+  static func poolFitsTiles(_ tile: Int, height: Int, width: Int) -> Bool {
+    tile == 4 && height % 2 == 0 && width % 2 == 0
   }
 
   /// The output's shape for an input of `inputShape` [B, Cin, H, W]: [B, Cout, H, W], or with
