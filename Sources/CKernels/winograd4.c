@@ -19,8 +19,8 @@
 // input row r is split into four planes P_k[j] = row[4j + k − 1] (k = 0…3, zero outside the row),
 // so that columns 4tx − 1 … 4tx + 4 of a tile's patch are P0[tx], P1[tx], P2[tx], P3[tx],
 // P0[tx + 1], P1[tx + 1]; laid out in tile order, those of 16 consecutive tiles are plain vectors.
-// The input transform splits each padded row in registers and keeps its six columns only
-// transformed (d B), once per row.
+// The input transform keeps no phase planes: it splits each padded row in registers and stores
+// its six columns already transformed along the row (d B), once per row.
 
 #include "CKernels.h"
 
@@ -127,14 +127,14 @@ INLINE void input_rows(const v16 x[6], v16 out[6]) {
   out[5] = four * x[1] - five * x[3] + x[5];
 }
 
-/// A padded row's patch rows, transformed along the row: with d_c[j] = row[4j + c − 1] (c = 0 …
-/// 5; 0 outside the row, and row may be NULL) the row's part of tile j's patch,
-/// planes[k · stride + j] = (Bᵀ d[j])_k, the row of d B, for j < pw. d_1 … d_4 are row[4j … 4j + 3]
-/// (deinterleaved from four vectors); d_0[j] = d_4[j − 1] and d_5[j] = d_1[j + 1] are built from
-/// the neighbouring 16 tiles' vectors in registers, so the next 16 are loaded before these are
-/// transformed. Each padded row is so transformed once, where a whole 6 × 6 transform per tile
-/// transforms rows 4ty + 3 and 4ty + 4 twice (two tile rows' patches hold them) and keeps its 36
-/// values in 32 registers. Two threads, 4 images each, the variants alternating in one process,
+/// A padded row's patch rows, transformed along the row: with d_c[j] = row[4j + c − 1] (c = 0 … 5;
+/// 0 outside the row, and row may be NULL) the row's part of tile j's patch, planes[k · stride + j]
+/// = (Bᵀ d[j])_k, the row of d B, for j < pw. d_1 … d_4 are row[4j … 4j + 3] (deinterleaved from
+/// four vectors); d_0[j] = d_4[j − 1] and d_5[j] = d_1[j + 1] are built from the neighbouring 16
+/// tiles' vectors in registers, so the next 16 are loaded before these are transformed. Each padded
+/// row is so transformed once, where a whole 6 × 6 transform per tile transforms rows 4ty + 3 and
+/// 4ty + 4 twice (two tile rows' patches hold them) and holds 36 values between its two passes,
+/// more than the 32 registers. Two threads, 4 images each, the variants alternating in one process,
 /// AVX-512: VGG-16's 224-px forward (64 → 64, with its pool) 50.4 → 45.8 ms.
 INLINE void transform_row4(const float *row, int width, float *planes, size_t stride, int pw,
                            int in_lanes) {
@@ -542,15 +542,15 @@ INLINE void merge_row4(float *row, int width, int tw, const float *first, const 
   }
 }
 
-/// The block's share of the input gradient: Σ over its tiles of B dV Bᵀ placed at the tile's
-/// 6 × 6 patch. Rows shared with the previous block of the image (the first two padded rows when
-/// ty0 > 0) are added to what that block wrote; the others are overwritten. Each tile's B dV,
-/// row r, column c, goes to tile-order plane a[r][c] (36 planes, cw floats apart), then each
-/// padded row is merged from the one or two tile rows whose patches cover it and multiplied by Bᵀ
-/// along the row there (merge_rows, merge_row4): once per padded row, where the whole 6 × 6
-/// transform here would do it for each of the 6 patch rows of each tile row (and keep 36 values in
-/// 32 registers). VGG-16's training profile, AVX-512, 12 alternating rounds, each one's best: the
-/// 224-px backward (64 → 64) 99.2 → 94.7 ms.
+/// The block's share of the input gradient: Σ over its tiles of B dV Bᵀ placed at the tile's 6 × 6
+/// patch. Rows shared with the previous block of the image (the first two padded rows when ty0 > 0)
+/// are added to what that block wrote; the others are overwritten. Each tile's B dV, row r, column
+/// c, goes to tile-order plane a[r][c] (36 planes, cw floats apart), then each padded row is merged
+/// from the one or two tile rows whose patches cover it and multiplied by Bᵀ along the row there
+/// (merge_rows, merge_row4): once per padded row, where the whole 6 × 6 transform here would do it
+/// for each of the 6 patch rows of each tile row (and hold 36 values between its two passes, more
+/// than the 32 registers). VGG-16's training profile, AVX-512, 12 alternating rounds, each one's
+/// best: the 224-px backward (64 → 64) 99.2 → 94.7 ms.
 INLINE void input_transform_backward4(const geometry *g, const float *dv, float *image, int ty0,
                                       int rows, float *a, int in_lanes) {
   const int tiles = rows * g->tiles_w;
