@@ -350,8 +350,8 @@ INLINE void forward_pass(const blocking k, const ck_conv_shape *shape, const flo
 
 /// As forward_pass, over every tile row (a block's input gradient adds to the rows it shares with
 /// the previous block of its image, which must have been done before it; dU is written by the
-/// first block and added to by the others). u_t: Uᵀ (ck_winograd_weights_transposed).
-INLINE void backward_pass(const blocking k, const ck_conv_shape *shape, const float *u_t,
+/// first block and added to by the others). u: the forward's U (ck_winograd_weights).
+INLINE void backward_pass(const blocking k, const ck_conv_shape *shape, const float *u,
                           const float *input, const float *output, const float *output_grad,
                           float *input_grad, float *u_grad, float *bias_grad, int images,
                           float *scratch) {
@@ -369,7 +369,7 @@ INLINE void backward_pass(const blocking k, const ck_conv_shape *shape, const fl
                                 dm, bias_grad, ty0, rows, w.q);
       input_transform(&g, input + first * g.in_stride, count, ty0, rows, v, w.q);
       const int accumulate = first > 0 || ty0 > 0;  // the thread's first block writes dU
-      gradient_products(k, &g, 16, count * tiles, u_t, v, dm, w.t, u_grad, accumulate,
+      gradient_products(k, &g, 16, count * tiles, u, v, dm, w.t, u_grad, accumulate,
                         input_grad ? v : NULL);
       if (!input_grad) continue;
       for (int i = 0; i < count; i++)
@@ -603,24 +603,15 @@ INLINE void weight_rows(const v16 x[3], v16 out[4]) {
   out[3] = x[2];
 }
 
-INLINE void winograd_weights(const float *weight, int kernels, int begin, int end, float *u) {
-  transform_weights(4, weight_rows, weight, kernels, begin, end, u);
+INLINE void winograd_weights(const float *weight, int out_channels, int in_channels, int begin,
+                             int end, float *u) {
+  transform_weights(4, weight_rows, weight, out_channels, in_channels, begin, end, u);
 }
 
-CK_INSTANTIATE(ck_winograd_weights, (const float *weight, int kernels, int begin, int end, float *u),
-               (weight, kernels, begin, end, u), winograd_weights)
-
-INLINE void winograd_weights_transposed(const float *weight, int out_channels, int in_channels,
-                                        int ci_begin, int ci_end, float *u_t) {
-  transform_weights_transposed(4, weight_rows, weight, out_channels, in_channels, ci_begin, ci_end,
-                               u_t);
-}
-
-CK_INSTANTIATE(ck_winograd_weights_transposed,
-               (const float *weight, int out_channels, int in_channels, int ci_begin, int ci_end,
-                float *u_t),
-               (weight, out_channels, in_channels, ci_begin, ci_end, u_t),
-               winograd_weights_transposed)
+CK_INSTANTIATE(ck_winograd_weights,
+               (const float *weight, int out_channels, int in_channels, int begin, int end,
+                float *u),
+               (weight, out_channels, in_channels, begin, end, u), winograd_weights)
 
 /// Gᵀ x for a 4-vector x (of vectors): [x0 + ½(x1 + x2), ½(x1 − x2), ½(x1 + x2) + x3] (weight_rows'
 /// adjoint).
@@ -662,12 +653,12 @@ typedef void (*weight_grad_fn)(const ck_conv_shape *, const float *, const float
     forward_pass(k, s, u, bias, input, output, images, row_begin, row_end, co_begin, co_end,       \
                  scratch);                                                                         \
   }                                                                                                \
-  TARGET static void backward_##NAME(const ck_conv_shape *s, const float *u_t,                     \
+  TARGET static void backward_##NAME(const ck_conv_shape *s, const float *u,                       \
                                      const float *input, const float *output,                      \
                                      const float *output_grad, float *input_grad, float *u_grad,   \
                                      float *bias_grad, int images, float *scratch) {               \
     const blocking k = BLOCKING;                                                                   \
-    backward_pass(k, s, u_t, input, output, output_grad, input_grad, u_grad, bias_grad, images,    \
+    backward_pass(k, s, u, input, output, output_grad, input_grad, u_grad, bias_grad, images,      \
                   scratch);                                                                        \
   }                                                                                                \
   TARGET static void weight_grad_##NAME(const ck_conv_shape *s, const float *input,                \
@@ -745,10 +736,10 @@ void ck_winograd_forward(const ck_conv_shape *shape, const float *u, const float
                              channel_begin, channel_end, scratch);
 }
 
-void ck_winograd_backward(const ck_conv_shape *shape, const float *u_t, const float *input,
+void ck_winograd_backward(const ck_conv_shape *shape, const float *u, const float *input,
                           const float *output, const float *output_grad, float *input_grad,
                           float *u_grad, float *bias_grad, int images, float *scratch) {
-  current_variant()->backward(shape, u_t, input, output, output_grad, input_grad, u_grad, bias_grad,
+  current_variant()->backward(shape, u, input, output, output_grad, input_grad, u_grad, bias_grad,
                               images, scratch);
 }
 

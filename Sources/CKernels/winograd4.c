@@ -631,9 +631,9 @@ CK_INSTANTIATE_EACH(ck_winograd4_output_grads, OUTPUT_GRADS4_PARAMS, OUTPUT_GRAD
 /// it), dV = Uᵀ · dM, the input gradient (a block's adds to the rows it shares with the previous
 /// block of its image, done before it), for input channels channel_begin … channel_end − 1: dM of
 /// every output channel (or, with dm_scratch, the dM ck_winograd4_output_grads left there); V,
-/// dV, dU's columns and the input gradient of those channels only. u_t: Uᵀ
-/// (ck_winograd4_weights_transposed).
-INLINE void backward4_pass(const blocking k, const ck_conv_shape *shape, const float *u_t,
+/// dV, dU's columns and the input gradient of those channels only. u: the forward's U
+/// (ck_winograd4_weights).
+INLINE void backward4_pass(const blocking k, const ck_conv_shape *shape, const float *u,
                            const float *input, const uint16_t *relu_mask,
                            const float *output_grad, float *input_grad, float *u_grad,
                            float *bias_grad, int images, int channel_begin, int channel_end,
@@ -643,12 +643,13 @@ INLINE void backward4_pass(const blocking k, const ck_conv_shape *shape, const f
   const int shared = dm_scratch && dm_shareable(&g, images);
   float *v = w.v, *dm = shared ? split_scratch(&g, 36, dm_scratch).m : w.m;  // v: V, then dV
   const size_t plane = (size_t)g.height * g.width;
-  // A range of the input channels: V, dV and their transposes hold its channels, Uᵀ its rows; dU
-  // and the images keep the layer's strides (make_geometry's u_cin, du_ld, in_stride).
+  // A range of the input channels: V, dV and their transposes hold its channels, U's strips from
+  // its first on are read; U, dU and the images keep the layer's strides (make_geometry's u_cin,
+  // du_ld, in_stride).
   g.cin = channel_end - channel_begin;
   g.ldu = round16(g.cin);
   // dU's strips of 16 channels each hold all 36 positions (gradient_products).
-  u_t += (size_t)channel_begin * g.cout, u_grad += (size_t)36 * channel_begin;
+  u += (size_t)(channel_begin / 16) * u_strip(g.cout), u_grad += (size_t)36 * channel_begin;
   input += channel_begin * plane;
   if (input_grad) input_grad += channel_begin * plane;
   const size_t out_size = (size_t)g.cout * output_plane(&g);
@@ -665,7 +666,7 @@ INLINE void backward4_pass(const blocking k, const ck_conv_shape *shape, const f
                                    bias_grad, ty0, rows, 0, g.cout, w.q, k.in_lanes);
       input_transform4(&g, input + first * g.in_stride, count, ty0, rows, v, w.q, k.in_lanes);
       const int accumulate = first > 0 || ty0 > 0;  // the thread's first block writes dU
-      gradient_products(k, &g, 36, count * tiles, u_t, v, dm, w.t, u_grad, accumulate,
+      gradient_products(k, &g, 36, count * tiles, u, v, dm, w.t, u_grad, accumulate,
                         input_grad ? v : NULL);
       if (!input_grad) continue;
       for (int i = 0; i < count; i++)
@@ -676,18 +677,18 @@ INLINE void backward4_pass(const blocking k, const ck_conv_shape *shape, const f
 }
 
 #define BACKWARD4_PARAMS                                                                           \
-  (const ck_conv_shape *shape, const float *u_t, const float *input, const uint16_t *relu_mask,    \
+  (const ck_conv_shape *shape, const float *u, const float *input, const uint16_t *relu_mask,      \
    const float *output_grad, float *input_grad, float *u_grad, float *bias_grad, int images,       \
    int channel_begin, int channel_end, float *scratch, float *dm_scratch)
 #define BACKWARD4_ARGS                                                                             \
-  (shape, u_t, input, relu_mask, output_grad, input_grad, u_grad, bias_grad, images,              \
+  (shape, u, input, relu_mask, output_grad, input_grad, u_grad, bias_grad, images,                \
    channel_begin, channel_end, scratch, dm_scratch)
 
 /// backward4_pass with one instruction set's register blocking (winograd_shared.h).
 #define BACKWARD4_WITH(NAME, BLOCKING)                                                             \
   INLINE void NAME BACKWARD4_PARAMS {                                                              \
     const blocking k = BLOCKING;                                                                   \
-    backward4_pass(k, shape, u_t, input, relu_mask, output_grad, input_grad, u_grad, bias_grad,    \
+    backward4_pass(k, shape, u, input, relu_mask, output_grad, input_grad, u_grad, bias_grad,      \
                    images, channel_begin, channel_end, scratch, dm_scratch);                       \
   }
 BACKWARD4_WITH(backward4_baseline, BLOCKING_BASELINE)
@@ -712,25 +713,15 @@ INLINE void weight_rows(const v16 x[3], v16 out[6]) {
   out[5] = x[2];
 }
 
-INLINE void winograd4_weights(const float *weight, int kernels, int begin, int end, float *u) {
-  transform_weights(6, weight_rows, weight, kernels, begin, end, u);
+INLINE void winograd4_weights(const float *weight, int out_channels, int in_channels, int begin,
+                              int end, float *u) {
+  transform_weights(6, weight_rows, weight, out_channels, in_channels, begin, end, u);
 }
 
 CK_INSTANTIATE(ck_winograd4_weights,
-               (const float *weight, int kernels, int begin, int end, float *u),
-               (weight, kernels, begin, end, u), winograd4_weights)
-
-INLINE void winograd4_weights_transposed(const float *weight, int out_channels, int in_channels,
-                                         int ci_begin, int ci_end, float *u_t) {
-  transform_weights_transposed(6, weight_rows, weight, out_channels, in_channels, ci_begin, ci_end,
-                               u_t);
-}
-
-CK_INSTANTIATE(ck_winograd4_weights_transposed,
-               (const float *weight, int out_channels, int in_channels, int ci_begin, int ci_end,
-                float *u_t),
-               (weight, out_channels, in_channels, ci_begin, ci_end, u_t),
-               winograd4_weights_transposed)
+               (const float *weight, int out_channels, int in_channels, int begin, int end,
+                float *u),
+               (weight, out_channels, in_channels, begin, end, u), winograd4_weights)
 
 /// Gᵀ x for a 6-vector x (of vectors): out[0 … 2] (weight_rows' adjoint).
 INLINE void adjoint_weight_rows(const v16 x[6], v16 out[3]) {

@@ -148,7 +148,7 @@ typedef struct {
   int plane_width; // floats per row of a plane of a padded input row (winograd.c: E or O)
   int ld;          // row stride of the V and M slabs
   int ldu;         // row stride of a transposed V slab (backward): round16(Cin)
-  int u_cin;       // U's and Uᵀ's Cin ([ξ, Cout, Cin], [ξ, Cin, Cout]): all of the layer's
+  int u_cin;       // U's Cin (u_position): all of the layer's
   int du_ld;       // dU's input-channel columns: the layer's round16(Cin)
   size_t in_stride; // floats from one input image to the next: the layer's Cin · H · W
   int compact;     // floats from one tile-order plane to the next (winograd.c explains them)
@@ -229,38 +229,40 @@ typedef struct {
 
 // MARK: - Weight transforms: one kernel per lane
 
-/// g[t] = tap t (row-major 3 × 3) of kernels first, first + step, … (count of them) of weight
-/// [kernels, 3, 3], kernel first + i · step in lane i (0 past count): step 1 for U's kernels side
-/// by side, Cin for Uᵀ's (one input channel's, output channel after output channel). A whole group
-/// with a kernel after its last loads each kernel's 9 taps and the next 7 floats as one vector and
-/// transposes the 16; otherwise one float at a time.
-INLINE void load_taps(const float *weight, int kernels, size_t first, size_t step, int count,
-                      v16 g[9]) {
-  if (count == 16 && first + 15 * step + 2 <= (size_t)kernels) {
+// Both kernels keep U = G g Gᵀ [positions, Cout, Cin] in strips of 16 input channels, each strip
+// Cout + 1 rows of 16 floats (the output channels, then a spare row, as V's strips): U[ξ][co][ci]
+// at u[ξ · u_position + (ci / 16) · u_strip + co · 16 + ci % 16], the lanes past Cin zero. The
+// forward's products read U[ξ] [Cout, Cin] in strips of their k (A_STRIPS: a panel's rows lie
+// together in each strip, one line each; without the spare row, strips Cout · 64 bytes apart, a
+// multiple of 4 KB, would put all of a panel's lines of a row in one set of the L1's), the
+// backward's dV = U[ξ]ᵀ · dM[ξ] reads the same floats as Uᵀ [Cin, Cout] whose strips of 16 rows
+// hold each step's rows side by side (A_PANELS: a panel reads U straight through, a line a step).
+// One transform serves both passes, so the backward takes the forward's U.
+
+/// Floats from one strip of U to the next: Cout + 1 rows of 16.
+INLINE int u_strip(int out_channels) { return 16 * (out_channels + 1); }
+
+/// Floats of U from one position to the next.
+INLINE size_t u_position(int out_channels, int in_channels) {
+  return (size_t)u_strip(out_channels) * (size_t)((in_channels + 15) / 16);
+}
+
+/// g[t] = tap t (row-major 3 × 3) of kernels first … first + count − 1 of weight [kernels, 3, 3],
+/// kernel first + i in lane i (0 past count). A whole group with a kernel after its last loads each
+/// kernel's 9 taps and the next 7 floats as one vector and transposes the 16; otherwise one float
+/// at a time.
+INLINE void load_taps(const float *weight, int kernels, size_t first, int count, v16 g[9]) {
+  if (count == 16 && first + 17 <= (size_t)kernels) {
     v16 x[16];
-    for (int i = 0; i < 16; i++) x[i] = load(weight + (first + (size_t)i * step) * 9);
+    for (int i = 0; i < 16; i++) x[i] = load(weight + (first + (size_t)i) * 9);
     transpose16(x);
     for (int t = 0; t < 9; t++) g[t] = x[t];
     return;
   }
   float taps[9][16] = {{0}};
   for (int i = 0; i < count; i++)
-    for (int t = 0; t < 9; t++) taps[t][i] = weight[(first + (size_t)i * step) * 9 + t];
+    for (int t = 0; t < 9; t++) taps[t][i] = weight[(first + (size_t)i) * 9 + t];
   for (int t = 0; t < 9; t++) g[t] = load(taps[t]);
-}
-
-/// u[ξ · kernels + k + i] = u_tile[ξ] lane i for the `positions` positions ξ and i < count: the
-/// transforms of 16 kernels, at indices k … k + count − 1 of each position's row of U (or Uᵀ). With
-/// `stream`, whole aligned vectors go past the caches (transform_weights).
-INLINE void store_positions(const v16 *u_tile, int positions, int kernels, int k, int count,
-                            float *u, int stream) {
-  for (int xi = 0; xi < positions; xi++) {
-    float *target = u + (size_t)xi * kernels + k;
-    if (count == 16)
-      store_sum(stream && line_aligned(target) ? C_STREAM : C_WRITE, target, u_tile[xi]);
-    else
-      store_first(target, count, u_tile[xi]);
-  }
 }
 
 /// du[ξ] lane i = Σ_p dU_p[co][ξ][ci + i] for the `positions` positions ξ, summed over the `parts`
@@ -305,42 +307,27 @@ INLINE void transform_kernels(const int n, rows_fn weight_rows, const v16 g[9], 
   for (int r = 0; r < n; r++) weight_rows(gg[r], out + n * r);
 }
 
-/// u [n · n, kernels] = G g Gᵀ for the kernels begin … end − 1 of weight [kernels, 3, 3], 16 at a
-/// time. The body of both weight transforms (n 4 or 6).
-/// A large U (past_caches: F(4×4) from 256 → 512 channels on, F(2×2) at 512 → 512) is written past
-/// the caches. Two threads, 512 → 512: a thread's share 4.0 → 3.3 ms.
-INLINE void transform_weights(const int n, rows_fn weight_rows, const float *weight, int kernels,
-                              int begin, int end, float *u) {
-  const int stream = past_caches(sizeof(float) * (size_t)n * n * kernels);
-  for (int k = begin; k < end; k += 16) {
-    const int count = min_int(16, end - k);
+/// u = G g Gᵀ [n · n, Cout, Cin] in strips of 16 input channels (u_position) for the groups of 16
+/// kernels begin … end − 1 of weight [Cout, Cin, 3, 3]: group q holds output channel q / S's input
+/// channels 16 (q % S) … (S = ⌈Cin / 16⌉; lanes past Cin zero), so that the groups follow the
+/// weights' order. The body of both weight transforms (n 4 or 6). Each group's transform at a
+/// position is one whole vector of U; a large U (past_caches: F(4×4) from 256 → 512 channels on,
+/// F(2×2) at 512 → 512) is written past the caches. Two threads, 512 → 512: a thread's share 4.0 →
+/// 3.3 ms.
+INLINE void transform_weights(const int n, rows_fn weight_rows, const float *weight,
+                              int out_channels, int in_channels, int begin, int end, float *u) {
+  const int strips = (in_channels + 15) / 16;
+  const size_t position = u_position(out_channels, in_channels);
+  const int stream = past_caches(sizeof(float) * (size_t)n * n * position);
+  for (int q = begin; q < end; q++) {
+    const int co = q / strips, ci = 16 * (q % strips);
     v16 g[9], out[36];
-    load_taps(weight, kernels, (size_t)k, 1, count, g);
+    load_taps(weight, out_channels * in_channels, (size_t)co * in_channels + ci,
+              min_int(16, in_channels - ci), g);
     transform_kernels(n, weight_rows, g, out);
-    store_positions(out, n * n, kernels, k, count, u, stream);
-  }
-  if (stream) __builtin_ia32_sfence();
-}
-
-/// u_t [n · n, Cin, Cout] = Uᵀ, transform_weights' U transposed at each position, for the input
-/// channels ci_begin … ci_end − 1 of weight [Cout, Cin, 3, 3]: 16 output channels at a time, each
-/// group down the input channels, so that the 16 kernels' taps are read along their rows (input
-/// channel after input channel: 16 sequential streams; taken input channel by input channel
-/// instead, each step reads 16 lines Cin · 36 bytes apart and comes back to them Cout / 16 steps
-/// later: 512 → 512, one thread, 1.9–2.0 ms against 2.7–3.1 that way and U's 1.5–1.7).
-INLINE void transform_weights_transposed(const int n, rows_fn weight_rows, const float *weight,
-                                         int out_channels, int in_channels, int ci_begin,
-                                         int ci_end, float *u_t) {
-  const int kernels = out_channels * in_channels;
-  const int stream = past_caches(sizeof(float) * (size_t)n * n * kernels);
-  for (int co = 0; co < out_channels; co += 16) {
-    const int count = min_int(16, out_channels - co);
-    for (int ci = ci_begin; ci < ci_end; ci++) {
-      v16 g[9], out[36];
-      load_taps(weight, kernels, (size_t)co * in_channels + ci, (size_t)in_channels, count, g);
-      transform_kernels(n, weight_rows, g, out);
-      store_positions(out, n * n, kernels, ci * out_channels + co, count, u_t, stream);
-    }
+    float *target = u + (size_t)(ci / 16) * u_strip(out_channels) + (size_t)co * 16;
+    for (int xi = 0; xi < n * n; xi++, target += position)
+      store_sum(stream && line_aligned(target) ? C_STREAM : C_WRITE, target, out[xi]);
   }
   if (stream) __builtin_ia32_sfence();
 }
@@ -403,40 +390,48 @@ INLINE void store_in_strips(float *row, size_t strip, int t, v16 x) {
 
 // MARK: - Products
 
-/// How a product's left operand a [m, k] is stored: rows (a[i][p] at a[i · lda + p]: U, and Uᵀ in
-/// the backward's dV) or strips of 16 columns as V (a[i][p] at a[(p / 16) · lda + i · 16 + p % 16]:
-/// lda is then the floats from one strip to the next; k a multiple of 16).
-enum { A_ROWS = 0, A_STRIPS = 1 };
+/// How a product's left operand a [m, k] is stored: strips of 16 columns (a[i][p] at a[(p / 16) ·
+/// lda + i · 16 + p % 16]: U in the forward, dM in dU's products; lda the floats from one strip to
+/// the next) or strips of 16 rows, each step's rows side by side (a[i][p] at a[(i / 16) · lda + p ·
+/// 16 + i % 16]: U read as Uᵀ in dV's products). A panel of A_PANELS lies inside one strip of rows
+/// (product), so that its floats are a[p · 16 + r] from the strip's row i % 16.
+enum { A_STRIPS = 0, A_PANELS = 1 };
 
-/// a[i][p] as A_LAYOUT stores it.
-INLINE float element(const int A_LAYOUT, const float *a, int lda, int i, int p) {
-  if (A_LAYOUT == A_STRIPS) return a[(size_t)(p >> 4) * lda + i * 16 + (p & 15)];
-  return a[(size_t)i * lda + p];
+/// Where a's steps p0 … p0 + 15 (p0 a multiple of 16) begin: a strip of columns (A_STRIPS), or
+/// (A_PANELS) 16 steps of a strip of rows.
+INLINE const float *a_steps(const int A_LAYOUT, const float *a, int lda, int p0) {
+  return A_LAYOUT == A_PANELS ? a + (size_t)p0 * 16 : a + (size_t)(p0 >> 4) * lda;
 }
 
-/// Asks for lines of a product's left operand a ahead of its step p, where the hardware does not
-/// foresee them: the next panel's rows (ROWS on), a line of each every 16 steps, so that they are
-/// in cache when the panel starts. The last panel's lines lie past a's end: their addresses are
-/// computed as integers (no pointer past the array is formed), and a prefetch never faults.
-/// - A_ROWS: a large U or Uᵀ, read from memory (VGG-16's layers of 512 channels, 38 MB). One
-///   thread, 512 → 512 at 14 px, 4 images: the forward's products 13.1 → 11.5 ms at AVX-512, 13.6
-///   → 12.3 at AVX2; at 28 px 38.8 → 36.5.
-/// - A_STRIPS: the backward's dM, left operand of the dU products, from the L3 (a block's dM, 2–8
-///   MB a thread, is past the L2). A panel's ROWS lines of a strip lie together, the next panel's
-///   right after them, but the strips (Cout + 1) · 64 bytes apart: each new strip of a panel's
-///   first sum waited for its lines. Two threads on their own images, the variants alternating
-///   in one process, AVX-512 (Zen 4): the dU products at 56 px 128 → 256 (4 images) 20.9–21.8 →
-///   18.6–19.4 ms a thread, 256 → 256 67.2–69.7 → 62.3–63.8 (a slow hour); at 112 px 64 → 128 (2
-///   images) 11.9–12.0 → 9.5–10.1, 128 → 128 21.8–22.8 → 19.5–19.9; at 224 and 28 px unchanged.
-INLINE void prefetch_a(const int ROWS, const int A_LAYOUT, const float *a, int lda, int p) {
+/// a[i][p0 + q] (q < 16) from a_steps' `steps`.
+INLINE float element(const int A_LAYOUT, const float *steps, int i, int q) {
+  return A_LAYOUT == A_PANELS ? steps[q * 16 + i] : steps[i * 16 + q];
+}
+
+/// Asks for lines of a product's left operand a ahead of its steps p0 … p0 + 15, where the hardware
+/// does not foresee them: with A_STRIPS, the next panel's rows (ROWS on), a line of each, so
+/// that they are in cache when the panel starts. The last panel's lines lie past a's end: their
+/// addresses are computed as integers (no pointer past the array is formed), and a prefetch never
+/// faults. A panel's ROWS lines of a strip lie together, the next panel's right after them, but
+/// the strips far apart: each new strip of a panel's first sum waited for its lines.
+/// - U in the forward, read from memory (VGG-16's layers of 512 channels, 38 MB). One thread, 512
+///   → 512 at 14 px, 4 images (U then kept in rows, asked for likewise): the forward's products
+///   13.1 → 11.5 ms at AVX-512, 13.6 → 12.3 at AVX2; at 28 px 38.8 → 36.5.
+/// - The backward's dM, left operand of the dU products, from the L3 (a block's dM, 2–8 MB a
+///   thread, is past the L2; its strips (Cout + 1) · 64 bytes apart). Two threads on their own
+///   images, the variants alternating in one process, AVX-512 (Zen 4): the dU products at 56 px
+///   128 → 256 (4 images) 20.9–21.8 → 18.6–19.4 ms a thread, 256 → 256 67.2–69.7 → 62.3–63.8 (a
+///   slow hour); at 112 px 64 → 128 (2 images) 11.9–12.0 → 9.5–10.1, 128 → 128 21.8–22.8 →
+///   19.5–19.9; at 224 and 28 px unchanged.
+/// A_PANELS reads a straight through, a line a step: nothing asked.
+INLINE void prefetch_a(const int ROWS, const int A_LAYOUT, const float *a, int lda, int p0) {
   const uintptr_t base = (uintptr_t)a;
-  if ((p & 15) != 0) return;
-  // The next panel's row r at step p: a[ROWS + r][p] as A_LAYOUT stores it.
-  const size_t strip_start = (size_t)(p >> 4) * lda;
+  if (A_LAYOUT == A_PANELS) return;
+  // The next panel's row r at step p0: a[ROWS + r][p0].
+  const size_t strip_start = (size_t)(p0 >> 4) * lda;
 #pragma clang loop unroll(full)
   for (int r = 0; r < ROWS; r++) {
-    const size_t at = A_LAYOUT == A_STRIPS ? strip_start + (size_t)(ROWS + r) * 16
-                                           : (size_t)(ROWS + r) * lda + p;
+    const size_t at = strip_start + (size_t)(ROWS + r) * 16;
     __builtin_prefetch((const void *)(base + sizeof(float) * at), 0, 3);
   }
 }
@@ -480,13 +475,16 @@ INLINE void product_half(const int ROWS, const int C_MODE, const int A_LAYOUT, i
   v8 acc[8];
 #pragma clang loop unroll(full)
   for (int r = 0; r < ROWS; r++) acc[r] = (v8){0};
-  for (int p = 0; p < k; p++) {
-    prefetch_a(ROWS, A_LAYOUT, a, lda, p);
-    const v8 b0 = load8(b + (size_t)p * ldb);
+  for (int p0 = 0; p0 < k; p0 += 16) {
+    const float *as = a_steps(A_LAYOUT, a, lda, p0);
+    prefetch_a(ROWS, A_LAYOUT, a, lda, p0);
+    for (int q = 0; q < min_int(16, k - p0); q++) {
+      const v8 b0 = load8(b + (size_t)(p0 + q) * ldb);
 #pragma clang loop unroll(full)
-    for (int r = 0; r < ROWS; r++) {
-      const float x = element(A_LAYOUT, a, lda, r, p);
-      acc[r] += (v8){x, x, x, x, x, x, x, x} * b0;
+      for (int r = 0; r < ROWS; r++) {
+        const float x = element(A_LAYOUT, as, r, q);
+        acc[r] += (v8){x, x, x, x, x, x, x, x} * b0;
+      }
     }
   }
 #pragma clang loop unroll(full)
@@ -515,15 +513,18 @@ INLINE void product_panel(const int ROWS, const int VECTORS, const int C_MODE, c
 #pragma clang loop unroll(full)
       for (int r = 0; r < ROWS; r++) acc[r][0] = acc[r][1] = zero();
       prefetch_c(ROWS, 2, C_MODE, c, ldc, c_strip, j, n);
-      for (int p = 0; p < k; p++) {
-        const float *row = b + (size_t)(j / 16) * strip + (size_t)p * ldb;
-        prefetch_a(ROWS, A_LAYOUT, a, lda, p);
-        v16 b0 = load(row), b1 = load(row + strip);
+      for (int p0 = 0; p0 < k; p0 += 16) {
+        const float *as = a_steps(A_LAYOUT, a, lda, p0);
+        prefetch_a(ROWS, A_LAYOUT, a, lda, p0);
+        for (int q = 0; q < min_int(16, k - p0); q++) {
+          const float *row = b + (size_t)(j / 16) * strip + (size_t)(p0 + q) * ldb;
+          v16 b0 = load(row), b1 = load(row + strip);
 #pragma clang loop unroll(full)
-        for (int r = 0; r < ROWS; r++) {
-          v16 x = splat(element(A_LAYOUT, a, lda, r, p));
-          acc[r][0] += x * b0;
-          acc[r][1] += x * b1;
+          for (int r = 0; r < ROWS; r++) {
+            v16 x = splat(element(A_LAYOUT, as, r, q));
+            acc[r][0] += x * b0;
+            acc[r][1] += x * b1;
+          }
         }
       }
 #pragma clang loop unroll(full)
@@ -544,11 +545,14 @@ INLINE void product_panel(const int ROWS, const int VECTORS, const int C_MODE, c
 #pragma clang loop unroll(full)
     for (int r = 0; r < ROWS; r++) acc[r] = zero();
     prefetch_c(ROWS, 1, C_MODE, c, ldc, c_strip, j, n);
-    for (int p = 0; p < k; p++) {
-      prefetch_a(ROWS, A_LAYOUT, a, lda, p);
-      v16 b0 = load(b + (size_t)(j / 16) * strip + (size_t)p * ldb);
+    for (int p0 = 0; p0 < k; p0 += 16) {
+      const float *as = a_steps(A_LAYOUT, a, lda, p0);
+      prefetch_a(ROWS, A_LAYOUT, a, lda, p0);
+      for (int q = 0; q < min_int(16, k - p0); q++) {
+        v16 b0 = load(b + (size_t)(j / 16) * strip + (size_t)(p0 + q) * ldb);
 #pragma clang loop unroll(full)
-      for (int r = 0; r < ROWS; r++) acc[r] += splat(element(A_LAYOUT, a, lda, r, p)) * b0;
+        for (int r = 0; r < ROWS; r++) acc[r] += splat(element(A_LAYOUT, as, r, q)) * b0;
+      }
     }
 #pragma clang loop unroll(full)
     for (int r = 0; r < ROWS; r++) {
@@ -558,32 +562,47 @@ INLINE void product_panel(const int ROWS, const int VECTORS, const int C_MODE, c
   }
 }
 
-/// a's rows i … of A_LAYOUT's storage.
-INLINE const float *rows_from(const int A_LAYOUT, const float *a, int lda, int i) {
-  if (A_LAYOUT == A_STRIPS) return a + (size_t)i * 16;
-  return a + (size_t)i * lda;
+/// a's rows i … of A_LAYOUT's storage (A_PANELS: i < 16).
+INLINE const float *rows_from(const int A_LAYOUT, const float *a, int i) {
+  return A_LAYOUT == A_PANELS ? a + i : a + (size_t)i * 16;
 }
 
 /// c [m, n] = a [m, k] · b [k, n], stored as C_MODE says (a stored as A_LAYOUT says, b and c in strips
-/// as in product_panel; n a multiple of 16, of which the first `valid` count). Panels of ROWS rows,
-/// then the rows left in panels of 4 and 2 rows, then 1: a panel of one row waits each step on its
-/// own last multiply-add (one chain of accumulators), so AVX2's panels of 6 rows, which leave 4 of
-/// 64, 128 or 256 rows and 2 of 512, paid 4 single rows at a quarter of the speed. Two threads, 8
-/// images, AVX2, best of 4–6 alternating runs: at 224 px (64 → 64) the forward's products 36.9 →
-/// 33.3 ms a thread, the backward's 86.3 → 76.1; at 56 px (256 → 256) the forward's 38.2 → 37.1.
-INLINE void product(const int ROWS, const int VECTORS, const int C_MODE, const int A_LAYOUT,
-                    int m, int n, int valid, int k, const float *a, int lda, const float *b,
-                    int ldb, size_t strip, float *c, int ldc, size_t c_strip) {
+/// as in product_panel; n a multiple of 16, of which the first `valid` count; A_PANELS: m ≤ 16).
+/// Panels of ROWS rows, then the rows left in panels of 4 and 2 rows, then 1: a panel of one row
+/// waits each step on its own last multiply-add (one chain of accumulators), so AVX2's panels of 6
+/// rows, which leave 4 of 64, 128 or 256 rows and 2 of 512, paid 4 single rows at a quarter of the
+/// speed. Two threads, 8 images, AVX2, best of 4–6 alternating runs: at 224 px (64 → 64) the
+/// forward's products 36.9 → 33.3 ms a thread, the backward's 86.3 → 76.1; at 56 px (256 → 256)
+/// the forward's 38.2 → 37.1.
+INLINE void product_rows(const int ROWS, const int VECTORS, const int C_MODE, const int A_LAYOUT,
+                         int m, int n, int valid, int k, const float *a, int lda, const float *b,
+                         int ldb, size_t strip, float *c, int ldc, size_t c_strip) {
   int i = 0;
 // A panel of R rows from row i.
 #define PANEL(R)                                                                                   \
-  product_panel(R, VECTORS, C_MODE, A_LAYOUT, n, valid, k, rows_from(A_LAYOUT, a, lda, i), lda, b, \
-                ldb, strip, c + (size_t)i * ldc, ldc, c_strip)
+  product_panel(R, VECTORS, C_MODE, A_LAYOUT, n, valid, k, rows_from(A_LAYOUT, a, i), lda, b, ldb, \
+                strip, c + (size_t)i * ldc, ldc, c_strip)
   for (; i + ROWS <= m; i += ROWS) PANEL(ROWS);
   if (ROWS > 4 && i + 4 <= m) PANEL(4), i += 4;
   if (ROWS > 2 && i + 2 <= m) PANEL(2), i += 2;
   for (; i < m; i++) PANEL(1);
 #undef PANEL
+}
+
+/// product_rows over any m: with A_PANELS, strip by strip of 16 rows (lda floats apart), each in
+/// panels that stay inside it (AVX2's: 6, 6 and 4 rows).
+INLINE void product(const int ROWS, const int VECTORS, const int C_MODE, const int A_LAYOUT,
+                    int m, int n, int valid, int k, const float *a, int lda, const float *b,
+                    int ldb, size_t strip, float *c, int ldc, size_t c_strip) {
+  if (A_LAYOUT == A_STRIPS) {
+    product_rows(ROWS, VECTORS, C_MODE, A_STRIPS, m, n, valid, k, a, lda, b, ldb, strip, c, ldc,
+                 c_strip);
+    return;
+  }
+  for (int i = 0; i < m; i += 16)
+    product_rows(ROWS, VECTORS, C_MODE, A_PANELS, min_int(16, m - i), n, valid, k,
+                 a + (size_t)(i / 16) * lda, lda, b, ldb, strip, c + (size_t)i * ldc, ldc, c_strip);
 }
 
 // MARK: - Transposes
@@ -627,14 +646,15 @@ INLINE void zero_strip_columns(float *v, int positions, int channels, int ld, in
 
 /// M[ξ] [co_begin … co_end − 1, n] = U[ξ] [those rows, Cin] · V[ξ] [Cin, n] for the `positions`
 /// positions ξ of a block of `filled` tiles, n = round16(filled) (product_half: the last vector
-/// when the tiles fill at most 8 of its 16 columns). U [positions, Cout, Cin]; V in strips
-/// [positions][Cin + 1][ld]; M's rows ld floats apart, its positions position_stride apart.
+/// when the tiles fill at most 8 of its 16 columns). U in strips of 16 input channels
+/// (u_position); V in strips [positions][Cin + 1][ld]; M's rows ld floats apart, its positions
+/// position_stride apart.
 INLINE void forward_products(const blocking k, const geometry *g, int positions, int filled,
                              int co_begin, int co_end, const float *u, const float *v, float *m) {
   const int n = round16(filled);
   for (int xi = 0; xi < positions; xi++)
-    product(k.rows, k.vectors, C_WRITE, A_ROWS, co_end - co_begin, n, filled, g->cin,
-            u + ((size_t)xi * g->cout + co_begin) * g->cin, g->cin,
+    product(k.rows, k.vectors, C_WRITE, A_STRIPS, co_end - co_begin, n, filled, g->cin,
+            u + (size_t)xi * u_position(g->cout, g->cin) + (size_t)co_begin * 16, u_strip(g->cout),
             v + (size_t)xi * (g->cin + 1) * g->ld, 16, (size_t)(g->cin + 1) * 16,
             m + xi * position_stride(g->cout, g->ld) + (size_t)co_begin * g->ld, g->ld, 16);
 }
@@ -655,17 +675,16 @@ INLINE void forward_products(const blocking k, const geometry *g, int positions,
 /// runs, each layer's best: backward at 224 px 100.7 → 94.5 ms, 112 px (64 → 128) 48.2 → 44.1,
 /// 56 px (256 → 256) 93.1–96.3 → 90.3–90.6, 28 px (512 → 512) 90.0–90.2 → 87.6–88.5; AVX2: 56 px
 /// 95.8–98.5 → 91.8–94.3, 28 px 92.8–92.9 → 90.6–90.9, 224 px 103.7 → 101.8.
-/// V and dM in strips ([positions][C + 1][ld]). u_t holds Uᵀ [positions, u_cin, Cout] (the weight
-/// transform's transposed output), so that dV's left operand is read along its rows, as the
-/// forward reads U: read down U's columns instead, each step's 8 (AVX-512) or 6 (AVX2) floats lie
-/// in a line of their own, Cout floats from the last, and one panel's lines share a few of the
-/// L1's sets. Two threads, 8 images, best of 4–6 alternating runs, AVX2: the dV products at 28 px
-/// (512 → 512) 54.9 → 40.5 ms a thread, at 56 px (256 → 256) 50.8 → 45.5, at 112 px (128 → 128)
-/// 46.8 → 43.3; AVX-512 38.2 → 37.4, 43.1 → 41.5 and unchanged. Cin may be a range of the layer's
-/// input channels (a thread's share): u_t then points at its first row and u_grad at its first
-/// strip.
+/// V and dM in strips ([positions][C + 1][ld]). u: the forward's U (u_position), which dV's
+/// product reads as Uᵀ (A_PANELS): each step's rows side by side, the floats in order. (Uᵀ kept in
+/// rows of its own, as a second weight transform wrote it each step, read the same way; U read
+/// down its rows' columns, each step's 8 (AVX-512) or 6 (AVX2) floats lay in a line of their own,
+/// Cout floats from the last, and one panel's lines shared a few of the L1's sets: AVX2's dV
+/// products at 28 px (512 → 512) 54.9 ms a thread against 40.5 for Uᵀ's rows.) Cin may be a range
+/// of the layer's input channels (a thread's share, from a multiple of 16): u then points at its
+/// first strip and u_grad at its first strip.
 INLINE void gradient_products(const blocking k, const geometry *g, int positions, int filled,
-                              const float *u_t, float *v, float *dm, float *transposed,
+                              const float *u, float *v, float *dm, float *transposed,
                               float *u_grad, int accumulate, float *dv) {
   const int n = round16(filled);
   // dU in strips of 16 input channels, each holding the positions one after another (sum_partials).
@@ -691,9 +710,9 @@ INLINE void gradient_products(const blocking k, const geometry *g, int positions
             (g->cout + 1) * 16, transposed, 16, (size_t)g->ld * 16, u_grad + (size_t)xi * 16,
             du_row, du_strip);
     if (dv)
-      product(k.rows, k.vectors, C_WRITE, A_ROWS, g->cin, n, filled, g->cout,
-              u_t + (size_t)xi * g->u_cin * g->cout, g->cout, dm_xi, 16, (size_t)(g->cout + 1) * 16,
-              dv + xi * position_stride(g->cin, g->ld), g->ld, 16);
+      product(k.rows, k.vectors, C_WRITE, A_PANELS, g->cin, n, filled, g->cout,
+              u + (size_t)xi * u_position(g->cout, g->u_cin), u_strip(g->cout), dm_xi, 16,
+              (size_t)(g->cout + 1) * 16, dv + xi * position_stride(g->cin, g->ld), g->ld, 16);
   }
   // Non-temporal stores are not ordered with the others: fenced before the threads meet to sum dU.
   if (stream) __builtin_ia32_sfence();

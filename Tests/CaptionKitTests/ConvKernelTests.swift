@@ -223,42 +223,56 @@ final class ConvKernelTests: XCTestCase {
     check(algorithm: .winograd, batch: 1, cin: 256, cout: 8, height: 17, width: 16, threads: 2)
   }
 
-  /// The backward's transposed weight transform Uᵀ [positions, Cin, Cout] holds, float for float,
-  /// the forward's U [positions, Cout, Cin] transposed at each position, for both tiles and on
-  /// every instruction set: Cout not a multiple of 16 (a short last group of output channels) or
-  /// less than 16, the last kernel in a group; the input channels shared out in two ranges as two
-  /// threads take them, U's kernels likewise.
-  func testTransposedWeightTransformIsTheTransformTransposed() {
+  /// The weight transform U = G g Gᵀ, kept in strips of 16 input channels ([positions, ⌈Cin / 16⌉,
+  /// Cout + 1, 16]), matches a Double reference at every index for both tiles and on every instruction
+  /// set, with zeros in the lanes past Cin: Cin not a multiple of 16 (a short strip) or less than
+  /// 16, Cout not a multiple of 16; the groups of 16 kernels shared out in two ranges, as two
+  /// threads take them, the split inside an output channel's strips.
+  func testWeightTransformInStripsMatchesTheReference() {
     defer { ck_set_isa(-1) }
+    let g2: [[Double]] = [[1, 0, 0], [0.5, 0.5, 0.5], [0.5, -0.5, 0.5], [0, 0, 1]]
+    let g4: [[Double]] = [
+      [0.25, 0, 0], [-1.0 / 6, -1.0 / 6, -1.0 / 6], [-1.0 / 6, 1.0 / 6, -1.0 / 6],
+      [1.0 / 24, 1.0 / 12, 1.0 / 6], [1.0 / 24, -1.0 / 12, 1.0 / 6], [0, 0, 1],
+    ]
     for isa in 0...ck_isa() {
       ck_set_isa(Int32(isa))
       for (cout, cin) in [(5, 3), (16, 17), (24, 40), (32, 16), (1, 1), (7, 64), (48, 5)] {
-        let kernels = cout * cin
-        let weight = randomTensor([cout, cin, 3, 3], seed: UInt64(kernels))
+        let weight = randomTensor([cout, cin, 3, 3], seed: UInt64(cout * cin))
+        let w = weight.array.map(Double.init)
+        let strips = (cin + 15) / 16
         for tile in [2, 4] {
-          let positions = (tile + 2) * (tile + 2)
-          var u = [Float](repeating: .nan, count: positions * kernels)
-          var uT = u
-          let (split, half) = (Int32((kernels / 16 + 1) / 2 * 16), Int32(cin / 2))
-          for (begin, end) in [(0, split), (split, Int32(kernels))] {
+          let matrix = tile == 4 ? g4 : g2
+          let n = tile + 2
+          var u = [Float](repeating: .nan, count: n * n * strips * (cout + 1) * 16)
+          let groups = Int32(cout * strips)
+          for (begin, end) in [(0, groups / 2 + 1), (groups / 2 + 1, groups)] where begin < end {
             let transform = tile == 4 ? ck_winograd4_weights : ck_winograd_weights
-            transform(
-              weight.pointer, Int32(kernels), min(begin, Int32(kernels)), min(end, Int32(kernels)), &u)
+            transform(weight.pointer, Int32(cout), Int32(cin), begin, end, &u)
           }
-          for (begin, end) in [(0, half), (half, Int32(cin))] {
-            let transform = tile == 4 ? ck_winograd4_weights_transposed : ck_winograd_weights_transposed
-            transform(weight.pointer, Int32(cout), Int32(cin), begin, end, &uT)
-          }
-          var mismatches = 0
-          for xi in 0..<positions {
+          var (expected, padding) = ([Double](), [Float]())
+          var found = [Float]()
+          for xi in 0..<n * n {
+            let (r, c) = (xi / n, xi % n)
             for co in 0..<cout {
-              for ci in 0..<cin where uT[(xi * cin + ci) * cout + co] != u[(xi * cout + co) * cin + ci] {
-                mismatches += 1
+              for ci in 0..<strips * 16 {
+                let at = ((xi * strips + ci / 16) * (cout + 1) + co) * 16 + ci % 16
+                guard ci < cin else {
+                  padding.append(u[at])
+                  continue
+                }
+                var sum = 0.0
+                for a in 0..<3 {
+                  for b in 0..<3 { sum += matrix[r][a] * w[(co * cin + ci) * 9 + a * 3 + b] * matrix[c][b] }
+                }
+                expected.append(sum)
+                found.append(u[at])
               }
             }
           }
-          XCTAssertEqual(mismatches, 0, "ISA \(isa) tile \(tile) \(cout) × \(cin)")
-          XCTAssertFalse(u.contains { $0.isNaN }, "every index of U written: \(cout) × \(cin)")
+          let label = "ISA \(isa) tile \(tile) \(cout) × \(cin)"
+          XCTAssertLessThanOrEqual(relativeL2Error(found, expected), 1e-6, label)
+          XCTAssertTrue(padding.allSatisfy { $0 == 0 }, "lanes past Cin zero: \(label)")
         }
       }
     }
@@ -343,12 +357,12 @@ final class ConvKernelTests: XCTestCase {
     conv.weightsAreFixed = true
     let marked = reference()
     XCTAssertLessThanOrEqual(relativeL2Error(conv.forward(input).array, marked), 1e-4)
-    XCTAssertNotNil(conv.fixedTransforms[conv.winogradTile(height: 6, width: 7)])
+    XCTAssertNotNil(conv.transforms[conv.winogradTile(height: 6, width: 7)])
     // A change the contract rules out is not seen: the transform of the marked weights is kept.
     Initialization.uniform(conv.weight.value, bound: 0.2, using: &generator)
     XCTAssertLessThanOrEqual(relativeL2Error(conv.forward(input).array, marked), 1e-4)
     conv.weightsAreFixed = false
-    XCTAssertTrue(conv.fixedTransforms.isEmpty)
+    XCTAssertTrue(conv.transforms.isEmpty)
     XCTAssertLessThanOrEqual(relativeL2Error(conv.forward(input).array, reference()), 1e-4)
   }
 

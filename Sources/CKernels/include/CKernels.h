@@ -38,14 +38,14 @@ typedef struct {
 /// Floats of scratch one thread needs for ck_winograd_forward / ck_winograd_backward.
 size_t ck_winograd_scratch(const ck_conv_shape *shape);
 
-/// u [16, kernels] = G g Gᵀ for the 3 × 3 kernels g = begin … end − 1 of weight [kernels, 3, 3]
-/// (row-major): threads share the kernels out (begin a multiple of 16; all: 0 … kernels).
-void ck_winograd_weights(const float *weight, int kernels, int begin, int end, float *u);
-/// u_t [16, Cin, Cout] = Uᵀ, ck_winograd_weights' output transposed at each position (what the
-/// backward reads), of weight [Cout, Cin, 3, 3], for input channels ci_begin … ci_end − 1 (threads
-/// share them out; all: 0 … Cin).
-void ck_winograd_weights_transposed(const float *weight, int out_channels, int in_channels,
-                                    int ci_begin, int ci_end, float *u_t);
+/// u = G g Gᵀ for every 3 × 3 kernel g of weight [Cout, Cin, 3, 3] (row-major), [16, Cout, Cin]
+/// kept in strips of 16 input channels, each Cout + 1 rows of 16 floats: U[ξ][co][ci] at
+/// u[((ξ · S + ci / 16) · (Cout + 1) + co) · 16 + ci % 16], S = ⌈Cin / 16⌉ (16 · S · (Cout + 1)
+/// · 16 floats; the lanes past Cin 0, the spare rows not written), what the forward and the
+/// backward both read. Writes groups begin … end − 1 of 16 kernels, group q holding output channel
+/// q / S's input channels 16 (q % S) … (all: 0 … Cout · S): threads share the groups out.
+void ck_winograd_weights(const float *weight, int out_channels, int in_channels, int begin,
+                         int end, float *u);
 /// weight_grad [Cout, Cin, 3, 3] += Gᵀ dU G (the adjoint of ck_winograd_weights) for output
 /// channels co_begin … co_end − 1, dU the sum of `parts` partial sums u_grad + p · part_stride,
 /// each as ck_winograd_backward writes them.
@@ -57,7 +57,7 @@ void ck_winograd_weights_backward(const float *u_grad, int parts, size_t part_st
 /// 2·row_begin … 2·row_end − 1 (tile rows row_begin … row_end − 1; all: 0 … ⌈H/2⌉) of output
 /// channels channel_begin … channel_end − 1 (all: 0 … Cout), so that threads can share one image
 /// by rows or by channels.
-/// u: the transformed weights G g Gᵀ, [16, Cout, Cin].
+/// u: the transformed weights (ck_winograd_weights).
 void ck_winograd_forward(const ck_conv_shape *shape, const float *u, const float *bias,
                          const float *input, float *output, int images, int row_begin,
                          int row_end, int channel_begin, int channel_end, float *scratch);
@@ -69,9 +69,9 @@ void ck_winograd_forward(const ck_conv_shape *shape, const float *u, const float
 ///   caller maps it back with ck_winograd_weights_backward),
 /// - bias_grad [Cout] += dL/dbias,
 /// - input_grad [images, Cin, H, W] = dL/dinput (overwritten; skipped when NULL).
-/// u_t: ck_winograd_weights_transposed's Uᵀ. output: the forward's output (read for the ReLU mask
+/// u: the forward's U (ck_winograd_weights). output: the forward's output (read for the ReLU mask
 /// when shape->relu).
-void ck_winograd_backward(const ck_conv_shape *shape, const float *u_t, const float *input,
+void ck_winograd_backward(const ck_conv_shape *shape, const float *u, const float *input,
                           const float *output, const float *output_grad, float *input_grad,
                           float *u_grad, float *bias_grad, int images, float *scratch);
 
@@ -79,16 +79,14 @@ void ck_winograd_backward(const ck_conv_shape *shape, const float *u_t, const fl
 /// (block_rows counts rows of 4×4 tiles).
 size_t ck_winograd4_scratch(const ck_conv_shape *shape);
 
-/// u [36, kernels] = G g Gᵀ of Winograd F(4×4, 3×3) for the 3 × 3 kernels g = begin … end − 1 of
-/// weight [kernels, 3, 3] (row-major), as ck_winograd_weights.
-void ck_winograd4_weights(const float *weight, int kernels, int begin, int end, float *u);
-/// u_t [36, Cin, Cout] = Uᵀ of F(4×4, 3×3), as ck_winograd_weights_transposed.
-void ck_winograd4_weights_transposed(const float *weight, int out_channels, int in_channels,
-                                     int ci_begin, int ci_end, float *u_t);
+/// u = G g Gᵀ of Winograd F(4×4, 3×3), [36, Cout, Cin] in strips of 16 input channels, groups
+/// begin … end − 1 of 16 kernels, as ck_winograd_weights.
+void ck_winograd4_weights(const float *weight, int out_channels, int in_channels, int begin,
+                          int end, float *u);
 
 /// ck_winograd_forward through Winograd F(4×4, 3×3): output rows 4·row_begin … 4·row_end − 1
 /// (tile rows of 4; all: 0 … ⌈H/4⌉), output channels channel_begin … channel_end − 1.
-/// u: ck_winograd4_weights' [36, Cout, Cin]. With the ReLU or the max-pool (shape->relu,
+/// u: ck_winograd4_weights' U. With the ReLU or the max-pool (shape->relu,
 /// shape->pool) and relu_mask not NULL, also writes those outputs' bits of the mask that
 /// ck_winograd4_backward reads (ck_winograd4_relu_mask_words an image, the images' masks one
 /// after another): whether the output is above 0 (with the pool also: and is the one its window
@@ -100,8 +98,8 @@ void ck_winograd4_forward(const ck_conv_shape *shape, const float *u, const floa
 /// 16-bit words of one image's ReLU mask (which outputs are above 0) in ck_winograd4_forward.
 size_t ck_winograd4_relu_mask_words(const ck_conv_shape *shape);
 
-/// ck_winograd_backward through Winograd F(4×4, 3×3), u_t [36, Cin, Cout] (from
-/// ck_winograd4_weights_transposed) and u_grad laid out as ck_winograd_backward's with 36
+/// ck_winograd_backward through Winograd F(4×4, 3×3), u the forward's U (ck_winograd4_weights)
+/// and u_grad laid out as ck_winograd_backward's with 36
 /// positions (overwritten), for input channels channel_begin … channel_end − 1 (all: 0 … Cin;
 /// threads may share out ranges that begin at multiples of 16): u_grad's columns and input_grad's
 /// planes of those channels only. bias_grad may be NULL (no bias gradient). The scratch is
@@ -112,7 +110,7 @@ size_t ck_winograd4_relu_mask_words(const ck_conv_shape *shape);
 /// relu_mask: with the ReLU or the pool, the images' masks as ck_winograd4_forward wrote them (dY
 /// is taken as 0 where the mask is clear); not read without either. With the pool, output_grad
 /// is the pooled map's [images, Cout, H/2, W/2], each the gradient of its window's marked output.
-void ck_winograd4_backward(const ck_conv_shape *shape, const float *u_t, const float *input,
+void ck_winograd4_backward(const ck_conv_shape *shape, const float *u, const float *input,
                            const uint16_t *relu_mask, const float *output_grad, float *input_grad,
                            float *u_grad, float *bias_grad, int images, int channel_begin,
                            int channel_end, float *scratch, float *dm_scratch);

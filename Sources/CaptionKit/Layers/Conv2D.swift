@@ -48,10 +48,10 @@ public final class Conv2D {
   /// 2.58 s at 256.
   public var blockedMinTiles = 128
   /// Whether the weights will not change again (a model loaded to caption, not to train): the
-  /// Winograd transform U is then computed once and kept, where otherwise it is recomputed at each
-  /// use (training changes the weights every step).
+  /// Winograd transform U is then computed once and kept, where otherwise each forward computes it
+  /// again (training changes the weights every step).
   public var weightsAreFixed = false {
-    didSet { fixedTransforms = [:] }
+    didSet { transforms = [:] }
   }
   /// The Winograd tile of every pass when set (tests); otherwise `winogradTile(height:width:)`
   /// chooses.
@@ -86,8 +86,9 @@ public final class Conv2D {
   private let packed = PackedMatrix()  // the right operand of the product being computed (Gemm)
   /// Working memory, shared with the other convolutions of an encoder (`Encoder` hands them one).
   public var scratch = ConvScratch()
-  /// With fixed weights, the Winograd transforms U by tile (Conv2DWinograd.swift), computed once.
-  var fixedTransforms: [Int: Tensor] = [:]
+  /// The Winograd transforms U by tile (Conv2DWinograd.swift): the last forward's, which its
+  /// backward reads; with fixed weights, computed once.
+  var transforms: [Int: Tensor] = [:]
 
   public init(inChannels: Int, outChannels: Int, relu: Bool = true) {
     precondition(inChannels > 0 && outChannels > 0, "Conv2D: channel counts must be positive")

@@ -97,7 +97,7 @@ extension Conv2D {
     let (batch, height, width) = (input.shape[0], input.shape[2], input.shape[3])
     let (cin, cout) = (inChannels, outChannels)
     let tile = winogradTile(height: height, width: width)
-    let u = transformedWeights(tile: tile)
+    let u = forwardTransform(tile: tile)
     let tilesHigh = (height + tile - 1) / tile
     // Whole images per thread. Fewer images than threads (describe: one) share out tile rows, or,
     // when a thread's rows would hold fewer than `rowShareMinTiles` tiles (small maps: its 16-tile
@@ -199,7 +199,7 @@ extension Conv2D {
       return
     }
     var shape = blockedShape(height: height, width: width, tile: tile, images: perThread)
-    let uT = transformedWeights(tile: tile, transposed: true)
+    let u = backwardTransform(tile: tile)
     let maskWords = tile == 4 ? ck_winograd4_relu_mask_words(&shape) : 0
     let mask = tile == 4 ? lastReluMask4(batch: batch, perImage: maskWords) : nil
     let scratchSize = tile == 4 ? ck_winograd4_scratch(&shape) : ck_winograd_scratch(&shape)
@@ -221,11 +221,11 @@ extension Conv2D {
       let (biasGrad, scratch) = (biasGrads.pointer + part * cout, scratch.pointer + part * scratchSize)
       if tile == 4 {
         ck_winograd4_backward(
-          shape, uT.pointer, inputs, mask.map { $0 + first * maskWords }, outputGrads, inputGrads, uGrad,
+          shape, u.pointer, inputs, mask.map { $0 + first * maskWords }, outputGrads, inputGrads, uGrad,
           biasGrad, count, 0, Int32(cin), scratch, nil)
       } else {
         ck_winograd_backward(
-          shape, uT.pointer, inputs, outputs, outputGrads, inputGrads, uGrad, biasGrad, count, scratch)
+          shape, u.pointer, inputs, outputs, outputGrads, inputGrads, uGrad, biasGrad, count, scratch)
       }
     }
     addWinogradGradients(uGrads: uGrads, biasPartials: biasGrads, parts: threads, tile: tile)
@@ -235,7 +235,7 @@ extension Conv2D {
   /// images, each over the whole batch: for small maps in small batches (VGG-16's 14-px layers at
   /// batch 8: a thread's 4 images are 64 tiles), where a thread's block would hold few tiles for
   /// its reading of all of U and its reading and writing of all of a dU of its own (38 MB each at
-  /// 512 channels), and those dU would then be summed. Sharing channels, each thread reads Uᵀ's
+  /// 512 channels), and those dU would then be summed. Sharing channels, each thread reads U's
   /// and writes dU's columns of its channels, once for the whole batch, into one dU. dM, which
   /// every thread reads whole, is computed once where the batch is one block of whole 16-tile
   /// vectors (ck_winograd4_shares_dm: the threads share out its output channels first, and add
@@ -252,7 +252,7 @@ extension Conv2D {
     let (batch, height, width) = (input.shape[0], input.shape[2], input.shape[3])
     let (cin, cout) = (inChannels, outChannels)
     var shape = blockedShape(height: height, width: width, tile: 4, images: batch)
-    let uT = transformedWeights(tile: 4, transposed: true)
+    let u = backwardTransform(tile: 4)
     let mask = lastReluMask4(batch: batch, perImage: ck_winograd4_relu_mask_words(&shape))
     let scratchSize = ck_winograd4_scratch(&shape)
     let scratch = self.scratch.buffer(.kernel, shape: [parts, scratchSize])
@@ -278,7 +278,7 @@ extension Conv2D {
       var shape = shape
       let (begin, end) = (16 * groups.lowerBound, min(16 * groups.upperBound, cin))
       ck_winograd4_backward(
-        &shape, uT.pointer, input.pointer, mask, outputGrad.pointer, inputGrad?.pointer,
+        &shape, u.pointer, input.pointer, mask, outputGrad.pointer, inputGrad?.pointer,
         uGrad.pointer, part == 0 && sharedDM == nil ? biasGrad.pointer : nil, Int32(batch), Int32(begin),
         Int32(end), scratch.pointer + part * scratchSize, sharedDM)
     }

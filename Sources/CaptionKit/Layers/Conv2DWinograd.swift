@@ -16,7 +16,7 @@ import Foundation
 //   dd = B dV Bᵀ (scatter-added: neighbouring patches overlap);  dg = Gᵀ dU G.
 // CKernels runs the input and output transforms and the products block by block
 // (Conv2DBlocked.swift) and the weight transforms U = G g Gᵀ and dg = Gᵀ dU G; this file picks
-// the tile and keeps a loaded model's U.
+// the tile and keeps U from the forward for its backward (and a loaded model's for good).
 
 extension Conv2D {
   /// The Winograd tile of both passes on an H×W map: 4, F(4×4, 3×3) (36 multiplies per 16
@@ -35,39 +35,33 @@ extension Conv2D {
   /// The Winograd tile on an H×W map unless forced: 4 from 12 px, else 2.
   static func defaultTile(height: Int, width: Int) -> Int { min(height, width) >= 12 ? 4 : 2 }
 
-  /// U = G g Gᵀ for every kernel g = weight[co, ci] [3, 3] (CKernels): [16, Cout, Cin] for
-  /// `tile` 2, [36, Cout, Cin] for 4 (winograd4.c), or with `transposed` Uᵀ, [16 or 36, Cin, Cout],
-  /// as the backward kernels read it. Computed at each call into the shared scratch (training
-  /// changes the weights every step; a VGG-16 layer of 512 channels takes a few ms, so the threads
-  /// share the kernels out) or, with `weightsAreFixed`, once and kept (describe calls the encoder
-  /// again and again; the backward's Uᵀ is not kept).
-  func transformedWeights(tile: Int, transposed: Bool = false) -> Tensor {
+  /// U = G g Gᵀ for every kernel g = weight[co, ci] [3, 3] (CKernels): [positions, Cout, Cin] in
+  /// strips of 16 input channels, [16 or 36, ⌈Cin / 16⌉, Cout + 1, 16] (ck_winograd_weights), which the
+  /// forward reads and its backward reads as Uᵀ. Each forward computes it into the layer's own
+  /// buffer (training changes the weights every step; a VGG-16 layer of 512 channels takes a few
+  /// ms, so the threads share the kernels out), where the backward of that forward finds it
+  /// (`backwardTransform`); with `weightsAreFixed`, once and kept (describe calls the encoder again
+  /// and again).
+  func forwardTransform(tile: Int) -> Tensor {
+    if weightsAreFixed, let u = transforms[tile] { return u }
     let (cout, cin) = (outChannels, inChannels)
-    let keep = weightsAreFixed && !transposed
-    if keep, let u = fixedTransforms[tile] { return u }
-    let positions = (tile + 2) * (tile + 2)
-    let shape = transposed ? [positions, cin, cout] : [positions, cout, cin]
-    let u = keep ? Tensor(zeros: shape) : scratch.buffer(.transform, shape: shape)
-    let (kernels, weights) = (cout * cin, weight.value.pointer)
-    if transposed {
-      // Input channels (Uᵀ's rows), at least `minimumKernelsPerThread` kernels to a thread.
-      let transform = tile == 4 ? ck_winograd4_weights_transposed : ck_winograd_weights_transposed
-      Parallel.forRanges(cin, minimumPerPart: max(1, Conv2D.minimumKernelsPerThread / cout)) { channels in
-        transform(
-          weights, Int32(cout), Int32(cin), Int32(channels.lowerBound), Int32(channels.upperBound), u.pointer)
-      }
-      return u
-    }
-    // Groups of 16 kernels (one vector), at least `minimumKernelsPerThread` to a thread.
+    let strips = (cin + 15) / 16
+    let u = transforms[tile] ?? Tensor(zeros: [(tile + 2) * (tile + 2), strips, cout + 1, 16])
+    transforms[tile] = u
+    // Groups of 16 kernels (one vector), at least `minimumKernelsPerThread` kernels to a thread.
     let transform = tile == 4 ? ck_winograd4_weights : ck_winograd_weights
-    Parallel.forRanges((kernels + 15) / 16, minimumPerPart: Conv2D.minimumKernelsPerThread / 16) { groups in
+    let weights = weight.value.pointer
+    Parallel.forRanges(cout * strips, minimumPerPart: Conv2D.minimumKernelsPerThread / 16) { groups in
       transform(
-        weights, Int32(kernels), Int32(16 * groups.lowerBound), Int32(min(16 * groups.upperBound, kernels)),
-        u.pointer)
+        weights, Int32(cout), Int32(cin), Int32(groups.lowerBound), Int32(groups.upperBound), u.pointer)
     }
-    if keep { fixedTransforms[tile] = u }
     return u
   }
+
+  /// The U its forward computed (`forwardTransform`), which the backward reads: the weights do not
+  /// change between the two, and the forward's output is what the gradients are of. Computed now if
+  /// no forward has run at this tile.
+  func backwardTransform(tile: Int) -> Tensor { transforms[tile] ?? forwardTransform(tile: tile) }
 
   /// Below this many kernels a thread's share of a weight transform costs less than handing it out.
   static let minimumKernelsPerThread = 2048

@@ -1,8 +1,8 @@
 /// Working memory that the convolutions of one encoder share, since they run one after another:
-/// the kernels' per-thread scratch, the per-thread partial sums of the weight gradients, im2col's
-/// columns and, while the weights are being trained, the Winograd transform U (recomputed at each
-/// use, as the weights change every step). Each region grows to the largest request and is handed
-/// out as a view of the shape asked for; its contents do not outlive the call that asked.
+/// the kernels' per-thread scratch, the per-thread partial sums of the weight gradients and
+/// im2col's columns. Each region grows to the largest request and is handed out as a view of the
+/// shape asked for; its contents do not outlive the call that asked. (Each layer keeps its own
+/// Winograd transform U, from its forward to its backward: Conv2DWinograd.swift.)
 ///
 /// Layers owning these buffers each kept one copy per layer, with the transforms of the weights:
 /// VGG-16 at 224 px, batch 8, training peaked at 2.21 GB that way against 1.60 GB shared.
@@ -12,8 +12,6 @@ public final class ConvScratch {
     case kernel
     /// Per-thread partial sums of the weight gradient (dU, or direct dW) and of the bias gradient.
     case weightPartials, biasPartials
-    /// U = G g Gᵀ of weights being trained.
-    case transform
     /// im2col's columns [K, G·HW] and one chunk's output or gradient [Cout, G·HW].
     case columns, chunk
   }
