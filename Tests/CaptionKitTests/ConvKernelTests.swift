@@ -366,6 +366,35 @@ final class ConvKernelTests: XCTestCase {
     XCTAssertLessThanOrEqual(relativeL2Error(conv.forward(input).array, reference()), 1e-4)
   }
 
+  /// A layer's backward reads the Winograd transform U its forward computed, so that its gradients
+  /// are those of what the forward computed: weights changed between the two (training never does)
+  /// do not reach them. Both tiles; two threads sharing out images, and input channels.
+  func testBackwardReadsItsForwardsTransform() {
+    BLAS.setThreads(2)
+    defer { BLAS.setThreads(1) }
+    for (tile, channelShare) in [(2, false), (4, false), (4, true)] {
+      let label = "tile \(tile) channel share \(channelShare)"
+      let conv = Conv2D(inChannels: 32, outChannels: 24)
+      conv.algorithm = .winograd
+      conv.forcedTile = tile
+      conv.forcedChannelShare = channelShare
+      conv.blockedMinTiles = channelShare ? 1 << 20 : 0
+      var generator = SeededGenerator(seed: UInt64(tile * 2 + (channelShare ? 1 : 0)))
+      conv.initialize(using: &generator)
+      Initialization.uniform(conv.bias.value, bound: 0.3, using: &generator)
+      let input = randomTensor([2, 32, 16, 16], seed: 11)
+      let outputGrad = randomTensor([2, 24, 16, 16], seed: 12)
+      let expected = referenceConvolution(
+        input: input, weight: conv.weight.value, bias: conv.bias.value, outputGrad: outputGrad, relu: true)
+      zeroGradients(conv.parameters)
+      XCTAssertLessThanOrEqual(relativeError(conv.forward(input), expected.output), 1e-4, label)
+      Initialization.uniform(conv.weight.value, bound: 0.2, using: &generator)
+      XCTAssertLessThanOrEqual(relativeError(conv.backward(outputGrad)!, expected.input), 1e-4, label)
+      XCTAssertLessThanOrEqual(relativeError(conv.weight.grad, expected.weight), 1e-4, label)
+      XCTAssertLessThanOrEqual(relativeError(conv.bias.grad, expected.bias), 1e-4, label)
+    }
+  }
+
   /// Layers sharing one scratch (as an encoder's do) run forward one after the other and backward
   /// in reverse, each matching the Double reference: nothing one leaves in the shared regions
   /// reaches another's results. Shapes that make each region grow from layer to layer.
