@@ -499,7 +499,9 @@ INLINE void product_half(const int ROWS, const int C_MODE, const int A_LAYOUT, i
 /// multiple of 16), with `VECTORS` (1 or 2) 16-float vectors of columns per step; ROWS × VECTORS
 /// accumulators. Only the first `valid` columns count: a vector with at most 8 of them computes
 /// those 8 only (product_half) and writes 0 in the other 8.
-/// a is stored as A_LAYOUT says. b is kept in strips of 16 columns: b[p][j] at
+/// a is stored as A_LAYOUT says; the sums run over k 16 steps at a time (a_steps), each step's a at
+/// fixed offsets (with its index worked out at every step, AVX2's forward products were 2–4%
+/// slower on U in strips). b is kept in strips of 16 columns: b[p][j] at
 /// b[(j / 16) · strip + p · ldb + j % 16] (a plain row-major b: strip = 16); c likewise, c[i][j] at
 /// c[(j / 16) · c_strip + i · ldc + j % 16].
 INLINE void product_panel(const int ROWS, const int VECTORS, const int C_MODE, const int A_LAYOUT,
@@ -676,13 +678,13 @@ INLINE void forward_products(const blocking k, const geometry *g, int positions,
 /// 56 px (256 → 256) 93.1–96.3 → 90.3–90.6, 28 px (512 → 512) 90.0–90.2 → 87.6–88.5; AVX2: 56 px
 /// 95.8–98.5 → 91.8–94.3, 28 px 92.8–92.9 → 90.6–90.9, 224 px 103.7 → 101.8.
 /// V and dM in strips ([positions][C + 1][ld]). u: the forward's U (u_position), which dV's
-/// product reads as Uᵀ (A_PANELS): each step's rows side by side, the floats in order. (Uᵀ kept in
-/// rows of its own, as a second weight transform wrote it each step, read the same way; U read
-/// down its rows' columns, each step's 8 (AVX-512) or 6 (AVX2) floats lay in a line of their own,
-/// Cout floats from the last, and one panel's lines shared a few of the L1's sets: AVX2's dV
-/// products at 28 px (512 → 512) 54.9 ms a thread against 40.5 for Uᵀ's rows.) Cin may be a range
-/// of the layer's input channels (a thread's share, from a multiple of 16): u then points at its
-/// first strip and u_grad at its first strip.
+/// product reads as Uᵀ (A_PANELS): each step's rows side by side, the floats in order. (Before, a
+/// second weight transform wrote Uᵀ in rows at each step for dV to read along them; U kept in rows
+/// and read down its columns put each step's 8 (AVX-512) or 6 (AVX2) floats in a line of their own,
+/// Cout floats from the last, and one panel's lines in a few of the L1's sets: AVX2's dV products
+/// at 28 px (512 → 512) 54.9 ms a thread against 40.5 along Uᵀ's rows.) Cin may be a range of the
+/// layer's input channels (a thread's share, from a multiple of 16): u then points at its first
+/// strip and u_grad at its first strip.
 INLINE void gradient_products(const blocking k, const geometry *g, int positions, int filled,
                               const float *u, float *v, float *dm, float *transposed,
                               float *u_grad, int accumulate, float *dv) {
