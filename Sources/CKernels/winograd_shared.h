@@ -656,8 +656,8 @@ INLINE void forward_products(const blocking k, const geometry *g, int positions,
   const int n = round16(filled);
   for (int xi = 0; xi < positions; xi++)
     product(k.rows, k.vectors, C_WRITE, A_STRIPS, co_end - co_begin, n, filled, g->cin,
-            u + (size_t)xi * u_position(g->cout, g->cin) + (size_t)co_begin * 16, u_strip(g->cout),
-            v + (size_t)xi * (g->cin + 1) * g->ld, 16, (size_t)(g->cin + 1) * 16,
+            u + (size_t)xi * u_position(g->cout, g->u_cin) + (size_t)co_begin * 16,
+            u_strip(g->cout), v + (size_t)xi * (g->cin + 1) * g->ld, 16, (size_t)(g->cin + 1) * 16,
             m + xi * position_stride(g->cout, g->ld) + (size_t)co_begin * g->ld, g->ld, 16);
 }
 
