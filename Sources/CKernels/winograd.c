@@ -603,15 +603,7 @@ INLINE void weight_rows(const v16 x[3], v16 out[4]) {
   out[3] = x[2];
 }
 
-INLINE void winograd_weights(const float *weight, int out_channels, int in_channels, int begin,
-                             int end, float *u) {
-  transform_weights(4, weight_rows, weight, out_channels, in_channels, begin, end, u);
-}
-
-CK_INSTANTIATE(ck_winograd_weights,
-               (const float *weight, int out_channels, int in_channels, int begin, int end,
-                float *u),
-               (weight, out_channels, in_channels, begin, end, u), winograd_weights)
+CK_WEIGHT_TRANSFORM(ck_winograd_weights, 4, weight_rows)
 
 /// Gᵀ x for a 4-vector x (of vectors): [x0 + ½(x1 + x2), ½(x1 − x2), ½(x1 + x2) + x3] (weight_rows'
 /// adjoint).

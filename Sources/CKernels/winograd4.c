@@ -713,15 +713,7 @@ INLINE void weight_rows(const v16 x[3], v16 out[6]) {
   out[5] = x[2];
 }
 
-INLINE void winograd4_weights(const float *weight, int out_channels, int in_channels, int begin,
-                              int end, float *u) {
-  transform_weights(6, weight_rows, weight, out_channels, in_channels, begin, end, u);
-}
-
-CK_INSTANTIATE(ck_winograd4_weights,
-               (const float *weight, int out_channels, int in_channels, int begin, int end,
-                float *u),
-               (weight, out_channels, in_channels, begin, end, u), winograd4_weights)
+CK_WEIGHT_TRANSFORM(ck_winograd4_weights, 6, weight_rows)
 
 /// Gᵀ x for a 6-vector x (of vectors): out[0 … 2] (weight_rows' adjoint).
 INLINE void adjoint_weight_rows(const v16 x[6], v16 out[3]) {

@@ -249,13 +249,17 @@ INLINE size_t u_position(int out_channels, int in_channels) {
 
 /// g[t] = tap t (row-major 3 × 3) of kernels first … first + count − 1 of weight [kernels, 3, 3],
 /// kernel first + i in lane i (0 past count). A whole group with a kernel after its last loads each
-/// kernel's 9 taps and the next 7 floats as one vector and transposes the 16; otherwise one float
-/// at a time.
-INLINE void load_taps(const float *weight, int kernels, size_t first, int count, v16 g[9]) {
+/// kernel's 9 taps and the next 7 floats as one vector and transposes the 16 (in 128-bit lanes
+/// with `in_lanes`, the blocking's: transpose16_in_lanes); otherwise one float at a time.
+INLINE void load_taps(const float *weight, int kernels, size_t first, int count, v16 g[9],
+                      int in_lanes) {
   if (count == 16 && first + 17 <= (size_t)kernels) {
     v16 x[16];
     for (int i = 0; i < 16; i++) x[i] = load(weight + (first + (size_t)i) * 9);
-    transpose16(x);
+    if (in_lanes)
+      transpose16_in_lanes(x);
+    else
+      transpose16(x);
     for (int t = 0; t < 9; t++) g[t] = x[t];
     return;
   }
@@ -315,7 +319,8 @@ INLINE void transform_kernels(const int n, rows_fn weight_rows, const v16 g[9], 
 /// F(2×2) at 512 → 512) is written past the caches. Two threads, 512 → 512: a thread's share 4.0 →
 /// 3.3 ms.
 INLINE void transform_weights(const int n, rows_fn weight_rows, const float *weight,
-                              int out_channels, int in_channels, int begin, int end, float *u) {
+                              int out_channels, int in_channels, int begin, int end, float *u,
+                              int in_lanes) {
   const int strips = (in_channels + 15) / 16;
   const size_t position = u_position(out_channels, in_channels);
   const int stream = past_caches(sizeof(float) * (size_t)n * n * position);
@@ -323,7 +328,7 @@ INLINE void transform_weights(const int n, rows_fn weight_rows, const float *wei
     const int co = q / strips, ci = 16 * (q % strips);
     v16 g[9], out[36];
     load_taps(weight, out_channels * in_channels, (size_t)co * in_channels + ci,
-              min_int(16, in_channels - ci), g);
+              min_int(16, in_channels - ci), g, in_lanes);
     transform_kernels(n, weight_rows, g, out);
     float *target = u + (size_t)(ci / 16) * u_strip(out_channels) + (size_t)co * 16;
     for (int xi = 0; xi < n * n; xi++, target += position)
@@ -331,6 +336,30 @@ INLINE void transform_weights(const int n, rows_fn weight_rows, const float *wei
   }
   if (stream) __builtin_ia32_sfence();
 }
+
+#define WEIGHTS_PARAMS                                                                             \
+  (const float *weight, int out_channels, int in_channels, int begin, int end, float *u)
+#define WEIGHTS_ARGS (weight, out_channels, in_channels, begin, end, u)
+
+/// transform_weights with one instruction set's blocking (its transposes: load_taps).
+#define WEIGHTS_WITH(NAME, N, WEIGHT_ROWS, BLOCKING)                                               \
+  INLINE void NAME WEIGHTS_PARAMS {                                                                \
+    const blocking k = BLOCKING;                                                                   \
+    transform_weights(N, WEIGHT_ROWS, weight, out_channels, in_channels, begin, end, u,            \
+                      k.in_lanes);                                                                 \
+  }
+
+/// A weight transform's entry point NAME (ck_winograd_weights, ck_winograd4_weights: tiles of
+/// N × N positions, WEIGHT_ROWS its G's rows) at every instruction set. At AVX2, where a 16-float
+/// vector is two registers, load_taps' transposes in 128-bit lanes took two threads' transform of
+/// 512 → 512 channels from 1.03–1.24 to 0.88–1.05 ms (best of 20 calls, alternating, three runs;
+/// the AVX-512 transform 0.83–0.85, about as fast as the memory takes U's 38 MB).
+#define CK_WEIGHT_TRANSFORM(NAME, N, WEIGHT_ROWS)                                                  \
+  WEIGHTS_WITH(NAME##_for_baseline, N, WEIGHT_ROWS, BLOCKING_BASELINE)                             \
+  WEIGHTS_WITH(NAME##_for_avx2, N, WEIGHT_ROWS, BLOCKING_AVX2)                                     \
+  WEIGHTS_WITH(NAME##_for_avx512, N, WEIGHT_ROWS, BLOCKING_AVX512)                                 \
+  CK_INSTANTIATE_EACH(NAME, WEIGHTS_PARAMS, WEIGHTS_ARGS, NAME##_for_baseline, NAME##_for_avx2,    \
+                      NAME##_for_avx512)
 
 /// weight_grad [Cout, Cin, 3, 3] += Gᵀ dU G for output channels co_begin … co_end − 1, 16 input
 /// channels at a time, dU the threads' partial sums as sum_partials reads them: Gᵀ dU column by
