@@ -200,6 +200,28 @@ final class ConvKernelTests: XCTestCase {
     XCTAssertEqual(wide.blockedShape(height: 56, width: 56, tile: 4, images: 4).block_rows, 14)
     let narrow = Conv2D(inChannels: 128, outChannels: 128)
     XCTAssertEqual(narrow.blockedShape(height: 56, width: 56, tile: 4, images: 4).block_rows, 10)
+    // A forward over whole images where U is large: blocks of at least 64 tiles, least padded (8
+    // tile rows and 6 at 56 px: 112 + 96 columns against 144 + 64 for 10 and 4); where twice those
+    // rows would pass an image (28 px) and where U is small, the blocks above.
+    let doubling = Conv2D(inChannels: 128, outChannels: 256)
+    XCTAssertEqual(
+      doubling.blockedShape(height: 56, width: 56, tile: 4, images: 4, forward: true).block_rows, 8)
+    XCTAssertEqual(doubling.blockedShape(height: 56, width: 56, tile: 4, images: 4).block_rows, 14)
+    XCTAssertEqual(wide.blockedShape(height: 56, width: 56, tile: 4, images: 4, forward: true).block_rows, 8)
+    XCTAssertEqual(big.blockedShape(height: 28, width: 28, tile: 4, images: 4, forward: true).block_rows, 28)
+    XCTAssertEqual(
+      narrow.blockedShape(height: 56, width: 56, tile: 4, images: 4, forward: true).block_rows, 10)
+    // A layer whose forward and backward so block differently (20 px, 5 × 5 tiles, at least 20
+    // tiles a block, V and M over any budget: the forward 3 tile rows and 2, the backward whole
+    // images) matches the Double reference: the ReLU's mask does not depend on the blocks.
+    let uneven = Conv2D(inChannels: 176, outChannels: 176)
+    (uneven.blockedBudget, uneven.blockedMinTiles) = (1, 20)
+    XCTAssertEqual(
+      uneven.blockedShape(height: 20, width: 20, tile: 4, images: 2, forward: true).block_rows, 3)
+    XCTAssertEqual(uneven.blockedShape(height: 20, width: 20, tile: 4, images: 2).block_rows, 5)
+    check(
+      algorithm: .winograd, batch: 2, cin: 176, cout: 176, height: 20, width: 20, budget: 1, minTiles: 20,
+      tile: 4)
     // The cache budget sets the block (36 · 16 · 3 floats a tile row): no growth.
     let small = Conv2D(inChannels: 8, outChannels: 8)
     XCTAssertEqual(small.blockedShape(height: 12, width: 12, tile: 4, images: 4).block_rows, (1 << 18) / 1728)

@@ -19,29 +19,48 @@ extension Conv2D {
   /// `rowsEach` of them.
   /// `tile`: 2 for F(2×2, 3×3), 4 for F(4×4, 3×3) (the forward's). With the max-pool fused
   /// (`pooled`: set by the forward before it runs, read by the backward after it), `pool`.
+  /// `forward`: the blocks of a forward over whole images (`forwardBlocks`).
   func blockedShape(
-    height: Int, width: Int, tile: Int = 2, images: Int = 1, rowsEach: Int? = nil
+    height: Int, width: Int, tile: Int = 2, images: Int = 1, rowsEach: Int? = nil, forward: Bool = false
   ) -> ck_conv_shape {
     let tilesWide = (width + tile - 1) / tile
+    let tilesHigh = (height + tile - 1) / tile
     let perRow = (tile + 2) * (tile + 2) * (inChannels + outChannels) * tilesWide
-    let (budgetRows, leastRows) = (
-      blockedBudget / max(perRow, 1), (blockedMinTiles + tilesWide - 1) / tilesWide
-    )
+    // U of more than 4 MB (VGG-16's layers from 128 → 256 channels on; none of the SPEC §7
+    // network's): of blocks that pad alike, the fewest. 56 px, 256 → 256, training profile, two
+    // alternating pairs: blocks of 14 tile rows (a whole image) against 10 (two blocks an image),
+    // backward 112–122 → 102–107 ms, forward 50–53 → 48–49 ms; at 128 → 128 (112 px) no gain.
+    let largeU = (tile + 2) * (tile + 2) * inChannels * outChannels > 1 << 20
+    let halfBlocks =
+      forward && largeU && rowsEach == nil
+      && Conv2D.forwardBlocks(
+        minTiles: blockedMinTiles, tilesWide: tilesWide, tilesHigh: tilesHigh)
+    let minTiles = halfBlocks ? blockedMinTiles / 2 : blockedMinTiles
+    let (budgetRows, leastRows) = (blockedBudget / max(perRow, 1), (minTiles + tilesWide - 1) / tilesWide)
     var rows = max(1, budgetRows, leastRows)
     if leastRows > budgetRows {
-      let tilesHigh = (height + tile - 1) / tile
-      // U of more than 4 MB (VGG-16's layers from 128 → 256 channels on; none of the SPEC §7
-      // network's): of blocks that pad alike, the fewest. 56 px, 256 → 256, training profile, two
-      // alternating pairs: blocks of 14 tile rows (a whole image) against 10 (two blocks an image),
-      // backward 112–122 → 102–107 ms, forward 50–53 → 48–49 ms; at 128 → 128 (112 px) no gain.
-      let largeU = (tile + 2) * (tile + 2) * inChannels * outChannels > 1 << 20
       rows = Conv2D.leastPaddedRows(
         rows, tilesWide: tilesWide, tilesHigh: tilesHigh, images: images, rowsEach: rowsEach ?? tilesHigh,
-        fewerBlocks: largeU)
+        fewerBlocks: largeU && !halfBlocks)
     }
     return ck_conv_shape(
       in_channels: Int32(inChannels), out_channels: Int32(outChannels), height: Int32(height),
       width: Int32(width), block_rows: Int32(rows), relu: relu ? 1 : 0, pool: pooled ? 1 : 0)
+  }
+
+  /// Whether a forward over whole images, where U is large, takes blocks of rows of at least half
+  /// `minTiles` tiles, least padded (rather than the fewest blocks of at least `minTiles`): where
+  /// twice those rows still leave part of an image (VGG-16's 56-px layers, 14 tile rows: 8 rows and
+  /// 6 instead of 14). The forward adds to no dU, so its blocks pay for their reads of U alone, and
+  /// the smaller blocks' V and M (7 MB a thread at 128 → 256 against 12.5) keep to the L3. Training
+  /// profile (`caption bench --preset vgg16-224 --profile`, AVX-512, Zen 4), eight alternating
+  /// rounds, each layer's best and median: conv4 (128 → 256) 22.8 → 22.0 and 23.4 → 22.5 ms, conv5
+  /// 44.0 → 41.3 and 45.0 → 43.3, conv6 43.4 → 41.2 and 44.7 → 44.1; at 28 px (whole images a
+  /// block) blocks of 2 or 1 image were slower than of 4 (stand-alone, 256 → 512: products 17.5 →
+  /// 18.5 and 20.0 ms), and so were the backward's blocks of 10 or 8 rows at 56 px (48.7 → 50.6
+  /// and 52.5 ms at 128 → 256, where each block also reads and adds to the thread's dU).
+  static func forwardBlocks(minTiles: Int, tilesWide: Int, tilesHigh: Int) -> Bool {
+    2 * ((minTiles / 2 + tilesWide - 1) / tilesWide) < tilesHigh
   }
 
   /// The block of `least` to 2 · `least` tile rows (from `tilesHigh` on: whole images, `rows /
@@ -118,7 +137,8 @@ extension Conv2D {
     var shape =
       switch share {
       case .images:
-        blockedShape(height: height, width: width, tile: tile, images: (batch + parts - 1) / parts)
+        blockedShape(
+          height: height, width: width, tile: tile, images: (batch + parts - 1) / parts, forward: true)
       case .rows:
         blockedShape(
           height: height, width: width, tile: tile, images: batch, rowsEach: (tilesHigh + parts - 1) / parts)
