@@ -353,7 +353,7 @@ INLINE void transform_weights(const int n, rows_fn weight_rows, const float *wei
 /// N × N positions, WEIGHT_ROWS its G's rows) at every instruction set. At AVX2, where a 16-float
 /// vector is two registers, load_taps' transposes in 128-bit lanes took two threads' transform of
 /// 512 → 512 channels from 1.03–1.24 to 0.88–1.05 ms (best of 20 calls, alternating, three runs;
-/// the AVX-512 transform 0.83–0.85, about as fast as the memory takes U's 38 MB).
+/// the AVX-512 transform 0.83–0.90, about as fast as the memory takes U's 38 MB).
 #define CK_WEIGHT_TRANSFORM(NAME, N, WEIGHT_ROWS)                                                  \
   WEIGHTS_WITH(NAME##_for_baseline, N, WEIGHT_ROWS, BLOCKING_BASELINE)                             \
   WEIGHTS_WITH(NAME##_for_avx2, N, WEIGHT_ROWS, BLOCKING_AVX2)                                     \
