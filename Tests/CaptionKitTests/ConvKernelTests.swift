@@ -200,17 +200,31 @@ final class ConvKernelTests: XCTestCase {
     XCTAssertEqual(wide.blockedShape(height: 56, width: 56, tile: 4, images: 4).block_rows, 14)
     let narrow = Conv2D(inChannels: 128, outChannels: 128)
     XCTAssertEqual(narrow.blockedShape(height: 56, width: 56, tile: 4, images: 4).block_rows, 10)
-    // A forward over whole images where U is large: blocks of at least 64 tiles, least padded (8
-    // tile rows and 6 at 56 px: 112 + 96 columns against 144 + 64 for 10 and 4); where twice those
-    // rows would pass an image (28 px) and where U is small, the blocks above.
+    // A forward over whole images whose V and M outgrow the budget: blocks of at least 64 tiles,
+    // least padded (56 px: 8 tile rows and 6, 112 + 96 columns against 144 + 64 for 10 and 4; 112
+    // px: 4 rows, 7 · 112 columns; 224 px: 2 rows, 28 · 112); where twice those rows would pass an
+    // image (28 px) or the budget sets the block (the SPEC §7 network's 64-px layer), the blocks
+    // above.
     let doubling = Conv2D(inChannels: 128, outChannels: 256)
     XCTAssertEqual(
       doubling.blockedShape(height: 56, width: 56, tile: 4, images: 4, forward: true).block_rows, 8)
     XCTAssertEqual(doubling.blockedShape(height: 56, width: 56, tile: 4, images: 4).block_rows, 14)
     XCTAssertEqual(wide.blockedShape(height: 56, width: 56, tile: 4, images: 4, forward: true).block_rows, 8)
-    XCTAssertEqual(big.blockedShape(height: 28, width: 28, tile: 4, images: 4, forward: true).block_rows, 28)
     XCTAssertEqual(
-      narrow.blockedShape(height: 56, width: 56, tile: 4, images: 4, forward: true).block_rows, 10)
+      narrow.blockedShape(height: 56, width: 56, tile: 4, images: 4, forward: true).block_rows, 8)
+    XCTAssertEqual(
+      Conv2D(inChannels: 64, outChannels: 128).blockedShape(
+        height: 112, width: 112, tile: 4, images: 4, forward: true
+      ).block_rows, 4)
+    XCTAssertEqual(
+      Conv2D(inChannels: 64, outChannels: 64).blockedShape(
+        height: 224, width: 224, tile: 4, images: 4, forward: true
+      ).block_rows, 2)
+    XCTAssertEqual(big.blockedShape(height: 28, width: 28, tile: 4, images: 4, forward: true).block_rows, 28)
+    let first = Conv2D(inChannels: 32, outChannels: 32)
+    XCTAssertEqual(
+      first.blockedShape(height: 64, width: 64, tile: 4, images: 16, forward: true).block_rows,
+      first.blockedShape(height: 64, width: 64, tile: 4, images: 16).block_rows)
     // A layer whose forward and backward so block differently (20 px, 5 × 5 tiles, at least 20
     // tiles a block, V and M over any budget: the forward 3 tile rows and 2, the backward whole
     // images) matches the Double reference: the ReLU's mask does not depend on the blocks.

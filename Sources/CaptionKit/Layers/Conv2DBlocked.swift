@@ -31,12 +31,13 @@ extension Conv2D {
     // alternating pairs: blocks of 14 tile rows (a whole image) against 10 (two blocks an image),
     // backward 112–122 → 102–107 ms, forward 50–53 → 48–49 ms; at 128 → 128 (112 px) no gain.
     let largeU = (tile + 2) * (tile + 2) * inChannels * outChannels > 1 << 20
+    let budgetRows = blockedBudget / max(perRow, 1)
     let halfBlocks =
-      forward && largeU && rowsEach == nil
+      forward && rowsEach == nil
       && Conv2D.forwardBlocks(
-        minTiles: blockedMinTiles, tilesWide: tilesWide, tilesHigh: tilesHigh)
+        minTiles: blockedMinTiles, budgetRows: budgetRows, tilesWide: tilesWide, tilesHigh: tilesHigh)
     let minTiles = halfBlocks ? blockedMinTiles / 2 : blockedMinTiles
-    let (budgetRows, leastRows) = (blockedBudget / max(perRow, 1), (minTiles + tilesWide - 1) / tilesWide)
+    let leastRows = (minTiles + tilesWide - 1) / tilesWide
     var rows = max(1, budgetRows, leastRows)
     if leastRows > budgetRows {
       rows = Conv2D.leastPaddedRows(
@@ -48,19 +49,25 @@ extension Conv2D {
       width: Int32(width), block_rows: Int32(rows), relu: relu ? 1 : 0, pool: pooled ? 1 : 0)
   }
 
-  /// Whether a forward over whole images, where U is large, takes blocks of rows of at least half
-  /// `minTiles` tiles, least padded (rather than the fewest blocks of at least `minTiles`): where
-  /// twice those rows still leave part of an image (VGG-16's 56-px layers, 14 tile rows: 8 rows and
-  /// 6 instead of 14). The forward adds to no dU, so its blocks pay for their reads of U alone, and
-  /// the smaller blocks' V and M (7 MB a thread at 128 → 256 against 12.5) keep to the L3. Training
-  /// profile (`caption bench --preset vgg16-224 --profile`, AVX-512, Zen 4), eight alternating
-  /// rounds, each layer's best and median: conv4 (128 → 256) 22.8 → 22.0 and 23.4 → 22.5 ms, conv5
-  /// 44.0 → 41.3 and 45.0 → 43.3, conv6 43.4 → 41.2 and 44.7 → 44.1; at 28 px (whole images a
-  /// block) blocks of 2 or 1 image were slower than of 4 (stand-alone, 256 → 512: products 17.5 →
-  /// 18.5 and 20.0 ms), and so were the backward's blocks of 10 or 8 rows at 56 px (48.7 → 50.6
-  /// and 52.5 ms at 128 → 256, where each block also reads and adds to the thread's dU).
-  static func forwardBlocks(minTiles: Int, tilesWide: Int, tilesHigh: Int) -> Bool {
-    2 * ((minTiles / 2 + tilesWide - 1) / tilesWide) < tilesHigh
+  /// Whether a forward over whole images takes blocks of rows of at least half `minTiles` tiles,
+  /// least padded (rather than the blocks of at least `minTiles` that the backward takes, the fewest
+  /// of them where U is large): where even so its V and M outgrow the cache budget (`budgetRows`
+  /// tile rows) and twice those rows leave part of an image. VGG-16: 4 tile rows at 112 px instead
+  /// of 8, 8 and 6 at 56 px instead of 14, 2 at 224 px instead of 4; not the SPEC §7 network's
+  /// (whose budget sets its blocks) nor 28 or 14 px (whole images a block). The forward adds to no
+  /// dU, so its blocks pay for their reads of U alone, and the smaller blocks' V and M (at 128 →
+  /// 256 channels 7 MB a thread against 12.5) keep to the L3. Training profile (`caption bench
+  /// --preset vgg16-224 --profile`, AVX-512, Zen 4), the versions alternating, each layer's best
+  /// and median: at 56 px, eight rounds, conv4 (128 → 256) 22.8 → 22.0 and 23.4 → 22.5 ms, conv5
+  /// 44.0 → 41.3 and 45.0 → 43.3, conv6 43.4 → 41.2 and 44.7 → 44.1; then at 112 and 224 px, two
+  /// runs of five rounds, conv2 21.5–21.6 → 20.9–21.0 ms, conv3 40.5–40.8 → 39.0–39.1, conv1
+  /// 43.7–45.7 → 43.5–43.6. At 28 px blocks of 2 or 1 image were slower than of 4 (stand-alone,
+  /// 256 → 512: products 17.5 → 18.5 and 20.0 ms), and so were the backward's blocks of 10 or 8
+  /// rows at 56 px (48.7 → 50.6 and 52.5 ms at 128 → 256: each block also reads and adds to the
+  /// thread's dU).
+  static func forwardBlocks(minTiles: Int, budgetRows: Int, tilesWide: Int, tilesHigh: Int) -> Bool {
+    let halfRows = (minTiles / 2 + tilesWide - 1) / tilesWide
+    return budgetRows < halfRows && 2 * halfRows < tilesHigh
   }
 
   /// The block of `least` to 2 · `least` tile rows (from `tilesHigh` on: whole images, `rows /
