@@ -712,8 +712,8 @@ INLINE void forward_products(const blocking k, const geometry *g, int positions,
 /// and read down its columns put each step's 8 (AVX-512) or 6 (AVX2) floats in a line of their own,
 /// Cout floats from the last, and one panel's lines in a few of the L1's sets: AVX2's dV products
 /// at 28 px (512 → 512) 54.9 ms a thread against 40.5 along Uᵀ's rows.) Cin may be a range of the
-/// layer's input channels (a thread's share, from a multiple of 16): u then points at its first
-/// strip and u_grad at its first strip.
+/// layer's input channels (a thread's share, from a multiple of 16): u and u_grad then point at
+/// the range's first strip of each.
 INLINE void gradient_products(const blocking k, const geometry *g, int positions, int filled,
                               const float *u, float *v, float *dm, float *transposed,
                               float *u_grad, int accumulate, float *dv) {

@@ -27,17 +27,18 @@ extension Conv2D {
     let tilesHigh = (height + tile - 1) / tile
     let perRow = (tile + 2) * (tile + 2) * (inChannels + outChannels) * tilesWide
     // U of more than 4 MB (VGG-16's layers from 128 → 256 channels on; none of the SPEC §7
-    // network's): of blocks that pad alike, the fewest. 56 px, 256 → 256, training profile, two
-    // alternating pairs: blocks of 14 tile rows (a whole image) against 10 (two blocks an image),
-    // backward 112–122 → 102–107 ms, forward 50–53 → 48–49 ms; at 128 → 128 (112 px) no gain.
+    // network's): of blocks that pad alike, the fewest, unless the forward takes its own
+    // (`forwardBlocks`). 56 px, 256 → 256, training profile, two alternating pairs: blocks of 14
+    // tile rows (a whole image) against 10 (two blocks an image), backward 112–122 → 102–107 ms.
     let largeU = (tile + 2) * (tile + 2) * inChannels * outChannels > 1 << 20
     let budgetRows = blockedBudget / max(perRow, 1)
+    /// The tile rows that hold at least `tiles` tiles.
+    func rowsHolding(_ tiles: Int) -> Int { (tiles + tilesWide - 1) / tilesWide }
+    let halfRows = rowsHolding(blockedMinTiles / 2)
     let halfBlocks =
       forward && rowsEach == nil
-      && Conv2D.forwardBlocks(
-        minTiles: blockedMinTiles, budgetRows: budgetRows, tilesWide: tilesWide, tilesHigh: tilesHigh)
-    let minTiles = halfBlocks ? blockedMinTiles / 2 : blockedMinTiles
-    let leastRows = (minTiles + tilesWide - 1) / tilesWide
+      && Conv2D.forwardBlocks(halfRows: halfRows, budgetRows: budgetRows, tilesHigh: tilesHigh)
+    let leastRows = halfBlocks ? halfRows : rowsHolding(blockedMinTiles)
     var rows = max(1, budgetRows, leastRows)
     if leastRows > budgetRows {
       rows = Conv2D.leastPaddedRows(
@@ -49,25 +50,24 @@ extension Conv2D {
       width: Int32(width), block_rows: Int32(rows), relu: relu ? 1 : 0, pool: pooled ? 1 : 0)
   }
 
-  /// Whether a forward over whole images takes blocks of rows of at least half `minTiles` tiles,
-  /// least padded (rather than the blocks of at least `minTiles` that the backward takes, the fewest
-  /// of them where U is large): where even so its V and M outgrow the cache budget (`budgetRows`
-  /// tile rows) and twice those rows leave part of an image. VGG-16: 4 tile rows at 112 px instead
-  /// of 8, 8 and 6 at 56 px instead of 14, 2 at 224 px instead of 4; not the SPEC §7 network's
-  /// (whose budget sets its blocks) nor 28 or 14 px (whole images a block). The forward adds to no
-  /// dU, so its blocks pay for their reads of U alone, and the smaller blocks' V and M (at 128 →
-  /// 256 channels 7 MB a thread against 12.5) keep to the L3. Training profile (`caption bench
-  /// --preset vgg16-224 --profile`, AVX-512, Zen 4), the versions alternating, each layer's best
-  /// and median: at 56 px, eight rounds, conv4 (128 → 256) 22.8 → 22.0 and 23.4 → 22.5 ms, conv5
-  /// 44.0 → 41.3 and 45.0 → 43.3, conv6 43.4 → 41.2 and 44.7 → 44.1; then at 112 and 224 px, two
-  /// runs of five rounds, conv2 21.5–21.6 → 20.9–21.0 ms, conv3 40.5–40.8 → 39.0–39.1, conv1
-  /// 43.7–45.7 → 43.5–43.6. At 28 px blocks of 2 or 1 image were slower than of 4 (stand-alone,
-  /// 256 → 512: products 17.5 → 18.5 and 20.0 ms), and so were the backward's blocks of 10 or 8
-  /// rows at 56 px (48.7 → 50.6 and 52.5 ms at 128 → 256: each block also reads and adds to the
-  /// thread's dU).
-  static func forwardBlocks(minTiles: Int, budgetRows: Int, tilesWide: Int, tilesHigh: Int) -> Bool {
-    let halfRows = (minTiles / 2 + tilesWide - 1) / tilesWide
-    return budgetRows < halfRows && 2 * halfRows < tilesHigh
+  /// Whether a forward over whole images takes blocks of at least `halfRows` tile rows (those that
+  /// hold half of `blockedMinTiles` tiles), least padded (rather than the blocks of at least
+  /// `blockedMinTiles` that the backward takes, the fewest of them where U is large): where even so
+  /// its V and M outgrow the cache budget (`budgetRows` tile rows) and twice those rows leave part
+  /// of an image. VGG-16: 4 tile rows at 112 px instead of 8, 8 and 6 at 56 px instead of 14, 2 at
+  /// 224 px instead of 4; not the SPEC §7 network's (whose budget sets its blocks) nor 28 or 14 px
+  /// (whole images a block). The forward adds to no dU, so its blocks pay for their reads of U
+  /// alone, and the smaller blocks' V and M (at 128 → 256 channels 7 MB a thread against 12.5) keep
+  /// to the L3. Training profile (`caption bench --preset vgg16-224 --profile`, AVX-512, Zen 4),
+  /// the versions alternating, each layer's best and median: at 56 px, eight rounds, conv4 (128 →
+  /// 256) 22.8 → 22.0 and 23.4 → 22.5 ms, conv5 44.0 → 41.3 and 45.0 → 43.3, conv6 43.4 → 41.2 and
+  /// 44.7 → 44.1; then at 112 and 224 px, two runs of five rounds, conv2 21.5–21.6 → 20.9–21.0 ms,
+  /// conv3 40.5–40.8 → 39.0–39.1, conv1 43.7–45.7 → 43.5–43.6. At 28 px blocks of 2 or 1 image were
+  /// slower than of 4 (stand-alone, 256 → 512: products 17.5 → 18.5 and 20.0 ms), and so were the
+  /// backward's blocks of 10 or 8 rows at 56 px (48.7 → 50.6 and 52.5 ms at 128 → 256: each block
+  /// also reads and adds to the thread's dU).
+  static func forwardBlocks(halfRows: Int, budgetRows: Int, tilesHigh: Int) -> Bool {
+    budgetRows < halfRows && 2 * halfRows < tilesHigh
   }
 
   /// The block of `least` to 2 · `least` tile rows (from `tilesHigh` on: whole images, `rows /
