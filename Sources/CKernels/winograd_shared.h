@@ -426,6 +426,9 @@ INLINE void store_in_strips(float *row, size_t strip, int t, v16 x) {
 /// (product), so that its floats are a[p · 16 + r] from the strip's row i % 16.
 enum { A_STRIPS = 0, A_PANELS = 1 };
 
+/// How many steps ahead of its sum an A_PANELS panel asks for a's lines (prefetch_a).
+enum { A_PANELS_AHEAD = 128 };
+
 /// Where a's steps p0 … p0 + 15 (p0 a multiple of 16) begin: a strip of columns (A_STRIPS), or
 /// (A_PANELS) 16 steps of a strip of rows.
 INLINE const float *a_steps(const int A_LAYOUT, const float *a, int lda, int p0) {
@@ -452,10 +455,27 @@ INLINE float element(const int A_LAYOUT, const float *steps, int i, int q) {
 ///   128 → 256 (4 images) 20.9–21.8 → 18.6–19.4 ms a thread, 256 → 256 67.2–69.7 → 62.3–63.8 (a
 ///   slow hour); at 112 px 64 → 128 (2 images) 11.9–12.0 → 9.5–10.1, 128 → 128 21.8–22.8 →
 ///   19.5–19.9; at 224 and 28 px unchanged.
-/// A_PANELS reads a straight through, a line a step: nothing asked.
-INLINE void prefetch_a(const int ROWS, const int A_LAYOUT, const float *a, int lda, int p0) {
+/// With A_PANELS (Uᵀ in the dV products), a panel reads a straight through, a line a step; its
+/// first sum (`first`: the first columns) reads them first, from the L3 or memory (U of 4.7–38 MB
+/// at VGG-16's 56–14 px), and asks for the 16 lines A_PANELS_AHEAD steps on (the steps past a
+/// strip's end are the next strip's first). Zen 5, where a step's multiply-adds take half the
+/// time they take on Zen 4, waited for them: two threads on their own images, 8 images, AVX-512,
+/// the variants alternating in one process, the dV products at 56 px (256 → 256) 17.3–17.9 →
+/// 15.3–15.9 ms a thread (78–80% → 87–91% of its peak), at 28 px (512 → 512) 17.7–17.9 →
+/// 15.1–15.7, at 14 px (512 → 512, 8 images a thread) 7.35 → 4.70; AVX2 1–9% faster, 224 px as
+/// before.
+INLINE void prefetch_a(const int ROWS, const int A_LAYOUT, const float *a, int lda, int p0,
+                       int first) {
   const uintptr_t base = (uintptr_t)a;
-  if (A_LAYOUT == A_PANELS) return;
+  if (A_LAYOUT == A_PANELS) {
+    if (!first) return;
+#pragma clang loop unroll(full)
+    for (int s = 0; s < 16; s++) {
+      const size_t at = (size_t)(p0 + A_PANELS_AHEAD + s) * 16;
+      __builtin_prefetch((const void *)(base + sizeof(float) * at), 0, 3);
+    }
+    return;
+  }
   // The next panel's row r at step p0: a[ROWS + r][p0].
   const size_t strip_start = (size_t)(p0 >> 4) * lda;
 #pragma clang loop unroll(full)
@@ -500,13 +520,14 @@ INLINE void prefetch_c(const int ROWS, const int VECTORS, const int C_MODE, cons
 /// 78.0–81.8 → 76.3–78.9 ms a thread; the forward's products at 28 px (256 → 512) 18.0–18.2 →
 /// 17.6–18.0. At AVX2 (three runs) the 28- and 56-px backward 94–108 → 92–109 and 99–125 → 92–105.
 INLINE void product_half(const int ROWS, const int C_MODE, const int A_LAYOUT, int k,
-                         const float *a, int lda, const float *b, int ldb, float *c, int ldc) {
+                         const float *a, int lda, const float *b, int ldb, float *c, int ldc,
+                         int first) {
   v8 acc[8];
 #pragma clang loop unroll(full)
   for (int r = 0; r < ROWS; r++) acc[r] = (v8){0};
   for (int p0 = 0; p0 < k; p0 += 16) {
     const float *as = a_steps(A_LAYOUT, a, lda, p0);
-    prefetch_a(ROWS, A_LAYOUT, a, lda, p0);
+    prefetch_a(ROWS, A_LAYOUT, a, lda, p0, first);
     for (int q = 0; q < min_int(16, k - p0); q++) {
       const v8 b0 = load8(b + (size_t)(p0 + q) * ldb);
 #pragma clang loop unroll(full)
@@ -546,7 +567,7 @@ INLINE void product_panel(const int ROWS, const int VECTORS, const int C_MODE, c
       prefetch_c(ROWS, 2, C_MODE, c, ldc, c_strip, j, n);
       for (int p0 = 0; p0 < k; p0 += 16) {
         const float *as = a_steps(A_LAYOUT, a, lda, p0);
-        prefetch_a(ROWS, A_LAYOUT, a, lda, p0);
+        prefetch_a(ROWS, A_LAYOUT, a, lda, p0, j == 0);
         for (int q = 0; q < min_int(16, k - p0); q++) {
           const float *row = b + (size_t)(j / 16) * strip + (size_t)(p0 + q) * ldb;
           v16 b0 = load(row), b1 = load(row + strip);
@@ -569,7 +590,7 @@ INLINE void product_panel(const int ROWS, const int VECTORS, const int C_MODE, c
   for (; j < n; j += 16) {
     if (valid - j <= 8) {
       product_half(ROWS, C_MODE, A_LAYOUT, k, a, lda, b + (size_t)(j / 16) * strip, ldb,
-                   c + (size_t)(j / 16) * c_strip, ldc);
+                   c + (size_t)(j / 16) * c_strip, ldc, j == 0);
       continue;
     }
     v16 acc[8];
@@ -578,7 +599,7 @@ INLINE void product_panel(const int ROWS, const int VECTORS, const int C_MODE, c
     prefetch_c(ROWS, 1, C_MODE, c, ldc, c_strip, j, n);
     for (int p0 = 0; p0 < k; p0 += 16) {
       const float *as = a_steps(A_LAYOUT, a, lda, p0);
-      prefetch_a(ROWS, A_LAYOUT, a, lda, p0);
+      prefetch_a(ROWS, A_LAYOUT, a, lda, p0, j == 0);
       for (int q = 0; q < min_int(16, k - p0); q++) {
         v16 b0 = load(b + (size_t)(j / 16) * strip + (size_t)(p0 + q) * ldb);
 #pragma clang loop unroll(full)
