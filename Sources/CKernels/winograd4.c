@@ -195,35 +195,41 @@ INLINE void tile_planes4(const geometry *g, const float *plane, int ty0, int row
   }
 }
 
-/// V[ξ] = (Bᵀ d B)[ξ] for every tile of the block (tile rows ty0 … ty0 + rows − 1 of `count`
-/// images side by side, image i's tiles from i · rows · tiles_w) and input channel, 16 tiles at a
-/// time in tile order: d B row by row into the planes (tile_planes4), then Bᵀ (d B) down each of
-/// its six columns. V[ξ] is kept in strips of 16 tiles (store_in_strips, winograd_shared.h).
-/// q: 24 tile-order planes.
-INLINE void input_transform4(const geometry *g, const float *images, int count, int ty0, int rows,
-                             float *v, float *q, int in_lanes) {
+/// V[ξ] = (Bᵀ d B)[ξ] of input channel ci for tile rows ty0 … ty0 + rows − 1 of one image (`image`:
+/// its first channel's plane), into the block's tiles from `at` on, 16 tiles at a time in tile
+/// order: d B row by row into the planes (tile_planes4), then Bᵀ (d B) down each of its six
+/// columns. V[ξ] is kept in strips of 16 tiles (store_in_strips, winograd_shared.h); a part's last
+/// vector runs on into the tiles of the part after it, written after it. q: 24 tile-order planes;
+/// next: the plane transformed next (prefetch_row), or NULL.
+INLINE void input_part4(const geometry *g, const float *image, int ci, int ty0, int rows, int at,
+                        float *v, float *q, const float *next, int in_lanes) {
   const int tw = g->tiles_w, tiles = rows * tw;
   const size_t cw = (size_t)g->compact;
   const size_t strip = (size_t)(g->cin + 1) * 16, position = (size_t)(g->cin + 1) * g->ld;
   const size_t plane = (size_t)g->height * g->width;
-  for (int ci = 0; ci < g->cin; ci++) {
-    float *target = v + (size_t)ci * 16;
-    for (int i = 0; i < count; i++) {
-      tile_planes4(g, images + i * g->in_stride + ci * plane, ty0, rows, q,
-                   next_plane(images, g->in_stride, plane, i, count, ci, g->cin), in_lanes);
-      for (int t = 0; t < tiles; t += 16) {
-        const int at = i * tiles + t;
-        for (int c = 0; c < 6; c++) {
-          v16 column[6], out[6];
-          for (int r = 0; r < 6; r++)
-            column[r] = load(q + (size_t)((r & 3) * 6 + c) * cw + t + (r >> 2) * tw);
-          input_rows(column, out);
-          for (int k = 0; k < 6; k++)
-            store_in_strips(target + (6 * k + c) * position, strip, at, out[k]);
-        }
-      }
+  float *target = v + (size_t)ci * 16;
+  tile_planes4(g, image + ci * plane, ty0, rows, q, next, in_lanes);
+  for (int t = 0; t < tiles; t += 16) {
+    for (int c = 0; c < 6; c++) {
+      v16 column[6], out[6];
+      for (int r = 0; r < 6; r++)
+        column[r] = load(q + (size_t)((r & 3) * 6 + c) * cw + t + (r >> 2) * tw);
+      input_rows(column, out);
+      for (int k = 0; k < 6; k++)
+        store_in_strips(target + (6 * k + c) * position, strip, at + t, out[k]);
     }
   }
+}
+
+/// V[ξ] for every tile of the block (tile rows ty0 … ty0 + rows − 1 of `count` images side by
+/// side, image i's tiles from i · rows · tiles_w) and input channel (input_part4).
+INLINE void input_transform4(const geometry *g, const float *images, int count, int ty0, int rows,
+                             float *v, float *q, int in_lanes) {
+  const size_t plane = (size_t)g->height * g->width;
+  for (int ci = 0; ci < g->cin; ci++)
+    for (int i = 0; i < count; i++)
+      input_part4(g, images + i * g->in_stride, ci, ty0, rows, i * rows * g->tiles_w, v, q,
+                  next_plane(images, g->in_stride, plane, i, count, ci, g->cin), in_lanes);
 }
 
 /// Aᵀ m for a 6-vector m (of vectors): out[0 … 3].
@@ -360,8 +366,44 @@ INLINE void output_transform4(const geometry *g, const float *m, const float *bi
 
 // MARK: - The pass over a thread's images
 
-/// Tile rows row_begin … row_end − 1 of each image in blocks of g.rows, or (small maps) g.group
-/// whole images side by side in one block; output channels co_begin … co_end − 1.
+/// One part of a block: tile rows ty0 … ty0 + rows − 1 of image `image`, its tiles from `at` on.
+typedef struct {
+  int image, ty0, rows, at;
+} block_part;
+
+/// The parts of the block of `rows` (< tiles_h) tile rows from row `first` of a thread's images'
+/// rows taken one after another (image i's row ty is row i · tiles_h + ty): the rest of one image,
+/// then the first rows of the next (at most two parts). Returns how many.
+INLINE int block_parts(const geometry *g, int first, int rows, block_part parts[2]) {
+  int count = 0, at = 0;
+  while (rows > 0) {
+    const int image = first / g->tiles_h, ty0 = first % g->tiles_h;
+    const int taken = min_int(rows, g->tiles_h - ty0);
+    parts[count++] = (block_part){image, ty0, taken, at};
+    at += taken * g->tiles_w, first += taken, rows -= taken;
+  }
+  return count;
+}
+
+/// Whether a forward over every tile row of several images runs its blocks on from one image into
+/// the next (block_parts): blocks of part of an image, g.rows not dividing an image's tile rows.
+/// Each block then fills g.rows · tiles_w tiles, where the blocks of one image leave a short one
+/// at its end whose last vector of columns is partly padding: VGG-16's 56-px maps (14 tile rows
+/// of 14 tiles) in blocks of 8 rows took 112 and 84 tiles an image, computed as 112 and 96
+/// columns, and now take 112 every block (4 images: 784 tiles in 784 columns, against 832; on a
+/// Zen 5, whose half vectors of 8 floats cost as much as whole ones, the padding was 6% of the
+/// products). Zen 5, two threads on their own 4 images, alternating in one process, best of 8:
+/// AVX-512 128 → 256 10.70–11.05 → 10.45–10.55 ms, 256 → 256 21.16–21.56 → 20.88–21.02; AVX2 1–2%
+/// faster. Training profile (AVX-512), four alternating rounds, each layer's best: conv4 11.88 →
+/// 10.98 ms, conv5 23.70 → 22.49, conv6 23.02 → 22.62.
+INLINE int runs_on(const geometry *g, int images, int row_begin, int row_end) {
+  return images > 1 && row_begin == 0 && row_end == g->tiles_h && g->rows < g->tiles_h &&
+         g->tiles_h % g->rows != 0;
+}
+
+/// Tile rows row_begin … row_end − 1 of each image in blocks of g.rows (running on from one image
+/// into the next: runs_on), or (small maps) g.group whole images side by side in one block; output
+/// channels co_begin … co_end − 1.
 INLINE void forward4_pass(const blocking k, const ck_conv_shape *shape, const float *u,
                           const float *bias, const float *input, float *output,
                           uint16_t *relu_mask, int images, int row_begin, int row_end,
@@ -370,7 +412,30 @@ INLINE void forward4_pass(const blocking k, const ck_conv_shape *shape, const fl
   const workspace w = split_scratch(&g, 36, scratch);
   float *v = w.v, *m = w.m, *q = w.q;
   const size_t out_size = (size_t)g.cout * output_plane(&g);
+  const size_t plane = (size_t)g.height * g.width;
   uint16_t *mask = has_mask(&g) ? relu_mask : NULL;
+  if (runs_on(&g, images, row_begin, row_end)) {
+    const int total = images * g.tiles_h;
+    for (int first = 0; first < total; first += g.rows) {
+      block_part parts[2];
+      const int count = block_parts(&g, first, min_int(g.rows, total - first), parts);
+      const block_part last = parts[count - 1];
+      for (int ci = 0; ci < g.cin; ci++)
+        for (int p = 0; p < count; p++) {
+          const float *image = input + parts[p].image * g.in_stride;
+          input_part4(&g, image, ci, parts[p].ty0, parts[p].rows, parts[p].at, v, q,
+                      ci + 1 < g.cin ? image + (ci + 1) * plane : NULL, k.in_lanes);
+        }
+      forward_products(k, &g, 36, last.at + last.rows * g.tiles_w, co_begin, co_end, u, v, m);
+      for (int p = 0; p < count; p++) {
+        const int i = parts[p].image;
+        output_transform4(&g, m + parts[p].at, bias, output + i * out_size,
+                          mask ? mask + i * mask_words(&g) : NULL, parts[p].ty0, parts[p].rows,
+                          co_begin, co_end, q, k.in_lanes);
+      }
+    }
+    return;
+  }
   for (int first = 0; first < images; first += g.group) {
     const int count = min_int(g.group, images - first);
     for (int ty0 = row_begin; ty0 < row_end; ty0 += g.rows) {

@@ -133,6 +133,20 @@ final class ConvKernelTests: XCTestCase {
               threads: 2, tile: tile, channelShare: share)
           }
         }
+        // Blocks of part of an image whose rows do not divide the image's (5 tile rows of 5 tiles
+        // in blocks of 3, at least 20 tiles a block): the forward's blocks run on from one image
+        // into the next (3, 2 + 1, 3, 1 + 2, …), on one thread and on two.
+        if tile == 4 {
+          let runOn = Conv2D(inChannels: 16, outChannels: 24)
+          (runOn.blockedBudget, runOn.blockedMinTiles) = (1, 20)
+          XCTAssertEqual(
+            runOn.blockedShape(height: 20, width: 20, tile: 4, images: 3, forward: true).block_rows, 3)
+          for (batch, threads) in [(3, 1), (5, 2)] {
+            check(
+              algorithm: .winograd, batch: batch, cin: 16, cout: 24, height: 20, width: 20, budget: 1,
+              minTiles: 20, threads: threads, tile: tile)
+          }
+        }
         // Several whole images per block, the last block short.
         check(
           algorithm: .winograd, batch: 5, cin: 16, cout: 8, height: 8, width: 8, budget: 16 * 24 * 16 * 2,
@@ -587,7 +601,7 @@ final class ConvKernelTests: XCTestCase {
   /// the first must take the gradient, as MaxPool2D's.
   private func checkFusedPool(
     batch: Int, cin: Int, cout: Int, height: Int, width: Int, threads: Int, budget: Int? = nil,
-    ties: Bool = false, file: StaticString = #filePath, line: UInt = #line
+    minTiles: Int? = nil, ties: Bool = false, file: StaticString = #filePath, line: UInt = #line
   ) {
     let label = "ISA \(ck_isa()) B\(batch) \(cin)→\(cout) \(height)×\(width) threads \(threads) ties \(ties)"
     BLAS.setThreads(threads)
@@ -612,6 +626,7 @@ final class ConvKernelTests: XCTestCase {
         conv.blockedBudget = budget
         conv.blockedMinTiles = 0
       }
+      if let minTiles { conv.blockedMinTiles = minTiles }
     }
     apart.poolFusion = false
     XCTAssertTrue(fused.fusesPool(height: height, width: width), label, file: file, line: line)
@@ -651,6 +666,8 @@ final class ConvKernelTests: XCTestCase {
         checkFusedPool(batch: batch, cin: cin, cout: cout, height: height, width: width, threads: threads)
       }
       checkFusedPool(batch: 2, cin: 8, cout: 6, height: 20, width: 12, threads: 2, budget: 1)
+      // The forward's blocks running on from one image into the next (3 of an image's 5 tile rows).
+      checkFusedPool(batch: 3, cin: 8, cout: 8, height: 20, width: 20, threads: 1, budget: 1, minTiles: 20)
       checkFusedPool(batch: 2, cin: 8, cout: 8, height: 12, width: 14, threads: 1, ties: true)
     }
   }

@@ -85,7 +85,9 @@ void ck_winograd4_weights(const float *weight, int out_channels, int in_channels
                           int end, float *u);
 
 /// ck_winograd_forward through Winograd F(4×4, 3×3): output rows 4·row_begin … 4·row_end − 1
-/// (tile rows of 4; all: 0 … ⌈H/4⌉), output channels channel_begin … channel_end − 1.
+/// (tile rows of 4; all: 0 … ⌈H/4⌉), output channels channel_begin … channel_end − 1. Over all
+/// tile rows of several images, blocks of part of an image whose block_rows do not divide its
+/// tile rows run on from one image into the next (each block then holds block_rows tile rows).
 /// u: ck_winograd4_weights' U. With the ReLU or the max-pool (shape->relu,
 /// shape->pool) and relu_mask not NULL, also writes those outputs' bits of the mask that
 /// ck_winograd4_backward reads (ck_winograd4_relu_mask_words an image, the images' masks one

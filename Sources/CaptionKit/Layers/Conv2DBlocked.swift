@@ -54,8 +54,9 @@ extension Conv2D {
   /// hold half of `blockedMinTiles` tiles), least padded (rather than the blocks of at least
   /// `blockedMinTiles` that the backward takes, the fewest of them where U is large): where even so
   /// its V and M outgrow the cache budget (`budgetRows` tile rows) and twice those rows leave part
-  /// of an image. VGG-16: 4 tile rows at 112 px instead of 8, 8 and 6 at 56 px instead of 14, 2 at
-  /// 224 px instead of 4; not the SPEC §7 network's (whose budget sets its blocks) nor 28 or 14 px
+  /// of an image. VGG-16: 4 tile rows at 112 px instead of 8, 8 at 56 px instead of 14 (the kernel
+  /// runs such blocks on from one image into the next: winograd4.c's `runs_on`), 2 at 224 px
+  /// instead of 4; not the SPEC §7 network's (whose budget sets its blocks) nor 28 or 14 px
   /// (whole images a block). The forward adds to no dU, so its blocks pay for their reads of U
   /// alone, and the smaller blocks' V and M (at 128 → 256 channels 7 MB a thread against 12.5) keep
   /// to the L3. Training profile (`caption bench --preset vgg16-224 --profile`, AVX-512, Zen 4),
