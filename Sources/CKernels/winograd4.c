@@ -386,7 +386,8 @@ INLINE int block_parts(const geometry *g, int first, int rows, block_part parts[
 }
 
 /// Whether a forward over every tile row of several images runs its blocks on from one image into
-/// the next (block_parts): blocks of part of an image, g.rows not dividing an image's tile rows.
+/// the next (block_parts): blocks of part of an image, g.rows not dividing an image's tile rows
+/// (Conv2D.leastPaddedRows counts such blocks' columns the same way when it sizes them).
 /// Each block then fills g.rows · tiles_w tiles, where the blocks of one image leave a short one
 /// at its end whose last vector of columns is partly padding: VGG-16's 56-px maps (14 tile rows
 /// of 14 tiles) in blocks of 8 rows took 112 and 84 tiles an image, computed as 112 and 96

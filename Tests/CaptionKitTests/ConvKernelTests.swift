@@ -250,6 +250,13 @@ final class ConvKernelTests: XCTestCase {
     check(
       algorithm: .winograd, batch: 2, cin: 176, cout: 176, height: 20, width: 20, budget: 1, minTiles: 20,
       tile: 4)
+    // Blocks that run on from one image into the next are counted as the F(4×4) forward runs them:
+    // 4 images of 5 tile rows of 2 tiles, at least 2 rows a block. Image by image, 3 rows (16 + 16
+    // columns an image, 128) tie with 4 and win; run on, 4 rows (5 blocks of 16, 80) beat 3 (6
+    // blocks of 16 and one of 4 tiles, 112).
+    XCTAssertEqual(Conv2D.leastPaddedRows(2, tilesWide: 2, tilesHigh: 5, images: 4, rowsEach: 5), 3)
+    XCTAssertEqual(
+      Conv2D.leastPaddedRows(2, tilesWide: 2, tilesHigh: 5, images: 4, rowsEach: 5, runsOn: true), 4)
     // The cache budget sets the block (36 · 16 · 3 floats a tile row): no growth.
     let small = Conv2D(inChannels: 8, outChannels: 8)
     XCTAssertEqual(small.blockedShape(height: 12, width: 12, tile: 4, images: 4).block_rows, (1 << 18) / 1728)

@@ -43,7 +43,7 @@ extension Conv2D {
     if leastRows > budgetRows {
       rows = Conv2D.leastPaddedRows(
         rows, tilesWide: tilesWide, tilesHigh: tilesHigh, images: images, rowsEach: rowsEach ?? tilesHigh,
-        fewerBlocks: largeU && !halfBlocks)
+        fewerBlocks: largeU && !halfBlocks, runsOn: forward && tile == 4 && rowsEach == nil)
     }
     return ck_conv_shape(
       in_channels: Int32(inChannels), out_channels: Int32(outChannels), height: Int32(height),
@@ -83,12 +83,23 @@ extension Conv2D {
   /// (224 tiles, no padding) 13.0 and 26.3 ms.
   ///
   /// With `fewerBlocks`, of blocks that compute as many columns the one of fewest blocks: each block
-  /// reads all of U, which pays where U is large (`blockedShape`).
+  /// reads all of U, which pays where U is large (`blockedShape`). With `runsOn` (the F(4×4)
+  /// forward over whole images), blocks of part of an image whose rows do not divide the image's
+  /// are counted as the kernel runs them, on from one image into the next (winograd4.c's
+  /// `runs_on`): 4 images of 5 tile rows of 2 tiles, at least 2 rows a block, in blocks of 4 rows
+  /// compute 5 · 16 columns, against 4 · (16 + 16) blocked image by image.
   static func leastPaddedRows(
-    _ least: Int, tilesWide: Int, tilesHigh: Int, images: Int, rowsEach: Int, fewerBlocks: Bool = false
+    _ least: Int, tilesWide: Int, tilesHigh: Int, images: Int, rowsEach: Int, fewerBlocks: Bool = false,
+    runsOn: Bool = false
   ) -> Int {
     /// The columns the products compute and the blocks, over the thread's share.
     func cost(_ rows: Int) -> (columns: Int, blocks: Int) {
+      if runsOn && images > 1 && rowsEach == tilesHigh && rows < tilesHigh && tilesHigh % rows != 0 {
+        let (blocks, rest) = (images * tilesHigh).quotientAndRemainder(dividingBy: rows)
+        return (
+          blocks * round16(rows * tilesWide) + round16(rest * tilesWide), blocks + (rest > 0 ? 1 : 0)
+        )
+      }
       if rows < tilesHigh || rowsEach < tilesHigh {
         let blockRows = min(rows, rowsEach)
         let (blocks, rest) = rowsEach.quotientAndRemainder(dividingBy: blockRows)
