@@ -421,6 +421,8 @@ INLINE void forward4_pass(const blocking k, const ck_conv_shape *shape, const fl
       block_part parts[2];
       const int count = block_parts(&g, first, min_int(g.rows, total - first), parts);
       const block_part last = parts[count - 1];
+      // Each part asks for its own rows of its image's next channel (next_plane would name the
+      // other part's image, whose rows in the block are other rows).
       for (int ci = 0; ci < g.cin; ci++)
         for (int p = 0; p < count; p++) {
           const float *image = input + parts[p].image * g.in_stride;
