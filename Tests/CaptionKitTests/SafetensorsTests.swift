@@ -83,7 +83,14 @@ final class SafetensorsTests: XCTestCase {
     for (name, tensor) in tensors {
       XCTAssertEqual(file.tensors[name]?.shape, tensor.shape, name)
       XCTAssertEqual(file.tensors[name].map(bitPatterns), bitPatterns(tensor), name)
+      // Each read tensor starts on a cache line, as an owned one does (the kernels' loads rely on
+      // it for speed), though all share one storage.
+      XCTAssertEqual(file.tensors[name].map { Int(bitPattern: $0.pointer) % 64 }, 0, name)
     }
+    // Writing one read tensor leaves the others as they were.
+    file.tensors["b.ramp"]!.fill(7)
+    XCTAssertEqual(file.tensors["e.random"].map(bitPatterns), bitPatterns(tensors[4].tensor))
+    XCTAssertEqual(file.tensors["a.special"].map(bitPatterns), bitPatterns(tensors[1].tensor))
   }
 
   func testRoundTripWithEmptyMetadataAndNoTensors() throws {

@@ -117,7 +117,18 @@ public enum Safetensors {
       throw bad("\(dataSize - expected) bytes of data after the last tensor are not described by the header")
     }
 
-    // One copy of each tensor's bytes, from the file into the tensor's storage.
+    // One copy of each tensor's bytes, from the file into one storage that every tensor is a view
+    // of, each starting on a 64-byte boundary: one large allocation, whose first writes cost a few
+    // 2 MB page faults instead of one fault per 4 KB of weights (`Tensor.largeBytes`).
+    let alignedFloats = Tensor.alignment / MemoryLayout<Float>.stride
+    var offsets: [Int] = []
+    var storageCount = 0
+    for layout in layouts where layout.selected {
+      offsets.append(storageCount)
+      let count = layout.shape.reduce(1, *)
+      storageCount += (count + alignedFloats - 1) / alignedFloats * alignedFloats
+    }
+    let storage = Tensor(zeros: [storageCount])
     var tensors: [String: Tensor] = [:]
     var skipped: [String] = []
     for layout in layouts {
@@ -125,7 +136,7 @@ public enum Safetensors {
         skipped.append(layout.name)
         continue
       }
-      let tensor = Tensor(zeros: layout.shape)
+      let tensor = storage.view(offset: offsets[tensors.count], shape: layout.shape)
       try file.read(
         into: UnsafeMutableRawBufferPointer(start: tensor.pointer, count: layout.end - layout.begin),
         at: dataStart + layout.begin, what: "tensor \"\(layout.name)\"")
