@@ -120,28 +120,25 @@ public enum Safetensors {
     // One copy of each tensor's bytes, from the file into one storage that every tensor is a view
     // of, each starting on a 64-byte boundary: one large allocation, whose first writes cost a few
     // 2 MB page faults instead of one fault per 4 KB of weights (`Tensor.largeBytes`).
+    let selected = layouts.filter(\.selected)
     let alignedFloats = Tensor.alignment / MemoryLayout<Float>.stride
-    var offsets: [Int] = []
+    var offsets: [Int] = []  // of each selected tensor in the storage
     var storageCount = 0
-    for layout in layouts where layout.selected {
+    for layout in selected {
       offsets.append(storageCount)
       let count = layout.shape.reduce(1, *)
       storageCount += (count + alignedFloats - 1) / alignedFloats * alignedFloats
     }
     let storage = Tensor(zeros: [storageCount])
     var tensors: [String: Tensor] = [:]
-    var skipped: [String] = []
-    for layout in layouts {
-      guard layout.selected else {
-        skipped.append(layout.name)
-        continue
-      }
-      let tensor = storage.view(offset: offsets[tensors.count], shape: layout.shape)
+    for (layout, offset) in zip(selected, offsets) {
+      let tensor = storage.view(offset: offset, shape: layout.shape)
       try file.read(
         into: UnsafeMutableRawBufferPointer(start: tensor.pointer, count: layout.end - layout.begin),
         at: dataStart + layout.begin, what: "tensor \"\(layout.name)\"")
       tensors[layout.name] = tensor
     }
+    let skipped = layouts.filter { !$0.selected }.map(\.name)
     return SafetensorsFile(metadata: metadata, tensors: tensors, skipped: skipped)
   }
 
