@@ -66,8 +66,14 @@ static int64_t now_ns(void) {
   return (int64_t)t.tv_sec * 1000000000 + t.tv_nsec;
 }
 
-/// Claims and runs parts of the job of generation `generation` until none is left.
-static void run_parts(uint32_t generation) {
+/// Which of its job's threads runs the calling part (ck_fork_join_worker).
+static _Thread_local int current_worker;
+
+/// Claims and runs parts of the job of generation `generation` until none is left, as the job's
+/// thread `worker` (the caller 0, pool thread i as i + 1).
+static void run_parts(uint32_t generation, int worker) {
+  const int outer = current_worker;
+  current_worker = worker;
   uint64_t t = atomic_load(&ticket);
   while (generation_of(t) == generation && next_of(t) < parts_of(t)) {
     if (!atomic_compare_exchange_weak(&ticket, &t, t + 1)) continue;  // t reloaded
@@ -75,7 +81,10 @@ static void run_parts(uint32_t generation) {
     atomic_fetch_add(&finished, 1);
     t = atomic_load(&ticket);
   }
+  current_worker = outer;
 }
+
+int ck_fork_join_worker(void) { return current_worker; }
 
 /// If this pool thread shares the caller's CPU (the scheduler tends to wake a thread on the CPU of
 /// the thread that woke it), moves it to another one of `allowed`: two threads on one core would
@@ -123,7 +132,7 @@ static void *pool_thread(void *argument) {
     seen = generation_of(t);
     if (index < helpers_of(t)) {
       leave_caller_cpu(&allowed);
-      run_parts(seen);
+      run_parts(seen, index + 1);
     }
   }
   return NULL;
@@ -152,7 +161,10 @@ void ck_fork_join(int threads, int parts, void (*body)(void *context, int part),
   int expected = 0;
   if (helpers < 1 || parts < 2 || parts > MAX_PARTS || !ensure_started(helpers) ||
       !atomic_compare_exchange_strong(&busy, &expected, 1)) {
+    const int outer = current_worker;
+    current_worker = 0;  // every part on the caller alone
     for (int part = 0; part < parts; part++) body(context, part);
+    current_worker = outer;
     return;
   }
   // Publish: the work first, then the ticket (sequentially consistent, like the pool threads'
@@ -170,7 +182,7 @@ void ck_fork_join(int threads, int parts, void (*body)(void *context, int part),
     pthread_cond_broadcast(&wake);
     pthread_mutex_unlock(&lock);
   }
-  run_parts(generation);
+  run_parts(generation, 0);
   // Parts claimed by pool threads are running: wait for them.
   for (int spins = 1; atomic_load(&finished) < parts; spins++) {
     spin_pause();

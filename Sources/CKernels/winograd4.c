@@ -24,6 +24,7 @@
 
 #include "CKernels.h"
 
+#include <limits.h>
 #include <string.h>
 
 #include "winograd_shared.h"
@@ -405,10 +406,13 @@ INLINE int runs_on(const geometry *g, int images, int row_begin, int row_end) {
 /// Tile rows row_begin … row_end − 1 of each image in blocks of g.rows (running on from one image
 /// into the next: runs_on), or (small maps) g.group whole images side by side in one block; output
 /// channels co_begin … co_end − 1.
+/// Only the blocks block_begin … block_end − 1 of the pass, counted in the order it runs them
+/// (forward4_blocks), are computed: threads may claim blocks one at a time.
 INLINE void forward4_pass(const blocking k, const ck_conv_shape *shape, const float *u,
                           const float *bias, const float *input, float *output,
                           uint16_t *relu_mask, int images, int row_begin, int row_end,
-                          int co_begin, int co_end, float *scratch) {
+                          int co_begin, int co_end, int block_begin, int block_end,
+                          float *scratch) {
   const geometry g = make_geometry(shape, 4);
   const workspace w = split_scratch(&g, 36, scratch);
   float *v = w.v, *m = w.m, *q = w.q;
@@ -417,7 +421,8 @@ INLINE void forward4_pass(const blocking k, const ck_conv_shape *shape, const fl
   uint16_t *mask = has_mask(&g) ? relu_mask : NULL;
   if (runs_on(&g, images, row_begin, row_end)) {
     const int total = images * g.tiles_h;
-    for (int first = 0; first < total; first += g.rows) {
+    for (int first = 0, block = 0; first < total; first += g.rows, block++) {
+      if (block < block_begin || block >= block_end) continue;
       block_part parts[2];
       const int count = block_parts(&g, first, min_int(g.rows, total - first), parts);
       const block_part last = parts[count - 1];
@@ -439,9 +444,11 @@ INLINE void forward4_pass(const blocking k, const ck_conv_shape *shape, const fl
     }
     return;
   }
+  int block = 0;
   for (int first = 0; first < images; first += g.group) {
     const int count = min_int(g.group, images - first);
-    for (int ty0 = row_begin; ty0 < row_end; ty0 += g.rows) {
+    for (int ty0 = row_begin; ty0 < row_end; ty0 += g.rows, block++) {
+      if (block < block_begin || block >= block_end) continue;
       const int rows = min_int(g.rows, row_end - ty0), tiles = rows * g.tiles_w;
       input_transform4(&g, input + first * g.in_stride, count, ty0, rows, v, q, k.in_lanes);
       forward_products(k, &g, 36, count * tiles, co_begin, co_end, u, v, m);
@@ -461,12 +468,12 @@ INLINE void forward4_pass(const blocking k, const ck_conv_shape *shape, const fl
   (shape, u, bias, input, output, relu_mask, images, row_begin, row_end, channel_begin,            \
    channel_end, scratch)
 
-/// forward4_pass with one instruction set's register blocking (winograd_shared.h).
+/// forward4_pass with one instruction set's register blocking (winograd_shared.h), every block.
 #define FORWARD4_WITH(NAME, BLOCKING)                                                              \
   INLINE void NAME FORWARD4_PARAMS {                                                               \
     const blocking k = BLOCKING;                                                                   \
     forward4_pass(k, shape, u, bias, input, output, relu_mask, images, row_begin, row_end,         \
-                  channel_begin, channel_end, scratch);                                            \
+                  channel_begin, channel_end, 0, INT_MAX, scratch);                                \
   }
 FORWARD4_WITH(forward4_baseline, BLOCKING_BASELINE)
 FORWARD4_WITH(forward4_avx2, BLOCKING_AVX2)
@@ -474,6 +481,34 @@ FORWARD4_WITH(forward4_avx512, BLOCKING_AVX512)
 
 CK_INSTANTIATE_EACH(ck_winograd4_forward, FORWARD4_PARAMS, FORWARD4_ARGS, forward4_baseline,
                     forward4_avx2, forward4_avx512)
+
+int ck_winograd4_forward_blocks(const ck_conv_shape *shape, int images) {
+  const geometry g = make_geometry(shape, 4);
+  if (images < 1) return 0;
+  if (runs_on(&g, images, 0, g.tiles_h)) return (images * g.tiles_h + g.rows - 1) / g.rows;
+  return (images + g.group - 1) / g.group * ((g.tiles_h + g.rows - 1) / g.rows);
+}
+
+#define FORWARD4_BLOCKS_PARAMS                                                                     \
+  (const ck_conv_shape *shape, const float *u, const float *bias, const float *input,              \
+   float *output, uint16_t *relu_mask, int images, int block_begin, int block_end, float *scratch)
+#define FORWARD4_BLOCKS_ARGS                                                                       \
+  (shape, u, bias, input, output, relu_mask, images, block_begin, block_end, scratch)
+
+/// forward4_pass over blocks block_begin … block_end − 1 of every tile row and output channel.
+#define FORWARD4_BLOCKS_WITH(NAME, BLOCKING)                                                       \
+  INLINE void NAME FORWARD4_BLOCKS_PARAMS {                                                        \
+    const blocking k = BLOCKING;                                                                   \
+    const geometry g = make_geometry(shape, 4);                                                    \
+    forward4_pass(k, shape, u, bias, input, output, relu_mask, images, 0, g.tiles_h, 0, g.cout,    \
+                  block_begin, block_end, scratch);                                                \
+  }
+FORWARD4_BLOCKS_WITH(forward4_blocks_baseline, BLOCKING_BASELINE)
+FORWARD4_BLOCKS_WITH(forward4_blocks_avx2, BLOCKING_AVX2)
+FORWARD4_BLOCKS_WITH(forward4_blocks_avx512, BLOCKING_AVX512)
+
+CK_INSTANTIATE_EACH(ck_winograd4_forward_range, FORWARD4_BLOCKS_PARAMS, FORWARD4_BLOCKS_ARGS,
+                    forward4_blocks_baseline, forward4_blocks_avx2, forward4_blocks_avx512)
 
 // MARK: - Backward: transforms of one block
 

@@ -174,6 +174,93 @@ final class ConvKernelTests: XCTestCase {
     print("blocked Winograd: largest relative L2 error \(largestError) (bound 1e-4)")
   }
 
+  /// A forward whose two threads claim blocks (or the direct forward's pieces of rows) one at a
+  /// time gives the output of the same forward on one thread, bit for bit (each block
+  /// is computed alike whoever takes it): F(4×4) over whole images, one block a claim (8 images of
+  /// 5 tile rows, a row a block: 40 blocks) and runs of blocks (60 images: 300 blocks, more than 2 ·
+  /// Conv2D.claimsPerThread), over one image's tile rows at F(4×4) and F(2×2), and direct.
+  func testClaimedForwardMatchesOneThreadBitForBit() {
+    XCTAssertGreaterThan(60 * 5, 2 * Conv2D.claimsPerThread)
+    for (batch, size, tile, direct) in [
+      (8, 20, 4, false), (60, 20, 4, false), (1, 40, 4, false), (1, 40, 2, false), (5, 21, nil, true),
+    ] as [(Int, Int, Int?, Bool)] {
+      let cin = direct ? 3 : 16
+      let conv = Conv2D(inChannels: cin, outChannels: 24, relu: true)
+      conv.algorithm = direct ? .im2col : .winograd
+      conv.forcedTile = tile
+      conv.directForwardMaxChannels = direct ? cin : 0
+      (conv.blockedBudget, conv.blockedMinTiles) = (1, 0)
+      var generator = SeededGenerator(seed: 11)
+      conv.initialize(using: &generator)
+      let input = randomTensor([batch, cin, size, size], seed: 4)
+      let label = "B\(batch) \(size) px tile \(tile.map(String.init) ?? "direct")"
+      var outputs: [[Float]] = []
+      for threads in [1, 2] {
+        BLAS.setThreads(threads)
+        outputs.append(conv.forward(input).array)
+      }
+      BLAS.setThreads(1)
+      XCTAssertEqual(outputs[0], outputs[1], label)
+      XCTAssertGreaterThan(outputs[0].filter { $0 > 0 }.count, outputs[0].count / 4, label)
+    }
+  }
+
+  /// ck_winograd4_forward_range: the blocks of a forward over whole images, each run on its own in
+  /// reverse order with a scratch of its own, give the whole forward's output and ReLU mask bit for
+  /// bit, and ck_winograd4_forward_blocks counts them (hand-counted): blocks that run on from one
+  /// image into the next (3 images of 5 tile rows in blocks of 3: 5), blocks of whole images (5
+  /// images, 2 a block: 3), blocks that divide an image (2 images of 6 tile rows in blocks of 3:
+  /// 4), with and without the max-pool.
+  func testForwardBlocksRunOneByOneGiveTheWholeForward() {
+    defer { ck_set_isa(-1) }
+    for isa in 0...ck_isa() {
+      ck_set_isa(Int32(isa))
+      for (images, size, blockRows, pool, blocks) in [
+        (3, 20, 3, false, 5), (3, 20, 3, true, 5), (5, 8, 4, false, 3), (2, 24, 3, true, 4),
+        (2, 24, 3, false, 4),
+      ] {
+        let (cin, cout) = (16, 24)
+        var shape = ck_conv_shape(
+          in_channels: Int32(cin), out_channels: Int32(cout), height: Int32(size), width: Int32(size),
+          block_rows: Int32(blockRows), relu: 1, pool: pool ? 1 : 0)
+        let label = "ISA \(isa) \(images) images \(size) px blocks of \(blockRows) rows pool \(pool)"
+        XCTAssertEqual(Int(ck_winograd4_forward_blocks(&shape, Int32(images))), blocks, label)
+        let conv = Conv2D(inChannels: cin, outChannels: cout)
+        var generator = SeededGenerator(seed: 5)
+        conv.initialize(using: &generator)
+        let strips = (cin + 15) / 16
+        let u = Tensor(zeros: [36 * strips * (cout + 1) * 16])
+        ck_winograd4_weights(
+          conv.weight.value.pointer, Int32(cout), Int32(cin), 0, Int32(cout * strips), u.pointer)
+        let input = randomTensor([images, cin, size, size], seed: 3)
+        let outSize = pool ? size / 2 : size
+        let whole = Tensor(zeros: [images, cout, outSize, outSize])
+        let byBlock = Tensor(zeros: [images, cout, outSize, outSize])
+        let words = Int(ck_winograd4_relu_mask_words(&shape)) * images
+        var wholeMask = [UInt16](repeating: 0, count: words)
+        var blockMask = [UInt16](repeating: 0, count: words)
+        let scratchSize = Int(ck_winograd4_scratch(&shape))
+        let scratch = Tensor(zeros: [scratchSize])
+        ck_winograd4_forward(
+          &shape, u.pointer, conv.bias.value.pointer, input.pointer, whole.pointer, &wholeMask,
+          Int32(images), 0, Int32((size + 3) / 4), 0, Int32(cout), scratch.pointer)
+        // The odd blocks first (the output then still lacks the even ones), then the even ones.
+        for odd in [true, false] {
+          for block in (0..<blocks).reversed() where (block % 2 == 1) == odd {
+            let own = Tensor(zeros: [scratchSize])
+            ck_winograd4_forward_range(
+              &shape, u.pointer, conv.bias.value.pointer, input.pointer, byBlock.pointer, &blockMask,
+              Int32(images), Int32(block), Int32(block + 1), own.pointer)
+          }
+          if odd { XCTAssertNotEqual(byBlock.array, whole.array, label) }
+        }
+        XCTAssertEqual(byBlock.array, whole.array, label)
+        XCTAssertEqual(blockMask, wholeMask, label)
+        XCTAssertGreaterThan(whole.array.filter { $0 != 0 }.count, whole.count / 4, label)
+      }
+    }
+  }
+
   /// Blocks grow (to at most twice the least) where the least tiles a block must hold set their
   /// size and a larger block pads the products' 16-column vectors less; where the cache budget
   /// sets it, or nothing would be saved, they keep their size. Hand-counted columns: 28-px maps

@@ -178,6 +178,48 @@ final class SmallGemmTests: XCTestCase {
       [Int32](repeating: 500, count: callers * 8))
   }
 
+  /// Parallel.claim: every part runs once, each on a worker below `workers`, and parts that run at
+  /// the same time have different workers (each marks its worker's slot busy while it runs and
+  /// finds it free on entry); on the caller alone (one thread, or a call from inside a job) every
+  /// part's worker is 0.
+  func testClaimedPartsRunOnceEachOnAWorkerOfItsOwn() {
+    BLAS.setThreads(2)
+    defer { BLAS.setThreads(1) }
+    let parts = 200
+    let hits = UnsafeMutablePointer<Int32>.allocate(capacity: parts)
+    let busy = UnsafeMutablePointer<Int32>.allocate(capacity: 16)
+    let clashes = UnsafeMutablePointer<Int32>.allocate(capacity: 1)
+    let workersSeen = UnsafeMutablePointer<Int32>.allocate(capacity: 16)
+    for buffer in [(hits, parts), (busy, 16), (clashes, 1), (workersSeen, 16)] {
+      buffer.0.initialize(repeating: 0, count: buffer.1)
+    }
+    defer { [hits, busy, clashes, workersSeen].forEach { $0.deallocate() } }
+    var innerWorkers = Set<Int>()
+    for _ in 0..<5 {
+      Parallel.claim(parts: parts) { part, worker in
+        guard worker >= 0 && worker < Parallel.workers else {
+          clashes.pointee += 100
+          return
+        }
+        if busy[worker] != 0 { clashes.pointee += 1 }
+        busy[worker] = 1
+        hits[part] += 1
+        workersSeen[worker] += 1
+        for _ in 0..<2000 { workersSeen[8 + worker] &+= 1 }  // a little work
+        if part == 0 { Parallel.claim(parts: 3) { _, inner in innerWorkers.insert(inner) } }
+        busy[worker] = 0
+      }
+    }
+    XCTAssertEqual(Array(UnsafeBufferPointer(start: hits, count: parts)), [Int32](repeating: 5, count: parts))
+    XCTAssertEqual(clashes.pointee, 0)
+    XCTAssertEqual(workersSeen[0] + workersSeen[1], Int32(5 * parts))
+    XCTAssertEqual(innerWorkers, [0])
+    BLAS.setThreads(1)
+    var alone = Set<Int>()
+    Parallel.claim(parts: 4) { _, worker in alone.insert(worker) }
+    XCTAssertEqual(alone, [0])
+  }
+
   /// Parallel.ranges and Parallel.run (on the fork-join pool): the ranges tile 0..<count, every part
   /// runs once, and a call made from inside a job (which runs its parts on the calling thread)
   /// completes as well.

@@ -10,4 +10,9 @@
 /// One job at a time: a call made while another is running runs all its parts itself.
 void ck_fork_join(int threads, int parts, void (*body)(void *context, int part), void *context);
 
+/// Inside a part of ck_fork_join: which of the job's threads runs it, 0 … threads − 1 (the caller
+/// 0; every part of a job that runs on the caller alone 0), so that parts claimed one at a time can
+/// use per-thread scratch. Parts that run at the same time always see different numbers.
+int ck_fork_join_worker(void);
+
 #endif

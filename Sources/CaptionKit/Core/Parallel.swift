@@ -48,6 +48,16 @@ public enum Parallel {
   }
 }
 
+extension Parallel {
+  /// Runs `body(part, worker)` for every part in 0..<parts, the compute threads claiming parts one
+  /// at a time (`run`), so that a thread the host slows takes fewer of them; `worker` <
+  /// `workers` names the thread that runs the part (`ck_fork_join_worker`): parts running at the
+  /// same time have different ones, for per-thread scratch.
+  public static func claim(parts: Int, _ body: (_ part: Int, _ worker: Int) -> Void) {
+    run(parts: parts) { part in body(part, Int(ck_fork_join_worker())) }
+  }
+}
+
 /// Carries a value the caller guarantees is used safely across threads (disjoint writes).
 struct UncheckedSendable<Value>: @unchecked Sendable {
   let value: Value

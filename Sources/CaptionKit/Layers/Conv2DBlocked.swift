@@ -2,9 +2,10 @@ import CKernels
 
 // Winograd through CKernels' cache-blocked kernels (F(2×2, 3×3): Sources/CKernels/winograd.c;
 // F(4×4, 3×3): winograd4.c):
-// each thread takes a contiguous share of the batch and runs transforms and products block by
-// block (a few rows of tiles of one image), so the transformed tiles stay in the core's cache
-// instead of streaming through memory between products. The transforms and adjoints are those of
+// transforms and products run block by block (a few rows of tiles of one image), so the
+// transformed tiles stay in the core's cache instead of streaming through memory between
+// products. The forward's threads claim blocks one at a time; the backward's each take a
+// contiguous share of the batch. The transforms and adjoints are those of
 // Conv2DWinograd.swift, which holds the weight transforms (U = G g Gᵀ, dg = Gᵀ dU G).
 
 /// n rounded up to a multiple of 16 (one vector of floats, as the kernels pad rows and columns).
@@ -131,6 +132,16 @@ extension Conv2D {
   /// channels 7.1 ms; 28 px, 256 → 512: rows (21 tiles) 4.7 ms, channels 4.2 ms.
   static let rowShareMinTiles = 32
 
+  /// The fewest blocks a thread, on average, for a forward to have its threads claim blocks one at
+  /// a time (`forwardBlocked`) rather than take fixed shares of the images or tile rows: with
+  /// fewer, a thread that finishes early has little left to take. The direct forward claims its
+  /// rows in as many pieces a thread (`forwardDirect`).
+  static let claimedBlocksPerThread = 3
+
+  /// The most claims a thread, on average, in one forward: beyond, each claim takes a run of
+  /// consecutive blocks (VGG-16 at 224 px has 28 blocks an image).
+  static let claimsPerThread = 128
+
   func forwardBlocked(_ input: Tensor, _ output: Tensor) {
     let (batch, height, width) = (input.shape[0], input.shape[2], input.shape[3])
     let (cin, cout) = (inChannels, outChannels)
@@ -169,6 +180,46 @@ extension Conv2D {
     let biasPointer = bias.value.pointer
     let perImage = tile == 4 ? ck_winograd4_relu_mask_words(&shape) : 0
     let mask = tile == 4 && relu ? reluMask(batch: batch, perImage: perImage) : nil
+    // The threads claim blocks one at a time, so that a thread slowed by its core's other tenant
+    // takes fewer: the blocks of the batch (those a thread's share of images would take) of an
+    // F(4×4) forward over whole images, or the blocks of tile rows of a forward over rows (each
+    // computed alike whoever takes it). Where there are not several blocks a thread (VGG-16's 28-
+    // and 14-px maps at batch 8: two), or output channels are shared out, fixed shares.
+    let rowBlockRows = Int(max(1, min(shape.block_rows, Int32(tilesHigh))))
+    let claimed =
+      switch share {
+      case .images: tile == 4 ? Int(ck_winograd4_forward_blocks(&shape, Int32(batch))) : 0
+      case .rows: (tilesHigh + rowBlockRows - 1) / rowBlockRows
+      case .channels: 0
+      }
+    if parts > 1 && parts == Parallel.threads && claimed >= Conv2D.claimedBlocksPerThread * parts {
+      // One block a claim, or, in large batches, runs of consecutive blocks (the pool takes up to
+      // 4 095 parts a job).
+      let pieces = min(claimed, Conv2D.claimsPerThread * parts)
+      Parallel.claim(parts: pieces) { piece, worker in
+        var shape = shape
+        let scratch = scratch.pointer + worker * scratchSize
+        let blocks = claimed * piece / pieces..<claimed * (piece + 1) / pieces
+        if share == .images {
+          ck_winograd4_forward_range(
+            &shape, u.pointer, biasPointer, input.pointer, output.pointer, mask, Int32(batch),
+            Int32(blocks.lowerBound), Int32(blocks.upperBound), scratch)
+          return
+        }
+        let rows =
+          Int32(blocks.lowerBound * rowBlockRows)..<Int32(min(blocks.upperBound * rowBlockRows, tilesHigh))
+        if tile == 4 {
+          ck_winograd4_forward(
+            &shape, u.pointer, biasPointer, input.pointer, output.pointer, mask, Int32(batch),
+            rows.lowerBound, rows.upperBound, 0, Int32(cout), scratch)
+        } else {
+          ck_winograd_forward(
+            &shape, u.pointer, biasPointer, input.pointer, output.pointer, Int32(batch), rows.lowerBound,
+            rows.upperBound, 0, Int32(cout), scratch)
+        }
+      }
+      return
+    }
     Parallel.ranges(units, parts: parts) { part, range in
       var shape = shape
       let images = share == .images ? range : 0..<batch
@@ -368,22 +419,27 @@ extension Conv2D {
     var shape = directShape(height: height, width: width)
     let scratchSize = ck_direct_scratch(&shape)
     let rows = batch * height
-    let parts = min(Parallel.threads, rows)
-    let scratch = self.scratch.buffer(.kernel, shape: [parts, scratchSize])
+    let threads = Parallel.threads  // any of them may claim a piece
+    let scratch = self.scratch.buffer(.kernel, shape: [threads, scratchSize])
     let (inputSize, outputSize) = (inChannels * height * width, outChannels * height * width)
     let (weights, biases) = (weight.value.pointer, bias.value.pointer)
     let maskWords = ck_direct_relu_mask_words(&shape)
     let mask = relu ? reluMask(batch: batch, perImage: maskWords) : nil
-    Parallel.ranges(rows, parts: parts) { part, range in
+    // The threads claim the rows in `claimedBlocksPerThread` times as many pieces as there are
+    // threads (each row is computed alike whoever takes it), so that a thread slowed by its core's
+    // other tenant takes fewer.
+    let pieces = threads > 1 ? min(rows, Conv2D.claimedBlocksPerThread * threads) : 1
+    Parallel.claim(parts: pieces) { piece, worker in
       var shape = shape
-      var row = range.lowerBound
-      while row < range.upperBound {
+      var row = rows * piece / pieces
+      let last = rows * (piece + 1) / pieces
+      while row < last {
         let (image, y) = row.quotientAndRemainder(dividingBy: height)
-        let end = min(range.upperBound, (image + 1) * height)
+        let end = min(last, (image + 1) * height)
         ck_direct_forward(
           &shape, weights, biases, input.pointer + image * inputSize, output.pointer + image * outputSize,
           mask.map { $0 + image * maskWords }, Int32(y), Int32(y + end - row),
-          scratch.pointer + part * scratchSize)
+          scratch.pointer + worker * scratchSize)
         row = end
       }
     }
