@@ -463,24 +463,32 @@ INLINE void forward4_pass(const blocking k, const ck_conv_shape *shape, const fl
 #define FORWARD4_PARAMS                                                                            \
   (const ck_conv_shape *shape, const float *u, const float *bias, const float *input,              \
    float *output, uint16_t *relu_mask, int images, int row_begin, int row_end, int channel_begin,  \
-   int channel_end, float *scratch)
+   int channel_end, int block_begin, int block_end, float *scratch)
 #define FORWARD4_ARGS                                                                              \
   (shape, u, bias, input, output, relu_mask, images, row_begin, row_end, channel_begin,            \
-   channel_end, scratch)
+   channel_end, block_begin, block_end, scratch)
 
-/// forward4_pass with one instruction set's register blocking (winograd_shared.h), every block.
+/// forward4_pass with one instruction set's register blocking (winograd_shared.h).
 #define FORWARD4_WITH(NAME, BLOCKING)                                                              \
   INLINE void NAME FORWARD4_PARAMS {                                                               \
     const blocking k = BLOCKING;                                                                   \
     forward4_pass(k, shape, u, bias, input, output, relu_mask, images, row_begin, row_end,         \
-                  channel_begin, channel_end, 0, INT_MAX, scratch);                                \
+                  channel_begin, channel_end, block_begin, block_end, scratch);                    \
   }
 FORWARD4_WITH(forward4_baseline, BLOCKING_BASELINE)
 FORWARD4_WITH(forward4_avx2, BLOCKING_AVX2)
 FORWARD4_WITH(forward4_avx512, BLOCKING_AVX512)
 
-CK_INSTANTIATE_EACH(ck_winograd4_forward, FORWARD4_PARAMS, FORWARD4_ARGS, forward4_baseline,
+CK_INSTANTIATE_EACH(ck_winograd4_forward_range, FORWARD4_PARAMS, FORWARD4_ARGS, forward4_baseline,
                     forward4_avx2, forward4_avx512)
+
+void ck_winograd4_forward(const ck_conv_shape *shape, const float *u, const float *bias,
+                          const float *input, float *output, uint16_t *relu_mask, int images,
+                          int row_begin, int row_end, int channel_begin, int channel_end,
+                          float *scratch) {
+  ck_winograd4_forward_range(shape, u, bias, input, output, relu_mask, images, row_begin, row_end,
+                             channel_begin, channel_end, 0, INT_MAX, scratch);
+}
 
 int ck_winograd4_forward_blocks(const ck_conv_shape *shape, int images) {
   const geometry g = make_geometry(shape, 4);
@@ -488,27 +496,6 @@ int ck_winograd4_forward_blocks(const ck_conv_shape *shape, int images) {
   if (runs_on(&g, images, 0, g.tiles_h)) return (images * g.tiles_h + g.rows - 1) / g.rows;
   return (images + g.group - 1) / g.group * ((g.tiles_h + g.rows - 1) / g.rows);
 }
-
-#define FORWARD4_BLOCKS_PARAMS                                                                     \
-  (const ck_conv_shape *shape, const float *u, const float *bias, const float *input,              \
-   float *output, uint16_t *relu_mask, int images, int block_begin, int block_end, float *scratch)
-#define FORWARD4_BLOCKS_ARGS                                                                       \
-  (shape, u, bias, input, output, relu_mask, images, block_begin, block_end, scratch)
-
-/// forward4_pass over blocks block_begin … block_end − 1 of every tile row and output channel.
-#define FORWARD4_BLOCKS_WITH(NAME, BLOCKING)                                                       \
-  INLINE void NAME FORWARD4_BLOCKS_PARAMS {                                                        \
-    const blocking k = BLOCKING;                                                                   \
-    const geometry g = make_geometry(shape, 4);                                                    \
-    forward4_pass(k, shape, u, bias, input, output, relu_mask, images, 0, g.tiles_h, 0, g.cout,    \
-                  block_begin, block_end, scratch);                                                \
-  }
-FORWARD4_BLOCKS_WITH(forward4_blocks_baseline, BLOCKING_BASELINE)
-FORWARD4_BLOCKS_WITH(forward4_blocks_avx2, BLOCKING_AVX2)
-FORWARD4_BLOCKS_WITH(forward4_blocks_avx512, BLOCKING_AVX512)
-
-CK_INSTANTIATE_EACH(ck_winograd4_forward_range, FORWARD4_BLOCKS_PARAMS, FORWARD4_BLOCKS_ARGS,
-                    forward4_blocks_baseline, forward4_blocks_avx2, forward4_blocks_avx512)
 
 // MARK: - Backward: transforms of one block
 

@@ -250,7 +250,8 @@ final class ConvKernelTests: XCTestCase {
             let own = Tensor(zeros: [scratchSize])
             ck_winograd4_forward_range(
               &shape, u.pointer, conv.bias.value.pointer, input.pointer, byBlock.pointer, &blockMask,
-              Int32(images), Int32(block), Int32(block + 1), own.pointer)
+              Int32(images), 0, Int32((size + 3) / 4), 0, Int32(cout), Int32(block), Int32(block + 1),
+              own.pointer)
           }
           if odd { XCTAssertNotEqual(byBlock.array, whole.array, label) }
         }

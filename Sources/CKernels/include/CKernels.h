@@ -100,11 +100,12 @@ void ck_winograd4_forward(const ck_conv_shape *shape, const float *u, const floa
 /// The blocks of ck_winograd4_forward over every tile row and output channel of `images` images,
 /// counted in the order it runs them (runs on from one image into the next included).
 int ck_winograd4_forward_blocks(const ck_conv_shape *shape, int images);
-/// ck_winograd4_forward over every tile row and output channel of `images` images, blocks
-/// block_begin … block_end − 1 only (ck_winograd4_forward_blocks): threads that claim blocks one
-/// at a time, each with its own scratch, share out a batch by how fast each runs.
+/// ck_winograd4_forward computing only blocks block_begin … block_end − 1 of its pass, counted in
+/// the order it runs them (over every tile row: ck_winograd4_forward_blocks): threads that claim
+/// blocks one at a time, each with its own scratch, share out a batch by how fast each runs.
 void ck_winograd4_forward_range(const ck_conv_shape *shape, const float *u, const float *bias,
                                 const float *input, float *output, uint16_t *relu_mask, int images,
+                                int row_begin, int row_end, int channel_begin, int channel_end,
                                 int block_begin, int block_end, float *scratch);
 /// 16-bit words of one image's ReLU mask (which outputs are above 0) in ck_winograd4_forward.
 size_t ck_winograd4_relu_mask_words(const ck_conv_shape *shape);

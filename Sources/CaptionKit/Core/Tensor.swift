@@ -12,12 +12,16 @@ public final class Tensor {
   public let count: Int
   /// The first element. Stable for the tensor's life.
   public let pointer: UnsafeMutablePointer<Float>
-  private let base: Tensor?
-  /// What `calloc` returned, for an owning tensor of the heap (`pointer` is it rounded up to 64
-  /// bytes).
-  private let allocation: UnsafeMutableRawPointer?
-  /// The mapping of an owning tensor of `largeBytes` or more: its start and length, for `munmap`.
-  private let mapping: (start: UnsafeMutableRawPointer, length: Int)?
+  /// Where the elements live, and what the tensor gives back when it goes.
+  private enum Memory {
+    /// Another tensor's, kept alive by this view.
+    case view(of: Tensor)
+    /// What `calloc` returned (`pointer` is it rounded up to `alignment`).
+    case heap(UnsafeMutableRawPointer)
+    /// A mapping of its own (`largeBytes` or more): its start and length, for `munmap`.
+    case mapping(start: UnsafeMutableRawPointer, length: Int)
+  }
+  private let memory: Memory
 
   /// The alignment of an owning tensor's first element: a cache line, one AVX-512 vector. calloc
   /// alone gives 16 bytes (its large blocks start 16 bytes into a page), so that every vector
@@ -30,12 +34,10 @@ public final class Tensor {
     precondition(shape.allSatisfy { $0 >= 0 }, "Tensor: negative dimension in \(shape)")
     self.shape = shape
     self.count = shape.reduce(1, *)
-    self.base = nil
     let bytes = count * MemoryLayout<Float>.stride
     if bytes >= Tensor.largeBytes, let mapping = Tensor.mapLarge(bytes: bytes) {
       self.pointer = mapping.start.bindMemory(to: Float.self, capacity: count)
-      self.mapping = mapping
-      self.allocation = nil
+      self.memory = .mapping(start: mapping.start, length: mapping.length)
       return
     }
     // calloc: a large block comes zeroed from the kernel and its pages are only touched when
@@ -49,8 +51,7 @@ public final class Tensor {
     let address = Int(bitPattern: memory)
     let aligned = (address + Tensor.alignment - 1) / Tensor.alignment * Tensor.alignment
     self.pointer = (memory + (aligned - address)).bindMemory(to: Float.self, capacity: max(count, 1))
-    self.allocation = memory
-    self.mapping = nil
+    self.memory = .heap(memory)
   }
 
   /// Tensors of at least this many bytes get a mapping of their own, whole 2 MB pages on 2 MB
@@ -99,14 +100,15 @@ public final class Tensor {
     self.count = shape.reduce(1, *)
     precondition(offset >= 0 && offset + count <= base.count, "Tensor view out of range")
     self.pointer = base.pointer + offset
-    self.base = base
-    self.allocation = nil
-    self.mapping = nil
+    self.memory = .view(of: base)
   }
 
   deinit {
-    free(allocation)  // nil for a view or a mapping
-    if let mapping { munmap(mapping.start, mapping.length) }
+    switch memory {
+    case .view: break
+    case .heap(let allocation): free(allocation)
+    case .mapping(let start, let length): munmap(start, length)
+    }
   }
 
   /// A view of `count(shape)` elements starting at `offset`; writes go to this tensor.
@@ -128,9 +130,10 @@ public final class Tensor {
     // the compiler vectorises: a model's 6.5 MB scanned in a fraction of a millisecond, where
     // testing each value and stopping at the first bad one took 1.7 ms.
     let exponentBits: UInt32 = 0x7f80_0000
+    let chunk = 16_384  // values (64 KB) scanned between the checks for a bad one
     var start = 0
     while start < count {
-      let end = min(start + 16384, count)
+      let end = min(start + chunk, count)
       var largest: UInt32 = 0
       for i in start..<end { largest = max(largest, pointer[i].bitPattern & exponentBits) }
       if largest == exponentBits { return false }

@@ -180,6 +180,27 @@ extension Conv2D {
     let biasPointer = bias.value.pointer
     let perImage = tile == 4 ? ck_winograd4_relu_mask_words(&shape) : 0
     let mask = tile == 4 && relu ? reluMask(batch: batch, perImage: perImage) : nil
+    /// The forward of images, tile rows and output channels, its pass's blocks `blocks` only
+    /// (F(4×4); F(2×2) runs every block), into the scratch of thread `thread`.
+    func forward(
+      images: Range<Int>, rows: Range<Int>, channels: Range<Int>, blocks: Range<Int32>, thread: Int
+    ) {
+      var shape = shape
+      let (inputs, outputs) = (
+        input.pointer + images.lowerBound * inputSize, output.pointer + images.lowerBound * outputSize
+      )
+      let scratch = scratch.pointer + thread * scratchSize
+      if tile == 4 {
+        ck_winograd4_forward_range(
+          &shape, u.pointer, biasPointer, inputs, outputs, mask.map { $0 + images.lowerBound * perImage },
+          Int32(images.count), Int32(rows.lowerBound), Int32(rows.upperBound), Int32(channels.lowerBound),
+          Int32(channels.upperBound), blocks.lowerBound, blocks.upperBound, scratch)
+      } else {
+        ck_winograd_forward(
+          &shape, u.pointer, biasPointer, inputs, outputs, Int32(images.count), Int32(rows.lowerBound),
+          Int32(rows.upperBound), Int32(channels.lowerBound), Int32(channels.upperBound), scratch)
+      }
+    }
     // The threads claim blocks one at a time, so that a thread slowed by its core's other tenant
     // takes fewer: the blocks of the batch (those a thread's share of images would take) of an
     // F(4×4) forward over whole images, or the blocks of tile rows of a forward over rows (each
@@ -197,49 +218,23 @@ extension Conv2D {
       // 4 095 parts a job).
       let pieces = min(claimed, Conv2D.claimsPerThread * parts)
       Parallel.claim(parts: pieces) { piece, worker in
-        var shape = shape
-        let scratch = scratch.pointer + worker * scratchSize
         let blocks = claimed * piece / pieces..<claimed * (piece + 1) / pieces
         if share == .images {
-          ck_winograd4_forward_range(
-            &shape, u.pointer, biasPointer, input.pointer, output.pointer, mask, Int32(batch),
-            Int32(blocks.lowerBound), Int32(blocks.upperBound), scratch)
-          return
-        }
-        let rows =
-          Int32(blocks.lowerBound * rowBlockRows)..<Int32(min(blocks.upperBound * rowBlockRows, tilesHigh))
-        if tile == 4 {
-          ck_winograd4_forward(
-            &shape, u.pointer, biasPointer, input.pointer, output.pointer, mask, Int32(batch),
-            rows.lowerBound, rows.upperBound, 0, Int32(cout), scratch)
+          forward(
+            images: 0..<batch, rows: 0..<tilesHigh, channels: 0..<cout,
+            blocks: Int32(blocks.lowerBound)..<Int32(blocks.upperBound), thread: worker)
         } else {
-          ck_winograd_forward(
-            &shape, u.pointer, biasPointer, input.pointer, output.pointer, Int32(batch), rows.lowerBound,
-            rows.upperBound, 0, Int32(cout), scratch)
+          let rows = blocks.lowerBound * rowBlockRows..<min(blocks.upperBound * rowBlockRows, tilesHigh)
+          forward(images: 0..<batch, rows: rows, channels: 0..<cout, blocks: 0..<Int32.max, thread: worker)
         }
       }
       return
     }
     Parallel.ranges(units, parts: parts) { part, range in
-      var shape = shape
-      let images = share == .images ? range : 0..<batch
-      let rows = share == .rows ? range : 0..<tilesHigh
-      let channels = share == .channels ? 16 * range.lowerBound..<min(16 * range.upperBound, cout) : 0..<cout
-      let (inputs, outputs) = (
-        input.pointer + images.lowerBound * inputSize, output.pointer + images.lowerBound * outputSize
-      )
-      let scratch = scratch.pointer + part * scratchSize
-      if tile == 4 {
-        ck_winograd4_forward(
-          &shape, u.pointer, biasPointer, inputs, outputs,
-          mask.map { $0 + images.lowerBound * perImage },
-          Int32(images.count), Int32(rows.lowerBound), Int32(rows.upperBound), Int32(channels.lowerBound),
-          Int32(channels.upperBound), scratch)
-      } else {
-        ck_winograd_forward(
-          &shape, u.pointer, biasPointer, inputs, outputs, Int32(images.count), Int32(rows.lowerBound),
-          Int32(rows.upperBound), Int32(channels.lowerBound), Int32(channels.upperBound), scratch)
-      }
+      forward(
+        images: share == .images ? range : 0..<batch, rows: share == .rows ? range : 0..<tilesHigh,
+        channels: share == .channels ? 16 * range.lowerBound..<min(16 * range.upperBound, cout) : 0..<cout,
+        blocks: 0..<Int32.max, thread: part)
     }
   }
 
