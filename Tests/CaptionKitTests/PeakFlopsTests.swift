@@ -64,4 +64,21 @@ final class PeakFlopsTests: XCTestCase {
     let peak = PeakFlops.measure(seconds: 0.002, trials: 1)
     XCTAssertTrue(peak.isFinite && peak > 0, "\(peak)")
   }
+
+  /// A profile's peak is the median of the rates measured beside its steps, logged in SPEC §7's
+  /// form: one slow measurement (the host busy for a while) moves it no more than one fast one.
+  func testPeakBesideTheStepsIsTheMedianOfItsMeasurements() {
+    var peaks = PeakFlops.Beside()
+    peaks.measure()
+    XCTAssertEqual(peaks.rates.count, 1)
+    XCTAssertTrue(peaks.rates[0].isFinite && peaks.rates[0] > 0, "\(peaks.rates)")
+    peaks.rates = [180, 95, 190, 175]
+    var lines: [String] = []
+    XCTAssertEqual(peaks.report { lines.append($0) }, 177.5)
+    peaks.rates.append(20)
+    XCTAssertEqual(peaks.report { lines.append($0) }, 175)
+    XCTAssertEqual(lines.count, 2)
+    XCTAssertTrue(lines[0].hasPrefix("  peak 177.5 GFLOP/s FP32 (\(PeakFlops.isaName), "), lines[0])
+    XCTAssertTrue(lines[1].hasSuffix(" threads: independent multiply-adds)"), lines[1])
+  }
 }

@@ -171,10 +171,7 @@ public enum Benchmark {
     model: CaptionModel, images: Tensor, options: BenchmarkOptions, log: (String) -> Void
   ) {
     let stages = model.encoder.stages
-    let peak = PeakFlops.measure()
-    log(
-      String(format: "  peak %.1f GFLOP/s FP32", peak)
-        + " (\(PeakFlops.isaName), \(Parallel.workers) threads: independent multiply-adds)")
+    var peaks = PeakFlops.Beside()
     // Per stage: its name, direct-convolution FLOPs and Winograd label and share (from the
     // first pass: every pass has the same shapes), and its time in each pass.
     var names: [String] = []
@@ -183,6 +180,7 @@ public enum Benchmark {
     var times = [[Double]](repeating: [], count: stages.count)
     let fused = model.encoder.fusedPools  // run inside the conv before: no line of their own
     for pass in 0..<options.timedSteps {
+      peaks.measure()
       var x = images
       var (convIndex, poolIndex) = (0, 0)
       for (index, stage) in stages.enumerated() {
@@ -212,6 +210,8 @@ public enum Benchmark {
         }
       }
     }
+    peaks.measure()  // and once after the last step
+    let peak = peaks.report(log: log)
     let total = times.reduce(0.0) { $0 + median($1) }
     for index in stages.indices where !fused.contains(index) {
       log(
@@ -307,10 +307,7 @@ public enum Benchmark {
     var flops: [String: Double] = [:]
     // Winograd layers' rates are also reported by the multiplies done (`multipliesShare`), by part name.
     var winogradShare: [String: Double] = [:]
-    let peak = PeakFlops.measure()
-    log(
-      String(format: "  peak %.1f GFLOP/s FP32", peak)
-        + " (\(PeakFlops.isaName), \(Parallel.workers) threads: independent multiply-adds)")
+    var peaks = PeakFlops.Beside()
     func time(_ name: String, flop: Double = 0, _ body: () -> Void) {
       let start = DispatchTime.now().uptimeNanoseconds
       body()
@@ -322,6 +319,7 @@ public enum Benchmark {
     let perLayer = encoder.globalPool != nil  // the stages timed one by one (pool `avg`)
     let fused = encoder.fusedPools
     for _ in 0..<options.timedSteps {
+      peaks.measure()
       time("zero gradients") { zeroGradients(model.parameters) }
       var v = Tensor(zeros: [0])
       var stageNames: [String] = []
@@ -401,6 +399,8 @@ public enum Benchmark {
       }
       time("optimizer step") { optimizer.step(learningRate: 1e-4) }
     }
+    peaks.measure()  // and once after the last step
+    let peak = peaks.report(log: log)
     let total = order.reduce(0.0) { $0 + median(parts[$1] ?? [0]) }
     var encoderSeconds = 0.0
     for name in order {

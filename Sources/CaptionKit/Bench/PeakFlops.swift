@@ -78,4 +78,30 @@ public enum PeakFlops {
     }
     return best
   }
+
+  /// The peak a profile divides by, measured beside the work it profiles: briefly before each
+  /// timed step and once after the last, then the median of those. The hosts these run on lend
+  /// the same core to others for minutes at a time. On the AVX2 Zen 3, one peak taken before the
+  /// steps came out at 135–194 GFLOP/s from one run to the next, a minute apart, and every share
+  /// the run reported moved with it: with fixed weights, VGG-16's layers at 63–80% of it in one
+  /// run and 50–63% in the next. Taken beside each step, the loop is slowed when the layers are,
+  /// and three runs in a row gave 52–64%, 48–60% and 53–62%.
+  public struct Beside {
+    /// The rates measured so far, GFLOP/s.
+    var rates: [Double] = []
+
+    public init() {}
+
+    /// One measurement: the best of 3 runs of 20 ms.
+    public mutating func measure() { rates.append(PeakFlops.measure(seconds: 0.02, trials: 3)) }
+
+    /// The median of the rates measured, logged as the peak line (SPEC §7).
+    public func report(log: (String) -> Void) -> Double {
+      let peak = Benchmark.median(rates)
+      log(
+        String(format: "  peak %.1f GFLOP/s FP32", peak)
+          + " (\(PeakFlops.isaName), \(Parallel.workers) threads: independent multiply-adds)")
+      return peak
+    }
+  }
 }
