@@ -11,7 +11,9 @@ import Foundation
 /// - strings are valid UTF-8, and a `\u` escape of a surrogate must be one half of a pair;
 /// - nesting deeper than `maximumDepth` is an error, not a crash.
 /// A defect is reported at its byte offset with what was expected there.
-enum JSONValue {
+/// Sendable stated, not inferred: a debug build (each file compiled on its own) stopped with
+/// "circular reference" inferring it through JSONObject's members and back.
+enum JSONValue: Sendable {
   case null
   case bool(Bool)
   case integer(Int)
@@ -90,7 +92,7 @@ enum JSONValue {
 }
 
 /// A JSON object: its members in file order, keys unique.
-struct JSONObject {
+struct JSONObject: Sendable {
   var members: [(key: String, value: JSONValue)]
 
   /// The value of `key`, nil when absent (a linear scan: the objects read are small, or iterated).
