@@ -66,7 +66,7 @@ final class PeakFlopsTests: XCTestCase {
   }
 
   /// A profile's peak is the median of the rates measured beside its steps, logged in SPEC §7's
-  /// form: one slow measurement (the host busy for a while) moves it no more than one fast one.
+  /// form: a slow reading (the host busy for a while) moves it by one place, not by its size.
   func testPeakBesideTheStepsIsTheMedianOfItsMeasurements() {
     var peaks = PeakFlops.Beside()
     peaks.measure()
