@@ -407,7 +407,7 @@ INLINE int runs_on(const geometry *g, int images, int row_begin, int row_end) {
 /// into the next: runs_on), or (small maps) g.group whole images side by side in one block; output
 /// channels co_begin … co_end − 1.
 /// Only the blocks block_begin … block_end − 1 of the pass, counted in the order it runs them
-/// (forward4_blocks), are computed: threads may claim blocks one at a time.
+/// (ck_winograd4_forward_blocks), are computed: threads may claim blocks one at a time.
 INLINE void forward4_pass(const blocking k, const ck_conv_shape *shape, const float *u,
                           const float *bias, const float *input, float *output,
                           uint16_t *relu_mask, int images, int row_begin, int row_end,

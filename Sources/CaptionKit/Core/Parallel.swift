@@ -26,7 +26,13 @@ public enum Parallel {
       body(0, 0..<count)
       return
     }
-    run(parts: parts) { part in body(part, (count * part / parts)..<(count * (part + 1) / parts)) }
+    run(parts: parts) { part in body(part, piece(part, of: parts, in: count)) }
+  }
+
+  /// Part `part` of 0..<count split into `parts` contiguous ranges whose sizes differ by at most
+  /// one: how `ranges` shares out its items, and how callers of `claim` cut theirs into pieces.
+  public static func piece(_ part: Int, of parts: Int, in count: Int) -> Range<Int> {
+    (count * part / parts)..<(count * (part + 1) / parts)
   }
 
   /// Runs `body(part)` for every part in 0..<parts on the compute threads and returns when all have

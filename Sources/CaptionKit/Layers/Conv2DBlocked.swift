@@ -218,7 +218,7 @@ extension Conv2D {
       // 4 095 parts a job).
       let pieces = min(claimed, Conv2D.claimsPerThread * parts)
       Parallel.claim(parts: pieces) { piece, worker in
-        let blocks = claimed * piece / pieces..<claimed * (piece + 1) / pieces
+        let blocks = Parallel.piece(piece, of: pieces, in: claimed)
         if share == .images {
           forward(
             images: 0..<batch, rows: 0..<tilesHigh, channels: 0..<cout,
@@ -426,8 +426,9 @@ extension Conv2D {
     let pieces = threads > 1 ? min(rows, Conv2D.claimedBlocksPerThread * threads) : 1
     Parallel.claim(parts: pieces) { piece, worker in
       var shape = shape
-      var row = rows * piece / pieces
-      let last = rows * (piece + 1) / pieces
+      let pieceRows = Parallel.piece(piece, of: pieces, in: rows)
+      var row = pieceRows.lowerBound
+      let last = pieceRows.upperBound
       while row < last {
         let (image, y) = row.quotientAndRemainder(dividingBy: height)
         let end = min(last, (image + 1) * height)
