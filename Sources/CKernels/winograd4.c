@@ -196,6 +196,32 @@ INLINE void tile_planes4(const geometry *g, const float *plane, int ty0, int row
   }
 }
 
+/// Bᵀ (d B) down each of the six columns of the patches in the planes q (tile_planes4) of one
+/// channel's tile rows (rows of them), for the block's tiles from `at` on, into that channel's rows
+/// of V (target) in strips (store_in_strips; STARTS: at is a multiple of 16, so every store starts
+/// a strip: store_strip_start).
+INLINE void input_columns4(const geometry *g, int rows, int at, float *target, const float *q,
+                           const int STARTS) {
+  const int tw = g->tiles_w, tiles = rows * tw;
+  const size_t cw = (size_t)g->compact;
+  const size_t strip = (size_t)(g->cin + 1) * 16, position = (size_t)(g->cin + 1) * g->ld;
+  for (int t = 0; t < tiles; t += 16) {
+    for (int c = 0; c < 6; c++) {
+      v16 column[6], out[6];
+      for (int r = 0; r < 6; r++)
+        column[r] = load(q + (size_t)((r & 3) * 6 + c) * cw + t + (r >> 2) * tw);
+      input_rows(column, out);
+      for (int k = 0; k < 6; k++) {
+        float *row = target + (6 * k + c) * position;
+        if (STARTS)
+          store_strip_start(row, strip, at + t, out[k]);
+        else
+          store_in_strips(row, strip, at + t, out[k]);
+      }
+    }
+  }
+}
+
 /// V[ξ] = (Bᵀ d B)[ξ] of input channel ci for tile rows ty0 … ty0 + rows − 1 of one image (`image`:
 /// its first channel's plane), into the block's tiles from `at` on, 16 tiles at a time in tile
 /// order: d B row by row into the planes (tile_planes4), then Bᵀ (d B) down each of its six
@@ -204,22 +230,15 @@ INLINE void tile_planes4(const geometry *g, const float *plane, int ty0, int row
 /// next: the plane transformed next (prefetch_row), or NULL.
 INLINE void input_part4(const geometry *g, const float *image, int ci, int ty0, int rows, int at,
                         float *v, float *q, const float *next, int in_lanes) {
-  const int tw = g->tiles_w, tiles = rows * tw;
-  const size_t cw = (size_t)g->compact;
-  const size_t strip = (size_t)(g->cin + 1) * 16, position = (size_t)(g->cin + 1) * g->ld;
   const size_t plane = (size_t)g->height * g->width;
-  float *target = v + (size_t)ci * 16;
   tile_planes4(g, image + ci * plane, ty0, rows, q, next, in_lanes);
-  for (int t = 0; t < tiles; t += 16) {
-    for (int c = 0; c < 6; c++) {
-      v16 column[6], out[6];
-      for (int r = 0; r < 6; r++)
-        column[r] = load(q + (size_t)((r & 3) * 6 + c) * cw + t + (r >> 2) * tw);
-      input_rows(column, out);
-      for (int k = 0; k < 6; k++)
-        store_in_strips(target + (6 * k + c) * position, strip, at + t, out[k]);
-    }
-  }
+  // A part that starts a strip (every part at 224 and 112 px) stores whole strip rows only. One
+  // thread, 4 images of 224 px, 64 → 64 channels, AVX2 (Zen 3): the input transform 11.2–12.3 →
+  // 9.3–10.2 ms.
+  if ((at & 15) == 0)
+    input_columns4(g, rows, at, v + (size_t)ci * 16, q, 1);
+  else
+    input_columns4(g, rows, at, v + (size_t)ci * 16, q, 0);
 }
 
 /// V[ξ] for every tile of the block (tile rows ty0 … ty0 + rows − 1 of `count` images side by

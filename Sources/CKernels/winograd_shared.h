@@ -417,6 +417,15 @@ INLINE void store_in_strips(float *row, size_t strip, int t, v16 x) {
   store(q, (v16)((keep & (v16i)load(q)) | (~keep & (v16i)x)));
 }
 
+/// store_in_strips for t a multiple of 16: x fills one strip's row whole, and nothing is merged.
+/// A loop whose stores all start strips so holds no merge path: with one, AVX2's code of the
+/// forward's input transform kept its pointers and half its vectors on the stack.
+INLINE void store_strip_start(float *row, size_t strip, int t, v16 x) {
+  float *p = row + (size_t)(t >> 4) * strip;
+  __builtin_prefetch(p + 32, 0, 2);  // as store_in_strips
+  store(p, x);
+}
+
 // MARK: - Products
 
 /// How a product's left operand a [m, k] is stored: strips of 16 columns (a[i][p] at a[(p / 16) ·
