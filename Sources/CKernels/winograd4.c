@@ -234,7 +234,7 @@ INLINE void input_part4(const geometry *g, const float *image, int ci, int ty0, 
   tile_planes4(g, image + ci * plane, ty0, rows, q, next, in_lanes);
   // A part that starts a strip (every part at 224 and 112 px) stores whole strip rows only. One
   // thread, 4 images of 224 px, 64 → 64 channels, AVX2 (Zen 3): the input transform 11.2–12.3 →
-  // 9.3–10.2 ms.
+  // 9.3–9.8 ms.
   if ((at & 15) == 0)
     input_columns4(g, rows, at, v + (size_t)ci * 16, q, 1);
   else
@@ -554,6 +554,36 @@ INLINE void load_pooled_quad(const float *row, int x0, int width, v16 out[4]) {
   out[2] = out[3] = odds(a, b);
 }
 
+/// dM = A dY Aᵀ of one output channel's tiles of one image from its 16 tile-order planes d of dY
+/// (output_transform_backward4), into that channel's rows of dM (target) from tile `at` on, in strips
+/// (store_in_strips; STARTS: at is a multiple of 16, so every store starts a strip:
+/// store_strip_start).
+INLINE void dm_columns4(const geometry *g, int tiles, int at, const float *d, float *target,
+                        const int STARTS) {
+  const size_t strip = (size_t)(g->cout + 1) * 16, position = (size_t)(g->cout + 1) * g->ld;
+  const size_t cw = (size_t)g->compact;
+  for (int t = 0; t < tiles; t += 16) {
+    // A dY down each column k, then (·) Aᵀ along each of the 6 rows.
+    v16 columns[4][6];
+    for (int k = 0; k < 4; k++) {
+      v16 x[4] = {load(d + k * cw + t), load(d + (4 + k) * cw + t), load(d + (8 + k) * cw + t),
+                  load(d + (12 + k) * cw + t)};
+      adjoint_output_rows(x, columns[k]);
+    }
+    for (int r = 0; r < 6; r++) {
+      v16 x[4] = {columns[0][r], columns[1][r], columns[2][r], columns[3][r]}, out[6];
+      adjoint_output_rows(x, out);
+      for (int c = 0; c < 6; c++) {
+        float *row = target + (6 * r + c) * position;
+        if (STARTS)
+          store_strip_start(row, strip, at + t, out[c]);
+        else
+          store_in_strips(row, strip, at + t, out[c]);
+      }
+    }
+  }
+}
+
 /// dM = A dY Aᵀ per tile of the block (`count` images side by side, as input_transform4), dY
 /// masked where the mask (`masks`: the images' one after another; NULL without ReLU and pool) is
 /// clear: the ReLU's output was 0, or with the pool the output is not its window's (dY is then
@@ -568,7 +598,6 @@ INLINE void output_transform_backward4(const geometry *g, const float *output_gr
   const int tw = g->tiles_w, tiles = rows * tw, width = g->width;
   const geometry out = output_geometry(g);
   const size_t plane_size = output_plane(g), out_size = (size_t)g->cout * plane_size;
-  const size_t strip = (size_t)(g->cout + 1) * 16, position = (size_t)(g->cout + 1) * g->ld;
   const size_t cw = (size_t)g->compact;
   for (int co = co_begin; co < co_end; co++) {
     float *target = dm + (size_t)co * 16;
@@ -599,22 +628,12 @@ INLINE void output_transform_backward4(const geometry *g, const float *output_gr
             for (int k = 0; k < 4; k++) store(d + (4 * j + k) * cw + tr * tw + tx, e[k]);
           }
         }
-      for (int t = 0; t < tiles; t += 16) {
-        // A dY down each column k, then (·) Aᵀ along each of the 6 rows.
-        v16 columns[4][6];
-        for (int k = 0; k < 4; k++) {
-          v16 x[4] = {load(d + k * cw + t), load(d + (4 + k) * cw + t), load(d + (8 + k) * cw + t),
-                      load(d + (12 + k) * cw + t)};
-          adjoint_output_rows(x, columns[k]);
-        }
-        const int at = i * tiles + t;
-        for (int r = 0; r < 6; r++) {
-          v16 x[4] = {columns[0][r], columns[1][r], columns[2][r], columns[3][r]}, out[6];
-          adjoint_output_rows(x, out);
-          for (int c = 0; c < 6; c++)
-            store_in_strips(target + (6 * r + c) * position, strip, at, out[c]);
-        }
-      }
+      // As the input transform's columns (input_part4): an image whose tiles start a strip (a
+      // block's first, and every one where an image fills whole strips) stores whole strip rows.
+      if (((i * tiles) & 15) == 0)
+        dm_columns4(g, tiles, i * tiles, d, target, 1);
+      else
+        dm_columns4(g, tiles, i * tiles, d, target, 0);
     }
     if (bias_grad) bias_grad[co] += horizontal_sum(sum);
   }

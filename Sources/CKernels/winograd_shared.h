@@ -419,7 +419,7 @@ INLINE void store_in_strips(float *row, size_t strip, int t, v16 x) {
 
 /// store_in_strips for t a multiple of 16: x fills one strip's row whole, and nothing is merged.
 /// A loop whose stores all start strips so holds no merge path: with one, AVX2's code of the
-/// forward's input transform kept its pointers and half its vectors on the stack.
+/// forward's input transform kept its pointers and several vectors on the stack.
 INLINE void store_strip_start(float *row, size_t strip, int t, v16 x) {
   float *p = row + (size_t)(t >> 4) * strip;
   __builtin_prefetch(p + 32, 0, 2);  // as store_in_strips
