@@ -555,8 +555,8 @@ INLINE void load_pooled_quad(const float *row, int x0, int width, v16 out[4]) {
 }
 
 /// dM = A dY Aᵀ of one output channel's tiles of one image from its 16 tile-order planes d of dY
-/// (output_transform_backward4), into that channel's rows of dM (target) from tile `at` on, in strips
-/// (store_in_strips; STARTS: at is a multiple of 16, so every store starts a strip:
+/// (output_transform_backward4), into that channel's rows of dM (target) from tile `at` on, in
+/// strips (store_in_strips; STARTS: at is a multiple of 16, so every store starts a strip:
 /// store_strip_start).
 INLINE void dm_columns4(const geometry *g, int tiles, int at, const float *d, float *target,
                         const int STARTS) {
