@@ -180,10 +180,10 @@ INLINE void input_transform(const geometry *g, const float *images, int count, i
         // Bᵀ (·) down each column.
         const int at = i * tiles + t;
         for (int c = 0; c < 4; c++) {
-          store_in_strips(target + (0 + c) * position, strip, at, h[0][c] - h[2][c]);
-          store_in_strips(target + (4 + c) * position, strip, at, h[1][c] + h[2][c]);
-          store_in_strips(target + (8 + c) * position, strip, at, h[2][c] - h[1][c]);
-          store_in_strips(target + (12 + c) * position, strip, at, h[1][c] - h[3][c]);
+          store_in_strips(0, target + (0 + c) * position, strip, at, h[0][c] - h[2][c]);
+          store_in_strips(0, target + (4 + c) * position, strip, at, h[1][c] + h[2][c]);
+          store_in_strips(0, target + (8 + c) * position, strip, at, h[2][c] - h[1][c]);
+          store_in_strips(0, target + (12 + c) * position, strip, at, h[1][c] - h[3][c]);
         }
       }
     }
@@ -273,10 +273,10 @@ INLINE void output_transform_backward(const geometry *g, const float *output_gra
         // (·) Aᵀ along each row: [p, p + q, p − q, −q].
         const int at = i * tiles + t;
         for (int r = 0; r < 4; r++) {
-          store_in_strips(target + (4 * r + 0) * position, strip, at, p[r]);
-          store_in_strips(target + (4 * r + 1) * position, strip, at, p[r] + q[r]);
-          store_in_strips(target + (4 * r + 2) * position, strip, at, p[r] - q[r]);
-          store_in_strips(target + (4 * r + 3) * position, strip, at, -q[r]);
+          store_in_strips(0, target + (4 * r + 0) * position, strip, at, p[r]);
+          store_in_strips(0, target + (4 * r + 1) * position, strip, at, p[r] + q[r]);
+          store_in_strips(0, target + (4 * r + 2) * position, strip, at, p[r] - q[r]);
+          store_in_strips(0, target + (4 * r + 3) * position, strip, at, -q[r]);
         }
       }
     }

@@ -199,7 +199,7 @@ INLINE void tile_planes4(const geometry *g, const float *plane, int ty0, int row
 /// Bᵀ (d B) down each of the six columns of the patches in the planes q (tile_planes4) of one
 /// channel's tile rows (rows of them), for the block's tiles from `at` on, into that channel's rows
 /// of V (target) in strips (store_in_strips; STARTS: at is a multiple of 16, so every store starts
-/// a strip: store_strip_start).
+/// a strip).
 INLINE void input_columns4(const geometry *g, int rows, int at, float *target, const float *q,
                            const int STARTS) {
   const int tw = g->tiles_w, tiles = rows * tw;
@@ -211,13 +211,8 @@ INLINE void input_columns4(const geometry *g, int rows, int at, float *target, c
       for (int r = 0; r < 6; r++)
         column[r] = load(q + (size_t)((r & 3) * 6 + c) * cw + t + (r >> 2) * tw);
       input_rows(column, out);
-      for (int k = 0; k < 6; k++) {
-        float *row = target + (6 * k + c) * position;
-        if (STARTS)
-          store_strip_start(row, strip, at + t, out[k]);
-        else
-          store_in_strips(row, strip, at + t, out[k]);
-      }
+      for (int k = 0; k < 6; k++)
+        store_in_strips(STARTS, target + (6 * k + c) * position, strip, at + t, out[k]);
     }
   }
 }
@@ -556,8 +551,7 @@ INLINE void load_pooled_quad(const float *row, int x0, int width, v16 out[4]) {
 
 /// dM = A dY Aᵀ of one output channel's tiles of one image from its 16 tile-order planes d of dY
 /// (output_transform_backward4), into that channel's rows of dM (target) from tile `at` on, in
-/// strips (store_in_strips; STARTS: at is a multiple of 16, so every store starts a strip:
-/// store_strip_start).
+/// strips (store_in_strips; STARTS: at is a multiple of 16, so every store starts a strip).
 INLINE void dm_columns4(const geometry *g, int tiles, int at, const float *d, float *target,
                         const int STARTS) {
   const size_t strip = (size_t)(g->cout + 1) * 16, position = (size_t)(g->cout + 1) * g->ld;
@@ -573,13 +567,8 @@ INLINE void dm_columns4(const geometry *g, int tiles, int at, const float *d, fl
     for (int r = 0; r < 6; r++) {
       v16 x[4] = {columns[0][r], columns[1][r], columns[2][r], columns[3][r]}, out[6];
       adjoint_output_rows(x, out);
-      for (int c = 0; c < 6; c++) {
-        float *row = target + (6 * r + c) * position;
-        if (STARTS)
-          store_strip_start(row, strip, at + t, out[c]);
-        else
-          store_in_strips(row, strip, at + t, out[c]);
-      }
+      for (int c = 0; c < 6; c++)
+        store_in_strips(STARTS, target + (6 * r + c) * position, strip, at + t, out[c]);
     }
   }
 }

@@ -394,9 +394,12 @@ INLINE void add_weight_gradients(const int n, rows_fn adjoint_rows, const float 
 /// floats from one strip to the next). The whole vector is stored at tile t, running on into the
 /// next channel's row of the strip (stored after this one: the channels are written in order) or
 /// the spare row; lanes past the strip's end are also merged into the first columns of the next
-/// strip's row.
-INLINE void store_in_strips(float *row, size_t strip, int t, v16 x) {
-  const int offset = t & 15;
+/// strip's row. STARTS (a constant): the caller knows t is a multiple of 16, so x fills one
+/// strip's row whole and the merge is compiled out. A loop whose stores all start strips so holds
+/// no merge path: with one, AVX2's code of the forward's input transform kept its pointers and
+/// several vectors on the stack.
+INLINE void store_in_strips(const int STARTS, float *row, size_t strip, int t, v16 x) {
+  const int offset = STARTS ? 0 : t & 15;
   float *p = row + (size_t)(t >> 4) * strip + offset;
   // The channel after next stores 32 floats on: its line is asked for now. The transforms write
   // every position's strips at once (hundreds of lines at a time, too many streams for the
@@ -415,15 +418,6 @@ INLINE void store_in_strips(float *row, size_t strip, int t, v16 x) {
   float *q = p + strip - 16;  // its lanes 16 − offset … 15: the next strip's columns 0 … offset − 1
   const v16i keep = first_lanes(16 - offset);
   store(q, (v16)((keep & (v16i)load(q)) | (~keep & (v16i)x)));
-}
-
-/// store_in_strips for t a multiple of 16: x fills one strip's row whole, and nothing is merged.
-/// A loop whose stores all start strips so holds no merge path: with one, AVX2's code of the
-/// forward's input transform kept its pointers and several vectors on the stack.
-INLINE void store_strip_start(float *row, size_t strip, int t, v16 x) {
-  float *p = row + (size_t)(t >> 4) * strip;
-  __builtin_prefetch(p + 32, 0, 2);  // as store_in_strips
-  store(p, x);
 }
 
 // MARK: - Products

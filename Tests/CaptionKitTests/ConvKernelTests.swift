@@ -206,11 +206,11 @@ final class ConvKernelTests: XCTestCase {
   }
 
   /// ck_winograd4_forward_range: the blocks of a forward over whole images, each run on its own
-  /// (the odd ones, then the even ones, each in reverse order) with a scratch of its own, give the whole forward's output and ReLU mask bit for
-  /// bit, and ck_winograd4_forward_blocks counts them (hand-counted): blocks that run on from one
-  /// image into the next (3 images of 5 tile rows in blocks of 3: 5), blocks of whole images (5
-  /// images, 2 a block: 3), blocks that divide an image (2 images of 6 tile rows in blocks of 3:
-  /// 4), with and without the max-pool.
+  /// (the odd ones, then the even ones, each in reverse order) with a scratch of its own, give the
+  /// whole forward's output and ReLU mask bit for bit, and ck_winograd4_forward_blocks counts them
+  /// (hand-counted): blocks that run on from one image into the next (3 images of 5 tile rows in
+  /// blocks of 3: 5), blocks of whole images (5 images, 2 a block: 3), blocks that divide an image
+  /// (2 images of 6 tile rows in blocks of 3: 4), with and without the max-pool.
   func testForwardBlocksRunOneByOneGiveTheWholeForward() {
     defer { ck_set_isa(-1) }
     for isa in 0...ck_isa() {

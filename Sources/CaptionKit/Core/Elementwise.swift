@@ -49,6 +49,11 @@ public enum Elementwise {
     blockedSum(x, count: count) { $0 }
   }
 
+  /// The mean of x (count > 0), summed in vectors and in Double (`sum`).
+  public static func mean(_ x: UnsafePointer<Float>, count: Int) -> Float {
+    Float(sum(x, count: count) / Double(count))
+  }
+
   /// Σ f(x): 8 Float lanes over blocks of 4096 elements (so the loop vectorises), blocks summed in
   /// Double.
   @inline(__always)

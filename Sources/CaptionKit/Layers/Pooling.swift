@@ -131,7 +131,7 @@ public final class GlobalAvgPool {
     let pixels = input.shape[2] * input.shape[3]
     let output = reuseWorkspace(&self.output, shape: [input.shape[0], input.shape[1]])
     for plane in 0..<output.count {
-      output[plane] = Float(Elementwise.sum(input.pointer + plane * pixels, count: pixels) / Double(pixels))
+      output[plane] = Elementwise.mean(input.pointer + plane * pixels, count: pixels)
     }
     return output
   }

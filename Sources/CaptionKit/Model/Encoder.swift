@@ -160,11 +160,10 @@ public final class Encoder {
     let width = blockMeans.shape[1]
     for b in 0..<batch {
       for c in 0..<channels {
-        // In vectors (Elementwise.sum): a plain loop over Floats is one chain of scalar additions,
+        // In vectors (Elementwise.mean): a plain loop over Floats is one chain of scalar additions,
         // which VGG-16's maps at 224 px (1.5 M values an image) make 1–2% of a forward.
         let plane = x.pointer + (b * channels + c) * positions
-        blockMeans.pointer[b * width + column + c] = Float(
-          Elementwise.sum(plane, count: positions) / Double(positions))
+        blockMeans.pointer[b * width + column + c] = Elementwise.mean(plane, count: positions)
       }
     }
     column += channels
