@@ -128,11 +128,38 @@ INLINE void input_rows(const v16 x[6], v16 out[6]) {
   out[5] = four * x[1] - five * x[3] + x[5];
 }
 
+/// transform_row4's tiles j … j + 15 (j a multiple of 16); WHOLE: their 64 floats lie in the row.
+INLINE void row_step4(const int WHOLE, const float *row, int width, float *planes, size_t stride,
+                      int j, int in_lanes) {
+  const int x0 = 4 * j;
+  v16 quad[4] = {zero(), zero(), zero(), zero()};
+  if (WHOLE) {
+    const v16 part[4] = {load(row + x0), load(row + x0 + 16), load(row + x0 + 32),
+                         load(row + x0 + 48)};
+    deinterleave4(part, quad, in_lanes);
+  } else if (x0 < width) {
+    load_quad(row, x0, width, quad, in_lanes);
+  }
+  // row[x0 − 1] and row[x0 + 64]: d_0 of the first of these tiles, d_5 of the last.
+  const float before = x0 > 0 && x0 - 1 < width ? row[x0 - 1] : 0.0f;
+  const float after = x0 + 64 < width ? row[x0 + 64] : 0.0f;
+  const v16 d[6] = {from_lane15(splat(before), quad[3]), quad[0], quad[1], quad[2], quad[3],
+                    from_lane1(quad[0], splat(after))};
+  v16 h[6];
+  input_rows(d, h);
+  for (int k = 0; k < 6; k++) store(planes + k * stride + j, h[k]);
+}
+
 /// A padded row's patch rows, transformed along the row: with d_c[j] = row[4j + c − 1] (c = 0 … 5;
 /// 0 outside the row, and row may be NULL) the row's part of tile j's patch, planes[k · stride + j]
 /// = (Bᵀ d[j])_k, the row of d B, for j < pw. d_1 … d_4 are row[4j … 4j + 3] (deinterleaved from
-/// four vectors); d_0[j] = d_4[j − 1] and d_5[j] = d_1[j + 1] are built from the neighbouring 16
-/// tiles' vectors in registers, so the next 16 are loaded before these are transformed. Each padded
+/// four vectors); d_0[j] = d_4[j − 1] and d_5[j] = d_1[j + 1] are d_4 and d_1 shifted by one tile,
+/// the float they take from the neighbouring 16 tiles read on its own. Tiles past the row are
+/// written as zeros without a transform. (The neighbours' vectors were loaded a step ahead and
+/// kept in registers: at AVX2, whose 16 do not hold a step's, 25 of its 97 instructions moved
+/// vectors to and from the stack. With tile_planes4's shorter rows, counted with callgrind (one
+/// image, AVX2): the input transform's instructions 18–22% fewer at VGG-16's 224 to 28 px and 26%
+/// at 14; the whole forward's at 224 px, 64 → 64, 2.5%.) Each padded
 /// row is so transformed once, where a whole 6 × 6 transform per tile transforms rows 4ty + 3 and
 /// 4ty + 4 twice (two tile rows' patches hold them) and holds 36 values between its two passes,
 /// more than the 32 registers. Two threads, 4 images each, the variants alternating in one process,
@@ -143,19 +170,14 @@ INLINE void transform_row4(const float *row, int width, float *planes, size_t st
     for (int k = 0; k < 6; k++) memset(planes + k * stride, 0, sizeof(float) * (size_t)pw);
     return;
   }
-  v16 quad[4] = {zero(), zero(), zero(), zero()}, last_before = zero();  // last: the previous [3]
-  if (width > 0) load_quad(row, 0, width, quad, in_lanes);
-  for (int j = 0; j < pw; j += 16) {
-    v16 next[4] = {zero(), zero(), zero(), zero()};
-    if (4 * (j + 16) < width) load_quad(row, 4 * (j + 16), width, next, in_lanes);
-    const v16 d[6] = {from_lane15(last_before, quad[3]), quad[0], quad[1], quad[2], quad[3],
-                      from_lane1(quad[0], next[0])};
-    v16 h[6];
-    input_rows(d, h);
-    for (int k = 0; k < 6; k++) store(planes + k * stride + j, h[k]);
-    last_before = quad[3];
-    for (int k = 0; k < 4; k++) quad[k] = next[k];
-  }
+  int j = 0;
+  for (; j < pw && 4 * j + 64 <= width; j += 16)
+    row_step4(1, row, width, planes, stride, j, in_lanes);
+  if (j < pw && 4 * j < width) row_step4(0, row, width, planes, stride, j, in_lanes), j += 16;
+  // Tiles from j on lie past the row (4j ≥ width): the padding of the products' vectors, whose
+  // values no output reads.
+  for (; j < pw; j += 16)
+    for (int k = 0; k < 6; k++) store(planes + k * stride + j, zero());
 }
 
 /// row[x0 + 4i + k] = y[k][i] for the 16 tiles i, dropping columns ≥ width.
@@ -181,18 +203,23 @@ INLINE void store_quad(float *row, int x0, int width, const v16 y[4], int in_lan
 /// 4·ty0 − 1 … 4·(ty0 + rows): padded row p = 4j + s (s = 0 … 3) of tile row j gives the six
 /// planes q[s][k] (k = 0 … 5) of its patch rows transformed, (d B)_k (transform_row4). Patch row r
 /// (0 … 5) of tiles t … t + 15 is then q[r & 3][k][t + (r >> 2) · tiles_w …]. Each row's planes
-/// are plane_width floats each, running on into the next rows' (written after it, and for the
-/// last into the spare floats). The same rows of `next` (the plane transformed next, or NULL) are
-/// asked for as it goes (prefetch_row).
+/// run on into the next rows' (written after it, and for the last into the spare floats), as far
+/// as input_columns4 reads them: its vectors of 16 tiles end at round16(rows · tiles_w), a plane's
+/// last row is read tiles_w further on. The same rows of `next` (the plane transformed next, or
+/// NULL) are asked for as it goes (prefetch_row).
 INLINE void tile_planes4(const geometry *g, const float *plane, int ty0, int rows, float *q,
                          const float *next, int in_lanes) {
   const int tw = g->tiles_w;
   const size_t cw = (size_t)g->compact;
+  // A row's planes from its first tile: tiles_w, and for the last row the vectors' padding
+  // (transform_row4 measures the gain). Rows were transformed to plane_width, round16(tiles_w) +
+  // 16: at 224 px 80 tiles for 56, at 56 and 14 px 32 for 14 and 4.
+  const int pw = round16(tw + round16(rows * tw) - rows * tw);
   for (int p = 0; p < padded_rows4(rows); p++) {
     const int y = 4 * ty0 - 1 + p;
     prefetch_row(0, g, next, y);
     float *target = q + (size_t)(p & 3) * 6 * cw + (size_t)(p >> 2) * tw;
-    transform_row4(image_row(g, plane, y), g->width, target, cw, g->plane_width, in_lanes);
+    transform_row4(image_row(g, plane, y), g->width, target, cw, pw, in_lanes);
   }
 }
 

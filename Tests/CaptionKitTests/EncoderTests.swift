@@ -193,20 +193,40 @@ extension EncoderTests {
     let layers: [EncoderLayer] = [
       .conv(4), .maxPool, .conv(Conv2D.winogradMinChannels), .conv(6), .maxPool, .conv(5),
     ]
-    let reference = makeEncoder(imageSize: 11, layers: layers, dv: 3, pool: .flatten)
-    let encoder = makeEncoder(imageSize: 11, layers: layers, dv: 3, pool: .flatten)
-    XCTAssertTrue(encoder.convolutions.contains { $0.algorithm == .winograd })
-    XCTAssertTrue(encoder.convolutions.contains { $0.algorithm == .im2col })
+    checkInferencePass(imageSize: 11, layers: layers, features: [5, 2, 2]) { encoder in
+      XCTAssertTrue(encoder.convolutions.contains { $0.algorithm == .winograd })
+      XCTAssertTrue(encoder.convolutions.contains { $0.algorithm == .im2col })
+    }
+  }
+
+  /// The same through F(4×4) with the ReLU and a fused max-pool, whose inference pass writes no
+  /// ReLU mask (nor does the direct first layer's): the training pass after it writes its own.
+  func testInferencePassWithoutTheMaskThenTraining() {
+    let layers: [EncoderLayer] = [.conv(4), .conv(Conv2D.winogradMinChannels), .maxPool, .conv(5)]
+    checkInferencePass(imageSize: 16, layers: layers, features: [5, 8, 8]) { encoder in
+      XCTAssertTrue(
+        encoder.convolutions.contains {
+          $0.algorithm == .winograd && $0.winogradTile(height: 16, width: 16) == 4
+        })
+    }
+  }
+
+  private func checkInferencePass(
+    imageSize: Int, layers: [EncoderLayer], features: [Int], algorithms: (Encoder) -> Void
+  ) {
+    let reference = makeEncoder(imageSize: imageSize, layers: layers, dv: 3, pool: .flatten)
+    let encoder = makeEncoder(imageSize: imageSize, layers: layers, dv: 3, pool: .flatten)
+    algorithms(encoder)
     for (batch, seed) in [(2, 1), (3, 2), (2, 3)] as [(Int, UInt64)] {
-      let images = randomTensor([batch, 3, 11, 11], seed: seed)
+      let images = randomTensor([batch, 3, imageSize, imageSize], seed: seed)
       let kept = reference.features(images).array
       let shared = encoder.features(images, keepActivations: false)
-      XCTAssertEqual(shared.shape, [batch, 5, 2, 2])
+      XCTAssertEqual(shared.shape, [batch] + features)
       XCTAssertEqual(shared.array, kept, "batch \(batch)")
       XCTAssertEqual(
         encoder.forward(images, keepActivations: false).array, reference.forward(images).array)
     }
-    let images = randomTensor([2, 3, 11, 11], seed: 4)
+    let images = randomTensor([2, 3, imageSize, imageSize], seed: 4)
     let vGrad = randomTensor([2, 3], seed: 5)
     for model in [reference, encoder] {
       _ = model.forward(images)

@@ -142,7 +142,9 @@ extension Conv2D {
   /// consecutive blocks (VGG-16 at 224 px has 28 blocks an image).
   static let claimsPerThread = 128
 
-  func forwardBlocked(_ input: Tensor, _ output: Tensor) {
+  /// The forward through the blocked kernels; `keepsMask`: also the ReLU mask (`reluMask`) that the
+  /// backward reads.
+  func forwardBlocked(_ input: Tensor, _ output: Tensor, keepsMask: Bool) {
     let (batch, height, width) = (input.shape[0], input.shape[2], input.shape[3])
     let (cin, cout) = (inChannels, outChannels)
     let tile = winogradTile(height: height, width: width)
@@ -179,7 +181,7 @@ extension Conv2D {
     let (inputSize, outputSize) = (cin * height * width, output.count / max(batch, 1))
     let biasPointer = bias.value.pointer
     let perImage = tile == 4 ? ck_winograd4_relu_mask_words(&shape) : 0
-    let mask = tile == 4 && relu ? reluMask(batch: batch, perImage: perImage) : nil
+    let mask = tile == 4 && relu && keepsMask ? reluMask(batch: batch, perImage: perImage) : nil
     /// The forward of images, tile rows and output channels, its pass's blocks `blocks` only
     /// (F(4×4); F(2×2) runs every block), into the scratch of thread `thread`.
     func forward(
@@ -408,8 +410,8 @@ extension Conv2D {
 
   /// The forward computed directly (CKernels' direct.c), for layers of at most
   /// `directForwardMaxChannels` input channels: the batch's output rows, image after image, shared
-  /// out in contiguous ranges (one image's rows when it is alone).
-  func forwardDirect(_ input: Tensor, _ output: Tensor) {
+  /// out in contiguous ranges (one image's rows when it is alone). `keepsMask`: also the ReLU mask.
+  func forwardDirect(_ input: Tensor, _ output: Tensor, keepsMask: Bool) {
     let (batch, height, width) = (input.shape[0], input.shape[2], input.shape[3])
     var shape = directShape(height: height, width: width)
     let scratchSize = ck_direct_scratch(&shape)
@@ -419,7 +421,7 @@ extension Conv2D {
     let (inputSize, outputSize) = (inChannels * height * width, outChannels * height * width)
     let (weights, biases) = (weight.value.pointer, bias.value.pointer)
     let maskWords = ck_direct_relu_mask_words(&shape)
-    let mask = relu ? reluMask(batch: batch, perImage: maskWords) : nil
+    let mask = relu && keepsMask ? reluMask(batch: batch, perImage: maskWords) : nil
     // The threads claim the rows in `claimedBlocksPerThread` times as many pieces as there are
     // threads (each row is computed alike whoever takes it), so that a thread slowed by its core's
     // other tenant takes fewer.
