@@ -38,6 +38,8 @@ INLINE v8 load8(const float *p) {
   return v;
 }
 
+INLINE void store8(float *p, v8 v) { memcpy(p, &v, sizeof v); }
+
 INLINE v16 splat(float x) { return (v16){x, x, x, x, x, x, x, x, x, x, x, x, x, x, x, x}; }
 
 INLINE v16 zero(void) { return splat(0.0f); }
