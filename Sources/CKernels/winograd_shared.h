@@ -665,7 +665,7 @@ INLINE void product(const int ROWS, const int VECTORS, const int C_MODE, const i
 /// target[c · 16 + r] = source[r · 16 + c] for r, c < 16, at AVX2 (in_lanes): as four 8 × 8 blocks,
 /// each loaded, transposed (transpose8) and stored on its own, in 8 registers. transpose16_in_lanes
 /// holds all 16 rows, 32 registers at AVX2, and so moved half of them through the stack: of its
-/// 309 instructions 96 read or wrote the stack, where these take 160 (callgrind, AVX2).
+/// 309 instructions 96 read or wrote the stack, where these take 165 (callgrind, AVX2).
 INLINE void transpose_in_blocks(const float *source, float *target) {
   for (int bi = 0; bi < 2; bi++)
     for (int bj = 0; bj < 2; bj++) {
