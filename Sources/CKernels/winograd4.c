@@ -128,20 +128,21 @@ INLINE void input_rows(const v16 x[6], v16 out[6]) {
   out[5] = four * x[1] - five * x[3] + x[5];
 }
 
-/// transform_row4's tiles j … j + 15 (j a multiple of 16); WHOLE: their 64 floats lie in the row.
+/// transform_row4's tiles j … j + 15 (j a multiple of 16, 4j < width); WHOLE: their 64 floats lie
+/// in the row.
 INLINE void row_step4(const int WHOLE, const float *row, int width, float *planes, size_t stride,
                       int j, int in_lanes) {
   const int x0 = 4 * j;
-  v16 quad[4] = {zero(), zero(), zero(), zero()};
+  v16 quad[4];
   if (WHOLE) {
     const v16 part[4] = {load(row + x0), load(row + x0 + 16), load(row + x0 + 32),
                          load(row + x0 + 48)};
     deinterleave4(part, quad, in_lanes);
-  } else if (x0 < width) {
+  } else {
     load_quad(row, x0, width, quad, in_lanes);
   }
   // row[x0 − 1] and row[x0 + 64]: d_0 of the first of these tiles, d_5 of the last.
-  const float before = x0 > 0 && x0 - 1 < width ? row[x0 - 1] : 0.0f;
+  const float before = x0 > 0 ? row[x0 - 1] : 0.0f;
   const float after = x0 + 64 < width ? row[x0 + 64] : 0.0f;
   const v16 d[6] = {from_lane15(splat(before), quad[3]), quad[0], quad[1], quad[2], quad[3],
                     from_lane1(quad[0], splat(after))};
@@ -152,21 +153,21 @@ INLINE void row_step4(const int WHOLE, const float *row, int width, float *plane
 
 /// A padded row's patch rows, transformed along the row: with d_c[j] = row[4j + c − 1] (c = 0 … 5;
 /// 0 outside the row, and row may be NULL) the row's part of tile j's patch, planes[k · stride + j]
-/// = (Bᵀ d[j])_k, the row of d B, for j < pw. d_1 … d_4 are row[4j … 4j + 3] (deinterleaved from
-/// four vectors); d_0[j] = d_4[j − 1] and d_5[j] = d_1[j + 1] are d_4 and d_1 shifted by one tile,
-/// the float they take from the neighbouring 16 tiles read on its own. Tiles past the row are
-/// written as zeros without a transform. (The neighbours' vectors were loaded a step ahead and
-/// kept in registers: at AVX2, whose 16 do not hold a step's, 25 of its 97 instructions moved
-/// vectors to and from the stack. With tile_planes4's shorter rows, counted with callgrind (one
-/// image, AVX2): the input transform's instructions 18–22% fewer at VGG-16's 224 to 28 px and 26%
-/// at 14; the whole forward's at 224 px, 64 → 64, 2.5%.) Each padded
-/// row is so transformed once, where a whole 6 × 6 transform per tile transforms rows 4ty + 3 and
-/// 4ty + 4 twice (two tile rows' patches hold them) and holds 36 values between its two passes,
-/// more than the 32 registers. Two threads, 4 images each, the variants alternating in one process,
-/// AVX-512: VGG-16's 224-px forward (64 → 64, with its pool) 50.4 → 45.8 ms.
+/// = (Bᵀ d[j])_k, the row of d B, for j < pw (a multiple of 16). d_1 … d_4 are row[4j … 4j + 3]
+/// (deinterleaved from four vectors); d_0[j] = d_4[j − 1] and d_5[j] = d_1[j + 1] are d_4 and d_1
+/// shifted by one tile, the float they take from the neighbouring 16 tiles read on its own. Tiles
+/// past the row are written as zeros without a transform. (The neighbours' vectors were loaded a
+/// step ahead and kept in registers: at AVX2, whose 16 do not hold a step's, 25 of its 97
+/// instructions moved vectors to and from the stack. With tile_planes4's shorter rows, counted with
+/// callgrind (one image, AVX2): the input transform's instructions 18–22% fewer at VGG-16's 224 to
+/// 28 px and 26% at 14; the whole forward's at 224 px, 64 → 64, 2.5%.) Each padded row is so
+/// transformed once, where a whole 6 × 6 transform per tile transforms rows 4ty + 3 and 4ty + 4
+/// twice (two tile rows' patches hold them) and holds 36 values between its two passes, more than
+/// the 32 registers. Two threads, 4 images each, the variants alternating in one process, AVX-512:
+/// VGG-16's 224-px forward (64 → 64, with its pool) 50.4 → 45.8 ms.
 INLINE void transform_row4(const float *row, int width, float *planes, size_t stride, int pw,
                            int in_lanes) {
-  if (!row) {
+  if (!row) {  // a padding row
     for (int k = 0; k < 6; k++) memset(planes + k * stride, 0, sizeof(float) * (size_t)pw);
     return;
   }
@@ -175,7 +176,8 @@ INLINE void transform_row4(const float *row, int width, float *planes, size_t st
     row_step4(1, row, width, planes, stride, j, in_lanes);
   if (j < pw && 4 * j < width) row_step4(0, row, width, planes, stride, j, in_lanes), j += 16;
   // Tiles from j on lie past the row (4j ≥ width): the padding of the products' vectors, whose
-  // values no output reads.
+  // values no output reads. (A padding row in this loop, width 0, took 0.4% more instructions in
+  // the forward than its own memset.)
   for (; j < pw; j += 16)
     for (int k = 0; k < 6; k++) store(planes + k * stride + j, zero());
 }

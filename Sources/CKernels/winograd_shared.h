@@ -145,7 +145,7 @@ typedef struct {
   int tiles_h, tiles_w;
   int rows;        // tile rows per block
   int group;       // images per block (more than 1 only when a block holds whole images)
-  int plane_width; // floats per row of a plane of a padded input row (winograd.c: E or O)
+  int plane_width; // floats per row of winograd.c's E and O planes (winograd4.c: tile_planes4)
   int ld;          // row stride of the V and M slabs
   int ldu;         // row stride of a transposed V slab (backward): round16(Cin)
   int u_cin;       // U's Cin (u_position): all of the layer's
@@ -691,7 +691,8 @@ INLINE void transpose(int rows, int n, const float *a, size_t a_strip, float *t,
         transpose_in_blocks(source + (size_t)r0 * 16, target);
         continue;
       }
-      for (int i = 0; i < 16; i++) x[i] = r0 + i < rows ? load(source + (size_t)(r0 + i) * 16) : zero();
+      for (int i = 0; i < 16; i++)
+        x[i] = r0 + i < rows ? load(source + (size_t)(r0 + i) * 16) : zero();
       if (in_lanes)
         transpose16_in_lanes(x);
       else
