@@ -99,10 +99,12 @@ INLINE void deinterleave4(const v16 in[4], v16 out[4], int in_lanes) {
   out[2] = odds(even, even2), out[3] = odds(odd, odd2);
 }
 
-/// out[k][i] = row[x0 + 4i + k] for the 16 tiles i (0 past width).
-INLINE void load_quad(const float *row, int x0, int width, v16 out[4], int in_lanes) {
+/// out[k][i] = row[x0 + 4i + k] for the 16 tiles i (0 past width). WHOLE (a constant): the caller
+/// knows x0 + 64 ≤ width, and the partial loads are compiled out.
+INLINE void load_quad(const int WHOLE, const float *row, int x0, int width, v16 out[4],
+                      int in_lanes) {
   v16 a, b, c, d;
-  if (x0 + 64 <= width) {
+  if (WHOLE || x0 + 64 <= width) {
     a = load(row + x0), b = load(row + x0 + 16), c = load(row + x0 + 32), d = load(row + x0 + 48);
   } else if (x0 + 32 <= width) {
     a = load(row + x0), b = load(row + x0 + 16);
@@ -134,13 +136,7 @@ INLINE void row_step4(const int WHOLE, const float *row, int width, float *plane
                       int j, int in_lanes) {
   const int x0 = 4 * j;
   v16 quad[4];
-  if (WHOLE) {
-    const v16 part[4] = {load(row + x0), load(row + x0 + 16), load(row + x0 + 32),
-                         load(row + x0 + 48)};
-    deinterleave4(part, quad, in_lanes);
-  } else {
-    load_quad(row, x0, width, quad, in_lanes);
-  }
+  load_quad(WHOLE, row, x0, width, quad, in_lanes);
   // row[x0 − 1] and row[x0 + 64]: d_0 of the first of these tiles, d_5 of the last.
   const float before = x0 > 0 ? row[x0 - 1] : 0.0f;
   const float after = x0 + 64 < width ? row[x0 + 64] : 0.0f;
@@ -637,7 +633,7 @@ INLINE void output_transform_backward4(const geometry *g, const float *output_gr
               if (g->pool)
                 load_pooled_quad(grad + (size_t)(y / 2) * out.width, 2 * tx, out.width, e);
               else
-                load_quad(grad + (size_t)y * width, 4 * tx, width, e, in_lanes);
+                load_quad(0, grad + (size_t)y * width, 4 * tx, width, e, in_lanes);
               if (mask)
                 for (int k = 0; k < 4; k++)
                   e[k] = select(lanes_of_bits(mask[mask_word(g, co, y, k, tx)]), e[k]);
