@@ -38,8 +38,11 @@ let kernels: Target = .target(
 
 // MARK: - The library (all logic) and the command line (a thin skin over it)
 
-// `caption` links the Swift runtime and Foundation in: each run then skips loading and relocating a
-// dozen shared libraries (ICU's among them), about a third of a short command's time. Not under
+// `caption` links the Swift runtime and FoundationEssentials in: each run then skips loading and
+// relocating a dozen shared libraries, about a third of a short command's time. The library and the
+// command line import FoundationEssentials, not Foundation: Foundation proper (with ICU's data)
+// would double the executable and its relocations, and add the protocol conformances that the
+// runtime scans on each type's first dynamic cast (argument parsing makes many). Not under
 // scripts/sanitize.sh (CAPTION_SANITIZE=1): a static executable does not export the address
 // sanitizer's malloc and free, so libjpeg's buffers would come from the C library's malloc and be
 // freed by the sanitizer's free, which it reports as a bad free.

@@ -1,6 +1,7 @@
 import ArgumentParser
 import CaptionKit
-import Foundation
+import FoundationEssentials
+import Glibc
 
 /// `caption calibrate`: gives a model file its familiarity calibration (SPEC §3c) from images of
 /// the kind it was trained on, and/or its rerank weight λ (SPEC §3b) from a captioned dataset,

@@ -1,6 +1,7 @@
 import ArgumentParser
 import CaptionKit
-import Foundation
+import FoundationEssentials
+import Glibc
 
 @main
 struct Caption: ParsableCommand {
@@ -61,7 +62,7 @@ func reportingErrors(_ body: () throws -> Void) throws {
 func printError(_ line: String, prefix: String = "caption: ") {
   let longest = prefix.count + PrintableText.maximumNameLength + 2 + PrintableText.maximumReasonLength
   let text = PrintableText.escaped(prefix + line, limit: longest)
-  FileHandle.standardError.write(Data((text + "\n").utf8))
+  StandardError.write(text + "\n")
 }
 
 /// stdout, line by line, unbuffered, through one writer: a closed pipe (`| head`) ends the process
@@ -109,13 +110,13 @@ final class TerminalLine {
     let columns =
       withUnsafeMutablePointer(to: &size) { ioctl(2, UInt(TIOCGWINSZ), $0) } == 0 ? Int(size.ws_col) : 0
     let shown = columns > 2 ? String(text.prefix(columns - 2)) : text
-    FileHandle.standardError.write(Data(("\r " + shown + "\u{1B}[K").utf8))
+    StandardError.write("\r " + shown + "\u{1B}[K")
     drawn = true
   }
 
   func clear() {
     if drawn {
-      FileHandle.standardError.write(Data("\r\u{1B}[K".utf8))
+      StandardError.write("\r\u{1B}[K")
       drawn = false
     }
   }

@@ -1,6 +1,7 @@
 import ArgumentParser
 import CaptionKit
-import Foundation
+import FoundationEssentials
+import Glibc
 
 struct Evaluate: ParsableCommand {
   static let configuration = CommandConfiguration(
@@ -126,8 +127,7 @@ struct Evaluate: ParsableCommand {
         line.clear()
       }
       if json {
-        let data = try JSONSerialization.data(withJSONObject: object, options: [.sortedKeys])
-        StandardOutput.line(String(decoding: data, as: UTF8.self))
+        StandardOutput.line(try JSONText.encode(object, escapingSlashes: true))
       } else {
         var how =
           options.sample ? "sampled at temperature \(decoding.temperature)" : "beam \(options.beamSize)"
@@ -141,7 +141,7 @@ struct Evaluate: ParsableCommand {
         for key in keys {
           if let value = object[key] {
             StandardOutput.line(
-              key.padding(toLength: 20, withPad: " ", startingAt: 0) + String(format: "%.4f", value))
+              key.padded(to: 20) + String(cFormat: "%.4f", value))
           }
         }
       }

@@ -1,6 +1,7 @@
 import ArgumentParser
 import CaptionKit
-import Foundation
+import FoundationEssentials
+import Glibc
 
 /// `caption features`: an encoder file's convolutional feature maps of some images, written to a
 /// safetensors file. A diagnostic (not in `caption help`'s list): the parity check against

@@ -1,5 +1,6 @@
 import CaptionKit
-import Foundation
+import FoundationEssentials
+import Glibc
 
 /// Replaces this process with the executable `name` (`what`, in a message) built beside `caption`, with `arguments`; exit 1
 /// with a line saying how to build it when it is missing. (`caption serve` and `caption train` under
@@ -11,10 +12,10 @@ func handOver(to name: String, what: String, _ arguments: [String]) -> Never {
   guard FileManager.default.isExecutableFile(atPath: path) else {
     printError(
       "\(path): \(what) is not built beside caption; build it with swift build -c release --product \(name)")
-    Foundation.exit(1)
+    Glibc.exit(1)
   }
   var argv = ([path] + arguments).map { strdup($0) } + [nil]
   execv(path, &argv)
   printError("\(path): cannot run: \(String(cString: strerror(errno)))")
-  Foundation.exit(1)
+  Glibc.exit(1)
 }

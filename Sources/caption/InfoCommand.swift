@@ -1,6 +1,7 @@
 import ArgumentParser
 import CaptionKit
-import Foundation
+import FoundationEssentials
+import Glibc
 
 struct Info: ParsableCommand {
   static let configuration = CommandConfiguration(

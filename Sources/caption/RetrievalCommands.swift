@@ -1,6 +1,7 @@
 import ArgumentParser
 import CaptionKit
-import Foundation
+import FoundationEssentials
+import Glibc
 
 /// `caption embed`, `caption index`, `caption search`: the joint image–sentence space of a model
 /// trained with `--retrieval` (SPEC §2).
@@ -187,7 +188,7 @@ struct Search: ParsableCommand {
         StandardOutput.line(
           json
             ? JointSpace.resultJSON(path: paths[row], score: score)
-            : String(format: "%.4f ", score) + paths[row])
+            : String(cFormat: "%.4f ", score) + paths[row])
       }
     }
   }

@@ -1,6 +1,7 @@
 import ArgumentParser
 import CaptionKit
-import Foundation
+import FoundationEssentials
+import Glibc
 
 struct Score: ParsableCommand {
   static let configuration = CommandConfiguration(
@@ -42,8 +43,8 @@ struct Score: ParsableCommand {
       } else {
         StandardOutput.line("images scored: \(run.scores.imageCount)")
         for key in CaptionScores.keys {
-          let padded = key.padding(toLength: 8, withPad: " ", startingAt: 0)
-          StandardOutput.line("\(padded) \(String(format: "%.4f", values[key]!))")
+          let padded = key.padded(to: 8)
+          StandardOutput.line("\(padded) \(String(cFormat: "%.4f", values[key]!))")
         }
       }
     }

@@ -1,6 +1,7 @@
 import ArgumentParser
 import CaptionKit
-import Foundation
+import FoundationEssentials
+import Glibc
 
 /// `caption serve ARGS` runs the `caption-serve` executable built beside `caption` with the same
 /// arguments, so that the server's libraries cost `caption` nothing in build or start-up time.

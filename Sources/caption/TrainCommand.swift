@@ -1,6 +1,7 @@
 import ArgumentParser
 import CaptionKit
-import Foundation
+import FoundationEssentials
+import Glibc
 
 struct Train: ParsableCommand {
   static let configuration = CommandConfiguration(
@@ -79,11 +80,12 @@ struct Train: ParsableCommand {
     var lines: [String] = []
     lines.append(
       String(
-        format: "trained %d steps over %d epochs in %.0f s (%.1f images/s)", s.steps, s.epochsDone, s.seconds,
+        cFormat: "trained %ld steps over %ld epochs in %.0f s (%.1f images/s)", s.steps, s.epochsDone,
+        s.seconds,
         s.imagesPerSecond))
     if let best = s.bestEpoch {
       let metrics = s.bestMetrics.sorted { $0.key < $1.key }.map {
-        String(format: "%@ %.4f", $0.key, $0.value)
+        $0.key + String(cFormat: " %.4f", $0.value)
       }
       lines.append("best epoch \(best): " + metrics.joined(separator: ", "))
     }
@@ -318,8 +320,8 @@ final class ProgressBar {
     // The ETA before the figures, so that a narrow terminal cuts those first.
     let eta = p.secondsLeft.map { " ETA " + TrainProgress.clock($0) } ?? ""
     line.show(
-      String(format: "epoch %d/%d [%@] %d/%d", p.epoch, p.epochs, bar, p.batch, p.batchesPerEpoch) + eta
-        + String(format: " loss %.3f %.0f img/s", p.loss, p.imagesPerSecond))
+      "epoch \(p.epoch)/\(p.epochs) [\(bar)] \(p.batch)/\(p.batchesPerEpoch)" + eta
+        + String(cFormat: " loss %.3f %.0f img/s", p.loss, p.imagesPerSecond))
   }
 
   func clear() { line.clear() }

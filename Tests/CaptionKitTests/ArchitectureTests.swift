@@ -98,10 +98,30 @@ final class ArchitectureTests: XCTestCase {
     return regex.matches(in: code, range: range).map { String(code[Range($0.range(at: 1), in: code)!]) }
   }
 
+  /// The library and `caption` import FoundationEssentials, never Foundation proper: linked into
+  /// the executable, Foundation doubled its size and slowed the start of every command
+  /// (Package.swift says why).
+  func testTheLibraryAndTheCommandLineDoNotImportFoundation() throws {
+    var checked = 0
+    for folder in ["/Sources/CaptionKit", "/Sources/caption"] {
+      for path in try swiftFiles(under: packageRoot + folder) {
+        let code = try String(contentsOfFile: path, encoding: .utf8)
+        for line in code.split(separator: "\n") where line.hasPrefix("import ") || line.contains(" import ") {
+          let module = line.split(separator: " ").last.map(String.init) ?? ""
+          XCTAssertNotEqual(module, "Foundation", "\(path): \(line)")
+        }
+        checked += 1
+      }
+    }
+    XCTAssertGreaterThan(checked, 60)
+  }
+
   static func identifiers(_ code: String) -> Set<String> {
-    let regex = try! NSRegularExpression(pattern: #"[A-Za-z_][A-Za-z0-9_]*"#)
+    // A name the standard library's module qualifies (`Swift.Encoder`) is its, not the library's.
+    let regex = try! NSRegularExpression(pattern: #"(\bSwift\.)?[A-Za-z_][A-Za-z0-9_]*"#)
     let range = NSRange(code.startIndex..., in: code)
-    return Set(regex.matches(in: code, range: range).map { String(code[Range($0.range, in: code)!]) })
+    let names = regex.matches(in: code, range: range).map { String(code[Range($0.range, in: code)!]) }
+    return Set(names.filter { !$0.hasPrefix("Swift.") })
   }
 
   /// The code with `//` and `/* */` comments and string literals blanked out.

@@ -1,4 +1,6 @@
-import Foundation
+import Dispatch
+import FoundationEssentials
+import Glibc
 
 /// `caption bench` (SPEC §7): training and captioning throughput on random data of a fixed shape.
 public struct BenchmarkOptions: Sendable {
@@ -132,11 +134,11 @@ public enum Benchmark {
     if options.profile {
       log(
         String(
-          format: "  describe: encoder %.2f ms, %d decoder steps %.2f ms (medians)",
+          cFormat: "  describe: encoder %.2f ms, %ld decoder steps %.2f ms (medians)",
           median(encodeTimes) * 1000, t, (median(describeTimes) - median(encodeTimes)) * 1000))
     }
-    log(String(format: "train_images_per_s=%.1f", trainImagesPerSecond))
-    log(String(format: "describe_ms=%.2f", median(describeTimes) * 1000))
+    log(String(cFormat: "train_images_per_s=%.1f", trainImagesPerSecond))
+    log(String(cFormat: "describe_ms=%.2f", median(describeTimes) * 1000))
   }
 
   /// `caption bench --forward-only`: the encoder's forward alone on a batch of `batch` random images,
@@ -161,7 +163,7 @@ public enum Benchmark {
       if index >= options.warmupSteps { times.append(seconds) }
     }
     if options.profile { profileForward(model: model, images: images, options: options, log: log) }
-    log(String(format: "forward_images_per_s=%.1f", Double(options.batch) / median(times)))
+    log(String(cFormat: "forward_images_per_s=%.1f", Double(options.batch) / median(times)))
   }
 
   /// `--forward-only --profile`: each stage of the encoder's forward with fixed weights, medians over
@@ -219,7 +221,7 @@ public enum Benchmark {
           names[index], seconds: median(times[index]), total: total, flop: flops[index], peak: peak,
           winograd: winograd[index]))
     }
-    log("  " + pad("total", 34) + String(format: "%9.2f ms", total * 1000))
+    log("  " + pad("total", 34) + String(cFormat: "%9.2f ms", total * 1000))
   }
 
   /// `caption bench --from-features`: training as it runs from the feature cache, the convolutions
@@ -262,7 +264,7 @@ public enum Benchmark {
       let seconds = Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
       if index >= options.warmupSteps { times.append(seconds) }
     }
-    log(String(format: "features_train_images_per_s=%.1f", Double(b) / median(times)))
+    log(String(cFormat: "features_train_images_per_s=%.1f", Double(b) / median(times)))
   }
 
   /// Random captions of exactly `length` decoder steps for `batch` rows: time-major inputs and targets.
@@ -417,8 +419,8 @@ public enum Benchmark {
     }
     log(
       "  " + pad("encoder (all stages)", 34)
-        + String(format: "%9.2f ms  %5.1f%%", encoderSeconds * 1000, encoderSeconds / total * 100))
-    log("  " + pad("total", 34) + String(format: "%9.2f ms", total * 1000))
+        + String(cFormat: "%9.2f ms  %5.1f%%", encoderSeconds * 1000, encoderSeconds / total * 100))
+    log("  " + pad("total", 34) + String(cFormat: "%9.2f ms", total * 1000))
   }
 
   /// Multiplies a Winograd pass does per multiply of direct convolution on an H×W map, counting
@@ -443,15 +445,15 @@ public enum Benchmark {
     _ name: String, seconds: Double, total: Double, flop: Double, peak: Double,
     winograd: (label: String, share: Double)?
   ) -> String {
-    var line = pad(name, 34) + String(format: "%9.2f ms  %5.1f%%", seconds * 1000, seconds / total * 100)
+    var line = pad(name, 34) + String(cFormat: "%9.2f ms  %5.1f%%", seconds * 1000, seconds / total * 100)
     guard flop > 0 else { return "  " + line }
     let rate = flop / seconds / 1e9
-    line += String(format: "  %6.1f GFLOP/s %3.0f%% of peak", rate, rate / peak * 100)
+    line += String(cFormat: "  %6.1f GFLOP/s %3.0f%% of peak", rate, rate / peak * 100)
     if let winograd {
       let done = rate * winograd.share
       line +=
         " (\(winograd.label): "
-        + String(format: "%.1f GFLOP/s of multiplies done, %.0f%%)", done, done / peak * 100)
+        + String(cFormat: "%.1f GFLOP/s of multiplies done, %.0f%%)", done, done / peak * 100)
     }
     return "  " + line
   }

@@ -1,4 +1,5 @@
-import Foundation
+import FoundationEssentials
+import Glibc
 
 /// The decode benchmark (`caption bench --decode`): decode and preprocess a 1024×768 and a
 /// 4000×3000 JPEG to 64×64 on one thread, median milliseconds. The photos are made here
@@ -24,7 +25,7 @@ public enum ImageBenchmark {
       }
       wall.sort()
       cpu.sort()
-      let format = { (value: Double) in String(format: "%.2f", value) }
+      let format = { (value: Double) in String(cFormat: "%.2f", value) }
       log(
         "decode+preprocess \(width)x\(height) JPEG (\(jpeg.count / 1024) KiB) to 64x64, \(repeats) runs: "
           + "wall median \(format(wall[repeats / 2])) ms (min \(format(wall[0]))), "

@@ -1,4 +1,6 @@
-import Foundation
+import Dispatch
+import FoundationEssentials
+import Glibc
 
 /// Times `caption score`'s work on synthetic seeded captions: PTB tokenisation of every caption, then
 /// BLEU, ROUGE-L and CIDEr-D. Prints `key=value` lines, the last one `score_<N>x<R>_s=<seconds>`.
@@ -27,10 +29,10 @@ public enum MetricsBenchmark {
     let end = DispatchTime.now().uptimeNanoseconds
     let captions = images * (references + 1)
     log("captions=\(captions)")
-    log("tokenize_s=\(String(format: "%.4f", Double(tokenized - start) / 1e9))")
-    log("metrics_s=\(String(format: "%.4f", Double(end - tokenized) / 1e9))")
-    log("CIDEr-D=\(String(format: "%.4f", scores.ciderD)) BLEU-4=\(String(format: "%.4f", scores.bleu[3]))")
-    log("score_\(images)x\(references)_s=\(String(format: "%.4f", Double(end - start) / 1e9))")
+    log("tokenize_s=\(String(cFormat: "%.4f", Double(tokenized - start) / 1e9))")
+    log("metrics_s=\(String(cFormat: "%.4f", Double(end - tokenized) / 1e9))")
+    log("CIDEr-D=\(String(cFormat: "%.4f", scores.ciderD)) BLEU-4=\(String(cFormat: "%.4f", scores.bleu[3]))")
+    log("score_\(images)x\(references)_s=\(String(cFormat: "%.4f", Double(end - start) / 1e9))")
   }
 
   static let subjects = [

@@ -1,6 +1,7 @@
 import CKernels
 import Dispatch
-import Foundation
+import FoundationEssentials
+import Glibc
 
 /// The FP32 peak of the compute threads at the instruction set in use, measured by CKernels' loop of
 /// independent multiply-adds (PeakFlops.h) rather than taken from a data sheet: the two vCPUs of
@@ -99,7 +100,7 @@ public enum PeakFlops {
     public func report(log: (String) -> Void) -> Double {
       let peak = Benchmark.median(rates)
       log(
-        String(format: "  peak %.1f GFLOP/s FP32", peak)
+        String(cFormat: "  peak %.1f GFLOP/s FP32", peak)
           + " (\(PeakFlops.isaName), \(Parallel.workers) threads: independent multiply-adds)")
       return peak
     }

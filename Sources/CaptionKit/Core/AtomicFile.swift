@@ -1,4 +1,5 @@
-import Foundation
+import FoundationEssentials
+import Glibc
 
 /// Writes files atomically: to a temporary file in the same folder, then a rename, so a crash
 /// mid-write never leaves a half-written model, image or results file at the destination.
@@ -75,7 +76,7 @@ public enum AtomicFile {
     }
     let pointee = String(decoding: buffer[0..<length].map { UInt8(bitPattern: $0) }, as: UTF8.self)
     if pointee.hasPrefix("/") { return pointee }
-    let folder = (link as NSString).deletingLastPathComponent
+    let folder = parentFolder(of: link)
     return folder.isEmpty ? pointee : folder + "/" + pointee
   }
 
@@ -87,7 +88,7 @@ public enum AtomicFile {
     guard let entries = try? FileManager.default.contentsOfDirectory(atPath: folder) else { return 0 }
     var removed = 0
     for entry in entries where entry.hasPrefix(".") {
-      guard let range = entry.range(of: ".tmp-", options: .backwards) else { continue }
+      guard let range = entry.ranges(of: ".tmp-").last else { continue }
       let name = String(entry[entry.index(after: entry.startIndex)..<range.lowerBound])
       if owned(name) && unlink(folder + "/" + entry) == 0 { removed += 1 }
     }

@@ -1,4 +1,5 @@
-import Foundation
+import FoundationEssentials
+import Glibc
 
 /// Everything matrix-shaped goes through `gemm` (row-major, OpenBLAS) or `linear` (SmallGemm.swift:
 /// products by a weight matrix, few rows in CKernels, many in OpenBLAS).
@@ -58,7 +59,7 @@ public enum BLAS {
     let setThreads: SetThreads
   }
 
-  private static let lock = NSLock()  // guards the two below
+  private static let lock = Lock()  // guards the two below
   nonisolated(unsafe) private static var isLoaded = false
   nonisolated(unsafe) private static var chosenThreads: Int?
 
@@ -82,8 +83,7 @@ public enum BLAS {
       let setThreads = dlsym(handle, "openblas_set_num_threads")
     else {
       let reason = dlerror().map { String(cString: $0) } ?? "not found"
-      FileHandle.standardError.write(
-        Data("caption: cannot load OpenBLAS (\(name)): \(reason); install libopenblas0\n".utf8))
+      StandardError.write("caption: cannot load OpenBLAS (\(name)): \(reason); install libopenblas0\n")
       exit(1)
     }
     return Library(
@@ -95,7 +95,7 @@ public enum BLAS {
     let processors = max(1, ProcessInfo.processInfo.activeProcessorCount)
     let environment = ProcessInfo.processInfo.environment
     for name in ["OPENBLAS_NUM_THREADS", "GOTO_NUM_THREADS", "OMP_NUM_THREADS"] {
-      if let value = environment[name].flatMap({ Int($0.trimmingCharacters(in: .whitespaces)) }), value > 0 {
+      if let value = environment[name].flatMap({ Int($0.trimmingWhitespace()) }), value > 0 {
         return min(value, processors)
       }
     }

@@ -1,4 +1,5 @@
-import Foundation
+import FoundationEssentials
+import Glibc
 
 /// Output folders: made with their parents, removed with their contents, renamed into place; every
 /// failure a `CaptionError` naming the folder and the system's reason.
@@ -13,7 +14,7 @@ public enum Folders {
       }
       return
     }
-    let parent = (path as NSString).deletingLastPathComponent
+    let parent = parentFolder(of: path)
     if !parent.isEmpty && parent != path { try make(parent) }
     guard mkdir(path, 0o755) == 0 || errno == EEXIST else {
       throw CaptionError(.io, path: path, "cannot create the folder: \(String(cString: strerror(errno)))")
@@ -27,7 +28,7 @@ public enum Folders {
     do {
       try FileManager.default.removeItem(atPath: path)
     } catch {
-      throw CaptionError(.io, path: path, "cannot remove it: \((error as NSError).localizedDescription)")
+      throw CaptionError(.io, path: path, "cannot remove it: \(systemReason(error))")
     }
   }
 

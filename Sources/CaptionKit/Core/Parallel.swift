@@ -1,5 +1,7 @@
 import CKernels
-import Foundation
+import Dispatch
+import FoundationEssentials
+import Glibc
 
 /// Splits independent work over the compute threads (as many as OpenBLAS is set to use), for the
 /// convolutions' shares of a batch, the GEMM's panels and the memory-bound loops around them (bias,
@@ -78,10 +80,10 @@ public final class Background<Value>: @unchecked Sendable {
 
   public init(_ body: @escaping () throws -> Value) {
     let work = UncheckedSendable(body)
-    Thread { [self] in
+    startThread { [self] in
       result = Result { try work.value() }
       done.signal()
-    }.start()
+    }
   }
 
   /// The value, or what the work threw; waits for the thread to finish.

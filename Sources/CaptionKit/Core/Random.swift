@@ -1,4 +1,5 @@
-import Foundation
+import FoundationEssentials
+import Glibc
 
 /// The project's seeded random number generator: SplitMix64 (Steele, Lea & Flood 2014).
 ///

@@ -1,4 +1,5 @@
-import Foundation
+import FoundationEssentials
+import Glibc
 
 /// Opening the files that must be regular files (models, training states, dataset files, scenes,
 /// results, references, images, caches). The name is checked before it is opened: a FIFO would

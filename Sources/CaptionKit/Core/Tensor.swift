@@ -1,4 +1,5 @@
-import Foundation
+import FoundationEssentials
+import Glibc
 
 /// A dense, row-major `Float` tensor over one contiguous allocation.
 ///

@@ -1,5 +1,7 @@
 import CShims
-import Foundation
+import Dispatch
+import FoundationEssentials
+import Glibc
 
 /// The input pipeline: background workers load and normalise images into a bounded queue of ready
 /// batches, in an order that depends only on the seed and the epoch.
@@ -142,7 +144,7 @@ final class LoaderPipeline: @unchecked Sendable {
   let std: [Float]
 
   // Mutable state, under `condition`.
-  private let condition = NSCondition()
+  private let condition = Condition()
   private var features: LoaderFeatures?
   private var stopped = false
   private var generation = 0
@@ -198,14 +200,12 @@ final class LoaderPipeline: @unchecked Sendable {
       // Named from inside the thread, as Linux wants (at most 15 bytes kept): `top -H`, a debugger
       // and the tests see the loader's workers as such.
       let name = "caption.load.\(w)"
-      let thread = Thread { [self] in
+      // image decoders may use deep stacks: as much as the main thread's (startThread's 8 MB)
+      startThread { [self] in
         caption_name_current_thread(name)
         workerLoop()
         finished.leave()
       }
-      thread.name = name
-      thread.stackSize = 8 << 20  // image decoders may use deep stacks; as much as the main thread
-      thread.start()
     }
   }
 

@@ -1,4 +1,5 @@
-import Foundation
+import FoundationEssentials
+import Glibc
 
 /// Reads COCO captions JSON (`captions_train2014.json` style), SPEC §5:
 ///

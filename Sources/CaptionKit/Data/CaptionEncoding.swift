@@ -1,5 +1,7 @@
 import CShims
-import Foundation
+import Dispatch
+import FoundationEssentials
+import Glibc
 
 /// A caption as token ids, without `<start>` and `<end>` (the batches add them).
 public struct EncodedCaption: Equatable, Sendable {
@@ -33,7 +35,7 @@ public struct EncodingSummary: Equatable, Sendable, CustomStringConvertible {
     if truncated > 0 { parts.append("\(truncated) captions truncated") }
     if imagesWithoutCaptions > 0 { parts.append("\(imagesWithoutCaptions) images without captions") }
     let unknownShare = words == 0 ? 0 : 100 * Double(unknownWords) / Double(words)
-    parts.append("\(words) words, \(String(format: "%.1f", unknownShare))% <unk>")
+    parts.append("\(words) words, \(String(cFormat: "%.1f", unknownShare))% <unk>")
     return parts.joined(separator: ", ")
   }
 }

@@ -1,4 +1,5 @@
-import Foundation
+import FoundationEssentials
+import Glibc
 
 /// The split an image belongs to (SPEC §5). Karpathy's `restval` is read as `train`.
 public enum Split: String, Sendable, CaseIterable {
@@ -109,11 +110,11 @@ public struct Dataset: Sendable {
     data: String, images: String?, trainList: String?, valList: String?, testList: String?,
     wholeFileSplit: Split
   ) throws -> Dataset {
-    var isDirectory: ObjCBool = false
+    var isDirectory = false
     guard FileManager.default.fileExists(atPath: data, isDirectory: &isDirectory) else {
       throw CaptionError(.unreadable, path: data, "no such file or directory")
     }
-    if isDirectory.boolValue {
+    if isDirectory {
       let captions = data + "/captions.json"
       guard FileManager.default.fileExists(atPath: captions) else {
         throw CaptionError(
@@ -129,7 +130,7 @@ public struct Dataset: Sendable {
     var bytes = try DatasetFile.read(data)
     if bytes.starts(with: [0xEF, 0xBB, 0xBF]) { bytes.removeFirst(3) }  // a UTF-8 byte-order mark
     let firstByte = bytes.first { !($0 == 0x20 || $0 == 0x0A || $0 == 0x0D || $0 == 0x09) }
-    let folder = (data as NSString).deletingLastPathComponent
+    let folder = parentFolder(of: data)
     if firstByte == UInt8(ascii: "{") || firstByte == UInt8(ascii: "[") {
       guard case .object(let root) = try JSONValue.parse(bytes, file: data) else {
         throw CaptionError(.badDataset, path: data, "the top level must be a JSON object")

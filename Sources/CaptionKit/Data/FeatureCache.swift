@@ -1,4 +1,5 @@
-import Foundation
+import FoundationEssentials
+import Glibc
 
 /// The feature cache (`NAME.features`, SPEC §8): what a frozen encoder's `fc` reads for every
 /// training and validation image (the pooled or flattened convolutional features, F floats),
@@ -32,7 +33,7 @@ public final class FeatureCache: @unchecked Sendable {
   private let descriptor: Int32
   private let mapping: UnsafeMutableRawPointer
   private let mappedBytes: Int
-  private let lock = NSLock()
+  private let lock = Lock()
   private var filled: [UInt8]
 
   /// The file's size for `count` records of `featureCount` floats.

@@ -1,4 +1,5 @@
-import Foundation
+import FoundationEssentials
+import Glibc
 
 /// Reads the Flickr8k token file (`Flickr8k.token.txt`: lines `NAME.jpg#k<TAB>caption`) and its split
 /// lists (one image name per line), SPEC §5.
@@ -59,7 +60,7 @@ enum Flickr8kReader {
     }
 
     // Split lists.
-    let folder = (file as NSString).deletingLastPathComponent
+    let folder = parentFolder(of: file)
     let named: [Split: String?] = [.train: trainList, .val: valList, .test: testList]
     var splitOfRank: [Int: Split] = [:]
     var listOfRank: [Int: String] = [:]
@@ -83,7 +84,7 @@ enum Flickr8kReader {
       var listLine = 0
       for rawLine in listText.split(separator: "\n", omittingEmptySubsequences: false) {
         listLine += 1
-        let name = rawLine.trimmingCharacters(in: .whitespacesAndNewlines)
+        let name = rawLine.trimmingWhitespace()
         if name.isEmpty { continue }
         guard let rank = rankOfName[name] else {
           throw CaptionError(

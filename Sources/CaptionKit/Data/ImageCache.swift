@@ -1,4 +1,5 @@
-import Foundation
+import FoundationEssentials
+import Glibc
 
 /// The `--cache` file: the preprocessed 8-bit S×S×3 images of one loader's image list, in list order,
 /// read by offset (bounded memory: the kernel's page cache holds what fits).
@@ -29,7 +30,7 @@ final class ImageCache: @unchecked Sendable {
   let dataOffset: Int
   private let ids: [Int]
   private let hash: UInt64
-  private let lock = NSLock()
+  private let lock = Lock()
   private var statuses: [Status]
   private var resolved: Int
   private var descriptor: Int32

@@ -1,4 +1,5 @@
-import Foundation
+import FoundationEssentials
+import Glibc
 
 /// Reads a Karpathy-split JSON (the layout of `dataset_flickr8k.json`, `dataset_coco.json` and of the
 /// `captions.json` that `caption dataset shapes` writes), SPEC §5:

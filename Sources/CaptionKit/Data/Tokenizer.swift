@@ -1,4 +1,5 @@
-import Foundation
+import FoundationEssentials
+import Glibc
 
 /// The tokeniser of SPEC §6: what the COCO caption evaluation (pycocoevalcap 1.2) does to a caption,
 /// namely Stanford's PTBTokenizer (CoreNLP 3.4.1) with `-preserveLines -lowerCase`, then removal of
@@ -429,7 +430,7 @@ struct PTBScanner {
       return
     }
     if let end = mixedFractionEnd(start) {
-      emit(string(start, end).replacingOccurrences(of: " ", with: "\u{A0}"))
+      emit(string(start, end).replacing(" ", with: "\u{A0}"))
       position = end
       return
     }
@@ -605,10 +606,10 @@ struct PTBScanner {
     }
     if let end = smileyEnd(start) ?? phoneEnd(start) {
       emit(
-        lowered(start, end).replacingOccurrences(of: "(", with: "-LRB-").replacingOccurrences(
-          of: ")", with: "-RRB-"
+        lowered(start, end).replacing("(", with: "-LRB-").replacing(
+          ")", with: "-RRB-"
         )
-        .replacingOccurrences(of: " ", with: "\u{A0}"))
+        .replacing(" ", with: "\u{A0}"))
       position = end
       return
     }
@@ -687,7 +688,7 @@ struct PTBScanner {
       if let c = scalar(end), (c.isASCII && PTBScanner.isLetter(c)) || c == "!" {
         while let c = scalar(end), c != ">" { end += 1 }
         if scalar(end) == ">" {
-          emit(lowered(start, end + 1).replacingOccurrences(of: " ", with: "\u{A0}"))
+          emit(lowered(start, end + 1).replacing(" ", with: "\u{A0}"))
           position = end + 1
           return
         }

@@ -1,4 +1,5 @@
-import Foundation
+import FoundationEssentials
+import Glibc
 
 /// Builds the vocabulary from training captions (SPEC §6): the words seen at least `minCount` times,
 /// most frequent first, ties in alphabetical order (so the result depends only on the captions),

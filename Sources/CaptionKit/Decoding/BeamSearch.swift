@@ -1,4 +1,5 @@
-import Foundation
+import FoundationEssentials
+import Glibc
 
 extension CaptionDecoder {
   /// One live hypothesis: a row of the model state.

@@ -1,4 +1,5 @@
-import Foundation
+import FoundationEssentials
+import Glibc
 
 extension CaptionDecoder {
   /// Samples each token from softmax(logits / T) over the allowed tokens (with `topK` > 0, over the

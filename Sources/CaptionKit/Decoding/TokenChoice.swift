@@ -1,4 +1,5 @@
-import Foundation
+import FoundationEssentials
+import Glibc
 
 /// The per-row arithmetic shared by the decoders, on one row of logits `[V]` in place.
 ///

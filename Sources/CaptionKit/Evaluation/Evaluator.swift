@@ -1,4 +1,5 @@
-import Foundation
+import FoundationEssentials
+import Glibc
 
 /// One image of an evaluated split: what the model said and how it scored.
 public struct EvaluatedImage: Sendable {

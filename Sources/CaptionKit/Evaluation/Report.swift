@@ -1,4 +1,5 @@
-import Foundation
+import FoundationEssentials
+import Glibc
 
 /// `caption evaluate --report report.html`: one self-contained page (thumbnails embedded) with the
 /// summary metrics and training curves at the top, then a gallery sortable by CIDEr-D.
@@ -27,7 +28,7 @@ public enum HTMLReport {
       """
     let metrics = result.jsonObject().sorted { order($0.key) < order($1.key) }
     html += metrics.map { "<th>\(escape($0.key))</th>" }.joined() + "</tr><tr>"
-    html += metrics.map { String(format: "<td>%.4f</td>", $0.value) }.joined() + "</tr></table>\n"
+    html += metrics.map { String(cFormat: "<td>%.4f</td>", $0.value) }.joined() + "</tr></table>\n"
     if let trainingLogPath, let curves = curvesSVG(logPath: trainingLogPath) {
       html += "<h2>Training</h2><div class=\"curves\">\(curves)</div>\n"
     }
@@ -51,7 +52,7 @@ public enum HTMLReport {
       html += """
         <div class="card" data-cider="\(item.ciderD)" data-id="\(item.image.id)"><img src="\(thumbnail)" alt="">
         <div><div class="caption">\(words)</div>
-        <div class="score">CIDEr-D \(String(format: "%.3f", item.ciderD)) · id \(item.image.id)</div>
+        <div class="score">CIDEr-D \(String(cFormat: "%.3f", item.ciderD)) · id \(item.image.id)</div>
         <ul class="refs">\(references)</ul></div></div>
 
         """
@@ -82,9 +83,21 @@ public enum HTMLReport {
     ].firstIndex(of: key) ?? 99
   }
 
+  /// The text with HTML's special characters escaped, scalar by scalar (an `<` followed by a
+  /// combining mark is one Character, and still a tag's start to a browser).
   static func escape(_ text: String) -> String {
-    text.replacingOccurrences(of: "&", with: "&amp;").replacingOccurrences(of: "<", with: "&lt;")
-      .replacingOccurrences(of: ">", with: "&gt;").replacingOccurrences(of: "\"", with: "&quot;")
+    var out = ""
+    out.reserveCapacity(text.utf8.count)
+    for scalar in text.unicodeScalars {
+      switch scalar {
+      case "&": out += "&amp;"
+      case "<": out += "&lt;"
+      case ">": out += "&gt;"
+      case "\"": out += "&quot;"
+      default: out.unicodeScalars.append(scalar)
+      }
+    }
+    return out
   }
 
   /// Two small SVG plots from the training log (SPEC §8): loss and validation CIDEr-D against step.
@@ -115,14 +128,14 @@ public enum HTMLReport {
     let (y0, y1) = (min(ys.min()!, 0), max(ys.max()!, ys.min()! + 1e-9))
     func px(_ x: Double) -> Double { margin + (x - x0) / (x1 - x0) * (width - 2 * margin) }
     func py(_ y: Double) -> Double { height - margin - (y - y0) / (y1 - y0) * (height - 2 * margin) }
-    let line = points.map { String(format: "%.1f,%.1f", px($0.0), py($0.1)) }.joined(separator: " ")
+    let line = points.map { String(cFormat: "%.1f,%.1f", px($0.0), py($0.1)) }.joined(separator: " ")
     return """
       <svg width="\(Int(width))" height="\(Int(height))" viewBox="0 0 \(Int(width)) \(Int(height))" xmlns="http://www.w3.org/2000/svg">
       <text x="\(margin)" y="16" font-size="12">\(title)</text>
       <line x1="\(margin)" y1="\(height - margin)" x2="\(width - margin)" y2="\(height - margin)" stroke="#999"/>
       <line x1="\(margin)" y1="\(margin)" x2="\(margin)" y2="\(height - margin)" stroke="#999"/>
-      <text x="2" y="\(py(y1) + 4)" font-size="10">\(String(format: "%.2f", y1))</text>
-      <text x="2" y="\(py(y0))" font-size="10">\(String(format: "%.2f", y0))</text>
+      <text x="2" y="\(py(y1) + 4)" font-size="10">\(String(cFormat: "%.2f", y1))</text>
+      <text x="2" y="\(py(y0))" font-size="10">\(String(cFormat: "%.2f", y0))</text>
       <text x="\(width - margin - 40)" y="\(height - margin + 14)" font-size="10">step \(Int(x1))</text>
       <polyline fill="none" stroke="\(color)" stroke-width="1.5" points="\(line)"/>
       </svg>

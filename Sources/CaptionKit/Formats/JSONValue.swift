@@ -1,4 +1,5 @@
-import Foundation
+import FoundationEssentials
+import Glibc
 
 /// A parsed JSON document: the one reader of every JSON file the library reads (datasets, scenes,
 /// results and references, the safetensors header, the training log).

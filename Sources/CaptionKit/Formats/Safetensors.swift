@@ -1,4 +1,5 @@
-import Foundation
+import FoundationEssentials
+import Glibc
 
 // The safetensors format (Hugging Face), as SPEC §3 uses it:
 //

@@ -1,5 +1,6 @@
 import CShims
-import Foundation
+import FoundationEssentials
+import Glibc
 
 /// Decodes JPEG and PNG files to 8-bit RGB as SPEC §4 fixes (grayscale replicated, palettes
 /// expanded, alpha dropped, 16-bit scaled, CMYK/YCCK converted, a JPEG's EXIF orientation applied).

@@ -1,4 +1,5 @@
-import Foundation
+import FoundationEssentials
+import Glibc
 
 /// A loaded model ready to caption image files in batches: what `describe` and `evaluate` use.
 public final class Captioner {

@@ -1,4 +1,5 @@
-import Foundation
+import FoundationEssentials
+import Glibc
 
 /// The image list of `caption describe IMAGE...` (SPEC §2).
 public enum DescribeInput {
@@ -36,16 +37,24 @@ public enum DescribeInput {
 
   /// All of standard input as text (invalid UTF-8 replaced), for `expand`'s `readStdin`.
   public static func standardInputText() -> String? {
-    String(decoding: FileHandle.standardInput.readDataToEndOfFile(), as: UTF8.self)
+    var bytes: [UInt8] = []
+    var chunk = [UInt8](repeating: 0, count: 1 << 16)
+    while true {
+      let count = read(0, &chunk, chunk.count)
+      if count < 0 && errno == EINTR { continue }
+      if count <= 0 { break }
+      bytes += chunk[..<count]
+    }
+    return String(decoding: bytes, as: UTF8.self)
   }
 
   /// True when `arguments` is exactly one file (not a directory, not `-`): then `describe` prints
   /// the bare caption.
   public static func namesSingleFile(_ arguments: [String]) -> Bool {
     guard arguments.count == 1, arguments[0] != "-" else { return false }
-    var isDirectory: ObjCBool = false
+    var isDirectory = false
     let exists = FileManager.default.fileExists(atPath: arguments[0], isDirectory: &isDirectory)
-    return !(exists && isDirectory.boolValue)
+    return !(exists && isDirectory)
   }
 
   /// Whether a file name has one of `imageExtensions`.
@@ -57,9 +66,9 @@ public enum DescribeInput {
   private static func expandPath(_ path: String) throws -> [String] {
     // A NUL byte would cut the name short for the system: the image's load refuses it.
     if path.utf8.contains(0) { return [path] }
-    var isDirectory: ObjCBool = false
+    var isDirectory = false
     guard FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory),
-      isDirectory.boolValue
+      isDirectory
     else { return [path] }
     let names: [String]
     do {
@@ -70,11 +79,11 @@ public enum DescribeInput {
     let prefix = path.hasSuffix("/") ? path : path + "/"
     var images: [String] = []
     for name in names.sorted() where !name.hasPrefix(".") && hasImageExtension(name) {
-      var entryIsDirectory: ObjCBool = false
+      var entryIsDirectory = false
       let full = prefix + name
       // a directory called x.png is not an image; a dangling link is kept and fails later
       if FileManager.default.fileExists(atPath: full, isDirectory: &entryIsDirectory),
-        entryIsDirectory.boolValue
+        entryIsDirectory
       {
         continue
       }

@@ -1,4 +1,5 @@
-import Foundation
+import FoundationEssentials
+import Glibc
 
 /// A loaded model's joint image–sentence space (SPEC §2 `embed`, `index`, `search`): unit vectors of
 /// texts and images, and the model's hash that ties an index to it.

@@ -1,4 +1,5 @@
-import Foundation
+import FoundationEssentials
+import Glibc
 
 /// Finds the model file for `describe` and `evaluate` when `--model` is absent (SPEC §2).
 public enum ModelLocator {
@@ -59,9 +60,9 @@ public enum ModelLocator {
   }
 
   private static func isFile(_ path: String) -> Bool {
-    var isDirectory: ObjCBool = false
+    var isDirectory = false
     return !path.isEmpty && FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory)
-      && !isDirectory.boolValue
+      && !isDirectory
   }
 
   private static func join(_ directory: String, _ relative: String) -> String {

@@ -1,5 +1,6 @@
 import CKernels
-import Foundation
+import FoundationEssentials
+import Glibc
 
 // Winograd F(2×2, 3×3) for Conv2D (3×3, stride 1, pad 1), and F(4×4, 3×3) (Sources/CKernels/
 // winograd4.c: 6×6 patches, 36 positions, the same stages) on the maps where it pays

@@ -1,4 +1,5 @@
-import Foundation
+import FoundationEssentials
+import Glibc
 
 /// Independent sigmoids with binary cross-entropy (multi-label), summed over columns with a weight
 /// per column and averaged over rows:

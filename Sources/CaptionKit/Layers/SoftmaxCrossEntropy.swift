@@ -1,5 +1,6 @@
 import CKernels
-import Foundation
+import FoundationEssentials
+import Glibc
 
 /// Softmax followed by the cross-entropy loss, averaged over the rows whose target is not
 /// `ignoreIndex` (SPEC §3: mean over the non-pad target tokens of the batch).

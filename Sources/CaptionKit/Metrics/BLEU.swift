@@ -1,4 +1,5 @@
-import Foundation
+import FoundationEssentials
+import Glibc
 
 /// BLEU-1…4 as the COCO caption evaluation computes it (pycocoevalcap 1.2, `bleu_scorer.py`):
 /// corpus-level, modified n-gram precision with each candidate n-gram count clipped by its largest

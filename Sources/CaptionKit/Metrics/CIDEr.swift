@@ -1,4 +1,5 @@
-import Foundation
+import FoundationEssentials
+import Glibc
 
 /// CIDEr-D as the COCO caption evaluation computes it (pycocoevalcap 1.2, `cider_scorer.py`).
 ///

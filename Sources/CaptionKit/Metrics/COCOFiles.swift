@@ -1,4 +1,5 @@
-import Foundation
+import FoundationEssentials
+import Glibc
 
 /// One caption of a COCO-format results file: `{"image_id": 42, "caption": "a dog runs"}`.
 public struct COCOResult: Equatable, Sendable {
@@ -179,8 +180,7 @@ public enum COCOFiles {
   static func writeJSON(_ object: Any, to path: String) throws {
     let data: Data
     do {
-      data = try JSONSerialization.data(
-        withJSONObject: object, options: [.sortedKeys, .withoutEscapingSlashes])
+      data = Data(try JSONText.encode(object).utf8)
     } catch {
       throw CaptionError(.io, path: path, "cannot encode JSON: \(error)")
     }

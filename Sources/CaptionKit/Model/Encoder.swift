@@ -1,4 +1,5 @@
-import Foundation
+import FoundationEssentials
+import Glibc
 
 /// The VGG-style image encoder (SPEC §3): for each entry of `config.layers` a 3×3 conv + ReLU or a
 /// 2×2 max-pool, then a global average pool (`avg`) or a (C, H, W)-order flatten (`flatten`), then

@@ -1,4 +1,5 @@
-import Foundation
+import FoundationEssentials
+import Glibc
 
 /// A VGG encoder's convolutions and the preprocessing they were trained with, read from one of:
 ///
@@ -82,9 +83,12 @@ public struct EncoderFile {
       }
     } catch let error as CaptionError where error.kind == .badModel {
       // torch.save writes a zip archive: say what to do with it.
-      let handle = FileHandle(forReadingAtPath: path)
-      defer { try? handle?.close() }
-      if let start = try? handle?.read(upToCount: 2), Array(start) == [0x50, 0x4B] {
+      var start: [UInt8] = [0, 0]
+      if let (descriptor, _) = try? RegularFile.open(path) {
+        if pread(descriptor, &start, 2, 0) != 2 { start = [0, 0] }
+        _ = Glibc.close(descriptor)
+      }
+      if start == [0x50, 0x4B] {
         throw CaptionError(
           .badModel, path: path,
           "a PyTorch checkpoint (zip), not safetensors: convert it with scripts/import_torchvision_vgg.py")

@@ -1,4 +1,5 @@
-import Foundation
+import FoundationEssentials
+import Glibc
 
 /// How the encoder turns its last feature map into a vector (SPEC §3).
 public enum PoolMode: String, Codable, Sendable { case avg, flatten }
@@ -43,7 +44,7 @@ public enum EncoderLayer: Equatable, Sendable, Codable, CustomStringConvertible 
   public static func parseList(_ text: String) -> [EncoderLayer]? {
     var layers: [EncoderLayer] = []
     for part in text.split(separator: ",") {
-      let item = part.trimmingCharacters(in: .whitespaces)
+      let item = part.trimmingWhitespace()
       if item == "M" || item == "m" {
         layers.append(.maxPool)
       } else if let channels = Int(item), channels > 0 {

@@ -1,4 +1,5 @@
-import Foundation
+import FoundationEssentials
+import Glibc
 
 extension ModelConfig {
   /// Every tensor a model of this configuration holds, with its shape, in SPEC §3's order
@@ -190,9 +191,7 @@ public struct ModelFile {
 
     // provenance: optional, but JSON when present.
     let provenance = file.metadata["provenance"]
-    if let provenance,
-      (try? JSONSerialization.jsonObject(with: Data(provenance.utf8), options: [.fragmentsAllowed])) == nil
-    {
+    if let provenance, !JSONText.isJSON(provenance) {
       throw bad("metadata provenance is not JSON")
     }
 
@@ -286,11 +285,11 @@ public struct ModelFile {
     let width = groups.map(\.group.count).max() ?? 0
     for (group, count) in groups {
       out +=
-        "  " + group.padding(toLength: width, withPad: " ", startingAt: 0) + "  " + ModelFile.grouped(count)
+        "  " + group.padded(to: width) + "  " + ModelFile.grouped(count)
         + "\n"
     }
     out +=
-      "  " + "total".padding(toLength: width, withPad: " ", startingAt: 0) + "  "
+      "  " + "total".padded(to: width) + "  "
       + ModelFile.grouped(groups.reduce(0) { $0 + $1.count }) + "\n"
 
     func list(_ values: [Float]) -> String { "[" + values.map { "\($0)" }.joined(separator: ", ") + "]" }
@@ -298,15 +297,8 @@ public struct ModelFile {
 
     if let provenance = provenance {
       out += "provenance:\n"
-      if let object = try? JSONSerialization.jsonObject(
-        with: Data(provenance.utf8), options: [.fragmentsAllowed]),
-        let pretty = try? JSONSerialization.data(
-          withJSONObject: object,
-          options: [.prettyPrinted, .sortedKeys, .fragmentsAllowed, .withoutEscapingSlashes])
-      {
-        for line in String(decoding: pretty, as: UTF8.self).split(
-          separator: "\n", omittingEmptySubsequences: false)
-        {
+      if let object = JSONText.parse(provenance), let pretty = try? JSONText.encode(object, pretty: true) {
+        for line in pretty.split(separator: "\n", omittingEmptySubsequences: false) {
           out += "  " + line + "\n"
         }
       } else {
@@ -323,15 +315,12 @@ public struct ModelFile {
   /// `provenance` (the kept JSON, the text when it is not JSON, or null).
   public func summaryJSON(path: String) -> String {
     func number(_ value: Float) -> Double { Double("\(value)") ?? Double(value) }  // 0.485, not 0.48500001
-    let configObject =
-      (try? JSONEncoder().encode(config)).flatMap { try? JSONSerialization.jsonObject(with: $0) } ?? [:]
+    let configObject: Any =
+      (try? JSONEncoder().encode(config)).flatMap { JSONText.parse(String(decoding: $0, as: UTF8.self)) }
+      ?? [String: Any]()
     let groups = config.parameterGroups()
-    var provenanceObject: Any = NSNull()
-    if let provenance {
-      provenanceObject =
-        (try? JSONSerialization.jsonObject(with: Data(provenance.utf8), options: [.fragmentsAllowed]))
-        ?? provenance
-    }
+    var provenanceObject: Any = JSONValue.null
+    if let provenance { provenanceObject = JSONText.parse(provenance) ?? .string(provenance) }
     let object: [String: Any] = [
       "model": path,
       "config": configObject,
@@ -343,9 +332,7 @@ public struct ModelFile {
       "preprocessing": ["size": config.imageSize, "mean": mean.map(number), "std": std.map(number)],
       "provenance": provenanceObject,
     ]
-    let data = try? JSONSerialization.data(
-      withJSONObject: object, options: [.sortedKeys, .withoutEscapingSlashes])
-    return data.map { String(decoding: $0, as: UTF8.self) } ?? "{}"
+    return (try? JSONText.encode(object)) ?? "{}"
   }
 
   /// 1234567 → "1,234,567".

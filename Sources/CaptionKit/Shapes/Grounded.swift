@@ -1,4 +1,5 @@
-import Foundation
+import FoundationEssentials
+import Glibc
 
 // Grounded evaluation (SPEC §9): a caption checked against the objects actually in the picture.
 // The scene types and loader are here; the caption parser is in GroundedParser.swift.

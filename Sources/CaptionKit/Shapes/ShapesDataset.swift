@@ -1,6 +1,7 @@
 import CShims
 import Dispatch
-import Foundation
+import FoundationEssentials
+import Glibc
 
 /// How `caption dataset shapes` stores its images.
 public enum ShapesImageFormat: String, CaseIterable, Sendable {
@@ -135,9 +136,9 @@ public enum ShapesDataset {
 
   /// Refuses an output folder that is a file, or holds anything but (with `replace`) a dataset.
   static func checkOutput(_ folder: String, replace: Bool) throws {
-    var isFolder: ObjCBool = false
+    var isFolder = false
     guard FileManager.default.fileExists(atPath: folder, isDirectory: &isFolder) else { return }
-    guard isFolder.boolValue else { throw CaptionError(.io, path: folder, "exists and is not a folder") }
+    guard isFolder else { throw CaptionError(.io, path: folder, "exists and is not a folder") }
     let entries = try Folders.entries(folder).sorted()
     if entries.isEmpty { return }
     guard replace else {
@@ -279,10 +280,10 @@ public enum ShapesDataset {
     let group = DispatchGroup()
     for worker in 0..<count {
       group.enter()
-      Thread {
+      startThread {
         body(worker)
         group.leave()
-      }.start()
+      }
     }
     group.wait()
   }
@@ -301,7 +302,7 @@ public enum ShapesDataset {
     let filenames: UnsafeMutableBufferPointer<String>
     let objects: UnsafeMutableBufferPointer<[SceneObject]>
     let captions: UnsafeMutableBufferPointer<[String]>
-    private let lock = NSLock()
+    private let lock = Lock()
     private var error: Error?
 
     init(count: Int) {

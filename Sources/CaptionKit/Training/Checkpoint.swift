@@ -1,4 +1,5 @@
-import Foundation
+import FoundationEssentials
+import Glibc
 
 /// Saving and restoring what `--resume` needs beyond the weights.
 extension Adam {

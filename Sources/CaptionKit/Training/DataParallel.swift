@@ -1,5 +1,6 @@
 import CShims
-import Foundation
+import FoundationEssentials
+import Glibc
 
 /// What one step of a data-parallel run adds up over the ranks.
 struct GroupStep {

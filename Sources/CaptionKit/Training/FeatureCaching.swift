@@ -1,4 +1,5 @@
-import Foundation
+import FoundationEssentials
+import Glibc
 
 /// The feature cache in training (SPEC §8): while the convolutions are frozen, what `encoder.fc`
 /// reads for each image is computed once, during the first epoch's steps, and read from
@@ -66,7 +67,7 @@ extension TrainingSession {
       } catch {
         featureCacheFailed = true
         let reason = (error as? CaptionError)?.description ?? String(describing: error)
-        FileHandle.standardError.write(Data(("caption: \(reason); going on without storing features\n").utf8))
+        StandardError.write("caption: \(reason); going on without storing features\n")
       }
     }
     batch.rowsToEncode = []

@@ -1,5 +1,6 @@
 import CKernels
-import Foundation
+import FoundationEssentials
+import Glibc
 
 /// Adam (Kingma & Ba 2015) with PyTorch's bias correction, and optional decoupled weight decay
 /// (AdamW, Loshchilov & Hutter 2019). For step t (counting from 1), per element:

@@ -1,4 +1,5 @@
-import Foundation
+import FoundationEssentials
+import Glibc
 
 /// Everything `caption train` can be told, grouped as its help groups them. Saved in the training
 /// state so that `--resume` continues with exactly the same settings.
@@ -203,7 +204,7 @@ public struct TrainOptions: Codable, Equatable, Sendable {
     if maxLength < 2 || maxLength > DecodingOptions.maximumLength {
       try fail("--max-length must be from 2 to \(DecodingOptions.maximumLength)")  // validation decodes
     }
-    try modelConfig(vocabSize: 4).validate(naming: { "--" + $0.replacingOccurrences(of: "_", with: "-") })
+    try modelConfig(vocabSize: 4).validate(naming: { "--" + $0.replacing("_", with: "-") })
     for (flag, value) in [
       ("--epochs", epochs), ("--batch-size", batchSize), ("--captions-per-image", captionsPerImage),
       ("--step-epochs", stepEpochs), ("--threads", threads), ("--val-every", valEvery),

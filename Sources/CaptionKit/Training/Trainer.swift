@@ -1,5 +1,6 @@
 import CShims
-import Foundation
+import FoundationEssentials
+import Glibc
 
 /// What the trainer tells its caller as it goes; the command line draws a progress bar from it.
 public struct TrainProgress: Sendable {
@@ -17,7 +18,7 @@ public struct TrainProgress: Sendable {
   /// `h:mm:ss` of a duration in seconds.
   public static func clock(_ seconds: Double) -> String {
     let whole = seconds.isFinite ? Int(max(seconds, 0).rounded()) : 0
-    return String(format: "%d:%02d:%02d", whole / 3600, whole / 60 % 60, whole % 60)
+    return String(cFormat: "%ld:%02ld:%02ld", whole / 3600, whole / 60 % 60, whole % 60)
   }
 }
 
@@ -70,7 +71,7 @@ public struct TrainingFiles: Sendable {
   }
 
   public func snapshot(epoch: Int) -> String {
-    folder + "/" + stem + ".epoch" + String(format: "%03d", epoch) + ".safetensors"
+    folder + "/" + stem + ".epoch" + String(cFormat: "%03ld", epoch) + ".safetensors"
   }
 }
 

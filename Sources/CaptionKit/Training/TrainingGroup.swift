@@ -1,4 +1,5 @@
-import Foundation
+import FoundationEssentials
+import Glibc
 
 /// The processes of one data-parallel training run (SPEC §8, "Several processes"): N ranks, each
 /// computing the forward and backward pass of its share of every global batch. The gradients are

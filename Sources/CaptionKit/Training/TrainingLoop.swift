@@ -1,5 +1,6 @@
 import CShims
-import Foundation
+import FoundationEssentials
+import Glibc
 
 extension TrainingSession {
   /// The prefix of the model's weights in the state file (`model.<tensor>`).
@@ -121,7 +122,7 @@ extension TrainingSession {
           if progress == nil && group.isWriter {
             log(
               String(
-                format: "epoch %d/%d step %d/%d loss %.4f lr %.2e %.1f images/s", epoch + 1,
+                cFormat: "epoch %ld/%ld step %ld/%ld loss %.4f lr %.2e %.1f images/s", epoch + 1,
                 options.epochs, step, totalSteps, meanLoss, lr, imagesPerSecond)
                 + (secondsLeft.map { " ETA " + TrainProgress.clock($0) } ?? ""))
           }
@@ -159,7 +160,7 @@ extension TrainingSession {
         if group.isWriter {
           log(
             "epoch \(epoch): "
-              + metrics.sorted { $0.key < $1.key }.map { String(format: "%@ %.4f", $0.key, $0.value) }.joined(
+              + metrics.sorted { $0.key < $1.key }.map { $0.key + String(cFormat: " %.4f", $0.value) }.joined(
                 separator: ", "))
         }
         // --retrieval-only keeps the captioner, so its captions cannot choose: the retrieval rsum does
@@ -378,10 +379,7 @@ extension TrainingSession {
     ]
     if group.size > 1 { object["ranks"] = group.size }
     if !metrics.isEmpty { object["metrics"] = metrics.filter { $0.value.isFinite } }  // JSON has no NaN
-    guard let data = try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys]) else {
-      return "{}"
-    }
-    return String(decoding: data, as: UTF8.self)
+    return (try? JSONText.encode(object, escapingSlashes: true)) ?? "{}"
   }
 
   /// The error that ends a run whose loss or weights stopped being finite: nothing is saved over
@@ -465,10 +463,10 @@ extension TrainingSession {
   /// Adds one line to the log with a single write (a stopped run leaves whole lines only).
   func appendLog(_ object: [String: Any]) throws {
     guard group.isWriter else { return }
-    guard let data = try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys]) else {
+    guard let line = try? JSONText.encode(object, escapingSlashes: true) else {
       return  // a NaN loss has no JSON form: that line is left out
     }
-    try TrainingLog.append(String(decoding: data, as: UTF8.self), to: files.log)
+    try TrainingLog.append(line, to: files.log)
   }
 }
 

@@ -1,4 +1,5 @@
-import Foundation
+import FoundationEssentials
+import Glibc
 
 /// The memory a training run needs, estimated before anything is allocated, so that a configuration
 /// that cannot fit is refused with the figures rather than killed by the kernel part-way (SPEC §8).
@@ -69,7 +70,7 @@ public struct TrainingMemory: Equatable, Sendable {
     throw CaptionError(
       .tooLarge, path: "train",
       "this configuration needs about \(TrainingMemory.format(bytes)) to train ("
-        + "\(TrainingMemory.format(16 * parameters)) for \(String(format: "%.0f", parameters)) parameters with their gradients "
+        + "\(TrainingMemory.format(16 * parameters)) for \(String(cFormat: "%.0f", parameters)) parameters with their gradients "
         + "and Adam's moments, \(TrainingMemory.format(4 * activations)) for a batch's activations), "
         + "more than the \(TrainingMemory.format(Double(availableBytes))) of memory available: "
         + "choose smaller sizes (--hidden, --embed, --dv, --layers) or a smaller --batch-size")
@@ -94,7 +95,7 @@ public struct TrainingMemory: Equatable, Sendable {
       available = kilobytes("MemAvailable") ?? kilobytes("MemTotal")
     }
     let trimmed = { (text: String?) in
-      text.flatMap { Int($0.trimmingCharacters(in: .whitespacesAndNewlines)) }
+      text.flatMap { Int($0.trimmingWhitespace()) }
     }
     if let limit = trimmed(cgroupLimit) {
       let room = max(limit - (trimmed(cgroupUsage) ?? 0), 0)
@@ -105,8 +106,8 @@ public struct TrainingMemory: Equatable, Sendable {
 
   /// Bytes for a message: "1.5 GB", "12.0 MB" (powers of 1000).
   static func format(_ value: Double) -> String {
-    if value >= 1e9 { return String(format: "%.1f GB", value / 1e9) }
-    if value >= 1e6 { return String(format: "%.1f MB", value / 1e6) }
-    return String(format: "%.1f kB", value / 1e3)
+    if value >= 1e9 { return String(cFormat: "%.1f GB", value / 1e9) }
+    if value >= 1e6 { return String(cFormat: "%.1f MB", value / 1e6) }
+    return String(cFormat: "%.1f kB", value / 1e3)
   }
 }

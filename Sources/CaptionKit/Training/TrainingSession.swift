@@ -1,5 +1,6 @@
 import CShims
-import Foundation
+import FoundationEssentials
+import Glibc
 
 /// Everything a training run holds between steps: what `--resume` restores exactly.
 final class TrainingSession {
@@ -128,7 +129,7 @@ final class TrainingSession {
     let load: @Sendable (String) throws -> RGBImage = { path in try Preprocess.load(path: path, size: size) }
     let onSkip: @Sendable (String, String) -> Void = { path, reason in
       let line = "caption: skipped " + CaptionError(.unreadable, path: path, reason).description  // escaped
-      FileHandle.standardError.write(Data((line + "\n").utf8))
+      StandardError.write(line + "\n")
     }
     trainLoader = try BatchLoader(
       images: prepared.train, captions: prepared.trainCaptions, batchSize: options.batchSize,
