@@ -189,6 +189,38 @@ extension EncoderTests {
   /// An inference pass (two shared buffers) gives bitwise the features of a pass that keeps every
   /// stage's output, through both convolution algorithms, pools of odd sizes and a change of batch;
   /// and a training pass after it still gets the gradients of a fresh encoder.
+  /// Fixed weights keep every layer's Winograd transform in one shared storage (F(4×4) and
+  /// F(2×2) layers, the direct first layer taking none): the same features as transforms of their
+  /// own, bit for bit, pass after pass.
+  func testFixedWeightsShareOneStorageAndChangeNothing() {
+    let c = Conv2D.winogradMinChannels
+    let layers: [EncoderLayer] = [.conv(c), .conv(c), .maxPool, .conv(2 * c), .maxPool, .conv(c)]
+    let fixed = makeEncoder(imageSize: 24, layers: layers, dv: 6, pool: .avg)
+    let own = makeEncoder(imageSize: 24, layers: layers, dv: 6, pool: .avg)
+    fixed.fixWeights()
+    let images = randomTensor([2, 3, 24, 24], seed: 3)
+    let expected = own.forward(images, keepActivations: false).array
+    for _ in 0..<2 { XCTAssertEqual(fixed.forward(images, keepActivations: false).array, expected) }
+    let winograd = fixed.convolutions.filter { $0.algorithm == .winograd }
+    XCTAssertEqual(winograd.count, 3)
+    XCTAssertEqual(Set(winograd.flatMap { $0.transforms.keys }), [2, 4], "both tiles")
+    let storages = Set(winograd.map { ObjectIdentifier($0.transformStorage!) })
+    XCTAssertEqual(storages.count, 1)
+    XCTAssertTrue(fixed.convolutions[0].transforms.isEmpty, "the direct first layer")
+  }
+
+  func testArenaViewsAreAlignedAndBounded() {
+    let arena = TensorArena(count: 100)
+    let a = arena.nextView(shape: [3, 5])!
+    let b = arena.nextView(shape: [2, 10])!
+    XCTAssertEqual(Int(bitPattern: a.pointer) % Tensor.alignment, 0)
+    XCTAssertEqual(
+      Int(bitPattern: b.pointer) - Int(bitPattern: a.pointer), 16 * 4, "15 floats round up to 16")
+    XCTAssertEqual(b.array, [Float](repeating: 0, count: 20))
+    XCTAssertNil(arena.nextView(shape: [53]), "past the end")
+    XCTAssertNotNil(arena.nextView(shape: [52]), "the rest")
+  }
+
   func testInferencePassMatchesTheKeepingPass() {
     let layers: [EncoderLayer] = [
       .conv(4), .maxPool, .conv(Conv2D.winogradMinChannels), .conv(6), .maxPool, .conv(5),

@@ -182,3 +182,22 @@ public final class Parameter {
 
   public var shape: [Int] { value.shape }
 }
+
+/// One zeroed storage handed out in consecutive views, each starting on a 64-byte boundary: many
+/// tensors kept together for good, at the cost of one allocation.
+final class TensorArena {
+  private let storage: Tensor
+  private var used = 0
+
+  init(count: Int) { storage = Tensor(zeros: [max(count, 1)]) }
+
+  /// A view of `shape`'s elements, nil when the storage has no room left for it.
+  func nextView(shape: [Int]) -> Tensor? {
+    let count = shape.reduce(1, *)
+    let alignedFloats = Tensor.alignment / MemoryLayout<Float>.stride
+    guard used + count <= storage.count else { return nil }
+    let view = storage.view(offset: used, shape: shape)
+    used += (count + alignedFloats - 1) / alignedFloats * alignedFloats
+    return view
+  }
+}

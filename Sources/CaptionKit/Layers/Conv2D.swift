@@ -89,6 +89,8 @@ public final class Conv2D {
   /// The Winograd transforms U by tile (Conv2DWinograd.swift): the last forward's, which its
   /// backward reads; with fixed weights, computed once.
   var transforms: [Int: Tensor] = [:]
+  /// Where a new U is kept, when set (`Encoder.fixWeights`); otherwise in a tensor of its own.
+  var transformStorage: TensorArena?
 
   public init(inChannels: Int, outChannels: Int, relu: Bool = true) {
     precondition(inChannels > 0 && outChannels > 0, "Conv2D: channel counts must be positive")

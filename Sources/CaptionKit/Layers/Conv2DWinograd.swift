@@ -47,7 +47,8 @@ extension Conv2D {
     if weightsAreFixed, let u = transforms[tile] { return u }
     let (cout, cin) = (outChannels, inChannels)
     let strips = (cin + 15) / 16
-    let u = transforms[tile] ?? Tensor(zeros: [(tile + 2) * (tile + 2), strips, cout + 1, 16])
+    let shape = [(tile + 2) * (tile + 2), strips, cout + 1, 16]
+    let u = transforms[tile] ?? transformStorage?.nextView(shape: shape) ?? Tensor(zeros: shape)
     transforms[tile] = u
     // Groups of 16 kernels (one vector), at least `minimumKernelsPerThread` kernels to a thread.
     let transform = tile == 4 ? ck_winograd4_weights : ck_winograd_weights
@@ -58,6 +59,9 @@ extension Conv2D {
     }
     return u
   }
+
+  /// The floats of U at the largest tile, F(4×4)'s (`forwardTransform`).
+  var largestTransformCount: Int { 36 * ((inChannels + 15) / 16) * (outChannels + 1) * 16 }
 
   /// The U its forward computed (`forwardTransform`), which the backward reads: the weights do not
   /// change between the two, and the forward's output is what the gradients are of. Computed now if
