@@ -209,6 +209,29 @@ extension EncoderTests {
     XCTAssertTrue(fixed.convolutions[0].transforms.isEmpty, "the direct first layer")
   }
 
+  /// An inference pass sizes the shared kernel scratch once, for its largest layer (here the
+  /// direct first layer's, F(4×4)'s and F(2×2)'s scratch all differ), and the layers' own
+  /// requests then never grow it.
+  func testInferenceReservesTheKernelScratchOnce() {
+    let c = Conv2D.winogradMinChannels
+    let layers: [EncoderLayer] = [.conv(c), .conv(c), .maxPool, .conv(4 * c), .maxPool, .conv(2 * c)]
+    let encoder = makeEncoder(imageSize: 24, layers: layers, dv: 6, pool: .avg)
+    let scratch = encoder.convolutions[0].scratch
+    XCTAssertTrue(encoder.convolutions.allSatisfy { $0.scratch === scratch })
+    let sizes = [(24, 24), (24, 24), (12, 12), (6, 6)]
+    let needs = zip(encoder.convolutions, sizes).map {
+      $0.forwardScratchCount(batch: 1, height: $1.0, width: $1.1)
+    }
+    XCTAssertEqual(Set(needs).count, needs.count, "every layer a different size: \(needs)")
+    let images = randomTensor([1, 3, 24, 24], seed: 4)
+    let expected = makeEncoder(imageSize: 24, layers: layers, dv: 6, pool: .avg).forward(images).array
+    XCTAssertEqual(encoder.forward(images, keepActivations: false).array, expected)
+    XCTAssertEqual(scratch.capacity(.kernel), needs.max())
+    XCTAssertEqual(scratch.allocations[ConvScratch.Slot.kernel.rawValue], 1)
+    XCTAssertEqual(encoder.forward(images, keepActivations: false).array, expected)
+    XCTAssertEqual(scratch.allocations[ConvScratch.Slot.kernel.rawValue], 1)
+  }
+
   func testArenaViewsAreAlignedAndBounded() {
     let arena = TensorArena(count: 100)
     let a = arena.nextView(shape: [3, 5])!

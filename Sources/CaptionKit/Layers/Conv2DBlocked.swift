@@ -144,26 +144,35 @@ extension Conv2D {
 
   /// The forward through the blocked kernels; `keepsMask`: also the ReLU mask (`reluMask`) that the
   /// backward reads.
-  func forwardBlocked(_ input: Tensor, _ output: Tensor, keepsMask: Bool) {
-    let (batch, height, width) = (input.shape[0], input.shape[2], input.shape[3])
-    let (cin, cout) = (inChannels, outChannels)
-    let tile = winogradTile(height: height, width: width)
-    let u = forwardTransform(tile: tile)
-    let tilesHigh = (height + tile - 1) / tile
-    // Whole images per thread. Fewer images than threads (describe: one) share out tile rows, or,
-    // when a thread's rows would hold fewer than `rowShareMinTiles` tiles (small maps: its 16-tile
-    // vectors would run part empty), output channels in groups of 16: each thread then transforms
-    // the whole input but reads only its rows of U.
+  /// How a blocked forward of `batch` H×W maps shares out its work, and the kernels' scratch each
+  /// of its `parts` takes. Whole images per thread. Fewer images than threads (describe: one) share
+  /// out tile rows, or, when a thread's rows would hold fewer than `rowShareMinTiles` tiles (small
+  /// maps: its 16-tile vectors would run part empty), output channels in groups of 16: each thread
+  /// then transforms the whole input but reads only its rows of U.
+  struct BlockedForwardPlan {
     enum Share { case images, rows, channels }
+    let tile: Int
+    let tilesHigh: Int
+    let share: Share
+    /// What the parts share out: images, tile rows, or groups of 16 output channels.
+    let units: Int
+    let parts: Int
+    let shape: ck_conv_shape
+    let scratchSize: Int
+  }
+
+  func blockedForwardPlan(batch: Int, height: Int, width: Int) -> BlockedForwardPlan {
+    let tile = winogradTile(height: height, width: width)
+    let tilesHigh = (height + tile - 1) / tile
     let threadTiles = tilesHigh / Parallel.threads * ((width + tile - 1) / tile)
-    let share: Share =
+    let share: BlockedForwardPlan.Share =
       batch >= Parallel.threads
-      ? .images : threadTiles < Conv2D.rowShareMinTiles && cout >= 32 ? .channels : .rows
+      ? .images : threadTiles < Conv2D.rowShareMinTiles && outChannels >= 32 ? .channels : .rows
     let units =
       switch share {
       case .images: batch
       case .rows: tilesHigh
-      case .channels: (cout + 15) / 16
+      case .channels: (outChannels + 15) / 16
       }
     let parts = min(Parallel.threads, units)
     var shape =
@@ -177,6 +186,32 @@ extension Conv2D {
       case .channels: blockedShape(height: height, width: width, tile: tile, images: batch)
       }
     let scratchSize = tile == 4 ? ck_winograd4_scratch(&shape) : ck_winograd_scratch(&shape)
+    return BlockedForwardPlan(
+      tile: tile, tilesHigh: tilesHigh, share: share, units: units, parts: parts, shape: shape,
+      scratchSize: scratchSize)
+  }
+
+  /// The floats of kernel scratch (`ConvScratch.Slot.kernel`) a forward of `batch` H×W maps takes.
+  func forwardScratchCount(batch: Int, height: Int, width: Int) -> Int {
+    if algorithm == .winograd {
+      let plan = blockedForwardPlan(batch: batch, height: height, width: width)
+      return plan.parts * plan.scratchSize
+    }
+    guard inChannels <= directForwardMaxChannels else { return 0 }  // im2col: other slots
+    var shape = directShape(height: height, width: width)
+    return Parallel.threads * ck_direct_scratch(&shape)
+  }
+
+  func forwardBlocked(_ input: Tensor, _ output: Tensor, keepsMask: Bool) {
+    let (batch, height, width) = (input.shape[0], input.shape[2], input.shape[3])
+    let (cin, cout) = (inChannels, outChannels)
+    let plan = blockedForwardPlan(batch: batch, height: height, width: width)
+    let (tile, tilesHigh, share, units, parts) = (
+      plan.tile, plan.tilesHigh, plan.share, plan.units, plan.parts
+    )
+    var shape = plan.shape
+    let scratchSize = plan.scratchSize
+    let u = forwardTransform(tile: tile)
     let scratch = self.scratch.buffer(.kernel, shape: [parts, scratchSize])
     let (inputSize, outputSize) = (cin * height * width, output.count / max(batch, 1))
     let biasPointer = bias.value.pointer

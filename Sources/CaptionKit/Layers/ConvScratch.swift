@@ -17,17 +17,30 @@ public final class ConvScratch {
   }
 
   private var regions: [Tensor?] = Array(repeating: nil, count: Slot.allCases.count)
+  /// How many regions each slot has had (for tests: a reserved pass allocates once).
+  private(set) var allocations = Array(repeating: 0, count: Slot.allCases.count)
 
   public init() {}
+
+  /// Grows `slot`'s region to `count` floats at once when smaller: a pass that knows its largest
+  /// request (an encoder's inference) so takes one region, not one more per larger layer.
+  public func reserve(_ slot: Slot, count: Int) {
+    if count > (regions[slot.rawValue]?.count ?? 0) { allocate(slot, count: count) }
+  }
+
+  /// The floats `slot`'s region holds now.
+  func capacity(_ slot: Slot) -> Int { regions[slot.rawValue]?.count ?? 0 }
 
   /// A view of `shape` into `slot`'s region, which grows (its old contents dropped) when too small.
   public func buffer(_ slot: Slot, shape: [Int]) -> Tensor {
     let count = shape.reduce(1, *)
-    if let base = regions[slot.rawValue], base.count >= count {
-      return base.view(shape: shape)
-    }
-    let base = Tensor(zeros: [count])
-    regions[slot.rawValue] = base
-    return base.view(shape: shape)
+    if count > capacity(slot) { allocate(slot, count: count) }
+    return regions[slot.rawValue]!.view(shape: shape)
+  }
+
+  private func allocate(_ slot: Slot, count: Int) {
+    regions[slot.rawValue] = nil  // the old region goes first
+    regions[slot.rawValue] = Tensor(zeros: [count])
+    allocations[slot.rawValue] += 1
   }
 }

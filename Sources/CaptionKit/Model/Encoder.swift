@@ -185,9 +185,12 @@ public final class Encoder {
     var shapes: [[Int]] = []
     var buffers: [Int] = []  // which buffer each stage's output is in
     var (channels, height, width) = (3, config.imageSize, config.imageSize)
+    var kernelScratch = 0  // the most any conv's forward takes
     for (index, stage) in stages.enumerated() {
       switch stage {
       case .conv(let conv):
+        kernelScratch = max(
+          kernelScratch, conv.forwardScratchCount(batch: batch, height: height, width: width))
         channels = conv.outChannels
         if fused.contains(index + 1) { (height, width) = (height / 2, width / 2) }
       case .maxPool:
@@ -201,6 +204,7 @@ public final class Encoder {
     stageBuffers = [Tensor(zeros: [largest]), Tensor(zeros: [largest])]
     stageViews = shapes.indices.map { k in stageBuffers[buffers[k]].view(shape: shapes[k]) }
     stageViewsKey = (batch, fused)
+    convolutions.first?.scratch.reserve(.kernel, count: kernelScratch)  // the one they share
     return stageViews
   }
 
