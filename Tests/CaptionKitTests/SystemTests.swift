@@ -69,7 +69,7 @@ final class SystemTests: XCTestCase {
       "h": [1, 2.5, true] as [Any],
       "i": ["z": 1, "y": [String: Any]()] as [String: Any], "j": 123_456_789_012.0, "k": -0.0,
       "m": 12345678.9,
-      "n": 5e-324, "o": [Any](),
+      "n": Double.leastNonzeroMagnitude, "o": [Any](),
     ]
     for slashes in [false, true] {
       let ours = try JSONText.encode(tree, escapingSlashes: slashes)
