@@ -30,6 +30,9 @@ struct Describe: ParsableCommand {
   @Option(help: "Images per batch.") var batchSize: Int = 16
   @Option(help: "Compute threads.") var threads: Int = 1
 
+  /// The model file read ahead while the command line is parsed (`Caption.main`).
+  nonisolated(unsafe) static var modelPrefetch: ModelPrefetch?
+
   func validate() throws {
     if batchSize < 1 || threads < 1 { throw ValidationError("--batch-size and --threads must be at least 1") }
   }
@@ -41,7 +44,9 @@ struct Describe: ParsableCommand {
       let paths = try DescribeInput.expand(
         arguments: images, readStdin: { DescribeInput.standardInputText() })
       let modelPath = try ModelLocator.locate(explicit: model)
-      let captioner = try Captioner(modelPath: modelPath)
+      let modelFile =
+        try Describe.modelPrefetch?.modelFile(path: modelPath) ?? ModelFile.load(path: modelPath)
+      let captioner = try Captioner(modelFile: modelFile, path: modelPath)
       let options = try decoding.options(config: captioner.modelFile.config, path: modelPath)
       failures = DescribeRun.run(
         paths: paths, batchSize: batchSize, model: captioner.model, vocabulary: captioner.vocabulary,

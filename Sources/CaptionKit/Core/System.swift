@@ -57,7 +57,14 @@ public final class Condition: @unchecked Sendable {
 /// Starts `body` on a new, detached thread with a stack of `stackSize` bytes (8 MB, as much as the
 /// main thread has, by default).
 public func startThread(stackSize: Int = 8 << 20, _ body: @escaping () -> Void) {
-  let box = Unmanaged.passRetained(ThreadBody(body)).toOpaque()
+  let status = startThreadIfPossible(stackSize: stackSize, body)
+  precondition(status == 0, "cannot start a thread: \(String(cString: strerror(status)))")
+}
+
+/// `startThread`, or the error number `pthread_create` gave (nothing started) where the system
+/// refuses a new thread: for work that can also be done later on the calling thread.
+public func startThreadIfPossible(stackSize: Int = 8 << 20, _ body: @escaping () -> Void) -> Int32 {
+  let box = Unmanaged.passRetained(ThreadBody(body))
   var attributes = pthread_attr_t()
   pthread_attr_init(&attributes)
   defer { pthread_attr_destroy(&attributes) }
@@ -69,8 +76,9 @@ public func startThread(stackSize: Int = 8 << 20, _ body: @escaping () -> Void) 
     { argument in
       Unmanaged<ThreadBody>.fromOpaque(argument!).takeRetainedValue().body()
       return nil
-    }, box)
-  precondition(status == 0, "cannot start a thread: \(String(cString: strerror(status)))")
+    }, box.toOpaque())
+  if status != 0 { box.release() }
+  return status
 }
 
 private final class ThreadBody {

@@ -126,18 +126,22 @@ public final class Tensor {
 
   /// No NaN and no infinity among the values.
   public var allFinite: Bool {
-    // A value is NaN or infinite when its exponent bits are all ones, the largest the masked
-    // exponent can be. The largest masked exponent of each chunk is a loop without branches that
-    // the compiler vectorises: a model's 6.5 MB scanned in a fraction of a millisecond, where
-    // testing each value and stopping at the first bad one took 1.7 ms.
+    // A value is NaN or infinite when its exponent bits are all ones. Adding one to the lowest
+    // exponent bit of the masked exponent carries into the sign bit for that exponent only, so the
+    // OR of those sums over a chunk has its sign bit set exactly when the chunk holds such a
+    // value: an AND, an add and an OR a vector, even at SSE2. The chunk's largest masked exponent
+    // needs an unsigned 32-bit max, which SSE2 lacks: 0.7 ms for a model's 6.5 MB at the baseline
+    // instruction set, against 0.16–0.5 ms this way; testing each value and stopping at the first
+    // bad one took 1.7 ms.
     let exponentBits: UInt32 = 0x7f80_0000
+    let lowestExponentBit: UInt32 = 0x0080_0000
     let chunk = 16_384  // values (64 KB) scanned between the checks for a bad one
     var start = 0
     while start < count {
       let end = min(start + chunk, count)
-      var largest: UInt32 = 0
-      for i in start..<end { largest = max(largest, pointer[i].bitPattern & exponentBits) }
-      if largest == exponentBits { return false }
+      var carries: UInt32 = 0
+      for i in start..<end { carries |= (pointer[i].bitPattern & exponentBits) &+ lowestExponentBit }
+      if carries & 0x8000_0000 != 0 { return false }
       start = end
     }
     return true

@@ -10,10 +10,15 @@ public final class Captioner {
   /// The reranker of a model with a retrieval part (SPEC §3b), for options with `rerank`.
   public var reranker: Reranker? { model.retrieval.map(Reranker.init) }
 
-  public init(modelPath: String, decoder: ImageDecoder = ImageDecoder()) throws {
-    modelFile = try ModelFile.load(path: modelPath)
+  public convenience init(modelPath: String, decoder: ImageDecoder = ImageDecoder()) throws {
+    try self.init(modelFile: ModelFile.load(path: modelPath), path: modelPath, decoder: decoder)
+  }
+
+  /// A captioner of a model file already read from `path` (`ModelPrefetch`).
+  public init(modelFile: ModelFile, path: String, decoder: ImageDecoder = ImageDecoder()) throws {
+    self.modelFile = modelFile
     model = CaptionModel(config: modelFile.config)
-    try model.adopt(tensors: modelFile.tensors, path: modelPath)
+    try model.adopt(tensors: modelFile.tensors, path: path)
     model.fixWeights()  // this model is never trained
     self.decoder = decoder
   }
