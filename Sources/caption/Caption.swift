@@ -34,9 +34,10 @@ extension Caption {
       printError(problem)
       Glibc.exit(1)
     }
-    // The model file is read on a thread of its own while the command line is parsed.
+    // The model is read and its captioner built on a thread of its own while the command line is
+    // parsed.
     if arguments.first == "describe" {
-      Describe.modelPrefetch = ModelPrefetch(
+      Describe.prefetch = CaptionerPrefetch(
         arguments: Array(arguments.dropFirst()), locate: { try ModelLocator.locate(explicit: $0) })
     }
     main(nil)

@@ -30,8 +30,8 @@ struct Describe: ParsableCommand {
   @Option(help: "Images per batch.") var batchSize: Int = 16
   @Option(help: "Compute threads.") var threads: Int = 1
 
-  /// The model file read ahead while the command line is parsed (`Caption.main`).
-  nonisolated(unsafe) static var modelPrefetch: ModelPrefetch?
+  /// The captioner prepared while the command line is parsed (`Caption.main`).
+  nonisolated(unsafe) static var prefetch: CaptionerPrefetch?
 
   func validate() throws {
     if batchSize < 1 || threads < 1 { throw ValidationError("--batch-size and --threads must be at least 1") }
@@ -44,9 +44,7 @@ struct Describe: ParsableCommand {
       let paths = try DescribeInput.expand(
         arguments: images, readStdin: { DescribeInput.standardInputText() })
       let modelPath = try ModelLocator.locate(explicit: model)
-      let modelFile =
-        try Describe.modelPrefetch?.modelFile(path: modelPath) ?? ModelFile.load(path: modelPath)
-      let captioner = try Captioner(modelFile: modelFile, path: modelPath)
+      let captioner = try Describe.prefetch?.captioner(path: modelPath) ?? Captioner(modelPath: modelPath)
       let options = try decoding.options(config: captioner.modelFile.config, path: modelPath)
       failures = DescribeRun.run(
         paths: paths, batchSize: batchSize, model: captioner.model, vocabulary: captioner.vocabulary,

@@ -10,15 +10,10 @@ public final class Captioner {
   /// The reranker of a model with a retrieval part (SPEC §3b), for options with `rerank`.
   public var reranker: Reranker? { model.retrieval.map(Reranker.init) }
 
-  public convenience init(modelPath: String, decoder: ImageDecoder = ImageDecoder()) throws {
-    try self.init(modelFile: ModelFile.load(path: modelPath), path: modelPath, decoder: decoder)
-  }
-
-  /// A captioner of a model file already read from `path` (`ModelPrefetch`).
-  public init(modelFile: ModelFile, path: String, decoder: ImageDecoder = ImageDecoder()) throws {
-    self.modelFile = modelFile
+  public init(modelPath: String, decoder: ImageDecoder = ImageDecoder()) throws {
+    modelFile = try ModelFile.load(path: modelPath)
     model = CaptionModel(config: modelFile.config)
-    try model.adopt(tensors: modelFile.tensors, path: path)
+    try model.adopt(tensors: modelFile.tensors, path: modelPath)
     model.fixWeights()  // this model is never trained
     self.decoder = decoder
   }
