@@ -209,6 +209,36 @@ extension EncoderTests {
     XCTAssertTrue(fixed.convolutions[0].transforms.isEmpty, "the direct first layer")
   }
 
+  /// The transforms computed ahead, on the calling thread alone, are the ones a first pass
+  /// computes on the compute threads (two here, sharing the 256-channel layers' kernels out), at
+  /// each layer's tile (F(4×4) at 24 and 12 px, F(2×2) at 6); a pass after them keeps them and
+  /// gives the same features.
+  func testTransformsComputedAheadAreTheFirstPasssOwn() {
+    let threads = BLAS.threads
+    BLAS.setThreads(2)
+    defer { BLAS.setThreads(threads) }
+    let c = Conv2D.winogradMinChannels
+    let layers: [EncoderLayer] = [.conv(c), .conv(256), .maxPool, .conv(c), .maxPool, .conv(c)]
+    let ahead = makeEncoder(imageSize: 24, layers: layers, dv: 6, pool: .avg)
+    let firstPass = makeEncoder(imageSize: 24, layers: layers, dv: 6, pool: .avg)
+    ahead.fixWeights()
+    firstPass.fixWeights()
+    ahead.computeFixedTransforms()
+    let computed = ahead.convolutions.map(\.transforms)
+    XCTAssertEqual(computed.map { $0.keys.sorted() }, [[], [4], [4], [2]])
+    let images = randomTensor([1, 3, 24, 24], seed: 6)
+    let expected = firstPass.forward(images, keepActivations: false).array
+    for (mine, theirs) in zip(computed, firstPass.convolutions.map(\.transforms)) {
+      XCTAssertEqual(Set(mine.keys), Set(theirs.keys))
+      for (tile, u) in theirs { XCTAssertEqual(mine[tile]!.array, u.array, "tile \(tile)") }
+    }
+    XCTAssertEqual(ahead.forward(images, keepActivations: false).array, expected)
+    for (conv, before) in zip(ahead.convolutions, computed) {
+      XCTAssertEqual(conv.transforms.count, before.count)
+      for (tile, u) in before { XCTAssertTrue(conv.transforms[tile]! === u, "kept, tile \(tile)") }
+    }
+  }
+
   /// An inference pass sizes the shared kernel scratch once, for its largest layer (here the
   /// direct first layer's, F(4×4)'s and F(2×2)'s scratch all differ), and the layers' own
   /// requests then never grow it.

@@ -3,17 +3,18 @@ import Glibc
 
 /// A captioner prepared on a thread of its own from the start of a process, while the command
 /// line is still being parsed. In a one-image `caption describe`, reading the model and parsing the
-/// command line each took about a fifth of the process, and building the captioner from the file
-/// a twentieth; side by side on two threads, the read and the build cost the process little more
-/// than the parse.
+/// command line each took about a fifth of the process, and building the captioner and its
+/// encoder's weight transforms a tenth; side by side on two threads, that work costs the process
+/// little more than the parse.
 ///
 /// The thread finds the model path from the raw arguments (`path(forArguments:locate:)`), reads
-/// that file and builds a captioner of it (`Captioner(modelFile:path:)`, which depends on the
-/// file alone: no compute threads, no options). The command takes it with `captioner(path:)` once
-/// it has resolved its model path the usual way: a prefetch of that same path gives what it built
-/// (or the error it met, the one the command's own read would have given); one of another path,
-/// or none, is not used. Reading and building have no side effects, so a prefetch the command
-/// never takes (a usage error, a missing image) only costs that work.
+/// that file, builds a captioner of it (`Captioner(modelPath:)`) and computes its encoder's weight
+/// transforms (`Encoder.computeFixedTransforms`), all on that thread alone and all of them
+/// depending on the file only: not on the compute threads, not on the decoding options. The
+/// command takes it with `captioner(path:)` once it has resolved its model path the usual way: a
+/// prefetch of that same path gives what it built (or the error it met, the one the command's own
+/// build would have given); one of another path, or none, is not used. This work has no side
+/// effects, so a prefetch the command never takes (a usage error, a missing image) only costs it.
 public final class CaptionerPrefetch: @unchecked Sendable {
   /// Whether a thread was started: false where the system refused one (`captioner` builds then).
   public let isPreparing: Bool
@@ -35,7 +36,13 @@ public final class CaptionerPrefetch: @unchecked Sendable {
     isPreparing =
       startThreadIfPossible {
         let path = CaptionerPrefetch.path(forArguments: arguments, locate: locate)
-        let built = path.map { path in Result { try Captioner(modelPath: path) } }
+        let built = path.map { path in
+          Result {
+            let captioner = try Captioner(modelPath: path)
+            captioner.model.encoder.computeFixedTransforms()
+            return captioner
+          }
+        }
         outcome.finished.lock()
         (outcome.path, outcome.built, outcome.isFinished) = (path, built, true)
         outcome.finished.signal()

@@ -42,8 +42,9 @@ extension Conv2D {
   /// buffer (training changes the weights every step; a VGG-16 layer of 512 channels takes a few
   /// ms, so the threads share the kernels out), where the backward of that forward finds it
   /// (`backwardTransform`); with `weightsAreFixed`, once and kept (describe calls the encoder again
-  /// and again).
-  func forwardTransform(tile: Int) -> Tensor {
+  /// and again). `onCallingThread` keeps it off the compute threads (the kernels are shared out in
+  /// groups that are each computed whole, so the values are the same either way).
+  func forwardTransform(tile: Int, onCallingThread: Bool = false) -> Tensor {
     if weightsAreFixed, let u = transforms[tile] { return u }
     let (cout, cin) = (outChannels, inChannels)
     let strips = (cin + 15) / 16
@@ -53,6 +54,10 @@ extension Conv2D {
     // Groups of 16 kernels (one vector), at least `minimumKernelsPerThread` kernels to a thread.
     let transform = tile == 4 ? ck_winograd4_weights : ck_winograd_weights
     let weights = weight.value.pointer
+    if onCallingThread {
+      transform(weights, Int32(cout), Int32(cin), 0, Int32(cout * strips), u.pointer)
+      return u
+    }
     Parallel.forRanges(cout * strips, minimumPerPart: Conv2D.minimumKernelsPerThread / 16) { groups in
       transform(
         weights, Int32(cout), Int32(cin), Int32(groups.lowerBound), Int32(groups.upperBound), u.pointer)

@@ -82,6 +82,24 @@ public final class Encoder {
     }
   }
 
+  /// Computes each Winograd layer's kept weight transform at the tile of the map it gets from an
+  /// image of the configured size, on the calling thread alone: the work a first inference pass
+  /// would begin with, done ahead (`CaptionerPrefetch`, beside the command line's parse). After
+  /// `fixWeights`.
+  public func computeFixedTransforms() {
+    precondition(
+      convolutions.allSatisfy(\.weightsAreFixed), "Encoder: computeFixedTransforms before fixWeights")
+    var size = config.imageSize  // the map a stage reads, S × S
+    for stage in stages {
+      switch stage {
+      case .conv(let conv) where conv.algorithm == .winograd:
+        _ = conv.forwardTransform(tile: conv.winogradTile(height: size, width: size), onCallingThread: true)
+      case .conv: break
+      case .maxPool: size /= 2
+      }
+    }
+  }
+
   /// Kaiming-normal conv weights, zero conv biases, PyTorch-default uniform fc.
   public func initialize(using generator: inout SeededGenerator) {
     for conv in convolutions { conv.initialize(using: &generator) }
