@@ -29,8 +29,8 @@ public final class CaptionerPrefetch: @unchecked Sendable {
   }
 
   /// Starts a thread that finds the model path of a command run with `arguments` (those after the
-  /// subcommand's name; `locate` as the command resolves an absent `--model`), reads it and builds
-  /// its captioner.
+  /// subcommand's name; `locate` as the command resolves an absent `--model`), reads it, builds its
+  /// captioner and computes the encoder's weight transforms.
   public init(arguments: [String], locate: @escaping @Sendable (String?) throws -> String) {
     let outcome = outcome
     isPreparing =
