@@ -142,8 +142,6 @@ extension Conv2D {
   /// consecutive blocks (VGG-16 at 224 px has 28 blocks an image).
   static let claimsPerThread = 128
 
-  /// The forward through the blocked kernels; `keepsMask`: also the ReLU mask (`reluMask`) that the
-  /// backward reads.
   /// How a blocked forward of `batch` H×W maps shares out its work, and the kernels' scratch each
   /// of its `parts` takes. Whole images per thread. Fewer images than threads (describe: one) share
   /// out tile rows, or, when a thread's rows would hold fewer than `rowShareMinTiles` tiles (small
@@ -202,6 +200,8 @@ extension Conv2D {
     return Parallel.threads * ck_direct_scratch(&shape)
   }
 
+  /// The forward through the blocked kernels; `keepsMask`: also the ReLU mask (`reluMask`) that the
+  /// backward reads.
   func forwardBlocked(_ input: Tensor, _ output: Tensor, keepsMask: Bool) {
     let (batch, height, width) = (input.shape[0], input.shape[2], input.shape[3])
     let (cin, cout) = (inChannels, outChannels)

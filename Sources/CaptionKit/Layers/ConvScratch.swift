@@ -25,7 +25,7 @@ public final class ConvScratch {
   /// Grows `slot`'s region to `count` floats at once when smaller: a pass that knows its largest
   /// request (an encoder's inference) so takes one region, not one more per larger layer.
   public func reserve(_ slot: Slot, count: Int) {
-    if count > (regions[slot.rawValue]?.count ?? 0) { allocate(slot, count: count) }
+    if count > capacity(slot) { allocate(slot, count: count) }
   }
 
   /// The floats `slot`'s region holds now.
