@@ -34,9 +34,17 @@ extension Caption {
       printError(problem)
       Glibc.exit(1)
     }
-    // The model is read and its captioner built on a thread of its own while the command line is
-    // parsed.
     if arguments.first == "describe" {
+      // A describe's arguments in their plain forms are read without ArgumentParser
+      // (`Describe.parsedDirectly`); `CAPTION_FULL_PARSE` set sends every one through it.
+      if getenv("CAPTION_FULL_PARSE") == nil,
+        let command = Describe.parsedDirectly(Array(arguments.dropFirst()))
+      {
+        do { try command.run() } catch { exit(withError: error) }
+        return
+      }
+      // Otherwise the model is read and its captioner built on a thread of its own while the
+      // command line is parsed.
       Describe.prefetch = CaptionerPrefetch(
         arguments: Array(arguments.dropFirst()), locate: { try ModelLocator.locate(explicit: $0) })
     }

@@ -4,25 +4,31 @@ import CaptionKit
 /// How `describe` and `evaluate` decode (SPEC §2, §3): one set of flags, checked when parsed
 /// (`DecodingOptions.validate` holds the ranges and the messages).
 struct DecodingFlags: ParsableArguments {
+  // The defaults of the options below, which `Describe.parsedDirectly` gives too.
+  static let defaultMaxLength = 20
+  static let defaultTemperature: Float = 1
+  static let defaultTopK = 0
+  static let defaultSeed: UInt64 = 1
+
   @Option(
     help: "Beam width, 1 (greedy) to \(DecodingOptions.maximumBeamSize) (default: 3, or N with --rerank N).")
   var beam: Int?
 
   @Option(
     help: "At most this many decoder steps (words + <end>), 1 to \(DecodingOptions.maximumLength).")
-  var maxLength: Int = 20
+  var maxLength: Int = defaultMaxLength
 
   @Flag(help: "Sample words instead of searching (the beam is then unused).")
   var sample = false
 
   @Option(help: "Sampling temperature (above 0).")
-  var temperature: Float = 1
+  var temperature: Float = defaultTemperature
 
   @Option(help: "Sample from the K most likely words (0: all).")
-  var topK: Int = 0
+  var topK: Int = defaultTopK
 
   @Option(help: "Seed for sampling.")
-  var seed: UInt64 = 1
+  var seed: UInt64 = defaultSeed
 
   @Flag(help: "Never emit <unk>.")
   var forbidUnk = false

@@ -27,10 +27,14 @@ struct Describe: ParsableCommand {
   @Option(help: "The model file.") var model: String?
   @OptionGroup(title: "Decoding") var decoding: DecodingFlags
   @Flag(help: "One JSON object per image per line on stdout.") var json = false
-  @Option(help: "Images per batch.") var batchSize: Int = 16
-  @Option(help: "Compute threads.") var threads: Int = 1
+  @Option(help: "Images per batch.") var batchSize: Int = defaultBatchSize
+  @Option(help: "Compute threads.") var threads: Int = defaultThreads
 
-  /// The captioner prepared while the command line is parsed (`Caption.main`).
+  // The defaults of the two options above, which `parsedDirectly` gives too.
+  static let defaultBatchSize = 16
+  static let defaultThreads = 1
+
+  /// The captioner prepared while ArgumentParser parses the command line (`Caption.main`).
   nonisolated(unsafe) static var prefetch: CaptionerPrefetch?
 
   func validate() throws {

@@ -71,6 +71,48 @@ final class CommandTests: XCTestCase {
     }
   }
 
+  /// A describe's arguments read without ArgumentParser (`Describe.parsedDirectly`) run the command
+  /// ArgumentParser would: for each command line, in the plain forms that path reads and in the
+  /// ones it leaves to ArgumentParser, the same standard output, standard error and exit status as
+  /// with `CAPTION_FULL_PARSE` set, which sends every command line through ArgumentParser.
+  func testDescribeArgumentsReadDirectlyRunWhatArgumentParserWould() throws {
+    let model = packageRoot + "/models/shapes.safetensors"
+    let examples = packageRoot + "/datasets/shapes/examples"
+    let (first, second) = (examples + "/000000.png", examples + "/000003.png")
+    let missing = temporaryFolder() + "/missing.png"
+    let commandLines: [[String]] = [
+      // Plain forms: every option, in both spellings, the defaults, `--` and `-`.
+      [first], [first, second], [examples], ["--json", first, missing], [first, "--json"],
+      ["--model", model, first], ["--model=" + model, "--beam=1", first], ["--beam", "5", examples],
+      ["--sample", "--temperature", "0.7", "--top-k", "5", "--seed", "9", first],
+      ["--sample", "--temperature=2.5", "--seed=+4", second], ["--max-length", "3", first],
+      ["--forbid-unk", "--block-trigrams", "--beam", "02", second],
+      ["--rerank", "4", "--json", second], ["--rerank=3", "--rerank-weight", "0.25", second],
+      ["--batch-size", "1", "--threads", "2", first, second], ["--", first], ["help"], ["-"],
+      // Left to ArgumentParser: help, short and unknown options, repeats, bad and missing values.
+      [], ["--help"], ["-h"], ["--version"], ["--json", "--json", first],
+      ["--beam", "1", "--beam", "2", first],
+      ["--beam", "0", first], ["--beam", "x", first], ["--beam=", first], ["--model=", first], ["--model"],
+      ["--seed", "-5", first], ["--temperature=-1", "--sample", first], ["--rerank-weight", "0.5", first],
+      ["--rerank", "0", first], ["--threads", "0", first], ["--batch-size", "0x2", first],
+      ["--sample=true", first], ["--nope", first], ["-x", first], ["--", "--", first], ["--", "-x"],
+      ["--max-length", "1000", first], ["--top-k", "-1", first], ["--temperature", "nan", "--sample", first],
+    ]
+    var statuses = Set<Int32>()
+    for arguments in commandLines {
+      let stdin = arguments.contains("-") ? first + "\n" + second + "\n" : nil
+      let direct = try runCaption(["describe"] + arguments, stdin: stdin, directory: packageRoot)
+      let parsed = try runCaption(
+        ["describe"] + arguments, stdin: stdin, environment: ["CAPTION_FULL_PARSE": "1"],
+        directory: packageRoot)
+      XCTAssertEqual(direct.status, parsed.status, "\(arguments)")
+      XCTAssertEqual(direct.stdout, parsed.stdout, "\(arguments)")
+      XCTAssertEqual(direct.stderr, parsed.stderr, "\(arguments)")
+      statuses.insert(direct.status)
+    }
+    XCTAssertEqual(statuses, [0, 1, 64], "captions, a failed image and usage errors")
+  }
+
   /// A train whose output folder cannot be made: one line naming the folder, exit 1.
   func testTrainOutputFolderErrorIsOneLine() throws {
     let blocker = temporaryFolder() + "/file"

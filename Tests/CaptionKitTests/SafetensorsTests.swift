@@ -401,6 +401,46 @@ final class SafetensorsTests: XCTestCase {
     assertRejected(huge, ["config", "4611686018427387904"], model: true)
   }
 
+  /// The reader names the tensors holding a NaN or an infinity wherever it lies: in a later piece
+  /// of a tensor read in several, on a piece's last value, in a small tensor; not in the tensors
+  /// left out, nor in those whose values are finite at any magnitude.
+  func testNonFiniteTensorsAreNamedAsRead() throws {
+    let piece = Safetensors.readPieceFloats
+    func tensor(_ count: Int, _ bad: [(Int, Float)]) -> Tensor {
+      let tensor = randomTensor([count], scale: 3, seed: UInt64(count))
+      for (index, value) in bad { tensor[index] = value }
+      return tensor
+    }
+    let tensors: [(name: String, tensor: Tensor)] = [
+      ("a.finite", tensor(2 * piece + 5, [(0, .greatestFiniteMagnitude), (piece, -.leastNonzeroMagnitude)])),
+      ("b.nan", tensor(2 * piece + 5, [(piece + 3, .nan)])),
+      ("c.inf", tensor(10, [(9, -.infinity)])),
+      ("d.edge", tensor(piece, [(piece - 1, .infinity)])),
+      ("e.signalling", tensor(piece + 1, [(piece, Float(bitPattern: 0x7F80_0001))])),
+    ]
+    let path = temporaryFolder() + "/nonfinite.safetensors"
+    try Safetensors.write(path: path, tensors: tensors, metadata: [:])
+    XCTAssertEqual(try Safetensors.read(path: path).nonFinite, ["b.nan", "c.inf", "d.edge", "e.signalling"])
+    let some = try Safetensors.read(path: path) { $0 != "c.inf" && $0 != "d.edge" }
+    XCTAssertEqual(some.nonFinite, ["b.nan", "e.signalling"])
+    // Bit-exact all the same: the pieces land where they belong.
+    for (name, tensor) in tensors where name != "c.inf" && name != "d.edge" {
+      XCTAssertEqual(some.tensors[name].map(bitPatterns), bitPatterns(tensor), name)
+    }
+  }
+
+  /// A model with values that are not finite is refused, naming the first such tensor by name.
+  func testModelWithNonFiniteValuesIsRejected() throws {
+    let model = tinyModel()
+    let path = try writeModel(
+      model,
+      tensors: {
+        $0["encoder.fc.weight"]![5] = .nan
+        $0["decoder.out.bias"]![0] = -.infinity
+      })
+    assertRejected(path, ["tensor \"decoder.out.bias\"", "not finite"], model: true)
+  }
+
   /// The PyTorch parity fixtures (scripts/make_parity_fixture.py) are model files we load, and their
   /// expected gradients cover exactly the model's tensors with the same shapes.
   func testParityFixturesLoadAsModels() throws {

@@ -125,7 +125,10 @@ public final class Tensor {
   public var array: [Float] { Array(buffer) }
 
   /// No NaN and no infinity among the values.
-  public var allFinite: Bool {
+  public var allFinite: Bool { Tensor.allFinite(UnsafePointer(pointer), count: count) }
+
+  /// No NaN and no infinity among `count` floats from `values`.
+  public static func allFinite(_ values: UnsafePointer<Float>, count: Int) -> Bool {
     // A value is NaN or infinite when its exponent bits are all ones. Adding one to the lowest
     // exponent bit of the masked exponent carries into the sign bit for that exponent only, so the
     // OR of those sums over a chunk has its sign bit set exactly when the chunk holds such a
@@ -140,7 +143,7 @@ public final class Tensor {
     while start < count {
       let end = min(start + chunk, count)
       var carries: UInt32 = 0
-      for i in start..<end { carries |= (pointer[i].bitPattern & exponentBits) &+ lowestExponentBit }
+      for i in start..<end { carries |= (values[i].bitPattern & exponentBits) &+ lowestExponentBit }
       if carries & 0x8000_0000 != 0 { return false }
       start = end
     }

@@ -22,17 +22,25 @@ public struct SafetensorsFile {
   public let tensors: [String: Tensor]
   /// The names of the tensors a selective read left out (their bytes were not read).
   public let skipped: [String]
+  /// The names of the tensors read that hold a NaN or an infinity, sorted: noted as each piece of
+  /// the file is copied, while its bytes are still in the cache (the same test afterwards, over a
+  /// model's 6.5 MB, read them back from memory: about 1 ms of a `describe`).
+  public let nonFinite: [String]
 
-  public init(metadata: [String: String], tensors: [String: Tensor], skipped: [String] = []) {
+  public init(metadata: [String: String], tensors: [String: Tensor], skipped: [String], nonFinite: [String]) {
     self.metadata = metadata
     self.tensors = tensors
     self.skipped = skipped
+    self.nonFinite = nonFinite
   }
 }
 
 public enum Safetensors {
   /// The largest header accepted, as the Python library limits it (100 MB).
   public static let maximumHeaderLength = 100_000_000
+
+  /// Floats read in one piece (256 KB: half a Zen 3 core's L2, a quarter of a Zen 5's).
+  static let readPieceFloats = 65_536
 
   // MARK: - Reading
 
@@ -132,15 +140,26 @@ public enum Safetensors {
     }
     let storage = Tensor(zeros: [storageCount])
     var tensors: [String: Tensor] = [:]
+    var nonFinite: [String] = []
     for (layout, offset) in zip(selected, offsets) {
       let tensor = storage.view(offset: offset, shape: layout.shape)
-      try file.read(
-        into: UnsafeMutableRawBufferPointer(start: tensor.pointer, count: layout.end - layout.begin),
-        at: dataStart + layout.begin, what: "tensor \"\(layout.name)\"")
+      // In pieces that fit the core's cache, each tested for NaN and infinity as soon as it lands.
+      var finite = true
+      var done = 0  // floats
+      while done < tensor.count {
+        let piece = min(readPieceFloats, tensor.count - done)
+        try file.read(
+          into: UnsafeMutableRawBufferPointer(start: tensor.pointer + done, count: piece * 4),
+          at: dataStart + layout.begin + done * 4, what: "tensor \"\(layout.name)\"")
+        finite = finite && Tensor.allFinite(tensor.pointer + done, count: piece)
+        done += piece
+      }
+      if !finite { nonFinite.append(layout.name) }
       tensors[layout.name] = tensor
     }
     let skipped = layouts.filter { !$0.selected }.map(\.name)
-    return SafetensorsFile(metadata: metadata, tensors: tensors, skipped: skipped)
+    return SafetensorsFile(
+      metadata: metadata, tensors: tensors, skipped: skipped, nonFinite: nonFinite.sorted())
   }
 
   private struct TensorLayout {

@@ -199,7 +199,7 @@ public struct ModelFile {
       config: config, vocabulary: vocabulary, mean: preprocess.mean, std: preprocess.std,
       provenance: provenance, tensors: file.tensors)
     try model.checkTensors(path: path)
-    if let name = model.tensors.keys.sorted().first(where: { !model.tensors[$0]!.allFinite }) {
+    if let name = file.nonFinite.first {  // the file's tensors are the model's (`checkTensors`)
       throw bad("tensor \"\(name)\" holds a value that is not finite (NaN or infinity)")
     }
     return model
