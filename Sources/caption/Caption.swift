@@ -36,7 +36,7 @@ extension Caption {
     }
     if arguments.first == "describe" {
       // A describe's arguments in their plain forms are read without ArgumentParser
-      // (`Describe.parsedDirectly`); `CAPTION_FULL_PARSE` set sends every one through it.
+      // (`Describe.parsedDirectly`), unless `CAPTION_FULL_PARSE` is set.
       if getenv("CAPTION_FULL_PARSE") == nil,
         let command = Describe.parsedDirectly(Array(arguments.dropFirst()))
       {

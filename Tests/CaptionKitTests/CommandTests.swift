@@ -97,6 +97,8 @@ final class CommandTests: XCTestCase {
       ["--rerank", "0", first], ["--threads", "0", first], ["--batch-size", "0x2", first],
       ["--sample=true", first], ["--nope", first], ["-x", first], ["--", "--", first], ["--", "-x"],
       ["--max-length", "1000", first], ["--top-k", "-1", first], ["--temperature", "nan", "--sample", first],
+      ["", first], ["--json=", first], ["--beam=1=2", first], ["--=x", first], ["---json", first],
+      ["-", "-"],
     ]
     var statuses = Set<Int32>()
     for arguments in commandLines {

@@ -23,8 +23,8 @@ public struct SafetensorsFile {
   /// The names of the tensors a selective read left out (their bytes were not read).
   public let skipped: [String]
   /// The names of the tensors read that hold a NaN or an infinity, sorted: noted as each piece of
-  /// the file is copied, while its bytes are still in the cache (the same test afterwards, over a
-  /// model's 6.5 MB, read them back from memory: about 1 ms of a `describe`).
+  /// the file is copied, while its bytes are still in the cache (the same test afterwards read a
+  /// model's 6.5 MB back from memory: 3.8% of a one-image `describe`'s time in a profile, 1.8% so).
   public let nonFinite: [String]
 
   public init(metadata: [String: String], tensors: [String: Tensor], skipped: [String], nonFinite: [String]) {
