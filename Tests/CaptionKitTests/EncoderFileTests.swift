@@ -140,6 +140,17 @@ final class EncoderFileTests: XCTestCase {
     XCTAssertTrue(refused.stderr.hasPrefix("caption: \(bad): not a torchvision VGG"), refused.stderr)
   }
 
+  /// A torchvision file with a value that is not finite in a convolution is refused, naming it.
+  func testNonFiniteWeightsAreRefused() throws {
+    let raw = try Safetensors.read(path: fixturePath("vgg/tiny_vgg.safetensors"))
+    raw.tensors["features.3.bias"]![1] = .nan
+    let path = temporaryFolder() + "/nan.safetensors"
+    try Safetensors.write(
+      path: path, tensors: raw.tensors.sorted { $0.key < $1.key }.map { ($0.key, $0.value) },
+      metadata: raw.metadata)
+    assertRefused(path, ["tensor \"features.3.bias\"", "not finite"])
+  }
+
   func testOtherNetworksAreRefusedInOneLine() throws {
     assertRefused(fixturePath("vgg/tiny_vgg_bn.safetensors"), ["batch norm", "features.1."])
     assertRefused(fixturePath("vgg/tiny_resnet.safetensors"), ["not a torchvision VGG", "ResNet"])

@@ -143,7 +143,7 @@ public struct EncoderFile {
       throw bad("metadata preprocess needs 3 finite means and 3 positive deviations")
     }
     let convolutions = try checkedConvolutions(
-      layers: layers, name: { "encoder.conv\($0)" }, tensors: file.tensors, path: path)
+      layers: layers, name: { "encoder.conv\($0)" }, file: file, path: path)
     let expected = Set(
       (0..<convolutions.count).flatMap { ["encoder.conv\($0).weight", "encoder.conv\($0).bias"] })
     if let extra = (file.tensors.keys.sorted() + file.skipped.sorted()).first(where: {
@@ -218,17 +218,19 @@ public struct EncoderFile {
     layers.append(.maxPool)  // every torchvision VGG configuration ends with a pool
     let convolutions = try checkedConvolutions(
       layers: layers, name: { "features.\(convIndices[$0])" },
-      tensors: file.tensors, path: path)
+      file: file, path: path)
     return EncoderFile(
       source: .torchvision, layers: layers, imageSize: torchvisionImageSize, mean: Preprocess.imagenetMean,
       std: Preprocess.imagenetStd, convolutions: convolutions)
   }
 
-  /// Conv k's weight and bias from `tensors` under `name(k)`, each shape checked against `layers`
-  /// (3 input channels first), every value finite.
+  /// Conv k's weight and bias from `file` under `name(k)`, each shape checked against `layers`
+  /// (3 input channels first), every value finite (`SafetensorsFile.nonFinite`, noted as read).
   private static func checkedConvolutions(
-    layers: [EncoderLayer], name: (Int) -> String, tensors: [String: Tensor], path: String
+    layers: [EncoderLayer], name: (Int) -> String, file: SafetensorsFile, path: String
   ) throws -> [(weight: Tensor, bias: Tensor)] {
+    let tensors = file.tensors
+    let nonFinite = Set(file.nonFinite)
     func bad(_ reason: String) -> CaptionError { CaptionError(.badModel, path: path, reason) }
     var result: [(weight: Tensor, bias: Tensor)] = []
     var channels = 3
@@ -245,7 +247,7 @@ public struct EncoderFile {
       guard bias.shape == [out] else {
         throw bad("tensor \"\(name(k)).bias\" has shape \(bias.shape), expected [\(out)]")
       }
-      for (suffix, tensor) in [("weight", weight), ("bias", bias)] where !tensor.allFinite {
+      for suffix in ["weight", "bias"] where nonFinite.contains(name(k) + "." + suffix) {
         throw bad("tensor \"\(name(k)).\(suffix)\" holds a value that is not finite (NaN or infinity)")
       }
       result.append((weight, bias))
