@@ -45,7 +45,11 @@ final class MessageTests: XCTestCase {
     XCTAssertTrue(json.contains("\\u001b") && json.contains("\\u009b"), json)
   }
 
-  func testABadOptionsEntryInTheStateIsNamed() throws {
+  /// Trains one step, lets `change` alter the training state's tensors and metadata, writes it back,
+  /// and returns the error a resume then ends with (the state's path checked), or nil.
+  private func resumeError(
+    _ change: (_ tensors: [String: Tensor], _ metadata: inout [String: String]) throws -> Void
+  ) throws -> CaptionError? {
     let out = temporaryFolder() + "/m.safetensors"
     var options = TrainerTests.tinyOptions(out: out)
     options.maxSteps = 1
@@ -53,15 +57,36 @@ final class MessageTests: XCTestCase {
     let files = TrainingFiles(out: out)
     let state = try Safetensors.read(path: files.state)
     var metadata = state.metadata
-    metadata["options"] = "{\"data\": 5}"
+    try change(state.tensors, &metadata)
     try Safetensors.write(
-      path: files.state, tensors: state.tensors.map { (name: $0.key, tensor: $0.value) }, metadata: metadata)
-    XCTAssertThrowsError(try Trainer(options: options, log: { _ in }).run(resume: true)) { error in
-      guard let error = error as? CaptionError else { return XCTFail("not a CaptionError: \(error)") }
+      path: files.state,
+      tensors: state.tensors.sorted { $0.key < $1.key }.map { (name: $0.key, tensor: $0.value) },
+      metadata: metadata)
+    do {
+      _ = try Trainer(options: options, log: { _ in }).run(resume: true)
+      return nil
+    } catch let error as CaptionError {
       XCTAssertEqual(error.path, files.state)
-      XCTAssertTrue(error.reason.hasPrefix("options: at data: "), error.reason)
-      XCTAssertFalse(error.description.contains("\n"))
+      return error
     }
+  }
+
+  func testABadOptionsEntryInTheStateIsNamed() throws {
+    let error = try XCTUnwrap(try resumeError { _, metadata in metadata["options"] = "{\"data\": 5}" })
+    XCTAssertTrue(error.reason.hasPrefix("options: at data: "), error.reason)
+    XCTAssertFalse(error.description.contains("\n"))
+  }
+
+  /// A training state whose saved weights hold a NaN does not resume: one error naming the state and
+  /// the tensor (`SafetensorsFile.nonFinite`, noted as the state is read).
+  func testANonFiniteWeightInTheStateIsNamed() throws {
+    var name = ""
+    let error = try XCTUnwrap(
+      try resumeError { tensors, _ in
+        name = try XCTUnwrap(tensors.keys.sorted().first { $0.hasPrefix("model.") })
+        tensors[name]![0] = .nan
+      })
+    XCTAssertEqual(error.reason, "tensor \"\(name)\" holds a value that is not finite")
   }
 
   func testStandardInputPathsAreEscapedCutAndNeverCutShortAtANUL() throws {

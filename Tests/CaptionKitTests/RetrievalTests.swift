@@ -264,4 +264,23 @@ final class RetrievalTests: XCTestCase {
       }
     }
   }
+
+  /// An index whose embeddings hold a value that is not finite is refused in one error naming the
+  /// file; the same index with finite values loads.
+  func testAnIndexWithNonFiniteEmbeddingsIsRefused() throws {
+    let entries = [
+      ImageIndex.Entry(path: "a.png", size: 1, mtime: 2), ImageIndex.Entry(path: "b.png", size: 3, mtime: 4),
+    ]
+    let path = temporaryFolder() + "/x.index"
+    try ImageIndex(modelHash: "h", dim: 2, entries: entries, embeddings: [1, 0, 0, 1]).save(path: path)
+    XCTAssertEqual(try ImageIndex.load(path: path).embeddings, [1, 0, 0, 1])
+    try ImageIndex(modelHash: "h", dim: 2, entries: entries, embeddings: [1, 0, .infinity, 1]).save(
+      path: path)
+    XCTAssertThrowsError(try ImageIndex.load(path: path)) { error in
+      let error = error as? CaptionError
+      XCTAssertEqual(error?.kind, .badModel)
+      XCTAssertEqual(error?.path, path)
+      XCTAssertEqual(error?.reason, "embeddings hold a value that is not finite")
+    }
+  }
 }

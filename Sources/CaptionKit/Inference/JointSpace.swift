@@ -276,7 +276,7 @@ public struct ImageIndex {
     guard tensor.shape == [entries.count, dim] || (entries.isEmpty && tensor.count == 0) else {
       throw bad("embeddings have shape \(tensor.shape), expected [\(entries.count), \(dim)]")
     }
-    guard tensor.allFinite else { throw bad("embeddings hold a value that is not finite") }
+    guard file.nonFinite.isEmpty else { throw bad("embeddings hold a value that is not finite") }
     return ImageIndex(modelHash: hash, dim: dim, entries: entries, embeddings: tensor.array)
   }
 

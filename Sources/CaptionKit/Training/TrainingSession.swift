@@ -289,12 +289,11 @@ final class TrainingSession {
     // The weights of `savedStep`: saved in the state itself, so that the state is whole even when a
     // save was cut short after the latest model was replaced; a state without them (older) is
     // paired with the latest model by its step.
+    if let name = state.nonFinite.first(where: { $0.hasPrefix(TrainingSession.weightPrefix) }) {
+      throw CaptionError(.badModel, path: files.state, "tensor \"\(name)\" holds a value that is not finite")
+    }
     var weights: [String: Tensor] = [:]
     for (name, tensor) in state.tensors where name.hasPrefix(TrainingSession.weightPrefix) {
-      guard tensor.allFinite else {
-        throw CaptionError(
-          .badModel, path: files.state, "tensor \"\(name)\" holds a value that is not finite")
-      }
       weights[String(name.dropFirst(TrainingSession.weightPrefix.count))] = tensor
     }
     if weights.isEmpty {
